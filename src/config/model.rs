@@ -1,0 +1,428 @@
+//! The resolved, defaulted and validated node configuration (`Settings`).
+//!
+//! Every renderer and phase reads this type and nothing else. It is built
+//! only by [`crate::config::resolve`], which applies every default in one
+//! place and validates cross-field rules, so a `Settings` value is always
+//! internally consistent.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::secret::Secret;
+
+/// What this node does in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// First control-plane node: `kubeadm init`.
+    Init,
+    /// Additional control-plane node: `kubeadm join --control-plane`.
+    JoinControlPlane,
+    /// Worker node: `kubeadm join`.
+    JoinWorker,
+}
+
+impl Mode {
+    /// True for both control-plane modes.
+    pub fn is_control_plane(self) -> bool {
+        matches!(self, Mode::Init | Mode::JoinControlPlane)
+    }
+    /// True for both join modes.
+    pub fn is_join(self) -> bool {
+        matches!(self, Mode::JoinControlPlane | Mode::JoinWorker)
+    }
+}
+
+/// Private key algorithm for every key kubeboot generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum KeyAlgorithm {
+    /// ECDSA over NIST P-256 with SHA-256 (the default).
+    #[serde(rename = "ECDSA-P256")]
+    EcdsaP256,
+    /// ECDSA over NIST P-384 with SHA-384.
+    #[serde(rename = "ECDSA-P384")]
+    EcdsaP384,
+}
+
+impl KeyAlgorithm {
+    /// The spelling kubeadm uses in `encryptionAlgorithm`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcdsaP256 => "ECDSA-P256",
+            KeyAlgorithm::EcdsaP384 => "ECDSA-P384",
+        }
+    }
+}
+
+/// An API server endpoint: a host (IP or DNS name) and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// IP literal (without brackets) or DNS name.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// `https://host:port`, with IPv6 literals bracketed.
+    pub fn url(&self) -> String {
+        format!("https://{}", self)
+    }
+
+    /// The host as an IP address, when it is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Serialize for Endpoint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A bootstrap token `<id>.<secret>`; the secret half never prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapToken {
+    /// The public six-character id.
+    pub id: String,
+    /// The sixteen-character secret.
+    pub secret: Secret,
+}
+
+impl BootstrapToken {
+    /// The full `<id>.<secret>` string, for the API and bootstrap kubeconfig only.
+    pub fn expose(&self) -> String {
+        format!("{}.{}", self.id, self.secret.expose())
+    }
+}
+
+impl Serialize for BootstrapToken {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}.<redacted>", self.id))
+    }
+}
+
+/// A bootstrap token to create on an init node.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapTokenSpec {
+    /// The token; generated at runtime when the config gives none.
+    pub token: Option<BootstrapToken>,
+    /// Human description.
+    pub description: Option<String>,
+    /// Time to live in seconds (0 = never expires). Default 24h.
+    pub ttl_seconds: u64,
+    /// `signing`, `authentication`.
+    pub usages: Vec<String>,
+    /// Extra groups; default `system:bootstrappers:kubeadm:default-node-token`.
+    pub groups: Vec<String>,
+}
+
+/// A node taint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Taint {
+    /// Taint key.
+    pub key: String,
+    /// Optional value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub effect: String,
+}
+
+/// One `--name=value` argument; order is kept and duplicates are allowed
+/// (kubeadm v1beta4 semantics).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Arg {
+    /// Flag name without dashes.
+    pub name: String,
+    /// Flag value.
+    pub value: String,
+}
+
+/// A hostPath volume added to a control-plane component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtraVolume {
+    /// Volume name.
+    pub name: String,
+    /// Path on the host.
+    pub host_path: String,
+    /// Path in the container.
+    pub mount_path: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+    /// hostPath type (`DirectoryOrCreate`, ...), empty for none.
+    pub path_type: String,
+}
+
+/// An environment variable for a control-plane component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvVar {
+    /// Variable name.
+    pub name: String,
+    /// Variable value.
+    pub value: String,
+}
+
+/// Per-component customisation (apiServer, controllerManager, scheduler, etcd).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Component {
+    /// Extra flags, overriding kubeboot's defaults of the same name.
+    pub extra_args: Vec<Arg>,
+    /// Extra hostPath volumes.
+    pub extra_volumes: Vec<ExtraVolume>,
+    /// Extra environment variables.
+    pub extra_envs: Vec<EnvVar>,
+}
+
+/// Where etcd runs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase", tag = "mode")]
+pub enum Etcd {
+    /// Stacked etcd as a static pod on each control-plane node.
+    Local {
+        /// Data directory (default `/var/lib/etcd`).
+        data_dir: String,
+        /// Extra SANs for etcd/server.crt.
+        server_cert_sans: Vec<String>,
+        /// Extra SANs for etcd/peer.crt.
+        peer_cert_sans: Vec<String>,
+        /// Image repository override.
+        image_repository: Option<String>,
+        /// Image tag override.
+        image_tag: Option<String>,
+    },
+    /// An etcd cluster run elsewhere.
+    External {
+        /// Client URLs.
+        endpoints: Vec<String>,
+        /// CA file path on the node.
+        ca_file: String,
+        /// Client certificate path on the node.
+        cert_file: String,
+        /// Client key path on the node.
+        key_file: String,
+    },
+}
+
+impl Etcd {
+    /// True for stacked etcd.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Etcd::Local { .. })
+    }
+}
+
+/// PEM material supplied by the user for one CA (inline or by file).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CaMaterial {
+    /// Certificate PEM.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "present")]
+    pub cert_pem: Option<String>,
+    /// Private key PEM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_pem: Option<Secret>,
+}
+
+fn present<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("<provided>"),
+        None => s.serialize_none(),
+    }
+}
+
+/// User-supplied CA material, by CA.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SuppliedCas {
+    /// The cluster CA (`ca.crt`/`ca.key`).
+    pub ca: CaMaterial,
+    /// `front-proxy-ca`.
+    pub front_proxy_ca: CaMaterial,
+    /// `etcd/ca`.
+    pub etcd_ca: CaMaterial,
+}
+
+/// Cluster-wide settings (kubeadm's ClusterConfiguration).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cluster {
+    /// Cluster name (default `kubernetes`).
+    pub name: String,
+    /// Kubernetes version, `v1.x.y`.
+    pub kubernetes_version: String,
+    /// Shared endpoint for the control plane, if any.
+    pub control_plane_endpoint: Option<Endpoint>,
+    /// Pod subnets (may be empty; dual-stack allowed).
+    pub pod_subnets: Vec<IpNet>,
+    /// Service subnets (first one holds the API server's virtual IP).
+    pub service_subnets: Vec<IpNet>,
+    /// DNS domain (default `cluster.local`).
+    pub dns_domain: String,
+    /// Image repository (default `registry.k8s.io`).
+    pub image_repository: String,
+    /// Extra SANs for the API server certificate.
+    pub cert_sans: Vec<String>,
+    /// Key algorithm for generated keys.
+    pub key_algorithm: KeyAlgorithm,
+    /// Leaf certificate validity in seconds (default 1 year).
+    pub cert_validity_seconds: u64,
+    /// CA certificate validity in seconds (default 10 years).
+    pub ca_validity_seconds: u64,
+    /// Certificate directory (default `/etc/kubernetes/pki`).
+    pub certificates_dir: String,
+    /// etcd topology.
+    pub etcd: Etcd,
+    /// kube-apiserver customisation.
+    pub api_server: Component,
+    /// kube-controller-manager customisation.
+    pub controller_manager: Component,
+    /// kube-scheduler customisation.
+    pub scheduler: Component,
+    /// Local etcd customisation (args, envs).
+    pub etcd_component: Component,
+    /// Feature gates passed to components.
+    pub feature_gates: Vec<(String, bool)>,
+}
+
+/// Settings for this node (kubeadm's nodeRegistration + localAPIEndpoint).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    /// Node name (default: the hostname, lowercased).
+    pub name: String,
+    /// Address the API server advertises (default: the default-route interface's address).
+    pub advertise_address: IpAddr,
+    /// API server bind port (default 6443).
+    pub bind_port: u16,
+    /// CRI socket URL.
+    pub cri_socket: String,
+    /// Node labels to apply.
+    pub labels: Vec<(String, String)>,
+    /// Node taints; control-plane default is the NoSchedule control-plane taint.
+    pub taints: Vec<Taint>,
+    /// Extra kubelet flags.
+    pub kubelet_extra_args: Vec<Arg>,
+    /// Preflight checks to ignore (kubeadm's names, or `all`).
+    pub ignore_preflight_errors: Vec<String>,
+    /// Image pull policy.
+    pub image_pull_policy: String,
+}
+
+/// How a joining node finds and trusts the cluster.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Join {
+    /// API server to discover through.
+    pub api_server_endpoint: Endpoint,
+    /// Bootstrap token used for discovery and TLS bootstrap.
+    pub token: BootstrapToken,
+    /// Pins of the cluster CA's public key (`sha256:<hex>`).
+    pub ca_cert_hashes: Vec<String>,
+    /// Join without pinning (insecure; explicit opt-in only).
+    pub unsafe_skip_ca_verification: bool,
+    /// Key that decrypts the `kubeadm-certs` secret (control-plane join).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_key: Option<Secret>,
+}
+
+/// A single warning found while reading the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// Field path, e.g. `ClusterConfiguration.dns.imageTag`.
+    pub field: String,
+    /// What is wrong or ignored.
+    pub message: String,
+}
+
+/// The complete, validated node configuration.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    /// The node's role.
+    pub mode: Mode,
+    /// Cluster-wide settings.
+    pub cluster: Cluster,
+    /// This node.
+    pub node: Node,
+    /// Join material (join modes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<Join>,
+    /// Bootstrap tokens to create (init only).
+    pub bootstrap_tokens: Vec<BootstrapTokenSpec>,
+    /// Certificate key for uploading certs (init, optional).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_key: Option<Secret>,
+    /// CA material supplied inline in the config.
+    pub supplied_cas: SuppliedCas,
+    /// Phases the config asks to skip.
+    pub skip_phases: Vec<String>,
+    /// Warnings gathered while reading (unknown fields, ignored values).
+    pub warnings: Vec<Warning>,
+}
+
+impl Settings {
+    /// The first IP of the first service subnet (the `kubernetes` service VIP).
+    pub fn api_server_service_ip(&self) -> Option<IpAddr> {
+        let net = self.cluster.service_subnets.first()?;
+        nth_ip(net, 1)
+    }
+
+    /// The tenth IP of the first service subnet (cluster DNS).
+    pub fn cluster_dns_ip(&self) -> Option<IpAddr> {
+        let net = self.cluster.service_subnets.first()?;
+        nth_ip(net, 10)
+    }
+
+    /// The local API endpoint: advertise address and bind port.
+    pub fn local_endpoint(&self) -> Endpoint {
+        Endpoint {
+            host: self.node.advertise_address.to_string(),
+            port: self.node.bind_port,
+        }
+    }
+
+    /// The control-plane endpoint, or the local endpoint when none is set.
+    pub fn control_plane_endpoint(&self) -> Endpoint {
+        self.cluster
+            .control_plane_endpoint
+            .clone()
+            .unwrap_or_else(|| self.local_endpoint())
+    }
+}
+
+/// The `n`th address of a network (0 = the network address itself).
+pub fn nth_ip(net: &IpNet, n: u128) -> Option<IpAddr> {
+    match net {
+        IpNet::V4(v4) => {
+            let base = u32::from(v4.network()) as u128;
+            let ip = base.checked_add(n)?;
+            if ip > u128::from(u32::from(v4.broadcast())) {
+                return None;
+            }
+            Some(IpAddr::V4((ip as u32).into()))
+        }
+        IpNet::V6(v6) => {
+            let base = u128::from(v6.network());
+            let ip = base.checked_add(n)?;
+            if ip > u128::from(v6.broadcast()) {
+                return None;
+            }
+            Some(IpAddr::V6(ip.into()))
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! The top-level error type and its mapping to exit codes.
+//!
+//! Exit codes: 0 success, 1 failure (retrying may help, or the host is not
+//! fit), 2 invalid input or usage (fix the userdata or command line).
+
+use crate::host::fs::FsError;
+
+/// Exit code for invalid input or usage.
+pub const EXIT_INVALID: i32 = 2;
+/// Exit code for runtime failures.
+pub const EXIT_FAILURE: i32 = 1;
+
+/// Any error kubeboot reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration or userdata is invalid (names the field or file).
+    #[error("{0}")]
+    Invalid(String),
+    /// A file-system operation failed.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// Any other runtime failure.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Invalid(_) => EXIT_INVALID,
+            Error::Fs(_) | Error::Failed(_) => EXIT_FAILURE,
+        }
+    }
+
+    /// A short machine-readable class, for the status file.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Error::Invalid(_) => "invalid-input",
+            Error::Fs(_) => "filesystem",
+            Error::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

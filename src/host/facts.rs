@@ -1,0 +1,129 @@
+//! Facts about the host that defaults are derived from: the hostname and
+//! the address of the interface that holds the default route.
+//!
+//! Detection only reads local kernel state (`uname`, `/proc/net/route`,
+//! `getifaddrs`); it never sends a packet.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+/// What the host tells us; every field may be unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    /// The kernel hostname.
+    pub hostname: Option<String>,
+    /// The primary address of the default-route interface.
+    pub default_address: Option<IpAddr>,
+}
+
+impl HostFacts {
+    /// Reads the facts from the running kernel. `proc` is the procfs mount
+    /// (`/proc` on a real node).
+    pub fn detect(proc: &Path) -> HostFacts {
+        let hostname = rustix::system::uname()
+            .nodename()
+            .to_str()
+            .ok()
+            .map(str::to_owned)
+            .filter(|h| !h.is_empty() && h != "(none)");
+        let default_address = default_route_interface(proc).and_then(|iface| interface_address(&iface));
+        HostFacts { hostname, default_address }
+    }
+}
+
+/// The interface of the IPv4 default route with the lowest metric, or of the
+/// IPv6 default route when there is no IPv4 one.
+pub fn default_route_interface(proc: &Path) -> Option<String> {
+    if let Ok(text) = std::fs::read_to_string(proc.join("net/route")) {
+        if let Some(i) = parse_ipv4_default(&text) {
+            return Some(i);
+        }
+    }
+    let text = std::fs::read_to_string(proc.join("net/ipv6_route")).ok()?;
+    parse_ipv6_default(&text)
+}
+
+fn parse_ipv4_default(text: &str) -> Option<String> {
+    // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+    let mut best: Option<(u32, String)> = None;
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 8 || f[1] != "00000000" || f[7] != "00000000" {
+            continue;
+        }
+        let flags = u32::from_str_radix(f[3], 16).unwrap_or(0);
+        if flags & 0x1 == 0 {
+            continue; // RTF_UP not set
+        }
+        let metric: u32 = f[6].parse().unwrap_or(u32::MAX);
+        if best.as_ref().is_none_or(|(m, _)| metric < *m) {
+            best = Some((metric, f[0].to_string()));
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+fn parse_ipv6_default(text: &str) -> Option<String> {
+    // dest destlen src srclen nexthop metric refcnt use flags iface
+    let mut best: Option<(u32, String)> = None;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 10 || f[0] != "00000000000000000000000000000000" || f[1] != "00" {
+            continue;
+        }
+        if f[9] == "lo" {
+            continue;
+        }
+        let metric = u32::from_str_radix(f[5], 16).unwrap_or(u32::MAX);
+        if best.as_ref().is_none_or(|(m, _)| metric < *m) {
+            best = Some((metric, f[9].to_string()));
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+/// The first usable global address of `iface` (IPv4 preferred).
+fn interface_address(iface: &str) -> Option<IpAddr> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    let mut v6: Option<Ipv6Addr> = None;
+    for a in addrs {
+        if a.interface_name != iface {
+            continue;
+        }
+        let Some(addr) = a.address else { continue };
+        if let Some(sin) = addr.as_sockaddr_in() {
+            let ip: Ipv4Addr = sin.ip();
+            if !ip.is_loopback() && !ip.is_link_local() {
+                return Some(IpAddr::V4(ip));
+            }
+        } else if let Some(sin6) = addr.as_sockaddr_in6() {
+            let ip = sin6.ip();
+            let link_local = (ip.segments()[0] & 0xffc0) == 0xfe80;
+            if !ip.is_loopback() && !link_local && v6.is_none() {
+                v6 = Some(ip);
+            }
+        }
+    }
+    v6.map(IpAddr::V6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_lowest_metric_default_route() {
+        let t = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                 eth1\t00000000\t0102A8C0\t0003\t0\t0\t200\t00000000\t0\t0\t0\n\
+                 eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
+                 eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        assert_eq!(parse_ipv4_default(t).as_deref(), Some("eth0"));
+        assert_eq!(parse_ipv4_default("Iface\n"), None);
+    }
+
+    #[test]
+    fn ipv6_default() {
+        let t = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003 ens3\n";
+        assert_eq!(parse_ipv6_default(t).as_deref(), Some("ens3"));
+    }
+}

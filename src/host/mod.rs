@@ -1,0 +1,10 @@
+//! The only code that touches the machine: paths under `--root`, atomic
+//! file writes with modes, and facts read from the host (hostname, default
+//! route address).
+
+pub mod facts;
+pub mod fs;
+pub mod paths;
+
+pub use facts::HostFacts;
+pub use paths::Paths;

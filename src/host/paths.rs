@@ -1,0 +1,86 @@
+//! Every host path kubeboot reads or writes, resolved under `--root`.
+//!
+//! No other module spells an absolute host path: they ask `Paths`.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Host paths, resolved under a root directory (`/` on a real node).
+#[derive(Debug, Clone)]
+pub struct Paths {
+    root: PathBuf,
+}
+
+impl Paths {
+    /// Paths under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Paths { root: root.into() }
+    }
+
+    /// The root directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Resolves an absolute host path (e.g. `/etc/kubernetes/admin.conf`)
+    /// under the root. `..` components are dropped so a path can never
+    /// name something outside the root lexically; symlinks are handled by
+    /// the writers in [`crate::host::fs`].
+    pub fn host(&self, abs: impl AsRef<Path>) -> PathBuf {
+        let mut out = self.root.clone();
+        for c in abs.as_ref().components() {
+            if let Component::Normal(part) = c {
+                out.push(part);
+            }
+        }
+        out
+    }
+
+    /// `/etc/kubernetes`.
+    pub fn kubernetes_dir(&self) -> PathBuf {
+        self.host("/etc/kubernetes")
+    }
+    /// `/etc/kubernetes/manifests`.
+    pub fn manifests_dir(&self) -> PathBuf {
+        self.host("/etc/kubernetes/manifests")
+    }
+    /// The certificate directory (`/etc/kubernetes/pki` by default).
+    pub fn pki_dir(&self, certificates_dir: &str) -> PathBuf {
+        self.host(certificates_dir)
+    }
+    /// `/var/lib/kubelet`.
+    pub fn kubelet_dir(&self) -> PathBuf {
+        self.host("/var/lib/kubelet")
+    }
+    /// `/var/lib/kubeboot` (status file and run-once marker).
+    pub fn state_dir(&self) -> PathBuf {
+        self.host("/var/lib/kubeboot")
+    }
+    /// `/var/lib/kubeboot/status.json`.
+    pub fn status_file(&self) -> PathBuf {
+        self.host("/var/lib/kubeboot/status.json")
+    }
+    /// `/etc/kubeboot/config.yaml`: the conventional config location.
+    pub fn kubeboot_config(&self) -> PathBuf {
+        self.host(KUBEBOOT_CONFIG_PATH)
+    }
+    /// `/proc/cmdline`.
+    pub fn proc_cmdline(&self) -> PathBuf {
+        self.host("/proc/cmdline")
+    }
+}
+
+/// Where a kubeboot config file lives on a node (and inside envelopes).
+pub const KUBEBOOT_CONFIG_PATH: &str = "/etc/kubeboot/config.yaml";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_paths_stay_under_root() {
+        let p = Paths::new("/tmp/r");
+        assert_eq!(p.host("/etc/kubernetes"), PathBuf::from("/tmp/r/etc/kubernetes"));
+        assert_eq!(p.host("/../../etc/x"), PathBuf::from("/tmp/r/etc/x"));
+        assert_eq!(p.host("a/../b"), PathBuf::from("/tmp/r/a/b"));
+    }
+}
