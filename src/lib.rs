@@ -7,9 +7,11 @@
 
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod host;
+pub mod logging;
 pub mod secret;
 pub mod userdata;
