@@ -13,5 +13,7 @@ pub mod envelope;
 pub mod error;
 pub mod host;
 pub mod logging;
+pub mod phases;
 pub mod secret;
+pub mod status;
 pub mod userdata;
