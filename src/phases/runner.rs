@@ -165,13 +165,19 @@ mod tests {
                 name: "a",
                 summary: "first",
                 run_if: |_| true,
-                run: |c| Ok(c.ran.push("a")),
+                run: |c| {
+                    c.ran.push("a");
+                    Ok(())
+                },
             },
             Phase {
                 name: "b",
                 summary: "conditional",
                 run_if: |c| c.applies,
-                run: |c| Ok(c.ran.push("b")),
+                run: |c| {
+                    c.ran.push("b");
+                    Ok(())
+                },
             },
             Phase {
                 name: "c",
@@ -186,7 +192,10 @@ mod tests {
                 name: "d",
                 summary: "after",
                 run_if: |_| true,
-                run: |c| Ok(c.ran.push("d")),
+                run: |c| {
+                    c.ran.push("d");
+                    Ok(())
+                },
             },
         ]
     }
