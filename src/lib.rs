@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod envelope;
