@@ -11,5 +11,6 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod host;
+pub mod platform;
 pub mod secret;
 pub mod userdata;
