@@ -301,8 +301,13 @@ impl Disk {
                     return self.read_from(&dir);
                 }
                 Err(e) => {
+                    let hint = if e == rustix::io::Errno::NODEV {
+                        format!(" (the kernel has no {} filesystem driver)", t.as_str())
+                    } else {
+                        String::new()
+                    };
                     last = Some(format!(
-                        "mounting {} ({}) read-only on {}: {e}",
+                        "mounting {} ({}) read-only on {}: {e}{hint}",
                         dev.display(),
                         t.as_str(),
                         dir.display()
