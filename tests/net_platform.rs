@@ -41,7 +41,8 @@ fn detected(root: &Path, declared: Option<&str>) -> Platform {
 
 #[test]
 fn dmi_trees_of_each_cloud() {
-    let cases: &[(&str, &[(&str, &str)], Platform)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Platform);
+    let cases: &[Case] = &[
         (
             "aws-nitro",
             &[

@@ -253,6 +253,10 @@ fn classify<T>(e: ureq::Error, timeout: Duration) -> Step<T> {
         }
         ureq::Error::ConnectionFailed => Step::Again("connection failed".into()),
         ureq::Error::HostNotFound => Step::Again("host not found".into()),
+        ureq::Error::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
+            // A certificate the roots do not vouch for will not improve with retries.
+            Step::Stop(format!("TLS: {io}"))
+        }
         ureq::Error::Io(io) => Step::Again(match io.kind() {
             std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
             std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
