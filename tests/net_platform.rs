@@ -239,6 +239,15 @@ fn nothing_matched_means_no_sources_and_no_network() {
     );
     // Even without --metadata-url, `none` constructs no source at all, so no real address.
     assert!(sources_for(Platform::None, &NetOptions::new(&paths)).is_empty());
+    // The same over this machine's real root (reads only; whatever it finds).
+    let start = Instant::now();
+    let real = detect(&Paths::new("/"), None).unwrap();
+    println!(
+        "detection over / took {:?} (measured, not asserted): {} ({})",
+        start.elapsed(),
+        real.platform,
+        real.reason
+    );
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(server.requests().len(), 0, "zero network requests");
     fs::remove_dir_all(&root).unwrap();
@@ -297,6 +306,69 @@ fn metadata_url_replaces_the_real_address_for_every_cloud() {
             .iter()
             .any(|s| s.name().contains("169.254.169.254"));
         assert_eq!(real, clouds.contains(&p), "{p}");
+    }
+    fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn first_found_reports_every_source_asked() {
+    use kubeboot::userdata::disk::{Disk, Kind};
+    use kubeboot::userdata::network::{Search, first_found};
+    use kubeboot::userdata::{Source, gce, openstack};
+    let server = Server::http(|req, _| match req.path.as_str() {
+        "/openstack/latest/user_data" => status(404),
+        _ => ok(b"#cloud-config\n"),
+    });
+    let root = tmpdir("first-found");
+    let paths = Paths::new(&root);
+    let absent: Vec<Box<dyn Source>> = vec![
+        Box::new(Disk::new(&paths, Kind::ConfigDrive)),
+        Box::new(openstack::OpenStack::new(
+            &server.base(),
+            Duration::from_secs(10),
+        )),
+    ];
+    match first_found(&absent) {
+        Search::NotFound { tried, retryable } => {
+            println!("{tried:#?}");
+            assert!(!retryable);
+            assert_eq!(tried.len(), 2);
+            assert!(
+                tried[0]
+                    .outcome
+                    .contains("no block device labelled config-2"),
+                "{:?}",
+                tried[0]
+            );
+            assert!(
+                tried[1].outcome.contains("HTTP 404") && tried[1].source.contains("127.0.0.1"),
+                "{:?}",
+                tried[1]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let closed = format!("http://127.0.0.1:{}", closed_port());
+    let sources: Vec<Box<dyn Source>> = vec![
+        Box::new(openstack::OpenStack::with_retry(&closed, impatient_retry())),
+        Box::new(gce::Gce::new(&server.base(), Duration::from_secs(10))),
+    ];
+    match first_found(&sources) {
+        Search::Found {
+            source,
+            data,
+            tried,
+        } => {
+            assert!(source.starts_with("gce metadata"), "{source}");
+            assert_eq!(data, b"#cloud-config\n");
+            assert!(
+                tried[0].outcome.starts_with("error: ") && tried[0].outcome.contains("connection"),
+                "{:?}",
+                tried[0]
+            );
+            assert_eq!(tried[1].outcome, "found 14 bytes");
+        }
+        other => panic!("{other:?}"),
     }
     fs::remove_dir_all(&root).unwrap();
 }
