@@ -8,7 +8,7 @@
 //! 1. `--platform NAME` (the `declared` argument);
 //! 2. `kubeboot.platform=NAME` on `/proc/cmdline`;
 //! 3. `ignition.platform.id=NAME` on `/proc/cmdline`;
-//! 4. DMI (`/sys/class/dmi/id/{sys_vendor,product_name,chassis_asset_tag,board_vendor,bios_vendor}`);
+//! 4. DMI (`/sys/class/dmi/id/{sys_vendor,product_name,chassis_asset_tag,board_vendor,bios_vendor,bios_version}`);
 //! 5. a block device labelled `cidata`/`CIDATA` (NoCloud) or `config-2` (config drive);
 //! 6. QEMU (`/sys/firmware/qemu_fw_cfg` or DMI vendor `QEMU`);
 //! 7. otherwise `none`: no network source is used.
@@ -254,6 +254,7 @@ struct Dmi {
     chassis_asset_tag: String,
     board_vendor: String,
     bios_vendor: String,
+    bios_version: String,
 }
 
 impl Dmi {
@@ -269,6 +270,7 @@ impl Dmi {
             chassis_asset_tag: field("chassis_asset_tag"),
             board_vendor: field("board_vendor"),
             bios_vendor: field("bios_vendor"),
+            bios_version: field("bios_version"),
         }
     }
 
@@ -286,7 +288,8 @@ impl Dmi {
                 &self.chassis_asset_tag,
             );
         }
-        // Nitro instances: sys_vendor/board_vendor "Amazon EC2"; Xen instances: bios_vendor "Amazon EC2" or "Xen" with an "amazon" version.
+        // Nitro instances: sys_vendor/board_vendor/bios_vendor "Amazon EC2";
+        // Xen instances: bios_vendor "Xen" with a bios_version like "4.11.amazon".
         for (what, v) in [
             ("sys_vendor", &self.sys_vendor),
             ("board_vendor", &self.board_vendor),
@@ -295,6 +298,9 @@ impl Dmi {
             if v == "Amazon EC2" {
                 return hit(Platform::Ec2, what, v);
             }
+        }
+        if self.bios_vendor == "Xen" && self.bios_version.ends_with(".amazon") {
+            return hit(Platform::Ec2, "bios_version", &self.bios_version);
         }
         if self.product_name == "Google Compute Engine" {
             return hit(Platform::Gce, "product_name", &self.product_name);

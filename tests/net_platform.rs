@@ -57,9 +57,25 @@ fn dmi_trees_of_each_cloud() {
             &[
                 ("sys_vendor", "Xen"),
                 ("product_name", "HVM domU"),
-                ("bios_vendor", "Amazon EC2"),
+                ("bios_vendor", "Xen"),
+                ("bios_version", "4.11.amazon"),
             ],
             Platform::Ec2,
+        ),
+        (
+            "aws-nitro-bios",
+            &[("bios_vendor", "Amazon EC2")],
+            Platform::Ec2,
+        ),
+        // Xen elsewhere is not EC2.
+        (
+            "xen",
+            &[
+                ("sys_vendor", "Xen"),
+                ("bios_vendor", "Xen"),
+                ("bios_version", "4.17"),
+            ],
+            Platform::None,
         ),
         (
             "gce",
