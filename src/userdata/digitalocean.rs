@@ -14,7 +14,7 @@ pub const DEFAULT_BASE_URL: &str = "http://169.254.169.254";
 /// The userdata path under the base URL.
 pub const USERDATA_PATH: &str = "/metadata/v1/user-data";
 
-/// digitalocean metadata userdata.
+/// Userdata from the DigitalOcean droplet metadata service.
 pub struct DigitalOcean(MetadataGet);
 
 impl DigitalOcean {

@@ -1,7 +1,8 @@
 //! Google Compute Engine: the `user-data` instance attribute from the metadata server.
 //!
-//! Endpoint: `<base>/computeMetadata/v1/instance/attributes/user-data` with `Metadata-Flavor: Google` (the server refuses requests without it). 404 or an empty body means the instance has
-//! no userdata.
+//! Endpoint: `<base>/computeMetadata/v1/instance/attributes/user-data` with
+//! `Metadata-Flavor: Google` (the server refuses requests without it). 404
+//! or an empty body means the instance has no userdata.
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ pub const DEFAULT_BASE_URL: &str = "http://169.254.169.254";
 /// The userdata path under the base URL.
 pub const USERDATA_PATH: &str = "/computeMetadata/v1/instance/attributes/user-data";
 
-/// gce metadata userdata.
+/// Userdata from the GCE metadata server.
 pub struct Gce(MetadataGet);
 
 impl Gce {

@@ -14,7 +14,7 @@ pub const DEFAULT_BASE_URL: &str = "http://169.254.169.254";
 /// The userdata path under the base URL.
 pub const USERDATA_PATH: &str = "/hetzner/v1/userdata";
 
-/// hetzner metadata userdata.
+/// Userdata from the Hetzner Cloud metadata service.
 pub struct Hetzner(MetadataGet);
 
 impl Hetzner {

@@ -1,4 +1,5 @@
-//! OpenStack: userdata from the Nova metadata service (the config drive is read by [`super::disk`]).
+//! OpenStack: userdata from the Nova metadata service (the config drive
+//! is read by [`super::disk`]).
 //!
 //! Endpoint: `<base>/openstack/latest/user_data`. 404 or an empty body means the instance has
 //! no userdata.
@@ -14,7 +15,7 @@ pub const DEFAULT_BASE_URL: &str = "http://169.254.169.254";
 /// The userdata path under the base URL.
 pub const USERDATA_PATH: &str = "/openstack/latest/user_data";
 
-/// openstack metadata userdata.
+/// Userdata from the OpenStack (Nova) metadata service.
 pub struct OpenStack(MetadataGet);
 
 impl OpenStack {
