@@ -15,6 +15,7 @@ pub mod error;
 pub mod host;
 pub mod logging;
 pub mod phases;
+pub mod platform;
 pub mod secret;
 pub mod status;
 pub mod userdata;

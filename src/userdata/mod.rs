@@ -33,3 +33,14 @@ pub trait Source {
     /// Reads the userdata.
     fn fetch(&self) -> Result<Fetch, SourceError>;
 }
+
+pub mod azure;
+pub mod digitalocean;
+pub mod disk;
+pub mod ec2;
+pub mod gce;
+pub mod hetzner;
+pub mod http;
+pub mod network;
+pub mod openstack;
+pub mod url;

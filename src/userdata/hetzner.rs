@@ -1,0 +1,45 @@
+//! Hetzner Cloud: userdata from the metadata service.
+//!
+//! Endpoint: `<base>/hetzner/v1/userdata`. 404 or an empty body means the instance has
+//! no userdata.
+
+use std::time::Duration;
+
+use super::http::{MetadataGet, Retry};
+use super::{Fetch, Source, SourceError};
+
+/// The real metadata service base URL (the default; tests pass 127.0.0.1).
+pub const DEFAULT_BASE_URL: &str = "http://169.254.169.254";
+
+/// The userdata path under the base URL.
+pub const USERDATA_PATH: &str = "/hetzner/v1/userdata";
+
+/// Userdata from the Hetzner Cloud metadata service.
+pub struct Hetzner(MetadataGet);
+
+impl Hetzner {
+    /// Reads `<base_url>/hetzner/v1/userdata` within `budget`.
+    pub fn new(base_url: &str, budget: Duration) -> Self {
+        Self::with_retry(base_url, Retry::within(budget))
+    }
+
+    /// Like [`Hetzner::new`] with an explicit retry shape.
+    pub fn with_retry(base_url: &str, retry: Retry) -> Self {
+        Hetzner(MetadataGet::new(
+            "hetzner metadata",
+            base_url,
+            USERDATA_PATH,
+            &[],
+            retry,
+        ))
+    }
+}
+
+impl Source for Hetzner {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+    fn fetch(&self) -> Result<Fetch, SourceError> {
+        self.0.fetch()
+    }
+}

@@ -1,0 +1,462 @@
+//! The HTTP plumbing every network source shares: one `ureq` agent setup
+//! (no proxies, bounded bodies, explicit TLS roots), a retry loop with
+//! bounded exponential backoff and full jitter inside an overall budget,
+//! and the mapping from HTTP outcomes to [`Fetch`] / [`SourceError`].
+//!
+//! Rules, the same for every metadata service:
+//! - 200 with a body: userdata found; 200 with an empty body or 404: "no
+//!   userdata here" ([`Fetch::Absent`]).
+//! - 5xx, 429, connection refused/reset, timeouts, DNS failures: retried
+//!   until the budget is spent, then a retryable [`SourceError`].
+//! - Any other status (400, 401, 403, ...): a non-retryable error naming
+//!   the URL and status.
+//!
+//! Every outcome says what was tried: the attempt count and the last status.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ureq::Agent;
+use ureq::tls::{RootCerts, TlsConfig};
+
+use super::{Fetch, SourceError};
+
+/// The largest body any source accepts (16 MiB).
+pub const MAX_BODY: u64 = 16 * 1024 * 1024;
+
+/// How long and how often a source may try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Overall time for all attempts and waits together.
+    pub budget: Duration,
+    /// The longest one attempt (connect + request + body) may take.
+    pub attempt_timeout: Duration,
+    /// The backoff cap before the first retry (doubles each retry).
+    pub first_delay: Duration,
+    /// The largest backoff cap.
+    pub max_delay: Duration,
+}
+
+impl Retry {
+    /// The default shape inside `budget`: attempts of at most 5 s, backoff
+    /// caps 250 ms, 500 ms, 1 s, ... up to 5 s, each wait drawn uniformly
+    /// from zero to the cap ("full jitter").
+    pub fn within(budget: Duration) -> Self {
+        Retry {
+            budget,
+            attempt_timeout: Duration::from_secs(5).min(budget.max(Duration::from_millis(100))),
+            first_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+
+    /// The backoff cap before retry number `n` (0-based).
+    fn cap(&self, n: u32) -> Duration {
+        let factor = 1u32.checked_shl(n.min(16)).unwrap_or(u32::MAX);
+        self.first_delay.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
+/// What one attempt gave.
+pub(crate) enum Step<T> {
+    /// A final answer.
+    Done(T),
+    /// A transient failure worth retrying (the text is the reason).
+    Again(String),
+    /// A failure no retry will fix.
+    Stop(String),
+}
+
+/// What a retry loop did: how many attempts and the last outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tried {
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last outcome ("HTTP 503", "connection refused", ...).
+    pub last: String,
+    /// Time spent, in milliseconds.
+    pub elapsed_ms: u128,
+}
+
+impl fmt::Display for Tried {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = if self.attempts == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} attempt{s} in {} ms, last: {}",
+            self.attempts, self.elapsed_ms, self.last
+        )
+    }
+}
+
+/// Why a retry loop ended without an answer.
+pub(crate) enum GaveUp {
+    /// The budget ran out while failures were transient.
+    Budget(Tried),
+    /// A permanent failure.
+    Permanent(Tried),
+}
+
+/// Runs `once` until it gives a final answer, a permanent failure, or the
+/// budget is spent. `once` gets the timeout for this attempt.
+pub(crate) fn retry<T>(
+    policy: &Retry,
+    mut once: impl FnMut(Duration) -> Step<T>,
+    describe: impl Fn(&T) -> String,
+) -> Result<(T, Tried), GaveUp> {
+    let start = Instant::now();
+    let deadline = start + policy.budget;
+    let mut tried = Tried::default();
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // Always make at least one attempt, even with a tiny budget.
+        let timeout = policy
+            .attempt_timeout
+            .min(remaining)
+            .max(Duration::from_millis(50));
+        tried.attempts += 1;
+        let step = once(timeout);
+        tried.elapsed_ms = start.elapsed().as_millis();
+        match step {
+            Step::Done(v) => {
+                tried.last = describe(&v);
+                return Ok((v, tried));
+            }
+            Step::Stop(why) => {
+                tried.last = why;
+                return Err(GaveUp::Permanent(tried));
+            }
+            Step::Again(why) => {
+                tried.last = why;
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                // Not worth another attempt in less than 50 ms.
+                if remaining <= Duration::from_millis(50) {
+                    return Err(GaveUp::Budget(tried));
+                }
+                let wait = jitter(policy.cap(tried.attempts - 1))
+                    .min(remaining - Duration::from_millis(50));
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
+/// A uniformly random duration in `[0, cap]` (full jitter).
+fn jitter(cap: Duration) -> Duration {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    // If the system RNG fails (it does not on Linux), wait the full cap:
+    // still bounded, only less spread out.
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        return cap;
+    }
+    let cap_ms = cap.as_millis().min(u128::from(u64::MAX)) as u64;
+    Duration::from_millis(u64::from_le_bytes(b) % (cap_ms + 1))
+}
+
+/// A received response: status and (bounded) body.
+pub(crate) struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// The body, at most [`MAX_BODY`] bytes.
+    pub body: Vec<u8>,
+    /// The Location header of a redirect.
+    pub location: Option<String>,
+}
+
+/// The HTTP method of a request.
+#[derive(Clone, Copy)]
+pub(crate) enum Method {
+    Get,
+    Put,
+}
+
+/// Builds an agent: no proxy (metadata services must be reached directly),
+/// statuses returned as responses, redirects returned to the caller, and
+/// TLS with exactly the given roots (or none: plain HTTP only).
+pub(crate) fn agent(roots: Option<Vec<ureq::tls::Certificate<'static>>>) -> Agent {
+    let mut tls = TlsConfig::builder()
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()));
+    tls = tls.root_certs(RootCerts::new_with_certs(&roots.unwrap_or_default()));
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .user_agent(concat!("kubeboot/", env!("CARGO_PKG_VERSION")))
+        .tls_config(tls.build())
+        .build()
+        .new_agent()
+}
+
+/// Sends one request with `timeout`; classifies transport failures and
+/// retryable statuses (5xx, 429) as [`Step::Again`].
+pub(crate) fn send(
+    agent: &Agent,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Step<Reply> {
+    let result = match method {
+        Method::Get => {
+            let mut req = agent
+                .get(url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build();
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.call()
+        }
+        Method::Put => {
+            let mut req = agent
+                .put(url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build();
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.send_empty()
+        }
+    };
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => return classify(e, timeout),
+    };
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if status >= 500 || status == 429 {
+        return Step::Again(status_text(status));
+    }
+    match resp.body_mut().with_config().limit(MAX_BODY).read_to_vec() {
+        Ok(body) => Step::Done(Reply {
+            status,
+            body,
+            location,
+        }),
+        Err(e) => classify(e, timeout),
+    }
+}
+
+fn classify<T>(e: ureq::Error, timeout: Duration) -> Step<T> {
+    match e {
+        ureq::Error::Timeout(_) => {
+            Step::Again(format!("timed out after {} ms", timeout.as_millis()))
+        }
+        ureq::Error::ConnectionFailed => Step::Again("connection failed".into()),
+        ureq::Error::HostNotFound => Step::Again("host not found".into()),
+        ureq::Error::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
+            // A certificate the roots do not vouch for will not improve with retries.
+            Step::Stop(format!("TLS: {io}"))
+        }
+        ureq::Error::Io(io) => Step::Again(match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                format!("timed out after {} ms", timeout.as_millis())
+            }
+            _ => format!("I/O error: {io}"),
+        }),
+        ureq::Error::BodyExceedsLimit(_) => {
+            Step::Stop(format!("response larger than {} MiB", MAX_BODY >> 20))
+        }
+        ureq::Error::Rustls(e) => Step::Stop(format!("TLS: {e}")),
+        ureq::Error::Tls(e) => Step::Stop(format!("TLS: {e}")),
+        other => Step::Stop(other.to_string()),
+    }
+}
+
+/// "HTTP 404 Not Found".
+pub(crate) fn status_text(status: u16) -> String {
+    match ureq::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("HTTP {status} {reason}"),
+        None => format!("HTTP {status}"),
+    }
+}
+
+/// GETs a metadata URL with retries and maps the outcome: 200 + body is
+/// found, 200 empty or 404 is absent, other statuses are permanent errors,
+/// transient failures past the budget are retryable errors.
+pub(crate) fn get_userdata(
+    name: &str,
+    agent: &Agent,
+    url: &str,
+    headers: &[(&str, &str)],
+    policy: &Retry,
+) -> Result<Fetch, SourceError> {
+    match retry(
+        policy,
+        |t| send(agent, Method::Get, url, headers, t),
+        |r| status_text(r.status),
+    ) {
+        Ok((reply, tried)) => interpret(name, reply, &tried),
+        Err(gave_up) => Err(gave_up_error(name, gave_up, "")),
+    }
+}
+
+/// Maps a final reply to found / absent / error.
+pub(crate) fn interpret(name: &str, reply: Reply, tried: &Tried) -> Result<Fetch, SourceError> {
+    match reply.status {
+        200 if reply.body.is_empty() => Ok(Fetch::Absent(format!("empty userdata ({tried})"))),
+        200 => Ok(Fetch::Found(reply.body)),
+        404 => Ok(Fetch::Absent(format!("no userdata ({tried})"))),
+        _ => Err(SourceError {
+            source_name: name.to_string(),
+            message: format!("refused ({tried})"),
+            retryable: false,
+        }),
+    }
+}
+
+/// The error for a retry loop that ended without an answer; `hint` is
+/// appended when non-empty.
+pub(crate) fn gave_up_error(name: &str, gave_up: GaveUp, hint: &str) -> SourceError {
+    let (tried, retryable, what) = match gave_up {
+        GaveUp::Budget(t) => (t, true, "gave up within the retry budget"),
+        GaveUp::Permanent(t) => (t, false, "failed"),
+    };
+    let hint = if hint.is_empty() {
+        String::new()
+    } else {
+        format!("; {hint}")
+    };
+    SourceError {
+        source_name: name.to_string(),
+        message: format!("{what} ({tried}){hint}"),
+        retryable,
+    }
+}
+
+/// A metadata endpoint read with one GET: the shape shared by the
+/// services that need nothing more than a URL and fixed headers.
+pub struct MetadataGet {
+    service: &'static str,
+    url: String,
+    headers: &'static [(&'static str, &'static str)],
+    retry: Retry,
+    agent: Agent,
+}
+
+impl MetadataGet {
+    /// `service` names it in messages ("gce metadata"); `path` is joined to
+    /// `base_url`.
+    pub fn new(
+        service: &'static str,
+        base_url: &str,
+        path: &str,
+        headers: &'static [(&'static str, &'static str)],
+        retry: Retry,
+    ) -> Self {
+        MetadataGet {
+            service,
+            url: join(base_url, path),
+            headers,
+            retry,
+            agent: agent(None),
+        }
+    }
+
+    /// The full URL this source reads.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `"<service> <url>"`.
+    pub fn name(&self) -> String {
+        format!("{} {}", self.service, self.url)
+    }
+
+    /// GETs the URL with retries (see the module rules).
+    pub fn fetch(&self) -> Result<Fetch, SourceError> {
+        get_userdata(
+            &self.name(),
+            &self.agent,
+            &self.url,
+            self.headers,
+            &self.retry,
+        )
+    }
+}
+
+/// Joins a base URL (with or without a trailing slash) and an absolute path.
+pub fn join(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_caps_double_and_stop() {
+        let r = Retry::within(Duration::from_secs(30));
+        assert_eq!(r.cap(0), Duration::from_millis(250));
+        assert_eq!(r.cap(1), Duration::from_millis(500));
+        assert_eq!(r.cap(3), Duration::from_secs(2));
+        assert_eq!(r.cap(10), Duration::from_secs(5));
+        assert_eq!(r.cap(u32::MAX), Duration::from_secs(5));
+        for n in 0..50 {
+            assert!(jitter(r.cap(n % 5)) <= r.cap(n % 5));
+        }
+    }
+
+    #[test]
+    fn retry_stops_at_budget_and_counts() {
+        let policy = Retry {
+            budget: Duration::from_millis(300),
+            attempt_timeout: Duration::from_millis(50),
+            first_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(20),
+        };
+        let mut n = 0;
+        let out = retry(
+            &policy,
+            |_| {
+                n += 1;
+                Step::<()>::Again(format!("try {n}"))
+            },
+            |_| String::new(),
+        );
+        match out {
+            Err(GaveUp::Budget(t)) => {
+                assert!(t.attempts >= 2, "{t}");
+                assert_eq!(t.last, format!("try {}", t.attempts));
+            }
+            _ => panic!("expected budget exhaustion"),
+        }
+        let out = retry(&policy, |_| Step::Done(7), |v| format!("got {v}"));
+        match out {
+            Ok((7, t)) => {
+                assert_eq!((t.attempts, t.last.as_str()), (1, "got 7"));
+                assert!(t.to_string().starts_with("1 attempt in "), "{t}");
+            }
+            _ => panic!("expected success"),
+        }
+    }
+
+    #[test]
+    fn join_handles_slashes() {
+        assert_eq!(
+            join("http://127.0.0.1:1/", "/latest/user-data"),
+            "http://127.0.0.1:1/latest/user-data"
+        );
+        assert_eq!(
+            join("http://127.0.0.1:1", "latest"),
+            "http://127.0.0.1:1/latest"
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! Loopback HTTP(S) servers for the network-source tests: bound to
+//! 127.0.0.1:0, one thread per connection, every request recorded.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kubeboot::userdata::http::Retry;
+
+/// One recorded request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the server does with a request.
+pub enum Reply {
+    /// Status, extra headers, body.
+    Respond(u16, Vec<(String, String)>, Vec<u8>),
+    /// Sleep, then respond 200 with the body (a slow server).
+    Slow(Duration, Vec<u8>),
+    /// Close the connection without answering.
+    Hang(Duration),
+}
+
+pub fn ok(body: &[u8]) -> Reply {
+    Reply::Respond(200, vec![], body.to_vec())
+}
+pub fn status(code: u16) -> Reply {
+    Reply::Respond(code, vec![], format!("status {code}\n").into_bytes())
+}
+
+type Handler = dyn Fn(&Request, usize) -> Reply + Send + Sync;
+
+/// A running loopback server.
+pub struct Server {
+    pub port: u16,
+    pub requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Server {
+    /// An HTTP server calling `handler(request, index)` for every request.
+    pub fn http(handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Server {
+        Server::start(handler, None)
+    }
+
+    /// An HTTPS server with the given rustls config.
+    pub fn https(
+        config: Arc<rustls::ServerConfig>,
+        handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+    ) -> Server {
+        Server::start(handler, Some(config))
+    }
+
+    fn start(
+        handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let recorded = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (handler, recorded, tls) = (handler.clone(), recorded.clone(), tls.clone());
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    match tls {
+                        None => serve(stream, &*handler, &recorded),
+                        Some(cfg) => {
+                            let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                                return;
+                            };
+                            serve(rustls::StreamOwned::new(conn, stream), &*handler, &recorded)
+                        }
+                    }
+                });
+            }
+        });
+        Server { port, requests }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Request>>) {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
+    let mut headers = Vec::new();
+    let mut content_length = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
+            break;
+        }
+        if let Some((k, v)) = h.trim_end().split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                content_length = v.trim().parse().unwrap_or(0);
+            }
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let mut body = vec![0u8; content_length];
+    let _ = reader.read_exact(&mut body);
+    let req = Request {
+        method,
+        path,
+        headers,
+    };
+    let index = {
+        let mut r = recorded.lock().unwrap();
+        r.push(req.clone());
+        r.len() - 1
+    };
+    let mut stream = reader.into_inner();
+    let (code, extra, body) = match handler(&req, index) {
+        Reply::Respond(code, extra, body) => (code, extra, body),
+        Reply::Slow(d, body) => {
+            std::thread::sleep(d);
+            (200, vec![], body)
+        }
+        Reply::Hang(d) => {
+            std::thread::sleep(d);
+            return;
+        }
+    };
+    let mut head = format!(
+        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+    let _ = stream.flush();
+}
+
+/// A port on 127.0.0.1 nothing listens on (connections are refused).
+pub fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    // Make sure it is really closed.
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    port
+}
+
+/// A retry shape for tests: generous attempts (slow shared machines), short backoff.
+pub fn quick_retry() -> Retry {
+    Retry {
+        budget: Duration::from_secs(20),
+        attempt_timeout: Duration::from_secs(5),
+        first_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+    }
+}
+
+/// A retry shape whose attempts time out quickly, inside a short budget.
+pub fn impatient_retry() -> Retry {
+    Retry {
+        budget: Duration::from_millis(1200),
+        attempt_timeout: Duration::from_millis(300),
+        first_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+    }
+}
+
+/// A fresh temporary directory.
+pub fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("kubeboot-net-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A gzip-compressed cloud-config (binary bytes) and a MIME multipart body.
+pub fn gzip_body() -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(b"#cloud-config\nkubeboot:\n  role: worker\n")
+        .unwrap();
+    enc.finish().unwrap()
+}
+pub const MIME_BODY: &[u8] = b"Content-Type: multipart/mixed; boundary=\"XB\"\r\nMIME-Version: 1.0\r\n\r\n--XB\r\nContent-Type: text/cloud-config\r\n\r\n#cloud-config\r\nkubeboot: {role: worker}\r\n--XB--\r\n";
