@@ -1,4 +1,5 @@
 //! A small Kubernetes API client: token discovery for joining nodes, and
 //! (next) the API phases of init.
 
+pub mod client;
 pub mod discovery;

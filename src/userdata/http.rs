@@ -176,8 +176,20 @@ pub(crate) enum Method {
 /// statuses returned as responses, redirects returned to the caller, and
 /// TLS with exactly the given roots (or none: plain HTTP only).
 pub(crate) fn agent(roots: Option<Vec<ureq::tls::Certificate<'static>>>) -> Agent {
+    agent_tls(roots, false)
+}
+
+/// An agent that does not verify the server at all. Only for the first
+/// step of token discovery, whose answer is then checked by signature and
+/// CA pin before anything is trusted.
+pub(crate) fn agent_unverified() -> Agent {
+    agent_tls(None, true)
+}
+
+fn agent_tls(roots: Option<Vec<ureq::tls::Certificate<'static>>>, unverified: bool) -> Agent {
     let mut tls = TlsConfig::builder()
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()));
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .disable_verification(unverified);
     tls = tls.root_certs(RootCerts::new_with_certs(&roots.unwrap_or_default()));
     Agent::config_builder()
         .http_status_as_error(false)

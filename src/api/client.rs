@@ -1,0 +1,112 @@
+//! HTTP side of token discovery: fetch `kube-public/cluster-info` without
+//! trusting the server, verify it ([`super::discovery`]), then fetch it again
+//! over TLS verified with the pinned CA and require identical content.
+//!
+//! The API server endpoint comes from the config, so tests point it at a
+//! loopback server.
+
+use std::time::Duration;
+
+use super::discovery::{self, ClusterInfo};
+use crate::config::Join;
+use crate::error::Error;
+use crate::userdata::http::{self, Method, Retry, Step};
+
+/// Path of the cluster-info ConfigMap.
+pub const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+
+/// How long discovery keeps trying by default (kubeadm: 5 minutes).
+pub const DEFAULT_DISCOVERY_BUDGET: Duration = Duration::from_secs(300);
+
+/// Runs token discovery against `join.api_server_endpoint` within `budget`.
+pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
+    let url = format!("{}{CLUSTER_INFO_PATH}", join.api_server_endpoint.url());
+    let insecure = http::agent_unverified();
+    let policy = Retry::within(budget);
+    // Retry until the ConfigMap exists and carries a valid signature for our
+    // token: the controller manager signs it asynchronously after init.
+    let result = http::retry(
+        &policy,
+        |timeout| match http::send(&insecure, Method::Get, &url, &[], timeout) {
+            Step::Done(reply) if reply.status == 200 => {
+                match discovery::verify_cluster_info(
+                    &reply.body,
+                    &join.token,
+                    &join.ca_cert_hashes,
+                    join.unsafe_skip_ca_verification,
+                ) {
+                    Ok(info) => Step::Done(info),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        // A missing signature may still appear; a wrong one will not.
+                        if msg.contains("has no signature") {
+                            Step::Again(msg)
+                        } else {
+                            Step::Stop(msg)
+                        }
+                    }
+                }
+            }
+            Step::Done(reply) if matches!(reply.status, 401 | 403 | 404) => Step::Again(format!(
+                "{} (cluster-info not readable yet)",
+                http::status_text(reply.status)
+            )),
+            Step::Done(reply) => Step::Stop(http::status_text(reply.status)),
+            Step::Again(w) => Step::Again(w),
+            Step::Stop(w) => Step::Stop(w),
+        },
+        |_| "verified".to_string(),
+    );
+    let info = match result {
+        Ok((info, _)) => info,
+        Err(http::GaveUp::Permanent(t)) => {
+            return Err(Error::Failed(format!("discovery from {url}: {}", t.last)));
+        }
+        Err(http::GaveUp::Budget(t)) => {
+            return Err(Error::Failed(format!(
+                "discovery from {url}: gave up after {} s ({t})",
+                budget.as_secs()
+            )));
+        }
+    };
+    if join.unsafe_skip_ca_verification && join.ca_cert_hashes.is_empty() {
+        log::warn!(target: "discovery", "CA not pinned (unsafeSkipCAVerification): trusting the CA {url} served");
+    }
+    // Second fetch, now verifying the server with the CA we just pinned.
+    let roots: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&info.ca_pem)
+        .filter_map(|i| match i {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let secure = http::agent(Some(roots));
+    let body = match http::retry(
+        &Retry::within(Duration::from_secs(30).min(budget)),
+        |t| http::send(&secure, Method::Get, &url, &[], t),
+        |r| http::status_text(r.status),
+    ) {
+        Ok((reply, _)) if reply.status == 200 => reply.body,
+        Ok((reply, _)) => {
+            return Err(Error::Failed(format!(
+                "discovery from {url}: the verified fetch returned {}",
+                http::status_text(reply.status)
+            )));
+        }
+        Err(http::GaveUp::Permanent(t) | http::GaveUp::Budget(t)) => {
+            return Err(Error::Failed(format!(
+                "discovery from {url}: the API server failed TLS verification with the pinned CA ({t})"
+            )));
+        }
+    };
+    let cm: discovery::ConfigMap = serde_json::from_slice(&body).map_err(|e| {
+        Error::Failed(format!(
+            "discovery from {url}: verified cluster-info is not JSON: {e}"
+        ))
+    })?;
+    if cm.data.get("kubeconfig") != Some(&info.kubeconfig) {
+        return Err(Error::Failed(format!(
+            "discovery from {url}: cluster-info changed between the unverified and the verified fetch; refusing to join"
+        )));
+    }
+    Ok(info)
+}
