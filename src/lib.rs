@@ -7,11 +7,16 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod cli;
 pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod host;
 pub mod kubelet;
+pub mod logging;
 pub mod manifests;
+pub mod phases;
 pub mod secret;
+pub mod status;
 pub mod userdata;

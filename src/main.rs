@@ -1,1 +1,26 @@
-fn main() {}
+//! The `kubeboot` binary: parse arguments, set up logging, run, print the
+//! error once, exit with its code (0 success, 1 failure, 2 invalid input).
+
+use clap::Parser;
+
+fn main() {
+    let cli = match kubeboot::cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap exits 2 for usage errors and 0 for --help/--version
+            e.exit();
+        }
+    };
+    kubeboot::logging::init(cli.log_level, true);
+    if let Err(e) = kubeboot::cli::run(cli) {
+        let msg = e.to_string();
+        for (i, line) in msg.lines().enumerate() {
+            if i == 0 {
+                log::error!("{line}");
+            } else {
+                log::error!("  {line}");
+            }
+        }
+        std::process::exit(e.exit_code());
+    }
+}

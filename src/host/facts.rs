@@ -26,18 +26,22 @@ impl HostFacts {
             .ok()
             .map(str::to_owned)
             .filter(|h| !h.is_empty() && h != "(none)");
-        let default_address = default_route_interface(proc).and_then(|iface| interface_address(&iface));
-        HostFacts { hostname, default_address }
+        let default_address =
+            default_route_interface(proc).and_then(|iface| interface_address(&iface));
+        HostFacts {
+            hostname,
+            default_address,
+        }
     }
 }
 
 /// The interface of the IPv4 default route with the lowest metric, or of the
 /// IPv6 default route when there is no IPv4 one.
 pub fn default_route_interface(proc: &Path) -> Option<String> {
-    if let Ok(text) = std::fs::read_to_string(proc.join("net/route")) {
-        if let Some(i) = parse_ipv4_default(&text) {
-            return Some(i);
-        }
+    if let Ok(text) = std::fs::read_to_string(proc.join("net/route"))
+        && let Some(i) = parse_ipv4_default(&text)
+    {
+        return Some(i);
     }
     let text = std::fs::read_to_string(proc.join("net/ipv6_route")).ok()?;
     parse_ipv6_default(&text)

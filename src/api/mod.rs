@@ -1,0 +1,4 @@
+//! A small Kubernetes API client: token discovery for joining nodes, and
+//! (next) the API phases of init.
+
+pub mod discovery;

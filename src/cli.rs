@@ -1,0 +1,301 @@
+//! The command line: argument parsing and dispatch. Each command returns a
+//! `Result`; `main` prints the error once and maps it to the exit code.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Loaded};
+use crate::error::{Error, Result};
+use crate::host::{HostFacts, Paths};
+
+/// kubeboot: bootstrap a Kubernetes node at first boot from its userdata.
+///
+/// Exit codes: 0 success, 1 failure, 2 invalid input or usage.
+#[derive(Debug, Parser)]
+#[command(name = "kubeboot", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
+    pub log_level: log::LevelFilter,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Find the userdata, then init or join this node (run by kubeboot.service at first boot).
+    Firstboot(FirstbootArgs),
+    /// Bootstrap the first control-plane node (like `kubeadm init`).
+    Init(RunArgs),
+    /// Join this node to a cluster (like `kubeadm join`).
+    Join(RunArgs),
+    /// Write every file a node needs under --root, offline: PKI, kubeconfigs, manifests, kubelet files.
+    Render(RenderArgs),
+    /// Validate or show configurations.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Bootstrap tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Print the version.
+    Version,
+}
+
+/// Where the configuration comes from, for commands that run a node.
+#[derive(Debug, Args, Clone)]
+pub struct SourceArgs {
+    /// A config file in any accepted envelope (kubeboot or kubeadm YAML, cloud-config, MIME, Ignition, gzip).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where to look for userdata: `auto` (local sources, then the platform's) or `file:PATH`.
+    #[arg(long, value_name = "SPEC", conflicts_with = "config")]
+    pub source: Option<String>,
+    /// Host root: every path kubeboot reads or writes is under it.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Platform override (skips detection), e.g. aws, gcp, azure, openstack, hetzner, digitalocean, nocloud, none.
+    #[arg(long, value_name = "NAME")]
+    pub platform: Option<String>,
+    /// Base URL of the platform's metadata service (tests point it at 127.0.0.1).
+    #[arg(long, value_name = "URL")]
+    pub metadata_url: Option<String>,
+}
+
+/// Arguments of `firstboot`.
+#[derive(Debug, Args)]
+pub struct FirstbootArgs {
+    /// Source selection.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Comma-separated phases to skip.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub skip_phases: Vec<String>,
+    /// Write under --root but start nothing and contact nothing; print what would be done.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Arguments of `init` and `join`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Source selection.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Comma-separated phases to skip.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub skip_phases: Vec<String>,
+    /// Write under --root but start nothing and contact nothing; print what would be done.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run a single phase (`phase NAME`) instead of all.
+    #[command(subcommand)]
+    pub phase: Option<PhaseCommand>,
+}
+
+/// `init phase NAME` / `join phase NAME`.
+#[derive(Debug, Subcommand)]
+pub enum PhaseCommand {
+    /// Run one phase by name (`kubeboot init phase certs`); `list` prints the phases.
+    Phase {
+        /// Phase name.
+        name: String,
+    },
+}
+
+/// Arguments of `render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Config file (any envelope).
+    #[arg(long, value_name = "FILE", required_unless_present = "example")]
+    pub config: Option<PathBuf>,
+    /// Render a built-in example instead: `control-plane` or `worker`.
+    #[arg(long, value_name = "NAME", conflicts_with = "config")]
+    pub example: Option<String>,
+    /// Directory to render the node's files into.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check config files (any envelope); exit 2 naming the field on the first invalid one.
+    Validate {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the resolved configuration as JSON, secrets redacted.
+    Show {
+        /// A config file (any envelope); omit with --source auto.
+        file: Option<PathBuf>,
+        /// Source selection.
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+}
+
+/// `token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a new random bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`).
+    Generate,
+}
+
+/// `certs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Print the CA public key pin (`sha256:<hex>`) for --discovery-token-ca-cert-hash / caCertHash.
+    CaHash {
+        /// CA certificate (PEM), e.g. /etc/kubernetes/pki/ca.crt.
+        file: PathBuf,
+    },
+    /// Show the expiry of every certificate under --root.
+    CheckExpiration {
+        /// Config file (any envelope); defaults are used when omitted.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Host root.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+    },
+}
+
+/// Reads a file given on the command line; a missing or unreadable file is invalid input.
+pub fn read_input(path: &std::path::Path) -> Result<Vec<u8>> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    if meta.len() > crate::envelope::MAX_USERDATA_BYTES as u64 {
+        return Err(Error::Invalid(format!(
+            "{}: {} bytes is larger than the {} MiB userdata limit",
+            path.display(),
+            meta.len(),
+            crate::envelope::MAX_USERDATA_BYTES / (1024 * 1024)
+        )));
+    }
+    std::fs::read(path).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// Loads and validates a config file (any envelope).
+pub fn load_file(path: &std::path::Path, facts: &HostFacts) -> Result<Loaded> {
+    let bytes = read_input(path)?;
+    config::load(&bytes, &path.display().to_string(), facts)
+}
+
+fn log_warnings(loaded: &Loaded) {
+    for w in &loaded.settings.warnings {
+        if w.field.is_empty() {
+            log::warn!("{}: {}", loaded.origin, w.message);
+        } else {
+            log::warn!("{}: {}: {}", loaded.origin, w.field, w.message);
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Version => {
+            println!("kubeboot {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Validate { files }) => {
+            let facts = HostFacts::detect(std::path::Path::new("/proc"));
+            for f in &files {
+                let loaded = load_file(f, &facts)?;
+                log_warnings(&loaded);
+                println!(
+                    "{}: ok ({} config, {})",
+                    f.display(),
+                    format_name(&loaded.format),
+                    serde_json::to_value(loaded.settings.mode)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Show { file, source }) => {
+            let paths = Paths::new(&source.root);
+            let facts = HostFacts::detect(&paths.host("/proc"));
+            let file = file.or(source.config.clone());
+            let loaded = match (&file, source.source.as_deref()) {
+                (Some(f), _) => load_file(f, &facts)?,
+                (None, Some(spec)) if spec.starts_with("file:") => {
+                    load_file(std::path::Path::new(&spec[5..]), &facts)?
+                }
+                (None, _) => {
+                    return Err(Error::Invalid(
+                        "config show: give a FILE or --source auto|file:PATH".into(),
+                    ));
+                }
+            };
+            log_warnings(&loaded);
+            print_settings(&loaded)
+        }
+        Command::Token(TokenCommand::Generate) => {
+            println!("{}", generate_token()?.expose());
+            Ok(())
+        }
+        Command::Certs(_)
+        | Command::Render(_)
+        | Command::Firstboot(_)
+        | Command::Init(_)
+        | Command::Join(_) => Err(Error::Failed("this command is not wired yet".into())),
+    }
+}
+
+fn format_name(f: &config::parse::Format) -> String {
+    match f {
+        config::parse::Format::Kubeboot => "kubeboot NodeConfig".into(),
+        config::parse::Format::Kubeadm(v) => format!("kubeadm {v}"),
+        config::parse::Format::KernelArgs => "kernel command line".into(),
+    }
+}
+
+fn print_settings(loaded: &Loaded) -> Result<()> {
+    let out = serde_json::json!({
+        "source": loaded.origin,
+        "format": format_name(&loaded.format),
+        "envelope": loaded.envelope.kind,
+        "carriedFiles": loaded.envelope.files.iter().map(|f| serde_json::json!({
+            "path": f.path, "mode": format!("{:04o}", f.mode), "bytes": f.content.len()
+        })).collect::<Vec<_>>(),
+        "settings": loaded.settings,
+    });
+    let text = serde_json::to_string_pretty(&out)
+        .map_err(|e| Error::Failed(format!("encoding JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// A new random bootstrap token from the system CSPRNG.
+pub fn generate_token() -> Result<config::BootstrapToken> {
+    use ring::rand::SecureRandom;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let rng = ring::rand::SystemRandom::new();
+    let mut out = String::with_capacity(22);
+    while out.len() < 22 {
+        let mut buf = [0u8; 32];
+        rng.fill(&mut buf)
+            .map_err(|_| Error::Failed("the system random number generator failed".into()))?;
+        // rejection sampling keeps the distribution uniform: 252 = 7 * 36
+        for b in buf {
+            if b < 252 && out.len() < 22 {
+                out.push(ALPHABET[(b % 36) as usize] as char);
+            }
+        }
+    }
+    let (id, secret) = out.split_at(6);
+    Ok(config::BootstrapToken {
+        id: id.to_string(),
+        secret: crate::secret::Secret::new(secret),
+    })
+}

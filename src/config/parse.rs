@@ -1,0 +1,468 @@
+//! From config documents (found by the envelope layer) to one raw
+//! [`NodeConfig`], with the field names messages should use.
+//!
+//! Accepted: one kubeboot NodeConfig, or kubeadm documents (at most one of
+//! each of InitConfiguration, ClusterConfiguration, JoinConfiguration), or
+//! `kubeboot.*` kernel arguments. Mixing a kubeboot NodeConfig with kubeadm
+//! documents is refused: two sources of truth for one node is a mistake.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde_norway::Value;
+
+use super::kubeadm::{self, ClusterConfiguration, InitConfiguration, JoinConfiguration};
+use super::model::Warning;
+use super::raw::{self, NodeConfig, RawCluster, RawNode};
+use crate::envelope::{DocBody, Document};
+use crate::error::Error;
+use crate::secret::Secret;
+
+/// Which format the configuration was written in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// kubeboot's NodeConfig.
+    Kubeboot,
+    /// kubeadm `kubeadm.k8s.io/<version>` documents.
+    Kubeadm(String),
+    /// `kubeboot.*` kernel arguments.
+    KernelArgs,
+}
+
+/// A raw configuration and how to name its fields in messages.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The merged raw configuration.
+    pub raw: NodeConfig,
+    /// The format it came in.
+    pub format: Format,
+    /// Where it came from (for messages).
+    pub origin: String,
+    /// Prefix for every field path (e.g. `kubeboot.`).
+    pub prefix: String,
+    /// Canonical kubeboot field path → the name the user wrote.
+    pub names: BTreeMap<&'static str, String>,
+    /// Warnings (fields not acted on, documents ignored).
+    pub warnings: Vec<Warning>,
+}
+
+impl Parsed {
+    /// The user-facing name of a canonical field path.
+    pub fn name(&self, canonical: &str) -> String {
+        match self.names.get(canonical) {
+            Some(n) => n.clone(),
+            None => format!("{}{}", self.prefix, canonical),
+        }
+    }
+}
+
+fn invalid(origin: &str, field: &str, msg: impl std::fmt::Display) -> Error {
+    if field.is_empty() {
+        Error::Invalid(format!("{origin}: {msg}"))
+    } else {
+        Error::Invalid(format!("{origin}: {field}: {msg}"))
+    }
+}
+
+/// Deserializes `value` into `T`, recording ignored fields as warnings and
+/// naming the failing field path in errors.
+fn typed<T: DeserializeOwned>(
+    value: Value,
+    origin: &str,
+    prefix: &str,
+    warnings: &mut Vec<Warning>,
+    ignored_note: &str,
+) -> Result<T, Error> {
+    let mut ignored = Vec::new();
+    // serde_ignored spells an Option layer as `?`; users never wrote it.
+    let mut record = |p: serde_ignored::Path<'_>| {
+        ignored.push(p.to_string().replace(".?", "").replace("?.", ""))
+    };
+    let de = serde_ignored::Deserializer::new(value, &mut record);
+    let out: T = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            prefix.trim_end_matches('.').to_string()
+        } else {
+            format!("{prefix}{path}")
+        };
+        invalid(origin, &field, e.into_inner())
+    })?;
+    for p in ignored {
+        warnings.push(Warning {
+            field: format!("{prefix}{p}"),
+            message: ignored_note.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// One YAML document, classified.
+enum Doc {
+    Kubeboot(Box<NodeConfig>),
+    Init(Box<InitConfiguration>, String),
+    Cluster(Box<ClusterConfiguration>, String),
+    Join(Box<JoinConfiguration>, String),
+}
+
+fn classify(
+    value: Value,
+    origin: &str,
+    prefix: &str,
+    implicit_kubeboot: bool,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<Doc>, Error> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    if !value.is_mapping() {
+        return Err(invalid(
+            origin,
+            prefix.trim_end_matches('.'),
+            "expected a mapping (a YAML object) at the top level",
+        ));
+    }
+    let api = str_field(&value, "apiVersion").map(str::to_owned);
+    let kind = str_field(&value, "kind").map(str::to_owned);
+    match api.as_deref() {
+        None if implicit_kubeboot || kind.is_none() => {
+            let c: NodeConfig = typed(value, origin, prefix, warnings, "")?;
+            Ok(Some(Doc::Kubeboot(Box::new(c))))
+        }
+        Some(raw::API_VERSION) => {
+            if let Some(k) = kind.as_deref().filter(|k| *k != raw::KIND) {
+                return Err(invalid(
+                    origin,
+                    &format!("{prefix}kind"),
+                    format!("{k:?} is not a kubeboot kind; expected {:?}", raw::KIND),
+                ));
+            }
+            let c: NodeConfig = typed(value, origin, prefix, warnings, "")?;
+            Ok(Some(Doc::Kubeboot(Box::new(c))))
+        }
+        Some(v) if kubeadm::VERSIONS.contains(&v) => {
+            let version = v.trim_start_matches("kubeadm.k8s.io/").to_string();
+            let note = "kubeadm field not acted on by kubeboot; ignored";
+            match kind.as_deref() {
+                Some("InitConfiguration") => {
+                    let d = typed(value, origin, "InitConfiguration.", warnings, note)?;
+                    Ok(Some(Doc::Init(Box::new(d), version)))
+                }
+                Some("ClusterConfiguration") => {
+                    let d = typed(value, origin, "ClusterConfiguration.", warnings, note)?;
+                    Ok(Some(Doc::Cluster(Box::new(d), version)))
+                }
+                Some("JoinConfiguration") => {
+                    let d = typed(value, origin, "JoinConfiguration.", warnings, note)?;
+                    Ok(Some(Doc::Join(Box::new(d), version)))
+                }
+                Some(k @ ("ResetConfiguration" | "UpgradeConfiguration")) => {
+                    warnings.push(Warning {
+                        field: k.into(),
+                        message: "document not used by kubeboot; ignored".into(),
+                    });
+                    Ok(None)
+                }
+                other => Err(invalid(
+                    origin,
+                    "kind",
+                    format!(
+                        "{:?} is not a kubeadm kind kubeboot reads (InitConfiguration, ClusterConfiguration, JoinConfiguration)",
+                        other.unwrap_or("")
+                    ),
+                )),
+            }
+        }
+        Some(v) if v.starts_with(kubeadm::GROUP) => Err(invalid(
+            origin,
+            "apiVersion",
+            format!(
+                "{v:?} is not supported; kubeboot reads kubeadm.k8s.io/v1beta3 and kubeadm.k8s.io/v1beta4"
+            ),
+        )),
+        Some(v @ ("kubelet.config.k8s.io/v1beta1" | "kubeproxy.config.k8s.io/v1alpha1")) => {
+            warnings.push(Warning {
+                field: format!("{} ({v})", kind.unwrap_or_default()),
+                message: "component configuration document not acted on by kubeboot; ignored"
+                    .into(),
+            });
+            Ok(None)
+        }
+        Some(v) => Err(invalid(
+            origin,
+            "apiVersion",
+            format!(
+                "{v:?} is not a config kubeboot reads; expected {} or kubeadm.k8s.io/v1beta3|v1beta4",
+                raw::API_VERSION
+            ),
+        )),
+        None => Err(invalid(
+            origin,
+            "apiVersion",
+            "missing (a document with a kind must say its apiVersion)",
+        )),
+    }
+}
+
+/// Parses YAML text into its documents.
+fn yaml_documents(text: &str, origin: &str) -> Result<Vec<Value>, Error> {
+    let mut out = Vec::new();
+    for doc in serde_norway::Deserializer::from_str(text) {
+        let v: Value = serde::Deserialize::deserialize(doc)
+            .map_err(|e| invalid(origin, "", format!("not valid YAML: {e}")))?;
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// Parses the documents found in one piece of userdata into one raw config.
+pub fn parse_documents(docs: &[Document]) -> Result<Parsed, Error> {
+    let mut warnings = Vec::new();
+    let mut kubeboot: Option<(NodeConfig, String, String)> = None;
+    let mut kernel: Option<(NodeConfig, String)> = None;
+    let mut init: Option<(InitConfiguration, String)> = None;
+    let mut cluster: Option<(ClusterConfiguration, String)> = None;
+    let mut join: Option<(JoinConfiguration, String)> = None;
+    let mut version = String::new();
+    let mut kubeadm_origin = String::new();
+
+    for d in docs {
+        let values = match &d.body {
+            DocBody::Yaml(text) => yaml_documents(text, &d.origin)?,
+            DocBody::Value(v) => vec![v.clone()],
+            DocBody::KernelArgs(args) => {
+                let c = kernel_args(args, &d.origin, &mut warnings)?;
+                if kernel.replace((c, d.origin.clone())).is_some() {
+                    return Err(invalid(&d.origin, "", "kernel arguments given twice"));
+                }
+                continue;
+            }
+        };
+        let implicit = matches!(d.body, DocBody::Value(_))
+            || d.origin.contains(crate::host::paths::KUBEBOOT_CONFIG_PATH);
+        for v in values {
+            let once = |what: &str, seen: bool| -> Result<(), Error> {
+                if seen {
+                    Err(invalid(
+                        &d.origin,
+                        "",
+                        format!("a second {what} was found; give exactly one"),
+                    ))
+                } else {
+                    Ok(())
+                }
+            };
+            match classify(v, &d.origin, &d.field_prefix, implicit, &mut warnings)? {
+                None => {}
+                Some(Doc::Kubeboot(c)) => {
+                    if let Some((_, o, _)) = &kubeboot {
+                        return Err(invalid(
+                            &d.origin,
+                            "",
+                            format!(
+                                "a second kubeboot NodeConfig was found (the first came from {o}); give exactly one"
+                            ),
+                        ));
+                    }
+                    kubeboot = Some((*c, d.origin.clone(), d.field_prefix.clone()));
+                }
+                Some(Doc::Init(c, v)) => {
+                    once("InitConfiguration", init.is_some())?;
+                    init = Some((*c, d.origin.clone()));
+                    version = v;
+                    kubeadm_origin = d.origin.clone();
+                }
+                Some(Doc::Cluster(c, v)) => {
+                    once("ClusterConfiguration", cluster.is_some())?;
+                    cluster = Some((*c, d.origin.clone()));
+                    version = v;
+                    kubeadm_origin = d.origin.clone();
+                }
+                Some(Doc::Join(c, v)) => {
+                    once("JoinConfiguration", join.is_some())?;
+                    join = Some((*c, d.origin.clone()));
+                    version = v;
+                    kubeadm_origin = d.origin.clone();
+                }
+            }
+        }
+    }
+
+    let has_kubeadm = init.is_some() || cluster.is_some() || join.is_some();
+    let sources = [kubeboot.is_some(), has_kubeadm, kernel.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if sources > 1 {
+        let mut found = Vec::new();
+        if let Some((_, o, _)) = &kubeboot {
+            found.push(format!("a kubeboot NodeConfig ({o})"));
+        }
+        if has_kubeadm {
+            found.push(format!("kubeadm documents ({kubeadm_origin})"));
+        }
+        if let Some((_, o)) = &kernel {
+            found.push(format!("kubeboot.* kernel arguments ({o})"));
+        }
+        return Err(Error::Invalid(format!(
+            "the userdata holds more than one node configuration: {}; keep one",
+            found.join(" and ")
+        )));
+    }
+
+    if let Some((raw, origin, prefix)) = kubeboot {
+        if let Some(v) = raw
+            .api_version
+            .as_deref()
+            .filter(|v| *v != raw::API_VERSION)
+        {
+            return Err(invalid(
+                &origin,
+                &format!("{prefix}apiVersion"),
+                format!("{v:?} is not {:?}", raw::API_VERSION),
+            ));
+        }
+        return Ok(Parsed {
+            raw,
+            format: Format::Kubeboot,
+            origin,
+            prefix,
+            names: BTreeMap::new(),
+            warnings,
+        });
+    }
+    if let Some((raw, origin)) = kernel {
+        let mut names = BTreeMap::new();
+        for (canon, arg) in KERNEL_NAMES {
+            names.insert(*canon, format!("kubeboot.{arg}"));
+        }
+        return Ok(Parsed {
+            raw,
+            format: Format::KernelArgs,
+            origin,
+            prefix: "kubeboot.".into(),
+            names,
+            warnings,
+        });
+    }
+    if has_kubeadm {
+        if init.is_some() && join.is_some() {
+            return Err(Error::Invalid(format!(
+                "{kubeadm_origin}: both an InitConfiguration and a JoinConfiguration were found; a node either inits or joins"
+            )));
+        }
+        let is_join = join.is_some();
+        if cluster.is_some() && is_join {
+            warnings.push(Warning {
+                field: "ClusterConfiguration".into(),
+                message: "a joining node takes the cluster configuration from the cluster; only etcd/certificate settings are used".into(),
+            });
+        }
+        if init.is_none() && join.is_none() {
+            return Err(Error::Invalid(format!(
+                "{kubeadm_origin}: a ClusterConfiguration alone does not say what this node does; add an InitConfiguration (first control plane) or a JoinConfiguration"
+            )));
+        }
+        let names = kubeadm::names(init.is_some(), is_join)
+            .into_iter()
+            .collect();
+        let raw = kubeadm::to_raw(init.map(|x| x.0), cluster.map(|x| x.0), join.map(|x| x.0))
+            .map_err(|errs| {
+                Error::Invalid(
+                    errs.into_iter()
+                        .map(|(f, m)| format!("{kubeadm_origin}: {f}: {m}"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
+        return Ok(Parsed {
+            raw,
+            format: Format::Kubeadm(version),
+            origin: kubeadm_origin,
+            prefix: String::new(),
+            names,
+            warnings,
+        });
+    }
+    let origins: Vec<&str> = docs.iter().map(|d| d.origin.as_str()).collect();
+    Err(Error::Invalid(if origins.is_empty() {
+        "no kubeboot or kubeadm configuration was found in the userdata".to_string()
+    } else {
+        format!(
+            "no kubeboot or kubeadm configuration was found in {}",
+            origins.join(", ")
+        )
+    }))
+}
+
+/// Canonical field → kernel argument name (without `kubeboot.`).
+const KERNEL_NAMES: &[(&str, &str)] = &[
+    ("role", "role"),
+    ("server", "server"),
+    ("token", "token"),
+    ("caCertHash", "ca-cert-hash"),
+    ("caCertHashes", "ca-cert-hash"),
+    ("certificateKey", "certificate-key"),
+    ("unsafeSkipCAVerification", "unsafe-skip-ca-verification"),
+    ("node.name", "node-name"),
+    ("node.advertiseAddress", "advertise-address"),
+    ("node.criSocket", "cri-socket"),
+    ("cluster.kubernetesVersion", "kubernetes-version"),
+];
+
+/// Kernel arguments kubeboot reads elsewhere (not node configuration).
+const KERNEL_OTHER: &[&str] = &["platform", "config", "config.sha256", "config.ca"];
+
+fn kernel_args(
+    args: &[(String, String)],
+    origin: &str,
+    warnings: &mut Vec<Warning>,
+) -> Result<NodeConfig, Error> {
+    let mut c = NodeConfig::default();
+    let mut node = RawNode::default();
+    let mut cluster = RawCluster::default();
+    let mut hashes = Vec::new();
+    for (k, v) in args {
+        let field = format!("kubeboot.{k}");
+        match k.as_str() {
+            "role" => c.role = Some(v.clone()),
+            "server" => c.server = Some(v.clone()),
+            "token" => c.token = Some(Secret::new(v.clone())),
+            "ca-cert-hash" => hashes.extend(v.split(',').map(str::to_owned)),
+            "certificate-key" => c.certificate_key = Some(Secret::new(v.clone())),
+            "unsafe-skip-ca-verification" => {
+                c.unsafe_skip_ca_verification = Some(match v.as_str() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => {
+                        return Err(invalid(
+                            origin,
+                            &field,
+                            format!("{v:?} is not true or false"),
+                        ));
+                    }
+                })
+            }
+            "node-name" => node.name = Some(v.clone()),
+            "advertise-address" => node.advertise_address = Some(v.clone()),
+            "cri-socket" => node.cri_socket = Some(v.clone()),
+            "kubernetes-version" => cluster.kubernetes_version = Some(v.clone()),
+            k if KERNEL_OTHER.contains(&k) => {}
+            _ => warnings.push(Warning {
+                field,
+                message: "unknown kubeboot kernel argument; ignored".into(),
+            }),
+        }
+    }
+    if !hashes.is_empty() {
+        c.ca_cert_hashes = Some(hashes);
+    }
+    c.node = Some(node);
+    c.cluster = Some(cluster);
+    Ok(c)
+}

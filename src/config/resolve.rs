@@ -1,0 +1,868 @@
+//! Defaults and validation: the one place where a raw configuration becomes
+//! [`Settings`]. Every default kubeboot applies is in this file.
+//!
+//! Validation collects every problem it finds (not just the first), each
+//! naming the field as the user wrote it and saying what was expected.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::model::*;
+use super::parse::Parsed;
+use super::raw::{RawArgs, RawComponent, RawEnv, RawVolume};
+use crate::error::Error;
+use crate::host::HostFacts;
+use crate::secret::Secret;
+
+/// Kubernetes minors kubeboot renders manifests for.
+pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 32..=34;
+/// The version used when the config names none (kubeadm would resolve the
+/// `stable-1` label over the network; kubeboot never does).
+pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.34.1";
+/// Default service subnet (kubeadm's).
+pub const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/12";
+/// Default CRI socket.
+pub const DEFAULT_CRI_SOCKET: &str = "unix:///var/run/containerd/containerd.sock";
+/// The control-plane taint key.
+pub const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
+/// The default group of join tokens.
+pub const DEFAULT_TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+
+/// Collected validation problems.
+struct Problems<'a> {
+    parsed: &'a Parsed,
+    list: Vec<String>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, canonical: &str, msg: impl std::fmt::Display) {
+        self.list.push(format!(
+            "{}: {}: {}",
+            self.parsed.origin,
+            self.parsed.name(canonical),
+            msg
+        ));
+    }
+}
+
+/// Turns a parsed raw configuration into validated settings.
+///
+/// `carried_pki` is true when the userdata also carries CA files (Cluster
+/// API style); then a control-plane join needs no certificate key.
+pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<Settings, Error> {
+    let raw = &parsed.raw;
+    let mut p = Problems {
+        parsed: &parsed,
+        list: Vec::new(),
+    };
+
+    // --- role -------------------------------------------------------------
+    let has_join_material = raw.server.is_some() || raw.token.is_some();
+    let mode = match raw.role.as_deref() {
+        Some("control-plane") | Some("controlplane") | Some("master") => {
+            if has_join_material {
+                Mode::JoinControlPlane
+            } else {
+                Mode::Init
+            }
+        }
+        Some("worker") | Some("node") => Mode::JoinWorker,
+        Some(other) => {
+            p.add(
+                "role",
+                format!("{other:?} is not a role; expected \"control-plane\" or \"worker\""),
+            );
+            Mode::JoinWorker
+        }
+        None => {
+            p.add("role", "missing; expected \"control-plane\" or \"worker\"");
+            Mode::JoinWorker
+        }
+    };
+
+    // --- cluster ----------------------------------------------------------
+    let rc = raw.cluster.as_ref();
+    let get = |f: fn(&super::raw::RawCluster) -> Option<&String>| rc.and_then(f).cloned();
+    let name = get(|c| c.name.as_ref()).unwrap_or_else(|| "kubernetes".into());
+    if !is_dns_label_ish(&name) {
+        p.add(
+            "cluster.name",
+            format!("{name:?} is not a valid name (lowercase letters, digits, '-', '.')"),
+        );
+    }
+    let kubernetes_version = match get(|c| c.kubernetes_version.as_ref()) {
+        None => DEFAULT_KUBERNETES_VERSION.to_string(),
+        Some(v) => match parse_version(&v) {
+            Some((1, minor, patch)) if SUPPORTED_MINORS.contains(&minor) => {
+                format!("v1.{minor}.{patch}")
+            }
+            Some(_) => {
+                p.add(
+                    "cluster.kubernetesVersion",
+                    format!(
+                        "{v:?} is not supported; kubeboot renders Kubernetes 1.{}–1.{}",
+                        SUPPORTED_MINORS.start(),
+                        SUPPORTED_MINORS.end()
+                    ),
+                );
+                v
+            }
+            None => {
+                p.add("cluster.kubernetesVersion", format!("{v:?} is not a version like v1.33.2 (labels such as stable-1 need the network and are not resolved)"));
+                v
+            }
+        },
+    };
+
+    let node_rc = raw.node.as_ref();
+    let bind_port = node_rc.and_then(|n| n.bind_port).unwrap_or(6443);
+    if bind_port == 0 {
+        p.add("node.bindPort", "must be between 1 and 65535");
+    }
+
+    let control_plane_endpoint = get(|c| c.control_plane_endpoint.as_ref()).and_then(|s| {
+        parse_endpoint(&s, Some(bind_port))
+            .map_err(|m| p.add("cluster.controlPlaneEndpoint", m))
+            .ok()
+    });
+
+    let service_subnets = parse_subnets(
+        &get(|c| c.service_subnet.as_ref()).unwrap_or_else(|| DEFAULT_SERVICE_SUBNET.into()),
+    )
+    .map_err(|m| p.add("cluster.serviceSubnet", m))
+    .unwrap_or_default();
+    for s in &service_subnets {
+        let host_bits = s.max_prefix_len() - s.prefix_len();
+        if host_bits > 20 {
+            p.add(
+                "cluster.serviceSubnet",
+                format!("{s} is too large: at most 20 host bits (/12 for IPv4, /108 for IPv6)"),
+            );
+        } else if host_bits < 4 {
+            p.add(
+                "cluster.serviceSubnet",
+                format!("{s} is too small: the cluster DNS service needs the 10th address"),
+            );
+        }
+    }
+    let pod_subnets = match get(|c| c.pod_subnet.as_ref()) {
+        None => Vec::new(),
+        Some(s) => parse_subnets(&s)
+            .map_err(|m| p.add("cluster.podSubnet", m))
+            .unwrap_or_default(),
+    };
+    for ps in &pod_subnets {
+        for ss in &service_subnets {
+            if ps.contains(&ss.network()) || ss.contains(&ps.network()) {
+                p.add(
+                    "cluster.podSubnet",
+                    format!("{ps} overlaps the service subnet {ss}"),
+                );
+            }
+        }
+    }
+
+    let dns_domain = get(|c| c.dns_domain.as_ref()).unwrap_or_else(|| "cluster.local".into());
+    if !is_dns_subdomain(&dns_domain) {
+        p.add(
+            "cluster.dnsDomain",
+            format!("{dns_domain:?} is not a DNS domain"),
+        );
+    }
+    let image_repository =
+        get(|c| c.image_repository.as_ref()).unwrap_or_else(|| "registry.k8s.io".into());
+    let cert_sans = rc.and_then(|c| c.cert_sans.clone()).unwrap_or_default();
+    for san in &cert_sans {
+        if san.parse::<IpAddr>().is_err() && !is_dns_subdomain(san.trim_start_matches("*.")) {
+            p.add(
+                "cluster.certSANs",
+                format!("{san:?} is neither an IP address nor a DNS name"),
+            );
+        }
+    }
+    let key_algorithm = match get(|c| c.key_algorithm.as_ref()).as_deref() {
+        None | Some("ECDSA-P256") => KeyAlgorithm::EcdsaP256,
+        Some("ECDSA-P384") => KeyAlgorithm::EcdsaP384,
+        Some(a @ ("RSA-2048" | "RSA-3072" | "RSA-4096")) => {
+            p.add(
+                "cluster.keyAlgorithm",
+                format!("{a} key generation is not supported; use ECDSA-P256 (default) or ECDSA-P384 (existing RSA CAs you supply are still loaded and used)"),
+            );
+            KeyAlgorithm::EcdsaP256
+        }
+        Some(a) => {
+            p.add(
+                "cluster.keyAlgorithm",
+                format!("{a:?} is not one of ECDSA-P256, ECDSA-P384"),
+            );
+            KeyAlgorithm::EcdsaP256
+        }
+    };
+    let mut validity = |canon: &str, v: Option<String>, default: u64| match v {
+        None => default,
+        Some(s) => match parse_duration(&s) {
+            Some(0) | None => {
+                p.add(
+                    canon,
+                    format!("{s:?} is not a positive duration like 8760h"),
+                );
+                default
+            }
+            Some(n) => n,
+        },
+    };
+    let cert_validity_seconds = validity(
+        "cluster.certificateValidity",
+        get(|c| c.certificate_validity.as_ref()),
+        8760 * 3600,
+    );
+    let ca_validity_seconds = validity(
+        "cluster.caCertificateValidity",
+        get(|c| c.ca_certificate_validity.as_ref()),
+        87600 * 3600,
+    );
+    let certificates_dir =
+        get(|c| c.certificates_dir.as_ref()).unwrap_or_else(|| "/etc/kubernetes/pki".into());
+    if !certificates_dir.starts_with('/') {
+        p.add("cluster.certificatesDir", "must be an absolute path");
+    }
+
+    let re = rc.and_then(|c| c.etcd.as_ref());
+    let etcd = match re.and_then(|e| e.external.as_ref()) {
+        Some(x) => {
+            let endpoints = x.endpoints.clone().unwrap_or_default();
+            if endpoints.is_empty() {
+                p.add(
+                    "cluster.etcd.external",
+                    "endpoints: at least one etcd client URL is required",
+                );
+            }
+            for e in &endpoints {
+                if !(e.starts_with("https://") || e.starts_with("http://")) {
+                    p.add(
+                        "cluster.etcd.external",
+                        format!("endpoints: {e:?} is not an http(s) URL"),
+                    );
+                }
+            }
+            Etcd::External {
+                endpoints,
+                ca_file: x.ca_file.clone().unwrap_or_default(),
+                cert_file: x.cert_file.clone().unwrap_or_default(),
+                key_file: x.key_file.clone().unwrap_or_default(),
+            }
+        }
+        None => Etcd::Local {
+            data_dir: re
+                .and_then(|e| e.data_dir.clone())
+                .unwrap_or_else(|| "/var/lib/etcd".into()),
+            server_cert_sans: re
+                .and_then(|e| e.server_cert_sans.clone())
+                .unwrap_or_default(),
+            peer_cert_sans: re
+                .and_then(|e| e.peer_cert_sans.clone())
+                .unwrap_or_default(),
+            image_repository: re.and_then(|e| e.image_repository.clone()),
+            image_tag: re.and_then(|e| e.image_tag.clone()),
+        },
+    };
+    let etcd_component = Component {
+        extra_args: args(re.and_then(|e| e.extra_args.as_ref())),
+        extra_volumes: Vec::new(),
+        extra_envs: envs(re.and_then(|e| e.extra_envs.as_ref())),
+    };
+    let feature_gates = rc
+        .and_then(|c| c.feature_gates.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+
+    // --- node -------------------------------------------------------------
+    let node_name = match node_rc
+        .and_then(|n| n.name.clone())
+        .or_else(|| facts.hostname.clone())
+    {
+        Some(n) => n.to_lowercase(),
+        None => {
+            p.add("node.name", "not given and the hostname is unknown; set it");
+            String::new()
+        }
+    };
+    if !node_name.is_empty() && !is_dns_subdomain(&node_name) {
+        p.add("node.name", format!("{node_name:?} is not a valid node name (RFC 1123: lowercase letters, digits, '-', '.')"));
+    }
+    let advertise_address = match node_rc.and_then(|n| n.advertise_address.clone()) {
+        Some(a) => match a.parse::<IpAddr>() {
+            Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
+                p.add(
+                    "node.advertiseAddress",
+                    format!("{a:?} cannot be advertised (unspecified or multicast)"),
+                );
+                ip
+            }
+            Ok(ip) => ip,
+            Err(_) => {
+                p.add(
+                    "node.advertiseAddress",
+                    format!("{a:?} is not an IP address"),
+                );
+                IpAddr::from([0, 0, 0, 0])
+            }
+        },
+        None => match facts.default_address {
+            Some(ip) => ip,
+            None if mode == Mode::JoinWorker => IpAddr::from([0, 0, 0, 0]),
+            None => {
+                p.add(
+                    "node.advertiseAddress",
+                    "not given and no default-route interface address was found; set it",
+                );
+                IpAddr::from([0, 0, 0, 0])
+            }
+        },
+    };
+    let taints = match node_rc.and_then(|n| n.taints.as_ref()) {
+        Some(ts) => ts
+            .iter()
+            .map(|t| {
+                if !matches!(
+                    t.effect.as_str(),
+                    "NoSchedule" | "PreferNoSchedule" | "NoExecute"
+                ) {
+                    p.add(
+                        "node.taints",
+                        format!(
+                            "effect {:?} is not NoSchedule, PreferNoSchedule or NoExecute",
+                            t.effect
+                        ),
+                    );
+                }
+                Taint {
+                    key: t.key.clone(),
+                    value: t.value.clone(),
+                    effect: t.effect.clone(),
+                }
+            })
+            .collect(),
+        None if mode.is_control_plane() => {
+            vec![Taint {
+                key: CONTROL_PLANE_TAINT.into(),
+                value: None,
+                effect: "NoSchedule".into(),
+            }]
+        }
+        None => Vec::new(),
+    };
+    let image_pull_policy = node_rc
+        .and_then(|n| n.image_pull_policy.clone())
+        .unwrap_or_else(|| "IfNotPresent".into());
+    if !matches!(
+        image_pull_policy.as_str(),
+        "Always" | "IfNotPresent" | "Never"
+    ) {
+        p.add(
+            "node.imagePullPolicy",
+            format!("{image_pull_policy:?} is not Always, IfNotPresent or Never"),
+        );
+    }
+    let cri_socket = node_rc
+        .and_then(|n| n.cri_socket.clone())
+        .unwrap_or_else(|| DEFAULT_CRI_SOCKET.into());
+    let cri_socket = if cri_socket.starts_with('/') {
+        format!("unix://{cri_socket}")
+    } else {
+        cri_socket
+    };
+    if !cri_socket.starts_with("unix:///") {
+        p.add(
+            "node.criSocket",
+            format!("{cri_socket:?} is not a unix socket path"),
+        );
+    }
+    let node = Node {
+        name: node_name,
+        advertise_address,
+        bind_port,
+        cri_socket,
+        labels: node_rc
+            .and_then(|n| n.labels.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        taints,
+        kubelet_extra_args: args(node_rc.and_then(|n| n.kubelet_extra_args.as_ref())),
+        ignore_preflight_errors: node_rc
+            .and_then(|n| n.ignore_preflight_errors.clone())
+            .unwrap_or_default(),
+        image_pull_policy,
+    };
+
+    // --- join -------------------------------------------------------------
+    let certificate_key = raw.certificate_key.clone();
+    if let Some(k) = &certificate_key
+        && (k.expose().len() != 64 || !k.expose().bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        p.add(
+            "certificateKey",
+            "must be 64 hexadecimal characters (a 32-byte AES key); value not shown",
+        );
+    }
+    let mut hashes: Vec<String> = raw.ca_cert_hashes.clone().unwrap_or_default();
+    if let Some(h) = &raw.ca_cert_hash {
+        hashes.insert(0, h.clone());
+    }
+    let hash_field = if raw.ca_cert_hash.is_some() {
+        "caCertHash"
+    } else {
+        "caCertHashes"
+    };
+    for h in &hashes {
+        if !is_ca_hash(h) {
+            p.add(
+                hash_field,
+                format!("{h:?} is not sha256: followed by 64 hexadecimal characters"),
+            );
+        }
+    }
+    let unsafe_skip = raw.unsafe_skip_ca_verification.unwrap_or(false);
+    let token = raw.token.as_ref().and_then(|t| match parse_token(t) {
+        Some(tok) => Some(tok),
+        None => {
+            p.add(
+                "token",
+                "is not a bootstrap token of the form [a-z0-9]{6}.[a-z0-9]{16} (value not shown)",
+            );
+            None
+        }
+    });
+    let join = if mode.is_join() {
+        let server = match &raw.server {
+            Some(s) => parse_endpoint(s, None).map_err(|m| p.add("server", m)).ok(),
+            None => {
+                p.add(
+                    "server",
+                    "missing: a joining node needs the API server endpoint (host:port)",
+                );
+                None
+            }
+        };
+        if raw.token.is_none() {
+            p.add("token", "missing: a joining node needs a bootstrap token");
+        }
+        if hashes.is_empty() && !unsafe_skip {
+            p.add(
+                hash_field,
+                "missing: pin the cluster CA with sha256:<hex> (kubeboot certs ca-hash ca.crt), or set unsafeSkipCAVerification: true to join without verifying the API server",
+            );
+        }
+        if mode == Mode::JoinControlPlane && certificate_key.is_none() && !carried_pki {
+            p.add(
+                "certificateKey",
+                "missing: a control-plane join needs the certificate key to download the shared CAs (or carry the CA files in the userdata)",
+            );
+        }
+        match (server, token.clone()) {
+            (Some(api_server_endpoint), Some(token)) => Some(Join {
+                api_server_endpoint,
+                token,
+                ca_cert_hashes: hashes.clone(),
+                unsafe_skip_ca_verification: unsafe_skip,
+                certificate_key: certificate_key.clone(),
+            }),
+            _ => None,
+        }
+    } else {
+        if raw.ca_cert_hash.is_some() || raw.ca_cert_hashes.is_some() {
+            p.add(
+                hash_field,
+                "only used when joining; an init node has no server to pin",
+            );
+        }
+        None
+    };
+
+    // --- bootstrap tokens (init) ------------------------------------------
+    let bootstrap_tokens = if mode == Mode::Init {
+        let raw_tokens = raw.bootstrap_tokens.as_deref().unwrap_or_default();
+        let mut out = Vec::new();
+        if raw_tokens.is_empty() {
+            out.push(BootstrapTokenSpec {
+                token: token.clone(),
+                description: None,
+                ttl_seconds: 24 * 3600,
+                usages: vec!["signing".into(), "authentication".into()],
+                groups: vec![DEFAULT_TOKEN_GROUP.into()],
+            });
+        }
+        for (i, t) in raw_tokens.iter().enumerate() {
+            let tok = t.token.as_ref().and_then(|s| match parse_token(s) {
+                Some(tok) => Some(tok),
+                None => {
+                    p.add(
+                        "bootstrapTokens",
+                        format!(
+                            "[{i}].token is not [a-z0-9]{{6}}.[a-z0-9]{{16}} (value not shown)"
+                        ),
+                    );
+                    None
+                }
+            });
+            let ttl_seconds = match &t.ttl {
+                None => 24 * 3600,
+                Some(s) => parse_duration(s).unwrap_or_else(|| {
+                    p.add(
+                        "bootstrapTokens",
+                        format!("[{i}].ttl {s:?} is not a duration like 24h"),
+                    );
+                    24 * 3600
+                }),
+            };
+            let usages = t
+                .usages
+                .clone()
+                .unwrap_or_else(|| vec!["signing".into(), "authentication".into()]);
+            for u in &usages {
+                if !matches!(u.as_str(), "signing" | "authentication") {
+                    p.add(
+                        "bootstrapTokens",
+                        format!("[{i}].usages: {u:?} is not signing or authentication"),
+                    );
+                }
+            }
+            let groups = t
+                .groups
+                .clone()
+                .unwrap_or_else(|| vec![DEFAULT_TOKEN_GROUP.into()]);
+            for g in &groups {
+                if !g.starts_with("system:bootstrappers:") {
+                    p.add(
+                        "bootstrapTokens",
+                        format!("[{i}].groups: {g:?} must start with system:bootstrappers:"),
+                    );
+                }
+            }
+            out.push(BootstrapTokenSpec {
+                token: tok,
+                description: t.description.clone(),
+                ttl_seconds,
+                usages,
+                groups,
+            });
+        }
+        out
+    } else {
+        if raw.bootstrap_tokens.is_some() {
+            p.add(
+                "bootstrapTokens",
+                "only an init node creates bootstrap tokens",
+            );
+        }
+        Vec::new()
+    };
+
+    // --- supplied CAs -----------------------------------------------------
+    let mut supplied_cas = SuppliedCas::default();
+    if let Some(pki) = &raw.pki {
+        for (canon, src, dst) in [
+            ("pki.ca", &pki.ca, &mut supplied_cas.ca),
+            (
+                "pki.frontProxyCa",
+                &pki.front_proxy_ca,
+                &mut supplied_cas.front_proxy_ca,
+            ),
+            ("pki.etcdCa", &pki.etcd_ca, &mut supplied_cas.etcd_ca),
+        ] {
+            if let Some(ca) = src {
+                if let Some(c) = &ca.cert {
+                    if !c.contains("-----BEGIN CERTIFICATE-----") {
+                        p.add(
+                            canon,
+                            "cert: expected a PEM certificate (-----BEGIN CERTIFICATE-----)",
+                        );
+                    }
+                } else if ca.key.is_some() {
+                    p.add(canon, "key given without cert");
+                }
+                if let Some(k) = &ca.key
+                    && !k.expose().contains("PRIVATE KEY-----")
+                {
+                    p.add(canon, "key: expected a PEM private key (value not shown)");
+                }
+                dst.cert_pem = ca.cert.clone();
+                dst.key_pem = ca.key.clone();
+            }
+        }
+    }
+
+    let skip_phases = raw.skip_phases.clone().unwrap_or_default();
+
+    if !p.list.is_empty() {
+        return Err(Error::Invalid(p.list.join("\n")));
+    }
+
+    let cluster = Cluster {
+        name,
+        kubernetes_version,
+        control_plane_endpoint,
+        pod_subnets,
+        service_subnets,
+        dns_domain,
+        image_repository,
+        cert_sans,
+        key_algorithm,
+        cert_validity_seconds,
+        ca_validity_seconds,
+        certificates_dir,
+        etcd,
+        api_server: component(rc.and_then(|c| c.api_server.as_ref())),
+        controller_manager: component(rc.and_then(|c| c.controller_manager.as_ref())),
+        scheduler: component(rc.and_then(|c| c.scheduler.as_ref())),
+        etcd_component,
+        feature_gates,
+    };
+    let Parsed { warnings, .. } = parsed;
+    Ok(Settings {
+        mode,
+        cluster,
+        node,
+        join,
+        bootstrap_tokens,
+        certificate_key: if mode == Mode::Init {
+            certificate_key
+        } else {
+            None
+        },
+        supplied_cas,
+        skip_phases,
+        warnings,
+    })
+}
+
+fn args(a: Option<&RawArgs>) -> Vec<Arg> {
+    match a {
+        None => Vec::new(),
+        Some(RawArgs::Map(m)) => m
+            .iter()
+            .map(|(k, v)| Arg {
+                name: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        Some(RawArgs::List(l)) => l
+            .iter()
+            .map(|a| Arg {
+                name: a.name.clone(),
+                value: a.value.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn envs(e: Option<&Vec<RawEnv>>) -> Vec<EnvVar> {
+    e.map(|v| {
+        v.iter()
+            .map(|e| EnvVar {
+                name: e.name.clone(),
+                value: e.value.clone(),
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn volumes(v: Option<&Vec<RawVolume>>) -> Vec<ExtraVolume> {
+    v.map(|v| {
+        v.iter()
+            .map(|v| ExtraVolume {
+                name: v.name.clone(),
+                host_path: v.host_path.clone(),
+                mount_path: v.mount_path.clone(),
+                read_only: v.read_only,
+                path_type: v.path_type.clone(),
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn component(c: Option<&RawComponent>) -> Component {
+    match c {
+        None => Component::default(),
+        Some(c) => Component {
+            extra_args: args(c.extra_args.as_ref()),
+            extra_volumes: volumes(c.extra_volumes.as_ref()),
+            extra_envs: envs(c.extra_envs.as_ref()),
+        },
+    }
+}
+
+/// Parses `<id>.<secret>` with kubeadm's alphabet and lengths.
+pub fn parse_token(t: &Secret) -> Option<BootstrapToken> {
+    let s = t.expose();
+    let (id, secret) = s.split_once('.')?;
+    let ok = |p: &str, n: usize| {
+        p.len() == n
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    if ok(id, 6) && ok(secret, 16) {
+        Some(BootstrapToken {
+            id: id.to_string(),
+            secret: Secret::new(secret),
+        })
+    } else {
+        None
+    }
+}
+
+/// `sha256:` followed by 64 hex characters.
+pub fn is_ca_hash(h: &str) -> bool {
+    h.strip_prefix("sha256:")
+        .is_some_and(|x| x.len() == 64 && x.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Parses `host:port`, `[v6]:port`, or (with a default port) a bare host;
+/// an `https://` prefix is accepted.
+pub fn parse_endpoint(s: &str, default_port: Option<u16>) -> Result<Endpoint, String> {
+    let t = s
+        .trim()
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{s:?}: unclosed '[' in IPv6 address"))?;
+        match after.strip_prefix(':') {
+            Some(p) => (h.to_string(), Some(p)),
+            None if after.is_empty() => (h.to_string(), None),
+            None => return Err(format!("{s:?} is not host:port")),
+        }
+    } else if t.matches(':').count() > 1 {
+        // a bare IPv6 address without brackets and without a port
+        (t.to_string(), None)
+    } else {
+        match t.split_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (t.to_string(), None),
+        }
+    };
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{s:?}: port {p:?} is not 1-65535"))?,
+        None => default_port
+            .ok_or_else(|| format!("{s:?} has no port; expected host:port, e.g. 10.0.0.10:6443"))?,
+    };
+    if host.is_empty() {
+        return Err(format!("{s:?} has no host"));
+    }
+    if host.parse::<IpAddr>().is_err() && !is_dns_subdomain(&host) {
+        return Err(format!(
+            "{s:?}: {host:?} is neither an IP address nor a DNS name"
+        ));
+    }
+    Ok(Endpoint { host, port })
+}
+
+/// Parses one CIDR or two comma-separated CIDRs (dual-stack, one per family).
+pub fn parse_subnets(s: &str) -> Result<Vec<IpNet>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let net: IpNet = part
+            .parse()
+            .map_err(|_| format!("{part:?} is not a CIDR like 10.96.0.0/12"))?;
+        if net.network() != net.addr() {
+            return Err(format!(
+                "{part:?} has host bits set; did you mean {}?",
+                net.trunc()
+            ));
+        }
+        out.push(net);
+    }
+    if out.len() > 2 || (out.len() == 2 && out[0].addr().is_ipv4() == out[1].addr().is_ipv4()) {
+        return Err(format!(
+            "{s:?}: give one CIDR, or two of different families for dual-stack"
+        ));
+    }
+    Ok(out)
+}
+
+/// Parses `v1.33.2` (the `v` is optional) into (major, minor, patch).
+pub fn parse_version(s: &str) -> Option<(u32, u32, u32)> {
+    let t = s.strip_prefix('v').unwrap_or(s);
+    let core = t.split(['-', '+']).next()?;
+    let mut it = core.split('.');
+    let a = it.next()?.parse().ok()?;
+    let b = it.next()?.parse().ok()?;
+    let c = it.next()?.parse().ok()?;
+    if it.next().is_some() {
+        return None;
+    }
+    Some((a, b, c))
+}
+
+/// Parses a Go duration (`24h`, `8760h0m0s`, `1h30m`, `90s`, `0`) into whole seconds.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(0);
+    }
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 0.000_001,
+            "ns" => 0.000_000_001,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += n * mult;
+    }
+    if !total.is_finite() || total > (u64::MAX / 2) as f64 {
+        return None;
+    }
+    Some(total as u64)
+}
+
+fn is_dns_label_ish(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
+/// An RFC 1123 subdomain: lowercase labels of letters, digits and '-', dot-separated.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    if s.is_empty() || s.len() > 253 {
+        return false;
+    }
+    s.split('.').all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    })
+}

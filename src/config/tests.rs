@@ -1,0 +1,396 @@
+//! Unit tests for the config layers: both formats, defaults, validation
+//! messages (field names), and secret hygiene.
+
+use std::net::IpAddr;
+
+use super::*;
+use crate::envelope::{DocBody, Document, Unwrapped};
+
+fn facts() -> HostFacts {
+    HostFacts {
+        hostname: Some("Node-A".into()),
+        default_address: Some("192.0.2.7".parse().unwrap()),
+    }
+}
+
+fn yaml(text: &str) -> Unwrapped {
+    Unwrapped {
+        kind: "config file".into(),
+        documents: vec![Document {
+            origin: String::new(),
+            field_prefix: String::new(),
+            body: DocBody::Yaml(text.into()),
+        }],
+        ..Default::default()
+    }
+}
+
+fn load(text: &str) -> Result<Loaded, Error> {
+    from_unwrapped(yaml(text), "test.yaml", &facts())
+}
+
+fn err(text: &str) -> String {
+    match load(text) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => {
+            assert_eq!(e.exit_code(), 2, "{e}");
+            e.to_string()
+        }
+    }
+}
+
+const HASH: &str = "sha256:8f2c1b0b7d5a1e4c9a6f3d2b1c0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e";
+
+#[test]
+fn five_line_worker() {
+    let l = load(&format!(
+        "apiVersion: kubeboot.dev/v1alpha1\nrole: worker\nserver: 10.0.0.10:6443\ntoken: abcdef.0123456789abcdef\ncaCertHash: {HASH}\n"
+    ))
+    .unwrap();
+    let s = &l.settings;
+    assert_eq!(s.mode, Mode::JoinWorker);
+    let j = s.join.as_ref().unwrap();
+    assert_eq!(j.api_server_endpoint.to_string(), "10.0.0.10:6443");
+    assert_eq!(j.token.id, "abcdef");
+    assert_eq!(j.token.expose(), "abcdef.0123456789abcdef");
+    assert_eq!(j.ca_cert_hashes, vec![HASH.to_string()]);
+    assert_eq!(s.node.name, "node-a", "hostname default is lowercased");
+    assert!(s.node.taints.is_empty());
+    let json = serde_json::to_string(&s).unwrap();
+    assert!(json.contains("\"abcdef.<redacted>\""), "{json}");
+    assert!(!json.contains("0123456789abcdef"), "{json}");
+    assert!(json.contains("\"10.0.0.10:6443\""));
+}
+
+#[test]
+fn control_plane_defaults_are_kubeadms() {
+    let l =
+        load("apiVersion: kubeboot.dev/v1alpha1\nkind: NodeConfig\nrole: control-plane\n").unwrap();
+    let s = &l.settings;
+    assert_eq!(s.mode, Mode::Init);
+    assert_eq!(s.cluster.name, "kubernetes");
+    assert_eq!(s.cluster.service_subnets[0].to_string(), "10.96.0.0/12");
+    assert_eq!(
+        s.api_server_service_ip(),
+        Some("10.96.0.1".parse::<IpAddr>().unwrap())
+    );
+    assert_eq!(
+        s.cluster_dns_ip(),
+        Some("10.96.0.10".parse::<IpAddr>().unwrap())
+    );
+    assert_eq!(s.cluster.dns_domain, "cluster.local");
+    assert_eq!(s.cluster.image_repository, "registry.k8s.io");
+    assert_eq!(s.cluster.key_algorithm, KeyAlgorithm::EcdsaP256);
+    assert_eq!(s.cluster.cert_validity_seconds, 8760 * 3600);
+    assert_eq!(s.cluster.ca_validity_seconds, 87600 * 3600);
+    assert_eq!(s.cluster.certificates_dir, "/etc/kubernetes/pki");
+    assert!(matches!(&s.cluster.etcd, Etcd::Local { data_dir, .. } if data_dir == "/var/lib/etcd"));
+    assert_eq!(s.node.bind_port, 6443);
+    assert_eq!(s.node.advertise_address.to_string(), "192.0.2.7");
+    assert_eq!(s.node.taints.len(), 1);
+    assert_eq!(
+        s.node.taints[0].key,
+        "node-role.kubernetes.io/control-plane"
+    );
+    assert_eq!(s.bootstrap_tokens.len(), 1);
+    assert_eq!(s.bootstrap_tokens[0].ttl_seconds, 24 * 3600);
+    assert_eq!(
+        s.bootstrap_tokens[0].groups,
+        vec!["system:bootstrappers:kubeadm:default-node-token"]
+    );
+    assert_eq!(s.control_plane_endpoint().url(), "https://192.0.2.7:6443");
+}
+
+#[test]
+fn built_in_examples_resolve() {
+    for name in ["control-plane", "worker"] {
+        let l = load(examples::by_name(name).unwrap()).unwrap();
+        assert!(l.settings.warnings.is_empty(), "{:?}", l.settings.warnings);
+    }
+}
+
+const V1BETA4_INIT: &str = "\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+bootstrapTokens:
+- token: abcdef.0123456789abcdef
+  ttl: 2h0m0s
+nodeRegistration:
+  name: cp-1
+  criSocket: unix:///run/containerd/containerd.sock
+  kubeletExtraArgs:
+  - name: node-labels
+    value: tier=gold
+  imagePullSerial: true
+localAPIEndpoint:
+  advertiseAddress: 10.1.0.5
+  bindPort: 6444
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+clusterName: prod
+kubernetesVersion: v1.32.3
+controlPlaneEndpoint: lb.prod.internal
+networking:
+  podSubnet: 192.168.0.0/16
+  serviceSubnet: 10.100.0.0/16
+apiServer:
+  certSANs: [lb.prod.internal, 10.1.0.100]
+  extraArgs:
+  - name: audit-log-maxage
+    value: \"30\"
+dns:
+  imageTag: v1.11.3
+encryptionAlgorithm: ECDSA-P384
+certificateValidityPeriod: 4380h
+";
+
+#[test]
+fn kubeadm_v1beta4_init() {
+    let l = load(V1BETA4_INIT).unwrap();
+    assert_eq!(l.format, parse::Format::Kubeadm("v1beta4".into()));
+    let s = &l.settings;
+    assert_eq!(s.mode, Mode::Init);
+    assert_eq!(s.cluster.name, "prod");
+    assert_eq!(s.cluster.kubernetes_version, "v1.32.3");
+    let cpe = s.cluster.control_plane_endpoint.as_ref().unwrap();
+    assert_eq!(
+        cpe.to_string(),
+        "lb.prod.internal:6444",
+        "port defaults to bindPort"
+    );
+    assert_eq!(s.node.bind_port, 6444);
+    assert_eq!(s.cluster.key_algorithm, KeyAlgorithm::EcdsaP384);
+    assert_eq!(s.cluster.cert_validity_seconds, 4380 * 3600);
+    assert_eq!(s.cluster.api_server.extra_args[0].name, "audit-log-maxage");
+    assert_eq!(s.node.kubelet_extra_args[0].value, "tier=gold");
+    assert_eq!(s.bootstrap_tokens[0].ttl_seconds, 7200);
+    assert_eq!(s.bootstrap_tokens[0].token.as_ref().unwrap().id, "abcdef");
+    let fields: Vec<&str> = s.warnings.iter().map(|w| w.field.as_str()).collect();
+    assert!(fields.contains(&"ClusterConfiguration.dns"), "{fields:?}");
+    assert!(
+        fields.contains(&"InitConfiguration.nodeRegistration.imagePullSerial"),
+        "{fields:?}"
+    );
+}
+
+#[test]
+fn kubeadm_v1beta3_join_control_plane() {
+    let l = load(&format!(
+        "apiVersion: kubeadm.k8s.io/v1beta3
+kind: JoinConfiguration
+nodeRegistration:
+  name: cp-2
+  kubeletExtraArgs:
+    cloud-provider: external
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: \"[fd00::10]:6443\"
+    token: abcdef.0123456789abcdef
+    caCertHashes: [{HASH}]
+  timeout: 5m0s
+controlPlane:
+  localAPIEndpoint:
+    advertiseAddress: fd00::12
+  certificateKey: {}
+",
+        "a".repeat(64)
+    ))
+    .unwrap();
+    let s = &l.settings;
+    assert_eq!(s.mode, Mode::JoinControlPlane);
+    assert_eq!(
+        s.join.as_ref().unwrap().api_server_endpoint.url(),
+        "https://[fd00::10]:6443"
+    );
+    assert_eq!(s.node.kubelet_extra_args[0].name, "cloud-provider");
+    assert!(s.join.as_ref().unwrap().certificate_key.is_some());
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.field == "JoinConfiguration.discovery.timeout")
+    );
+    let json = serde_json::to_string(&s).unwrap();
+    assert!(!json.contains(&"a".repeat(64)));
+}
+
+#[test]
+fn kubeadm_errors_name_kubeadm_fields() {
+    let e = err(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    apiServerEndpoint: 10.0.0.1:6443\n    token: nope\n    unsafeSkipCAVerification: true\n",
+    );
+    assert!(
+        e.contains("JoinConfiguration.discovery.bootstrapToken.token"),
+        "{e}"
+    );
+    assert!(!e.contains("nope"), "token value leaked: {e}");
+    let e = err("apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\n");
+    assert!(e.contains("v1beta2") && e.contains("apiVersion"), "{e}");
+    let e = err(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  podSubnet: 10.96.0.0/16\n",
+    );
+    assert!(e.contains("InitConfiguration"), "{e}");
+    let e = err(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  podSubnet: 10.96.0.0/16\n",
+    );
+    assert!(
+        e.contains("ClusterConfiguration.networking.podSubnet") && e.contains("overlaps"),
+        "{e}"
+    );
+    let e = err(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nencryptionAlgorithm: RSA-2048\n",
+    );
+    assert!(
+        e.contains("ClusterConfiguration.encryptionAlgorithm") && e.contains("ECDSA-P256"),
+        "{e}"
+    );
+}
+
+#[test]
+fn validation_names_fields_and_collects_all() {
+    let e = err(
+        "role: worker\nserver: 10.0.0.1\ntoken: ABCDEF.0123456789abcdef\ncaCertHash: md5:abc\n",
+    );
+    assert!(
+        e.contains("test.yaml: server:") && e.contains("no port"),
+        "{e}"
+    );
+    assert!(e.contains("test.yaml: token:"), "{e}");
+    assert!(!e.contains("0123456789abcdef"), "secret leaked: {e}");
+    assert!(
+        e.contains("test.yaml: caCertHash:") && e.contains("sha256:"),
+        "{e}"
+    );
+    assert!(e.lines().count() >= 3);
+}
+
+#[test]
+fn cross_field_mistakes() {
+    let e = err("role: worker\n");
+    assert!(
+        e.contains("server: missing") && e.contains("token: missing") && e.contains("caCertHash"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "role: control-plane\nserver: a.b:6443\ntoken: abcdef.0123456789abcdef\ncaCertHash: {HASH}\n"
+    ));
+    assert!(e.contains("certificateKey: missing"), "{e}");
+    let e = err("role: control-plane\ncluster:\n  podSubnet: 10.0.0.0/8\n");
+    assert!(
+        e.contains("cluster.podSubnet") && e.contains("overlaps"),
+        "{e}"
+    );
+    let e = err("role: control-plane\nnode:\n  advertiseAddress: eth0\n");
+    assert!(
+        e.contains("node.advertiseAddress") && e.contains("not an IP"),
+        "{e}"
+    );
+    let e = err("role: control-plane\ncluster:\n  serviceSubnet: 10.0.0.0/8\n");
+    assert!(e.contains("too large"), "{e}");
+    let e = err("role: control-plane\ncluster:\n  kubernetesVersion: v1.20.0\n");
+    assert!(
+        e.contains("cluster.kubernetesVersion") && e.contains("not supported"),
+        "{e}"
+    );
+    let e = err("role: control-plane\nnode:\n  name: Bad_Name\n");
+    assert!(e.contains("node.name"), "{e}");
+    let e = err("role: boss\n");
+    assert!(e.contains("role") && e.contains("boss"), "{e}");
+    let e = err(
+        "role: worker\nserver: x:6443\ntoken: abcdef.0123456789abcdef\nunsafeSkipCAVerification: true\ncertificateKey: zz\n",
+    );
+    assert!(e.contains("certificateKey: must be 64"), "{e}");
+}
+
+#[test]
+fn unknown_and_mistyped_fields_are_named() {
+    let e = err("role: worker\nservr: 10.0.0.1:6443\n");
+    assert!(e.contains("servr"), "{e}");
+    let e = err("role: control-plane\nnode:\n  bindPort: lots\n");
+    assert!(e.contains("node.bindPort"), "{e}");
+    let e = err("role: worker\ntoken: 123456789\n");
+    assert!(e.contains("token") && !e.contains("123456789"), "{e}");
+    let e = err("- just\n- a list\n");
+    assert!(e.contains("mapping"), "{e}");
+    let e = err("apiVersion: v1\nkind: ConfigMap\n");
+    assert!(e.contains("apiVersion"), "{e}");
+}
+
+#[test]
+fn mixing_formats_is_refused() {
+    let mut u = yaml("role: control-plane\n");
+    u.documents.push(Document {
+        origin: "write_files[0] /run/kubeadm/kubeadm.yaml".into(),
+        field_prefix: String::new(),
+        body: DocBody::Yaml("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n".into()),
+    });
+    let e = from_unwrapped(u, "ud", &facts()).unwrap_err().to_string();
+    assert!(e.contains("more than one node configuration"), "{e}");
+}
+
+#[test]
+fn kernel_args_worker() {
+    let u = Unwrapped {
+        kind: "kernel command line".into(),
+        documents: vec![Document {
+            origin: "kernel command line".into(),
+            field_prefix: "kubeboot.".into(),
+            body: DocBody::KernelArgs(vec![
+                ("role".into(), "worker".into()),
+                ("server".into(), "10.0.0.10:6443".into()),
+                ("token".into(), "abcdef.0123456789abcdef".into()),
+                ("ca-cert-hash".into(), HASH.into()),
+                ("platform".into(), "metal".into()),
+            ]),
+        }],
+        ..Default::default()
+    };
+    let l = from_unwrapped(u, "/proc/cmdline", &facts()).unwrap();
+    assert_eq!(l.settings.mode, Mode::JoinWorker);
+    let u = Unwrapped {
+        kind: "kernel command line".into(),
+        documents: vec![Document {
+            origin: "kernel command line".into(),
+            field_prefix: "kubeboot.".into(),
+            body: DocBody::KernelArgs(vec![
+                ("role".into(), "worker".into()),
+                ("ca-cert-hash".into(), "x".into()),
+            ]),
+        }],
+        ..Default::default()
+    };
+    let e = from_unwrapped(u, "/proc/cmdline", &facts())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("kubeboot.ca-cert-hash"), "{e}");
+}
+
+#[test]
+fn helpers() {
+    assert_eq!(resolve::parse_duration("24h0m0s"), Some(86400));
+    assert_eq!(resolve::parse_duration("1h30m"), Some(5400));
+    assert_eq!(resolve::parse_duration("1.5h"), Some(5400));
+    assert_eq!(resolve::parse_duration("0"), Some(0));
+    assert_eq!(resolve::parse_duration("h"), None);
+    assert_eq!(resolve::parse_duration("10x"), None);
+    assert_eq!(resolve::parse_duration("99999999999999999999999h"), None);
+    assert!(resolve::parse_endpoint("[::1]:6443", None).is_ok());
+    assert_eq!(
+        resolve::parse_endpoint("fd00::1", Some(6443))
+            .unwrap()
+            .to_string(),
+        "[fd00::1]:6443"
+    );
+    assert!(resolve::parse_endpoint("host:0", None).is_err());
+    assert!(resolve::parse_endpoint("https://api.example.com:443/", None).is_ok());
+    assert_eq!(resolve::parse_version("v1.33.2"), Some((1, 33, 2)));
+    assert_eq!(resolve::parse_version("1.34.0-rc.1"), Some((1, 34, 0)));
+    assert!(resolve::parse_subnets("10.244.0.0/16,fd00:10:244::/56").is_ok());
+    assert!(
+        resolve::parse_subnets("10.244.0.1/16")
+            .unwrap_err()
+            .contains("10.244.0.0/16")
+    );
+    let t = crate::cli::generate_token().unwrap();
+    assert!(resolve::parse_token(&crate::secret::Secret::new(t.expose())).is_some());
+}

@@ -1,0 +1,131 @@
+//! The outcome record: `/var/lib/kubeboot/status.json`, written atomically
+//! on success and on failure, plus the run-once marker written last and only
+//! on success.
+//!
+//! The status file never holds secrets: error messages are built from
+//! field names, paths and URLs, and secret values are redacted types.
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::host::Paths;
+use crate::host::fs::{self, Sync};
+use crate::phases::runner::PhaseRecord;
+
+/// Path of the run-once marker under the root.
+pub const MARKER: &str = "/var/lib/kubeboot/done";
+
+/// What `status.json` holds.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// `success` or `failure`.
+    pub result: &'static str,
+    /// `init`, `join-control-plane`, `join-worker`, or `unknown` when the config could not be read.
+    pub role: String,
+    /// The last phase that ran (the failing one on failure).
+    pub phase: Option<String>,
+    /// Error class (`invalid-input`, `filesystem`, `failed`, `no-userdata`, `preflight`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+    /// Error message (never contains secrets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether rebooting / rerunning may succeed without changing the userdata.
+    pub retryable: bool,
+    /// Where the config came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Per-phase records with durations.
+    pub phases: Vec<PhaseRecord>,
+    /// Total wall time in milliseconds.
+    pub total_millis: f64,
+    /// kubeboot version.
+    pub version: &'static str,
+    /// When it finished (RFC 3339, UTC).
+    pub finished_at: String,
+}
+
+impl Status {
+    /// A status for a failure before or during the phases.
+    pub fn failure(role: String, phase: Option<String>, error: &Error, retryable: bool) -> Status {
+        Status {
+            result: "failure",
+            role,
+            phase,
+            error_class: Some(error.class().to_string()),
+            error: Some(error.to_string()),
+            retryable,
+            source: None,
+            phases: Vec::new(),
+            total_millis: 0.0,
+            version: env!("CARGO_PKG_VERSION"),
+            finished_at: now_rfc3339(),
+        }
+    }
+
+    /// The one line printed on the console.
+    pub fn console_line(&self) -> String {
+        match self.result {
+            "success" => format!(
+                "kubeboot: {} succeeded in {:.0} ms ({} phases)",
+                self.role,
+                self.total_millis,
+                self.phases
+                    .iter()
+                    .filter(|p| p.outcome == crate::phases::runner::Outcome::Done)
+                    .count()
+            ),
+            _ => format!(
+                "kubeboot: {} FAILED in phase {}: {} ({}; details in /var/lib/kubeboot/status.json and the journal)",
+                self.role,
+                self.phase.as_deref().unwrap_or("-"),
+                self.error
+                    .as_deref()
+                    .unwrap_or("unknown error")
+                    .lines()
+                    .next()
+                    .unwrap_or_default(),
+                if self.retryable {
+                    "a retry may help: reboot or `systemctl restart kubeboot`"
+                } else {
+                    "fix the userdata or host, then rerun"
+                }
+            ),
+        }
+    }
+}
+
+/// The current time as RFC 3339 UTC.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Writes the status file atomically and durably (0644).
+pub fn write(paths: &Paths, status: &Status) -> Result<(), Error> {
+    let mut text = serde_json::to_vec_pretty(status)
+        .map_err(|e| Error::Failed(format!("encoding status: {e}")))?;
+    text.push(b'\n');
+    fs::write_atomic(paths.root(), &paths.status_file(), &text, 0o644, Sync::Each)?;
+    Ok(())
+}
+
+/// Writes the run-once marker (last, only on success).
+pub fn write_marker(paths: &Paths) -> Result<(), Error> {
+    let line = format!("{}\n", now_rfc3339());
+    fs::write_atomic(
+        paths.root(),
+        &paths.host(MARKER),
+        line.as_bytes(),
+        0o644,
+        Sync::Each,
+    )?;
+    Ok(())
+}
+
+/// Whether the marker exists (a previous run succeeded).
+pub fn marker_exists(paths: &Paths) -> bool {
+    paths.host(MARKER).exists()
+}
