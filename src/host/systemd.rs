@@ -125,6 +125,14 @@ pub struct Recording {
 }
 
 impl Recording {
+    /// A recorder whose `call` fails.
+    pub fn failing_on(call: Call) -> Self {
+        Recording {
+            fail_on: Some(call),
+            ..Default::default()
+        }
+    }
+
     /// The calls so far, in order.
     pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()

@@ -515,8 +515,15 @@ pub fn etcd_with(s: &Settings, host: &HostInputs, members: &[EtcdMember]) -> Opt
     }
     let comp = &s.cluster.etcd_component;
     let args = merge_args(defaults, &comp.extra_args);
+    // An unspecified listen address (0.0.0.0, ::) is probed on loopback.
     let (scheme, probe_host, port) = arg_value(&args, "listen-metrics-urls")
         .and_then(split_url)
+        .map(|(scheme, h, port)| match h.parse::<IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => {
+                (scheme, lo.trim_matches(['[', ']']).to_string(), port)
+            }
+            _ => (scheme, h, port),
+        })
         .unwrap_or_else(|| {
             (
                 "HTTP".to_string(),
