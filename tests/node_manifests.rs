@@ -25,7 +25,7 @@ fn has(p: &Pod, flag: &str) -> bool {
     cmd(p).iter().any(|c| c == flag)
 }
 
-fn flag<'a>(p: &'a Pod, name: &str) -> Vec<String> {
+fn flag(p: &Pod, name: &str) -> Vec<String> {
     let prefix = format!("--{name}=");
     cmd(p)
         .iter()
