@@ -256,13 +256,34 @@ fn run_with_timeout(
     timeout: Duration,
 ) -> std::result::Result<String, String> {
     use std::io::Read;
-    let mut child = std::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("running {} {}: {e}", program.display(), args.join(" ")))?;
+    // ETXTBSY: the binary is still open for writing somewhere (a package
+    // being installed, or a fork in another thread); retry briefly.
+    let mut attempts = 0;
+    let mut child = loop {
+        let spawned = std::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        match spawned {
+            Ok(c) => break c,
+            Err(e)
+                if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error())
+                    && attempts < 10 =>
+            {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "running {} {}: {e}",
+                    program.display(),
+                    args.join(" ")
+                ));
+            }
+        }
+    };
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
