@@ -558,5 +558,4 @@ fn kcm_pod_cidr_flags_only_with_a_pod_subnet() {
     assert!(
         flag(&kcm, "cluster-cidr").is_empty() && flag(&kcm, "service-cluster-ip-range").is_empty()
     );
-    let _ = (secret::Secret::new("x"), config::model::Mode::Init);
 }

@@ -580,5 +580,4 @@ fn ignore_list_downgrades_errors() {
     assert!(!h.run(&s, &[]).is_ok());
     assert!(h.run(&s, &["Port-6443"]).is_ok());
     assert!(h.run(&settings::control_plane(), &["all"]).is_ok());
-    let _ = (config::model::Mode::Init, secret::Secret::new("x"));
 }

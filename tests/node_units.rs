@@ -172,5 +172,4 @@ fn kubelet_start_stops_at_the_first_failure() {
     let rec = Recording::failing_on(Call::DaemonReload);
     assert!(kubelet::start(&rec).is_err());
     assert_eq!(rec.calls(), [Call::DaemonReload]);
-    let _ = (config::model::Mode::Init, secret::Secret::new("x"));
 }
