@@ -121,3 +121,19 @@ fn every_written_manifest_is_a_pod() {
     }
     assert_eq!(n, 4);
 }
+
+#[test]
+fn worker_gets_an_empty_private_manifests_dir() {
+    let root = TempRoot::new("golden-worker-dir");
+    assert!(
+        render(&settings::worker(), root.path())
+            .iter()
+            .all(|f| !f.starts_with(root.path().join("etc")))
+    );
+    let dir = root.path().join("etc/kubernetes/manifests");
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}

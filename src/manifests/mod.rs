@@ -131,9 +131,9 @@ pub fn manifest_path(paths: &Paths, component: &str) -> PathBuf {
     paths.manifests_dir().join(format!("{component}.yaml"))
 }
 
-/// Renders and writes this node's static pods (0600, directory 0700),
-/// reading [`HostInputs`] from the host and the process environment.
-/// Returns the files written (none on a worker).
+/// Renders and writes this node's static pods (0600, directory 0700,
+/// created on workers too), reading [`HostInputs`] from the host and the
+/// process environment. Returns the files written (none on a worker).
 pub fn write_all(s: &Settings, paths: &Paths, sync: Sync) -> Result<Vec<PathBuf>> {
     let host = HostInputs::detect(paths, std::env::vars());
     write_with(s, paths, &host, sync)
@@ -153,9 +153,8 @@ pub fn write_with(
 /// member list of a control-plane join) to the manifests directory.
 pub fn write_pods(paths: &Paths, pods: &[(&str, Pod)], sync: Sync) -> Result<Vec<PathBuf>> {
     let mut written = Vec::with_capacity(pods.len());
-    if pods.is_empty() {
-        return Ok(written);
-    }
+    // Workers get the (empty) directory too: it is the kubelet's
+    // staticPodPath, and the kubelet warns when it is missing.
     create_dir_all(paths.root(), &paths.manifests_dir(), 0o700)?;
     for (component, pod) in pods {
         let path = manifest_path(paths, component);
