@@ -8,3 +8,6 @@ pub mod paths;
 
 pub use facts::HostFacts;
 pub use paths::Paths;
+pub mod detect;
+pub mod preflight;
+pub mod systemd;

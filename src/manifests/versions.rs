@@ -1,0 +1,173 @@
+//! Every Kubernetes-version-dependent fact kubeboot renders, in one table.
+//!
+//! One row per supported minor. Anything that differs between minors
+//! (image tags, probe endpoints, named probe ports, etcd 3.5 vs 3.6 flag
+//! spellings, kubelet flags) is a column here and nowhere else; renderers
+//! ask [`for_version`] and never compare version numbers themselves.
+//!
+//! Sources: kubeadm's `constants.go` (`SupportedEtcdVersion`, `PauseVersion`,
+//! `CoreDNSVersion`), `manifests.go`/`local.go` probes, PR #126945 (scheduler
+//! `/livez` + `/readyz`, 1.32), PR #132776 (named `probe-port`, 1.34),
+//! `features.go` (`NodeLocalCRISocket` beta/on in 1.34). The 1.33/1.34 image
+//! tags are from release notes (kubeadm-facts.md marks them unconfirmed
+//! against a kubeadm binary); override with `etcd.local.imageTag` if needed.
+
+/// The version-dependent facts for one Kubernetes minor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionFacts {
+    /// Minor version (`34` for v1.34.x).
+    pub minor: u32,
+    /// Default etcd image tag.
+    pub etcd_tag: &'static str,
+    /// pause (sandbox) image tag.
+    pub pause_tag: &'static str,
+    /// CoreDNS image tag.
+    pub coredns_tag: &'static str,
+    /// kube-scheduler probes: `/livez` + `/readyz` (true) or `/healthz` only.
+    pub scheduler_livez_readyz: bool,
+    /// Probes use the named container port `probe-port` (1.34+).
+    pub named_probe_port: bool,
+    /// `NodeLocalCRISocket` is on by default: the CRI socket goes to
+    /// `/var/lib/kubelet/instance-config.yaml`, not to the kubelet flags.
+    pub node_local_cri_socket: bool,
+    /// kubeadm passes `--pod-infra-container-image` to the kubelet.
+    pub pod_infra_flag: bool,
+}
+
+/// The supported minors, oldest first.
+pub const TABLE: &[VersionFacts] = &[
+    VersionFacts {
+        minor: 32,
+        etcd_tag: "3.5.24-0",
+        pause_tag: "3.10",
+        coredns_tag: "v1.11.3",
+        scheduler_livez_readyz: true,
+        named_probe_port: false,
+        node_local_cri_socket: false,
+        pod_infra_flag: true,
+    },
+    VersionFacts {
+        minor: 33,
+        etcd_tag: "3.5.24-0",
+        pause_tag: "3.10",
+        coredns_tag: "v1.12.0",
+        scheduler_livez_readyz: true,
+        named_probe_port: false,
+        node_local_cri_socket: false,
+        pod_infra_flag: true,
+    },
+    VersionFacts {
+        minor: 34,
+        etcd_tag: "3.6.5-0",
+        pause_tag: "3.10.1",
+        coredns_tag: "v1.12.1",
+        scheduler_livez_readyz: true,
+        named_probe_port: true,
+        node_local_cri_socket: true,
+        pod_infra_flag: true,
+    },
+];
+
+/// `(major, minor, patch)` of a `v1.x.y` version string: the config
+/// parser's function, so both agree on what a version is.
+pub use crate::config::resolve::parse_version as parse;
+
+/// The row for a Kubernetes version, and a warning when the version is not
+/// in the table (the nearest row is used, as kubeadm does for etcd).
+pub fn for_version(version: &str) -> (&'static VersionFacts, Option<String>) {
+    let newest = &TABLE[TABLE.len() - 1];
+    let oldest = &TABLE[0];
+    let Some((major, minor, _)) = parse(version) else {
+        return (
+            newest,
+            Some(format!(
+                "cannot parse Kubernetes version {version:?}; using the v1.{} defaults",
+                newest.minor
+            )),
+        );
+    };
+    if let Some(row) = TABLE.iter().find(|r| major == 1 && r.minor == minor) {
+        return (row, None);
+    }
+    let row = if major > 1 || minor > newest.minor {
+        newest
+    } else {
+        oldest
+    };
+    (
+        row,
+        Some(format!(
+            "Kubernetes {version} is outside the supported v1.{}-v1.{} range; using the v1.{} defaults",
+            oldest.minor, newest.minor, row.minor
+        )),
+    )
+}
+
+/// The facts for a version, without the warning.
+pub fn facts(version: &str) -> &'static VersionFacts {
+    for_version(version).0
+}
+
+/// True when an etcd image tag is etcd 3.6 or newer (which renamed the
+/// `--experimental-*` flags kubeadm sets).
+pub fn etcd_is_36_or_newer(tag: &str) -> bool {
+    let t = tag.strip_prefix('v').unwrap_or(tag);
+    let mut it = t.split(['.', '-']);
+    let major: u32 = it.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    let minor: u32 = it.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    (major, minor) >= (3, 6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_versions() {
+        assert_eq!(parse("v1.34.1"), Some((1, 34, 1)));
+        assert_eq!(parse("1.33.0-rc.1"), Some((1, 33, 0)));
+        assert_eq!(parse("v1.x.0"), None);
+        assert_eq!(parse(""), None);
+    }
+
+    #[test]
+    fn table_is_sorted_and_contiguous() {
+        for w in TABLE.windows(2) {
+            assert_eq!(w[0].minor + 1, w[1].minor);
+        }
+        assert!(TABLE.len() >= 3);
+    }
+
+    #[test]
+    fn known_rows_and_differences() {
+        let (r32, w) = for_version("v1.32.9");
+        assert!(w.is_none());
+        assert!(!r32.named_probe_port && !etcd_is_36_or_newer(r32.etcd_tag));
+        let r34 = facts("v1.34.0");
+        assert!(
+            r34.named_probe_port && r34.node_local_cri_socket && etcd_is_36_or_newer(r34.etcd_tag)
+        );
+        assert_eq!(facts("v1.33.2").minor, 33);
+    }
+
+    #[test]
+    fn out_of_range_uses_nearest_with_warning() {
+        let (r, w) = for_version("v1.40.0");
+        assert_eq!(r.minor, 34);
+        assert!(w.unwrap().contains("v1.40.0"));
+        let (r, w) = for_version("v1.20.0");
+        assert_eq!(r.minor, 32);
+        assert!(w.is_some());
+        let (r, w) = for_version("latest");
+        assert_eq!(r.minor, 34);
+        assert!(w.unwrap().contains("cannot parse"));
+    }
+
+    #[test]
+    fn etcd_tag_generation() {
+        assert!(!etcd_is_36_or_newer("3.5.24-0"));
+        assert!(etcd_is_36_or_newer("3.6.0-0"));
+        assert!(etcd_is_36_or_newer("v3.7.1"));
+        assert!(!etcd_is_36_or_newer("garbage"));
+    }
+}

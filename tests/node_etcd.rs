@@ -1,0 +1,209 @@
+//! The etcd static pod's command line run by a real etcd (Debian's
+//! etcd-server, 3.4): every flag kubeboot renders for an etcd 3.5 image
+//! must be understood, and the member must come up healthy with TLS
+//! certificates made by openssl at the paths the manifest names.
+//! (The etcd 3.6 spellings, `--feature-gates=InitialCorruptCheck=true` and
+//! `--watch-progress-notify-interval`, need etcd >= 3.6 and are covered by
+//! the version-table tests only.)
+
+use kubeboot::{config, secret};
+
+#[path = "node_common/mod.rs"]
+mod node_common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kubeboot::config::model::{Arg, Etcd};
+use kubeboot::manifests;
+use node_common::{TempRoot, settings};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("openssl is required (Debian package openssl): {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An ECDSA CA and one server+client certificate for 127.0.0.1, written as
+/// etcd/ca.crt, etcd/server.{crt,key} and etcd/peer.{crt,key}.
+fn make_certs(pki: &Path) {
+    let d = pki.join("etcd");
+    std::fs::create_dir_all(&d).unwrap();
+    openssl(
+        &d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "ca.key",
+        ],
+    );
+    openssl(
+        &d,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-subj",
+            "/CN=etcd-ca",
+            "-days",
+            "1",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature\n",
+    )
+    .unwrap();
+    for name in ["server", "peer"] {
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let crt = format!("{name}.crt");
+        openssl(
+            &d,
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                &key,
+            ],
+        );
+        openssl(
+            &d,
+            &[
+                "req", "-new", "-key", &key, "-subj", "/CN=cp-1", "-out", &csr,
+            ],
+        );
+        openssl(
+            &d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                &crt,
+            ],
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn real_etcd_accepts_the_rendered_command_and_becomes_healthy() {
+    let root = TempRoot::new("etcd-real");
+    let pki = root.path().join("pki");
+    make_certs(&pki);
+    let mut s = settings::control_plane();
+    s.cluster.kubernetes_version = "v1.33.4".into(); // an etcd 3.5 image: the flags etcd 3.4 knows
+    s.cluster.certificates_dir = pki.display().to_string();
+    s.node.advertise_address = "127.0.0.1".parse().unwrap();
+    if let Etcd::Local { data_dir, .. } = &mut s.cluster.etcd {
+        *data_dir = root.path().join("etcd-data").display().to_string();
+    }
+    // Free ports instead of 2379-2381, through the extra-args override.
+    let (client, peer, metrics) = (free_port(), free_port(), free_port());
+    let a = |n: &str, v: String| Arg {
+        name: n.into(),
+        value: v,
+    };
+    s.cluster.etcd_component.extra_args = vec![
+        a("listen-client-urls", format!("https://127.0.0.1:{client}")),
+        a(
+            "advertise-client-urls",
+            format!("https://127.0.0.1:{client}"),
+        ),
+        a("listen-peer-urls", format!("https://127.0.0.1:{peer}")),
+        a(
+            "initial-advertise-peer-urls",
+            format!("https://127.0.0.1:{peer}"),
+        ),
+        a("initial-cluster", format!("cp-1=https://127.0.0.1:{peer}")),
+        a("listen-metrics-urls", format!("http://127.0.0.1:{metrics}")),
+    ];
+    let pod = manifests::etcd(&s).unwrap();
+    let command = pod.spec.unwrap().containers[0].command.clone().unwrap();
+    assert_eq!(command[0], "etcd");
+    let log = root.path().join("etcd.log");
+    let child = Command::new("etcd")
+        .args(&command[1..])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("etcd is required (Debian package etcd-server): {e}"));
+    let mut etcd = Kill(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let healthy = loop {
+        if let Some(body) = get(metrics, "/health")
+            && body.contains("\"health\":\"true\"")
+        {
+            break true;
+        }
+        if let Ok(Some(status)) = etcd.0.try_wait() {
+            panic!(
+                "etcd exited with {status}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(healthy, "etcd did not become healthy:\n{logs}");
+    assert!(!logs.contains("flag provided but not defined"), "{logs}");
+}
