@@ -11,5 +11,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod host;
+pub mod kubeconfig;
+pub mod pki;
 pub mod secret;
 pub mod userdata;
