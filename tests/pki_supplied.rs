@@ -222,7 +222,7 @@ fn inline_ca_material_is_written_then_kept_and_conflicts_are_refused() {
     };
     let e = pki::ensure_tree(
         &s3,
-        &Paths::new(&tmp("inline-mismatch")),
+        &Paths::new(tmp("inline-mismatch")),
         now,
         Sync::Deferred,
     )
@@ -235,14 +235,9 @@ fn inline_ca_material_is_written_then_kept_and_conflicts_are_refused() {
     let mut s4 = control_plane_settings();
     s4.supplied_cas.front_proxy_ca.cert_pem =
         Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into());
-    let e = pki::ensure_tree(
-        &s4,
-        &Paths::new(&tmp("inline-garbage")),
-        now,
-        Sync::Deferred,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = pki::ensure_tree(&s4, &Paths::new(tmp("inline-garbage")), now, Sync::Deferred)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("front-proxy-ca"), "{e}");
 
     // a certificate only (no key) → external CA mode for that CA: leaves must exist
@@ -250,7 +245,7 @@ fn inline_ca_material_is_written_then_kept_and_conflicts_are_refused() {
     s5.supplied_cas.ca.cert_pem = Some(cert_pem);
     let e = pki::ensure_tree(
         &s5,
-        &Paths::new(&tmp("inline-certonly")),
+        &Paths::new(tmp("inline-certonly")),
         now,
         Sync::Deferred,
     )

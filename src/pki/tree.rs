@@ -118,10 +118,8 @@ impl LeafSpec {
         if info.cn != self.cn {
             return Err(format!("its CN is {:?}, expected {:?}", info.cn, self.cn));
         }
-        if let Some(org) = &self.org {
-            if !info.orgs.contains(org) {
-                return Err(format!("its O is {:?}, expected {org:?}", info.orgs));
-            }
+        if let Some(org) = self.org.as_ref().filter(|o| !info.orgs.contains(o)) {
+            return Err(format!("its O is {:?}, expected {org:?}", info.orgs));
         }
         if let Some(u) = self.usages.iter().find(|u| !info.usages.contains(u)) {
             return Err(format!("it lacks the {u:?} extended key usage"));
@@ -303,13 +301,11 @@ impl Tree<'_> {
                         day(info.not_after)
                     )));
                 }
-                if let Some(k) = &key {
-                    if k.spki_der() != info.spki {
-                        return Err(Error::Invalid(format!(
-                            "{}: the private key does not match the certificate {origin}",
-                            keyp.display()
-                        )));
-                    }
+                if key.as_ref().is_some_and(|k| k.spki_der() != info.spki) {
+                    return Err(Error::Invalid(format!(
+                        "{}: the private key does not match the certificate {origin}",
+                        keyp.display()
+                    )));
                 }
                 (
                     der,
