@@ -701,3 +701,61 @@ fn expiration_table() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn crash_residue_converges() {
+    // What a crash before the deferred syncfs can leave: empty files, or a
+    // CA key whose certificate never reached the disk.
+    let root = tmp("crash");
+    let s = control_plane_settings();
+    render(&s, &root);
+    let dir = pki(&root);
+    let ca_key = std::fs::read(dir.join("ca.key")).unwrap();
+    std::fs::write(dir.join("ca.crt"), b"").unwrap();
+    std::fs::write(dir.join("apiserver.key"), b"").unwrap();
+    std::fs::write(dir.join("sa.pub"), b"").unwrap();
+    std::fs::write(root.join("etc/kubernetes/admin.conf"), b"").unwrap();
+    let (certs, kcs) = render(&s, &root);
+    assert!(
+        matches!(certs.get("ca").unwrap().action, Action::Regenerated(_)),
+        "{certs}"
+    );
+    assert!(
+        matches!(
+            certs.get("apiserver").unwrap().action,
+            Action::Regenerated(_)
+        ),
+        "{certs}"
+    );
+    assert!(
+        matches!(certs.get("sa").unwrap().action, Action::Regenerated(_)),
+        "{certs}"
+    );
+    assert_eq!(certs.get("front-proxy-ca").unwrap().action, Action::Kept);
+    assert_eq!(kcs.get("admin.conf").unwrap().action, Action::Created);
+    // the re-issued CA certificate differs, so kubeconfigs embedding the old one follow it
+    match &kcs.get("scheduler.conf").unwrap().action {
+        Action::Regenerated(why) => assert!(why.contains("certificate-authority-data"), "{why}"),
+        a => panic!("{a:?}"),
+    }
+    assert_eq!(
+        ca_key,
+        std::fs::read(dir.join("ca.key")).unwrap(),
+        "the CA key was replaced"
+    );
+    // leaves issued before the crash still verify against the re-issued CA certificate
+    let ca = dir.join("ca.crt");
+    for leaf in ["apiserver.crt", "apiserver-kubelet-client.crt"] {
+        let out = openssl(&[
+            "verify",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            dir.join(leaf).to_str().unwrap(),
+        ]);
+        assert!(out.contains(": OK"), "{out}");
+    }
+    let before = snapshot(&root);
+    render(&s, &root);
+    assert_eq!(before, snapshot(&root));
+    std::fs::remove_dir_all(&root).unwrap();
+}

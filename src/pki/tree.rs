@@ -40,6 +40,14 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Writes and fsyncs (file and directory) whatever the sync mode: for a
+    /// CA key, which must be durable before its certificate can appear.
+    pub fn write_durable(&mut self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
+        fs::write_atomic(self.root, path, data, mode, Sync::Each)?;
+        self.wrote = true;
+        Ok(())
+    }
+
     /// With deferred syncing, one `syncfs` covering everything written.
     pub fn finish(&self, dir: &Path) -> Result<()> {
         if self.wrote && self.sync == Sync::Deferred {
@@ -342,7 +350,11 @@ impl Tree<'_> {
             (None, None) => {
                 let k = Key::generate(self.settings.cluster.key_algorithm)?;
                 let der = self.issue_ca(row, &k)?;
-                self.w.write(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
+                // With deferred syncing a crash could otherwise leave ca.crt
+                // without ca.key, which reads as external-CA mode and would
+                // never converge; a key without its certificate does.
+                self.w
+                    .write_durable(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
                 self.w
                     .write(&crt, cert::to_pem(&der).as_bytes(), CERT_MODE)?;
                 (der, Some(k), Action::Created)
