@@ -386,7 +386,7 @@ pub fn ensure_kubeconfigs(
             )));
         };
         let key = Key::generate(settings.cluster.key_algorithm)?;
-        let der = cert::issue(&want.spec.request(settings, now), &key, Some(signer), &rng)?;
+        let der = cert::issue(&want.spec.request(settings, now)?, &key, Some(signer), &rng)?;
         let text = render(
             want.cluster,
             &want.server,

@@ -325,6 +325,33 @@ fn real_etcd_serves_with_our_certificates() {
         "etcd not healthy via the healthcheck-client cert: {last}\n{}",
         std::fs::read_to_string(root.join("etcd.log")).unwrap_or_default()
     );
+    // etcdctl too, when the etcd-client package is installed
+    match Command::new("etcdctl").arg("version").output() {
+        Ok(_) => {
+            // etcdctl 3.4 prints the health line on stderr
+            let out = output(
+                Command::new("etcdctl")
+                    .env("ETCDCTL_API", "3")
+                    .arg(format!("--endpoints={client_url}"))
+                    .arg(format!("--cacert={}", e.join("ca.crt").display()))
+                    .arg(format!("--cert={}", hc.0.display()))
+                    .arg(format!("--key={}", hc.1.display()))
+                    .args(["endpoint", "health"]),
+            );
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                out.status.success() && text.contains("is healthy"),
+                "{text}"
+            );
+        }
+        Err(_) => eprintln!(
+            "note: etcdctl not installed (Debian etcd-client); checked /health with Go only"
+        ),
+    }
     // the apiserver's etcd client certificate works too
     let out = get(
         &health,

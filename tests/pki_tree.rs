@@ -514,6 +514,30 @@ fn a_ca_is_never_replaced_and_bad_inputs_name_the_file() {
     .to_string();
     assert!(e.contains("ca.crt") && e.contains("expired"), "{e}");
 
+    // validity periods too long for X.509 are refused, not a panic
+    let mut long = s.clone();
+    long.cluster.ca_validity_seconds = u64::MAX;
+    let e = pki::ensure_tree(
+        &long,
+        &Paths::new(root.join("long")),
+        now,
+        kubeboot::host::fs::Sync::Deferred,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("caCertificateValidityPeriod"), "{e}");
+    long.cluster.ca_validity_seconds = s.cluster.ca_validity_seconds;
+    long.cluster.cert_validity_seconds = 400_000 * 365 * 86400;
+    let e = pki::ensure_tree(
+        &long,
+        &Paths::new(root.join("long")),
+        now,
+        kubeboot::host::fs::Sync::Deferred,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("certificateValidityPeriod"), "{e}");
+
     // the CA was never touched by any of this
     assert_eq!(ca_crt, std::fs::read(dir.join("ca.crt")).unwrap());
     ensure().unwrap();

@@ -88,7 +88,5 @@ pub struct EnvelopeError(pub String);
 /// Finds the config documents and carried files inside `bytes`.
 pub fn unwrap(bytes: &[u8], facts: &HostFacts) -> Result<Unwrapped, EnvelopeError> {
     let _ = (bytes, facts);
-    Err(EnvelopeError(
-        "envelope parsing is not implemented yet".into(),
-    ))
+    Err(EnvelopeError("envelope parsing is not implemented yet".into()))
 }

@@ -89,16 +89,20 @@ pub(crate) struct LeafSpec {
 }
 
 impl LeafSpec {
-    pub fn request(&self, settings: &Settings, now: OffsetDateTime) -> CertRequest {
-        CertRequest {
+    pub fn request(&self, settings: &Settings, now: OffsetDateTime) -> Result<CertRequest> {
+        Ok(CertRequest {
             cn: self.cn.clone(),
             org: self.org.clone(),
             is_ca: false,
             usages: self.usages.clone(),
             sans: self.sans.clone(),
             not_before: now - BACKDATE,
-            not_after: now + time::Duration::seconds(settings.cluster.cert_validity_seconds as i64),
-        }
+            not_after: not_after(
+                now,
+                settings.cluster.cert_validity_seconds,
+                "certificateValidityPeriod",
+            )?,
+        })
     }
 
     /// Why an existing certificate + key does not fit, or `Ok` with its facts.
@@ -138,6 +142,19 @@ impl LeafSpec {
         }
         Ok(info)
     }
+}
+
+/// `now + seconds`, or an error naming `field` when that is past year 9999.
+pub(crate) fn not_after(now: OffsetDateTime, seconds: u64, field: &str) -> Result<OffsetDateTime> {
+    i64::try_from(seconds)
+        .ok()
+        .and_then(|s| now.checked_add(time::Duration::seconds(s)))
+        .filter(|t| t.year() <= 9999)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{field}: {seconds} seconds is too long (NotAfter past year 9999)"
+            ))
+        })
 }
 
 /// `2036-11-26`.
@@ -382,8 +399,11 @@ impl Tree<'_> {
             usages: Vec::new(),
             sans: table::sans(row, self.settings),
             not_before: self.now - BACKDATE,
-            not_after: self.now
-                + time::Duration::seconds(self.settings.cluster.ca_validity_seconds as i64),
+            not_after: not_after(
+                self.now,
+                self.settings.cluster.ca_validity_seconds,
+                "caCertificateValidityPeriod",
+            )?,
         };
         cert::issue(&req, key, None, &self.rng)
     }
@@ -449,7 +469,7 @@ impl Tree<'_> {
             None => (Key::generate(self.settings.cluster.key_algorithm)?, true),
         };
         let der = cert::issue(
-            &spec.request(self.settings, self.now),
+            &spec.request(self.settings, self.now)?,
             &key,
             ca.signer(),
             &self.rng,
