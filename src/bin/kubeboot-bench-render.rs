@@ -11,6 +11,7 @@
 //!     whole-process timing with hyperfine or `/usr/bin/time -v`.
 //! ```
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -130,7 +131,9 @@ fn main() -> ExitCode {
             let _ = std::fs::remove_dir_all(&root);
         }
         times.sort_by(f64::total_cmp);
-        println!(
+        // a closed stdout (`| head`) must not panic
+        let _ = writeln!(
+            std::io::stdout(),
             "sync={:<8} runs={} entries={} median={:.2}ms p90={:.2}ms max={:.2}ms",
             format!("{sync:?}").to_lowercase(),
             o.runs,
@@ -141,8 +144,13 @@ fn main() -> ExitCode {
         );
     }
     match peak_rss_kib() {
-        Some(k) => println!("peak RSS (VmHWM) {:.1} MiB", k as f64 / 1024.0),
-        None => println!("peak RSS unavailable"),
+        Some(k) => writeln!(
+            std::io::stdout(),
+            "peak RSS (VmHWM) {:.1} MiB",
+            k as f64 / 1024.0
+        ),
+        None => writeln!(std::io::stdout(), "peak RSS unavailable"),
     }
+    .ok();
     ExitCode::SUCCESS
 }
