@@ -1,0 +1,177 @@
+//! Private keys: generation (ECDSA P-256 / P-384 through rcgen + ring),
+//! loading of user-supplied keys (RSA in PKCS#1 or PKCS#8, ECDSA in SEC1 or
+//! PKCS#8), and the PEM encodings kubeadm writes (`EC PRIVATE KEY` for
+//! ECDSA, `PUBLIC KEY` for `sa.pub`).
+
+use std::fmt;
+
+use rcgen::{KeyPair, PublicKeyData};
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+use super::der;
+use crate::config::KeyAlgorithm;
+use crate::error::{Error, Result};
+
+/// A private key that can sign certificates. `Debug` never shows it.
+pub struct Key {
+    pair: KeyPair,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({}, <redacted>)", self.describe())
+    }
+}
+
+impl Key {
+    /// Generates a fresh key of `algorithm`.
+    pub fn generate(algorithm: KeyAlgorithm) -> Result<Key> {
+        let alg = match algorithm {
+            KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyAlgorithm::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        };
+        let pair = KeyPair::generate_for(alg)
+            .map_err(|e| Error::Failed(format!("generating {} key: {e}", algorithm.as_str())))?;
+        Ok(Key { pair })
+    }
+
+    /// Loads a PEM private key: `RSA PRIVATE KEY` (PKCS#1), `EC PRIVATE KEY`
+    /// (SEC1, other blocks such as `EC PARAMETERS` are skipped) or
+    /// `PRIVATE KEY` (PKCS#8). Only RSA and ECDSA P-256/P-384 are accepted.
+    /// `origin` names the file or config field in errors.
+    pub fn from_pem(pem_bytes: &[u8], origin: &str) -> Result<Key> {
+        let blocks = pem::parse_many(pem_bytes)
+            .map_err(|e| Error::Invalid(format!("{origin}: not a PEM private key: {e}")))?;
+        let block = blocks
+            .iter()
+            .find(|b| {
+                matches!(
+                    b.tag(),
+                    "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" | "ENCRYPTED PRIVATE KEY"
+                )
+            })
+            .ok_or_else(|| Error::Invalid(format!("{origin}: no PEM private key block found")))?;
+        let pkcs8 = match block.tag() {
+            "PRIVATE KEY" => Some(block.contents().to_vec()),
+            "RSA PRIVATE KEY" => der::pkcs1_to_pkcs8(block.contents()),
+            "EC PRIVATE KEY" => der::sec1_to_pkcs8(block.contents()),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{origin}: encrypted private keys are not supported; decrypt it first"
+                )));
+            }
+        };
+        let pkcs8 = pkcs8
+            .ok_or_else(|| Error::Invalid(format!("{origin}: malformed {} block", block.tag())))?;
+        let pair = KeyPair::try_from(pkcs8.as_slice()).map_err(|_| {
+            Error::Invalid(format!(
+                "{origin}: unsupported or malformed private key (supported: RSA 2048-8192 bits, ECDSA P-256, ECDSA P-384)"
+            ))
+        })?;
+        if pair.algorithm() == &rcgen::PKCS_ED25519 {
+            return Err(Error::Invalid(format!(
+                "{origin}: Ed25519 keys are not supported by Kubernetes' PKI (supported: RSA, ECDSA P-256, ECDSA P-384)"
+            )));
+        }
+        Ok(Key { pair })
+    }
+
+    /// The key in the PEM form kubeadm writes: SEC1 `EC PRIVATE KEY` for
+    /// ECDSA, PKCS#8 `PRIVATE KEY` otherwise.
+    pub fn to_pem(&self) -> String {
+        let pkcs8 = self.pair.serialized_der();
+        match der::pkcs8_ec_to_sec1(pkcs8) {
+            Some(sec1) => super::pem_encode("EC PRIVATE KEY", sec1),
+            None => super::pem_encode("PRIVATE KEY", pkcs8.to_vec()),
+        }
+    }
+
+    /// The DER SubjectPublicKeyInfo.
+    pub fn spki_der(&self) -> Vec<u8> {
+        self.pair.subject_public_key_info()
+    }
+
+    /// The public key as a `PUBLIC KEY` PEM (PKIX), as in `sa.pub`.
+    pub fn public_pem(&self) -> String {
+        self.pair.public_key_pem()
+    }
+
+    /// "ECDSA P-256", "RSA 2048", ...
+    pub fn describe(&self) -> String {
+        describe_spki_der(&self.spki_der())
+    }
+
+    /// The rcgen key pair, for signing.
+    pub(crate) fn pair(&self) -> &KeyPair {
+        &self.pair
+    }
+}
+
+/// Describes a DER SubjectPublicKeyInfo: "ECDSA P-256", "RSA 2048", ...
+pub fn describe_spki_der(spki: &[u8]) -> String {
+    match SubjectPublicKeyInfo::from_der(spki) {
+        Ok((_, info)) => describe_spki(&info),
+        Err(_) => "unknown".to_string(),
+    }
+}
+
+/// Describes a parsed SubjectPublicKeyInfo.
+pub fn describe_spki(info: &SubjectPublicKeyInfo<'_>) -> String {
+    match info.parsed() {
+        Ok(PublicKey::RSA(rsa)) => format!("RSA {}", rsa.key_size()),
+        Ok(PublicKey::EC(_)) => {
+            let curve = info
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|oid| oid.to_id_string());
+            match curve.as_deref() {
+                Some("1.2.840.10045.3.1.7") => "ECDSA P-256".to_string(),
+                Some("1.3.132.0.34") => "ECDSA P-384".to_string(),
+                Some("1.3.132.0.35") => "ECDSA P-521".to_string(),
+                Some(other) => format!("ECDSA {other}"),
+                None => "ECDSA".to_string(),
+            }
+        }
+        _ => info.algorithm.algorithm.to_id_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_round_trip_through_kubeadm_pem() {
+        for (alg, name) in [
+            (KeyAlgorithm::EcdsaP256, "ECDSA P-256"),
+            (KeyAlgorithm::EcdsaP384, "ECDSA P-384"),
+        ] {
+            let k = Key::generate(alg).unwrap();
+            assert_eq!(k.describe(), name);
+            let pem = k.to_pem();
+            assert!(pem.starts_with("-----BEGIN EC PRIVATE KEY-----"), "{pem}");
+            let back = Key::from_pem(pem.as_bytes(), "test").unwrap();
+            assert_eq!(back.spki_der(), k.spki_der());
+            assert!(!format!("{k:?}").contains("BEGIN"));
+        }
+    }
+
+    #[test]
+    fn garbage_names_origin() {
+        let e = Key::from_pem(b"hello", "/x/ca.key")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/x/ca.key"), "{e}");
+        let e = Key::from_pem(
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            "/x/ca.key",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("/x/ca.key") && e.contains("supported"), "{e}");
+    }
+}

@@ -1,0 +1,566 @@
+//! Load-or-create over the certificate table: supplied CA material is
+//! written first, existing valid files are kept, missing or invalid leaves
+//! are (re)issued by their CA, a CA is never replaced, and a CA without
+//! its key means external-CA mode (its leaves must already be valid).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ring::rand::SystemRandom;
+use time::OffsetDateTime;
+
+use super::cert::{self, CertInfo, CertRequest, Eku, Sans, Signer};
+use super::keys::Key;
+use super::table::{self, CertRow};
+use super::{Action, Entry, PkiReport};
+use crate::config::{CaMaterial, Mode, Settings};
+use crate::error::{Error, Result};
+use crate::host::Paths;
+use crate::host::fs::{self, Sync};
+
+/// kubeadm's `CertificateBackdate`: NotBefore is five minutes before now.
+pub const BACKDATE: time::Duration = time::Duration::minutes(5);
+
+/// Mode of private keys, kubeconfigs and `sa.pub`.
+pub const SECRET_MODE: u32 = 0o600;
+/// Mode of certificates.
+pub const CERT_MODE: u32 = 0o644;
+
+/// Writes files under the root, remembering whether anything was written.
+pub(crate) struct Writer<'a> {
+    pub root: &'a Path,
+    pub sync: Sync,
+    pub wrote: bool,
+}
+
+impl Writer<'_> {
+    pub fn write(&mut self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
+        fs::write_atomic(self.root, path, data, mode, self.sync)?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    /// Writes and fsyncs (file and directory) whatever the sync mode: for a
+    /// CA key, which must be durable before its certificate can appear.
+    pub fn write_durable(&mut self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
+        fs::write_atomic(self.root, path, data, mode, Sync::Each)?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    /// With deferred syncing, one `syncfs` covering everything written.
+    pub fn finish(&self, dir: &Path) -> Result<()> {
+        if self.wrote && self.sync == Sync::Deferred {
+            fs::sync_filesystem(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Reads a file under the root (refusing symlinks); a missing or empty
+    /// file is `None` (an empty file can only be left by a crash).
+    pub fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        fs::check_no_symlinks(self.root, path)?;
+        Ok(fs::read_optional(path)?.filter(|b| !b.is_empty()))
+    }
+}
+
+/// A CA ready to sign (or, without a key, to verify only).
+pub(crate) struct Ca {
+    pub der: Vec<u8>,
+    pub key: Option<Key>,
+    pub path: PathBuf,
+}
+
+impl Ca {
+    pub fn signer(&self) -> Option<Signer<'_>> {
+        self.key.as_ref().map(|key| Signer {
+            cert_der: &self.der,
+            key,
+        })
+    }
+}
+
+/// What a leaf certificate must be.
+pub(crate) struct LeafSpec {
+    pub cn: String,
+    pub org: Option<String>,
+    pub usages: Vec<Eku>,
+    pub sans: Sans,
+}
+
+impl LeafSpec {
+    pub fn request(&self, settings: &Settings, now: OffsetDateTime) -> Result<CertRequest> {
+        Ok(CertRequest {
+            cn: self.cn.clone(),
+            org: self.org.clone(),
+            is_ca: false,
+            usages: self.usages.clone(),
+            sans: self.sans.clone(),
+            not_before: now - BACKDATE,
+            not_after: not_after(
+                now,
+                settings.cluster.cert_validity_seconds,
+                "certificateValidityPeriod",
+            )?,
+        })
+    }
+
+    /// Why an existing certificate + key does not fit, or `Ok` with its facts.
+    pub fn check(
+        &self,
+        cert_der: &[u8],
+        key: &Key,
+        ca: &Ca,
+        now: OffsetDateTime,
+    ) -> Result<CertInfo, String> {
+        let info = cert::inspect(cert_der, "")
+            .map_err(|_| "the certificate does not parse".to_string())?;
+        if !cert::signed_by(cert_der, &ca.der) {
+            return Err(format!(
+                "it is not signed by the CA in {}",
+                ca.path.display()
+            ));
+        }
+        if info.not_after <= now {
+            return Err(format!("it expired on {}", day(info.not_after)));
+        }
+        if info.spki != key.spki_der() {
+            return Err("the private key does not match the certificate".into());
+        }
+        if info.cn != self.cn {
+            return Err(format!("its CN is {:?}, expected {:?}", info.cn, self.cn));
+        }
+        if let Some(org) = self.org.as_ref().filter(|o| !info.orgs.contains(o)) {
+            return Err(format!("its O is {:?}, expected {org:?}", info.orgs));
+        }
+        if let Some(u) = self.usages.iter().find(|u| !info.usages.contains(u)) {
+            return Err(format!("it lacks the {u:?} extended key usage"));
+        }
+        let missing = self.sans.missing_from(&info.sans);
+        if !missing.is_empty() {
+            return Err(format!("its SANs do not cover {}", missing.join(", ")));
+        }
+        Ok(info)
+    }
+}
+
+/// `now + seconds`, or an error naming `field` when that is past year 9999.
+pub(crate) fn not_after(now: OffsetDateTime, seconds: u64, field: &str) -> Result<OffsetDateTime> {
+    i64::try_from(seconds)
+        .ok()
+        .and_then(|s| now.checked_add(time::Duration::seconds(s)))
+        .filter(|t| t.year() <= 9999)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{field}: {seconds} seconds is too long (NotAfter past year 9999)"
+            ))
+        })
+}
+
+/// `2036-11-26`.
+pub(crate) fn day(t: OffsetDateTime) -> String {
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
+
+fn supplied<'a>(settings: &'a Settings, name: &str) -> Option<&'a CaMaterial> {
+    let s = &settings.supplied_cas;
+    match name {
+        "ca" => Some(&s.ca),
+        "front-proxy-ca" => Some(&s.front_proxy_ca),
+        "etcd-ca" => Some(&s.etcd_ca),
+        _ => None,
+    }
+}
+
+struct Tree<'a> {
+    settings: &'a Settings,
+    dir: PathBuf,
+    now: OffsetDateTime,
+    rng: SystemRandom,
+    w: Writer<'a>,
+    cas: HashMap<&'static str, Ca>,
+    report: PkiReport,
+}
+
+/// Load-or-create the certificate tree; see [`super::ensure_tree`].
+pub(crate) fn ensure(
+    settings: &Settings,
+    paths: &Paths,
+    now: OffsetDateTime,
+    sync: Sync,
+) -> Result<PkiReport> {
+    let mut t = Tree {
+        settings,
+        dir: paths.pki_dir(&settings.cluster.certificates_dir),
+        now: now.replace_nanosecond(0).unwrap_or(now),
+        rng: SystemRandom::new(),
+        w: Writer {
+            root: paths.root(),
+            sync,
+            wrote: false,
+        },
+        cas: HashMap::new(),
+        report: PkiReport::default(),
+    };
+    if settings.mode == Mode::JoinWorker {
+        return Ok(t.report);
+    }
+    for row in table::rows(settings) {
+        if row.is_ca() {
+            t.ca(row)?;
+        } else {
+            t.leaf(row)?;
+        }
+    }
+    t.service_account()?;
+    t.w.finish(&t.dir)?;
+    Ok(t.report)
+}
+
+impl Tree<'_> {
+    fn files(&self, stem: &str) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{stem}.crt")),
+            self.dir.join(format!("{stem}.key")),
+        )
+    }
+
+    fn push(&mut self, row: &CertRow, action: Action, info: &CertInfo, external: bool) {
+        let (crt, key) = self.files(row.stem);
+        let paths = if external { vec![crt] } else { vec![crt, key] };
+        self.report.entries.push(Entry {
+            phase: "certs",
+            name: row.name.to_string(),
+            paths,
+            action,
+            algorithm: info.algorithm.clone(),
+            not_after: Some(info.not_after),
+            externally_managed: external,
+        });
+    }
+
+    /// Writes CA material supplied in the config where the files are absent;
+    /// refuses when it conflicts with what is on disk.
+    fn write_supplied(&mut self, row: &CertRow, crt: &Path, key: &Path) -> Result<bool> {
+        let Some(m) = supplied(self.settings, row.name) else {
+            return Ok(false);
+        };
+        let field = format!("supplied {} certificate authority", row.name);
+        let Some(cert_pem) = &m.cert_pem else {
+            if m.key_pem.is_some() {
+                return Err(Error::Invalid(format!(
+                    "{field}: a key was given without its certificate"
+                )));
+            }
+            return Ok(false);
+        };
+        let der = cert::der_from_pem(cert_pem.as_bytes(), &field)?;
+        let info = cert::inspect(&der, &field)?;
+        let mut wrote = false;
+        match self.w.read(crt)? {
+            Some(existing) => {
+                let on_disk = cert::der_from_pem(&existing, &crt.display().to_string())?;
+                if on_disk != der {
+                    return Err(Error::Invalid(format!(
+                        "{}: holds a different CA than the {field} in the config; refusing to replace a CA",
+                        crt.display()
+                    )));
+                }
+            }
+            None => {
+                self.w.write(crt, cert_pem.as_bytes(), CERT_MODE)?;
+                wrote = true;
+            }
+        }
+        if let Some(key_pem) = &m.key_pem {
+            let k = Key::from_pem(key_pem.expose().as_bytes(), &format!("{field} key"))?;
+            if k.spki_der() != info.spki {
+                return Err(Error::Invalid(format!(
+                    "{field}: the key does not match the certificate"
+                )));
+            }
+            match self.w.read(key)? {
+                Some(existing) => {
+                    let on_disk = Key::from_pem(&existing, &key.display().to_string())?;
+                    if on_disk.spki_der() != k.spki_der() {
+                        return Err(Error::Invalid(format!(
+                            "{}: holds a different key than the {field} in the config",
+                            key.display()
+                        )));
+                    }
+                }
+                None => {
+                    self.w
+                        .write(key, key_pem.expose().as_bytes(), SECRET_MODE)?;
+                    wrote = true;
+                }
+            }
+        }
+        Ok(wrote)
+    }
+
+    fn ca(&mut self, row: &'static CertRow) -> Result<()> {
+        let (crt, keyp) = self.files(row.stem);
+        let supplied = self.write_supplied(row, &crt, &keyp)?;
+        let crt_bytes = self.w.read(&crt)?;
+        let key_bytes = self.w.read(&keyp)?;
+        let join = self.settings.mode == Mode::JoinControlPlane;
+        let key = match &key_bytes {
+            Some(b) => Some(Key::from_pem(b, &keyp.display().to_string())?),
+            None => None,
+        };
+        let (der, key, action) = match (crt_bytes, key) {
+            (Some(b), key) => {
+                let origin = crt.display().to_string();
+                let der = cert::der_from_pem(&b, &origin)?;
+                let info = cert::inspect(&der, &origin)?;
+                if !info.is_ca {
+                    return Err(Error::Invalid(format!(
+                        "{origin}: is not a CA certificate (no CA basic constraint)"
+                    )));
+                }
+                if info.not_after <= self.now {
+                    return Err(Error::Invalid(format!(
+                        "{origin}: the {} certificate authority expired on {}; renew it before bootstrapping",
+                        row.name,
+                        day(info.not_after)
+                    )));
+                }
+                if key.as_ref().is_some_and(|k| k.spki_der() != info.spki) {
+                    return Err(Error::Invalid(format!(
+                        "{}: the private key does not match the certificate {origin}",
+                        keyp.display()
+                    )));
+                }
+                (
+                    der,
+                    key,
+                    if supplied {
+                        Action::Supplied
+                    } else {
+                        Action::Kept
+                    },
+                )
+            }
+            (None, _) if join => {
+                return Err(Error::Failed(format!(
+                    "{}: the shared {} certificate authority is missing; a control-plane join needs the \
+                     cluster's CAs (download them with the certificate key, or supply them in the config)",
+                    crt.display(),
+                    row.name
+                )));
+            }
+            (None, Some(k)) => {
+                // Only the key survived (a crash between the two writes):
+                // no certificate ever existed, so nothing trusts it yet.
+                let der = self.issue_ca(row, &k)?;
+                self.w
+                    .write(&crt, cert::to_pem(&der).as_bytes(), CERT_MODE)?;
+                (
+                    der,
+                    Some(k),
+                    Action::Regenerated(
+                        "the certificate was missing; reused the existing key".into(),
+                    ),
+                )
+            }
+            (None, None) => {
+                let k = Key::generate(self.settings.cluster.key_algorithm)?;
+                let der = self.issue_ca(row, &k)?;
+                // With deferred syncing a crash could otherwise leave ca.crt
+                // without ca.key, which reads as external-CA mode and would
+                // never converge; a key without its certificate does.
+                self.w
+                    .write_durable(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
+                self.w
+                    .write(&crt, cert::to_pem(&der).as_bytes(), CERT_MODE)?;
+                (der, Some(k), Action::Created)
+            }
+        };
+        let info = cert::inspect(&der, &crt.display().to_string())?;
+        let external = key.is_none();
+        self.push(row, action, &info, external);
+        self.cas.insert(
+            row.name,
+            Ca {
+                der,
+                key,
+                path: crt,
+            },
+        );
+        Ok(())
+    }
+
+    fn issue_ca(&self, row: &CertRow, key: &Key) -> Result<Vec<u8>> {
+        let req = CertRequest {
+            cn: table::common_name(row, self.settings),
+            org: None,
+            is_ca: true,
+            usages: Vec::new(),
+            sans: table::sans(row, self.settings),
+            not_before: self.now - BACKDATE,
+            not_after: not_after(
+                self.now,
+                self.settings.cluster.ca_validity_seconds,
+                "caCertificateValidityPeriod",
+            )?,
+        };
+        cert::issue(&req, key, None, &self.rng)
+    }
+
+    fn leaf(&mut self, row: &'static CertRow) -> Result<()> {
+        let (crt, keyp) = self.files(row.stem);
+        let ca_name = row.ca.unwrap_or("ca");
+        let ca = self.cas.get(ca_name).ok_or_else(|| {
+            Error::Failed(format!(
+                "internal: CA {ca_name} not loaded before {}",
+                row.name
+            ))
+        })?;
+        let spec = LeafSpec {
+            cn: table::common_name(row, self.settings),
+            org: row.org.map(str::to_string),
+            usages: row.usages.to_vec(),
+            sans: table::sans(row, self.settings),
+        };
+        let crt_bytes = self.w.read(&crt)?;
+        let key_bytes = self.w.read(&keyp)?;
+        let external = ca.key.is_none();
+        // An unreadable key is replaced when the CA can sign; otherwise an error.
+        let key = match &key_bytes {
+            Some(b) => match Key::from_pem(b, &keyp.display().to_string()) {
+                Ok(k) => Some(k),
+                Err(e) if external => return Err(e),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let problem = match (&crt_bytes, &key) {
+            (Some(b), Some(k)) => {
+                let origin = crt.display().to_string();
+                let checked = match cert::der_from_pem(b, &origin) {
+                    Ok(der) => spec.check(&der, k, ca, self.now),
+                    Err(e) if external => return Err(e),
+                    Err(_) => Err("the certificate does not parse".to_string()),
+                };
+                match checked {
+                    Ok(info) => {
+                        self.push(row, Action::Kept, &info, false);
+                        return Ok(());
+                    }
+                    Err(why) => Some(why),
+                }
+            }
+            (None, None) if key_bytes.is_none() => None,
+            (None, _) => Some(format!("{} was missing", crt.display())),
+            (Some(_), None) => Some(format!("{} was missing or unreadable", keyp.display())),
+        };
+        if external {
+            let why = problem.unwrap_or_else(|| "it is missing".into());
+            return Err(Error::Invalid(format!(
+                "{}: {why}; the {} CA has no key at hand (external CA mode), so this certificate must be \
+                 supplied and valid",
+                crt.display(),
+                ca_name
+            )));
+        }
+        let (key, new_key) = match key {
+            Some(k) => (k, false),
+            None => (Key::generate(self.settings.cluster.key_algorithm)?, true),
+        };
+        let der = cert::issue(
+            &spec.request(self.settings, self.now)?,
+            &key,
+            ca.signer(),
+            &self.rng,
+        )?;
+        if new_key {
+            self.w.write(&keyp, key.to_pem().as_bytes(), SECRET_MODE)?;
+        }
+        self.w
+            .write(&crt, cert::to_pem(&der).as_bytes(), CERT_MODE)?;
+        let info = cert::inspect(&der, &crt.display().to_string())?;
+        let action = match problem {
+            None => Action::Created,
+            Some(why) => Action::Regenerated(why),
+        };
+        self.push(row, action, &info, false);
+        Ok(())
+    }
+
+    /// `sa.key` / `sa.pub`: an existing `sa.key` is reused untouched.
+    fn service_account(&mut self) -> Result<()> {
+        let keyp = self.dir.join("sa.key");
+        let pubp = self.dir.join("sa.pub");
+        let (key, mut action) = match self.w.read(&keyp)? {
+            Some(b) => (
+                Key::from_pem(&b, &keyp.display().to_string())?,
+                Action::Kept,
+            ),
+            None if self.settings.mode == Mode::JoinControlPlane => {
+                return Err(Error::Failed(format!(
+                    "{}: the shared service-account key is missing; a control-plane join needs it \
+                     (download it with the certificate key)",
+                    keyp.display()
+                )));
+            }
+            None => {
+                let k = Key::generate(self.settings.cluster.key_algorithm)?;
+                self.w.write(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
+                (k, Action::Created)
+            }
+        };
+        let public = key.public_pem();
+        let current = self.w.read(&pubp)?;
+        if current.as_deref() != Some(public.as_bytes()) {
+            self.w.write(&pubp, public.as_bytes(), SECRET_MODE)?;
+            if action == Action::Kept {
+                action = Action::Regenerated(format!(
+                    "{} was missing or did not match sa.key",
+                    pubp.display()
+                ));
+            }
+        }
+        self.report.entries.push(Entry {
+            phase: "certs",
+            name: "sa".into(),
+            paths: vec![keyp, pubp],
+            action,
+            algorithm: key.describe(),
+            not_after: None,
+            externally_managed: false,
+        });
+        Ok(())
+    }
+}
+
+/// Loads the cluster CA (`ca.crt`, and `ca.key` when present) for the
+/// kubeconfig phase.
+pub(crate) fn load_ca(
+    settings: &Settings,
+    paths: &Paths,
+    w: &Writer<'_>,
+    name: &str,
+) -> Result<Ca> {
+    let row =
+        table::row(name).ok_or_else(|| Error::Failed(format!("internal: no CA row {name}")))?;
+    let dir = paths.pki_dir(&settings.cluster.certificates_dir);
+    let crt = dir.join(format!("{}.crt", row.stem));
+    let keyp = dir.join(format!("{}.key", row.stem));
+    let b = w.read(&crt)?.ok_or_else(|| {
+        Error::Failed(format!(
+            "{}: the {name} certificate authority is missing; run the certs phase first",
+            crt.display()
+        ))
+    })?;
+    let der = cert::der_from_pem(&b, &crt.display().to_string())?;
+    let key = match w.read(&keyp)? {
+        Some(k) => Some(Key::from_pem(&k, &keyp.display().to_string())?),
+        None => None,
+    };
+    Ok(Ca {
+        der,
+        key,
+        path: crt,
+    })
+}
