@@ -13,17 +13,23 @@ use serde_norway::Value;
 use super::{DocBody, Document, EnvelopeError, FileRole, Unwrapped, decode};
 
 /// The encodings cloud-init accepts, for messages.
-const ENCODINGS: &str = "b64, base64, gz, gzip, gz+b64, gz+base64, gzip+b64, gzip+base64, text/plain";
+const ENCODINGS: &str =
+    "b64, base64, gz, gzip, gz+b64, gz+base64, gzip+b64, gzip+base64, text/plain";
 
 /// Unwraps a cloud-config document (the `#cloud-config` line is a YAML
 /// comment, so the whole text is parsed).
 pub fn unwrap(text: &str) -> Result<Unwrapped, EnvelopeError> {
     let mut u = Unwrapped::new("cloud-config");
-    let root: Value = serde_norway::from_str(text).map_err(|e| decode::yaml_error(e).at("cloud-config"))?;
+    let root: Value =
+        serde_norway::from_str(text).map_err(|e| decode::yaml_error(e).at("cloud-config"))?;
     let map = match root {
         Value::Mapping(m) => m,
         Value::Null => return Ok(u),
-        _ => return Err(EnvelopeError("cloud-config: the top level must be a mapping".into())),
+        _ => {
+            return Err(EnvelopeError(
+                "cloud-config: the top level must be a mapping".into(),
+            ));
+        }
     };
     match map.get("kubeboot") {
         None => {}
@@ -36,7 +42,11 @@ pub fn unwrap(text: &str) -> Result<Unwrapped, EnvelopeError> {
             });
         }
         Some(Value::Null) => return Err(EnvelopeError("cloud-config: kubeboot: is empty".into())),
-        Some(_) => return Err(EnvelopeError("cloud-config: kubeboot: must be a mapping".into())),
+        Some(_) => {
+            return Err(EnvelopeError(
+                "cloud-config: kubeboot: must be a mapping".into(),
+            ));
+        }
     }
     match map.get("write_files") {
         None | Some(Value::Null) => {}
@@ -45,11 +55,17 @@ pub fn unwrap(text: &str) -> Result<Unwrapped, EnvelopeError> {
                 write_file(&mut u, i, entry)?;
             }
         }
-        Some(_) => return Err(EnvelopeError("cloud-config: write_files must be a list".into())),
+        Some(_) => {
+            return Err(EnvelopeError(
+                "cloud-config: write_files must be a list".into(),
+            ));
+        }
     }
     for key in ["runcmd", "bootcmd"] {
         if map.contains_key(key) {
-            u.warnings.push(format!("cloud-config: {key} is ignored: kubeboot does not run commands"));
+            u.warnings.push(format!(
+                "cloud-config: {key} is ignored: kubeboot does not run commands"
+            ));
         }
     }
     Ok(u)
@@ -58,16 +74,25 @@ pub fn unwrap(text: &str) -> Result<Unwrapped, EnvelopeError> {
 /// A path as it may appear in a message: control characters replaced,
 /// at most 200 characters.
 fn shown_path(path: &str) -> String {
-    path.chars().take(200).map(|c| if c.is_control() { '?' } else { c }).collect()
+    path.chars()
+        .take(200)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn write_file(u: &mut Unwrapped, i: usize, entry: &Value) -> Result<(), EnvelopeError> {
     let Value::Mapping(m) = entry else {
-        return Err(EnvelopeError(format!("write_files[{i}]: must be a mapping")));
+        return Err(EnvelopeError(format!(
+            "write_files[{i}]: must be a mapping"
+        )));
     };
     let path = match m.get("path") {
         Some(Value::String(p)) => p.as_str(),
-        Some(_) => return Err(EnvelopeError(format!("write_files[{i}]: path must be a string"))),
+        Some(_) => {
+            return Err(EnvelopeError(format!(
+                "write_files[{i}]: path must be a string"
+            )));
+        }
         None => return Err(EnvelopeError(format!("write_files[{i}]: path is missing"))),
     };
     let place = format!("write_files[{i}] ({})", shown_path(path));
@@ -83,9 +108,18 @@ fn write_file(u: &mut Unwrapped, i: usize, entry: &Value) -> Result<(), Envelope
     let append = matches!(m.get("append"), Some(Value::Bool(true)));
     let role = super::file_role(path, &content);
     if append && role != FileRole::Other {
-        return Err(EnvelopeError(format!("{place}: append: true is not supported for a file kubeboot reads")));
+        return Err(EnvelopeError(format!(
+            "{place}: append: true is not supported for a file kubeboot reads"
+        )));
     }
-    super::carry(u, &place, format!("write_files[{i}] {path}"), path, content, mode)
+    super::carry(
+        u,
+        &place,
+        format!("write_files[{i}] {path}"),
+        path,
+        content,
+        mode,
+    )
 }
 
 /// The `content` value as bytes (a string, or empty).
@@ -105,7 +139,8 @@ fn decode_content(raw: Vec<u8>, encoding: &str) -> Result<Vec<u8>, EnvelopeError
         // Raw gzip cannot live in a YAML string: cloud-init documents it as a
         // `!!binary` scalar, which serde_norway hands over as its base64 text.
         "gz" | "gzip" => {
-            let zipped = decode::base64(&raw).map_err(|e| e.at("content (gz needs a !!binary scalar)"))?;
+            let zipped =
+                decode::base64(&raw).map_err(|e| e.at("content (gz needs a !!binary scalar)"))?;
             decode::gunzip(&zipped).map_err(|e| e.at("content"))
         }
         "gz+b64" | "gz+base64" | "gzip+b64" | "gzip+base64" => {
@@ -114,7 +149,9 @@ fn decode_content(raw: Vec<u8>, encoding: &str) -> Result<Vec<u8>, EnvelopeError
         }
         other => {
             let shown: String = other.chars().take(32).collect();
-            Err(EnvelopeError(format!("encoding {shown:?} is not one of {ENCODINGS}")))
+            Err(EnvelopeError(format!(
+                "encoding {shown:?} is not one of {ENCODINGS}"
+            )))
         }
     }
 }
@@ -141,7 +178,9 @@ fn permissions(v: Option<&Value>) -> Result<u32, EnvelopeError> {
         Some(Value::Number(_)) => Err(EnvelopeError(
             "permissions must be an octal string such as '0600', not a YAML number".into(),
         )),
-        Some(_) => Err(EnvelopeError("permissions must be a quoted octal string such as '0600'".into())),
+        Some(_) => Err(EnvelopeError(
+            "permissions must be a quoted octal string such as '0600'".into(),
+        )),
     }
 }
 
@@ -173,10 +212,13 @@ mod tests {
 
     #[test]
     fn kubeboot_key_becomes_a_value_document() {
-        let u = unwrap("#cloud-config\nkubeboot:\n  role: worker\n  server: 10.0.0.10:6443\n").unwrap();
+        let u =
+            unwrap("#cloud-config\nkubeboot:\n  role: worker\n  server: 10.0.0.10:6443\n").unwrap();
         assert_eq!(u.documents.len(), 1);
         assert_eq!(u.documents[0].field_prefix, "kubeboot.");
-        let DocBody::Value(Value::Mapping(m)) = &u.documents[0].body else { panic!() };
+        let DocBody::Value(Value::Mapping(m)) = &u.documents[0].body else {
+            panic!()
+        };
         assert_eq!(m.get("role"), Some(&Value::String("worker".into())));
     }
 
@@ -197,7 +239,14 @@ mod tests {
                 "#cloud-config\nwrite_files:\n- path: /etc/kubeboot/config.yaml\n  encoding: '{enc}'\n  content: {content:?}\n"
             );
             let u = unwrap(&y).unwrap_or_else(|e| panic!("{enc}: {e}"));
-            assert_eq!(yaml_docs(&u), vec![("write_files[0] /etc/kubeboot/config.yaml", std::str::from_utf8(cfg).unwrap())], "{enc}");
+            assert_eq!(
+                yaml_docs(&u),
+                vec![(
+                    "write_files[0] /etc/kubeboot/config.yaml",
+                    std::str::from_utf8(cfg).unwrap()
+                )],
+                "{enc}"
+            );
         }
         // gz with a !!binary scalar, as cloud-init documents it
         let y = format!(
@@ -212,7 +261,12 @@ mod tests {
     fn unknown_encoding_names_entry_and_encoding() {
         let y = "#cloud-config\nwrite_files:\n- path: /etc/a\n  content: x\n- path: /etc/b\n  content: x\n- path: /etc/kubeboot/config.yaml\n  encoding: b65\n  content: c2VjcmV0\n";
         let e = unwrap(y).unwrap_err().0;
-        assert_eq!(e, format!("write_files[2] (/etc/kubeboot/config.yaml): encoding \"b65\" is not one of {ENCODINGS}"));
+        assert_eq!(
+            e,
+            format!(
+                "write_files[2] (/etc/kubeboot/config.yaml): encoding \"b65\" is not one of {ENCODINGS}"
+            )
+        );
     }
 
     #[test]
@@ -233,7 +287,12 @@ mod tests {
             ]
         );
         assert_eq!(u.files[1].content, b"KEY");
-        assert_eq!(u.warnings, vec!["write_files[2] (/etc/kubernetes/pki/sa.key): private key mode 0644 narrowed to 0600"]);
+        assert_eq!(
+            u.warnings,
+            vec![
+                "write_files[2] (/etc/kubernetes/pki/sa.key): private key mode 0644 narrowed to 0600"
+            ]
+        );
         // Debug never shows content
         assert!(!format!("{:?}", u.files).contains("KEY\""));
     }
@@ -245,9 +304,19 @@ mod tests {
                  - path: /etc/motd\n  content: hello secret world\n";
         let u = unwrap(y).unwrap();
         let origins: Vec<&str> = yaml_docs(&u).iter().map(|d| d.0).collect();
-        assert_eq!(origins, vec!["write_files[0] /run/kubeadm/kubeadm.yaml", "write_files[1] /root/cfg.yaml"]);
+        assert_eq!(
+            origins,
+            vec![
+                "write_files[0] /run/kubeadm/kubeadm.yaml",
+                "write_files[1] /root/cfg.yaml"
+            ]
+        );
         assert_eq!(u.warnings.len(), 1);
-        assert!(u.warnings[0].starts_with("write_files[2] (/etc/motd): ignored"), "{:?}", u.warnings);
+        assert!(
+            u.warnings[0].starts_with("write_files[2] (/etc/motd): ignored"),
+            "{:?}",
+            u.warnings
+        );
         assert!(!u.warnings[0].contains("secret"));
     }
 
@@ -261,12 +330,20 @@ mod tests {
             ("0o600", "not a YAML number"),
             ("[1]", "quoted octal string"),
         ] {
-            let y = format!("#cloud-config\nwrite_files:\n- path: /etc/kubeboot/config.yaml\n  permissions: {perm}\n  content: x\n");
+            let y = format!(
+                "#cloud-config\nwrite_files:\n- path: /etc/kubeboot/config.yaml\n  permissions: {perm}\n  content: x\n"
+            );
             let e = unwrap(&y).unwrap_err().0;
-            assert!(e.starts_with("write_files[0] (/etc/kubeboot/config.yaml): permissions") && e.contains(want), "{perm}: {e}");
+            assert!(
+                e.starts_with("write_files[0] (/etc/kubeboot/config.yaml): permissions")
+                    && e.contains(want),
+                "{perm}: {e}"
+            );
         }
         for (perm, want) in [("0600", 0o600), ("'0o640'", 0o640), ("'755'", 0o755)] {
-            let y = format!("#cloud-config\nwrite_files:\n- path: /etc/kubernetes/pki/ca.crt\n  permissions: {perm}\n  content: x\n");
+            let y = format!(
+                "#cloud-config\nwrite_files:\n- path: /etc/kubernetes/pki/ca.crt\n  permissions: {perm}\n  content: x\n"
+            );
             assert_eq!(unwrap(&y).unwrap().files[0].mode, want, "{perm}");
         }
     }
@@ -275,15 +352,39 @@ mod tests {
     fn structural_errors() {
         for (y, want) in [
             ("#cloud-config\n- a\n", "top level must be a mapping"),
-            ("#cloud-config\nkubeboot: [1]\n", "kubeboot: must be a mapping"),
+            (
+                "#cloud-config\nkubeboot: [1]\n",
+                "kubeboot: must be a mapping",
+            ),
             ("#cloud-config\nkubeboot:\n", "kubeboot: is empty"),
-            ("#cloud-config\nwrite_files: {}\n", "write_files must be a list"),
-            ("#cloud-config\nwrite_files: [3]\n", "write_files[0]: must be a mapping"),
-            ("#cloud-config\nwrite_files: [{content: x}]\n", "write_files[0]: path is missing"),
-            ("#cloud-config\nwrite_files: [{path: 3}]\n", "write_files[0]: path must be a string"),
-            ("#cloud-config\nwrite_files: [{path: etc/x}]\n", "write_files[0] (etc/x): path must be absolute"),
-            ("#cloud-config\nwrite_files: [{path: /etc/kubeboot/config.yaml}]\n", "config file is empty"),
-            ("#cloud-config\nwrite_files: [{path: /etc/kubernetes/pki/ca.crt, content: [1]}]\n", "content must be a string"),
+            (
+                "#cloud-config\nwrite_files: {}\n",
+                "write_files must be a list",
+            ),
+            (
+                "#cloud-config\nwrite_files: [3]\n",
+                "write_files[0]: must be a mapping",
+            ),
+            (
+                "#cloud-config\nwrite_files: [{content: x}]\n",
+                "write_files[0]: path is missing",
+            ),
+            (
+                "#cloud-config\nwrite_files: [{path: 3}]\n",
+                "write_files[0]: path must be a string",
+            ),
+            (
+                "#cloud-config\nwrite_files: [{path: etc/x}]\n",
+                "write_files[0] (etc/x): path must be absolute",
+            ),
+            (
+                "#cloud-config\nwrite_files: [{path: /etc/kubeboot/config.yaml}]\n",
+                "config file is empty",
+            ),
+            (
+                "#cloud-config\nwrite_files: [{path: /etc/kubernetes/pki/ca.crt, content: [1]}]\n",
+                "content must be a string",
+            ),
             (
                 "#cloud-config\nwrite_files: [{path: /etc/kubeboot/config.yaml, content: x, append: true}]\n",
                 "append: true is not supported",
@@ -292,10 +393,22 @@ mod tests {
                 "#cloud-config\nwrite_files: [{path: /etc/kubeboot/config.yaml, content: x}, {path: /etc/kubeboot/config.yaml, content: y}]\n",
                 "write_files[1] (/etc/kubeboot/config.yaml): the same path is given twice",
             ),
-            ("#cloud-config\nwrite_files: [{path: /etc/kubeboot/config.yaml, encoding: b64, content: '%%%'}]\n", "not valid base64"),
-            ("#cloud-config\nwrite_files: [{path: /etc/kubeboot/config.yaml, encoding: gz, content: "a b%"}]\n", "gz needs a !!binary scalar"),
-            ("#cloud-config\nwrite_files: [{path: /etc/kubeboot/config.yaml, encoding: gz, content: YWJj}]\n", "not valid gzip"),
-            ("#cloud-config\nkubeboot: {a: 1\n", "cloud-config: invalid YAML"),
+            (
+                "#cloud-config\nwrite_files: [{path: /etc/kubeboot/config.yaml, encoding: b64, content: '%%%'}]\n",
+                "not valid base64",
+            ),
+            (
+                "#cloud-config\nwrite_files: [{path: /etc/kubeboot/config.yaml, encoding: gz, content: '%%'}]\n",
+                "gz needs a !!binary scalar",
+            ),
+            (
+                "#cloud-config\nwrite_files: [{path: /etc/kubeboot/config.yaml, encoding: gz, content: YWJj}]\n",
+                "not valid gzip",
+            ),
+            (
+                "#cloud-config\nkubeboot: {a: 1\n",
+                "cloud-config: invalid YAML",
+            ),
         ] {
             let e = unwrap(y).unwrap_err().0;
             assert!(e.contains(want), "{y:?}: {e}");
@@ -306,7 +419,10 @@ mod tests {
     fn runcmd_is_reported_and_empty_config_is_empty() {
         let u = unwrap("#cloud-config\nruncmd: [kubeadm init]\n").unwrap();
         assert!(u.documents.is_empty());
-        assert_eq!(u.warnings, vec!["cloud-config: runcmd is ignored: kubeboot does not run commands"]);
+        assert_eq!(
+            u.warnings,
+            vec!["cloud-config: runcmd is ignored: kubeboot does not run commands"]
+        );
         assert!(unwrap("#cloud-config\n").unwrap().documents.is_empty());
     }
 }

@@ -63,7 +63,11 @@ fn split_word(word: &str) -> (&str, Option<&str>) {
     // not, except at index 0 (it uses 0 to mean "none seen yet").
     match body.get(1..).and_then(|b| b.find('=')).map(|i| i + 1) {
         None => {
-            let key = if quoted_start { body.strip_suffix('"').unwrap_or(body) } else { body };
+            let key = if quoted_start {
+                body.strip_suffix('"').unwrap_or(body)
+            } else {
+                body
+            };
             (key, None)
         }
         Some(eq) => {
@@ -84,7 +88,9 @@ fn split_word(word: &str) -> (&str, Option<&str>) {
 /// True when `text` is one line (a trailing newline allowed) holding at
 /// least one `kubeboot.` argument: what `/proc/cmdline` or a PXE file looks like.
 pub(crate) fn looks_like_cmdline(text: &[u8]) -> bool {
-    let Ok(text) = std::str::from_utf8(text) else { return false };
+    let Ok(text) = std::str::from_utf8(text) else {
+        return false;
+    };
     let line = text.trim_end_matches(['\n', '\r']);
     !line.contains('\n') && parse(line).iter().any(|(k, _)| is_kubeboot_key(k))
 }
@@ -92,7 +98,10 @@ pub(crate) fn looks_like_cmdline(text: &[u8]) -> bool {
 /// `kubeboot.` followed by a name made of letters, digits, `.`, `-`, `_`.
 fn is_kubeboot_key(key: &str) -> bool {
     key.strip_prefix(PREFIX).is_some_and(|name| {
-        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
     })
 }
 
@@ -114,7 +123,9 @@ pub(crate) fn unwrap(text: &str) -> Result<Unwrapped, EnvelopeError> {
         if !is_kubeboot_key(&key) {
             if key.starts_with(PREFIX) {
                 let shown: String = key.chars().filter(|c| !c.is_control()).take(40).collect();
-                return Err(EnvelopeError(format!("kernel command line: {shown:?} is not a valid kubeboot.* argument name")));
+                return Err(EnvelopeError(format!(
+                    "kernel command line: {shown:?} is not a valid kubeboot.* argument name"
+                )));
             }
             continue;
         }
@@ -122,11 +133,16 @@ pub(crate) fn unwrap(text: &str) -> Result<Unwrapped, EnvelopeError> {
         match name.as_str() {
             "config" => {
                 if url.is_some() {
-                    return Err(EnvelopeError("kernel command line: kubeboot.config is given more than once".into()));
-                }
-                if !(value.starts_with("http://") || value.starts_with("https://")) || value.len() <= "https://".len() {
                     return Err(EnvelopeError(
-                        "kernel command line: kubeboot.config must be an http:// or https:// URL".into(),
+                        "kernel command line: kubeboot.config is given more than once".into(),
+                    ));
+                }
+                if !(value.starts_with("http://") || value.starts_with("https://"))
+                    || value.len() <= "https://".len()
+                {
+                    return Err(EnvelopeError(
+                        "kernel command line: kubeboot.config must be an http:// or https:// URL"
+                            .into(),
                     ));
                 }
                 url = Some(value);
@@ -134,7 +150,8 @@ pub(crate) fn unwrap(text: &str) -> Result<Unwrapped, EnvelopeError> {
             "config.sha256" => {
                 if value.len() != 64 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(EnvelopeError(
-                        "kernel command line: kubeboot.config.sha256 must be 64 hexadecimal digits".into(),
+                        "kernel command line: kubeboot.config.sha256 must be 64 hexadecimal digits"
+                            .into(),
                     ));
                 }
                 sha = Some(value.to_ascii_lowercase());
@@ -163,7 +180,8 @@ pub(crate) fn unwrap(text: &str) -> Result<Unwrapped, EnvelopeError> {
         }
         (None, Some(_)) => {
             return Err(EnvelopeError(
-                "kernel command line: kubeboot.config.sha256 is given without kubeboot.config".into(),
+                "kernel command line: kubeboot.config.sha256 is given without kubeboot.config"
+                    .into(),
             ));
         }
         (None, None) => {}
@@ -187,12 +205,18 @@ mod tests {
     }
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn plain_words_and_flags() {
-        assert_eq!(p("ro quiet root=/dev/sda1\n"), kv(&[("ro", ""), ("quiet", ""), ("root", "/dev/sda1")]));
+        assert_eq!(
+            p("ro quiet root=/dev/sda1\n"),
+            kv(&[("ro", ""), ("quiet", ""), ("root", "/dev/sda1")])
+        );
         assert_eq!(p(""), kv(&[]));
         assert_eq!(p("  \t\n "), kv(&[]));
         assert_eq!(p("a=b=c"), kv(&[("a", "b=c")]));
@@ -203,10 +227,19 @@ mod tests {
 
     #[test]
     fn quoted_values() {
-        assert_eq!(p(r#"a="value with spaces" b=1"#), kv(&[("a", "value with spaces"), ("b", "1")]));
-        assert_eq!(p(r#""a=value with spaces" b=1"#), kv(&[("a", "value with spaces"), ("b", "1")]));
+        assert_eq!(
+            p(r#"a="value with spaces" b=1"#),
+            kv(&[("a", "value with spaces"), ("b", "1")])
+        );
+        assert_eq!(
+            p(r#""a=value with spaces" b=1"#),
+            kv(&[("a", "value with spaces"), ("b", "1")])
+        );
         assert_eq!(p(r#"a=b"c d"e x"#), kv(&[("a", r#"b"c d"e"#), ("x", "")]));
-        assert_eq!(p(r#""quoted flag" y"#), kv(&[("quoted flag", ""), ("y", "")]));
+        assert_eq!(
+            p(r#""quoted flag" y"#),
+            kv(&[("quoted flag", ""), ("y", "")])
+        );
         assert_eq!(p(r#"a="""#), kv(&[("a", "")]));
     }
 
@@ -232,11 +265,17 @@ mod tests {
 
     #[test]
     fn detection() {
-        assert!(looks_like_cmdline(b"BOOT_IMAGE=/vmlinuz ro kubeboot.role=worker\n"));
+        assert!(looks_like_cmdline(
+            b"BOOT_IMAGE=/vmlinuz ro kubeboot.role=worker\n"
+        ));
         assert!(!looks_like_cmdline(b"BOOT_IMAGE=/vmlinuz ro quiet\n"));
-        assert!(!looks_like_cmdline(b"apiVersion: kubeboot.dev/v1alpha1\nrole: worker\n"));
+        assert!(!looks_like_cmdline(
+            b"apiVersion: kubeboot.dev/v1alpha1\nrole: worker\n"
+        ));
         assert!(!looks_like_cmdline(b"ro -- kubeboot.role=worker"));
-        assert!(!looks_like_cmdline(b"{apiVersion: kubeboot.dev/v1alpha1, role: worker}"));
+        assert!(!looks_like_cmdline(
+            b"{apiVersion: kubeboot.dev/v1alpha1, role: worker}"
+        ));
     }
 
     #[test]
@@ -247,12 +286,24 @@ mod tests {
              kubeboot.config=https://boot.example/w1.yaml kubeboot.config.sha256={hash}\n"
         ))
         .unwrap();
-        let DocBody::KernelArgs(args) = &u.documents[0].body else { panic!() };
-        assert_eq!(args, &kv(&[("role", "worker"), ("server", "10.0.0.10:6443"), ("node-name", "w1")]));
+        let DocBody::KernelArgs(args) = &u.documents[0].body else {
+            panic!()
+        };
+        assert_eq!(
+            args,
+            &kv(&[
+                ("role", "worker"),
+                ("server", "10.0.0.10:6443"),
+                ("node-name", "w1")
+            ])
+        );
         assert_eq!(u.documents[0].field_prefix, "kubeboot.");
         assert_eq!(
             u.config_urls,
-            vec![ConfigUrl { url: "https://boot.example/w1.yaml".into(), sha256: Some("a".repeat(64)) }]
+            vec![ConfigUrl {
+                url: "https://boot.example/w1.yaml".into(),
+                sha256: Some("a".repeat(64))
+            }]
         );
         assert!(u.warnings.is_empty());
     }
@@ -261,11 +312,15 @@ mod tests {
     fn envelope_errors_and_warnings() {
         let e = unwrap("kubeboot.config.sha256=abc").unwrap_err().0;
         assert!(e.contains("64 hexadecimal"), "{e}");
-        let e = unwrap(&format!("kubeboot.config.sha256={}", "a".repeat(64))).unwrap_err().0;
+        let e = unwrap(&format!("kubeboot.config.sha256={}", "a".repeat(64)))
+            .unwrap_err()
+            .0;
         assert!(e.contains("without kubeboot.config"), "{e}");
         let e = unwrap("kubeboot.config=ftp://x/y").unwrap_err().0;
         assert!(e.contains("http:// or https://"), "{e}");
-        let e = unwrap("kubeboot.config=https://a/b kubeboot.config=https://c/d").unwrap_err().0;
+        let e = unwrap("kubeboot.config=https://a/b kubeboot.config=https://c/d")
+            .unwrap_err()
+            .0;
         assert!(e.contains("more than once"), "{e}");
         let u = unwrap("kubeboot.role=worker kubeboot.token=abcdef.0123456789abcdef").unwrap();
         assert_eq!(u.warnings.len(), 1);

@@ -29,7 +29,11 @@ pub(crate) fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
 /// Decodes base64 the way cloud-init (Python's `b64decode`) does: ASCII
 /// whitespace is skipped and padding is optional.
 pub(crate) fn base64(text: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
-    let compact: Vec<u8> = text.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    let compact: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new()
@@ -47,7 +51,9 @@ fn describe_base64_error(e: &base64::DecodeError) -> String {
     match e {
         base64::DecodeError::InvalidByte(at, _) => format!("invalid character at offset {at}"),
         base64::DecodeError::InvalidLength(n) => format!("invalid length {n}"),
-        base64::DecodeError::InvalidLastSymbol { offset, .. } => format!("invalid last symbol at offset {offset}"),
+        base64::DecodeError::InvalidLastSymbol { offset, .. } => {
+            format!("invalid last symbol at offset {offset}")
+        }
         base64::DecodeError::InvalidPadding => "invalid padding".into(),
     }
 }
@@ -92,7 +98,12 @@ mod tests {
         let mut two = gzip(b"a");
         two.extend(gzip(b"b"));
         assert_eq!(gunzip(&two).unwrap(), b"ab");
-        assert!(gunzip(b"\x1f\x8b\x08\x00garbage").unwrap_err().0.contains("not valid gzip"));
+        assert!(
+            gunzip(b"\x1f\x8b\x08\x00garbage")
+                .unwrap_err()
+                .0
+                .contains("not valid gzip")
+        );
     }
 
     #[test]

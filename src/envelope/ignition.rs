@@ -26,10 +26,18 @@ pub(crate) fn looks_like_ignition(text: &[u8]) -> bool {
 
 /// Unwraps an Ignition config.
 pub fn unwrap(bytes: &[u8]) -> Result<Unwrapped, EnvelopeError> {
-    let root: Value = serde_json::from_slice(bytes)
-        .map_err(|e| EnvelopeError(format!("ignition: invalid JSON at line {} column {} ({})", e.line(), e.column(), kind(&e))))?;
+    let root: Value = serde_json::from_slice(bytes).map_err(|e| {
+        EnvelopeError(format!(
+            "ignition: invalid JSON at line {} column {} ({})",
+            e.line(),
+            e.column(),
+            kind(&e)
+        ))
+    })?;
     let Value::Object(root) = root else {
-        return Err(EnvelopeError("ignition: the top level must be an object".into()));
+        return Err(EnvelopeError(
+            "ignition: the top level must be an object".into(),
+        ));
     };
     let version = root
         .get("ignition")
@@ -37,7 +45,11 @@ pub fn unwrap(bytes: &[u8]) -> Result<Unwrapped, EnvelopeError> {
         .and_then(Value::as_str)
         .ok_or_else(|| EnvelopeError("ignition.version: missing or not a string".into()))?;
     if !SUPPORTED_VERSIONS.contains(&version) {
-        let shown: String = version.chars().filter(|c| !c.is_control()).take(32).collect();
+        let shown: String = version
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(32)
+            .collect();
         let why = if shown.starts_with("2.") || shown.starts_with("1.") {
             "spec 1.x/2.x configs must be translated to spec 3 (e.g. with ignition-config-transpiler or butane)"
         } else if shown.contains("experimental") {
@@ -52,28 +64,46 @@ pub fn unwrap(bytes: &[u8]) -> Result<Unwrapped, EnvelopeError> {
     }
     let mut u = Unwrapped::new(format!("ignition {version}"));
     if let Some(cfg) = root.get("ignition").and_then(|i| i.get("config")) {
-        if cfg.get("replace").is_some_and(|r| !r.is_null() && r.get("source").is_some_and(|s| !s.is_null())) {
+        if cfg
+            .get("replace")
+            .is_some_and(|r| !r.is_null() && r.get("source").is_some_and(|s| !s.is_null()))
+        {
             return Err(EnvelopeError(
                 "ignition.config.replace: this config is replaced by another one, which kubeboot does not fetch; \
                  put the kubeboot files in this config"
                     .into(),
             ));
         }
-        if cfg.get("merge").and_then(Value::as_array).is_some_and(|m| !m.is_empty()) {
-            u.warnings.push("ignition.config.merge: configs to merge are not fetched by kubeboot".into());
+        if cfg
+            .get("merge")
+            .and_then(Value::as_array)
+            .is_some_and(|m| !m.is_empty())
+        {
+            u.warnings
+                .push("ignition.config.merge: configs to merge are not fetched by kubeboot".into());
         }
     }
-    let ignored: Vec<&str> =
-        root.keys().map(String::as_str).filter(|k| !matches!(*k, "ignition" | "storage")).collect();
+    let ignored: Vec<&str> = root
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !matches!(*k, "ignition" | "storage"))
+        .collect();
     if !ignored.is_empty() {
-        u.warnings.push(format!("ignition: sections ignored by kubeboot: {}", ignored.join(", ")));
+        u.warnings.push(format!(
+            "ignition: sections ignored by kubeboot: {}",
+            ignored.join(", ")
+        ));
     }
     let files = match root.get("storage") {
         None | Some(Value::Null) => return Ok(u),
         Some(Value::Object(s)) => match s.get("files") {
             None | Some(Value::Null) => return Ok(u),
             Some(Value::Array(f)) => f,
-            Some(_) => return Err(EnvelopeError("ignition storage.files: must be an array".into())),
+            Some(_) => {
+                return Err(EnvelopeError(
+                    "ignition storage.files: must be an array".into(),
+                ));
+            }
         },
         Some(_) => return Err(EnvelopeError("ignition storage: must be an object".into())),
     };
@@ -103,12 +133,20 @@ fn file(u: &mut Unwrapped, i: usize, f: &Value) -> Result<(), EnvelopeError> {
         .and_then(Value::as_str)
         .ok_or_else(|| EnvelopeError(format!("{at}.path: missing or not a string")))?;
     super::check_carried_path(path).map_err(|e| e.at(format!("{at}.path")))?;
-    let shown: String = path.chars().take(200).map(|c| if c.is_control() { '?' } else { c }).collect();
+    let shown: String = path
+        .chars()
+        .take(200)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     let mode = match f.get("mode") {
         None | Some(Value::Null) => 0o644,
         Some(m) => match m.as_u64() {
             Some(m) if m <= 0o7777 => m as u32,
-            _ => return Err(EnvelopeError(format!("{at}.mode: must be a decimal integer from 0 to 4095 (0o7777)"))),
+            _ => {
+                return Err(EnvelopeError(format!(
+                    "{at}.mode: must be a decimal integer from 0 to 4095 (0o7777)"
+                )));
+            }
         },
     };
     let contents = match f.get("contents") {
@@ -119,17 +157,35 @@ fn file(u: &mut Unwrapped, i: usize, f: &Value) -> Result<(), EnvelopeError> {
     let source = match contents.and_then(|c| c.get("source")) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.as_str()),
-        Some(_) => return Err(EnvelopeError(format!("{at}.contents.source: must be a string"))),
+        Some(_) => {
+            return Err(EnvelopeError(format!(
+                "{at}.contents.source: must be a string"
+            )));
+        }
     };
     let compression = match contents.and_then(|c| c.get("compression")) {
         None | Some(Value::Null) => "",
         Some(Value::String(s)) if s.is_empty() || s == "gzip" => s.as_str(),
-        Some(_) => return Err(EnvelopeError(format!("{at}.contents.compression: must be \"gzip\" or empty"))),
+        Some(_) => {
+            return Err(EnvelopeError(format!(
+                "{at}.contents.compression: must be \"gzip\" or empty"
+            )));
+        }
     };
-    let appends = f.get("append").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let appends = f
+        .get("append")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
     let by_path = super::file_role(path, b"");
     let Some(source) = source else {
-        return super::carry(u, &format!("{at} ({shown})"), format!("{at} {path}"), path, Vec::new(), mode);
+        return super::carry(
+            u,
+            &format!("{at} ({shown})"),
+            format!("{at} {path}"),
+            path,
+            Vec::new(),
+            mode,
+        );
     };
     if source.starts_with("data:") {
         let data = data_url(source).map_err(|e| e.at(format!("{at}.contents.source")))?;
@@ -139,14 +195,31 @@ fn file(u: &mut Unwrapped, i: usize, f: &Value) -> Result<(), EnvelopeError> {
             data
         };
         if appends && super::file_role(path, &content) != FileRole::Other {
-            return Err(EnvelopeError(format!("{at}.append: appending is not supported for a file kubeboot reads")));
+            return Err(EnvelopeError(format!(
+                "{at}.append: appending is not supported for a file kubeboot reads"
+            )));
         }
-        return super::carry(u, &format!("{at} ({shown})"), format!("{at} {path}"), path, content, mode);
+        return super::carry(
+            u,
+            &format!("{at} ({shown})"),
+            format!("{at} {path}"),
+            path,
+            content,
+            mode,
+        );
     }
-    let scheme: String = source.split(':').next().unwrap_or("").chars().take(16).collect();
+    let scheme: String = source
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(16)
+        .collect();
     match by_path {
         FileRole::Other => {
-            u.warnings.push(format!("{at} ({shown}): ignored (a {scheme}: source that kubeboot does not read)"));
+            u.warnings.push(format!(
+                "{at} ({shown}): ignored (a {scheme}: source that kubeboot does not read)"
+            ));
             Ok(())
         }
         FileRole::Pki => Err(EnvelopeError(format!(
@@ -166,7 +239,10 @@ fn file(u: &mut Unwrapped, i: usize, f: &Value) -> Result<(), EnvelopeError> {
             }
             let sha256 = verification_sha256(contents.and_then(|c| c.get("verification")))
                 .map_err(|e| e.at(format!("{at}.contents.verification.hash")))?;
-            u.config_urls.push(ConfigUrl { url: source.to_string(), sha256 });
+            u.config_urls.push(ConfigUrl {
+                url: source.to_string(),
+                sha256,
+            });
             Ok(())
         }
     }
@@ -176,8 +252,9 @@ fn file(u: &mut Unwrapped, i: usize, f: &Value) -> Result<(), EnvelopeError> {
 fn data_url(source: &str) -> Result<Vec<u8>, EnvelopeError> {
     let url = data_url::DataUrl::process(source)
         .map_err(|e| EnvelopeError(format!("not a valid data: URL ({e})")))?;
-    let (body, _fragment) =
-        url.decode_to_vec().map_err(|_| EnvelopeError("the data: URL's base64 body is invalid".into()))?;
+    let (body, _fragment) = url
+        .decode_to_vec()
+        .map_err(|_| EnvelopeError("the data: URL's base64 body is invalid".into()))?;
     Ok(body)
 }
 
@@ -210,7 +287,8 @@ mod tests {
 
     #[test]
     fn base64_and_percent_encoded_data_urls() {
-        let b = base64::engine::general_purpose::STANDARD.encode("apiVersion: kubeboot.dev/v1alpha1\nrole: worker\n");
+        let b = base64::engine::general_purpose::STANDARD
+            .encode("apiVersion: kubeboot.dev/v1alpha1\nrole: worker\n");
         let c = cfg(
             "3.3.0",
             &format!(
@@ -220,13 +298,28 @@ mod tests {
         );
         let u = unwrap(c.as_bytes()).unwrap();
         assert_eq!(u.kind, "ignition 3.3.0");
-        let texts: Vec<&str> =
-            u.documents.iter().map(|d| if let DocBody::Yaml(t) = &d.body { t.as_str() } else { "" }).collect();
+        let texts: Vec<&str> = u
+            .documents
+            .iter()
+            .map(|d| {
+                if let DocBody::Yaml(t) = &d.body {
+                    t.as_str()
+                } else {
+                    ""
+                }
+            })
+            .collect();
         assert_eq!(
             texts,
-            vec!["apiVersion: kubeboot.dev/v1alpha1\nrole: worker\n", "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\n"]
+            vec![
+                "apiVersion: kubeboot.dev/v1alpha1\nrole: worker\n",
+                "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\n"
+            ]
         );
-        assert_eq!(u.documents[0].origin, "ignition storage.files[0] /etc/kubeboot/config.yaml");
+        assert_eq!(
+            u.documents[0].origin,
+            "ignition storage.files[0] /etc/kubeboot/config.yaml"
+        );
     }
 
     #[test]
@@ -237,7 +330,9 @@ mod tests {
         let b = base64::engine::general_purpose::STANDARD.encode(e.finish().unwrap());
         let c = cfg(
             "3.4.0",
-            &format!(r#"{{"path":"/etc/kubernetes/pki/ca.key","mode":384,"contents":{{"compression":"gzip","source":"data:;base64,{b}"}}}}"#),
+            &format!(
+                r#"{{"path":"/etc/kubernetes/pki/ca.key","mode":384,"contents":{{"compression":"gzip","source":"data:;base64,{b}"}}}}"#
+            ),
         );
         let u = unwrap(c.as_bytes()).unwrap();
         assert_eq!(u.files.len(), 1);
@@ -250,16 +345,38 @@ mod tests {
         let hash = "b".repeat(64);
         let c = cfg(
             "3.2.0",
-            &format!(r#"{{"path":"/etc/kubeboot/config.yaml","contents":{{"source":"https://boot.example/c.yaml","verification":{{"hash":"sha256-{hash}"}}}}}},
-                 {{"path":"/etc/motd","contents":{{"source":"s3://bucket/motd"}}}}"#),
+            &format!(
+                r#"{{"path":"/etc/kubeboot/config.yaml","contents":{{"source":"https://boot.example/c.yaml","verification":{{"hash":"sha256-{hash}"}}}}}},
+                 {{"path":"/etc/motd","contents":{{"source":"s3://bucket/motd"}}}}"#
+            ),
         );
         let u = unwrap(c.as_bytes()).unwrap();
-        assert_eq!(u.config_urls, vec![ConfigUrl { url: "https://boot.example/c.yaml".into(), sha256: Some(hash) }]);
-        assert_eq!(u.warnings, vec!["ignition storage.files[1] (/etc/motd): ignored (a s3: source that kubeboot does not read)"]);
+        assert_eq!(
+            u.config_urls,
+            vec![ConfigUrl {
+                url: "https://boot.example/c.yaml".into(),
+                sha256: Some(hash)
+            }]
+        );
+        assert_eq!(
+            u.warnings,
+            vec![
+                "ignition storage.files[1] (/etc/motd): ignored (a s3: source that kubeboot does not read)"
+            ]
+        );
         for (files, want) in [
-            (r#"{"path":"/etc/kubeboot/config.yaml","contents":{"source":"s3://b/c"}}"#, "storage.files[0].contents.source: kubeboot fetches config files only from data:"),
-            (r#"{"path":"/etc/kubernetes/pki/ca.key","contents":{"source":"https://x/ca.key"}}"#, "kubeboot reads PKI files only from data: URLs"),
-            (r#"{"path":"/etc/kubeboot/config.yaml","contents":{"source":"https://x/c","verification":{"hash":"sha512-00"}}}"#, "pins remote configs by sha256 only"),
+            (
+                r#"{"path":"/etc/kubeboot/config.yaml","contents":{"source":"s3://b/c"}}"#,
+                "storage.files[0].contents.source: kubeboot fetches config files only from data:",
+            ),
+            (
+                r#"{"path":"/etc/kubernetes/pki/ca.key","contents":{"source":"https://x/ca.key"}}"#,
+                "kubeboot reads PKI files only from data: URLs",
+            ),
+            (
+                r#"{"path":"/etc/kubeboot/config.yaml","contents":{"source":"https://x/c","verification":{"hash":"sha512-00"}}}"#,
+                "pins remote configs by sha256 only",
+            ),
         ] {
             let e = unwrap(cfg("3.3.0", files).as_bytes()).unwrap_err().0;
             assert!(e.contains(want), "{e}");
@@ -271,9 +388,16 @@ mod tests {
         for v in SUPPORTED_VERSIONS {
             assert!(unwrap(cfg(v, "").as_bytes()).is_ok(), "{v}");
         }
-        for (v, want) in [("2.3.0", "translated to spec 3"), ("3.6.0-experimental", "experimental"), ("9.9.9", "unknown spec")] {
+        for (v, want) in [
+            ("2.3.0", "translated to spec 3"),
+            ("3.6.0-experimental", "experimental"),
+            ("9.9.9", "unknown spec"),
+        ] {
             let e = unwrap(cfg(v, "").as_bytes()).unwrap_err().0;
-            assert!(e.starts_with("ignition.version:") && e.contains(want), "{e}");
+            assert!(
+                e.starts_with("ignition.version:") && e.contains(want),
+                "{e}"
+            );
         }
         let e = unwrap(br#"{"ignition":{}}"#).unwrap_err().0;
         assert_eq!(e, "ignition.version: missing or not a string");
@@ -282,33 +406,72 @@ mod tests {
     #[test]
     fn field_errors_name_the_field() {
         for (files, want) in [
-            (r#"{"path":"/etc/kubeboot/config.yaml","mode":"0644"}"#, "storage.files[0].mode: must be a decimal integer"),
-            (r#"{"path":"/etc/kubeboot/config.yaml","mode":99999}"#, "storage.files[0].mode"),
+            (
+                r#"{"path":"/etc/kubeboot/config.yaml","mode":"0644"}"#,
+                "storage.files[0].mode: must be a decimal integer",
+            ),
+            (
+                r#"{"path":"/etc/kubeboot/config.yaml","mode":99999}"#,
+                "storage.files[0].mode",
+            ),
             (r#"{"mode":420}"#, "storage.files[0].path: missing"),
-            (r#"{"path":"rel"}"#, "storage.files[0].path: path must be absolute"),
-            (r#"{"path":"/etc/kubeboot/config.yaml","contents":{"source":"data:;base64,@@@"}}"#, "storage.files[0].contents.source: the data: URL's base64 body is invalid"),
-            (r#"{"path":"/etc/kubeboot/config.yaml","contents":{"source":"data:nocomma"}}"#, "storage.files[0].contents.source: not a valid data: URL"),
-            (r#"{"path":"/etc/kubeboot/config.yaml","contents":{"source":"data:,x","compression":"xz"}}"#, "compression: must be \"gzip\""),
-            (r#"{"path":"/etc/kubeboot/config.yaml","contents":{"source":"data:,x","compression":"gzip"}}"#, "(compression gzip): not valid gzip"),
-            (r#"{"path":"/etc/kubeboot/config.yaml"}"#, "config file is empty"),
-            (r#"{"path":"/etc/kubeboot/config.yaml","contents":{"source":"data:,x"},"append":[{"source":"data:,y"}]}"#, "append: appending is not supported"),
+            (
+                r#"{"path":"rel"}"#,
+                "storage.files[0].path: path must be absolute",
+            ),
+            (
+                r#"{"path":"/etc/kubeboot/config.yaml","contents":{"source":"data:;base64,@@@"}}"#,
+                "storage.files[0].contents.source: the data: URL's base64 body is invalid",
+            ),
+            (
+                r#"{"path":"/etc/kubeboot/config.yaml","contents":{"source":"data:nocomma"}}"#,
+                "storage.files[0].contents.source: not a valid data: URL",
+            ),
+            (
+                r#"{"path":"/etc/kubeboot/config.yaml","contents":{"source":"data:,x","compression":"xz"}}"#,
+                "compression: must be \"gzip\"",
+            ),
+            (
+                r#"{"path":"/etc/kubeboot/config.yaml","contents":{"source":"data:,x","compression":"gzip"}}"#,
+                "(compression gzip): not valid gzip",
+            ),
+            (
+                r#"{"path":"/etc/kubeboot/config.yaml"}"#,
+                "config file is empty",
+            ),
+            (
+                r#"{"path":"/etc/kubeboot/config.yaml","contents":{"source":"data:,x"},"append":[{"source":"data:,y"}]}"#,
+                "append: appending is not supported",
+            ),
             (r#"3"#, "storage.files[0]: must be an object"),
         ] {
             let e = unwrap(cfg("3.3.0", files).as_bytes()).unwrap_err().0;
             assert!(e.contains(want), "{files}: {e}");
         }
-        let e = unwrap(br#"{"ignition":{"version":"3.3.0"},"storage":{"files":{}}}"#).unwrap_err().0;
+        let e = unwrap(br#"{"ignition":{"version":"3.3.0"},"storage":{"files":{}}}"#)
+            .unwrap_err()
+            .0;
         assert_eq!(e, "ignition storage.files: must be an array");
-        let e = unwrap(br#"{"ignition":{"version":"3.3.0"},"#).unwrap_err().0;
+        let e = unwrap(br#"{"ignition":{"version":"3.3.0"},"#)
+            .unwrap_err()
+            .0;
         assert!(e.starts_with("ignition: invalid JSON at line 1"), "{e}");
     }
 
     #[test]
     fn replace_is_refused_merge_and_sections_warned() {
-        let e = unwrap(br#"{"ignition":{"version":"3.3.0","config":{"replace":{"source":"https://x"}}}}"#).unwrap_err().0;
+        let e = unwrap(
+            br#"{"ignition":{"version":"3.3.0","config":{"replace":{"source":"https://x"}}}}"#,
+        )
+        .unwrap_err()
+        .0;
         assert!(e.starts_with("ignition.config.replace"), "{e}");
         let u = unwrap(br#"{"ignition":{"version":"3.3.0","config":{"merge":[{"source":"https://x"}]}},"systemd":{},"passwd":{}}"#).unwrap();
         assert_eq!(u.warnings.len(), 2);
-        assert!(u.warnings[1].contains("systemd, passwd") || u.warnings[1].contains("passwd, systemd"), "{:?}", u.warnings);
+        assert!(
+            u.warnings[1].contains("systemd, passwd") || u.warnings[1].contains("passwd, systemd"),
+            "{:?}",
+            u.warnings
+        );
     }
 }

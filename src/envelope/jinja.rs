@@ -13,9 +13,12 @@ use crate::host::HostFacts;
 /// True when `line` is cloud-init's jinja header (`## template: jinja`,
 /// spaces and case as cloud-init allows them).
 pub fn is_header(line: &str) -> bool {
-    let Some(rest) = line.strip_prefix("##") else { return false };
+    let Some(rest) = line.strip_prefix("##") else {
+        return false;
+    };
     let rest = rest.trim().to_ascii_lowercase();
-    rest.strip_prefix("template:").is_some_and(|kind| kind.trim() == "jinja")
+    rest.strip_prefix("template:")
+        .is_some_and(|kind| kind.trim() == "jinja")
 }
 
 /// What a known variable stands for.
@@ -58,7 +61,11 @@ pub fn known_variables() -> Vec<&'static str> {
 /// header as line 1.
 pub fn render(text: &str, facts: &HostFacts) -> Result<String, EnvelopeError> {
     let (first, body) = text.split_once('\n').unwrap_or((text, ""));
-    let body_start_line = if is_header(first.trim_end_matches('\r')) { 2 } else { 1 };
+    let body_start_line = if is_header(first.trim_end_matches('\r')) {
+        2
+    } else {
+        1
+    };
     let body = if body_start_line == 2 { body } else { text };
     let mut out = String::with_capacity(body.len());
     let mut rest = body;
@@ -77,17 +84,23 @@ pub fn render(text: &str, facts: &HostFacts) -> Result<String, EnvelopeError> {
                 )));
             }
             "{#" => {
-                return Err(EnvelopeError(format!("{place}: {{# ... #}} comments are not supported")));
+                return Err(EnvelopeError(format!(
+                    "{place}: {{# ... #}} comments are not supported"
+                )));
             }
             _ => {}
         }
         let inner_and_rest = &tag[2..];
         let Some(close) = inner_and_rest.find("}}") else {
-            return Err(EnvelopeError(format!("{place}: \"{{{{\" is not closed by \"}}}}\"")));
+            return Err(EnvelopeError(format!(
+                "{place}: \"{{{{\" is not closed by \"}}}}\""
+            )));
         };
         let expr = &inner_and_rest[..close];
         if expr.contains('\n') {
-            return Err(EnvelopeError(format!("{place}: a {{{{ ... }}}} expression spans lines")));
+            return Err(EnvelopeError(format!(
+                "{place}: a {{{{ ... }}}} expression spans lines"
+            )));
         }
         let value = lookup(expr.trim(), facts).map_err(|e| e.at(&place))?;
         out.push_str(&value);
@@ -112,7 +125,11 @@ fn statement_keyword(after_open: &str) -> String {
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
         .take(16)
         .collect();
-    if word.is_empty() { "...".into() } else { format!("{word} ...") }
+    if word.is_empty() {
+        "...".into()
+    } else {
+        format!("{word} ...")
+    }
 }
 
 fn known_summary() -> &'static str {
@@ -132,9 +149,15 @@ fn lookup(expr: &str, facts: &HostFacts) -> Result<String, EnvelopeError> {
     match fact {
         Fact::Hostname => {
             let h = facts.hostname.as_deref().ok_or_else(|| {
-                EnvelopeError(format!("variable \"{shown}\" needs the hostname, which this host does not have"))
+                EnvelopeError(format!(
+                    "variable \"{shown}\" needs the hostname, which this host does not have"
+                ))
             })?;
-            if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_') {
+            if h.is_empty()
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+            {
                 return Err(EnvelopeError(format!(
                     "variable \"{shown}\": the hostname is not a plain DNS name, refusing to substitute it"
                 )));
@@ -155,7 +178,10 @@ mod tests {
     use super::*;
 
     fn facts() -> HostFacts {
-        HostFacts { hostname: Some("cp-0".into()), default_address: Some("10.0.0.10".parse().unwrap()) }
+        HostFacts {
+            hostname: Some("cp-0".into()),
+            default_address: Some("10.0.0.10".parse().unwrap()),
+        }
     }
 
     #[test]
@@ -171,16 +197,30 @@ mod tests {
     fn substitutes_known_variables() {
         let t = "## template: jinja\n#cloud-config\nname: '{{ ds.meta_data.local_hostname }}'\nip: {{v1.local_ipv4}}\nh: {{ ds.meta_data[\"local-hostname\"] }}/{{ local_hostname }}\n";
         let r = render(t, &facts()).unwrap();
-        assert_eq!(r, "#cloud-config\nname: 'cp-0'\nip: 10.0.0.10\nh: cp-0/cp-0\n");
+        assert_eq!(
+            r,
+            "#cloud-config\nname: 'cp-0'\nip: 10.0.0.10\nh: cp-0/cp-0\n"
+        );
     }
 
     #[test]
     fn refuses_unknown_variables_with_line() {
         let t = "## template: jinja\n#cloud-config\na: 1\nregion: {{ v1.region }}\n";
         let e = render(t, &facts()).unwrap_err().0;
-        assert!(e.starts_with("jinja template line 4: variable \"v1.region\" is not known locally"), "{e}");
-        let e = render("## template: jinja\nx: {{ local_hostname | upper }}\n", &facts()).unwrap_err().0;
-        assert!(e.contains("line 2") && e.contains("local_hostname | upper"), "{e}");
+        assert!(
+            e.starts_with("jinja template line 4: variable \"v1.region\" is not known locally"),
+            "{e}"
+        );
+        let e = render(
+            "## template: jinja\nx: {{ local_hostname | upper }}\n",
+            &facts(),
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("line 2") && e.contains("local_hostname | upper"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -188,29 +228,51 @@ mod tests {
         let e = render("## template: jinja\n#cloud-config\n{% if v1.platform == 'ec2' %}\nsecret: s3cr3t\n{% endif %}\n", &facts())
             .unwrap_err()
             .0;
-        assert!(e.starts_with("jinja template line 3: {% if ... %} statements are not supported"), "{e}");
+        assert!(
+            e.starts_with("jinja template line 3: {% if ... %} statements are not supported"),
+            "{e}"
+        );
         assert!(!e.contains("ec2") && !e.contains("s3cr3t"), "{e}");
-        let e = render("## template: jinja\n{# note #}\n", &facts()).unwrap_err().0;
+        let e = render("## template: jinja\n{# note #}\n", &facts())
+            .unwrap_err()
+            .0;
         assert!(e.contains("line 2") && e.contains("comments"), "{e}");
-        let e = render("## template: jinja\na: {{ local_hostname\n", &facts()).unwrap_err().0;
+        let e = render("## template: jinja\na: {{ local_hostname\n", &facts())
+            .unwrap_err()
+            .0;
         assert!(e.contains("not closed"), "{e}");
     }
 
     #[test]
     fn missing_facts_are_named() {
         let none = HostFacts::default();
-        let e = render("## template: jinja\nn: {{ v1.local_hostname }}\n", &none).unwrap_err().0;
+        let e = render("## template: jinja\nn: {{ v1.local_hostname }}\n", &none)
+            .unwrap_err()
+            .0;
         assert!(e.contains("needs the hostname"), "{e}");
-        let v6 = HostFacts { hostname: Some("a".into()), default_address: Some("fd00::1".parse().unwrap()) };
-        let e = render("## template: jinja\nn: {{ local_ipv4 }}\n", &v6).unwrap_err().0;
+        let v6 = HostFacts {
+            hostname: Some("a".into()),
+            default_address: Some("fd00::1".parse().unwrap()),
+        };
+        let e = render("## template: jinja\nn: {{ local_ipv4 }}\n", &v6)
+            .unwrap_err()
+            .0;
         assert!(e.contains("IPv4 address"), "{e}");
-        let odd = HostFacts { hostname: Some("a: b".into()), default_address: None };
-        let e = render("## template: jinja\nn: {{ local_hostname }}\n", &odd).unwrap_err().0;
+        let odd = HostFacts {
+            hostname: Some("a: b".into()),
+            default_address: None,
+        };
+        let e = render("## template: jinja\nn: {{ local_hostname }}\n", &odd)
+            .unwrap_err()
+            .0;
         assert!(e.contains("not a plain DNS name"), "{e}");
     }
 
     #[test]
     fn text_without_tags_is_unchanged_and_crlf_header_works() {
-        assert_eq!(render("## template: jinja\r\na: {b}\n", &facts()).unwrap(), "a: {b}\n");
+        assert_eq!(
+            render("## template: jinja\r\na: {b}\n", &facts()).unwrap(),
+            "a: {b}\n"
+        );
     }
 }

@@ -49,7 +49,10 @@ pub struct Unwrapped {
 
 impl Unwrapped {
     fn new(kind: impl Into<String>) -> Self {
-        Unwrapped { kind: kind.into(), ..Default::default() }
+        Unwrapped {
+            kind: kind.into(),
+            ..Default::default()
+        }
     }
 
     /// Appends everything `other` found; `other.kind` is dropped.
@@ -216,7 +219,9 @@ fn sniff(bytes: &[u8]) -> Sniffed {
     // cloud-init's own test: a MIME-Version header in the first 4 KiB.
     let head = &text[..text.len().min(4096)];
     if first.to_ascii_lowercase().starts_with("content-type:")
-        || head.windows(13).any(|w| w.eq_ignore_ascii_case(b"mime-version:"))
+        || head
+            .windows(13)
+            .any(|w| w.eq_ignore_ascii_case(b"mime-version:"))
     {
         return Sniffed::Mime;
     }
@@ -232,7 +237,9 @@ fn sniff(bytes: &[u8]) -> Sniffed {
 /// Unwraps one piece of userdata of any kind; `depth` counts enclosing envelopes.
 fn dispatch(bytes: &[u8], facts: &HostFacts, depth: usize) -> Result<Unwrapped, EnvelopeError> {
     if depth >= MAX_DEPTH {
-        return Err(EnvelopeError(format!("envelopes are nested more than {MAX_DEPTH} deep")));
+        return Err(EnvelopeError(format!(
+            "envelopes are nested more than {MAX_DEPTH} deep"
+        )));
     }
     match sniff(bytes) {
         Sniffed::Gzip => {
@@ -256,12 +263,15 @@ fn dispatch(bytes: &[u8], facts: &HostFacts, depth: usize) -> Result<Unwrapped, 
         Sniffed::Ignition => ignition::unwrap(bytes),
         Sniffed::Script => {
             let mut u = Unwrapped::new("shell script");
-            u.warnings.push("a shell script was ignored: kubeboot does not run scripts".into());
+            u.warnings
+                .push("a shell script was ignored: kubeboot does not run scripts".into());
             Ok(u)
         }
         Sniffed::OtherCloudInit(name) => {
             let mut u = Unwrapped::new(name);
-            u.warnings.push(format!("{name} userdata was ignored: kubeboot does not read that cloud-init format"));
+            u.warnings.push(format!(
+                "{name} userdata was ignored: kubeboot does not read that cloud-init format"
+            ));
             Ok(u)
         }
         Sniffed::KernelArgs => {
@@ -294,7 +304,9 @@ fn bare_config(bytes: &[u8]) -> Result<Unwrapped, EnvelopeError> {
         }
     }
     let kubeboot = api_versions.iter().any(|v| v.starts_with("kubeboot.dev/"));
-    let kubeadm = api_versions.iter().any(|v| v.starts_with("kubeadm.k8s.io/"));
+    let kubeadm = api_versions
+        .iter()
+        .any(|v| v.starts_with("kubeadm.k8s.io/"));
     if !kubeboot && !kubeadm {
         let hint = if has_kubeboot_key {
             "; it has a kubeboot: key, so it is probably a cloud-config missing its first line \"#cloud-config\""
@@ -360,10 +372,16 @@ fn file_role(path: &str, content: &[u8]) -> FileRole {
 
 /// True when some top-level YAML line is `apiVersion: kubeadm.k8s.io/...`.
 fn mentions_kubeadm_api(content: &[u8]) -> bool {
-    let Ok(text) = std::str::from_utf8(content) else { return false };
+    let Ok(text) = std::str::from_utf8(content) else {
+        return false;
+    };
     text.lines().any(|l| {
         l.strip_prefix("apiVersion:")
-            .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'').starts_with("kubeadm.k8s.io/"))
+            .map(|v| {
+                v.trim()
+                    .trim_matches(|c| c == '"' || c == '\'')
+                    .starts_with("kubeadm.k8s.io/")
+            })
             .unwrap_or(false)
     })
 }
@@ -374,7 +392,9 @@ fn check_carried_path(path: &str) -> Result<(), EnvelopeError> {
         return Err(EnvelopeError("path must be absolute".into()));
     }
     if path.split('/').any(|c| c == ".." || c == ".") || path.contains('\0') {
-        return Err(EnvelopeError("path must not contain \".\" or \"..\" components".into()));
+        return Err(EnvelopeError(
+            "path must not contain \".\" or \"..\" components".into(),
+        ));
     }
     Ok(())
 }
@@ -382,32 +402,61 @@ fn check_carried_path(path: &str) -> Result<(), EnvelopeError> {
 /// Collects carried files by role into `u`. `place` names the entry for
 /// messages (`write_files[2] (/etc/kubeboot/config.yaml)`), `origin` names
 /// it for documents (`write_files[2] /etc/kubeboot/config.yaml`).
-fn carry(u: &mut Unwrapped, place: &str, origin: String, path: &str, content: Vec<u8>, mode: u32) -> Result<(), EnvelopeError> {
+fn carry(
+    u: &mut Unwrapped,
+    place: &str,
+    origin: String,
+    path: &str,
+    content: Vec<u8>,
+    mode: u32,
+) -> Result<(), EnvelopeError> {
     match file_role(path, &content) {
         FileRole::KubebootConfig | FileRole::KubeadmConfig => {
-            let text = String::from_utf8(content)
-                .map_err(|e| EnvelopeError(format!("{place}: content is not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to())))?;
+            let text = String::from_utf8(content).map_err(|e| {
+                EnvelopeError(format!(
+                    "{place}: content is not valid UTF-8 (at byte {})",
+                    e.utf8_error().valid_up_to()
+                ))
+            })?;
             if text.trim().is_empty() {
                 return Err(EnvelopeError(format!("{place}: config file is empty")));
             }
-            if u.documents.iter().any(|d| d.origin.ends_with(&format!(" {path}"))) {
-                return Err(EnvelopeError(format!("{place}: the same path is given twice")));
+            if u.documents
+                .iter()
+                .any(|d| d.origin.ends_with(&format!(" {path}")))
+            {
+                return Err(EnvelopeError(format!(
+                    "{place}: the same path is given twice"
+                )));
             }
-            u.documents.push(Document { origin, field_prefix: String::new(), body: DocBody::Yaml(text) });
+            u.documents.push(Document {
+                origin,
+                field_prefix: String::new(),
+                body: DocBody::Yaml(text),
+            });
         }
         FileRole::Pki => {
             if content.is_empty() {
                 return Err(EnvelopeError(format!("{place}: PKI file is empty")));
             }
             if u.files.iter().any(|f| f.path == path) {
-                return Err(EnvelopeError(format!("{place}: the same path is given twice")));
+                return Err(EnvelopeError(format!(
+                    "{place}: the same path is given twice"
+                )));
             }
             let mut mode = mode;
             if path.ends_with(".key") && mode & 0o077 != 0 {
-                u.warnings.push(format!("{place}: private key mode {mode:04o} narrowed to {:04o}", mode & 0o700));
+                u.warnings.push(format!(
+                    "{place}: private key mode {mode:04o} narrowed to {:04o}",
+                    mode & 0o700
+                ));
                 mode &= 0o700;
             }
-            u.files.push(CarriedFile { path: path.to_string(), content, mode });
+            u.files.push(CarriedFile {
+                path: path.to_string(),
+                content,
+                mode,
+            });
         }
         FileRole::Other => {
             u.warnings.push(format!(
@@ -424,30 +473,63 @@ mod tests {
     use super::*;
 
     fn facts() -> HostFacts {
-        HostFacts { hostname: Some("node-1".into()), default_address: Some("10.0.0.21".parse().unwrap()) }
+        HostFacts {
+            hostname: Some("node-1".into()),
+            default_address: Some("10.0.0.21".parse().unwrap()),
+        }
     }
 
     #[test]
     fn sniffs_each_kind() {
         assert_eq!(sniff(b"\x1f\x8b\x08"), Sniffed::Gzip);
-        assert_eq!(sniff(b"## template: jinja\n#cloud-config\n"), Sniffed::Jinja);
-        assert_eq!(sniff(b"#cloud-config\nkubeboot: {}\n"), Sniffed::CloudConfig);
+        assert_eq!(
+            sniff(b"## template: jinja\n#cloud-config\n"),
+            Sniffed::Jinja
+        );
+        assert_eq!(
+            sniff(b"#cloud-config\nkubeboot: {}\n"),
+            Sniffed::CloudConfig
+        );
         assert_eq!(sniff(b"\xef\xbb\xbf#cloud-config\n"), Sniffed::CloudConfig);
-        assert_eq!(sniff(b"#cloud-config-archive\n- a\n"), Sniffed::OtherCloudInit("#cloud-config-archive"));
-        assert_eq!(sniff(b"Content-Type: multipart/mixed; boundary=x\n"), Sniffed::Mime);
+        assert_eq!(
+            sniff(b"#cloud-config-archive\n- a\n"),
+            Sniffed::OtherCloudInit("#cloud-config-archive")
+        );
+        assert_eq!(
+            sniff(b"Content-Type: multipart/mixed; boundary=x\n"),
+            Sniffed::Mime
+        );
         assert_eq!(sniff(b"From: x\nMIME-Version: 1.0\n"), Sniffed::Mime);
         assert_eq!(sniff(b"#!/bin/sh\necho\n"), Sniffed::Script);
-        assert_eq!(sniff(br#"{"ignition":{"version":"3.3.0"}}"#), Sniffed::Ignition);
-        assert_eq!(sniff(b"ro quiet kubeboot.role=worker\n"), Sniffed::KernelArgs);
-        assert_eq!(sniff(b"apiVersion: kubeboot.dev/v1alpha1\nrole: worker\n"), Sniffed::Yaml);
-        assert_eq!(sniff(b"{apiVersion: kubeboot.dev/v1alpha1, role: worker}"), Sniffed::Yaml);
+        assert_eq!(
+            sniff(br#"{"ignition":{"version":"3.3.0"}}"#),
+            Sniffed::Ignition
+        );
+        assert_eq!(
+            sniff(b"ro quiet kubeboot.role=worker\n"),
+            Sniffed::KernelArgs
+        );
+        assert_eq!(
+            sniff(b"apiVersion: kubeboot.dev/v1alpha1\nrole: worker\n"),
+            Sniffed::Yaml
+        );
+        assert_eq!(
+            sniff(b"{apiVersion: kubeboot.dev/v1alpha1, role: worker}"),
+            Sniffed::Yaml
+        );
     }
 
     #[test]
     fn bare_kubeboot_and_kubeadm_configs() {
-        let u = unwrap(b"apiVersion: kubeboot.dev/v1alpha1\nkind: NodeConfig\nrole: worker\n", &facts()).unwrap();
+        let u = unwrap(
+            b"apiVersion: kubeboot.dev/v1alpha1\nkind: NodeConfig\nrole: worker\n",
+            &facts(),
+        )
+        .unwrap();
         assert_eq!(u.kind, "kubeboot config");
-        assert!(matches!(&u.documents[0].body, DocBody::Yaml(t) if t.starts_with("apiVersion: kubeboot.dev/")));
+        assert!(
+            matches!(&u.documents[0].body, DocBody::Yaml(t) if t.starts_with("apiVersion: kubeboot.dev/"))
+        );
         let u = unwrap(
             b"---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n",
             &facts(),
@@ -459,34 +541,67 @@ mod tests {
 
     #[test]
     fn bare_yaml_without_api_version_is_refused_with_a_hint() {
-        let e = unwrap(b"kubeboot:\n  role: worker\n", &facts()).unwrap_err().to_string();
-        assert!(e.contains("missing its first line \"#cloud-config\""), "{e}");
+        let e = unwrap(b"kubeboot:\n  role: worker\n", &facts())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("missing its first line \"#cloud-config\""),
+            "{e}"
+        );
         let e = unwrap(b"hello: world\n", &facts()).unwrap_err().to_string();
         assert!(e.contains("not a recognised format"), "{e}");
     }
 
     #[test]
     fn empty_and_oversized_inputs() {
-        assert_eq!(unwrap(b" \n\t", &facts()).unwrap_err().to_string(), "userdata is empty");
+        assert_eq!(
+            unwrap(b" \n\t", &facts()).unwrap_err().to_string(),
+            "userdata is empty"
+        );
         let big = vec![b'a'; MAX_USERDATA_BYTES + 1];
-        assert!(unwrap(&big, &facts()).unwrap_err().to_string().contains("the limit is"));
+        assert!(
+            unwrap(&big, &facts())
+                .unwrap_err()
+                .to_string()
+                .contains("the limit is")
+        );
     }
 
     #[test]
     fn script_only_userdata_says_what_was_ignored() {
-        let e = unwrap(b"#!/bin/bash\nkubeadm init\n", &facts()).unwrap_err().to_string();
-        assert!(e.starts_with("shell script: carries no kubeboot config"), "{e}");
+        let e = unwrap(b"#!/bin/bash\nkubeadm init\n", &facts())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("shell script: carries no kubeboot config"),
+            "{e}"
+        );
         assert!(e.contains("kubeboot does not run scripts"), "{e}");
         assert!(!e.contains("kubeadm init"), "{e}");
     }
 
     #[test]
     fn file_roles() {
-        assert_eq!(file_role("/etc/kubeboot/config.yaml", b""), FileRole::KubebootConfig);
+        assert_eq!(
+            file_role("/etc/kubeboot/config.yaml", b""),
+            FileRole::KubebootConfig
+        );
         assert_eq!(file_role("/etc/kubernetes/pki/ca.key", b""), FileRole::Pki);
-        assert_eq!(file_role("/run/kubeadm/kubeadm.yaml", b""), FileRole::KubeadmConfig);
-        assert_eq!(file_role("/root/k.yaml", b"---\napiVersion: \"kubeadm.k8s.io/v1beta3\"\n"), FileRole::KubeadmConfig);
-        assert_eq!(file_role("/root/k.yaml", b"  apiVersion: kubeadm.k8s.io/v1beta3\n"), FileRole::Other);
+        assert_eq!(
+            file_role("/run/kubeadm/kubeadm.yaml", b""),
+            FileRole::KubeadmConfig
+        );
+        assert_eq!(
+            file_role(
+                "/root/k.yaml",
+                b"---\napiVersion: \"kubeadm.k8s.io/v1beta3\"\n"
+            ),
+            FileRole::KubeadmConfig
+        );
+        assert_eq!(
+            file_role("/root/k.yaml", b"  apiVersion: kubeadm.k8s.io/v1beta3\n"),
+            FileRole::Other
+        );
         assert_eq!(file_role("/etc/hosts", b"127.0.0.1 x\n"), FileRole::Other);
     }
 

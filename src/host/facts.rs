@@ -26,8 +26,12 @@ impl HostFacts {
             .ok()
             .map(str::to_owned)
             .filter(|h| !h.is_empty() && h != "(none)");
-        let default_address = default_route_interface(proc).and_then(|iface| interface_address(&iface));
-        HostFacts { hostname, default_address }
+        let default_address =
+            default_route_interface(proc).and_then(|iface| interface_address(&iface));
+        HostFacts {
+            hostname,
+            default_address,
+        }
     }
 }
 

@@ -27,7 +27,11 @@ pub struct FsError {
 impl FsError {
     /// Wraps an I/O error with an operation and a path.
     pub fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        FsError { op, path: path.into(), source }
+        FsError {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 }
 
@@ -49,7 +53,10 @@ pub fn check_no_symlinks(root: &Path, path: &Path) -> Result<(), FsError> {
                 return Err(FsError::new(
                     "refusing to follow symlink",
                     &cur,
-                    io::Error::new(io::ErrorKind::InvalidInput, "symlinks are not followed under --root"),
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "symlinks are not followed under --root",
+                    ),
                 ));
             }
             Ok(_) => {}
@@ -82,13 +89,26 @@ pub enum Sync {
 
 /// Atomically writes `data` to `path` with `mode`, creating parent
 /// directories with mode 0755. Never follows a symlink under `root`.
-pub fn write_atomic(root: &Path, path: &Path, data: &[u8], mode: u32, sync: Sync) -> Result<(), FsError> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| FsError::new("writing", path, io::Error::new(io::ErrorKind::InvalidInput, "no parent directory")))?;
+pub fn write_atomic(
+    root: &Path,
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    sync: Sync,
+) -> Result<(), FsError> {
+    let dir = path.parent().ok_or_else(|| {
+        FsError::new(
+            "writing",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
+        )
+    })?;
     create_dir_all(root, dir, 0o755)?;
     check_no_symlinks(root, path)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.kubeboot-tmp"));
     let _ = fs::remove_file(&tmp);
     let result = (|| {
@@ -102,7 +122,8 @@ pub fn write_atomic(root: &Path, path: &Path, data: &[u8], mode: u32, sync: Sync
         // The umask may have narrowed the mode; set it exactly.
         f.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(|e| FsError::new("setting mode of", &tmp, e))?;
-        f.write_all(data).map_err(|e| FsError::new("writing", &tmp, e))?;
+        f.write_all(data)
+            .map_err(|e| FsError::new("writing", &tmp, e))?;
         if sync == Sync::Each {
             f.sync_all().map_err(|e| FsError::new("syncing", &tmp, e))?;
         }
@@ -121,7 +142,8 @@ pub fn write_atomic(root: &Path, path: &Path, data: &[u8], mode: u32, sync: Sync
 /// fsyncs a directory so a rename inside it is durable.
 pub fn fsync_dir(dir: &Path) -> Result<(), FsError> {
     let d = fs::File::open(dir).map_err(|e| FsError::new("opening directory", dir, e))?;
-    d.sync_all().map_err(|e| FsError::new("syncing directory", dir, e))
+    d.sync_all()
+        .map_err(|e| FsError::new("syncing directory", dir, e))
 }
 
 /// Flushes the whole filesystem holding `path` with one `syncfs(2)`.
@@ -157,8 +179,15 @@ mod tests {
         write_atomic(&root, &p, b"one", 0o600, Sync::Each).unwrap();
         write_atomic(&root, &p, b"two", 0o600, Sync::Deferred).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(!root.join("etc/kubernetes/pki/.ca.key.kubeboot-tmp").exists());
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(
+            !root
+                .join("etc/kubernetes/pki/.ca.key.kubeboot-tmp")
+                .exists()
+        );
         sync_filesystem(&root).unwrap();
         fs::remove_dir_all(&root).unwrap();
     }

@@ -79,7 +79,10 @@ mod tests {
     #[test]
     fn host_paths_stay_under_root() {
         let p = Paths::new("/tmp/r");
-        assert_eq!(p.host("/etc/kubernetes"), PathBuf::from("/tmp/r/etc/kubernetes"));
+        assert_eq!(
+            p.host("/etc/kubernetes"),
+            PathBuf::from("/tmp/r/etc/kubernetes")
+        );
         assert_eq!(p.host("/../../etc/x"), PathBuf::from("/tmp/r/etc/x"));
         assert_eq!(p.host("a/../b"), PathBuf::from("/tmp/r/a/b"));
     }
