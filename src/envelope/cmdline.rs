@@ -92,7 +92,15 @@ pub(crate) fn looks_like_cmdline(text: &[u8]) -> bool {
         return false;
     };
     let line = text.trim_end_matches(['\n', '\r']);
-    !line.contains('\n') && parse(line).iter().any(|(k, _)| is_kubeboot_key(k))
+    !line.contains('\n') && has_config_args(line)
+}
+
+/// True when the command line has a `kubeboot.*` argument that configures
+/// the node (anything but `kubeboot.platform=`, which only names the platform).
+pub fn has_config_args(text: &str) -> bool {
+    parse(text)
+        .iter()
+        .any(|(k, _)| is_kubeboot_key(k) && k != "kubeboot.platform")
 }
 
 /// `kubeboot.` followed by a name made of letters, digits, `.`, `-`, `_`.
@@ -156,6 +164,8 @@ pub(crate) fn unwrap(text: &str) -> Result<Unwrapped, EnvelopeError> {
                 }
                 sha = Some(value.to_ascii_lowercase());
             }
+            // Read by platform detection, not node configuration.
+            "platform" => {}
             _ => {
                 if SECRET_KEYS.contains(&name.as_str()) {
                     u.warnings.push(format!(
@@ -273,6 +283,10 @@ mod tests {
             b"apiVersion: kubeboot.dev/v1alpha1\nrole: worker\n"
         ));
         assert!(!looks_like_cmdline(b"ro -- kubeboot.role=worker"));
+        assert!(!looks_like_cmdline(b"ro kubeboot.platform=metal\n"));
+        assert!(has_config_args(
+            "kubeboot.platform=metal kubeboot.config=https://a/b"
+        ));
         assert!(!looks_like_cmdline(
             b"{apiVersion: kubeboot.dev/v1alpha1, role: worker}"
         ));
@@ -282,7 +296,7 @@ mod tests {
     fn envelope_collects_kubeboot_args_and_config_url() {
         let hash = "A".repeat(64);
         let u = unwrap(&format!(
-            "ro kubeboot.role=worker kubeboot.server=10.0.0.10:6443 kubeboot.node_name=w1 \
+            "ro kubeboot.platform=metal kubeboot.role=worker kubeboot.server=10.0.0.10:6443 kubeboot.node_name=w1 \
              kubeboot.config=https://boot.example/w1.yaml kubeboot.config.sha256={hash}\n"
         ))
         .unwrap();
