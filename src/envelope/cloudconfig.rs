@@ -20,8 +20,7 @@ const ENCODINGS: &str =
 /// comment, so the whole text is parsed).
 pub fn unwrap(text: &str) -> Result<Unwrapped, EnvelopeError> {
     let mut u = Unwrapped::new("cloud-config");
-    let root: Value =
-        serde_norway::from_str(text).map_err(|e| decode::yaml_error(e).at("cloud-config"))?;
+    let root = decode::yaml_value(text).map_err(|e| e.at("cloud-config"))?;
     let map = match root {
         Value::Mapping(m) => m,
         Value::Null => return Ok(u),
@@ -147,12 +146,10 @@ fn decode_content(raw: Vec<u8>, encoding: &str) -> Result<Vec<u8>, EnvelopeError
             let zipped = decode::base64(&raw).map_err(|e| e.at("content"))?;
             decode::gunzip(&zipped).map_err(|e| e.at("content"))
         }
-        other => {
-            let shown: String = other.chars().take(32).collect();
-            Err(EnvelopeError(format!(
-                "encoding {shown:?} is not one of {ENCODINGS}"
-            )))
-        }
+        other => Err(EnvelopeError(format!(
+            "encoding {} is not one of {ENCODINGS}",
+            super::shown_value(other, 16)
+        ))),
     }
 }
 
@@ -166,8 +163,8 @@ fn permissions(v: Option<&Value>) -> Result<u32, EnvelopeError> {
             match u32::from_str_radix(digits, 8) {
                 Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(m),
                 _ => Err(EnvelopeError(format!(
-                    "permissions {:?} is not an octal mode such as '0600'",
-                    t.chars().take(16).collect::<String>()
+                    "permissions {} is not an octal mode such as '0600'",
+                    super::shown_value(t, 8)
                 ))),
             }
         }

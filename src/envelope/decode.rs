@@ -65,9 +65,44 @@ pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, EnvelopeError> {
     Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
 }
 
+/// Deepest `[`/`{` nesting let through to the YAML parser. serde_norway
+/// refuses anything deeper than 128 anyway, but only after libyaml has
+/// scanned the whole input, which takes time quadratic in the flow depth
+/// (20 000 levels: 3 s; 16 MiB of `[`: hours). The count is raw (brackets
+/// inside quoted or block scalars count too), hence the generous bound.
+const MAX_FLOW_DEPTH: usize = 1000;
+
+/// Refuses YAML whose flow collections nest deeper than [`MAX_FLOW_DEPTH`].
+pub(crate) fn check_flow_depth(text: &str) -> Result<(), EnvelopeError> {
+    let mut depth = 0usize;
+    for (i, b) in text.bytes().enumerate() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    let line = text.as_bytes()[..i].iter().filter(|&&c| c == b'\n').count() + 1;
+                    return Err(EnvelopeError(format!(
+                        "invalid YAML: [ and {{ nest more than {MAX_FLOW_DEPTH} levels deep (at line {line})"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses one YAML document (after the flow-depth check).
+pub(crate) fn yaml_value(text: &str) -> Result<serde_norway::Value, EnvelopeError> {
+    check_flow_depth(text)?;
+    serde_norway::from_str(text).map_err(yaml_error)
+}
+
 /// Parses every document of a YAML stream. Errors carry serde_norway's
 /// line/column but never the content.
 pub(crate) fn yaml_documents(text: &str) -> Result<Vec<serde_norway::Value>, EnvelopeError> {
+    check_flow_depth(text)?;
     let mut docs = Vec::new();
     for de in serde_norway::Deserializer::from_str(text) {
         docs.push(serde_norway::Value::deserialize(de).map_err(yaml_error)?);
@@ -143,9 +178,19 @@ mod tests {
 
     #[test]
     fn yaml_deep_nesting_is_refused() {
-        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        // deeper than serde_norway's limit, shallower than the pre-check
+        let deep = format!("{}1{}", "[".repeat(500), "]".repeat(500));
         let e = yaml_documents(&deep).unwrap_err().0;
         assert!(e.contains("recursion limit exceeded"), "{e}");
+        // refused before libyaml sees it
+        let deeper = format!("a: 1\nb: {}1{}", "{x: ".repeat(5000), "}".repeat(5000));
+        let e = yaml_documents(&deeper).unwrap_err().0;
+        assert_eq!(
+            e,
+            "invalid YAML: [ and { nest more than 1000 levels deep (at line 2)"
+        );
+        // balanced brackets in long flat text are fine
+        assert!(check_flow_depth(&"[a] {b} ".repeat(100_000)).is_ok());
     }
 
     #[test]

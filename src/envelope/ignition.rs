@@ -45,20 +45,16 @@ pub fn unwrap(bytes: &[u8]) -> Result<Unwrapped, EnvelopeError> {
         .and_then(Value::as_str)
         .ok_or_else(|| EnvelopeError("ignition.version: missing or not a string".into()))?;
     if !SUPPORTED_VERSIONS.contains(&version) {
-        let shown: String = version
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(32)
-            .collect();
-        let why = if shown.starts_with("2.") || shown.starts_with("1.") {
+        let shown = super::shown_value(version, 20);
+        let why = if version.starts_with("2.") || version.starts_with("1.") {
             "spec 1.x/2.x configs must be translated to spec 3 (e.g. with ignition-config-transpiler or butane)"
-        } else if shown.contains("experimental") {
+        } else if version.contains("experimental") {
             "experimental spec versions are not accepted"
         } else {
             "unknown spec version"
         };
         return Err(EnvelopeError(format!(
-            "ignition.version: {shown:?} is not supported ({why}); kubeboot reads {}",
+            "ignition.version: {shown} is not supported ({why}); kubeboot reads {}",
             SUPPORTED_VERSIONS.join(", ")
         )));
     }

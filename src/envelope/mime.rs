@@ -27,6 +27,9 @@ const IGNORED_TYPES: &[(&str, &str)] = &[
     ("text/cloud-config-archive", "a cloud-config archive"),
 ];
 
+/// More parts than this is not userdata anyone writes; refuse it.
+const MAX_PARTS: usize = 1000;
+
 pub(crate) fn unwrap(
     bytes: &[u8],
     facts: &HostFacts,
@@ -36,6 +39,12 @@ pub(crate) fn unwrap(
         mailparse::parse_mail(bytes).map_err(|e| EnvelopeError(format!("MIME userdata: {e}")))?;
     let mut leaves = Vec::new();
     collect_leaves(&mail, &mut leaves);
+    if leaves.len() > MAX_PARTS {
+        return Err(EnvelopeError(format!(
+            "MIME userdata: {} parts; at most {MAX_PARTS} are accepted",
+            leaves.len()
+        )));
+    }
     let mut u = Unwrapped::new("MIME multipart");
     for (i, part) in leaves.into_iter().enumerate() {
         let n = i + 1;

@@ -386,6 +386,22 @@ fn mentions_kubeadm_api(content: &[u8]) -> bool {
     })
 }
 
+/// A short user-written value (an encoding name, a mode, a version) as it
+/// may appear in a message: quoted when it is at most `max` characters of
+/// `[A-Za-z0-9.+/_-]`, otherwise only its length, so that a secret pasted
+/// into the wrong field is never echoed.
+fn shown_value(v: &str, max: usize) -> String {
+    let n = v.chars().count();
+    if n <= max
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-./_".contains(&b))
+    {
+        format!("{v:?}")
+    } else {
+        format!("(a {n}-character value)")
+    }
+}
+
 /// Checks that a carried path is absolute and has no `.`/`..` components.
 fn check_carried_path(path: &str) -> Result<(), EnvelopeError> {
     if !path.starts_with('/') {
