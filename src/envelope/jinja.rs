@@ -51,11 +51,6 @@ const KNOWN: &[(&str, Fact)] = &[
     ("local_ipv4", Fact::Ipv4),
 ];
 
-/// The list of accepted variables, for messages and docs.
-pub fn known_variables() -> Vec<&'static str> {
-    KNOWN.iter().map(|(k, _)| *k).collect()
-}
-
 /// Renders a `## template: jinja` document: drops the header line and
 /// substitutes the known variables. Line numbers in errors count the
 /// header as line 1.

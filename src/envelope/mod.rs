@@ -260,7 +260,7 @@ fn dispatch(bytes: &[u8], facts: &HostFacts, depth: usize) -> Result<Unwrapped, 
             cloudconfig::unwrap(text)
         }
         Sniffed::Mime => mime::unwrap(bytes, facts, depth),
-        Sniffed::Ignition => ignition::unwrap(bytes),
+        Sniffed::Ignition => ignition::unwrap(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes)),
         Sniffed::Script => {
             let mut u = Unwrapped::new("shell script");
             u.warnings
@@ -566,6 +566,20 @@ mod tests {
         );
         let e = unwrap(b"hello: world\n", &facts()).unwrap_err().to_string();
         assert!(e.contains("not a recognised format"), "{e}");
+    }
+
+    #[test]
+    fn ignition_with_byte_order_mark() {
+        let e = unwrap(
+            b"\xef\xbb\xbf{\"ignition\":{\"version\":\"3.3.0\"}}",
+            &facts(),
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.starts_with("ignition 3.3.0: carries no kubeboot config"),
+            "{e}"
+        );
     }
 
     #[test]
