@@ -5,6 +5,8 @@
 //! A source fetches bytes or says "nothing here"; it never writes to the
 //! host. The envelope layer turns the bytes into config documents.
 
+pub mod local;
+
 /// The outcome of asking one source.
 #[derive(Debug)]
 pub enum Fetch {

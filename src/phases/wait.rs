@@ -1,0 +1,91 @@
+//! Bounded, jittered waits: the kubelet's healthz, the control-plane
+//! components' health endpoints, and the kubelet's TLS bootstrap.
+//!
+//! Every wait has a budget and ends with an error that says what was
+//! polled, how often, and the last answer; never an unbounded loop.
+
+use std::time::{Duration, Instant};
+
+use super::NodeRun;
+use crate::error::Error;
+use crate::manifests;
+use crate::userdata::http::{self, Method, Retry, Step};
+
+/// Polls `url` with GET until it answers 200, within `budget`.
+pub fn until_ok(what: &str, agent: &ureq::Agent, url: &str, budget: Duration) -> Result<(), Error> {
+    let r = http::retry(
+        &Retry::within(budget),
+        |t| match http::send(agent, Method::Get, url, &[], t) {
+            Step::Done(reply) if reply.status == 200 => Step::Done(()),
+            Step::Done(reply) => Step::Again(http::status_text(reply.status)),
+            Step::Again(w) => Step::Again(w),
+            // TLS errors may be a component still starting with a fresh cert.
+            Step::Stop(w) => Step::Again(w),
+        },
+        |_| "HTTP 200".into(),
+    );
+    match r {
+        Ok(((), tried)) => {
+            log::info!(target: "wait", "{what} is healthy ({url}, {tried})");
+            Ok(())
+        }
+        Err(http::GaveUp::Budget(t) | http::GaveUp::Permanent(t)) => Err(Error::Failed(format!(
+            "{what} did not become healthy within {} s ({url}: {t})",
+            budget.as_secs()
+        ))),
+    }
+}
+
+fn port_arg(args: &[crate::config::Arg], default: u16) -> u16 {
+    manifests::arg_value(args, "secure-port").and_then(|p| p.parse().ok()).unwrap_or(default)
+}
+
+/// `wait-control-plane`: kubelet healthz, then the API server's `/livez`
+/// (verified with the cluster CA), the controller manager's `/healthz` and
+/// the scheduler's `/livez` (their self-signed serving certs are not
+/// verified, as kubeadm does).
+pub fn control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let budget = r.budgets.health;
+    until_ok("kubelet", &http::agent(None), &r.budgets.kubelet_healthz, budget)?;
+    let ca_path = r.paths.host(format!("{}/ca.crt", r.settings.cluster.certificates_dir));
+    let ca = std::fs::read(&ca_path).map_err(|e| Error::Failed(format!("reading {}: {e}", ca_path.display())))?;
+    let roots: Vec<_> = ureq::tls::parse_pem(&ca)
+        .filter_map(|i| match i {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let api = format!("{}/livez", r.settings.local_endpoint().url());
+    until_ok("kube-apiserver", &http::agent(Some(roots)), &api, budget)?;
+    let unverified = http::agent_unverified();
+    let kcm = port_arg(&r.settings.cluster.controller_manager.extra_args, 10257);
+    until_ok("kube-controller-manager", &unverified, &format!("https://127.0.0.1:{kcm}/healthz"), budget)?;
+    let sched = port_arg(&r.settings.cluster.scheduler.extra_args, 10259);
+    until_ok("kube-scheduler", &unverified, &format!("https://127.0.0.1:{sched}/livez"), budget)
+}
+
+/// `wait-bootstrap`: kubelet healthz, then `/etc/kubernetes/kubelet.conf`
+/// (written by the kubelet once its client certificate is issued), then
+/// remove `bootstrap-kubelet.conf` (it holds the token).
+pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    until_ok("kubelet", &http::agent(None), &r.budgets.kubelet_healthz, r.budgets.health)?;
+    let kubelet_conf = r.paths.host("/etc/kubernetes/kubelet.conf");
+    let start = Instant::now();
+    while !kubelet_conf.exists() {
+        if start.elapsed() >= r.budgets.tls_bootstrap {
+            return Err(Error::Failed(format!(
+                "the kubelet did not finish its TLS bootstrap within {} s: {} was not written (is the CSR approved? `journalctl -u kubelet`)",
+                r.budgets.tls_bootstrap.as_secs(),
+                kubelet_conf.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_secs(1).min(r.budgets.tls_bootstrap));
+    }
+    log::info!(target: "wait-bootstrap", "TLS bootstrap done: {} written by the kubelet", kubelet_conf.display());
+    let bootstrap = r.paths.host("/etc/kubernetes/bootstrap-kubelet.conf");
+    match std::fs::remove_file(&bootstrap) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Failed(format!("removing {}: {e}", bootstrap.display()))),
+    }
+}

@@ -1,0 +1,384 @@
+//! The commands that run a node: `render` (offline), `init`, `join` and
+//! `firstboot` (find the userdata, then init or join). They build a
+//! [`NodeRun`], hand the phase list to the runner, and record the outcome.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::cli::{self, FirstbootArgs, PhaseCommand, RenderArgs, RunArgs, SourceArgs};
+use crate::config::{self, Loaded, Mode};
+use crate::error::{Error, Result};
+use crate::host::detect::{self, CgroupDriver, Detected};
+use crate::host::preflight::HostProbes;
+use crate::host::systemd::{InitSystem, Systemctl};
+use crate::host::{HostFacts, Paths};
+use crate::phases::{self, Budgets, Effects, NodeRun, Outcome, RunOptions, runner};
+use crate::platform;
+use crate::status::{self, Status};
+use crate::userdata::{self, Source, local, network};
+
+/// An init system for offline runs: any call is a bug, reported as an error.
+struct Offline;
+
+impl Offline {
+    fn refuse(what: &str) -> Result<()> {
+        Err(Error::Failed(format!("internal error: {what} requested during an offline run")))
+    }
+}
+
+impl InitSystem for Offline {
+    fn daemon_reload(&self) -> Result<()> {
+        Offline::refuse("daemon-reload")
+    }
+    fn enable(&self, unit: &str) -> Result<()> {
+        Offline::refuse(&format!("enable {unit}"))
+    }
+    fn start_no_block(&self, unit: &str) -> Result<()> {
+        Offline::refuse(&format!("start {unit}"))
+    }
+    fn restart(&self, unit: &str) -> Result<()> {
+        Offline::refuse(&format!("restart {unit}"))
+    }
+    fn is_active(&self, unit: &str) -> Result<bool> {
+        Offline::refuse(&format!("is-active {unit}")).map(|_| false)
+    }
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Init => "init",
+        Mode::JoinControlPlane => "join-control-plane",
+        Mode::JoinWorker => "join-worker",
+    }
+}
+
+fn detected_for(paths: &Paths, effects: Effects) -> Detected {
+    let mut d = detect::detect(paths);
+    if effects == Effects::Render && !paths.host("/sys/fs/cgroup").exists() {
+        // An image tree has no running system to inspect: use what a
+        // systemd host with cgroup v2 needs (kubeadm's defaults).
+        d.cgroup_version = 2;
+        d.cgroup_driver = CgroupDriver::Systemd;
+        d.swap_on = false;
+        d.notes = vec!["render: no running host under --root; assuming cgroup v2 with the systemd cgroup driver".into()];
+    }
+    d
+}
+
+fn ensure_root(root: &Path) -> Result<()> {
+    std::fs::create_dir_all(root).map_err(|e| Error::Invalid(format!("--root {}: {e}", root.display())))
+}
+
+/// `kubeboot render`: every file a node needs, offline, then a report.
+pub fn render(args: &RenderArgs) -> Result<()> {
+    ensure_root(&args.root)?;
+    let paths = Paths::new(&args.root);
+    let facts = HostFacts::detect(Path::new("/proc"));
+    let loaded = match (&args.example, &args.config) {
+        (Some(name), _) => {
+            let text = config::examples::by_name(name).ok_or_else(|| {
+                Error::Invalid(format!("--example {name:?}: built-in examples are control-plane and worker"))
+            })?;
+            config::load(text.as_bytes(), &format!("built-in example {name}"), &facts)?
+        }
+        (None, Some(f)) => cli::load_file(f, &facts)?,
+        (None, None) => return Err(Error::Invalid("render: give --config FILE or --example NAME".into())),
+    };
+    cli::log_warnings(&loaded);
+    let init = Offline;
+    let probes = HostProbes::new(&paths);
+    let mut run = node_run(&loaded, &paths, Effects::Render, &init, &probes, Vec::new());
+    let list = phases::phases_for(loaded.settings.mode);
+    let opts = RunOptions { skip: loaded.settings.skip_phases.clone(), only: None };
+    runner::check_names(&list, &opts.skip, "skipPhases")?;
+    let start = Instant::now();
+    let (records, result) = runner::run(&list, &mut run, &opts);
+    result.map_err(|e| wrap_phase(e))?;
+    phases::finish(&run)?;
+    let total = start.elapsed().as_secs_f64() * 1000.0;
+    print_report(&run, &records, total, &args.root);
+    Ok(())
+}
+
+fn wrap_phase(e: phases::PhaseError) -> Error {
+    let msg = e.to_string();
+    match e.error {
+        Error::Invalid(_) => Error::Invalid(msg),
+        _ => Error::Failed(msg),
+    }
+}
+
+fn print_report(run: &NodeRun<'_>, records: &[phases::PhaseRecord], total_ms: f64, root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    println!(
+        "rendered a {} node ({}, Kubernetes {}) into {}:",
+        mode_name(run.settings.mode),
+        run.settings.node.name,
+        run.settings.cluster.kubernetes_version,
+        root.display()
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for w in &run.written {
+        if !seen.insert(w.path.clone()) {
+            continue;
+        }
+        let mode = std::fs::metadata(&w.path).map(|m| format!("{:04o}", m.permissions().mode() & 0o7777)).unwrap_or_default();
+        let rel = w.path.strip_prefix(root).map(|p| format!("/{}", p.display())).unwrap_or_else(|_| w.path.display().to_string());
+        println!("  {mode}  {:<11} {rel:<52} {}", w.action, w.detail);
+    }
+    println!("phases:");
+    for r in records {
+        match r.outcome {
+            Outcome::Done => println!("  {:<20} {:>8.2} ms", r.name, r.millis),
+            other => println!("  {:<20} {:>8}", r.name, serde_json::to_value(other).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
+        }
+    }
+    println!("total {total_ms:.2} ms ({} files)", seen.len());
+}
+
+fn node_run<'a>(
+    loaded: &Loaded,
+    paths: &Paths,
+    effects: Effects,
+    init: &'a dyn InitSystem,
+    probes: &'a HostProbes,
+    ignore: Vec<String>,
+) -> NodeRun<'a> {
+    NodeRun {
+        settings: loaded.settings.clone(),
+        paths: paths.clone(),
+        effects,
+        init,
+        probes,
+        carried: loaded.envelope.files.clone(),
+        now: time::OffsetDateTime::now_utc(),
+        detected: detected_for(paths, effects),
+        ignore_preflight: ignore,
+        budgets: Budgets::default(),
+        written: Vec::new(),
+        cluster_info: None,
+    }
+}
+
+/// Userdata found by a source: its name and bytes.
+struct Found {
+    source: String,
+    bytes: Vec<u8>,
+}
+
+/// Finds the userdata the way `firstboot` does: `--config`/`--source
+/// file:`, else local sources, else the platform's sources.
+fn find_userdata(src: &SourceArgs, paths: &Paths) -> Result<(Found, Vec<String>)> {
+    if let Some(f) = &src.config {
+        return Ok((Found { source: f.display().to_string(), bytes: cli::read_input(f)? }, vec![]));
+    }
+    match src.source.as_deref() {
+        None | Some("auto") => {}
+        Some(spec) if spec.starts_with("file:") => {
+            let f = Path::new(&spec[5..]);
+            return Ok((Found { source: f.display().to_string(), bytes: cli::read_input(f)? }, vec![]));
+        }
+        Some(other) => {
+            return Err(Error::Invalid(format!("--source {other:?}: expected auto or file:PATH")));
+        }
+    }
+    let mut explain = Vec::new();
+    let detection = platform::detect(paths, src.platform.as_deref())?;
+    explain.push(format!("platform: {} ({})", detection.platform.name(), detection.reason));
+    let mut sources: Vec<Box<dyn Source>> = local::local_sources(paths);
+    let mut opts = network::NetOptions::new(paths);
+    opts.metadata_url = src.metadata_url.clone();
+    opts.config_url = userdata::url::ConfigUrl::from_cmdline(paths)?;
+    sources.extend(network::sources_for(detection.platform, &opts));
+    match network::first_found(&sources) {
+        network::Search::Found { source, data, tried } => {
+            for t in tried {
+                explain.push(format!("tried {}: {}", t.source, t.outcome));
+            }
+            explain.push(format!("using {source}"));
+            Ok((Found { source, bytes: data }, explain))
+        }
+        network::Search::NotFound { tried, retryable } => {
+            for t in tried {
+                explain.push(format!("tried {}: {}", t.source, t.outcome));
+            }
+            let msg = format!("no userdata found\n{}", explain.join("\n"));
+            if retryable { Err(Error::Failed(msg)) } else { Err(Error::NoUserdata(msg)) }
+        }
+    }
+}
+
+/// `config show --source auto`: resolve like firstboot, print the decision and the settings.
+pub fn show_auto(src: &SourceArgs) -> Result<()> {
+    let paths = Paths::new(&src.root);
+    let facts = HostFacts::detect(&paths.host("/proc"));
+    let (found, explain) = find_userdata(src, &paths)?;
+    for line in &explain {
+        log::info!(target: "source", "{line}");
+    }
+    let loaded = config::load(&found.bytes, &found.source, &facts)?;
+    cli::log_warnings(&loaded);
+    cli::print_settings(&loaded)
+}
+
+/// `kubeboot firstboot`: run once, from whatever userdata the node has.
+pub fn firstboot(args: &FirstbootArgs) -> Result<()> {
+    let paths = Paths::new(&args.source.root);
+    if status::marker_exists(&paths) && !args.dry_run {
+        println!("kubeboot: this node was bootstrapped already ({} exists); nothing to do", paths.host(status::MARKER).display());
+        return Ok(());
+    }
+    run_node(&args.source, &paths, &args.skip_phases, None, args.dry_run, None)
+}
+
+/// `kubeboot init` / `kubeboot join`.
+pub fn init_or_join(args: &RunArgs, init: bool) -> Result<()> {
+    let paths = Paths::new(&args.source.root);
+    let only = match &args.phase {
+        Some(PhaseCommand::Phase { name }) if name == "list" => {
+            let list = if init { phases::init_phases() } else { phases::join_phases() };
+            for p in &list {
+                println!("{:<24} {}", p.name, p.summary);
+            }
+            return Ok(());
+        }
+        Some(PhaseCommand::Phase { name }) => Some(name.clone()),
+        None => None,
+    };
+    if args.source.config.is_none() && args.source.source.is_none() {
+        return Err(Error::Invalid(format!(
+            "{}: give --config FILE (or --source auto|file:PATH)",
+            if init { "init" } else { "join" }
+        )));
+    }
+    run_node(&args.source, &paths, &args.skip_phases, only, args.dry_run, Some(init))
+}
+
+fn run_node(
+    src: &SourceArgs,
+    paths: &Paths,
+    skip: &[String],
+    only: Option<String>,
+    dry_run: bool,
+    expect_init: Option<bool>,
+) -> Result<()> {
+    let started = Instant::now();
+    let effects = if dry_run { Effects::DryRun } else { Effects::Full };
+    let record_failure = |role: String, phase: Option<String>, e: &Error, retryable: bool, source: Option<String>| {
+        if effects == Effects::Full {
+            let mut st = Status::failure(role, phase, e, retryable);
+            st.source = source;
+            st.total_millis = started.elapsed().as_secs_f64() * 1000.0;
+            if let Err(w) = status::write(paths, &st) {
+                log::error!("could not write the status file: {w}");
+            }
+            eprintln!("{}", st.console_line());
+        }
+    };
+    let facts = HostFacts::detect(&paths.host("/proc"));
+    let (found, explain) = match find_userdata(src, paths) {
+        Ok(f) => f,
+        Err(e) => {
+            let retryable = matches!(e, Error::Failed(_));
+            record_failure("unknown".into(), None, &e, retryable, None);
+            return Err(e);
+        }
+    };
+    for line in &explain {
+        log::info!(target: "source", "{line}");
+    }
+    let loaded = match config::load(&found.bytes, &found.source, &facts) {
+        Ok(l) => l,
+        Err(e) => {
+            record_failure("unknown".into(), None, &e, false, Some(found.source.clone()));
+            return Err(e);
+        }
+    };
+    cli::log_warnings(&loaded);
+    let mode = loaded.settings.mode;
+    if let Some(init) = expect_init {
+        if init != (mode == Mode::Init) {
+            return Err(Error::Invalid(format!(
+                "{}: this configuration is for a {} node; run `kubeboot {}`",
+                found.source,
+                mode_name(mode),
+                if mode == Mode::Init { "init" } else { "join" }
+            )));
+        }
+    }
+    let systemctl = Systemctl::default();
+    let offline = Offline;
+    let init_system: &dyn InitSystem = if effects == Effects::Full { &systemctl } else { &offline };
+    let probes = HostProbes::new(paths);
+    let mut ignore = loaded.settings.node.ignore_preflight_errors.clone();
+    ignore.extend(std::env::var("KUBEBOOT_IGNORE_PREFLIGHT_ERRORS").ok().into_iter().flat_map(|v| {
+        v.split(',').map(str::to_owned).collect::<Vec<_>>()
+    }));
+    let mut run = node_run(&loaded, paths, effects, init_system, &probes, ignore);
+    let list = phases::phases_for(mode);
+    let mut skip_all: Vec<String> = skip.to_vec();
+    skip_all.extend(loaded.settings.skip_phases.iter().cloned());
+    runner::check_names(&list, &skip_all, "--skip-phases")?;
+    if let Some(o) = &only {
+        runner::check_names(&list, std::slice::from_ref(o), "phase")?;
+    }
+    let opts = RunOptions { skip: skip_all, only: only.clone() };
+    let (records, result) = runner::run(&list, &mut run, &opts);
+    let finish = phases::finish(&run);
+    let total_millis = started.elapsed().as_secs_f64() * 1000.0;
+    let role = mode_name(mode).to_string();
+    if effects == Effects::DryRun {
+        for w in &run.written {
+            println!("[dry-run] {} {} {}", w.phase, w.action, w.path.display());
+        }
+    }
+    match result.map_err(wrap_phase_keep).and(finish.map_err(|e| (None, e))) {
+        Ok(()) => {
+            if effects == Effects::Full {
+                let st = Status {
+                    result: "success",
+                    role,
+                    phase: records.iter().rev().find(|r| r.outcome == Outcome::Done).map(|r| r.name.to_string()),
+                    error_class: None,
+                    error: None,
+                    retryable: false,
+                    source: Some(found.source.clone()),
+                    phases: records,
+                    total_millis,
+                    version: env!("CARGO_PKG_VERSION"),
+                    finished_at: status::now_rfc3339(),
+                };
+                status::write(paths, &st)?;
+                if only.is_none() {
+                    status::write_marker(paths)?;
+                }
+                println!("{}", st.console_line());
+            }
+            Ok(())
+        }
+        Err((phase, e)) => {
+            let retryable = !matches!(e, Error::Invalid(_)) && phase.as_deref() != Some("preflight");
+            if effects == Effects::Full {
+                let mut st = Status::failure(role, phase.clone(), &e, retryable);
+                st.source = Some(found.source.clone());
+                st.phases = records;
+                st.total_millis = total_millis;
+                if let Err(w) = status::write(paths, &st) {
+                    log::error!("could not write the status file: {w}");
+                }
+                eprintln!("{}", st.console_line());
+            }
+            Err(match phase {
+                Some(p) => match e {
+                    Error::Invalid(m) => Error::Invalid(format!("phase {p} failed: {m}")),
+                    other => Error::Failed(format!("phase {p} failed: {other}")),
+                },
+                None => e,
+            })
+        }
+    }
+}
+
+fn wrap_phase_keep(e: phases::PhaseError) -> (Option<String>, Error) {
+    (Some(e.phase.to_string()), e.error)
+}
