@@ -188,10 +188,11 @@ pub fn load_file(path: &std::path::Path, facts: &HostFacts) -> Result<Loaded> {
     config::load(&bytes, &path.display().to_string(), facts)
 }
 
-fn log_warnings(loaded: &Loaded) {
+pub(crate) fn log_warnings(loaded: &Loaded) {
     for w in &loaded.settings.warnings {
         if w.field.is_empty() {
-            log::warn!("{}: {}", loaded.origin, w.message);
+            // envelope warnings already say where in the userdata they are
+            log::warn!("{}: {}", loaded.source, w.message);
         } else {
             log::warn!("{}: {}: {}", loaded.origin, w.field, w.message);
         }
@@ -208,11 +209,31 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Config(ConfigCommand::Validate { files }) => {
             let facts = HostFacts::detect(std::path::Path::new("/proc"));
             for f in &files {
-                let loaded = load_file(f, &facts)?;
+                let name = f.display().to_string();
+                let bytes = read_input(f)?;
+                let unwrapped = crate::envelope::unwrap(&bytes, &facts)
+                    .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+                if unwrapped.documents.is_empty() && !unwrapped.config_urls.is_empty() {
+                    for u in &unwrapped.config_urls {
+                        let pin = if u.sha256.is_some() {
+                            "content pinned by sha256"
+                        } else {
+                            "not pinned"
+                        };
+                        // same rules as at boot: http:// only with a pin
+                        crate::userdata::url::ConfigUrl::new(&u.url, u.sha256.as_deref(), None)
+                            .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+                        println!(
+                            "{name}: ok (points to {}, {pin}; that config is validated when fetched)",
+                            u.url
+                        );
+                    }
+                    continue;
+                }
+                let loaded = config::from_unwrapped(unwrapped, &name, &facts)?;
                 log_warnings(&loaded);
                 println!(
-                    "{}: ok ({} config, {})",
-                    f.display(),
+                    "{name}: ok ({}, {})",
                     format_name(&loaded.format),
                     serde_json::to_value(loaded.settings.mode)
                         .ok()
@@ -231,7 +252,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 (None, Some(spec)) if spec.starts_with("file:") => {
                     load_file(std::path::Path::new(&spec[5..]), &facts)?
                 }
-                (None, _) => {
+                (None, Some(_)) => return crate::run::show_auto(&source),
+                (None, None) => {
                     return Err(Error::Invalid(
                         "config show: give a FILE or --source auto|file:PATH".into(),
                     ));
@@ -244,15 +266,42 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", generate_token()?.expose());
             Ok(())
         }
-        Command::Certs(_)
-        | Command::Render(_)
-        | Command::Firstboot(_)
-        | Command::Init(_)
-        | Command::Join(_) => Err(Error::Failed("this command is not wired yet".into())),
+        Command::Certs(CertsCommand::CaHash { file }) => {
+            let pem = read_input(&file)?;
+            let hash = crate::pki::ca_hash(&pem).map_err(|e| match e {
+                Error::Invalid(m) => Error::Invalid(format!("{}: {m}", file.display())),
+                other => other,
+            })?;
+            println!("{hash}");
+            Ok(())
+        }
+        Command::Certs(CertsCommand::CheckExpiration { config, root }) => {
+            let paths = Paths::new(&root);
+            let facts = HostFacts::detect(&paths.host("/proc"));
+            let settings = match config {
+                Some(f) => load_file(&f, &facts)?.settings,
+                None => {
+                    config::load(
+                        config::examples::MINIMAL_CONTROL_PLANE.as_bytes(),
+                        "defaults",
+                        &facts,
+                    )?
+                    .settings
+                }
+            };
+            let rows =
+                crate::pki::check_expiration(&settings, &paths, time::OffsetDateTime::now_utc())?;
+            print!("{}", crate::pki::format_expiration_table(&rows));
+            Ok(())
+        }
+        Command::Render(args) => crate::run::render(&args),
+        Command::Firstboot(args) => crate::run::firstboot(&args),
+        Command::Init(args) => crate::run::init_or_join(&args, true),
+        Command::Join(args) => crate::run::init_or_join(&args, false),
     }
 }
 
-fn format_name(f: &config::parse::Format) -> String {
+pub(crate) fn format_name(f: &config::parse::Format) -> String {
     match f {
         config::parse::Format::Kubeboot => "kubeboot NodeConfig".into(),
         config::parse::Format::Kubeadm(v) => format!("kubeadm {v}"),
@@ -260,7 +309,7 @@ fn format_name(f: &config::parse::Format) -> String {
     }
 }
 
-fn print_settings(loaded: &Loaded) -> Result<()> {
+pub(crate) fn print_settings(loaded: &Loaded) -> Result<()> {
     let out = serde_json::json!({
         "source": loaded.origin,
         "format": format_name(&loaded.format),

@@ -19,6 +19,9 @@ pub enum Error {
     /// A file-system operation failed.
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// No source held userdata (exit 1; the message lists what was tried).
+    #[error("{0}")]
+    NoUserdata(String),
     /// Any other runtime failure.
     #[error("{0}")]
     Failed(String),
@@ -29,7 +32,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Invalid(_) => EXIT_INVALID,
-            Error::Fs(_) | Error::Failed(_) => EXIT_FAILURE,
+            Error::Fs(_) | Error::Failed(_) | Error::NoUserdata(_) => EXIT_FAILURE,
         }
     }
 
@@ -38,6 +41,7 @@ impl Error {
         match self {
             Error::Invalid(_) => "invalid-input",
             Error::Fs(_) => "filesystem",
+            Error::NoUserdata(_) => "no-userdata",
             Error::Failed(_) => "failed",
         }
     }

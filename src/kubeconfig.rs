@@ -121,6 +121,33 @@ pub fn render(
     cert_pem: &[u8],
     key_pem: &[u8],
 ) -> String {
+    let auth = format!(
+        "    client-certificate-data: {}\n    client-key-data: {}\n",
+        B64.encode(cert_pem),
+        B64.encode(key_pem)
+    );
+    render_with_auth(cluster, server, user, ca_pem, &auth)
+}
+
+/// `bootstrap-kubelet.conf` as `kubeadm join` writes it after token
+/// discovery: cluster `kubernetes`, user `tls-bootstrap-token-user`, token auth.
+/// The result holds the token secret: write it 0600 and never log it.
+pub fn render_bootstrap(
+    server: &str,
+    ca_pem: &[u8],
+    token: &crate::config::BootstrapToken,
+) -> String {
+    let auth = format!("    token: {}\n", token.expose());
+    render_with_auth(
+        "kubernetes",
+        server,
+        "tls-bootstrap-token-user",
+        ca_pem,
+        &auth,
+    )
+}
+
+fn render_with_auth(cluster: &str, server: &str, user: &str, ca_pem: &[u8], auth: &str) -> String {
     let context = format!("{user}@{cluster}");
     format!(
         "apiVersion: v1\n\
@@ -132,10 +159,8 @@ pub fn render(
          kind: Config\n\
          preferences: {{}}\n\
          users:\n\
-         - name: {user}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n",
+         - name: {user}\n  user:\n{auth}",
         ca = B64.encode(ca_pem),
-        cert = B64.encode(cert_pem),
-        key = B64.encode(key_pem),
         cluster = yaml_str(cluster),
         user = yaml_str(user),
         context = yaml_str(&context),

@@ -20,6 +20,7 @@ pub mod manifests;
 pub mod phases;
 pub mod pki;
 pub mod platform;
+pub mod run;
 pub mod secret;
 pub mod status;
 pub mod userdata;

@@ -22,7 +22,9 @@ struct Offline;
 
 impl Offline {
     fn refuse(what: &str) -> Result<()> {
-        Err(Error::Failed(format!("internal error: {what} requested during an offline run")))
+        Err(Error::Failed(format!(
+            "internal error: {what} requested during an offline run"
+        )))
     }
 }
 
@@ -66,7 +68,8 @@ fn detected_for(paths: &Paths, effects: Effects) -> Detected {
 }
 
 fn ensure_root(root: &Path) -> Result<()> {
-    std::fs::create_dir_all(root).map_err(|e| Error::Invalid(format!("--root {}: {e}", root.display())))
+    std::fs::create_dir_all(root)
+        .map_err(|e| Error::Invalid(format!("--root {}: {e}", root.display())))
 }
 
 /// `kubeboot render`: every file a node needs, offline, then a report.
@@ -77,23 +80,32 @@ pub fn render(args: &RenderArgs) -> Result<()> {
     let loaded = match (&args.example, &args.config) {
         (Some(name), _) => {
             let text = config::examples::by_name(name).ok_or_else(|| {
-                Error::Invalid(format!("--example {name:?}: built-in examples are control-plane and worker"))
+                Error::Invalid(format!(
+                    "--example {name:?}: built-in examples are control-plane and worker"
+                ))
             })?;
             config::load(text.as_bytes(), &format!("built-in example {name}"), &facts)?
         }
         (None, Some(f)) => cli::load_file(f, &facts)?,
-        (None, None) => return Err(Error::Invalid("render: give --config FILE or --example NAME".into())),
+        (None, None) => {
+            return Err(Error::Invalid(
+                "render: give --config FILE or --example NAME".into(),
+            ));
+        }
     };
     cli::log_warnings(&loaded);
     let init = Offline;
     let probes = HostProbes::new(&paths);
     let mut run = node_run(&loaded, &paths, Effects::Render, &init, &probes, Vec::new());
     let list = phases::phases_for(loaded.settings.mode);
-    let opts = RunOptions { skip: loaded.settings.skip_phases.clone(), only: None };
+    let opts = RunOptions {
+        skip: loaded.settings.skip_phases.clone(),
+        only: None,
+    };
     runner::check_names(&list, &opts.skip, "skipPhases")?;
     let start = Instant::now();
     let (records, result) = runner::run(&list, &mut run, &opts);
-    result.map_err(|e| wrap_phase(e))?;
+    result.map_err(wrap_phase)?;
     phases::finish(&run)?;
     let total = start.elapsed().as_secs_f64() * 1000.0;
     print_report(&run, &records, total, &args.root);
@@ -122,15 +134,28 @@ fn print_report(run: &NodeRun<'_>, records: &[phases::PhaseRecord], total_ms: f6
         if !seen.insert(w.path.clone()) {
             continue;
         }
-        let mode = std::fs::metadata(&w.path).map(|m| format!("{:04o}", m.permissions().mode() & 0o7777)).unwrap_or_default();
-        let rel = w.path.strip_prefix(root).map(|p| format!("/{}", p.display())).unwrap_or_else(|_| w.path.display().to_string());
+        let mode = std::fs::metadata(&w.path)
+            .map(|m| format!("{:04o}", m.permissions().mode() & 0o7777))
+            .unwrap_or_default();
+        let rel = w
+            .path
+            .strip_prefix(root)
+            .map(|p| format!("/{}", p.display()))
+            .unwrap_or_else(|_| w.path.display().to_string());
         println!("  {mode}  {:<11} {rel:<52} {}", w.action, w.detail);
     }
     println!("phases:");
     for r in records {
         match r.outcome {
             Outcome::Done => println!("  {:<20} {:>8.2} ms", r.name, r.millis),
-            other => println!("  {:<20} {:>8}", r.name, serde_json::to_value(other).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
+            other => println!(
+                "  {:<20} {:>8}",
+                r.name,
+                serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
         }
     }
     println!("total {total_ms:.2} ms ({} files)", seen.len());
@@ -170,41 +195,110 @@ struct Found {
 /// file:`, else local sources, else the platform's sources.
 fn find_userdata(src: &SourceArgs, paths: &Paths) -> Result<(Found, Vec<String>)> {
     if let Some(f) = &src.config {
-        return Ok((Found { source: f.display().to_string(), bytes: cli::read_input(f)? }, vec![]));
+        return Ok((
+            Found {
+                source: f.display().to_string(),
+                bytes: cli::read_input(f)?,
+            },
+            vec![],
+        ));
     }
     match src.source.as_deref() {
         None | Some("auto") => {}
         Some(spec) if spec.starts_with("file:") => {
             let f = Path::new(&spec[5..]);
-            return Ok((Found { source: f.display().to_string(), bytes: cli::read_input(f)? }, vec![]));
+            return Ok((
+                Found {
+                    source: f.display().to_string(),
+                    bytes: cli::read_input(f)?,
+                },
+                vec![],
+            ));
         }
         Some(other) => {
-            return Err(Error::Invalid(format!("--source {other:?}: expected auto or file:PATH")));
+            return Err(Error::Invalid(format!(
+                "--source {other:?}: expected auto or file:PATH"
+            )));
         }
     }
     let mut explain = Vec::new();
     let detection = platform::detect(paths, src.platform.as_deref())?;
-    explain.push(format!("platform: {} ({})", detection.platform.name(), detection.reason));
+    explain.push(format!(
+        "platform: {} ({})",
+        detection.platform.name(),
+        detection.reason
+    ));
     let mut sources: Vec<Box<dyn Source>> = local::local_sources(paths);
     let mut opts = network::NetOptions::new(paths);
     opts.metadata_url = src.metadata_url.clone();
     opts.config_url = userdata::url::ConfigUrl::from_cmdline(paths)?;
     sources.extend(network::sources_for(detection.platform, &opts));
     match network::first_found(&sources) {
-        network::Search::Found { source, data, tried } => {
+        network::Search::Found {
+            source,
+            data,
+            tried,
+        } => {
             for t in tried {
                 explain.push(format!("tried {}: {}", t.source, t.outcome));
             }
             explain.push(format!("using {source}"));
-            Ok((Found { source, bytes: data }, explain))
+            Ok((
+                Found {
+                    source,
+                    bytes: data,
+                },
+                explain,
+            ))
         }
         network::Search::NotFound { tried, retryable } => {
             for t in tried {
                 explain.push(format!("tried {}: {}", t.source, t.outcome));
             }
             let msg = format!("no userdata found\n{}", explain.join("\n"));
-            if retryable { Err(Error::Failed(msg)) } else { Err(Error::NoUserdata(msg)) }
+            if retryable {
+                Err(Error::Failed(msg))
+            } else {
+                Err(Error::NoUserdata(msg))
+            }
         }
+    }
+}
+
+/// Unwraps found userdata; when it only points at a config URL (PXE
+/// `kubeboot.config=`), fetches that (pinned, bounded) and loads it instead.
+fn load_found(found: &Found, facts: &HostFacts, paths: &Paths) -> Result<Loaded> {
+    let unwrapped = crate::envelope::unwrap(&found.bytes, facts)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", found.source)))?;
+    let Some(cu) = unwrapped
+        .config_urls
+        .first()
+        .filter(|_| unwrapped.documents.is_empty())
+    else {
+        return config::from_unwrapped(unwrapped, &found.source, facts);
+    };
+    // The kernel command line may also name a CA file for the URL.
+    let cfg = match userdata::url::ConfigUrl::from_cmdline(paths)? {
+        Some(c) if c.url == cu.url => c,
+        _ => userdata::url::ConfigUrl::new(&cu.url, cu.sha256.as_deref(), None)?,
+    };
+    let source = userdata::url::ConfigUrlSource::new(cfg, network::DEFAULT_BUDGET);
+    let name = source.name();
+    match source.fetch() {
+        Ok(userdata::Fetch::Found(bytes)) => {
+            log::info!(target: "source", "{}: fetched {} bytes from {name}", found.source, bytes.len());
+            let inner = crate::envelope::unwrap(&bytes, facts)
+                .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+            if inner.documents.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "{name}: holds no config (a config URL may not point to another URL)"
+                )));
+            }
+            config::from_unwrapped(inner, &name, facts)
+        }
+        Ok(userdata::Fetch::Absent(why)) => Err(Error::NoUserdata(format!("{name}: {why}"))),
+        Err(e) if e.retryable => Err(Error::Failed(e.to_string())),
+        Err(e) => Err(Error::Invalid(e.to_string())),
     }
 }
 
@@ -216,7 +310,7 @@ pub fn show_auto(src: &SourceArgs) -> Result<()> {
     for line in &explain {
         log::info!(target: "source", "{line}");
     }
-    let loaded = config::load(&found.bytes, &found.source, &facts)?;
+    let loaded = load_found(&found, &facts, &paths)?;
     cli::log_warnings(&loaded);
     cli::print_settings(&loaded)
 }
@@ -225,10 +319,20 @@ pub fn show_auto(src: &SourceArgs) -> Result<()> {
 pub fn firstboot(args: &FirstbootArgs) -> Result<()> {
     let paths = Paths::new(&args.source.root);
     if status::marker_exists(&paths) && !args.dry_run {
-        println!("kubeboot: this node was bootstrapped already ({} exists); nothing to do", paths.host(status::MARKER).display());
+        println!(
+            "kubeboot: this node was bootstrapped already ({} exists); nothing to do",
+            paths.host(status::MARKER).display()
+        );
         return Ok(());
     }
-    run_node(&args.source, &paths, &args.skip_phases, None, args.dry_run, None)
+    run_node(
+        &args.source,
+        &paths,
+        &args.skip_phases,
+        None,
+        args.dry_run,
+        None,
+    )
 }
 
 /// `kubeboot init` / `kubeboot join`.
@@ -236,7 +340,11 @@ pub fn init_or_join(args: &RunArgs, init: bool) -> Result<()> {
     let paths = Paths::new(&args.source.root);
     let only = match &args.phase {
         Some(PhaseCommand::Phase { name }) if name == "list" => {
-            let list = if init { phases::init_phases() } else { phases::join_phases() };
+            let list = if init {
+                phases::init_phases()
+            } else {
+                phases::join_phases()
+            };
             for p in &list {
                 println!("{:<24} {}", p.name, p.summary);
             }
@@ -251,7 +359,14 @@ pub fn init_or_join(args: &RunArgs, init: bool) -> Result<()> {
             if init { "init" } else { "join" }
         )));
     }
-    run_node(&args.source, &paths, &args.skip_phases, only, args.dry_run, Some(init))
+    run_node(
+        &args.source,
+        &paths,
+        &args.skip_phases,
+        only,
+        args.dry_run,
+        Some(init),
+    )
 }
 
 fn run_node(
@@ -263,8 +378,16 @@ fn run_node(
     expect_init: Option<bool>,
 ) -> Result<()> {
     let started = Instant::now();
-    let effects = if dry_run { Effects::DryRun } else { Effects::Full };
-    let record_failure = |role: String, phase: Option<String>, e: &Error, retryable: bool, source: Option<String>| {
+    let effects = if dry_run {
+        Effects::DryRun
+    } else {
+        Effects::Full
+    };
+    let record_failure = |role: String,
+                          phase: Option<String>,
+                          e: &Error,
+                          retryable: bool,
+                          source: Option<String>| {
         if effects == Effects::Full {
             let mut st = Status::failure(role, phase, e, retryable);
             st.source = source;
@@ -287,33 +410,47 @@ fn run_node(
     for line in &explain {
         log::info!(target: "source", "{line}");
     }
-    let loaded = match config::load(&found.bytes, &found.source, &facts) {
+    let loaded = match load_found(&found, &facts, paths) {
         Ok(l) => l,
         Err(e) => {
-            record_failure("unknown".into(), None, &e, false, Some(found.source.clone()));
+            let retryable = !matches!(e, Error::Invalid(_));
+            record_failure(
+                "unknown".into(),
+                None,
+                &e,
+                retryable,
+                Some(found.source.clone()),
+            );
             return Err(e);
         }
     };
     cli::log_warnings(&loaded);
     let mode = loaded.settings.mode;
-    if let Some(init) = expect_init {
-        if init != (mode == Mode::Init) {
-            return Err(Error::Invalid(format!(
-                "{}: this configuration is for a {} node; run `kubeboot {}`",
-                found.source,
-                mode_name(mode),
-                if mode == Mode::Init { "init" } else { "join" }
-            )));
-        }
+    if let Some(init) = expect_init
+        && init != (mode == Mode::Init)
+    {
+        return Err(Error::Invalid(format!(
+            "{}: this configuration is for a {} node; run `kubeboot {}`",
+            found.source,
+            mode_name(mode),
+            if mode == Mode::Init { "init" } else { "join" }
+        )));
     }
     let systemctl = Systemctl::default();
     let offline = Offline;
-    let init_system: &dyn InitSystem = if effects == Effects::Full { &systemctl } else { &offline };
+    let init_system: &dyn InitSystem = if effects == Effects::Full {
+        &systemctl
+    } else {
+        &offline
+    };
     let probes = HostProbes::new(paths);
     let mut ignore = loaded.settings.node.ignore_preflight_errors.clone();
-    ignore.extend(std::env::var("KUBEBOOT_IGNORE_PREFLIGHT_ERRORS").ok().into_iter().flat_map(|v| {
-        v.split(',').map(str::to_owned).collect::<Vec<_>>()
-    }));
+    ignore.extend(
+        std::env::var("KUBEBOOT_IGNORE_PREFLIGHT_ERRORS")
+            .ok()
+            .into_iter()
+            .flat_map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>()),
+    );
     let mut run = node_run(&loaded, paths, effects, init_system, &probes, ignore);
     let list = phases::phases_for(mode);
     let mut skip_all: Vec<String> = skip.to_vec();
@@ -322,7 +459,10 @@ fn run_node(
     if let Some(o) = &only {
         runner::check_names(&list, std::slice::from_ref(o), "phase")?;
     }
-    let opts = RunOptions { skip: skip_all, only: only.clone() };
+    let opts = RunOptions {
+        skip: skip_all,
+        only: only.clone(),
+    };
     let (records, result) = runner::run(&list, &mut run, &opts);
     let finish = phases::finish(&run);
     let total_millis = started.elapsed().as_secs_f64() * 1000.0;
@@ -332,13 +472,20 @@ fn run_node(
             println!("[dry-run] {} {} {}", w.phase, w.action, w.path.display());
         }
     }
-    match result.map_err(wrap_phase_keep).and(finish.map_err(|e| (None, e))) {
+    match result
+        .map_err(wrap_phase_keep)
+        .and(finish.map_err(|e| (None, e)))
+    {
         Ok(()) => {
             if effects == Effects::Full {
                 let st = Status {
                     result: "success",
                     role,
-                    phase: records.iter().rev().find(|r| r.outcome == Outcome::Done).map(|r| r.name.to_string()),
+                    phase: records
+                        .iter()
+                        .rev()
+                        .find(|r| r.outcome == Outcome::Done)
+                        .map(|r| r.name.to_string()),
                     error_class: None,
                     error: None,
                     retryable: false,
@@ -357,7 +504,8 @@ fn run_node(
             Ok(())
         }
         Err((phase, e)) => {
-            let retryable = !matches!(e, Error::Invalid(_)) && phase.as_deref() != Some("preflight");
+            let retryable =
+                !matches!(e, Error::Invalid(_)) && phase.as_deref() != Some("preflight");
             if effects == Effects::Full {
                 let mut st = Status::failure(role, phase.clone(), &e, retryable);
                 st.source = Some(found.source.clone());

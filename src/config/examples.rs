@@ -19,6 +19,11 @@ node:
   advertiseAddress: 192.0.2.10
 ";
 
+/// The smallest control-plane config: every default (used by
+/// `certs check-expiration` when no config is given).
+pub const MINIMAL_CONTROL_PLANE: &str =
+    "role: control-plane\nnode:\n  name: localhost\n  advertiseAddress: 127.0.0.1\n";
+
 /// A worker joining the example cluster.
 pub const WORKER: &str = "\
 apiVersion: kubeboot.dev/v1alpha1

@@ -28,6 +28,8 @@ pub struct Loaded {
     pub format: parse::Format,
     /// Where in the userdata the config was found.
     pub origin: String,
+    /// The source the userdata came from (file path, URL).
+    pub source: String,
     /// The envelope it came in and the files it carries.
     pub envelope: Unwrapped,
 }
@@ -80,6 +82,7 @@ pub fn from_unwrapped(
         settings,
         format,
         origin,
+        source: name.to_string(),
         envelope: unwrapped,
     })
 }

@@ -192,7 +192,11 @@ pub struct Component {
 
 /// Where etcd runs.
 #[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase", tag = "mode")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "mode"
+)]
 pub enum Etcd {
     /// Stacked etcd as a static pod on each control-plane node.
     Local {

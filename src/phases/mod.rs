@@ -1,5 +1,425 @@
 //! The init and join plans: which phases run, in which order, for each
-//! role. The phases themselves are thin: they call the pure renderers and
-//! the host layer.
+//! role. The phases themselves are thin: they call the pure renderers
+//! (`pki`, `kubeconfig`, `manifests`, `kubelet`) and the host layer.
+//!
+//! Phase names follow kubeadm's (`kubeadm init phase certs` ↔
+//! `kubeboot init phase certs`), plus `userdata-files`, which puts files
+//! the userdata carries (Cluster API's CA certificates and keys) on disk
+//! before any PKI work.
 
 pub mod runner;
+pub mod wait;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::api;
+use crate::config::{Mode, Settings};
+use crate::envelope::CarriedFile;
+use crate::error::Error;
+use crate::host::Paths;
+use crate::host::detect::Detected;
+use crate::host::fs::{self, Sync};
+use crate::host::preflight::{self, Probes};
+use crate::host::systemd::InitSystem;
+use crate::{kubeconfig, kubelet, manifests, pki};
+
+pub use runner::{Outcome, Phase, PhaseError, PhaseRecord, RunOptions};
+
+/// What a run may do beyond writing files under the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effects {
+    /// Everything: preflight, starting the kubelet, network, waits.
+    Full,
+    /// `--dry-run`: write under --root, start nothing, contact nothing.
+    DryRun,
+    /// `render`: offline file phases only, into an image or test tree.
+    Render,
+}
+
+/// Bounds on the waits and network steps; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Budgets {
+    /// Token discovery (kubeadm: 5 min).
+    pub discovery: Duration,
+    /// Kubelet health and control-plane health (kubeadm: 4 min each).
+    pub health: Duration,
+    /// TLS bootstrap: waiting for the kubelet to write kubelet.conf (kubeadm: 5 min).
+    pub tls_bootstrap: Duration,
+    /// The kubelet's healthz URL.
+    pub kubelet_healthz: String,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets {
+            discovery: api::client::DEFAULT_DISCOVERY_BUDGET,
+            health: Duration::from_secs(240),
+            tls_bootstrap: Duration::from_secs(300),
+            kubelet_healthz: "http://127.0.0.1:10248/healthz".into(),
+        }
+    }
+}
+
+/// One file a phase wrote or kept, for the report `render` prints.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The phase.
+    pub phase: &'static str,
+    /// Path under the root.
+    pub path: PathBuf,
+    /// `created`, `kept`, `regenerated`, `written`.
+    pub action: String,
+    /// Extra detail (algorithm, expiry).
+    pub detail: String,
+}
+
+/// Everything the phases of one run share.
+pub struct NodeRun<'a> {
+    /// The validated configuration.
+    pub settings: Settings,
+    /// Host paths under --root.
+    pub paths: Paths,
+    /// What the run may do.
+    pub effects: Effects,
+    /// The init system (systemctl, or a recording fake).
+    pub init: &'a dyn InitSystem,
+    /// Host probes for preflight.
+    pub probes: &'a dyn Probes,
+    /// Files carried by the userdata (written by `userdata-files`).
+    pub carried: Vec<CarriedFile>,
+    /// Start time (certificate validity is computed from it).
+    pub now: OffsetDateTime,
+    /// What the host runs (cgroups, runtime driver, swap).
+    pub detected: Detected,
+    /// Extra preflight errors to ignore (command line).
+    pub ignore_preflight: Vec<String>,
+    /// Bounds on waits.
+    pub budgets: Budgets,
+    /// Files written or kept, in order.
+    pub written: Vec<Written>,
+    /// The cluster information discovery verified (join).
+    pub cluster_info: Option<api::discovery::ClusterInfo>,
+}
+
+impl NodeRun<'_> {
+    fn sync(&self) -> Sync {
+        // One syncfs at the end of render is cheaper and still durable; a
+        // live node fsyncs every file so a power cut mid-boot loses nothing.
+        if self.effects == Effects::Render {
+            Sync::Deferred
+        } else {
+            Sync::Each
+        }
+    }
+
+    fn live(&self) -> bool {
+        self.effects == Effects::Full
+    }
+
+    fn record(&mut self, phase: &'static str, path: PathBuf, action: &str, detail: String) {
+        self.written.push(Written {
+            phase,
+            path,
+            action: action.into(),
+            detail,
+        });
+    }
+}
+
+fn is_cp(r: &NodeRun<'_>) -> bool {
+    r.settings.mode.is_control_plane()
+}
+
+fn local_etcd(r: &NodeRun<'_>) -> bool {
+    is_cp(r) && r.settings.cluster.etcd.is_local()
+}
+
+/// Shared by init and join: files the userdata carries go on disk first.
+fn userdata_files<'a>() -> Phase<NodeRun<'a>> {
+    Phase {
+        name: "userdata-files",
+        summary: "write the files the userdata carries (CA material)",
+        run_if: |r| !r.carried.is_empty(),
+        run: write_carried,
+    }
+}
+
+/// The phases of `init` (first control-plane node), in order.
+pub fn init_phases<'a>() -> Vec<Phase<NodeRun<'a>>> {
+    vec![
+        Phase {
+            name: "preflight",
+            summary: "check the host can run a control plane",
+            run_if: |r| r.live(),
+            run: run_preflight,
+        },
+        userdata_files(),
+        Phase {
+            name: "certs",
+            summary: "load or create the certificate tree",
+            run_if: is_cp,
+            run: run_certs,
+        },
+        Phase {
+            name: "kubeconfig",
+            summary: "load or create the kubeconfig files",
+            run_if: is_cp,
+            run: run_kubeconfigs,
+        },
+        Phase {
+            name: "etcd",
+            summary: "write the local etcd static pod",
+            run_if: local_etcd,
+            run: run_etcd,
+        },
+        Phase {
+            name: "control-plane",
+            summary: "write the control-plane static pods",
+            run_if: is_cp,
+            run: run_control_plane,
+        },
+        Phase {
+            name: "kubelet-start",
+            summary: "write the kubelet configuration and (re)start the kubelet",
+            run_if: |_| true,
+            run: run_kubelet_start,
+        },
+        Phase {
+            name: "wait-control-plane",
+            summary: "wait for the kubelet and the control-plane components to be healthy",
+            run_if: |r| r.live(),
+            run: wait::control_plane,
+        },
+    ]
+}
+
+/// The phases of `join` (worker or control plane), in order.
+pub fn join_phases<'a>() -> Vec<Phase<NodeRun<'a>>> {
+    vec![
+        Phase {
+            name: "preflight",
+            summary: "check the host can join",
+            run_if: |r| r.live(),
+            run: run_preflight,
+        },
+        userdata_files(),
+        Phase {
+            name: "discovery",
+            summary: "fetch and verify the cluster CA with the bootstrap token",
+            run_if: |r| r.live(),
+            run: run_discovery,
+        },
+        Phase {
+            name: "control-plane-prepare",
+            summary: "certificates, kubeconfigs and static pods for a joining control plane",
+            run_if: is_cp,
+            run: run_control_plane_prepare,
+        },
+        Phase {
+            name: "kubelet-start",
+            summary: "write the kubelet configuration and bootstrap kubeconfig, (re)start the kubelet",
+            run_if: |_| true,
+            run: run_kubelet_start,
+        },
+        Phase {
+            name: "etcd-join",
+            summary: "add this node to the etcd cluster",
+            run_if: |r| local_etcd(r) && r.live(),
+            run: run_etcd_join,
+        },
+        Phase {
+            name: "wait-bootstrap",
+            summary: "wait for the kubelet's TLS bootstrap to finish",
+            run_if: |r| r.live(),
+            run: wait::tls_bootstrap,
+        },
+    ]
+}
+
+/// The phases for `mode`.
+pub fn phases_for<'a>(mode: Mode) -> Vec<Phase<NodeRun<'a>>> {
+    if mode == Mode::Init {
+        init_phases()
+    } else {
+        join_phases()
+    }
+}
+
+fn run_preflight(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let report = preflight::run(&r.settings, &r.paths, r.probes, &r.ignore_preflight);
+    for w in report.warnings() {
+        log::warn!(target: "preflight", "{w}");
+    }
+    report.into_result().map(|_| ())
+}
+
+/// Writes the carried files: absent → written with their mode; present with
+/// the same bytes (cloud-init already wrote them) → kept; present and
+/// different → refused, since a CA must never be replaced behind the user's back.
+fn write_carried(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let files = std::mem::take(&mut r.carried);
+    let result = (|| {
+        for f in &files {
+            let path = r.paths.host(&f.path);
+            match fs::read_optional(&path)? {
+                Some(existing) if existing == f.content => {
+                    r.record("userdata-files", path, "kept", "already on disk".into());
+                }
+                Some(_) => {
+                    return Err(Error::Failed(format!(
+                        "{}: exists with different content than the userdata carries; refusing to overwrite it (remove it to use the userdata's copy)",
+                        path.display()
+                    )));
+                }
+                None => {
+                    fs::write_atomic(r.paths.root(), &path, &f.content, f.mode, r.sync())?;
+                    r.record(
+                        "userdata-files",
+                        path,
+                        "written",
+                        format!("mode {:04o}", f.mode),
+                    );
+                }
+            }
+        }
+        Ok(())
+    })();
+    r.carried = files;
+    result
+}
+
+fn record_report(r: &mut NodeRun<'_>, phase: &'static str, report: &pki::PkiReport) {
+    for e in &report.entries {
+        let line = e.to_string();
+        let line = line
+            .split_once("] ")
+            .map_or(line.as_str(), |(_, rest)| rest);
+        log::info!(target: phase, "{line}");
+        let action = match &e.action {
+            pki::Action::Created => "created",
+            pki::Action::Kept => "kept",
+            pki::Action::Regenerated(_) => "regenerated",
+            pki::Action::Supplied => "supplied",
+        };
+        let detail = match e.not_after {
+            Some(t) => format!("{}, until {}", e.algorithm, t.date()),
+            None => e.algorithm.clone(),
+        };
+        for p in &e.paths {
+            r.record(phase, p.clone(), action, detail.clone());
+        }
+    }
+}
+
+fn run_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let report = pki::ensure_tree(&r.settings, &r.paths, r.now, r.sync())?;
+    record_report(r, "certs", &report);
+    Ok(())
+}
+
+fn run_kubeconfigs(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let report = kubeconfig::ensure_kubeconfigs(&r.settings, &r.paths, r.now, r.sync())?;
+    record_report(r, "kubeconfig", &report);
+    Ok(())
+}
+
+fn write_pods(
+    r: &mut NodeRun<'_>,
+    phase: &'static str,
+    want: fn(&str) -> bool,
+) -> Result<(), Error> {
+    let host = manifests::HostInputs::detect(&r.paths, std::env::vars());
+    let pods: Vec<_> = manifests::render_all(&r.settings, &host)
+        .into_iter()
+        .filter(|(n, _)| want(n))
+        .collect();
+    for p in manifests::write_pods(&r.paths, &pods, r.sync())? {
+        log::info!(target: phase, "wrote {}", p.display());
+        r.record(phase, p, "written", String::new());
+    }
+    Ok(())
+}
+
+fn run_etcd(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    write_pods(r, "etcd", |n| n == manifests::ETCD)
+}
+
+fn run_control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    write_pods(r, "control-plane", |n| n != manifests::ETCD)
+}
+
+fn run_control_plane_prepare(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    // The shared CAs must be present: carried by the userdata (Cluster API
+    // style) or downloaded with the certificate key (not implemented yet).
+    let ca = r
+        .paths
+        .host(format!("{}/ca.key", r.settings.cluster.certificates_dir));
+    if !ca.exists() {
+        return Err(Error::Failed(format!(
+            "{}: missing; kubeboot does not yet download the shared CAs with the certificate key (download-certs): carry ca.crt/ca.key, sa.key/sa.pub, front-proxy-ca and etcd/ca in the userdata",
+            ca.display()
+        )));
+    }
+    run_certs(r)?;
+    run_kubeconfigs(r)?;
+    write_pods(r, "control-plane-prepare", |n| n != manifests::ETCD)
+}
+
+fn run_etcd_join(_r: &mut NodeRun<'_>) -> Result<(), Error> {
+    Err(Error::Failed(
+        "joining a stacked etcd member (etcd-join: member add as learner, promote) is not implemented yet; use external etcd for additional control-plane nodes or join them with kubeadm".into(),
+    ))
+}
+
+fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let Some(join) = r.settings.join.clone() else {
+        return Err(Error::Invalid("discovery: no join configuration".into()));
+    };
+    let info = api::client::discover(&join, r.budgets.discovery)?;
+    log::info!(target: "discovery", "cluster CA verified; API server {}", info.server);
+    // ca.crt next to the kubeconfigs, as kubeadm writes it (0644).
+    let ca_path = r
+        .paths
+        .host(format!("{}/ca.crt", r.settings.cluster.certificates_dir));
+    fs::write_atomic(r.paths.root(), &ca_path, &info.ca_pem, 0o644, r.sync())?;
+    r.record("discovery", ca_path, "written", "cluster CA".into());
+    let text = kubeconfig::render_bootstrap(&info.server, &info.ca_pem, &join.token);
+    let kc = r.paths.host("/etc/kubernetes/bootstrap-kubelet.conf");
+    fs::write_atomic(r.paths.root(), &kc, text.as_bytes(), 0o600, r.sync())?;
+    r.record(
+        "discovery",
+        kc,
+        "written",
+        "token auth (tls-bootstrap-token-user)".into(),
+    );
+    r.cluster_info = Some(info);
+    Ok(())
+}
+
+fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    for n in &r.detected.notes {
+        log::info!(target: "kubelet-start", "detected: {n}");
+    }
+    for p in kubelet::write_all(&r.settings, &r.detected, &r.paths, r.sync())? {
+        log::info!(target: "kubelet-start", "wrote {}", p.display());
+        r.record("kubelet-start", p, "written", String::new());
+    }
+    if r.live() {
+        kubelet::start(r.init)?;
+        log::info!(target: "kubelet-start", "kubelet restarted (systemctl restart --no-block kubelet)");
+    } else {
+        log::info!(target: "kubelet-start", "would run: systemctl daemon-reload; systemctl enable kubelet; systemctl restart --no-block kubelet");
+    }
+    Ok(())
+}
+
+/// Flushes everything a deferred-sync run wrote with one `syncfs`.
+pub fn finish(r: &NodeRun<'_>) -> Result<(), Error> {
+    if r.sync() == Sync::Deferred && !r.written.is_empty() {
+        fs::sync_filesystem(r.paths.root())?;
+    }
+    Ok(())
+}

@@ -37,7 +37,9 @@ pub fn until_ok(what: &str, agent: &ureq::Agent, url: &str, budget: Duration) ->
 }
 
 fn port_arg(args: &[crate::config::Arg], default: u16) -> u16 {
-    manifests::arg_value(args, "secure-port").and_then(|p| p.parse().ok()).unwrap_or(default)
+    manifests::arg_value(args, "secure-port")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(default)
 }
 
 /// `wait-control-plane`: kubelet healthz, then the API server's `/livez`
@@ -46,9 +48,17 @@ fn port_arg(args: &[crate::config::Arg], default: u16) -> u16 {
 /// verified, as kubeadm does).
 pub fn control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
     let budget = r.budgets.health;
-    until_ok("kubelet", &http::agent(None), &r.budgets.kubelet_healthz, budget)?;
-    let ca_path = r.paths.host(format!("{}/ca.crt", r.settings.cluster.certificates_dir));
-    let ca = std::fs::read(&ca_path).map_err(|e| Error::Failed(format!("reading {}: {e}", ca_path.display())))?;
+    until_ok(
+        "kubelet",
+        &http::agent(None),
+        &r.budgets.kubelet_healthz,
+        budget,
+    )?;
+    let ca_path = r
+        .paths
+        .host(format!("{}/ca.crt", r.settings.cluster.certificates_dir));
+    let ca = std::fs::read(&ca_path)
+        .map_err(|e| Error::Failed(format!("reading {}: {e}", ca_path.display())))?;
     let roots: Vec<_> = ureq::tls::parse_pem(&ca)
         .filter_map(|i| match i {
             Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
@@ -59,16 +69,31 @@ pub fn control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
     until_ok("kube-apiserver", &http::agent(Some(roots)), &api, budget)?;
     let unverified = http::agent_unverified();
     let kcm = port_arg(&r.settings.cluster.controller_manager.extra_args, 10257);
-    until_ok("kube-controller-manager", &unverified, &format!("https://127.0.0.1:{kcm}/healthz"), budget)?;
+    until_ok(
+        "kube-controller-manager",
+        &unverified,
+        &format!("https://127.0.0.1:{kcm}/healthz"),
+        budget,
+    )?;
     let sched = port_arg(&r.settings.cluster.scheduler.extra_args, 10259);
-    until_ok("kube-scheduler", &unverified, &format!("https://127.0.0.1:{sched}/livez"), budget)
+    until_ok(
+        "kube-scheduler",
+        &unverified,
+        &format!("https://127.0.0.1:{sched}/livez"),
+        budget,
+    )
 }
 
 /// `wait-bootstrap`: kubelet healthz, then `/etc/kubernetes/kubelet.conf`
 /// (written by the kubelet once its client certificate is issued), then
 /// remove `bootstrap-kubelet.conf` (it holds the token).
 pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
-    until_ok("kubelet", &http::agent(None), &r.budgets.kubelet_healthz, r.budgets.health)?;
+    until_ok(
+        "kubelet",
+        &http::agent(None),
+        &r.budgets.kubelet_healthz,
+        r.budgets.health,
+    )?;
     let kubelet_conf = r.paths.host("/etc/kubernetes/kubelet.conf");
     let start = Instant::now();
     while !kubelet_conf.exists() {
@@ -86,6 +111,9 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
     match std::fs::remove_file(&bootstrap) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::Failed(format!("removing {}: {e}", bootstrap.display()))),
+        Err(e) => Err(Error::Failed(format!(
+            "removing {}: {e}",
+            bootstrap.display()
+        ))),
     }
 }

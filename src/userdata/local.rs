@@ -166,71 +166,6 @@ pub fn local_sources(paths: &Paths) -> Vec<Box<dyn Source>> {
     ]
 }
 
-/// What happened when one source was asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// It held userdata of this many bytes.
-    Found(usize),
-    /// It holds nothing; why.
-    Absent(String),
-    /// It exists but could not be read; the search stopped here.
-    Failed(String),
-}
-
-/// One source that was asked, and what it said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempt {
-    /// The source's name (where it looked).
-    pub source: String,
-    /// What it said.
-    pub outcome: Outcome,
-}
-
-impl std::fmt::Display for Attempt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.outcome {
-            Outcome::Found(n) => write!(f, "{}: found ({n} bytes)", self.source),
-            Outcome::Absent(why) => write!(f, "{}: skipped ({why})", self.source),
-            Outcome::Failed(why) => write!(f, "{}: failed ({why})", self.source),
-        }
-    }
-}
-
-/// Asks each source in order and returns the first that holds userdata
-/// (its name and bytes), with every attempt made.
-///
-/// Stops at the first source that fails (exists but cannot be read): a
-/// higher-precedence source must never be skipped silently in favour of a
-/// lower one. Then the result is `None` and the last attempt is
-/// [`Outcome::Failed`].
-pub fn first_found(sources: &[Box<dyn Source>]) -> (Option<(String, Vec<u8>)>, Vec<Attempt>) {
-    let mut attempts = Vec::new();
-    for s in sources {
-        let source = s.name();
-        match s.fetch() {
-            Ok(Fetch::Found(bytes)) => {
-                attempts.push(Attempt {
-                    source: source.clone(),
-                    outcome: Outcome::Found(bytes.len()),
-                });
-                return (Some((source, bytes)), attempts);
-            }
-            Ok(Fetch::Absent(why)) => attempts.push(Attempt {
-                source,
-                outcome: Outcome::Absent(why),
-            }),
-            Err(e) => {
-                attempts.push(Attempt {
-                    source,
-                    outcome: Outcome::Failed(e.message),
-                });
-                return (None, attempts);
-            }
-        }
-    }
-    (None, attempts)
-}
-
 fn is_absent(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -325,6 +260,7 @@ fn components(p: &Path) -> Vec<std::ffi::OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::userdata::{Search, first_found};
     use std::fs;
 
     fn tmproot(name: &str) -> PathBuf {
@@ -344,21 +280,25 @@ mod tests {
     fn nothing_found_lists_every_source() {
         let root = tmproot("none");
         let paths = Paths::new(&root);
-        let (found, attempts) = first_found(&local_sources(&paths));
-        assert!(found.is_none());
+        let Search::NotFound {
+            tried: attempts,
+            retryable,
+        } = first_found(&local_sources(&paths))
+        else {
+            panic!("found userdata in an empty root");
+        };
+        assert!(!retryable);
         assert_eq!(attempts.len(), 9);
         assert!(
-            attempts
-                .iter()
-                .all(|a| a.outcome == Outcome::Absent("no such file".into())),
+            attempts.iter().all(|a| a.outcome == "no such file"),
             "{attempts:?}"
         );
         assert!(
             attempts[0]
-                .to_string()
+                .source
                 .starts_with("kernel command line /proc/cmdline (under "),
             "{}",
-            attempts[0]
+            attempts[0].source
         );
         fs::remove_dir_all(&root).unwrap();
     }
@@ -379,8 +319,14 @@ mod tests {
             b"#cloud-config\nkubeboot: {role: worker}\n",
         );
         put(&root, "/usr/lib/ignition/user.ign", b"{}");
-        let (found, attempts) = first_found(&local_sources(&paths));
-        let (name, bytes) = found.unwrap();
+        let Search::Found {
+            source: name,
+            data: bytes,
+            tried: attempts,
+        } = first_found(&local_sources(&paths))
+        else {
+            panic!("nothing found");
+        };
         assert_eq!(
             name,
             format!(
@@ -389,13 +335,10 @@ mod tests {
             )
         );
         assert!(bytes.starts_with(b"#cloud-config"));
-        let outcomes: Vec<&Outcome> = attempts.iter().map(|a| &a.outcome).collect();
-        assert_eq!(
-            outcomes[0],
-            &Outcome::Absent("no kubeboot.* arguments".into())
-        );
-        assert_eq!(outcomes[1], &Outcome::Absent("the file is empty".into()));
-        assert_eq!(outcomes[5], &Outcome::Found(bytes.len()));
+        let outcomes: Vec<&str> = attempts.iter().map(|a| a.outcome.as_str()).collect();
+        assert_eq!(outcomes[0], "no kubeboot.* arguments");
+        assert_eq!(outcomes[1], "the file is empty");
+        assert_eq!(outcomes[5], format!("found {} bytes", bytes.len()));
         assert_eq!(attempts.len(), 6);
         // the kernel command line wins once it has kubeboot args
         put(
@@ -403,8 +346,10 @@ mod tests {
             "/proc/cmdline",
             b"ro kubeboot.role=worker kubeboot.server=10.0.0.10:6443\n",
         );
-        let (found, _) = first_found(&local_sources(&paths));
-        assert!(found.unwrap().0.starts_with("kernel command line"));
+        let Search::Found { source, .. } = first_found(&local_sources(&paths)) else {
+            panic!("nothing found");
+        };
+        assert!(source.starts_with("kernel command line"));
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -455,10 +400,15 @@ mod tests {
         let paths = Paths::new(&root);
         fs::create_dir_all(root.join("etc/kubeboot/config.yaml")).unwrap();
         put(&root, "/usr/lib/ignition/user.ign", b"{}");
-        let (found, attempts) = first_found(&local_sources(&paths));
-        assert!(found.is_none());
+        let Search::NotFound {
+            tried: attempts, ..
+        } = first_found(&local_sources(&paths))
+        else {
+            panic!("an unreadable higher-precedence source must stop the search");
+        };
         assert!(
-            matches!(&attempts.last().unwrap().outcome, Outcome::Failed(m) if m.contains("directory")),
+            attempts.last().unwrap().outcome.starts_with("error: ")
+                && attempts.last().unwrap().outcome.contains("directory"),
             "{attempts:?}"
         );
         assert_eq!(attempts.len(), 2);

@@ -46,3 +46,80 @@ pub mod http;
 pub mod network;
 pub mod openstack;
 pub mod url;
+
+/// What asking one source gave, for `config show --source auto` and the
+/// status file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempted {
+    /// The source's name (where it looked).
+    pub source: String,
+    /// "found N bytes", the absent reason, or the error.
+    pub outcome: String,
+}
+
+/// The result of asking sources in order.
+#[derive(Debug)]
+pub enum Search {
+    /// A source held userdata; `tried` ends with it.
+    Found {
+        /// The source that held it.
+        source: String,
+        /// The raw bytes (for the envelope layer).
+        data: Vec<u8>,
+        /// Every source asked, in order.
+        tried: Vec<Attempted>,
+    },
+    /// No source held userdata.
+    NotFound {
+        /// Every source asked, in order.
+        tried: Vec<Attempted>,
+        /// Whether a source failed in a way a later attempt may fix (so
+        /// "no userdata" may not be the final answer).
+        retryable: bool,
+    },
+}
+
+/// Asks `sources` in order and stops at the first that holds userdata.
+///
+/// A source that exists but fails (unreadable file, metadata service
+/// erroring past its budget) also stops the search: a higher-precedence
+/// source is never skipped silently in favour of a lower one, which could
+/// boot the node with a stale or unintended config. The result is then
+/// `NotFound` with the error as the last attempt, retryable as the error is.
+pub fn first_found(sources: &[Box<dyn Source>]) -> Search {
+    let mut tried = Vec::new();
+    for s in sources {
+        let source = s.name();
+        match s.fetch() {
+            Ok(Fetch::Found(data)) => {
+                tried.push(Attempted {
+                    source: source.clone(),
+                    outcome: format!("found {} bytes", data.len()),
+                });
+                return Search::Found {
+                    source,
+                    data,
+                    tried,
+                };
+            }
+            Ok(Fetch::Absent(why)) => tried.push(Attempted {
+                source,
+                outcome: why,
+            }),
+            Err(e) => {
+                tried.push(Attempted {
+                    source,
+                    outcome: format!("error: {}", e.message),
+                });
+                return Search::NotFound {
+                    tried,
+                    retryable: e.retryable,
+                };
+            }
+        }
+    }
+    Search::NotFound {
+        tried,
+        retryable: false,
+    }
+}
