@@ -67,18 +67,45 @@ pub struct SourceArgs {
     pub metadata_url: Option<String>,
 }
 
-/// Arguments of `firstboot`.
-#[derive(Debug, Args)]
-pub struct FirstbootArgs {
-    /// Source selection.
-    #[command(flatten)]
-    pub source: SourceArgs,
+/// Options shared by the commands that run a node.
+#[derive(Debug, Args, Clone)]
+pub struct RunOpts {
     /// Comma-separated phases to skip.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub skip_phases: Vec<String>,
     /// Write under --root but start nothing and contact nothing; print what would be done.
     #[arg(long)]
     pub dry_run: bool,
+    /// Comma-separated preflight checks whose errors become warnings (kubeadm's names), or `all`.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub ignore_preflight_errors: Vec<String>,
+    /// How long token discovery may take, in seconds (kubeadm: 300).
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub discovery_timeout: u64,
+    /// How long each health wait (kubelet, control plane, TLS bootstrap) may take, in seconds (kubeadm: 240).
+    #[arg(long, value_name = "SECS", default_value_t = 240)]
+    pub wait_timeout: u64,
+    /// The kubelet's healthz URL (its healthzPort; tests point it at 127.0.0.1).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:10248/healthz"
+    )]
+    pub kubelet_healthz_url: String,
+    /// The systemctl program to drive units with (a wrapper in image builds or tests).
+    #[arg(long, value_name = "PATH", default_value = "systemctl")]
+    pub systemctl: String,
+}
+
+/// Arguments of `firstboot`.
+#[derive(Debug, Args)]
+pub struct FirstbootArgs {
+    /// Source selection.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Run options.
+    #[command(flatten)]
+    pub opts: RunOpts,
 }
 
 /// Arguments of `init` and `join`.
@@ -87,12 +114,9 @@ pub struct RunArgs {
     /// Source selection.
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Comma-separated phases to skip.
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    pub skip_phases: Vec<String>,
-    /// Write under --root but start nothing and contact nothing; print what would be done.
-    #[arg(long)]
-    pub dry_run: bool,
+    /// Run options.
+    #[command(flatten)]
+    pub opts: RunOpts,
     /// Run a single phase (`phase NAME`) instead of all.
     #[command(subcommand)]
     pub phase: Option<PhaseCommand>,

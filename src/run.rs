@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::cli::{self, FirstbootArgs, PhaseCommand, RenderArgs, RunArgs, SourceArgs};
+use crate::cli::{self, FirstbootArgs, PhaseCommand, RenderArgs, RunArgs, RunOpts, SourceArgs};
 use crate::config::{self, Loaded, Mode};
 use crate::error::{Error, Result};
 use crate::host::detect::{self, CgroupDriver, Detected};
@@ -318,21 +318,14 @@ pub fn show_auto(src: &SourceArgs) -> Result<()> {
 /// `kubeboot firstboot`: run once, from whatever userdata the node has.
 pub fn firstboot(args: &FirstbootArgs) -> Result<()> {
     let paths = Paths::new(&args.source.root);
-    if status::marker_exists(&paths) && !args.dry_run {
+    if status::marker_exists(&paths) && !args.opts.dry_run {
         println!(
             "kubeboot: this node was bootstrapped already ({} exists); nothing to do",
             paths.host(status::MARKER).display()
         );
         return Ok(());
     }
-    run_node(
-        &args.source,
-        &paths,
-        &args.skip_phases,
-        None,
-        args.dry_run,
-        None,
-    )
+    run_node(&args.source, &paths, &args.opts, None, None)
 }
 
 /// `kubeboot init` / `kubeboot join`.
@@ -359,26 +352,18 @@ pub fn init_or_join(args: &RunArgs, init: bool) -> Result<()> {
             if init { "init" } else { "join" }
         )));
     }
-    run_node(
-        &args.source,
-        &paths,
-        &args.skip_phases,
-        only,
-        args.dry_run,
-        Some(init),
-    )
+    run_node(&args.source, &paths, &args.opts, only, Some(init))
 }
 
 fn run_node(
     src: &SourceArgs,
     paths: &Paths,
-    skip: &[String],
+    run_opts: &RunOpts,
     only: Option<String>,
-    dry_run: bool,
     expect_init: Option<bool>,
 ) -> Result<()> {
     let started = Instant::now();
-    let effects = if dry_run {
+    let effects = if run_opts.dry_run {
         Effects::DryRun
     } else {
         Effects::Full
@@ -436,7 +421,7 @@ fn run_node(
             if mode == Mode::Init { "init" } else { "join" }
         )));
     }
-    let systemctl = Systemctl::default();
+    let systemctl = Systemctl::with_program(run_opts.systemctl.clone());
     let offline = Offline;
     let init_system: &dyn InitSystem = if effects == Effects::Full {
         &systemctl
@@ -445,15 +430,16 @@ fn run_node(
     };
     let probes = HostProbes::new(paths);
     let mut ignore = loaded.settings.node.ignore_preflight_errors.clone();
-    ignore.extend(
-        std::env::var("KUBEBOOT_IGNORE_PREFLIGHT_ERRORS")
-            .ok()
-            .into_iter()
-            .flat_map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>()),
-    );
+    ignore.extend(run_opts.ignore_preflight_errors.iter().cloned());
     let mut run = node_run(&loaded, paths, effects, init_system, &probes, ignore);
+    run.budgets = Budgets {
+        discovery: std::time::Duration::from_secs(run_opts.discovery_timeout),
+        health: std::time::Duration::from_secs(run_opts.wait_timeout),
+        tls_bootstrap: std::time::Duration::from_secs(run_opts.wait_timeout),
+        kubelet_healthz: run_opts.kubelet_healthz_url.clone(),
+    };
     let list = phases::phases_for(mode);
-    let mut skip_all: Vec<String> = skip.to_vec();
+    let mut skip_all: Vec<String> = run_opts.skip_phases.clone();
     skip_all.extend(loaded.settings.skip_phases.iter().cloned());
     runner::check_names(&list, &skip_all, "--skip-phases")?;
     if let Some(o) = &only {

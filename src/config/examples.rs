@@ -21,8 +21,7 @@ node:
 
 /// The smallest control-plane config: every default (used by
 /// `certs check-expiration` when no config is given).
-pub const MINIMAL_CONTROL_PLANE: &str =
-    "role: control-plane\nnode:\n  name: localhost\n  advertiseAddress: 127.0.0.1\n";
+pub const MINIMAL_CONTROL_PLANE: &str = "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: localhost\n  advertiseAddress: 127.0.0.1\n";
 
 /// A worker joining the example cluster.
 pub const WORKER: &str = "\

@@ -1,0 +1,342 @@
+//! The `kubeboot` binary as a user runs it: render, config validate/show,
+//! token generate, certs ca-hash/check-expiration, exit codes and messages,
+//! and a malformed-input sweep through the command line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kubeboot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args(args)
+        .output()
+        .expect("run kubeboot")
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kubeboot-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Every regular file under `root` with its bytes and mode.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.insert(
+                    e.path(),
+                    (
+                        std::fs::read(e.path()).unwrap(),
+                        m.permissions().mode() & 0o7777,
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn render_example_control_plane_then_rerun_changes_nothing() {
+    let root = tmpdir("render");
+    let rs = root.to_str().unwrap();
+    let o = kubeboot(&["render", "--example", "control-plane", "--root", rs]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    for f in [
+        "/etc/kubernetes/pki/ca.crt",
+        "/etc/kubernetes/pki/etcd/peer.key",
+        "/etc/kubernetes/pki/sa.pub",
+        "/etc/kubernetes/admin.conf",
+        "/etc/kubernetes/super-admin.conf",
+        "/etc/kubernetes/manifests/kube-apiserver.yaml",
+        "/etc/kubernetes/manifests/etcd.yaml",
+        "/var/lib/kubelet/config.yaml",
+        "/var/lib/kubelet/kubeadm-flags.env",
+    ] {
+        assert!(out.contains(f), "{f} not reported:\n{out}");
+        assert!(
+            root.join(f.trim_start_matches('/')).is_file(),
+            "{f} not written"
+        );
+    }
+    assert!(
+        out.contains("certs") && out.contains(" ms"),
+        "no per-phase timings:\n{out}"
+    );
+    let before = snapshot(&root);
+    for (p, (_, mode)) in &before {
+        let name = p.to_string_lossy();
+        if name.ends_with(".key")
+            || name.ends_with(".conf")
+            || name.ends_with("sa.pub")
+            || name.ends_with("manifests/etcd.yaml")
+        {
+            assert_eq!(*mode, 0o600, "{name}");
+        }
+        if name.ends_with(".crt") {
+            assert_eq!(*mode, 0o644, "{name}");
+        }
+    }
+    // rerun: every file kept byte for byte
+    let o = kubeboot(&["render", "--example", "control-plane", "--root", rs]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("kept"), "{}", text(&o.stdout));
+    assert_eq!(before, snapshot(&root), "a rerun changed files");
+    // delete one leaf: only it is regenerated
+    let leaf = root.join("etc/kubernetes/pki/apiserver.crt");
+    std::fs::remove_file(&leaf).unwrap();
+    let o = kubeboot(&["render", "--example", "control-plane", "--root", rs]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let after = snapshot(&root);
+    let changed: Vec<_> = before
+        .keys()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    assert_eq!(changed, vec![&leaf], "only apiserver.crt may change");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn render_worker_writes_kubelet_files_only() {
+    let root = tmpdir("render-worker");
+    let o = kubeboot(&[
+        "render",
+        "--example",
+        "worker",
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(root.join("var/lib/kubelet/config.yaml").is_file());
+    assert!(!root.join("etc/kubernetes/pki/ca.key").exists());
+    assert!(!root.join("etc/kubernetes/admin.conf").exists());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn ca_hash_matches_openssl_and_check_expiration_lists_the_tree() {
+    let root = tmpdir("cahash");
+    let rs = root.to_str().unwrap();
+    assert!(
+        kubeboot(&["render", "--example", "control-plane", "--root", rs])
+            .status
+            .success()
+    );
+    let ca = root.join("etc/kubernetes/pki/ca.crt");
+    let o = kubeboot(&["certs", "ca-hash", ca.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let ours = text(&o.stdout).trim().to_string();
+    let sh = format!(
+        "openssl x509 -in {} -pubkey -noout | openssl pkey -pubin -outform der | sha256sum",
+        ca.display()
+    );
+    let theirs = Command::new("sh")
+        .arg("-c")
+        .arg(&sh)
+        .output()
+        .expect("openssl (Debian package openssl) is required");
+    assert!(theirs.status.success(), "{}", text(&theirs.stderr));
+    let hex = text(&theirs.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(ours, format!("sha256:{hex}"));
+    let o = kubeboot(&["certs", "check-expiration", "--root", rs]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let table = text(&o.stdout);
+    for n in [
+        "admin.conf",
+        "apiserver",
+        "etcd-server",
+        "front-proxy-client",
+        "ca",
+        "etcd-ca",
+    ] {
+        assert!(table.contains(n), "{n} missing:\n{table}");
+    }
+    let o = kubeboot(&["certs", "ca-hash", root.join("nope.crt").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("nope.crt"), "{}", text(&o.stderr));
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn token_generate_is_well_formed_and_random() {
+    let a = text(&kubeboot(&["token", "generate"]).stdout)
+        .trim()
+        .to_string();
+    let b = text(&kubeboot(&["token", "generate"]).stdout)
+        .trim()
+        .to_string();
+    for t in [&a, &b] {
+        let (id, secret) = t.split_once('.').unwrap();
+        assert_eq!((id.len(), secret.len()), (6, 16), "{t}");
+        assert!(
+            t.bytes()
+                .all(|c| c == b'.' || c.is_ascii_lowercase() || c.is_ascii_digit()),
+            "{t}"
+        );
+    }
+    assert_ne!(a, b);
+}
+
+#[test]
+fn every_shipped_example_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("image/examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            continue;
+        }
+        let o = kubeboot(&["config", "validate", p.to_str().unwrap()]);
+        assert!(o.status.success(), "{}: {}", p.display(), text(&o.stderr));
+        assert!(text(&o.stdout).contains(": ok ("), "{}", text(&o.stdout));
+        n += 1;
+    }
+    assert!(n >= 5, "expected at least five examples, found {n}");
+}
+
+#[test]
+fn validate_names_the_field_and_never_prints_the_secret() {
+    let dir = tmpdir("validate");
+    let f = dir.join("user-data.yaml");
+    std::fs::write(
+        &f,
+        "#cloud-config\nkubeboot:\n  role: worker\n  server: 10.0.0.10:6443\n  token: abcdef.0123456789ABCDEF\n  caCertHash: sha256:1234\n",
+    )
+    .unwrap();
+    let o = kubeboot(&["config", "validate", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("user-data.yaml") && err.contains("kubeboot.token:"),
+        "{err}"
+    );
+    assert!(err.contains("kubeboot.caCertHash:"), "{err}");
+    assert!(
+        !err.contains("0123456789ABCDEF") && !err.contains("0123456789abcdef"),
+        "secret leaked: {err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn config_show_redacts_secrets() {
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("image/examples/worker.cloud-config.yaml");
+    let o = kubeboot(&["config", "show", ex.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let token = v["settings"]["join"]["token"].as_str().unwrap();
+    assert!(token.ends_with(".<redacted>"), "{token}");
+    assert!(
+        v["settings"]["join"]["apiServerEndpoint"]
+            .as_str()
+            .unwrap()
+            .contains(':')
+    );
+    assert!(!out.contains("0123456789abcdef"), "{out}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_version_works() {
+    let o = kubeboot(&["render", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = kubeboot(&["init", "phase", "bogus", "--config", "/nonexistent"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = kubeboot(&["version"]);
+    assert!(o.status.success());
+    assert!(text(&o.stdout).starts_with("kubeboot "));
+    let o = kubeboot(&["init", "phase", "list"]);
+    assert!(o.status.success());
+    let phases = text(&o.stdout);
+    for p in [
+        "preflight",
+        "certs",
+        "kubeconfig",
+        "etcd",
+        "control-plane",
+        "kubelet-start",
+        "wait-control-plane",
+    ] {
+        assert!(phases.contains(p), "{p}:\n{phases}");
+    }
+}
+
+#[test]
+fn malformed_inputs_exit_2_with_a_message() {
+    let dir = tmpdir("malformed");
+    let mut huge = b"#cloud-config\nkubeboot:\n  role: worker\n".to_vec();
+    huge.resize(64 * 1024 * 1024, b' ');
+    let mut bomb = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for i in 0..9u8 {
+        let prev = (b'a' + i) as char;
+        let next = (b'b' + i) as char;
+        bomb.push_str(&format!("{next}: &{next} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+    }
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        (
+            "binary",
+            (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        ),
+        (
+            "invalid-utf8",
+            b"#cloud-config\nkubeboot:\n  role: \xff\xfe\n".to_vec(),
+        ),
+        (
+            "truncated-json",
+            b"{\"ignition\": {\"version\": \"3.3.0\"}, \"storage\": {\"files\": [".to_vec(),
+        ),
+        (
+            "unknown-ignition",
+            b"{\"ignition\": {\"version\": \"9.0.0\"}}".to_vec(),
+        ),
+        ("wrong-types", b"role: [worker]\nserver: {a: 1}\n".to_vec()),
+        (
+            "deep",
+            format!(
+                "#cloud-config\nkubeboot: {}{}\n",
+                "[".repeat(5000),
+                "]".repeat(5000)
+            )
+            .into_bytes(),
+        ),
+        (
+            "alias-bomb",
+            format!("apiVersion: kubeboot.dev/v1alpha1\nrole: worker\n{bomb}").into_bytes(),
+        ),
+        ("huge", huge),
+    ];
+    for (name, bytes) in cases {
+        let f = dir.join(name);
+        std::fs::write(&f, &bytes).unwrap();
+        let o = kubeboot(&["config", "validate", f.to_str().unwrap()]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains("error:") && err.contains(name),
+            "{name}: message must name the file: {err}"
+        );
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
