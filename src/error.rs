@@ -19,6 +19,10 @@ pub enum Error {
     /// A file-system operation failed.
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// The cluster could not be trusted (signature or CA pin mismatch):
+    /// retrying will not help; the join material must be fixed.
+    #[error("{0}")]
+    Untrusted(String),
     /// No source held userdata (exit 1; the message lists what was tried).
     #[error("{0}")]
     NoUserdata(String),
@@ -32,8 +36,15 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Invalid(_) => EXIT_INVALID,
-            Error::Fs(_) | Error::Failed(_) | Error::NoUserdata(_) => EXIT_FAILURE,
+            Error::Fs(_) | Error::Failed(_) | Error::NoUserdata(_) | Error::Untrusted(_) => {
+                EXIT_FAILURE
+            }
         }
+    }
+
+    /// Whether rerunning (rebooting) without changing the userdata may help.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Error::Fs(_) | Error::Failed(_))
     }
 
     /// A short machine-readable class, for the status file.
@@ -42,6 +53,7 @@ impl Error {
             Error::Invalid(_) => "invalid-input",
             Error::Fs(_) => "filesystem",
             Error::NoUserdata(_) => "no-userdata",
+            Error::Untrusted(_) => "untrusted-cluster",
             Error::Failed(_) => "failed",
         }
     }

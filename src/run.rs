@@ -387,8 +387,7 @@ fn run_node(
     let (found, explain) = match find_userdata(src, paths) {
         Ok(f) => f,
         Err(e) => {
-            let retryable = matches!(e, Error::Failed(_));
-            record_failure("unknown".into(), None, &e, retryable, None);
+            record_failure("unknown".into(), None, &e, e.retryable(), None);
             return Err(e);
         }
     };
@@ -398,12 +397,11 @@ fn run_node(
     let loaded = match load_found(&found, &facts, paths) {
         Ok(l) => l,
         Err(e) => {
-            let retryable = !matches!(e, Error::Invalid(_));
             record_failure(
                 "unknown".into(),
                 None,
                 &e,
-                retryable,
+                e.retryable(),
                 Some(found.source.clone()),
             );
             return Err(e);
@@ -490,8 +488,8 @@ fn run_node(
             Ok(())
         }
         Err((phase, e)) => {
-            let retryable =
-                !matches!(e, Error::Invalid(_)) && phase.as_deref() != Some("preflight");
+            // preflight failures need the host fixed; a plain reboot will not help
+            let retryable = e.retryable() && phase.as_deref() != Some("preflight");
             if effects == Effects::Full {
                 let mut st = Status::failure(role, phase.clone(), &e, retryable);
                 st.source = Some(found.source.clone());
@@ -505,6 +503,7 @@ fn run_node(
             Err(match phase {
                 Some(p) => match e {
                     Error::Invalid(m) => Error::Invalid(format!("phase {p} failed: {m}")),
+                    Error::Untrusted(m) => Error::Untrusted(format!("phase {p} failed: {m}")),
                     other => Error::Failed(format!("phase {p} failed: {other}")),
                 },
                 None => e,

@@ -25,6 +25,9 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
     let policy = Retry::within(budget);
     // Retry until the ConfigMap exists and carries a valid signature for our
     // token: the controller manager signs it asynchronously after init.
+    // The verdict on a signature or pin is kept aside: it must not be
+    // retried, and it is reported as "untrusted", not as a network failure.
+    let mut untrusted: Option<Error> = None;
     let result = http::retry(
         &policy,
         |timeout| match http::send(&insecure, Method::Get, &url, &[], timeout) {
@@ -36,27 +39,30 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
                     join.unsafe_skip_ca_verification,
                 ) {
                     Ok(info) => Step::Done(info),
-                    Err(e) => {
+                    Err(e @ Error::Untrusted(_)) => {
                         let msg = e.to_string();
-                        // A missing signature may still appear; a wrong one will not.
-                        if msg.contains("has no signature") {
-                            Step::Again(msg)
-                        } else {
-                            Step::Stop(msg)
-                        }
+                        untrusted = Some(e);
+                        Step::Stop(msg)
                     }
+                    // A missing signature may still appear (the controller
+                    // manager signs asynchronously); so may a malformed answer
+                    // from a server still starting.
+                    Err(e) => Step::Again(e.to_string()),
                 }
             }
             Step::Done(reply) if matches!(reply.status, 401 | 403 | 404) => Step::Again(format!(
                 "{} (cluster-info not readable yet)",
                 http::status_text(reply.status)
             )),
-            Step::Done(reply) => Step::Stop(http::status_text(reply.status)),
+            Step::Done(reply) => Step::Again(http::status_text(reply.status)),
             Step::Again(w) => Step::Again(w),
             Step::Stop(w) => Step::Stop(w),
         },
         |_| "verified".to_string(),
     );
+    if let Some(e) = untrusted {
+        return Err(Error::Untrusted(format!("discovery from {url}: {e}")));
+    }
     let info = match result {
         Ok((info, _)) => info,
         Err(http::GaveUp::Permanent(t)) => {
@@ -93,7 +99,7 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
             )));
         }
         Err(http::GaveUp::Permanent(t) | http::GaveUp::Budget(t)) => {
-            return Err(Error::Failed(format!(
+            return Err(Error::Untrusted(format!(
                 "discovery from {url}: the API server failed TLS verification with the pinned CA ({t})"
             )));
         }
@@ -104,7 +110,7 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
         ))
     })?;
     if cm.data.get("kubeconfig") != Some(&info.kubeconfig) {
-        return Err(Error::Failed(format!(
+        return Err(Error::Untrusted(format!(
             "discovery from {url}: cluster-info changed between the unverified and the verified fetch; refusing to join"
         )));
     }

@@ -74,7 +74,7 @@ fn hs256(header_b64: &str, payload: &str, token: &BootstrapToken) -> String {
 /// Checks the detached JWS `jws` over `payload` with `token`.
 pub fn verify_detached(jws: &str, payload: &str, token: &BootstrapToken) -> Result<(), Error> {
     let bad = |why: &str| {
-        Error::Failed(format!(
+        Error::Untrusted(format!(
             "cluster-info signature for token id {} is invalid ({why}): the API server cannot be trusted with this token",
             token.id
         ))
@@ -180,7 +180,7 @@ pub fn verify_cluster_info(
             .iter()
             .any(|p| have.iter().any(|h| h.eq_ignore_ascii_case(p)));
         if !ok {
-            return Err(Error::Failed(format!(
+            return Err(Error::Untrusted(format!(
                 "the cluster CA does not match any caCertHash: the server offered {}; refusing to join",
                 have.join(", ")
             )));

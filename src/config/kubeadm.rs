@@ -352,6 +352,10 @@ pub fn names(init: bool, join: bool) -> Vec<(&'static str, String)> {
                 "JoinConfiguration.discovery.bootstrapToken.caCertHashes".to_string(),
             ),
             (
+                "caCertHash",
+                "JoinConfiguration.discovery.bootstrapToken.caCertHashes".to_string(),
+            ),
+            (
                 "certificateKey",
                 "JoinConfiguration.controlPlane.certificateKey".to_string(),
             ),

@@ -412,10 +412,10 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
     if let Some(h) = &raw.ca_cert_hash {
         hashes.insert(0, h.clone());
     }
-    let hash_field = if raw.ca_cert_hash.is_some() {
-        "caCertHash"
-    } else {
+    let hash_field = if raw.ca_cert_hashes.is_some() && raw.ca_cert_hash.is_none() {
         "caCertHashes"
+    } else {
+        "caCertHash"
     };
     for h in &hashes {
         if !is_ca_hash(h) {

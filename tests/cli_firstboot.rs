@@ -1,0 +1,378 @@
+//! `kubeboot firstboot` end to end on fake roots, with loopback peers only:
+//! a TLS API server (our own rendered apiserver certificate) serving a
+//! signed `cluster-info`, a kubelet healthz stub, and a fake `systemctl`
+//! that records its calls and plays the kubelet's TLS bootstrap.
+//!
+//! Covers: a worker join that succeeds (status, marker, files, call order,
+//! rerun is a no-op), a wrong CA pin (untrusted, not retryable, nothing
+//! written), no userdata (exit 1, status lists what was tried), an invalid
+//! config (exit 2, no secret in the status file).
+
+mod net_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use kubeboot::api::discovery::sign_detached;
+use kubeboot::config::BootstrapToken;
+use kubeboot::secret::Secret;
+use net_support::{Reply, Server, ok};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+const TOKEN_ID: &str = "abcdef";
+const TOKEN_SECRET: &str = "0123456789abcdef";
+
+fn kubeboot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args(args)
+        .output()
+        .expect("run kubeboot")
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kubeboot-fb-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A rendered control plane whose apiserver certificate covers 127.0.0.1.
+fn control_plane(dir: &Path) -> PathBuf {
+    let cfg = dir.join("cp.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n  advertiseAddress: 127.0.0.1\n",
+    )
+    .unwrap();
+    let root = dir.join("cp");
+    let o = kubeboot(&[
+        "render",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    root
+}
+
+/// An HTTPS API server on 127.0.0.1 serving the signed cluster-info.
+fn api_server(cp: &Path) -> (Server, Vec<u8>) {
+    let pki = cp.join("etc/kubernetes/pki");
+    let ca = std::fs::read(pki.join("ca.crt")).unwrap();
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(pki.join("apiserver.crt"))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(pki.join("apiserver.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let body: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let served = body.clone();
+    let server = Server::https(Arc::new(config), move |req, _| {
+        if req.path == "/api/v1/namespaces/kube-public/configmaps/cluster-info" {
+            ok(&served.lock().unwrap())
+        } else {
+            Reply::Respond(404, vec![], b"not found".to_vec())
+        }
+    });
+    let kubeconfig = format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:{}\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {{}}\nusers: null\n",
+        base64::engine::general_purpose::STANDARD.encode(&ca),
+        server.port
+    );
+    let token = BootstrapToken {
+        id: TOKEN_ID.into(),
+        secret: Secret::new(TOKEN_SECRET),
+    };
+    let cm = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+        "data": {"kubeconfig": kubeconfig, format!("jws-kubeconfig-{TOKEN_ID}"): sign_detached(&kubeconfig, &token)},
+    });
+    *body.lock().unwrap() = serde_json::to_vec(&cm).unwrap();
+    (server, ca)
+}
+
+fn ca_hash(cp: &Path) -> String {
+    let o = kubeboot(&[
+        "certs",
+        "ca-hash",
+        cp.join("etc/kubernetes/pki/ca.crt").to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    text(&o.stdout).trim().to_string()
+}
+
+/// A fake systemctl: logs every call; `restart ... kubelet` writes the
+/// kubeconfig the real kubelet writes after its TLS bootstrap.
+fn fake_systemctl(dir: &Path, root: &Path) -> (PathBuf, PathBuf) {
+    let log = dir.join("systemctl.log");
+    let script = dir.join("systemctl");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*) mkdir -p '{root}/etc/kubernetes' && echo 'apiVersion: v1' > '{root}/etc/kubernetes/kubelet.conf';; esac\nexit 0\n",
+            log = log.display(),
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, log)
+}
+
+fn seed(root: &Path, userdata: &str) {
+    let p = root.join("var/lib/cloud/seed/nocloud/user-data");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, userdata).unwrap();
+}
+
+fn firstboot(root: &Path, systemctl: &Path, healthz: &str, discovery_timeout: &str) -> Output {
+    let args = vec![
+        "firstboot",
+        "--root",
+        root.to_str().unwrap(),
+        "--platform",
+        "none",
+        "--ignore-preflight-errors",
+        "all",
+        "--systemctl",
+        systemctl.to_str().unwrap(),
+        "--kubelet-healthz-url",
+        healthz,
+        "--wait-timeout",
+        "20",
+        "--discovery-timeout",
+        discovery_timeout,
+    ];
+    kubeboot(&args)
+}
+
+fn status(root: &Path) -> serde_json::Value {
+    let s = std::fs::read_to_string(root.join("var/lib/kubeboot/status.json"))
+        .expect("status.json written");
+    assert!(!s.contains(TOKEN_SECRET), "secret in status file: {s}");
+    serde_json::from_str(&s).unwrap()
+}
+
+fn worker_userdata(port: u16, pin: &str) -> String {
+    format!(
+        "#cloud-config\nkubeboot:\n  role: worker\n  server: 127.0.0.1:{port}\n  token: {TOKEN_ID}.{TOKEN_SECRET}\n  caCertHash: {pin}\n  node:\n    name: worker-1\n"
+    )
+}
+
+#[test]
+fn worker_joins_through_token_discovery() {
+    let dir = tmpdir("join");
+    let cp = control_plane(&dir);
+    let (api, ca) = api_server(&cp);
+    let healthz = Server::http(|_, _| ok(b"ok"));
+    let root = dir.join("worker");
+    std::fs::create_dir_all(&root).unwrap();
+    seed(&root, &worker_userdata(api.port, &ca_hash(&cp)));
+    let (systemctl, log) = fake_systemctl(&dir, &root);
+
+    let o = firstboot(
+        &root,
+        &systemctl,
+        &format!("{}/healthz", healthz.base()),
+        "20",
+    );
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        !err.contains(TOKEN_SECRET) && !out.contains(TOKEN_SECRET),
+        "secret in output"
+    );
+    assert!(out.contains("kubeboot: join-worker succeeded"), "{out}");
+
+    let st = status(&root);
+    assert_eq!(st["result"], "success");
+    assert_eq!(st["role"], "join-worker");
+    let done: Vec<&str> = st["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["outcome"] == "done")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        done,
+        vec!["preflight", "discovery", "kubelet-start", "wait-bootstrap"]
+    );
+    assert!(
+        root.join("var/lib/kubeboot/done").is_file(),
+        "marker written last on success"
+    );
+    assert_eq!(
+        std::fs::read(root.join("etc/kubernetes/pki/ca.crt")).unwrap(),
+        ca
+    );
+    assert!(root.join("var/lib/kubelet/config.yaml").is_file());
+    assert!(
+        !root.join("etc/kubernetes/bootstrap-kubelet.conf").exists(),
+        "bootstrap kubeconfig (holds the token) removed"
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(
+        calls,
+        vec![
+            "daemon-reload",
+            "enable kubelet.service",
+            "restart --no-block kubelet.service"
+        ]
+    );
+    // every request went to loopback, and discovery fetched cluster-info twice
+    // (unverified, then verified with the pinned CA)
+    let reqs = api.requests();
+    assert_eq!(
+        reqs.iter()
+            .filter(|r| r.path.ends_with("/cluster-info"))
+            .count(),
+        2,
+        "{reqs:?}"
+    );
+
+    // a second boot does nothing
+    let before = std::fs::read(root.join("var/lib/kubeboot/status.json")).unwrap();
+    let o = firstboot(&root, &systemctl, "http://127.0.0.1:9/healthz", "20");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("nothing to do"));
+    assert_eq!(
+        std::fs::read(root.join("var/lib/kubeboot/status.json")).unwrap(),
+        before
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().count(),
+        3,
+        "no systemctl call on rerun"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn wrong_ca_pin_is_untrusted_and_writes_no_join_material() {
+    let dir = tmpdir("pin");
+    let cp = control_plane(&dir);
+    let (api, _) = api_server(&cp);
+    let root = dir.join("worker");
+    std::fs::create_dir_all(&root).unwrap();
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    seed(&root, &worker_userdata(api.port, &wrong));
+    let (systemctl, log) = fake_systemctl(&dir, &root);
+    let o = firstboot(&root, &systemctl, "http://127.0.0.1:9/healthz", "20");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("phase discovery failed") && err.contains("does not match any caCertHash"),
+        "{err}"
+    );
+    assert!(
+        err.contains("FAILED in phase discovery"),
+        "console line: {err}"
+    );
+    let st = status(&root);
+    assert_eq!(st["result"], "failure");
+    assert_eq!(st["phase"], "discovery");
+    assert_eq!(st["errorClass"], "untrusted-cluster");
+    assert_eq!(st["retryable"], false);
+    assert!(!root.join("var/lib/kubeboot/done").exists());
+    assert!(!root.join("etc/kubernetes/bootstrap-kubelet.conf").exists());
+    assert!(!root.join("etc/kubernetes/pki/ca.crt").exists());
+    assert!(!log.exists(), "systemctl must not be called");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unreachable_api_server_is_retryable() {
+    let dir = tmpdir("down");
+    let root = dir.join("worker");
+    std::fs::create_dir_all(&root).unwrap();
+    let port = net_support::closed_port();
+    seed(
+        &root,
+        &worker_userdata(port, &format!("sha256:{}", "cd".repeat(32))),
+    );
+    let (systemctl, _) = fake_systemctl(&dir, &root);
+    let o = firstboot(&root, &systemctl, "http://127.0.0.1:9/healthz", "1");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let st = status(&root);
+    assert_eq!(st["phase"], "discovery");
+    assert_eq!(st["retryable"], true);
+    assert!(st["error"].as_str().unwrap().contains("127.0.0.1"), "{st}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn no_userdata_exits_1_and_records_what_was_tried() {
+    let root = tmpdir("none");
+    let o = kubeboot(&[
+        "firstboot",
+        "--root",
+        root.to_str().unwrap(),
+        "--platform",
+        "none",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("no userdata found"),
+        "{}",
+        text(&o.stderr)
+    );
+    let st = status(&root);
+    assert_eq!(st["errorClass"], "no-userdata");
+    let e = st["error"].as_str().unwrap();
+    assert!(
+        e.contains("nocloud seed") && e.contains("/etc/kubeboot/config.yaml"),
+        "{e}"
+    );
+    assert!(!root.join("var/lib/kubeboot/done").exists());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn invalid_config_exits_2_without_leaking_the_token() {
+    let root = tmpdir("invalid");
+    seed(
+        &root,
+        &format!(
+            "#cloud-config\nkubeboot:\n  role: worker\n  server: nope\n  token: {TOKEN_ID}.{TOKEN_SECRET}\n"
+        ),
+    );
+    let o = kubeboot(&[
+        "firstboot",
+        "--root",
+        root.to_str().unwrap(),
+        "--platform",
+        "none",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("kubeboot.server:") && err.contains("kubeboot.caCertHash:"),
+        "{err}"
+    );
+    assert!(!err.contains(TOKEN_SECRET));
+    let st = status(&root);
+    assert_eq!(st["errorClass"], "invalid-input");
+    assert_eq!(st["retryable"], false);
+    std::fs::remove_dir_all(&root).unwrap();
+}
