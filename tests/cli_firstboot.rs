@@ -376,3 +376,154 @@ fn invalid_config_exits_2_without_leaking_the_token() {
     assert_eq!(st["retryable"], false);
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// A TLS server answering 200 on every path, with the given cert and key files.
+fn tls_health_server(cert: &Path, key: &Path) -> Server {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    Server::https(Arc::new(config), |_, _| ok(b"ok"))
+}
+
+#[test]
+fn control_plane_init_runs_every_phase_and_waits_for_health() {
+    let dir = tmpdir("init");
+    // The certificates do not depend on the port: render once to get an
+    // apiserver certificate, serve /livez with it, then init on that port.
+    let cp = control_plane(&dir);
+    let pki = cp.join("etc/kubernetes/pki");
+    let apiserver = tls_health_server(&pki.join("apiserver.crt"), &pki.join("apiserver.key"));
+    // controller-manager and scheduler serve self-signed certs (not verified)
+    let kcm = tls_health_server(
+        &pki.join("front-proxy-client.crt"),
+        &pki.join("front-proxy-client.key"),
+    );
+    let sched = tls_health_server(
+        &pki.join("front-proxy-client.crt"),
+        &pki.join("front-proxy-client.key"),
+    );
+    let healthz = Server::http(|_, _| ok(b"ok"));
+    seed(
+        &cp,
+        &format!(
+            "#cloud-config\nkubeboot:\n  role: control-plane\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {}\n  cluster:\n    controllerManager:\n      extraArgs:\n        secure-port: \"{}\"\n    scheduler:\n      extraArgs:\n        secure-port: \"{}\"\n",
+            apiserver.port, kcm.port, sched.port
+        ),
+    );
+    let ca_before = std::fs::read(pki.join("ca.crt")).unwrap();
+    let (systemctl, log) = fake_systemctl(&dir, &cp);
+    let o = firstboot(
+        &cp,
+        &systemctl,
+        &format!("{}/healthz", healthz.base()),
+        "20",
+    );
+    assert!(
+        o.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let st = status(&cp);
+    assert_eq!(st["result"], "success");
+    assert_eq!(st["role"], "init");
+    let done: Vec<&str> = st["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["outcome"] == "done")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        done,
+        vec![
+            "preflight",
+            "certs",
+            "kubeconfig",
+            "etcd",
+            "control-plane",
+            "kubelet-start",
+            "wait-control-plane"
+        ]
+    );
+    assert_eq!(
+        std::fs::read(pki.join("ca.crt")).unwrap(),
+        ca_before,
+        "the CA is never regenerated"
+    );
+    let admin = std::fs::read_to_string(cp.join("etc/kubernetes/admin.conf")).unwrap();
+    assert!(
+        admin.contains(&format!("server: https://127.0.0.1:{}", apiserver.port)),
+        "{admin}"
+    );
+    let pod =
+        std::fs::read_to_string(cp.join("etc/kubernetes/manifests/kube-controller-manager.yaml"))
+            .unwrap();
+    assert!(
+        pod.contains(&format!("--secure-port={}", kcm.port)),
+        "extra args reach the manifest"
+    );
+    assert!(apiserver.requests().iter().any(|r| r.path == "/livez"));
+    assert!(kcm.requests().iter().any(|r| r.path == "/healthz"));
+    assert!(sched.requests().iter().any(|r| r.path == "/livez"));
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
+    assert!(cp.join("var/lib/kubeboot/done").is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn control_plane_health_timeout_is_reported() {
+    let dir = tmpdir("init-timeout");
+    let cp = control_plane(&dir);
+    let healthz = Server::http(|_, _| ok(b"ok"));
+    let port = net_support::closed_port();
+    seed(
+        &cp,
+        &format!(
+            "#cloud-config\nkubeboot:\n  role: control-plane\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {port}\n"
+        ),
+    );
+    let (systemctl, _) = fake_systemctl(&dir, &cp);
+    let args = [
+        "firstboot",
+        "--root",
+        cp.to_str().unwrap(),
+        "--platform",
+        "none",
+        "--ignore-preflight-errors",
+        "all",
+        "--systemctl",
+        systemctl.to_str().unwrap(),
+        "--kubelet-healthz-url",
+        &format!("{}/healthz", healthz.base()),
+        "--wait-timeout",
+        "1",
+    ];
+    let o = kubeboot(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let st = status(&cp);
+    assert_eq!(st["phase"], "wait-control-plane");
+    assert_eq!(st["retryable"], true);
+    let e = st["error"].as_str().unwrap();
+    assert!(
+        e.contains("kube-apiserver did not become healthy") && e.contains(&port.to_string()),
+        "{e}"
+    );
+    assert!(!cp.join("var/lib/kubeboot/done").exists());
+    // the files written before the failure are kept: a rerun continues from them
+    assert!(
+        cp.join("etc/kubernetes/manifests/kube-apiserver.yaml")
+            .is_file()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
