@@ -340,3 +340,23 @@ fn malformed_inputs_exit_2_with_a_message() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn image_install_script_puts_binary_and_enabled_unit_in_a_tree() {
+    let root = tmpdir("install");
+    let o = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("image/install-into-root.sh"))
+        .arg(&root)
+        .arg(env!("CARGO_BIN_EXE_kubeboot"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(root.join("usr/bin/kubeboot").is_file());
+    let link = root.join("etc/systemd/system/multi-user.target.wants/kubeboot.service");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new("../kubeboot.service")
+    );
+    let unit = std::fs::read_to_string(root.join("etc/systemd/system/kubeboot.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/kubeboot firstboot"));
+    std::fs::remove_dir_all(&root).unwrap();
+}

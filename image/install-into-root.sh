@@ -1,0 +1,16 @@
+#!/bin/sh
+# Install kubeboot and its unit into an image tree (mkosi, Packer, debootstrap).
+#   image/install-into-root.sh ROOT [BINARY]
+# BINARY defaults to the static release build. The unit is enabled by the
+# same symlink `systemctl enable` makes, so no systemd is needed at build time.
+set -eu
+root=${1:?usage: install-into-root.sh ROOT [BINARY]}
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${2:-$here/target/x86_64-unknown-linux-gnu/release/kubeboot}
+[ -x "$bin" ] || { echo "no binary at $bin; build it (docs/building.md)" >&2; exit 2; }
+install -D -m 0755 "$bin" "$root/usr/bin/kubeboot"
+install -D -m 0644 "$here/units/kubeboot.service" "$root/etc/systemd/system/kubeboot.service"
+mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
+ln -sf ../kubeboot.service "$root/etc/systemd/system/multi-user.target.wants/kubeboot.service"
+mkdir -p "$root/var/lib/kubeboot"
+echo "installed kubeboot into $root"
