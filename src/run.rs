@@ -94,22 +94,43 @@ pub fn render(args: &RenderArgs) -> Result<()> {
         }
     };
     cli::log_warnings(&loaded);
+    let start = Instant::now();
+    let report = render_loaded(&loaded, &paths)?;
+    let total = start.elapsed().as_secs_f64() * 1000.0;
+    print_report(&report, total, &args.root);
+    Ok(())
+}
+
+/// What an offline render did.
+pub struct RenderReport {
+    /// The settings rendered.
+    pub settings: config::Settings,
+    /// Files written or kept, in order.
+    pub written: Vec<phases::Written>,
+    /// Per-phase records.
+    pub records: Vec<phases::PhaseRecord>,
+}
+
+/// Renders every file a node needs under `paths` from a loaded config,
+/// offline (the library form of `kubeboot render`).
+pub fn render_loaded(loaded: &Loaded, paths: &Paths) -> Result<RenderReport> {
     let init = Offline;
-    let probes = HostProbes::new(&paths);
-    let mut run = node_run(&loaded, &paths, Effects::Render, &init, &probes, Vec::new());
+    let probes = HostProbes::new(paths);
+    let mut run = node_run(loaded, paths, Effects::Render, &init, &probes, Vec::new());
     let list = phases::phases_for(loaded.settings.mode);
     let opts = RunOptions {
         skip: loaded.settings.skip_phases.clone(),
         only: None,
     };
     runner::check_names(&list, &opts.skip, "skipPhases")?;
-    let start = Instant::now();
     let (records, result) = runner::run(&list, &mut run, &opts);
     result.map_err(wrap_phase)?;
     phases::finish(&run)?;
-    let total = start.elapsed().as_secs_f64() * 1000.0;
-    print_report(&run, &records, total, &args.root);
-    Ok(())
+    Ok(RenderReport {
+        settings: run.settings,
+        written: run.written,
+        records,
+    })
 }
 
 fn wrap_phase(e: phases::PhaseError) -> Error {
@@ -120,11 +141,15 @@ fn wrap_phase(e: phases::PhaseError) -> Error {
     }
 }
 
-fn print_report(run: &NodeRun<'_>, records: &[phases::PhaseRecord], total_ms: f64, root: &Path) {
+fn print_report(run: &RenderReport, total_ms: f64, root: &Path) {
     use std::os::unix::fs::PermissionsExt;
     println!(
-        "rendered a {} node ({}, Kubernetes {}) into {}:",
-        mode_name(run.settings.mode),
+        "rendered {} node ({}, Kubernetes {}) into {}:",
+        match run.settings.mode {
+            Mode::Init => "a control-plane (init)",
+            Mode::JoinControlPlane => "a joining control-plane",
+            Mode::JoinWorker => "a worker",
+        },
         run.settings.node.name,
         run.settings.cluster.kubernetes_version,
         root.display()
@@ -145,7 +170,7 @@ fn print_report(run: &NodeRun<'_>, records: &[phases::PhaseRecord], total_ms: f6
         println!("  {mode}  {:<11} {rel:<52} {}", w.action, w.detail);
     }
     println!("phases:");
-    for r in records {
+    for r in &run.records {
         match r.outcome {
             Outcome::Done => println!("  {:<20} {:>8.2} ms", r.name, r.millis),
             other => println!(

@@ -1,0 +1,147 @@
+//! Userdata that arrives in the wild: a Cluster API kubeadm cloud-config
+//! (jinja header, CA files in write_files) rendered into a node that uses
+//! the carried CAs; and `config show --source auto` / `firstboot` reading a
+//! metadata service given with --platform and --metadata-url (loopback).
+
+mod net_support;
+
+use std::path::Path;
+use std::process::Command;
+
+use kubeboot::config;
+use kubeboot::host::{HostFacts, Paths};
+use net_support::{Reply, Server, ok};
+
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("kubeboot-src-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn cluster_api_userdata_renders_with_the_carried_cas() {
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("image/examples/capi-kubeadm-init.cloud-config.yaml");
+    let bytes = std::fs::read(&ex).unwrap();
+    let facts = HostFacts {
+        hostname: Some("capi-cp-abcde".into()),
+        default_address: Some("10.0.0.5".parse().unwrap()),
+    };
+    let loaded = config::load(&bytes, "capi example", &facts).unwrap();
+    assert_eq!(
+        loaded.settings.node.name, "capi-cp-abcde",
+        "jinja hostname substituted"
+    );
+    assert_eq!(
+        loaded.settings.node.advertise_address.to_string(),
+        "10.0.0.5"
+    );
+    let carried_ca = loaded
+        .envelope
+        .files
+        .iter()
+        .find(|f| f.path == "/etc/kubernetes/pki/ca.crt")
+        .unwrap()
+        .content
+        .clone();
+    let carried_sa = loaded
+        .envelope
+        .files
+        .iter()
+        .find(|f| f.path == "/etc/kubernetes/pki/sa.key")
+        .unwrap()
+        .content
+        .clone();
+    let root = tmpdir("capi");
+    let report = kubeboot::run::render_loaded(&loaded, &Paths::new(&root)).unwrap();
+    let pki = root.join("etc/kubernetes/pki");
+    assert_eq!(
+        std::fs::read(pki.join("ca.crt")).unwrap(),
+        carried_ca,
+        "the carried CA is used, not regenerated"
+    );
+    assert_eq!(std::fs::read(pki.join("sa.key")).unwrap(), carried_sa);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(pki.join("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(report.written.iter().any(|w| w.phase == "userdata-files"));
+    // leaves are signed by the carried CA
+    let o = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(pki.join("ca.crt"))
+        .arg(pki.join("apiserver.crt"))
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    // a different CA already on disk is never overwritten by the userdata
+    std::fs::write(
+        pki.join("front-proxy-ca.crt"),
+        b"-----BEGIN CERTIFICATE-----\nnot this one\n",
+    )
+    .unwrap();
+    let err = kubeboot::run::render_loaded(&loaded, &Paths::new(&root))
+        .err()
+        .expect("must refuse");
+    assert!(
+        err.to_string().contains("front-proxy-ca.crt") && err.to_string().contains("refusing"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn config_show_auto_reads_the_declared_platforms_metadata_service() {
+    let userdata = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("image/examples/worker.cloud-config.yaml"),
+    )
+    .unwrap();
+    let server = Server::http(move |req, _| {
+        if req.header("Metadata-Flavor") != Some("Google") {
+            return Reply::Respond(403, vec![], b"missing Metadata-Flavor".to_vec());
+        }
+        if req.path == "/computeMetadata/v1/instance/attributes/user-data" {
+            ok(&userdata)
+        } else {
+            Reply::Respond(404, vec![], vec![])
+        }
+    });
+    let root = tmpdir("gce");
+    let o = Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args([
+            "config",
+            "show",
+            "--source",
+            "auto",
+            "--root",
+            root.to_str().unwrap(),
+            "--platform",
+            "gcp",
+        ])
+        .args(["--metadata-url", &server.base()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("platform: gcp") && err.contains("using gce metadata"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["settings"]["mode"], "join-worker");
+    assert!(v["source"].as_str().unwrap().contains("127.0.0.1"));
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| r.header("Metadata-Flavor") == Some("Google"))
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
