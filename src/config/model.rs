@@ -203,8 +203,10 @@ pub enum Etcd {
         /// Data directory (default `/var/lib/etcd`).
         data_dir: String,
         /// Extra SANs for etcd/server.crt.
+        #[serde(rename = "serverCertSANs")]
         server_cert_sans: Vec<String>,
         /// Extra SANs for etcd/peer.crt.
+        #[serde(rename = "peerCertSANs")]
         peer_cert_sans: Vec<String>,
         /// Image repository override.
         image_repository: Option<String>,
@@ -280,6 +282,7 @@ pub struct Cluster {
     /// Image repository (default `registry.k8s.io`).
     pub image_repository: String,
     /// Extra SANs for the API server certificate.
+    #[serde(rename = "certSANs")]
     pub cert_sans: Vec<String>,
     /// Key algorithm for generated keys.
     pub key_algorithm: KeyAlgorithm,
