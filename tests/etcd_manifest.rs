@@ -35,13 +35,15 @@ use kubeboot::{config, secret};
 #[path = "node_common/mod.rs"]
 mod node_common;
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+#[path = "etcd_support/mod.rs"]
+mod etcd_support;
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use etcd_support::{Kill, free_port, openssl, wait_healthy};
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use node_common::TempRoot;
 
@@ -195,32 +197,6 @@ fn rewrite_ports(value: &str, ports: &BTreeMap<u16, u16>) -> String {
         .join(",")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills and reaps etcd when the test ends, also on panic.
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
 /// The long flag names `etcd --help` lists.
 fn known_flags() -> Vec<String> {
     let out = Command::new(ETCD).arg("--help").output().unwrap();
@@ -252,15 +228,6 @@ fn show(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("openssl is required (Debian package openssl): {e}"));
-    assert!(out.status.success(), "openssl {args:?}: {}", show(&out));
 }
 
 /// A client certificate (clientAuth, CN=kube-apiserver-etcd-client) from a
@@ -413,24 +380,8 @@ fn real_etcd_runs_the_rendered_pod_and_trusts_only_our_clients() {
         .spawn()
         .unwrap_or_else(|e| panic!("{ETCD} (Debian package etcd-server): {e}"));
     let mut etcd = Kill(child);
+    wait_healthy(&mut etcd, metrics, &log, Duration::from_secs(90));
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(body) = http_get(metrics, "/health")
-            && body.contains("\"health\":\"true\"")
-        {
-            break;
-        }
-        if let Ok(Some(status)) = etcd.0.try_wait() {
-            panic!("etcd exited with {status}; args {args:?}\n{}", logs());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "etcd did not become healthy within 90 s:\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 
     let pki = root.join("etc/kubernetes/pki");
     let etcd_ca = pki.join("etcd/ca.crt");
