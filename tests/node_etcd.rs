@@ -11,28 +11,17 @@ use kubeboot::{config, secret};
 #[path = "node_common/mod.rs"]
 mod node_common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "etcd_support/mod.rs"]
+mod etcd_support;
 
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use etcd_support::{Kill, free_port, openssl, wait_healthy};
 use kubeboot::config::model::{Arg, Etcd};
 use kubeboot::manifests;
 use node_common::{TempRoot, settings};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("openssl is required (Debian package openssl): {e}"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// An ECDSA CA and one server+client certificate for 127.0.0.1, written as
 /// etcd/ca.crt, etcd/server.{crt,key} and etcd/peer.{crt,key}.
@@ -117,31 +106,6 @@ fn make_certs(pki: &Path) {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
 #[test]
 fn real_etcd_accepts_the_rendered_command_and_becomes_healthy() {
     let root = TempRoot::new("etcd-real");
@@ -185,25 +149,7 @@ fn real_etcd_accepts_the_rendered_command_and_becomes_healthy() {
         .spawn()
         .unwrap_or_else(|e| panic!("etcd is required (Debian package etcd-server): {e}"));
     let mut etcd = Kill(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let healthy = loop {
-        if let Some(body) = get(metrics, "/health")
-            && body.contains("\"health\":\"true\"")
-        {
-            break true;
-        }
-        if let Ok(Some(status)) = etcd.0.try_wait() {
-            panic!(
-                "etcd exited with {status}:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        if Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    wait_healthy(&mut etcd, metrics, &log, Duration::from_secs(60));
     let logs = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(healthy, "etcd did not become healthy:\n{logs}");
     assert!(!logs.contains("flag provided but not defined"), "{logs}");
 }
