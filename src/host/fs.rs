@@ -67,15 +67,26 @@ pub fn check_no_symlinks(root: &Path, path: &Path) -> Result<(), FsError> {
     Ok(())
 }
 
-/// Creates `dir` and its missing parents with `mode` (existing directories
-/// are left as they are), refusing symlinks under `root`.
+/// Creates `dir` with `mode` and its missing parents with 0755 (existing
+/// directories are left as they are), refusing symlinks under `root`. The
+/// mode is set exactly (the umask does not narrow it).
 pub fn create_dir_all(root: &Path, dir: &Path, mode: u32) -> Result<(), FsError> {
     check_no_symlinks(root, dir)?;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
-        .map_err(|e| FsError::new("creating directory", dir, e))
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        if parent != root && !parent.is_dir() {
+            create_dir_all(root, parent, 0o755)?;
+        }
+    }
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+            .map_err(|e| FsError::new("setting mode of", dir, e)),
+        // created concurrently: fine, it is a directory now
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(FsError::new("creating directory", dir, e)),
+    }
 }
 
 /// Whether to fsync each file as it is written.
@@ -189,6 +200,21 @@ mod tests {
                 .exists()
         );
         sync_filesystem(&root).unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn parents_get_0755_and_the_leaf_its_mode() {
+        let root = tmpdir("dirs");
+        let leaf = root.join("var/lib/etcd");
+        create_dir_all(&root, &leaf, 0o700).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&leaf), 0o700);
+        assert_eq!(mode(&root.join("var")), 0o755);
+        assert_eq!(mode(&root.join("var/lib")), 0o755);
+        // an existing directory keeps its mode
+        create_dir_all(&root, &root.join("var"), 0o700).unwrap();
+        assert_eq!(mode(&root.join("var")), 0o755);
         fs::remove_dir_all(&root).unwrap();
     }
 

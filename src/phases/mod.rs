@@ -403,6 +403,10 @@ fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {
     for n in &r.detected.notes {
         log::info!(target: "kubelet-start", "detected: {n}");
     }
+    if !r.settings.mode.is_control_plane() {
+        // the kubelet's staticPodPath: present and empty on a worker, as kubeadm leaves it
+        manifests::write_pods(&r.paths, &[], r.sync())?;
+    }
     for p in kubelet::write_all(&r.settings, &r.detected, &r.paths, r.sync())? {
         log::info!(target: "kubelet-start", "wrote {}", p.display());
         r.record("kubelet-start", p, "written", String::new());
