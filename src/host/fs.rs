@@ -75,10 +75,11 @@ pub fn create_dir_all(root: &Path, dir: &Path, mode: u32) -> Result<(), FsError>
     if dir.is_dir() {
         return Ok(());
     }
-    if let Some(parent) = dir.parent() {
-        if parent != root && !parent.is_dir() {
-            create_dir_all(root, parent, 0o755)?;
-        }
+    if let Some(parent) = dir.parent()
+        && parent != root
+        && !parent.is_dir()
+    {
+        create_dir_all(root, parent, 0o755)?;
     }
     match fs::DirBuilder::new().mode(mode).create(dir) {
         Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(mode))
