@@ -11,7 +11,8 @@
 //!
 //! `cargo bench --bench firstboot`; `KUBEBOOT_BENCH_RUNS` (default 30),
 //! `KUBEBOOT_BENCH_DIR` (default the system temp dir; the file system
-//! decides the fsync cost).
+//! decides the fsync cost), `KUBEBOOT_BENCH_BIN` (default this build's
+//! `kubeboot`).
 
 #[path = "../tests/net_support/mod.rs"]
 mod net_support;
@@ -38,8 +39,16 @@ const WAITS: [&str; 2] = ["wait-control-plane", "wait-bootstrap"];
 const TARGET_MS: f64 = 20.0;
 const WARMUP: usize = 2;
 
+/// The binary under test: this build's, or `KUBEBOOT_BENCH_BIN` (e.g. a
+/// static build or an experiment).
+fn binary() -> PathBuf {
+    std::env::var_os("KUBEBOOT_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kubeboot")))
+}
+
 fn kubeboot(args: &[&str]) -> std::process::Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+    let o = Command::new(binary())
         .args(args)
         .output()
         .expect("run kubeboot");
@@ -379,7 +388,8 @@ fn main() {
     let healthz_server = Server::http(|_, _| ok(b"ok"));
     let healthz = format!("{}/healthz", healthz_server.base());
     println!(
-        "kubeboot firstboot timeline: {runs} runs per scenario (+{WARMUP} warm-up), fresh roots under {}",
+        "kubeboot firstboot timeline: {} ({runs} runs per scenario, +{WARMUP} warm-up), fresh roots under {}",
+        binary().display(),
         base.display()
     );
     let w = worker(&base, runs, &healthz);
