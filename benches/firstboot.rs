@@ -1,0 +1,403 @@
+//! Timeline benchmark for `kubeboot firstboot` (issue 4): a worker join and
+//! a control-plane init, each run on a fresh fake root with loopback peers
+//! only (a TLS API server serving a signed `cluster-info`, TLS health
+//! servers, a kubelet healthz stub) and a fake `systemctl`.
+//!
+//! Own time is the status file's `totalMillis` minus the wait phases
+//! (`wait-control-plane`, `wait-bootstrap`); `discovery` stays in (one API
+//! call against a loopback server) and is also reported alone. The whole
+//! process wall time is measured too. The 20 ms target is reported as
+//! PASS/FAIL and never fails the build.
+//!
+//! `cargo bench --bench firstboot`; `KUBEBOOT_BENCH_RUNS` (default 30),
+//! `KUBEBOOT_BENCH_DIR` (default the system temp dir; the file system
+//! decides the fsync cost), `KUBEBOOT_BENCH_BIN` (default this build's
+//! `kubeboot`).
+
+#[path = "../tests/net_support/mod.rs"]
+mod net_support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::Engine;
+use kubeboot::api::discovery::sign_detached;
+use kubeboot::config::BootstrapToken;
+use kubeboot::secret::Secret;
+use net_support::{Reply, Server, ok};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+const TOKEN_ID: &str = "abcdef";
+const TOKEN_SECRET: &str = "0123456789abcdef";
+const WAITS: [&str; 2] = ["wait-control-plane", "wait-bootstrap"];
+const TARGET_MS: f64 = 20.0;
+const WARMUP: usize = 2;
+
+/// The binary under test: this build's, or `KUBEBOOT_BENCH_BIN` (e.g. a
+/// static build or an experiment).
+fn binary() -> PathBuf {
+    std::env::var_os("KUBEBOOT_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kubeboot")))
+}
+
+fn kubeboot(args: &[&str]) -> std::process::Output {
+    let o = Command::new(binary())
+        .args(args)
+        .output()
+        .expect("run kubeboot");
+    assert!(
+        o.status.success(),
+        "kubeboot {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Serves the certificate and key found in `dir` at handshake time, so a
+/// health server can answer with the PKI a fresh init has just generated.
+#[derive(Debug)]
+struct PkiCert(Mutex<PathBuf>);
+
+impl ResolvesServerCert for PkiCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let dir = self.0.lock().ok()?.clone();
+        let chain = CertificateDer::pem_file_iter(dir.join("apiserver.crt"))
+            .ok()?
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        let key = PrivateKeyDer::from_pem_file(dir.join("apiserver.key")).ok()?;
+        let key = rustls::crypto::ring::sign::any_supported_type(&key).ok()?;
+        Some(Arc::new(CertifiedKey::new(chain, key)))
+    }
+}
+
+fn tls(resolver: Arc<dyn ResolvesServerCert>) -> Arc<rustls::ServerConfig> {
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(resolver),
+    )
+}
+
+/// A fake systemctl: `restart ... kubelet` writes the kubeconfig the real
+/// kubelet writes after its TLS bootstrap.
+fn fake_systemctl(root: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = root.with_extension("systemctl");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *restart*kubelet*) mkdir -p '{r}/etc/kubernetes' && echo 'apiVersion: v1' > '{r}/etc/kubernetes/kubelet.conf';; esac\nexit 0\n",
+            r = root.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// One firstboot's figures (milliseconds).
+struct Sample {
+    own: f64,
+    total: f64,
+    waits: f64,
+    discovery: f64,
+    wall: f64,
+    phases: Vec<(String, f64)>,
+}
+
+fn firstboot(root: &Path, userdata: &str, healthz: &str) -> Sample {
+    let seed = root.join("var/lib/cloud/seed/nocloud/user-data");
+    std::fs::create_dir_all(seed.parent().unwrap()).unwrap();
+    std::fs::write(seed, userdata).unwrap();
+    let systemctl = fake_systemctl(root);
+    let args = [
+        "firstboot",
+        "--root",
+        root.to_str().unwrap(),
+        "--platform",
+        "none",
+        "--ignore-preflight-errors",
+        "all",
+        "--systemctl",
+        systemctl.to_str().unwrap(),
+        "--kubelet-healthz-url",
+        healthz,
+        "--wait-timeout",
+        "20",
+        "--discovery-timeout",
+        "20",
+    ];
+    let t = Instant::now();
+    kubeboot(&args);
+    let wall = t.elapsed().as_secs_f64() * 1000.0;
+    let status = std::fs::read_to_string(root.join("var/lib/kubeboot/status.json")).unwrap();
+    let st: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(st["result"], "success", "{status}");
+    let phases: Vec<(String, f64)> = st["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["outcome"] == "done")
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["millis"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let sum = |names: &[&str]| -> f64 {
+        phases
+            .iter()
+            .filter(|(n, _)| names.contains(&n.as_str()))
+            .map(|(_, m)| m)
+            .sum()
+    };
+    let total = st["totalMillis"].as_f64().unwrap();
+    let waits = sum(&WAITS);
+    std::fs::remove_file(systemctl).unwrap();
+    std::fs::remove_dir_all(root).unwrap();
+    Sample {
+        own: total - waits,
+        total,
+        waits,
+        discovery: sum(&["discovery"]),
+        wall,
+        phases,
+    }
+}
+
+/// Nearest-rank percentile of unsorted values.
+fn pct(values: impl IntoIterator<Item = f64>, p: f64) -> f64 {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    v[rank.min(v.len()) - 1]
+}
+
+fn report(name: &str, samples: &[Sample]) {
+    let col = |f: fn(&Sample) -> f64| samples.iter().map(f).collect::<Vec<_>>();
+    let line = |what: &str, v: Vec<f64>| {
+        println!(
+            "  {what:<30} median {:>7.2} ms   p90 {:>7.2} ms",
+            pct(v.clone(), 50.0),
+            pct(v, 90.0)
+        );
+    };
+    println!("{name} ({} runs)", samples.len());
+    let own = pct(col(|s| s.own), 50.0);
+    line("own time (total - waits)", col(|s| s.own));
+    if samples[0].phases.iter().any(|(n, _)| n == "discovery") {
+        line("  of which discovery", col(|s| s.discovery));
+    }
+    line("waits (excluded)", col(|s| s.waits));
+    line("status totalMillis", col(|s| s.total));
+    line("whole process wall", col(|s| s.wall));
+    let mut per: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for s in samples {
+        for (n, m) in &s.phases {
+            per.entry(n.as_str()).or_default().push(*m);
+        }
+    }
+    let mut order: Vec<(&str, f64)> = samples[0]
+        .phases
+        .iter()
+        .map(|(n, _)| (n.as_str(), pct(per[n.as_str()].clone(), 50.0)))
+        .collect();
+    let cells: Vec<String> = order.iter().map(|(n, m)| format!("{n} {m:.2}")).collect();
+    println!("  per-phase medians (ms): {}", cells.join(", "));
+    order.retain(|(n, _)| !WAITS.contains(n));
+    if let Some((n, m)) = order.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)) {
+        println!(
+            "  dominant phase (own time): {n}, {m:.2} ms ({:.0}% of own)",
+            100.0 * m / own
+        );
+    }
+    println!(
+        "  target: median own time < {TARGET_MS} ms: {}",
+        if own < TARGET_MS { "PASS" } else { "FAIL" }
+    );
+}
+
+/// Runs `scenario(i)` for the warm-up and the measured runs.
+fn measure(runs: usize, mut scenario: impl FnMut(usize) -> Sample) -> Vec<Sample> {
+    for i in 0..WARMUP {
+        scenario(i);
+    }
+    (WARMUP..WARMUP + runs).map(scenario).collect()
+}
+
+fn worker(base: &Path, runs: usize, healthz: &str) -> Vec<Sample> {
+    // A rendered control plane provides the CA and the apiserver certificate.
+    let cfg = base.join("cp.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n  advertiseAddress: 127.0.0.1\n",
+    )
+    .unwrap();
+    let cp = base.join("cp");
+    kubeboot(&[
+        "render",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--root",
+        cp.to_str().unwrap(),
+    ]);
+    let pki = cp.join("etc/kubernetes/pki");
+    let body: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let served = body.clone();
+    let api = Server::https(
+        tls(Arc::new(PkiCert(Mutex::new(pki.clone())))),
+        move |req, _| {
+            if req.path == "/api/v1/namespaces/kube-public/configmaps/cluster-info" {
+                ok(&served.lock().unwrap())
+            } else {
+                Reply::Respond(404, vec![], b"not found".to_vec())
+            }
+        },
+    );
+    let ca = std::fs::read(pki.join("ca.crt")).unwrap();
+    let kubeconfig = format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:{}\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {{}}\nusers: null\n",
+        base64::engine::general_purpose::STANDARD.encode(&ca),
+        api.port
+    );
+    let token = BootstrapToken {
+        id: TOKEN_ID.into(),
+        secret: Secret::new(TOKEN_SECRET),
+    };
+    *body.lock().unwrap() = serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+        "data": {"kubeconfig": kubeconfig, format!("jws-kubeconfig-{TOKEN_ID}"): sign_detached(&kubeconfig, &token)},
+    }))
+    .unwrap();
+    let o = kubeboot(&["certs", "ca-hash", pki.join("ca.crt").to_str().unwrap()]);
+    let pin = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let userdata = format!(
+        "#cloud-config\nkubeboot:\n  role: worker\n  server: 127.0.0.1:{}\n  token: {TOKEN_ID}.{TOKEN_SECRET}\n  caCertHash: {pin}\n  node:\n    name: worker-1\n",
+        api.port
+    );
+    measure(runs, |i| {
+        firstboot(&base.join(format!("worker-{i}")), &userdata, healthz)
+    })
+}
+
+fn control_plane(base: &Path, runs: usize, healthz: &str) {
+    // The health servers answer with the certificate the run under test
+    // has just generated (the API server's is verified against its new CA).
+    let pki = Arc::new(PkiCert(Mutex::new(PathBuf::new())));
+    let apiserver = Server::https(tls(pki.clone()), |_, _| ok(b"ok"));
+    let kcm = Server::https(tls(pki.clone()), |_, _| ok(b"ok"));
+    let sched = Server::https(tls(pki.clone()), |_, _| ok(b"ok"));
+    let userdata = format!(
+        "#cloud-config\nkubeboot:\n  role: control-plane\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {}\n  cluster:\n    controllerManager:\n      extraArgs:\n        secure-port: \"{}\"\n    scheduler:\n      extraArgs:\n        secure-port: \"{}\"\n",
+        apiserver.port, kcm.port, sched.port
+    );
+    let samples = measure(runs, |i| {
+        let root = base.join(format!("cp-{i}"));
+        *pki.0.lock().unwrap() = root.join("etc/kubernetes/pki");
+        firstboot(&root, &userdata, healthz)
+    });
+    report(
+        "control-plane init (all phases, health answered at once)",
+        &samples,
+    );
+    // Reference: the same files written by `render`, which defers syncing
+    // to one syncfs at the end instead of fsyncing every file.
+    let cfg = base.join("cp-userdata");
+    std::fs::write(&cfg, &userdata).unwrap();
+    let render: Vec<f64> = (0..WARMUP + runs)
+        .map(|i| {
+            let root = base.join(format!("render-{i}"));
+            let t = Instant::now();
+            kubeboot(&[
+                "render",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--root",
+                root.to_str().unwrap(),
+            ]);
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            std::fs::remove_dir_all(root).unwrap();
+            ms
+        })
+        .skip(WARMUP)
+        .collect();
+    println!(
+        "  reference: `render` of the same config (one syncfs, no fsync per file), whole process: median {:.2} ms, p90 {:.2} ms",
+        pct(render.clone(), 50.0),
+        pct(render, 90.0)
+    );
+}
+
+/// The fake init system's share of `kubelet-start`: its three calls, timed alone.
+fn fake_systemctl_cost(base: &Path, runs: usize) {
+    let root = base.join("systemctl-alone");
+    let script = fake_systemctl(&root);
+    let calls: [&[&str]; 3] = [
+        &["daemon-reload"],
+        &["enable", "kubelet.service"],
+        &["restart", "--no-block", "kubelet.service"],
+    ];
+    let v: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            for args in calls {
+                let s = Command::new(&script).args(args).status().unwrap();
+                assert!(s.success());
+            }
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    println!(
+        "fake systemctl alone (3 calls of a /bin/sh script, counted in kubelet-start): median {:.2} ms, p90 {:.2} ms",
+        pct(v.clone(), 50.0),
+        pct(v, 90.0)
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::remove_file(script).unwrap();
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; there is nothing to filter.
+    let runs: usize = std::env::var("KUBEBOOT_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(30);
+    let base = std::env::var_os("KUBEBOOT_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("kubeboot-bench-fb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let healthz_server = Server::http(|_, _| ok(b"ok"));
+    let healthz = format!("{}/healthz", healthz_server.base());
+    println!(
+        "kubeboot firstboot timeline: {} ({runs} runs per scenario, +{WARMUP} warm-up), fresh roots under {}",
+        binary().display(),
+        base.display()
+    );
+    let w = worker(&base, runs, &healthz);
+    report(
+        "worker join (token discovery against a loopback TLS API server)",
+        &w,
+    );
+    control_plane(&base, runs, &healthz);
+    fake_systemctl_cost(&base, runs);
+    std::fs::remove_dir_all(&base).unwrap();
+}
