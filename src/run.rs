@@ -125,7 +125,6 @@ pub fn render_loaded(loaded: &Loaded, paths: &Paths) -> Result<RenderReport> {
     runner::check_names(&list, &opts.skip, "skipPhases")?;
     let (records, result) = runner::run(&list, &mut run, &opts);
     result.map_err(wrap_phase)?;
-    phases::finish(&run)?;
     Ok(RenderReport {
         settings: run.settings,
         written: run.written,
@@ -473,7 +472,6 @@ fn run_node(
         only: only.clone(),
     };
     let (records, result) = runner::run(&list, &mut run, &opts);
-    let finish = phases::finish(&run);
     let total_millis = started.elapsed().as_secs_f64() * 1000.0;
     let role = mode_name(mode).to_string();
     if effects == Effects::DryRun {
@@ -481,10 +479,7 @@ fn run_node(
             println!("[dry-run] {} {} {}", w.phase, w.action, w.path.display());
         }
     }
-    match result
-        .map_err(wrap_phase_keep)
-        .and(finish.map_err(|e| (None, e)))
-    {
+    match result.map_err(wrap_phase_keep) {
         Ok(()) => {
             if effects == Effects::Full {
                 let st = Status {

@@ -71,12 +71,19 @@ pub fn check_no_symlinks(root: &Path, path: &Path) -> Result<(), FsError> {
 /// directories are left as they are), refusing symlinks under `root`. The
 /// mode is set exactly (the umask does not narrow it).
 pub fn create_dir_all(root: &Path, dir: &Path, mode: u32) -> Result<(), FsError> {
+    if dir == root {
+        // The root itself (e.g. a fresh render target) is the caller's.
+        return fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| FsError::new("creating directory", dir, e));
+    }
     check_no_symlinks(root, dir)?;
     if dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent()
-        && parent != root
         && !parent.is_dir()
     {
         create_dir_all(root, parent, 0o755)?;
