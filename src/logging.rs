@@ -11,6 +11,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 struct Logger {
     level: LevelFilter,
+    journal: bool,
     syslog: Option<Mutex<syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>>>,
 }
 
@@ -35,7 +36,14 @@ impl Log for Logger {
             _ => "",
         };
         let line = format!("{level}{prefix}{}", r.args());
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
+        // With stderr on the journal, a `<N>` prefix sets the priority
+        // (sd-daemon(3)); journald strips it before echoing to the console.
+        let priority = if self.journal {
+            journal_priority(r.level())
+        } else {
+            ""
+        };
+        let _ = writeln!(std::io::stderr().lock(), "{priority}{line}");
         if let Some(s) = &self.syslog
             && let Ok(mut s) = s.lock()
         {
@@ -51,10 +59,39 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
+fn journal_priority(l: Level) -> &'static str {
+    match l {
+        Level::Error => "<3>",
+        Level::Warn => "<4>",
+        Level::Info => "<6>",
+        Level::Debug | Level::Trace => "<7>",
+    }
+}
+
+/// True when stderr is connected to the journal already (systemd sets
+/// `JOURNAL_STREAM=<dev>:<inode>` for the unit's stdout/stderr stream; see
+/// systemd.exec(5)): a syslog copy would then log every line twice.
+fn stderr_is_journal() -> bool {
+    let Ok(v) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    match rustix::fs::fstat(std::io::stderr()) {
+        Ok(st) => st.st_dev == dev && st.st_ino == ino,
+        Err(_) => false,
+    }
+}
+
 /// Installs the logger. `to_syslog` sends a copy of every line to
-/// `/dev/log` when it exists.
+/// `/dev/log` when it exists, unless stderr already goes to the journal
+/// (kubeboot.service's `StandardError=journal+console`).
 pub fn init(level: LevelFilter, to_syslog: bool) {
-    let syslog = if to_syslog && std::path::Path::new("/dev/log").exists() {
+    let syslog = if to_syslog && std::path::Path::new("/dev/log").exists() && !stderr_is_journal() {
         let f = syslog::Formatter3164 {
             facility: syslog::Facility::LOG_DAEMON,
             hostname: None,
@@ -65,7 +102,11 @@ pub fn init(level: LevelFilter, to_syslog: bool) {
     } else {
         None
     };
-    let logger = Box::new(Logger { level, syslog });
+    let logger = Box::new(Logger {
+        level,
+        journal: stderr_is_journal(),
+        syslog,
+    });
     if log::set_boxed_logger(logger).is_ok() {
         log::set_max_level(level);
     }

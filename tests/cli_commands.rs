@@ -360,3 +360,41 @@ fn image_install_script_puts_binary_and_enabled_unit_in_a_tree() {
     assert!(unit.contains("ExecStart=/usr/bin/kubeboot firstboot"));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn journal_stream_gets_priority_prefixes() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tmpdir("journal");
+    let err_path = dir.join("stderr");
+    let err_file = std::fs::File::create(&err_path).unwrap();
+    let meta = err_file.metadata().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args([
+            "render",
+            "--example",
+            "worker",
+            "--root",
+            dir.join("root").to_str().unwrap(),
+        ])
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stderr(err_file)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(
+        err.lines().next().is_some_and(|l| l.starts_with("<6>[")),
+        "{err}"
+    );
+    assert!(err.lines().all(|l| l.starts_with('<')), "{err}");
+    // without the journal: plain lines
+    let o = kubeboot(&[
+        "render",
+        "--example",
+        "worker",
+        "--root",
+        dir.join("root2").to_str().unwrap(),
+    ]);
+    assert!(text(&o.stderr).lines().all(|l| !l.starts_with('<')));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
