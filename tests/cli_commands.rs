@@ -2,26 +2,15 @@
 //! token generate, certs ca-hash/check-expiration, exit codes and messages,
 //! and a malformed-input sweep through the command line.
 
+mod cli_support;
+
+use cli_support::{kubeboot, text};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn kubeboot(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kubeboot"))
-        .args(args)
-        .output()
-        .expect("run kubeboot")
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kubeboot-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    cli_support::tmpdir("cli", name)
 }
 
 /// Every regular file under `root` with its bytes and mode.

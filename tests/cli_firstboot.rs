@@ -8,13 +8,16 @@
 //! written), no userdata (exit 1, status lists what was tried), an invalid
 //! config (exit 2, no secret in the status file).
 
+mod cli_support;
+
 mod net_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
+use cli_support::{kubeboot, text};
 use kubeboot::api::discovery::sign_detached;
 use kubeboot::config::BootstrapToken;
 use kubeboot::secret::Secret;
@@ -22,26 +25,12 @@ use net_support::{Reply, Server, ok};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    cli_support::tmpdir("fb", name)
+}
+
 const TOKEN_ID: &str = "abcdef";
 const TOKEN_SECRET: &str = "0123456789abcdef";
-
-fn kubeboot(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kubeboot"))
-        .args(args)
-        .output()
-        .expect("run kubeboot")
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kubeboot-fb-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// A rendered control plane whose apiserver certificate covers 127.0.0.1.
 fn control_plane(dir: &Path) -> PathBuf {

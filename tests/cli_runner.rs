@@ -2,19 +2,10 @@
 //! `--skip-phases`, single-phase runs (`init phase certs`), phase-name
 //! checking, and role/command mismatches.
 
+mod cli_support;
+
+use cli_support::{kubeboot, text};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn kubeboot(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kubeboot"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
 
 fn setup(name: &str) -> (PathBuf, PathBuf, PathBuf) {
     let d = std::env::temp_dir().join(format!("kubeboot-runner-{name}-{}", std::process::id()));

@@ -3,6 +3,8 @@
 //! the carried CAs; and `config show --source auto` / `firstboot` reading a
 //! metadata service given with --platform and --metadata-url (loopback).
 
+mod cli_support;
+
 mod net_support;
 
 use std::path::Path;
@@ -13,10 +15,7 @@ use kubeboot::host::{HostFacts, Paths};
 use net_support::{Reply, Server, ok};
 
 fn tmpdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("kubeboot-src-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    cli_support::tmpdir("src", name)
 }
 
 #[test]

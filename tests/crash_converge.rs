@@ -7,19 +7,18 @@
 //! The kill is injected by strace (`-e inject=...:signal=KILL:when=N`), so
 //! the shipped binary carries no fault-injection code.
 
+mod cli_support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_kubeboot")
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    cli_support::tmpdir("crash", name)
 }
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kubeboot-crash-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_kubeboot")
 }
 
 fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
