@@ -213,13 +213,53 @@ fn go_quote(s: &str) -> String {
 /// (0644), the instance config (0644) where used, then config.yaml (0600,
 /// per the design; kubeadm uses 0644). Returns the files written.
 pub fn write_all(s: &Settings, det: &Detected, paths: &Paths, sync: Sync) -> Result<Vec<PathBuf>> {
+    write_all_with(s, det, paths, sync, None)
+}
+
+/// The cluster's KubeletConfiguration (from kube-system/kubelet-config, as
+/// `kubeadm join` uses it), adapted to this host: the cgroup driver is set
+/// to the one the local container runtime uses ("derive, don't demand").
+pub fn from_cluster(doc: &str, det: &Detected) -> Result<String> {
+    let mut v: Value = serde_norway::from_str(doc).map_err(|e| {
+        Error::Failed(format!(
+            "kube-system/kubelet-config: the kubelet document is not YAML: {e}"
+        ))
+    })?;
+    let Some(map) = v.as_object_mut() else {
+        return Err(Error::Failed(
+            "kube-system/kubelet-config: the kubelet document is not a mapping".into(),
+        ));
+    };
+    let want = det.cgroup_driver.as_str();
+    if map.get("cgroupDriver").and_then(Value::as_str) != Some(want) {
+        log::warn!(target: "kubelet-start", "the cluster's kubelet configuration names another cgroup driver; using {want}, which this node's container runtime uses");
+        map.insert("cgroupDriver".into(), Value::from(want));
+    }
+    serde_norway::to_string(&v)
+        .map_err(|e| Error::Failed(format!("encoding the kubelet configuration: {e}")))
+}
+
+/// Like [`write_all`]; with `cluster_config`, config.yaml is the cluster's
+/// KubeletConfiguration adapted by [`from_cluster`] instead of one derived
+/// from the settings.
+pub fn write_all_with(
+    s: &Settings,
+    det: &Detected,
+    paths: &Paths,
+    sync: Sync,
+    cluster_config: Option<&str>,
+) -> Result<Vec<PathBuf>> {
     let dir = paths.kubelet_dir();
     create_dir_all(paths.root(), &dir, 0o700)?;
     let mut files = vec![(dir.join(FLAGS_FILE), flags_env(s, det), 0o644)];
     if let Some(ic) = instance_config(s) {
         files.push((dir.join(INSTANCE_CONFIG_FILE), ic, 0o644));
     }
-    files.push((dir.join(CONFIG_FILE), config_yaml(s, det)?, 0o600));
+    let config = match cluster_config {
+        Some(doc) => from_cluster(doc, det)?,
+        None => config_yaml(s, det)?,
+    };
+    files.push((dir.join(CONFIG_FILE), config, 0o600));
     let mut written = Vec::with_capacity(files.len());
     for (path, body, mode) in files {
         write_atomic(paths.root(), &path, body.as_bytes(), mode, sync)?;

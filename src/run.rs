@@ -206,6 +206,7 @@ fn node_run<'a>(
         budgets: Budgets::default(),
         written: Vec::new(),
         cluster_info: None,
+        cluster_kubelet_config: None,
     }
 }
 

@@ -54,6 +54,14 @@ fn control_plane(dir: &Path) -> PathBuf {
 
 /// An HTTPS API server on 127.0.0.1 serving the signed cluster-info.
 fn api_server(cp: &Path) -> (Server, Vec<u8>) {
+    api_server_with(cp, |_| None)
+}
+
+/// Like [`api_server`], with `more` answering other paths first.
+fn api_server_with(
+    cp: &Path,
+    more: impl Fn(&net_support::Request) -> Option<Reply> + Send + Sync + 'static,
+) -> (Server, Vec<u8>) {
     let pki = cp.join("etc/kubernetes/pki");
     let ca = std::fs::read(pki.join("ca.crt")).unwrap();
     let chain: Vec<CertificateDer<'static>> =
@@ -73,7 +81,9 @@ fn api_server(cp: &Path) -> (Server, Vec<u8>) {
     let body: Arc<Mutex<Vec<u8>>> = Arc::default();
     let served = body.clone();
     let server = Server::https(Arc::new(config), move |req, _| {
-        if req.path == "/api/v1/namespaces/kube-public/configmaps/cluster-info" {
+        if let Some(reply) = more(req) {
+            reply
+        } else if req.path == "/api/v1/namespaces/kube-public/configmaps/cluster-info" {
             ok(&served.lock().unwrap())
         } else {
             Reply::Respond(404, vec![], b"not found".to_vec())
@@ -514,5 +524,84 @@ fn control_plane_health_timeout_is_reported() {
         cp.join("etc/kubernetes/manifests/kube-apiserver.yaml")
             .is_file()
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const BEARER: &str = "Bearer abcdef.0123456789abcdef";
+
+#[test]
+fn worker_takes_the_clusters_kubelet_configuration() {
+    let dir = tmpdir("kubelet-config");
+    let cp = control_plane(&dir);
+    let (api, _) = api_server_with(&cp, |req| {
+        let authed = req.header("Authorization") == Some(BEARER);
+        match req.path.as_str() {
+            "/api/v1/namespaces/kube-system/configmaps/kubelet-config" if authed => {
+                let cm = serde_json::json!({"data": {"kubelet":
+                    "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nclusterDNS:\n- 10.200.0.10\nclusterDomain: corp.local\n"}});
+                Some(ok(&serde_json::to_vec(&cm).unwrap()))
+            }
+            "/api/v1/nodes/worker-1" if authed => Some(Reply::Respond(404, vec![], b"{}".to_vec())),
+            p if p.starts_with("/api/v1/namespaces/kube-system")
+                || p.starts_with("/api/v1/nodes") =>
+            {
+                Some(Reply::Respond(401, vec![], b"no token".to_vec()))
+            }
+            _ => None,
+        }
+    });
+    let healthz = Server::http(|_, _| ok(b"ok"));
+    let root = dir.join("worker");
+    std::fs::create_dir_all(&root).unwrap();
+    seed(&root, &worker_userdata(api.port, &ca_hash(&cp)));
+    let (systemctl, _) = fake_systemctl(&dir, &root);
+    let o = firstboot(
+        &root,
+        &systemctl,
+        &format!("{}/healthz", healthz.base()),
+        "20",
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let cfg = std::fs::read_to_string(root.join("var/lib/kubelet/config.yaml")).unwrap();
+    assert!(
+        cfg.contains("10.200.0.10") && cfg.contains("corp.local"),
+        "{cfg}"
+    );
+    // this fake root runs no systemd, so the local runtime's driver (cgroupfs) wins
+    assert!(cfg.contains("cgroupDriver: cgroupfs"), "{cfg}");
+    assert!(text(&o.stderr).contains("using the cluster's kubelet configuration"));
+    // the token went only in the Authorization header, only to the cluster API
+    for r in api.requests() {
+        if r.path.contains("/cluster-info") {
+            assert_eq!(r.header("Authorization"), None, "discovery is anonymous");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_ready_node_with_the_same_name_is_refused() {
+    let dir = tmpdir("dup-node");
+    let cp = control_plane(&dir);
+    let (api, _) = api_server_with(&cp, |req| {
+        (req.path == "/api/v1/nodes/worker-1" && req.header("Authorization") == Some(BEARER)).then(|| {
+            let node = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+            ok(&serde_json::to_vec(&node).unwrap())
+        })
+    });
+    let root = dir.join("worker");
+    std::fs::create_dir_all(&root).unwrap();
+    seed(&root, &worker_userdata(api.port, &ca_hash(&cp)));
+    let (systemctl, log) = fake_systemctl(&dir, &root);
+    let o = firstboot(&root, &systemctl, "http://127.0.0.1:9/healthz", "20");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("already exists in the cluster and is Ready"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(status(&root)["retryable"], false);
+    assert!(!log.exists(), "the kubelet must not be started");
     std::fs::remove_dir_all(&dir).unwrap();
 }

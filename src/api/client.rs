@@ -116,3 +116,83 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
     }
     Ok(info)
 }
+
+/// A GET against the API server with the bootstrap token, over TLS verified
+/// with the cluster CA. Returns the status and body; transient failures are
+/// retried within `budget`. The token only travels in the Authorization
+/// header and is never logged.
+pub fn get_with_token(
+    server: &str,
+    path: &str,
+    ca_pem: &[u8],
+    token: &crate::config::BootstrapToken,
+    budget: Duration,
+) -> Result<(u16, Vec<u8>), Error> {
+    let url = format!("{}{path}", server.trim_end_matches('/'));
+    let roots: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(ca_pem)
+        .filter_map(|i| match i {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let agent = http::agent(Some(roots));
+    let auth = format!("Bearer {}", token.expose());
+    match http::retry(
+        &Retry::within(budget),
+        |t| http::send(&agent, Method::Get, &url, &[("Authorization", &auth)], t),
+        |r| http::status_text(r.status),
+    ) {
+        Ok((reply, _)) => Ok((reply.status, reply.body)),
+        Err(http::GaveUp::Permanent(t) | http::GaveUp::Budget(t)) => {
+            Err(Error::Failed(format!("GET {url}: {t}")))
+        }
+    }
+}
+
+/// kube-system/kubelet-config: the cluster's KubeletConfiguration, as
+/// `kubeadm init` uploads it. `None` when the cluster has none (404) or the
+/// token may not read it (403).
+pub fn cluster_kubelet_config(
+    info: &ClusterInfo,
+    token: &crate::config::BootstrapToken,
+    budget: Duration,
+) -> Result<Option<String>, Error> {
+    let path = "/api/v1/namespaces/kube-system/configmaps/kubelet-config";
+    match get_with_token(&info.server, path, &info.ca_pem, token, budget)? {
+        (200, body) => {
+            let cm: discovery::ConfigMap = serde_json::from_slice(&body)
+                .map_err(|e| Error::Failed(format!("{path}: not a ConfigMap: {e}")))?;
+            Ok(cm.data.get("kubelet").cloned())
+        }
+        (403 | 404, _) => Ok(None),
+        (status, _) => Err(Error::Failed(format!(
+            "GET {path}: {}",
+            http::status_text(status)
+        ))),
+    }
+}
+
+/// kubeadm's join check: a Node with this name that exists and is Ready
+/// means another machine already is this node. `Ok(true)` when so;
+/// `Ok(false)` when absent, not Ready, or not readable with the token.
+pub fn node_is_ready(
+    info: &ClusterInfo,
+    token: &crate::config::BootstrapToken,
+    name: &str,
+    budget: Duration,
+) -> Result<bool, Error> {
+    let path = format!("/api/v1/nodes/{name}");
+    match get_with_token(&info.server, &path, &info.ca_pem, token, budget)? {
+        (200, body) => {
+            let node: k8s_openapi::api::core::v1::Node = serde_json::from_slice(&body)
+                .map_err(|e| Error::Failed(format!("{path}: not a Node: {e}")))?;
+            Ok(node
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True"))
+        }
+        _ => Ok(false),
+    }
+}

@@ -102,6 +102,8 @@ pub struct NodeRun<'a> {
     pub written: Vec<Written>,
     /// The cluster information discovery verified (join).
     pub cluster_info: Option<api::discovery::ClusterInfo>,
+    /// The cluster's KubeletConfiguration (kube-system/kubelet-config), when it has one.
+    pub cluster_kubelet_config: Option<String>,
 }
 
 impl NodeRun<'_> {
@@ -402,6 +404,29 @@ fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
         "written",
         "token auth (tls-bootstrap-token-user)".into(),
     );
+    // As kubeadm join: refuse to impersonate a node that is up, and take the
+    // kubelet configuration the cluster was initialised with.
+    if api::client::node_is_ready(
+        &info,
+        &join.token,
+        &r.settings.node.name,
+        r.budgets.discovery,
+    )? {
+        return Err(Error::Invalid(format!(
+            "a Node named {:?} already exists in the cluster and is Ready; give this machine another node.name (or delete that Node)",
+            r.settings.node.name
+        )));
+    }
+    r.cluster_kubelet_config =
+        api::client::cluster_kubelet_config(&info, &join.token, r.budgets.discovery)?;
+    match &r.cluster_kubelet_config {
+        Some(_) => {
+            log::info!(target: "discovery", "using the cluster's kubelet configuration (kube-system/kubelet-config)")
+        }
+        None => {
+            log::info!(target: "discovery", "the cluster has no readable kube-system/kubelet-config; the kubelet configuration is derived from this node's settings")
+        }
+    }
     r.cluster_info = Some(info);
     r.flush()
 }
@@ -414,7 +439,13 @@ fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {
         // the kubelet's staticPodPath: present and empty on a worker, as kubeadm leaves it
         manifests::write_pods(&r.paths, &[], r.sync())?;
     }
-    for p in kubelet::write_all(&r.settings, &r.detected, &r.paths, r.sync())? {
+    for p in kubelet::write_all_with(
+        &r.settings,
+        &r.detected,
+        &r.paths,
+        r.sync(),
+        r.cluster_kubelet_config.as_deref(),
+    )? {
         log::info!(target: "kubelet-start", "wrote {}", p.display());
         r.record("kubelet-start", p, "written", String::new());
     }
