@@ -13,7 +13,7 @@ mod cli_support;
 mod net_support;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -603,5 +603,203 @@ fn a_ready_node_with_the_same_name_is_refused() {
     );
     assert_eq!(status(&root)["retryable"], false);
     assert!(!log.exists(), "the kubelet must not be started");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const CERT_KEY: &str = "8a3c2b1f0e9d8c7b6a5f4e3d2c1b0a998877665544332211ffeeddccbbaa0099";
+
+/// The kubeadm-certs Secret as `kubeadm init --upload-certs` makes it, from
+/// the init node's files, encrypted with `key`.
+fn kubeadm_certs_secret(cp: &Path, key_hex: &str) -> Vec<u8> {
+    let key = kubeboot::api::certs::key_bytes(&Secret::new(key_hex)).unwrap();
+    let pki = cp.join("etc/kubernetes/pki");
+    let mut data = serde_json::Map::new();
+    for (i, (name, file)) in [
+        ("ca.crt", "ca.crt"),
+        ("ca.key", "ca.key"),
+        ("front-proxy-ca.crt", "front-proxy-ca.crt"),
+        ("front-proxy-ca.key", "front-proxy-ca.key"),
+        ("sa.pub", "sa.pub"),
+        ("sa.key", "sa.key"),
+        ("external-etcd-ca.crt", "etcd/ca.crt"),
+        ("external-etcd.crt", "apiserver-etcd-client.crt"),
+        ("external-etcd.key", "apiserver-etcd-client.key"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let plain = std::fs::read(pki.join(file)).unwrap();
+        let blob = kubeboot::api::certs::encrypt(&key, [i as u8 + 1; 12], &plain).unwrap();
+        data.insert(
+            name.into(),
+            base64::engine::general_purpose::STANDARD
+                .encode(blob)
+                .into(),
+        );
+    }
+    serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "Secret", "data": data}))
+        .unwrap()
+}
+
+fn control_plane_join(dir: &Path, cert_key: &str) -> (PathBuf, PathBuf, Output, Server) {
+    let cp = control_plane(dir);
+    let secret = kubeadm_certs_secret(&cp, CERT_KEY);
+    let (api, _) = api_server_with(&cp, move |req| match req.path.as_str() {
+        "/api/v1/namespaces/kube-system/secrets/kubeadm-certs"
+            if req.header("Authorization") == Some(BEARER) =>
+        {
+            Some(ok(&secret))
+        }
+        "/livez" => Some(ok(b"ok")),
+        _ => None,
+    });
+    let pki = cp.join("etc/kubernetes/pki");
+    let kcm = tls_health_server(
+        &pki.join("front-proxy-client.crt"),
+        &pki.join("front-proxy-client.key"),
+    );
+    let sched = tls_health_server(
+        &pki.join("front-proxy-client.crt"),
+        &pki.join("front-proxy-client.key"),
+    );
+    let healthz = Server::http(|_, _| ok(b"ok"));
+    let root = dir.join("cp2");
+    std::fs::create_dir_all(&root).unwrap();
+    seed(
+        &root,
+        &format!(
+            "#cloud-config\nkubeboot:\n  role: control-plane\n  server: 127.0.0.1:{port}\n  token: {TOKEN_ID}.{TOKEN_SECRET}\n  caCertHash: {pin}\n  certificateKey: {cert_key}\n  node:\n    name: cp-2\n    advertiseAddress: 127.0.0.1\n    bindPort: {port}\n  cluster:\n    etcd:\n      external:\n        endpoints: [https://127.0.0.1:2379]\n        caFile: /etc/kubernetes/pki/etcd-external/ca.crt\n        certFile: /etc/kubernetes/pki/etcd-external/client.crt\n        keyFile: /etc/kubernetes/pki/etcd-external/client.key\n    controllerManager:\n      extraArgs: {{secure-port: \"{kcm}\"}}\n    scheduler:\n      extraArgs: {{secure-port: \"{sched}\"}}\n",
+            port = api.port,
+            pin = ca_hash(&cp),
+            kcm = kcm.port,
+            sched = sched.port,
+        ),
+    );
+    let (systemctl, _) = fake_systemctl(dir, &root);
+    let o = firstboot(
+        &root,
+        &systemctl,
+        &format!("{}/healthz", healthz.base()),
+        "20",
+    );
+    (cp, root, o, api)
+}
+
+#[test]
+fn control_plane_joins_with_the_certificate_key() {
+    let dir = tmpdir("cp-join");
+    let (cp, root, o, _api) = control_plane_join(&dir, CERT_KEY);
+    assert!(
+        o.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(
+        !text(&o.stderr).contains(CERT_KEY),
+        "certificate key leaked"
+    );
+    let st = status(&root);
+    assert!(!serde_json::to_string(&st).unwrap().contains(CERT_KEY));
+    assert_eq!(st["role"], "join-control-plane");
+    let done: Vec<&str> = st["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["outcome"] == "done")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        done,
+        vec![
+            "preflight",
+            "discovery",
+            "download-certs",
+            "control-plane-prepare",
+            "kubelet-start",
+            "wait-bootstrap",
+            "wait-control-plane"
+        ]
+    );
+    let (a, b) = (
+        cp.join("etc/kubernetes/pki"),
+        root.join("etc/kubernetes/pki"),
+    );
+    for shared in ["ca.crt", "ca.key", "front-proxy-ca.key", "sa.key", "sa.pub"] {
+        assert_eq!(
+            std::fs::read(a.join(shared)).unwrap(),
+            std::fs::read(b.join(shared)).unwrap(),
+            "{shared}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(a.join("etcd/ca.crt")).unwrap(),
+        std::fs::read(b.join("etcd-external/ca.crt")).unwrap()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(b.join("etcd-external/client.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    // node-local leaves are this node's, signed by the shared CA
+    assert_ne!(
+        std::fs::read(a.join("apiserver.crt")).unwrap(),
+        std::fs::read(b.join("apiserver.crt")).unwrap()
+    );
+    let v = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(b.join("ca.crt"))
+        .arg(b.join("apiserver.crt"))
+        .output()
+        .unwrap();
+    assert!(v.status.success());
+    let h = Command::new("openssl")
+        .args(["x509", "-noout", "-checkhost", "cp-2", "-in"])
+        .arg(b.join("apiserver.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        text(&h.stdout).contains("does match"),
+        "{}",
+        text(&h.stdout)
+    );
+    assert!(
+        !b.join("etcd/ca.key").exists(),
+        "no local etcd CA with external etcd"
+    );
+    let k = root.join("etc/kubernetes");
+    assert!(k.join("admin.conf").is_file() && k.join("controller-manager.conf").is_file());
+    assert!(
+        !k.join("super-admin.conf").exists(),
+        "super-admin.conf is init only"
+    );
+    assert!(!k.join("manifests/etcd.yaml").exists());
+    let pod = std::fs::read_to_string(k.join("manifests/kube-apiserver.yaml")).unwrap();
+    assert!(
+        pod.contains("--etcd-servers=https://127.0.0.1:2379"),
+        "{pod}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_wrong_certificate_key_is_refused() {
+    let dir = tmpdir("cp-join-wrong");
+    let wrong = "00".repeat(32);
+    let (_, root, o, _api) = control_plane_join(&dir, &wrong);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let st = status(&root);
+    assert_eq!(st["phase"], "download-certs");
+    assert_eq!(st["errorClass"], "untrusted-cluster");
+    assert!(
+        st["error"].as_str().unwrap().contains("does not decrypt"),
+        "{st}"
+    );
+    assert!(!root.join("etc/kubernetes/pki/ca.key").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }

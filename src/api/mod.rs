@@ -1,5 +1,6 @@
 //! A small Kubernetes API client: token discovery for joining nodes, and
 //! (next) the API phases of init.
 
+pub mod certs;
 pub mod client;
 pub mod discovery;

@@ -222,6 +222,19 @@ pub fn join_phases<'a>() -> Vec<Phase<NodeRun<'a>>> {
             run: run_discovery,
         },
         Phase {
+            name: "download-certs",
+            summary: "download the shared CAs from kube-system/kubeadm-certs with the certificate key",
+            run_if: |r| {
+                is_cp(r)
+                    && r.live()
+                    && r.settings
+                        .join
+                        .as_ref()
+                        .is_some_and(|j| j.certificate_key.is_some())
+            },
+            run: run_download_certs,
+        },
+        Phase {
             name: "control-plane-prepare",
             summary: "certificates, kubeconfigs and static pods for a joining control plane",
             run_if: is_cp,
@@ -244,6 +257,12 @@ pub fn join_phases<'a>() -> Vec<Phase<NodeRun<'a>>> {
             summary: "wait for the kubelet's TLS bootstrap to finish",
             run_if: |r| r.live(),
             run: wait::tls_bootstrap,
+        },
+        Phase {
+            name: "wait-control-plane",
+            summary: "wait for this node's control-plane components to be healthy",
+            run_if: |r| is_cp(r) && r.live(),
+            run: wait::control_plane,
         },
     ]
 }
@@ -269,17 +288,21 @@ fn run_preflight(r: &mut NodeRun<'_>) -> Result<(), Error> {
 /// the same bytes (cloud-init already wrote them) → kept; present and
 /// different → refused, since a CA must never be replaced behind the user's back.
 fn write_carried(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    write_carried_as(r, "userdata-files")
+}
+
+fn write_carried_as(r: &mut NodeRun<'_>, phase: &'static str) -> Result<(), Error> {
     let files = std::mem::take(&mut r.carried);
     let result = (|| {
         for f in &files {
             let path = r.paths.host(&f.path);
             match fs::read_optional(&path)? {
                 Some(existing) if existing == f.content => {
-                    r.record("userdata-files", path, "kept", "already on disk".into());
+                    r.record(phase, path, "kept", "already on disk".into());
                 }
                 Some(_) => {
                     return Err(Error::Failed(format!(
-                        "{}: exists with different content than the userdata carries; refusing to overwrite it (remove it to use the userdata's copy)",
+                        "{}: exists with different content than {phase} brings; refusing to overwrite it (remove it to use the new copy)",
                         path.display()
                     )));
                 }
@@ -362,19 +385,66 @@ fn run_control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
 
 fn run_control_plane_prepare(r: &mut NodeRun<'_>) -> Result<(), Error> {
     // The shared CAs must be present: carried by the userdata (Cluster API
-    // style) or downloaded with the certificate key (not implemented yet).
+    // style) or downloaded with the certificate key (download-certs).
     let ca = r
         .paths
         .host(format!("{}/ca.key", r.settings.cluster.certificates_dir));
     if !ca.exists() {
         return Err(Error::Failed(format!(
-            "{}: missing; kubeboot does not yet download the shared CAs with the certificate key (download-certs): carry ca.crt/ca.key, sa.key/sa.pub, front-proxy-ca and etcd/ca in the userdata",
+            "{}: missing; give certificateKey (the init node must have run upload-certs) or carry ca.crt/ca.key, sa.key/sa.pub, front-proxy-ca and etcd/ca in the userdata",
             ca.display()
         )));
     }
     run_certs(r)?;
     run_kubeconfigs(r)?;
     write_pods(r, "control-plane-prepare", |n| n != manifests::ETCD)
+}
+
+fn run_download_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let (Some(join), Some(info)) = (r.settings.join.clone(), r.cluster_info.clone()) else {
+        return Err(Error::Failed(
+            "download-certs needs the discovery phase first".into(),
+        ));
+    };
+    let Some(ck) = &join.certificate_key else {
+        return Err(Error::Invalid("download-certs: no certificateKey".into()));
+    };
+    let key = api::certs::key_bytes(ck)?;
+    let body = match api::client::get_with_token(
+        &info.server,
+        api::certs::SECRET_PATH,
+        &info.ca_pem,
+        &join.token,
+        r.budgets.discovery,
+    )? {
+        (200, body) => body,
+        (404, _) => {
+            return Err(Error::Failed(format!(
+                "{}: not found; run `kubeadm init phase upload-certs --upload-certs` on a control-plane node (the Secret expires after 2 hours)",
+                api::certs::SECRET_PATH
+            )));
+        }
+        (status, _) => {
+            return Err(Error::Failed(format!(
+                "{}: HTTP {status}",
+                api::certs::SECRET_PATH
+            )));
+        }
+    };
+    let files = api::certs::files_from_secret(&body, &r.settings, &key)?;
+    // the same keep/refuse rules as files carried by the userdata
+    let carried: Vec<CarriedFile> = files
+        .into_iter()
+        .map(|f| CarriedFile {
+            path: f.path,
+            content: f.content,
+            mode: f.mode,
+        })
+        .collect();
+    let saved = std::mem::replace(&mut r.carried, carried);
+    let result = write_carried_as(r, "download-certs");
+    r.carried = saved;
+    result
 }
 
 fn run_etcd_join(_r: &mut NodeRun<'_>) -> Result<(), Error> {
