@@ -124,15 +124,9 @@ pub fn pins_of(pem: &[u8]) -> Result<Vec<String>, Error> {
         }
         let (_, cert) = x509_parser::parse_x509_certificate(block.contents())
             .map_err(|e| Error::Failed(format!("cluster CA certificate does not parse: {e}")))?;
-        let digest =
-            ring::digest::digest(&ring::digest::SHA256, cert.tbs_certificate.subject_pki.raw);
-        out.push(format!("sha256:{}", hex(digest.as_ref())));
+        out.push(crate::pki::spki_hash(cert.tbs_certificate.subject_pki.raw));
     }
     Ok(out)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Verifies a `cluster-info` ConfigMap (JSON body) fetched without TLS
