@@ -362,10 +362,13 @@ impl EtcdClient {
             &json!({"ID": id.to_string()}),
             &policy,
             &|msg| {
-                if msg.contains("not learner") {
-                    Some(false)
-                } else if msg.contains("in sync") || msg.contains("not ready") {
+                // etcd's ErrLearnerNotReady: "can only promote a learner
+                // member which is in sync with leader"; ErrMemberNotLearner:
+                // "can only promote a learner member" (already promoted).
+                if msg.contains("in sync with leader") {
                     Some(true)
+                } else if msg.contains("can only promote a learner member") {
+                    Some(false)
                 } else {
                     None
                 }
