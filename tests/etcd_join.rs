@@ -17,9 +17,11 @@
 //!   URL reuses the member; an unreachable endpoint fails within its budget
 //!   naming the URL and the step.
 //!
-//! The API step (endpoints from the etcd pods' annotations) is covered by
-//! the unit tests in src/api/etcd.rs (PodList parsing); the phase wiring is
-//! not run end to end here.
+//! The endpoints come from a loopback HTTPS API server that requires a
+//! client certificate from the cluster CA and serves the etcd pod list with
+//! kubeadm's annotation, read with B's `admin.conf` user. The `etcd-join`
+//! phase function itself (src/phases/mod.rs) chains these same calls; it is
+//! not run through `kubeboot firstboot` here.
 
 use kubeboot::{config, secret};
 
@@ -29,6 +31,9 @@ mod node_common;
 #[path = "etcd_support/mod.rs"]
 mod etcd_support;
 
+#[path = "net_support/mod.rs"]
+mod net_support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -36,11 +41,12 @@ use std::time::Duration;
 
 use etcd_support::{Kill, command, free_port, require, show, wait_healthy};
 use k8s_openapi::api::core::v1::Pod;
-use kubeboot::api::etcd::{EtcdClient, initial_cluster};
+use kubeboot::api::etcd::{ETCD_PODS_PATH, EtcdClient, endpoints_from_api, initial_cluster};
 use kubeboot::config::model::{Mode, Settings};
 use kubeboot::host::Paths;
 use kubeboot::host::fs::Sync;
-use kubeboot::{manifests, pki};
+use kubeboot::{kubeconfig, manifests, pki};
+use net_support::{Reply, Server, ok, tls_config};
 use node_common::{TempRoot, settings};
 
 const ETCD: &str = "/usr/bin/etcd";
@@ -169,6 +175,36 @@ fn etcdctl(root: &Path, endpoints: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// An HTTPS API server with A's apiserver certificate that requires a
+/// client certificate from the cluster CA and lists the etcd pods with
+/// `client_url` in kubeadm's annotation.
+fn api_server(root_a: &Path, client_url: &str) -> Server {
+    let pki = root_a.join("etc/kubernetes/pki");
+    let config = tls_config(
+        &pki.join("apiserver.crt"),
+        &pki.join("apiserver.key"),
+        Some(&pki.join("ca.crt")),
+    );
+    let list = serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "PodList",
+        "metadata": {},
+        "items": [{"metadata": {
+            "name": "etcd-cp-a",
+            "namespace": "kube-system",
+            "annotations": {"kubeadm.kubernetes.io/etcd.advertise-client-urls": client_url},
+        }}],
+    }))
+    .unwrap();
+    Server::https(config, move |req, _| {
+        if req.path == ETCD_PODS_PATH {
+            ok(&list)
+        } else {
+            Reply::Respond(404, vec![], b"not found".to_vec())
+        }
+    })
+}
+
 /// B's etcd client: B's healthcheck-client, the etcd CA, `endpoints`.
 fn client(root: &Path, endpoints: Vec<String>, budget: Duration) -> EtcdClient {
     let pki = root.join("etc/kubernetes/pki/etcd");
@@ -222,8 +258,42 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
     pki::ensure_tree(&b, &paths_b, now, Sync::Deferred).unwrap();
     let ports_b = Ports::new();
 
-    // etcd-join: member add as learner.
-    let etcd = client(&root_b, vec![ports_a.client_url()], Duration::from_secs(60));
+    // etcd-join: the endpoints from the etcd pods' annotation, read from
+    // the API server as B's admin.conf user (mutual TLS).
+    kubeconfig::ensure_kubeconfigs(&b, &paths_b, now, Sync::Deferred).unwrap();
+    let api = api_server(&root_a, &ports_a.client_url());
+    let admin = std::fs::read(root_b.join("etc/kubernetes/admin.conf")).unwrap();
+    let (cert, key) = kubeconfig::client_cert_and_key(&admin, &paths_b).unwrap();
+    let ca = std::fs::read(root_b.join("etc/kubernetes/pki/ca.crt")).unwrap();
+    let server = format!("https://127.0.0.1:{}", api.port);
+    let endpoints = endpoints_from_api(&server, &ca, &cert, &key, Duration::from_secs(30)).unwrap();
+    assert_eq!(endpoints, [ports_a.client_url()]);
+    assert_eq!(api.requests().len(), 1);
+    // without the admin client certificate the API server refuses us
+    let (other_cert, other_key) = {
+        let pki = root_b.join("etc/kubernetes/pki/etcd");
+        let k = std::fs::read_to_string(pki.join("healthcheck-client.key")).unwrap();
+        (
+            std::fs::read(pki.join("healthcheck-client.crt")).unwrap(),
+            secret::Secret::new(k),
+        )
+    };
+    let err = endpoints_from_api(
+        &server,
+        &ca,
+        &other_cert,
+        &other_key,
+        Duration::from_secs(5),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("listing the etcd pods") && err.contains(&server),
+        "{err}"
+    );
+
+    // member add as learner.
+    let etcd = client(&root_b, endpoints, Duration::from_secs(60));
     let joined = etcd.join_member(&ports_b.peer_url()).unwrap();
     assert!(joined.added);
     assert_eq!(joined.members.len(), 2, "{:?}", joined.members);
