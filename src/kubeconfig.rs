@@ -21,6 +21,7 @@ use crate::pki::cert::{self, Eku, Sans};
 use crate::pki::keys::Key;
 use crate::pki::tree::{self, Ca, LeafSpec, Writer};
 use crate::pki::{Action, Entry, PkiReport, SECRET_MODE};
+use crate::secret::Secret;
 
 /// Which API server URL a kubeconfig points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,6 +299,20 @@ pub fn client_cert_der(kubeconfig: &[u8], paths: &Paths) -> Result<Vec<u8>, Stri
     let cur = current(&kc)?;
     let (cert_pem, _) = client_material(cur.user, paths)?;
     cert::der_from_pem(&cert_pem, "client certificate").map_err(|e| e.to_string())
+}
+
+/// The current user's client certificate and private key (both PEM) of a
+/// kubeconfig, embedded or referenced by file (under the root), for a
+/// client that authenticates as that user (etcd-join reads `admin.conf`).
+/// The error says what is wrong, never the key.
+pub fn client_cert_and_key(kubeconfig: &[u8], paths: &Paths) -> Result<(Vec<u8>, Secret), String> {
+    let kc: Kubeconfig =
+        serde_norway::from_slice(kubeconfig).map_err(|e| format!("not a kubeconfig: {e}"))?;
+    let cur = current(&kc)?;
+    let (cert_pem, key_pem) = client_material(cur.user, paths)?;
+    let key =
+        String::from_utf8(key_pem).map_err(|_| "the client key is not PEM text".to_string())?;
+    Ok((cert_pem, Secret::new(key)))
 }
 
 struct Want<'a> {

@@ -21,9 +21,7 @@ use cli_support::{kubeboot, text};
 use kubeboot::api::discovery::sign_detached;
 use kubeboot::config::BootstrapToken;
 use kubeboot::secret::Secret;
-use net_support::{Reply, Server, ok};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use net_support::{Reply, Server, ok, tls_config};
 
 fn tmpdir(name: &str) -> std::path::PathBuf {
     cli_support::tmpdir("fb", name)
@@ -64,23 +62,10 @@ fn api_server_with(
 ) -> (Server, Vec<u8>) {
     let pki = cp.join("etc/kubernetes/pki");
     let ca = std::fs::read(pki.join("ca.crt")).unwrap();
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(pki.join("apiserver.crt"))
-            .unwrap()
-            .map(|c| c.unwrap())
-            .collect();
-    let key = PrivateKeyDer::from_pem_file(pki.join("apiserver.key")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .unwrap();
+    let config = tls_config(&pki.join("apiserver.crt"), &pki.join("apiserver.key"), None);
     let body: Arc<Mutex<Vec<u8>>> = Arc::default();
     let served = body.clone();
-    let server = Server::https(Arc::new(config), move |req, _| {
+    let server = Server::https(config, move |req, _| {
         if let Some(reply) = more(req) {
             reply
         } else if req.path == "/api/v1/namespaces/kube-public/configmaps/cluster-info" {
@@ -378,20 +363,7 @@ fn invalid_config_exits_2_without_leaking_the_token() {
 
 /// A TLS server answering 200 on every path, with the given cert and key files.
 fn tls_health_server(cert: &Path, key: &Path) -> Server {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .unwrap()
-        .map(|c| c.unwrap())
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(key).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .unwrap();
-    Server::https(Arc::new(config), |_, _| ok(b"ok"))
+    Server::https(tls_config(cert, key, None), |_, _| ok(b"ok"))
 }
 
 #[test]

@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use etcd_support::{Kill, free_port, openssl, wait_healthy};
+use etcd_support::{Kill, command, free_port, openssl, require, show, wait_healthy};
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use node_common::TempRoot;
 
@@ -73,25 +73,6 @@ const PATH_FLAGS: [&str; 7] = [
     "peer-trusted-ca-file",
     "data-dir",
 ];
-
-fn require(tool: &str, package: &str) {
-    assert!(
-        Path::new(tool).is_file(),
-        "{tool} is required: install the Debian package {package}"
-    );
-}
-
-/// A command with every `*_proxy` variable removed, so nothing on this
-/// machine sends loopback traffic through a proxy.
-fn command(program: &str) -> Command {
-    let mut c = Command::new(program);
-    for (k, _) in std::env::vars() {
-        if k.to_ascii_lowercase().ends_with("_proxy") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
 
 fn render(config: &Path, root: &Path) {
     let out = command(env!("CARGO_BIN_EXE_kubeboot"))
@@ -219,15 +200,6 @@ fn etcdctl(endpoint: &str, ca: &Path, cert: Option<(&Path, &Path)>) -> Output {
             .arg(format!("--key={}", key.display()));
     }
     c.args(["endpoint", "health"]).output().unwrap()
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "{}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A client certificate (clientAuth, CN=kube-apiserver-etcd-client) from a

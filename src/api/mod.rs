@@ -4,3 +4,4 @@
 pub mod certs;
 pub mod client;
 pub mod discovery;
+pub mod etcd;

@@ -447,10 +447,73 @@ fn run_download_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {
     result
 }
 
-fn run_etcd_join(_r: &mut NodeRun<'_>) -> Result<(), Error> {
-    Err(Error::Failed(
-        "joining a stacked etcd member (etcd-join: member add as learner, promote) is not implemented yet; use external etcd for additional control-plane nodes or join them with kubeadm".into(),
-    ))
+/// kubeadm's etcd-join: the existing members' client URLs from the etcd
+/// pods' annotations (read as `admin.conf`'s user), `member add` as a
+/// learner with this node's peer URL (reused on a rerun), etcd.yaml with
+/// the full `--initial-cluster` and `--initial-cluster-state=existing`,
+/// then `member promote` once the learner (started by the kubelet from
+/// that manifest) has caught up.
+fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let Some(info) = r.cluster_info.clone() else {
+        return Err(Error::Failed(
+            "etcd-join needs the discovery phase first".into(),
+        ));
+    };
+    let admin = r.paths.host("/etc/kubernetes/admin.conf");
+    let bytes = fs::read_optional(&admin)?.ok_or_else(|| {
+        Error::Failed(format!(
+            "{}: missing (control-plane-prepare writes it)",
+            admin.display()
+        ))
+    })?;
+    let (cert, key) = kubeconfig::client_cert_and_key(&bytes, &r.paths)
+        .map_err(|e| Error::Failed(format!("{}: {e}", admin.display())))?;
+    let endpoints = api::etcd::endpoints_from_api(
+        &info.server,
+        &info.ca_pem,
+        &cert,
+        &key,
+        r.budgets.discovery,
+    )?;
+    log::info!(target: "etcd-join", "existing etcd client URLs: {}", endpoints.join(","));
+    let pki = |f: &str| -> Result<Vec<u8>, Error> {
+        let p = r
+            .paths
+            .host(format!("{}/{f}", r.settings.cluster.certificates_dir));
+        fs::read_optional(&p)?.ok_or_else(|| Error::Failed(format!("{}: missing", p.display())))
+    };
+    let ca = pki("etcd/ca.crt")?;
+    let hc_cert = pki("etcd/healthcheck-client.crt")?;
+    let hc_key = String::from_utf8(pki("etcd/healthcheck-client.key")?)
+        .map(crate::secret::Secret::new)
+        .map_err(|_| Error::Failed("etcd/healthcheck-client.key is not PEM text".into()))?;
+    let client = api::etcd::EtcdClient::new(endpoints, &ca, &hc_cert, &hc_key, r.budgets.health)?;
+    let adv = r.settings.node.advertise_address;
+    let peer_url = match adv {
+        std::net::IpAddr::V6(a) => format!("https://[{a}]:2380"),
+        std::net::IpAddr::V4(a) => format!("https://{a}:2380"),
+    };
+    let joined = client.join_member(&peer_url)?;
+    if joined.added {
+        log::info!(target: "etcd-join", "added learner {:x} with peer URL {peer_url}", joined.id);
+    } else {
+        log::info!(target: "etcd-join", "member {:x} already has peer URL {peer_url}; reusing it", joined.id);
+    }
+    let members = api::etcd::initial_cluster(&joined.members, &peer_url);
+    let host = manifests::HostInputs::detect(&r.paths, std::env::vars());
+    let Some(pod) = manifests::etcd_with(&r.settings, &host, &members) else {
+        return Err(Error::Failed(
+            "etcd-join: this node has no local etcd to render".into(),
+        ));
+    };
+    for p in manifests::write_pods(&r.paths, &[(manifests::ETCD, pod)], r.sync())? {
+        log::info!(target: "etcd-join", "wrote {}", p.display());
+        r.record("etcd-join", p, "written", String::new());
+    }
+    r.flush()?;
+    client.promote(joined.id, r.budgets.health)?;
+    log::info!(target: "etcd-join", "member {:x} promoted to a voting member", joined.id);
+    Ok(())
 }
 
 fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {

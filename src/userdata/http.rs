@@ -167,9 +167,11 @@ pub(crate) struct Reply {
 
 /// The HTTP method of a request.
 #[derive(Clone, Copy)]
-pub(crate) enum Method {
+pub(crate) enum Method<'b> {
     Get,
     Put,
+    /// A POST with a JSON body.
+    PostJson(&'b [u8]),
 }
 
 /// Builds an agent: no proxy (metadata services must be reached directly),
@@ -186,10 +188,45 @@ pub(crate) fn agent_unverified() -> Agent {
     agent_tls(None, true)
 }
 
+/// An agent that verifies the server with `roots` and presents a client
+/// certificate (`cert_chain_pem`, leaf first) with its key (`key_pem`).
+/// The error names what did not parse, never the key's bytes.
+pub(crate) fn agent_with_client_cert(
+    roots: Vec<ureq::tls::Certificate<'static>>,
+    cert_chain_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Agent, String> {
+    let chain: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(cert_chain_pem)
+        .filter_map(|i| match i {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if chain.is_empty() {
+        return Err("the client certificate holds no PEM CERTIFICATE".into());
+    }
+    let key = ureq::tls::PrivateKey::from_pem(key_pem)
+        .map_err(|_| "the client key is not a PEM private key".to_string())?;
+    Ok(agent_config(
+        Some(roots),
+        false,
+        Some(ureq::tls::ClientCert::new_with_certs(&chain, key)),
+    ))
+}
+
 fn agent_tls(roots: Option<Vec<ureq::tls::Certificate<'static>>>, unverified: bool) -> Agent {
+    agent_config(roots, unverified, None)
+}
+
+fn agent_config(
+    roots: Option<Vec<ureq::tls::Certificate<'static>>>,
+    unverified: bool,
+    client: Option<ureq::tls::ClientCert>,
+) -> Agent {
     let mut tls = TlsConfig::builder()
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .disable_verification(unverified);
+        .disable_verification(unverified)
+        .client_cert(client);
     tls = tls.root_certs(RootCerts::new_with_certs(&roots.unwrap_or_default()));
     Agent::config_builder()
         .http_status_as_error(false)
@@ -206,7 +243,7 @@ fn agent_tls(roots: Option<Vec<ureq::tls::Certificate<'static>>>, unverified: bo
 /// retryable statuses (5xx, 429) as [`Step::Again`].
 pub(crate) fn send(
     agent: &Agent,
-    method: Method,
+    method: Method<'_>,
     url: &str,
     headers: &[(&str, &str)],
     timeout: Duration,
@@ -233,6 +270,18 @@ pub(crate) fn send(
                 req = req.header(*k, *v);
             }
             req.send_empty()
+        }
+        Method::PostJson(body) => {
+            let mut req = agent
+                .post(url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .header("Content-Type", "application/json");
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.send(body)
         }
     };
     let mut resp = match result {

@@ -7,7 +7,27 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Output};
+
+/// Panics unless `tool` exists, naming the Debian `package` to install.
+pub fn require(tool: &str, package: &str) {
+    assert!(
+        Path::new(tool).is_file(),
+        "{tool} is required: install the Debian package {package}"
+    );
+}
+
+/// A command with every `*_proxy` variable removed, so nothing on this
+/// machine sends loopback traffic through a proxy.
+pub fn command(program: &str) -> Command {
+    let mut c = Command::new(program);
+    for (k, _) in std::env::vars() {
+        if k.to_ascii_lowercase().ends_with("_proxy") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
@@ -75,4 +95,14 @@ pub fn openssl(dir: &Path, args: &[&str]) {
         "openssl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A command's status, stdout and stderr, for assertion messages.
+pub fn show(o: &Output) -> String {
+    format!(
+        "{}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }

@@ -1,0 +1,426 @@
+//! kubeadm's etcd-join against a real etcd (Debian's etcd 3.4, package
+//! etcd-server; `etcdctl` from etcd-client):
+//!
+//! - node A (`init`, advertise 127.0.0.1, Kubernetes v1.33 → etcd 3.5
+//!   flags, which etcd 3.4 knows) gets its PKI and `etcd.yaml` from the
+//!   library; etcd A runs from the manifest's flags with 2379/2380/2381
+//!   rewritten to free loopback ports (as tests/etcd_manifest.rs does);
+//! - node B (`join --control-plane`, the same shared CAs) gets its own PKI;
+//!   then the etcd-join library code runs as B's phase does: `member add`
+//!   as a learner through the v3 JSON gateway over mutual TLS with B's
+//!   `etcd/healthcheck-client`, `etcd.yaml` for B from the member list
+//!   (`--initial-cluster` with A, `--initial-cluster-state=existing`), etcd
+//!   B started from that manifest (emulating the kubelet), and `member
+//!   promote`, retried until the learner caught up;
+//! - `etcdctl member list` must show two started voting members and
+//!   `endpoint health` must pass on both; a second join with the same peer
+//!   URL reuses the member; an unreachable endpoint fails within its budget
+//!   naming the URL and the step.
+//!
+//! The endpoints come from a loopback HTTPS API server that requires a
+//! client certificate from the cluster CA and serves the etcd pod list with
+//! kubeadm's annotation, read with B's `admin.conf` user. The `etcd-join`
+//! phase function itself (src/phases/mod.rs) chains these same calls; it is
+//! not run through `kubeboot firstboot` here.
+
+use kubeboot::{config, secret};
+
+#[path = "node_common/mod.rs"]
+mod node_common;
+
+#[path = "etcd_support/mod.rs"]
+mod etcd_support;
+
+#[path = "net_support/mod.rs"]
+mod net_support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use etcd_support::{Kill, command, free_port, require, show, wait_healthy};
+use k8s_openapi::api::core::v1::Pod;
+use kubeboot::api::etcd::{ETCD_PODS_PATH, EtcdClient, endpoints_from_api, initial_cluster};
+use kubeboot::config::model::{Mode, Settings};
+use kubeboot::host::Paths;
+use kubeboot::host::fs::Sync;
+use kubeboot::{kubeconfig, manifests, pki};
+use net_support::{Reply, Server, ok, tls_config};
+use node_common::{TempRoot, settings};
+
+const ETCD: &str = "/usr/bin/etcd";
+const ETCDCTL: &str = "/usr/bin/etcdctl";
+
+/// The shared CA files a joining control plane must have.
+const SHARED: [&str; 8] = [
+    "ca.crt",
+    "ca.key",
+    "sa.key",
+    "sa.pub",
+    "front-proxy-ca.crt",
+    "front-proxy-ca.key",
+    "etcd/ca.crt",
+    "etcd/ca.key",
+];
+
+fn node(name: &str, mode: Mode) -> Settings {
+    let mut s = settings::control_plane();
+    s.mode = mode;
+    s.cluster.kubernetes_version = "v1.33.4".into();
+    s.node.name = name.into();
+    s.node.advertise_address = "127.0.0.1".parse().unwrap();
+    s
+}
+
+/// Etcd's ports for one node: 2379/2380/2381 → free loopback ports.
+struct Ports {
+    client: u16,
+    peer: u16,
+    metrics: u16,
+}
+
+impl Ports {
+    fn new() -> Self {
+        Ports {
+            client: free_port(),
+            peer: free_port(),
+            metrics: free_port(),
+        }
+    }
+    fn client_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.client)
+    }
+    fn peer_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.peer)
+    }
+    /// Rewrites the well-known ports of every URL in a comma list; other
+    /// ports (another node's, already rewritten) are kept.
+    fn rewrite(&self, value: &str) -> String {
+        let map = BTreeMap::from([(2379, self.client), (2380, self.peer), (2381, self.metrics)]);
+        value
+            .split(',')
+            .map(|item| {
+                let (head, port) = item.rsplit_once(':').unwrap();
+                let port: u16 = port.parse().unwrap();
+                format!("{head}:{}", map.get(&port).unwrap_or(&port))
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// etcd's command line from the `etcd.yaml` under `root`: host paths under
+/// the root (etcd's hostPath volumes mount at the same paths), ports
+/// rewritten; the hostPath directories created as the kubelet does.
+fn etcd_args(root: &Path, ports: &Ports) -> (Vec<String>, BTreeMap<String, String>) {
+    use std::os::unix::fs::PermissionsExt;
+    let p = root.join("etc/kubernetes/manifests/etcd.yaml");
+    let pod: Pod = serde_norway::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let spec = pod.spec.unwrap();
+    for v in spec.volumes.as_deref().unwrap_or(&[]) {
+        let hp = v.host_path.as_ref().unwrap();
+        let d = root.join(hp.path.trim_start_matches('/'));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let cmd = spec.containers[0].command.clone().unwrap();
+    assert_eq!(cmd[0], "etcd");
+    let mut flags = BTreeMap::new();
+    let mut args = Vec::new();
+    for a in &cmd[1..] {
+        let (n, v) = a.strip_prefix("--").unwrap().split_once('=').unwrap();
+        flags.insert(n.to_string(), v.to_string());
+        let v = if v.starts_with('/') {
+            root.join(v.trim_start_matches('/')).display().to_string()
+        } else if v.contains("://") {
+            ports.rewrite(v)
+        } else {
+            v.to_string()
+        };
+        args.push(format!("--{n}={v}"));
+    }
+    (args, flags)
+}
+
+fn start_etcd(root: &Path, ports: &Ports, log: &Path) -> (Kill, BTreeMap<String, String>) {
+    let (args, flags) = etcd_args(root, ports);
+    let child = command(ETCD)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{ETCD} (Debian package etcd-server): {e}"));
+    (Kill(child), flags)
+}
+
+fn etcdctl(root: &Path, endpoints: &str, args: &[&str]) -> Output {
+    let pki = root.join("etc/kubernetes/pki/etcd");
+    command(ETCDCTL)
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg(format!("--cacert={}", pki.join("ca.crt").display()))
+        .arg(format!(
+            "--cert={}",
+            pki.join("healthcheck-client.crt").display()
+        ))
+        .arg(format!(
+            "--key={}",
+            pki.join("healthcheck-client.key").display()
+        ))
+        .args(["--dial-timeout=10s", "--command-timeout=15s"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// An HTTPS API server with A's apiserver certificate that requires a
+/// client certificate from the cluster CA and lists the etcd pods with
+/// `client_url` in kubeadm's annotation.
+fn api_server(root_a: &Path, client_url: &str) -> Server {
+    let pki = root_a.join("etc/kubernetes/pki");
+    let config = tls_config(
+        &pki.join("apiserver.crt"),
+        &pki.join("apiserver.key"),
+        Some(&pki.join("ca.crt")),
+    );
+    let list = serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "PodList",
+        "metadata": {},
+        "items": [{"metadata": {
+            "name": "etcd-cp-a",
+            "namespace": "kube-system",
+            "annotations": {"kubeadm.kubernetes.io/etcd.advertise-client-urls": client_url},
+        }}],
+    }))
+    .unwrap();
+    Server::https(config, move |req, _| {
+        if req.path == ETCD_PODS_PATH {
+            ok(&list)
+        } else {
+            Reply::Respond(404, vec![], b"not found".to_vec())
+        }
+    })
+}
+
+/// B's etcd client: B's healthcheck-client, the etcd CA, `endpoints`.
+fn client(root: &Path, endpoints: Vec<String>, budget: Duration) -> EtcdClient {
+    let pki = root.join("etc/kubernetes/pki/etcd");
+    let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
+    let key = secret::Secret::new(String::from_utf8(read("healthcheck-client.key")).unwrap());
+    EtcdClient::new(
+        endpoints,
+        &read("ca.crt"),
+        &read("healthcheck-client.crt"),
+        &key,
+        budget,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
+    require(ETCD, "etcd-server");
+    require(ETCDCTL, "etcd-client");
+    let tmp = TempRoot::new("etcd-join");
+    let now = time::OffsetDateTime::now_utc();
+
+    // Node A: init.
+    let root_a = tmp.path().join("a");
+    let paths_a = Paths::new(&root_a);
+    let a = node("cp-a", Mode::Init);
+    pki::ensure_tree(&a, &paths_a, now, Sync::Deferred).unwrap();
+    let pod_a = manifests::etcd_with(&a, &manifests::HostInputs::default(), &[]).unwrap();
+    manifests::write_pods(&paths_a, &[(manifests::ETCD, pod_a)], Sync::Deferred).unwrap();
+    let ports_a = Ports::new();
+    let log_a = tmp.path().join("etcd-a.log");
+    let (mut etcd_a, _) = start_etcd(&root_a, &ports_a, &log_a);
+    wait_healthy(
+        &mut etcd_a,
+        ports_a.metrics,
+        &log_a,
+        Duration::from_secs(90),
+    );
+
+    // Node B: the shared CAs (as download-certs or the userdata bring
+    // them), then its own leaves (control-plane-prepare).
+    let root_b = tmp.path().join("b");
+    let paths_b = Paths::new(&root_b);
+    for f in SHARED {
+        let from = root_a.join("etc/kubernetes/pki").join(f);
+        let to = root_b.join("etc/kubernetes/pki").join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&from, &to).unwrap();
+    }
+    let b = node("cp-b", Mode::JoinControlPlane);
+    pki::ensure_tree(&b, &paths_b, now, Sync::Deferred).unwrap();
+    let ports_b = Ports::new();
+
+    // etcd-join: the endpoints from the etcd pods' annotation, read from
+    // the API server as B's admin.conf user (mutual TLS).
+    kubeconfig::ensure_kubeconfigs(&b, &paths_b, now, Sync::Deferred).unwrap();
+    let api = api_server(&root_a, &ports_a.client_url());
+    let admin = std::fs::read(root_b.join("etc/kubernetes/admin.conf")).unwrap();
+    let (cert, key) = kubeconfig::client_cert_and_key(&admin, &paths_b).unwrap();
+    let ca = std::fs::read(root_b.join("etc/kubernetes/pki/ca.crt")).unwrap();
+    let server = format!("https://127.0.0.1:{}", api.port);
+    let endpoints = endpoints_from_api(&server, &ca, &cert, &key, Duration::from_secs(30)).unwrap();
+    assert_eq!(endpoints, [ports_a.client_url()]);
+    assert_eq!(api.requests().len(), 1);
+    // without the admin client certificate the API server refuses us
+    let (other_cert, other_key) = {
+        let pki = root_b.join("etc/kubernetes/pki/etcd");
+        let k = std::fs::read_to_string(pki.join("healthcheck-client.key")).unwrap();
+        (
+            std::fs::read(pki.join("healthcheck-client.crt")).unwrap(),
+            secret::Secret::new(k),
+        )
+    };
+    let err = endpoints_from_api(
+        &server,
+        &ca,
+        &other_cert,
+        &other_key,
+        Duration::from_secs(5),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("listing the etcd pods") && err.contains(&server),
+        "{err}"
+    );
+
+    // member add as learner.
+    let etcd = client(&root_b, endpoints, Duration::from_secs(60));
+    let joined = etcd.join_member(&ports_b.peer_url()).unwrap();
+    assert!(joined.added);
+    assert_eq!(joined.members.len(), 2, "{:?}", joined.members);
+    let me = joined.members.iter().find(|m| m.id == joined.id).unwrap();
+    assert!(me.is_learner, "{me:?}");
+    assert_eq!(me.peer_urls, [ports_b.peer_url()]);
+    let members = initial_cluster(&joined.members, &ports_b.peer_url());
+    assert_eq!(members.len(), 1);
+    assert_eq!(
+        (members[0].name.as_str(), members[0].peer_url.as_str()),
+        ("cp-a", ports_a.peer_url().as_str())
+    );
+
+    // A rerun reuses the learner.
+    let again = etcd.join_member(&ports_b.peer_url()).unwrap();
+    assert!(!again.added);
+    assert_eq!(again.id, joined.id);
+    assert_eq!(again.members.len(), 2);
+
+    // etcd refuses to promote a learner that has not caught up (here: not
+    // even started); promote keeps retrying that until its budget ends.
+    let err = etcd
+        .promote(joined.id, Duration::from_secs(3))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("member promote"), "{err}");
+    assert!(err.contains("in sync with leader"), "{err}");
+    assert!(err.contains("gave up"), "{err}");
+    assert!(!err.contains(" 1 attempt "), "promote did not retry: {err}");
+
+    // B's etcd.yaml, as the phase writes it.
+    let pod_b = manifests::etcd_with(&b, &manifests::HostInputs::default(), &members).unwrap();
+    manifests::write_pods(&paths_b, &[(manifests::ETCD, pod_b)], Sync::Deferred).unwrap();
+
+    // The kubelet starts etcd B from it.
+    let log_b = tmp.path().join("etcd-b.log");
+    let (mut etcd_b, flags_b) = start_etcd(&root_b, &ports_b, &log_b);
+    assert_eq!(flags_b["initial-cluster-state"], "existing");
+    assert_eq!(
+        ports_b.rewrite(&flags_b["initial-cluster"]),
+        format!("cp-a={},cp-b={}", ports_a.peer_url(), ports_b.peer_url())
+    );
+
+    // Promote, retried until the learner caught up.
+    etcd.promote(joined.id, Duration::from_secs(120))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\netcd B log:\n{}",
+                std::fs::read_to_string(&log_b).unwrap_or_default()
+            )
+        });
+    wait_healthy(
+        &mut etcd_b,
+        ports_b.metrics,
+        &log_b,
+        Duration::from_secs(90),
+    );
+    // Promoting again (a rerun) is a success.
+    etcd.promote(joined.id, Duration::from_secs(10)).unwrap();
+
+    let both = format!("{},{}", ports_a.client_url(), ports_b.client_url());
+    let list = etcdctl(&root_b, &ports_a.client_url(), &["member", "list"]);
+    assert!(list.status.success(), "{}", show(&list));
+    let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split(", ").collect::<Vec<_>>())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for r in &rows {
+        // id, status, name, peer URLs, client URLs, is learner
+        assert_eq!(r.len(), 6, "{text}");
+        assert_eq!((r[1], r[5]), ("started", "false"), "{text}");
+    }
+    let names: Vec<&str> = rows.iter().map(|r| r[2]).collect();
+    assert!(names.contains(&"cp-a") && names.contains(&"cp-b"), "{text}");
+    let b_row = rows.iter().find(|r| r[2] == "cp-b").unwrap();
+    assert_eq!(b_row[3], ports_b.peer_url(), "{text}");
+
+    let health = etcdctl(&root_b, &both, &["endpoint", "health"]);
+    assert!(health.status.success(), "{}", show(&health));
+    assert_eq!(
+        String::from_utf8_lossy(&health.stdout)
+            .matches(" is healthy")
+            .count()
+            + String::from_utf8_lossy(&health.stderr)
+                .matches(" is healthy")
+                .count(),
+        2,
+        "{}",
+        show(&health)
+    );
+
+    // The client also works through B's endpoint now.
+    let via_b = client(&root_b, vec![ports_b.client_url()], Duration::from_secs(30));
+    let list = via_b.member_list().unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(
+        list.iter().all(|m| !m.is_learner && !m.name.is_empty()),
+        "{list:?}"
+    );
+    drop(etcd_b);
+    drop(etcd_a);
+}
+
+#[test]
+fn an_unreachable_etcd_fails_within_the_budget_naming_url_and_step() {
+    let tmp = TempRoot::new("etcd-join-unreachable");
+    let root = tmp.path().join("b");
+    let paths = Paths::new(&root);
+    let s = node("cp-x", Mode::Init);
+    pki::ensure_tree(&s, &paths, time::OffsetDateTime::now_utc(), Sync::Deferred).unwrap();
+    // nothing listens on a port just released
+    let url = format!("https://127.0.0.1:{}", free_port());
+    let etcd = client(&root, vec![url.clone()], Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let err = etcd
+        .join_member("https://127.0.0.1:1")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("member list"), "{err}");
+    assert!(
+        err.contains(&format!("{url}/v3/cluster/member/list")),
+        "{err}"
+    );
+    assert!(err.contains("gave up"), "{err}");
+    assert!(err.contains("connection"), "{err}");
+    // bounded (generous: the machine is slow and shared)
+    assert!(started.elapsed() < Duration::from_secs(60), "{err}");
+}
