@@ -169,41 +169,47 @@ fn boot(work: &Path, n: u32, accel: &str) -> String {
     let console = work.join(format!("console-{n}.log"));
     let img = work.join("disk.img");
     let drive = format!("file={},if=virtio,format=raw", img.display());
+    let cidata = work.join("cidata.iso");
+    let cidata_drive = format!("file={},if=virtio,format=raw,readonly=on", cidata.display());
     let serial = format!("file:{}", console.display());
     let kernel = work.join("vmlinuz");
     let initrd = work.join("initrd.img");
     let machine = format!("q35,accel={accel}");
+    let mut args = vec![
+        "qemu-system-x86_64",
+        "-machine",
+        &machine,
+        "-m",
+        "1024",
+        "-smp",
+        "1",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        &serial,
+        "-kernel",
+        kernel.to_str().expect("utf-8 path"),
+        "-initrd",
+        initrd.to_str().expect("utf-8 path"),
+        "-append",
+        "root=/dev/vda rw console=ttyS0 systemd.unit=multi-user.target \
+             systemd.show_status=1 loglevel=4 panic=-1",
+        "-drive",
+        &drive,
+        "-netdev",
+        "user,id=n,restrict=on",
+        "-device",
+        "virtio-net-pci,netdev=n",
+        "-no-reboot",
+    ];
+    if cidata.exists() {
+        args.extend(["-drive", &cidata_drive]);
+    }
     run_bounded(
         &format!("boot {n} (accel {accel})"),
-        &[
-            "qemu-system-x86_64",
-            "-machine",
-            &machine,
-            "-m",
-            "1024",
-            "-smp",
-            "1",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            &serial,
-            "-kernel",
-            kernel.to_str().expect("utf-8 path"),
-            "-initrd",
-            initrd.to_str().expect("utf-8 path"),
-            "-append",
-            "root=/dev/vda rw console=ttyS0 systemd.unit=multi-user.target \
-             systemd.show_status=1 loglevel=4 panic=-1",
-            "-drive",
-            &drive,
-            "-netdev",
-            "user,id=n,restrict=on",
-            "-device",
-            "virtio-net-pci,netdev=n",
-            "-no-reboot",
-        ],
+        &args,
         BOOT_TIMEOUT,
         &work.join(format!("qemu-{n}.log")),
     );
@@ -421,4 +427,82 @@ fn rustix_is_root() -> bool {
                 .and_then(|r| r.split_whitespace().nth(1).map(|u| u == "0"))
         })
         .unwrap_or(false)
+}
+
+/// The userdata on an iso9660 disk labelled `cidata` (not in the seed
+/// directory): kubeboot detects the NoCloud platform from the label, mounts
+/// the disk read-only in a private directory, reads it and unmounts it —
+/// the real mount path, in a kernel that has the iso9660 driver.
+#[test]
+fn vm_boot_reads_a_cidata_disk() {
+    if std::env::var("KUBEBOOT_VM_TEST").as_deref() != Ok("1") {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP vm_boot cidata: set KUBEBOOT_VM_TEST=1 (docs/vm-test.md)"
+        );
+        return;
+    }
+    assert!(rustix_is_root(), "KUBEBOOT_VM_TEST=1 needs root");
+    assert!(
+        on_path("genisoimage"),
+        "genisoimage (Debian package genisoimage) is required"
+    );
+    let accel = std::env::var("KUBEBOOT_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let cache = std::env::var_os("KUBEBOOT_VM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target.parent().unwrap_or(target).join("vm-cache"));
+    let work = target.join("vm-boot-cidata");
+    std::fs::create_dir_all(&work).expect("create work dir");
+    let base = base_tree(&cache, &work);
+    let disk = work.join("disk");
+    let prepare = Path::new(REPO).join("image/vm/prepare-image.sh");
+    let userdata = Path::new(REPO).join("image/vm/files/user-data");
+    // SEED=cidata goes through the environment of the bounded runner's child
+    let script = format!(
+        "SEED=cidata {} {} {} {} {}",
+        prepare.display(),
+        base.display(),
+        KUBEBOOT,
+        userdata.display(),
+        disk.display()
+    );
+    run_bounded(
+        "prepare cidata image",
+        &["sh", "-c", &script],
+        PREPARE_TIMEOUT,
+        &work.join("prepare.log"),
+    );
+    assert!(disk.join("cidata.iso").is_file());
+    let img = disk.join("disk.img");
+    assert!(
+        image_file(&img, "/var/lib/cloud/seed/nocloud/user-data").is_none(),
+        "no seed directory in this image"
+    );
+    let console = boot(&disk, 1, &accel);
+    let r = report(&img, 1, &console);
+    assert!(console.contains("kubeboot: init succeeded"), "{console}");
+    assert!(
+        r.contains("platform: nocloud"),
+        "platform not detected from the disk label:\n{r}"
+    );
+    assert!(
+        r.contains("using nocloud disk"),
+        "the cidata disk was not the source:\n{r}"
+    );
+    let status = image_file(&img, "/var/lib/kubeboot/status.json").expect("status.json");
+    let st: serde_json::Value = serde_json::from_slice(&status).expect("JSON");
+    assert_eq!(st["result"], "success", "{st}");
+    assert!(
+        st["source"]
+            .as_str()
+            .is_some_and(|s| s.contains("nocloud disk")),
+        "{st}"
+    );
+    // unmounted afterwards: no mount under /run/kubeboot is left
+    assert_eq!(
+        field(&r, "kubeboot_mounts"),
+        "0",
+        "a config-disk mount was left behind:\n{r}"
+    );
 }

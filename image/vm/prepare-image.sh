@@ -30,8 +30,18 @@ install -D -m 0644 "$files/kubeboot-vm-report.service" \
 ln -sf ../kubeboot-vm-report.service \
     "$root/etc/systemd/system/multi-user.target.wants/kubeboot-vm-report.service"
 
-# The userdata, where a NoCloud image carries it.
-install -D -m 0600 "$userdata" "$root/var/lib/cloud/seed/nocloud/user-data"
+# The userdata: in the NoCloud seed directory, or (SEED=cidata) on a
+# separate iso9660 disk labelled cidata, as cloud providers attach it.
+if [ "${SEED:-dir}" = cidata ]; then
+    mkdir -p "$work/cidata"
+    cp "$userdata" "$work/cidata/user-data"
+    printf 'instance-id: kubeboot-vm\nlocal-hostname: vmtest\n' > "$work/cidata/meta-data"
+    genisoimage -quiet -output "$work/cidata.iso" -volid cidata -joliet -rock \
+        "$work/cidata/user-data" "$work/cidata/meta-data"
+    rm -rf "$work/cidata"
+else
+    install -D -m 0600 "$userdata" "$root/var/lib/cloud/seed/nocloud/user-data"
+fi
 
 # The kernel and initramfs, booted directly by QEMU (-kernel/-initrd).
 set -- "$root"/boot/vmlinuz-*
