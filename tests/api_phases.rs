@@ -287,6 +287,9 @@ fn body<T: serde::de::DeserializeOwned>(r: &Request) -> T {
         .unwrap_or_else(|e| panic!("{} {}: {e}: {}", r.method, r.path, text(&r.body)))
 }
 
+/// A binding's name, role name and subjects.
+type Binding = (String, String, Vec<(String, String)>);
+
 const RBAC: &str = "/apis/rbac.authorization.k8s.io/v1";
 const GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 
@@ -477,7 +480,7 @@ fn check_first_run(c: &Cluster) -> (String, String) {
         cr.rules.unwrap()[0].resources.as_deref(),
         Some(&["nodes".to_string()][..])
     );
-    let crbs: Vec<(String, String, Vec<(String, String)>)> = reqs[14..18]
+    let crbs: Vec<Binding> = reqs[14..18]
         .iter()
         .map(|r| {
             let b: ClusterRoleBinding = body(r);
