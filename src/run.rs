@@ -504,14 +504,6 @@ fn run_node(
                 if only.is_none() {
                     status::write_marker(paths)?;
                 }
-                if mode == Mode::Init && only.is_none() {
-                    // Said plainly until the API phases exist.
-                    log::warn!(
-                        "the control plane is up, but kubeboot does not yet run kubeadm's API phases \
-                         (upload-config, mark-control-plane, bootstrap-token, cluster-info, addons): \
-                         create the join token, RBAC and cluster-info before joining workers"
-                    );
-                }
                 println!("{}", st.console_line());
             }
             Ok(())

@@ -387,7 +387,7 @@ fn control_plane_init_runs_every_phase_and_waits_for_health() {
     seed(
         &cp,
         &format!(
-            "#cloud-config\nkubeboot:\n  role: control-plane\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {}\n  cluster:\n    controllerManager:\n      extraArgs:\n        secure-port: \"{}\"\n    scheduler:\n      extraArgs:\n        secure-port: \"{}\"\n",
+            "#cloud-config\nkubeboot:\n  role: control-plane\n  skipPhases: [upload-config, mark-control-plane, bootstrap-token, show-join-command]\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {}\n  cluster:\n    controllerManager:\n      extraArgs:\n        secure-port: \"{}\"\n    scheduler:\n      extraArgs:\n        secure-port: \"{}\"\n",
             apiserver.port, kcm.port, sched.port
         ),
     );
@@ -616,14 +616,21 @@ fn kubeadm_certs_secret(cp: &Path, key_hex: &str) -> Vec<u8> {
 fn control_plane_join(dir: &Path, cert_key: &str) -> (PathBuf, PathBuf, Output, Server) {
     let cp = control_plane(dir);
     let secret = kubeadm_certs_secret(&cp, CERT_KEY);
-    let (api, _) = api_server_with(&cp, move |req| match req.path.as_str() {
+    let (api, _) = api_server_with(&cp, move |req| {
+        match req.path.as_str() {
         "/api/v1/namespaces/kube-system/secrets/kubeadm-certs"
             if req.header("Authorization") == Some(BEARER) =>
         {
             Some(ok(&secret))
         }
         "/livez" => Some(ok(b"ok")),
+        // mark-control-plane: the registered Node, then its patch
+        "/api/v1/nodes/cp-2" if req.method == "GET" => Some(ok(
+            br#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"cp-2","resourceVersion":"5"}}"#,
+        )),
+        "/api/v1/nodes/cp-2" if req.method == "PATCH" => Some(ok(b"{}")),
         _ => None,
+    }
     });
     let pki = cp.join("etc/kubernetes/pki");
     let kcm = tls_health_server(
@@ -660,7 +667,7 @@ fn control_plane_join(dir: &Path, cert_key: &str) -> (PathBuf, PathBuf, Output, 
 #[test]
 fn control_plane_joins_with_the_certificate_key() {
     let dir = tmpdir("cp-join");
-    let (cp, root, o, _api) = control_plane_join(&dir, CERT_KEY);
+    let (cp, root, o, api) = control_plane_join(&dir, CERT_KEY);
     assert!(
         o.status.success(),
         "stdout:\n{}\nstderr:\n{}",
@@ -690,8 +697,23 @@ fn control_plane_joins_with_the_certificate_key() {
             "control-plane-prepare",
             "kubelet-start",
             "wait-bootstrap",
-            "wait-control-plane"
+            "wait-control-plane",
+            "mark-control-plane"
         ]
+    );
+    let patch = api
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH")
+        .expect("the Node is patched");
+    let patch: serde_json::Value = serde_json::from_slice(&patch.body).unwrap();
+    assert_eq!(
+        patch["metadata"]["labels"]["node-role.kubernetes.io/control-plane"],
+        ""
+    );
+    assert_eq!(
+        patch["spec"]["taints"][0]["key"],
+        "node-role.kubernetes.io/control-plane"
     );
     let (a, b) = (
         cp.join("etc/kubernetes/pki"),

@@ -1,7 +1,9 @@
 //! A small Kubernetes API client: token discovery for joining nodes, and
-//! (next) the API phases of init.
+//! the API phases of init (`objects` builds, `kube` sends).
 
 pub mod certs;
 pub mod client;
 pub mod discovery;
 pub mod etcd;
+pub mod kube;
+pub mod objects;

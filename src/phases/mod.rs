@@ -202,7 +202,36 @@ pub fn init_phases<'a>() -> Vec<Phase<NodeRun<'a>>> {
             run_if: |r| r.live(),
             run: wait::control_plane,
         },
+        Phase {
+            name: "upload-config",
+            summary: "upload kube-system/kubeadm-config and kubelet-config with the RBAC to read them",
+            run_if: |r| r.live(),
+            run: run_upload_config,
+        },
+        mark_control_plane(),
+        Phase {
+            name: "bootstrap-token",
+            summary: "create the bootstrap tokens, their RBAC and kube-public/cluster-info",
+            run_if: |r| r.live(),
+            run: run_bootstrap_token,
+        },
+        Phase {
+            name: "show-join-command",
+            summary: "print the worker join configuration (without the token secret)",
+            run_if: |r| r.live(),
+            run: run_show_join_command,
+        },
     ]
+}
+
+/// Shared by init and a control-plane join: label and taint the Node.
+fn mark_control_plane<'a>() -> Phase<NodeRun<'a>> {
+    Phase {
+        name: "mark-control-plane",
+        summary: "label and taint this node as a control-plane node",
+        run_if: |r| is_cp(r) && r.live(),
+        run: run_mark_control_plane,
+    }
 }
 
 /// The phases of `join` (worker or control plane), in order.
@@ -264,6 +293,7 @@ pub fn join_phases<'a>() -> Vec<Phase<NodeRun<'a>>> {
             run_if: |r| is_cp(r) && r.live(),
             run: wait::control_plane,
         },
+        mark_control_plane(),
     ]
 }
 
@@ -589,6 +619,115 @@ fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {
         log::info!(target: "kubelet-start", "kubelet restarted (systemctl restart --no-block kubelet)");
     } else {
         log::info!(target: "kubelet-start", "would run: systemctl daemon-reload; systemctl enable kubelet; systemctl restart --no-block kubelet");
+    }
+    Ok(())
+}
+
+/// A client as `admin.conf`'s user; API calls retry within the health budget.
+fn admin_client(r: &NodeRun<'_>, file: &str) -> Result<api::kube::Kube, Error> {
+    api::kube::Kube::from_kubeconfig(&r.settings, &r.paths, file, r.budgets.health)
+}
+
+/// kubeadm's upload-config: first the `kubeadm:cluster-admins` binding
+/// (kubeadm ensures it when it first builds its client), then
+/// kubeadm-config and kubelet-config with their RBAC.
+fn run_upload_config(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let kube = admin_client(r, "admin.conf")?;
+    api::kube::ensure_cluster_admins(&kube, || admin_client(r, "super-admin.conf"))?;
+    log::info!(target: "upload-config", "ClusterRoleBinding kubeadm:cluster-admins present");
+    let path = r.paths.kubelet_dir().join(kubelet::CONFIG_FILE);
+    let bytes = fs::read_optional(&path)?.ok_or_else(|| {
+        Error::Failed(format!(
+            "{}: missing (kubelet-start writes it)",
+            path.display()
+        ))
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::Failed(format!("{}: not UTF-8 text", path.display())))?;
+    let objs = api::objects::upload_config(&r.settings, &text).map_err(Error::Failed)?;
+    kube.apply_all("upload-config", &objs)
+}
+
+fn run_mark_control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let kube = admin_client(r, "admin.conf")?;
+    let name = &r.settings.node.name;
+    let changed = kube.mark_control_plane(name, &r.settings.node.taints, r.budgets.health)?;
+    let taints: Vec<String> = r
+        .settings
+        .node
+        .taints
+        .iter()
+        .map(|t| format!("{}:{}", t.key, t.effect))
+        .collect();
+    log::info!(
+        target: "mark-control-plane",
+        "Node {name}: labels {}, {}; taints [{}] ({})",
+        api::objects::LABEL_CONTROL_PLANE,
+        api::objects::LABEL_EXCLUDE_LB,
+        taints.join(", "),
+        if changed { "patched" } else { "already present" }
+    );
+    Ok(())
+}
+
+/// kubeadm's bootstrap-token: a Secret per token (generated when the
+/// config gives none; kept in the run for show-join-command), the RBAC
+/// that lets tokens bootstrap kubelets, `kube-public/cluster-info` and the
+/// anonymous read of it. The controller manager signs cluster-info.
+fn run_bootstrap_token(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let kube = admin_client(r, "admin.conf")?;
+    let mut objs = Vec::new();
+    for spec in &mut r.settings.bootstrap_tokens {
+        let token = match &spec.token {
+            Some(t) => t.clone(),
+            None => {
+                let t = crate::cli::generate_token()?;
+                spec.token = Some(t.clone());
+                t
+            }
+        };
+        objs.push(api::objects::object(
+            &api::objects::token_secret(spec, &token, r.now),
+            api::objects::Update::Replace,
+        ));
+    }
+    objs.extend(api::objects::bootstrap_rbac());
+    let ca_path = r
+        .paths
+        .host(format!("{}/ca.crt", r.settings.cluster.certificates_dir));
+    let ca = fs::read_optional(&ca_path)?
+        .ok_or_else(|| Error::Failed(format!("{}: missing", ca_path.display())))?;
+    let server = r.settings.control_plane_endpoint().url();
+    objs.extend(api::objects::cluster_info(&server, &ca));
+    kube.apply_all("bootstrap-token", &objs)
+}
+
+/// Prints the worker join as a kubeboot NodeConfig. The token secret is
+/// never printed: the line names the Secret holding it.
+fn run_show_join_command(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let Some(token) = r
+        .settings
+        .bootstrap_tokens
+        .iter()
+        .find_map(|t| t.token.as_ref())
+    else {
+        log::info!(target: "show-join-command", "no bootstrap token was created; create one with `kubeadm token create`");
+        return Ok(());
+    };
+    let ca_path = r
+        .paths
+        .host(format!("{}/ca.crt", r.settings.cluster.certificates_dir));
+    let ca = fs::read_optional(&ca_path)?
+        .ok_or_else(|| Error::Failed(format!("{}: missing", ca_path.display())))?;
+    let hash = pki::ca_hash(&ca)?;
+    let text = api::objects::join_config(
+        &r.settings.control_plane_endpoint().to_string(),
+        &token.id,
+        &hash,
+    );
+    log::info!(target: "show-join-command", "join a worker with this userdata (kubeboot NodeConfig):");
+    for line in text.lines() {
+        log::info!(target: "show-join-command", "  {line}");
     }
     Ok(())
 }

@@ -172,6 +172,10 @@ pub(crate) enum Method<'b> {
     Put,
     /// A POST with a JSON body.
     PostJson(&'b [u8]),
+    /// A PUT with a JSON body (replace an API object).
+    PutJson(&'b [u8]),
+    /// A PATCH with a JSON merge patch body (RFC 7386).
+    MergePatch(&'b [u8]),
 }
 
 /// Builds an agent: no proxy (metadata services must be reached directly),
@@ -278,6 +282,30 @@ pub(crate) fn send(
                 .timeout_global(Some(timeout))
                 .build()
                 .header("Content-Type", "application/json");
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.send(body)
+        }
+        Method::PutJson(body) => {
+            let mut req = agent
+                .put(url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .header("Content-Type", "application/json");
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.send(body)
+        }
+        Method::MergePatch(body) => {
+            let mut req = agent
+                .patch(url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .header("Content-Type", "application/merge-patch+json");
             for (k, v) in headers {
                 req = req.header(*k, *v);
             }

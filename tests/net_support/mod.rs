@@ -17,6 +17,10 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// The request body (Content-Length bytes).
+    pub body: Vec<u8>,
+    /// The DER of the client certificate the TLS peer presented, if any.
+    pub client_cert: Option<Vec<u8>>,
 }
 
 impl Request {
@@ -53,6 +57,18 @@ pub fn tls_config(
     key: &std::path::Path,
     client_ca: Option<&std::path::Path>,
 ) -> Arc<rustls::ServerConfig> {
+    tls_config_with(cert, key, client_ca, false)
+}
+
+/// Like [`tls_config`]; with `optional`, a client certificate from
+/// `client_ca` is verified when presented but not required (as the API
+/// server does: anonymous requests reach /livez).
+pub fn tls_config_with(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
+    optional: bool,
+) -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .unwrap()
@@ -69,12 +85,14 @@ pub fn tls_config(
             for c in CertificateDer::pem_file_iter(ca).unwrap() {
                 roots.add(c.unwrap()).unwrap();
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,
-            )
-            .build()
-            .unwrap();
+            );
+            if optional {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier.build().unwrap();
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -119,12 +137,27 @@ impl Server {
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                     match tls {
-                        None => serve(stream, &*handler, &recorded),
+                        None => serve(stream, &*handler, &recorded, None),
                         Some(cfg) => {
-                            let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                            let Ok(mut conn) = rustls::ServerConnection::new(cfg) else {
                                 return;
                             };
-                            serve(rustls::StreamOwned::new(conn, stream), &*handler, &recorded)
+                            let mut stream = stream;
+                            while conn.is_handshaking() {
+                                if conn.complete_io(&mut stream).is_err() {
+                                    return;
+                                }
+                            }
+                            let client = conn
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .map(|c| c.to_vec());
+                            serve(
+                                rustls::StreamOwned::new(conn, stream),
+                                &*handler,
+                                &recorded,
+                                client,
+                            )
                         }
                     }
                 });
@@ -142,7 +175,12 @@ impl Server {
     }
 }
 
-fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Request>>) {
+fn serve<S: Read + Write>(
+    stream: S,
+    handler: &Handler,
+    recorded: &Mutex<Vec<Request>>,
+    client_cert: Option<Vec<u8>>,
+) {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -173,6 +211,8 @@ fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Req
         method,
         path,
         headers,
+        body,
+        client_cert,
     };
     let index = {
         let mut r = recorded.lock().unwrap();

@@ -1,0 +1,330 @@
+//! The HTTP side of init's API phases: a client authenticated with a
+//! kubeconfig's client certificate (`admin.conf`, or `super-admin.conf`
+//! for the one binding `admin.conf` cannot create yet), idempotent
+//! create-or-update of [`ApiObject`]s, and the Node wait and patch of
+//! mark-control-plane.
+//!
+//! Every request is retried with bounded, jittered backoff on transport
+//! failures, 5xx and 429 (`userdata::http`). Create-or-update: POST; on
+//! 409 GET the existing object and PUT ours with its resourceVersion
+//! (a PUT conflict starts over, a few times). Errors name the method, URL
+//! and status; for Secrets the server's message is left out.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Node;
+use serde_json::Value;
+
+use super::objects::{self, ApiObject, Update};
+use crate::config::Settings;
+use crate::error::Error;
+use crate::host::Paths;
+use crate::host::fs;
+use crate::userdata::http::{self, Method, Retry};
+
+/// What create-or-update did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Created (201).
+    Created,
+    /// It existed and was updated to ours.
+    Updated,
+}
+
+/// A client for one API server as one user.
+pub struct Kube {
+    agent: ureq::Agent,
+    base: String,
+    budget: Duration,
+}
+
+fn roots(ca_pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
+    ureq::tls::parse_pem(ca_pem)
+        .filter_map(|i| match i {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `message` of a Kubernetes Status reply, when there is one.
+fn status_message(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get("message")?
+        .as_str()
+        .map(|m| m.chars().take(300).collect())
+}
+
+impl Kube {
+    /// A client for `base` (`https://host:port`), verifying the server with
+    /// `ca_pem` and presenting `cert_pem`/`key_pem`; each request retries
+    /// within `budget`.
+    pub fn new(
+        base: &str,
+        ca_pem: &[u8],
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        budget: Duration,
+    ) -> Result<Kube, String> {
+        let agent = http::agent_with_client_cert(roots(ca_pem), cert_pem, key_pem)?;
+        Ok(Kube {
+            agent,
+            base: base.trim_end_matches('/').to_string(),
+            budget,
+        })
+    }
+
+    /// A client as the user of `/etc/kubernetes/<file>` (under the root),
+    /// talking to the control-plane endpoint (the server kubeboot writes
+    /// in `admin.conf` and `super-admin.conf`), verified with the cluster CA.
+    pub fn from_kubeconfig(
+        settings: &Settings,
+        paths: &Paths,
+        file: &str,
+        budget: Duration,
+    ) -> Result<Kube, Error> {
+        let path = paths.host(format!("/etc/kubernetes/{file}"));
+        let bytes = fs::read_optional(&path)?.ok_or_else(|| {
+            Error::Failed(format!(
+                "{}: missing (the kubeconfig phase writes it)",
+                path.display()
+            ))
+        })?;
+        let (cert, key) = crate::kubeconfig::client_cert_and_key(&bytes, paths)
+            .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))?;
+        let ca_path = paths.host(format!("{}/ca.crt", settings.cluster.certificates_dir));
+        let ca = fs::read_optional(&ca_path)?
+            .ok_or_else(|| Error::Failed(format!("{}: missing", ca_path.display())))?;
+        Kube::new(
+            &settings.control_plane_endpoint().url(),
+            &ca,
+            &cert,
+            key.expose().as_bytes(),
+            budget,
+        )
+        .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))
+    }
+
+    /// One request with retries; the final status and body.
+    fn call(&self, method: Method<'_>, verb: &str, path: &str) -> Result<(u16, Vec<u8>), Error> {
+        let url = format!("{}{path}", self.base);
+        match http::retry(
+            &Retry::within(self.budget),
+            |t| {
+                http::send(
+                    &self.agent,
+                    method,
+                    &url,
+                    &[("Accept", "application/json")],
+                    t,
+                )
+            },
+            |r| http::status_text(r.status),
+        ) {
+            Ok((reply, _)) => Ok((reply.status, reply.body)),
+            Err(http::GaveUp::Permanent(t) | http::GaveUp::Budget(t)) => {
+                Err(Error::Failed(format!("{verb} {url}: {t}")))
+            }
+        }
+    }
+
+    fn refused(&self, verb: &str, path: &str, status: u16, body: &[u8], sensitive: bool) -> Error {
+        let msg = match (sensitive, status_message(body)) {
+            (false, Some(m)) => format!(": {m}"),
+            _ => String::new(),
+        };
+        Error::Failed(format!(
+            "{verb} {}{path}: {}{msg}",
+            self.base,
+            http::status_text(status)
+        ))
+    }
+
+    /// GET `path`: the status and body (any status; transport failures retried).
+    pub fn get(&self, path: &str) -> Result<(u16, Vec<u8>), Error> {
+        self.call(Method::Get, "GET", path)
+    }
+
+    /// POST `obj` to its collection; the status and body.
+    pub fn create(&self, obj: &ApiObject) -> Result<(u16, Vec<u8>), Error> {
+        let body = serde_json::to_vec(&obj.body)
+            .map_err(|e| Error::Failed(format!("{}: {e}", obj.what)))?;
+        self.call(Method::PostJson(&body), "POST", &obj.collection)
+    }
+
+    /// Creates `obj`, or updates it when it exists (see the module rules).
+    pub fn apply(&self, obj: &ApiObject) -> Result<Applied, Error> {
+        for _ in 0..5 {
+            let (status, body) = self.create(obj)?;
+            match status {
+                200 | 201 => return Ok(Applied::Created),
+                409 => {}
+                s => return Err(self.refused("POST", &obj.collection, s, &body, obj.sensitive)),
+            }
+            let (status, body) = self.get(&obj.item)?;
+            match status {
+                200 => {}
+                404 => continue, // deleted in between: create again
+                s => return Err(self.refused("GET", &obj.item, s, &body, obj.sensitive)),
+            }
+            let existing: Value = serde_json::from_slice(&body).map_err(|e| {
+                Error::Failed(format!("GET {}{}: not JSON: {e}", self.base, obj.item))
+            })?;
+            let desired = updated(&obj.body, &existing, obj.update);
+            let bytes = serde_json::to_vec(&desired)
+                .map_err(|e| Error::Failed(format!("{}: {e}", obj.what)))?;
+            let (status, body) = self.call(Method::PutJson(&bytes), "PUT", &obj.item)?;
+            match status {
+                200 | 201 => return Ok(Applied::Updated),
+                409 | 404 => continue, // changed or deleted in between
+                s => return Err(self.refused("PUT", &obj.item, s, &body, obj.sensitive)),
+            }
+        }
+        Err(Error::Failed(format!(
+            "{}: kept changing under us (5 create/update rounds)",
+            obj.what
+        )))
+    }
+
+    /// Applies every object in order, logging one line each under `phase`.
+    pub fn apply_all(&self, phase: &str, objs: &[ApiObject]) -> Result<(), Error> {
+        for o in objs {
+            let done = self.apply(o)?;
+            let verb = match done {
+                Applied::Created => "created",
+                Applied::Updated => "updated",
+            };
+            log::info!(target: phase, "{verb} {}", o.what);
+        }
+        Ok(())
+    }
+
+    /// Waits (within `budget`, polling) until Node `name` exists; returns it.
+    pub fn wait_for_node(&self, name: &str, budget: Duration) -> Result<Node, Error> {
+        let path = format!("/api/v1/nodes/{name}");
+        let deadline = Instant::now() + budget;
+        let mut last;
+        loop {
+            let (status, body) = self.get(&path)?;
+            match status {
+                200 => {
+                    return serde_json::from_slice(&body).map_err(|e| {
+                        Error::Failed(format!("GET {}{path}: not a Node: {e}", self.base))
+                    });
+                }
+                404 => last = "not registered yet (404)".to_string(),
+                s => return Err(self.refused("GET", &path, s, &body, false)),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Failed(format!(
+                    "Node {name:?}: {last} after {} s; is the kubelet running and registering?",
+                    budget.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(500).min(budget));
+        }
+    }
+
+    /// mark-control-plane: waits for Node `name`, then adds the labels and
+    /// `taints` with a merge patch (a 409 from a concurrent change retries
+    /// with the fresh Node). `Ok(false)` when it already had them all.
+    pub fn mark_control_plane(
+        &self,
+        name: &str,
+        taints: &[crate::config::Taint],
+        budget: Duration,
+    ) -> Result<bool, Error> {
+        let path = format!("/api/v1/nodes/{name}");
+        for _ in 0..5 {
+            let node = self.wait_for_node(name, budget)?;
+            let Some(patch) = objects::mark_control_plane_patch(&node, taints) else {
+                return Ok(false);
+            };
+            let bytes = serde_json::to_vec(&patch)
+                .map_err(|e| Error::Failed(format!("Node {name}: {e}")))?;
+            let (status, body) = self.call(Method::MergePatch(&bytes), "PATCH", &path)?;
+            match status {
+                200 => return Ok(true),
+                409 => continue,
+                s => return Err(self.refused("PATCH", &path, s, &body, false)),
+            }
+        }
+        Err(Error::Failed(format!(
+            "Node {name}: kept changing under us (5 patch rounds)"
+        )))
+    }
+}
+
+/// Our object prepared to replace `existing`: its resourceVersion, and for
+/// [`Update::MergeData`] its `data` keys we do not set.
+pub fn updated(ours: &Value, existing: &Value, update: Update) -> Value {
+    let mut out = ours.clone();
+    let rv = existing.pointer("/metadata/resourceVersion").cloned();
+    if let (Some(rv), Some(Value::Object(m))) = (rv, out.get_mut("metadata")) {
+        m.insert("resourceVersion".into(), rv);
+    }
+    if update == Update::MergeData
+        && let Some(Value::Object(old)) = existing.get("data")
+    {
+        let mut data = old.clone();
+        if let Some(Value::Object(new)) = ours.get("data") {
+            data.extend(new.clone());
+        }
+        if let Value::Object(m) = &mut out {
+            m.insert("data".into(), Value::Object(data));
+        }
+    }
+    out
+}
+
+/// Ensures the `kubeadm:cluster-admins` ClusterRoleBinding as kubeadm does:
+/// try as `admin` (whose group it binds, so on a fresh cluster that is
+/// forbidden); on 403 create it as `super_admin` (`system:masters`).
+pub fn ensure_cluster_admins(
+    admin: &Kube,
+    super_admin: impl FnOnce() -> Result<Kube, Error>,
+) -> Result<(), Error> {
+    let obj = objects::cluster_admins_binding();
+    let (status, body) = admin.create(&obj)?;
+    match status {
+        200 | 201 | 409 => return Ok(()),
+        403 => {}
+        s => return Err(admin.refused("POST", &obj.collection, s, &body, false)),
+    }
+    log::info!(target: "upload-config", "admin.conf may not create {} yet; creating it with super-admin.conf", obj.what);
+    let sa = super_admin()?;
+    match sa.create(&obj)? {
+        (200 | 201 | 409, _) => Ok(()),
+        (s, body) => Err(sa.refused("POST", &obj.collection, s, &body, false)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn update_keeps_resource_version_and_foreign_data_keys() {
+        let ours = json!({"metadata": {"name": "cluster-info"}, "data": {"kubeconfig": "new"}});
+        let existing = json!({"metadata": {"name": "cluster-info", "resourceVersion": "42"},
+            "data": {"kubeconfig": "old", "jws-kubeconfig-abcdef": "sig"}});
+        let u = updated(&ours, &existing, Update::MergeData);
+        assert_eq!(u["metadata"]["resourceVersion"], "42");
+        assert_eq!(u["data"]["kubeconfig"], "new");
+        assert_eq!(u["data"]["jws-kubeconfig-abcdef"], "sig");
+        let r = updated(&ours, &existing, Update::Replace);
+        assert!(r["data"].get("jws-kubeconfig-abcdef").is_none());
+        assert_eq!(r["metadata"]["resourceVersion"], "42");
+    }
+
+    #[test]
+    fn status_message_is_read_and_bounded() {
+        let m = status_message(br#"{"kind":"Status","message":"forbidden: x"}"#);
+        assert_eq!(m.as_deref(), Some("forbidden: x"));
+        assert!(status_message(b"not json").is_none());
+        let long = format!(r#"{{"message":"{}"}}"#, "a".repeat(1000));
+        assert_eq!(status_message(long.as_bytes()).unwrap().len(), 300);
+    }
+}

@@ -1,0 +1,718 @@
+//! The API objects `kubeadm init` creates after the control plane is up,
+//! built as k8s-openapi values with no I/O: the uploaded configuration
+//! (upload-config), the control-plane labels and taints (mark-control-plane),
+//! bootstrap token Secrets, their RBAC and the public `cluster-info`
+//! (bootstrap-token), and the `kubeadm:cluster-admins` binding. Names and
+//! contents follow kubeadm's (`phases/uploadconfig`, `phases/markcontrolplane`,
+//! `phases/bootstraptoken/*`, constants.go).
+//!
+//! [`ApiObject`] pairs an object's JSON with the URLs it is created and
+//! updated at; [`super::kube`] sends it.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::{ByteString, Metadata, Resource};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::config::{BootstrapToken, BootstrapTokenSpec, Etcd, Settings, Taint};
+
+/// `kube-system`.
+pub const KUBE_SYSTEM: &str = "kube-system";
+/// `kube-public`.
+pub const KUBE_PUBLIC: &str = "kube-public";
+/// The group every default bootstrap token authenticates as (besides `system:bootstrappers`).
+pub const NODE_BOOTSTRAP_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+/// The group of every node's client certificate.
+pub const NODES_GROUP: &str = "system:nodes";
+/// The group `admin.conf`'s user belongs to (bound to `cluster-admin`).
+pub const CLUSTER_ADMINS_GROUP: &str = "kubeadm:cluster-admins";
+/// `kube-system/kubeadm-config`.
+pub const KUBEADM_CONFIG: &str = "kubeadm-config";
+/// `kube-system/kubelet-config`.
+pub const KUBELET_CONFIG: &str = "kubelet-config";
+/// `kube-public/cluster-info`.
+pub const CLUSTER_INFO: &str = "cluster-info";
+/// The control-plane node label (value `""`).
+pub const LABEL_CONTROL_PLANE: &str = "node-role.kubernetes.io/control-plane";
+/// The label that keeps control-plane nodes out of external load balancers.
+pub const LABEL_EXCLUDE_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+/// The Secret type of bootstrap tokens.
+pub const BOOTSTRAP_TOKEN_TYPE: &str = "bootstrap.kubernetes.io/token";
+
+/// How an existing object is updated when create says it exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    /// Replace it with ours (keeping its resourceVersion).
+    Replace,
+    /// Set our `data` keys and keep the others (cluster-info keeps the
+    /// controller manager's `jws-kubeconfig-<id>` signatures).
+    MergeData,
+}
+
+/// One object to create or update: its JSON and where it lives.
+pub struct ApiObject {
+    /// `Kind namespace/name`, for logs and errors.
+    pub what: String,
+    /// The collection URL path (POST creates here).
+    pub collection: String,
+    /// The object's URL path (GET/PUT).
+    pub item: String,
+    /// The object as JSON.
+    pub body: Value,
+    /// How to update an existing object.
+    pub update: Update,
+    /// The body holds a secret: never show it, nor the server's answer about it.
+    pub sensitive: bool,
+}
+
+// Never prints the body: a token Secret's data is in it.
+impl std::fmt::Debug for ApiObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiObject")
+            .field("what", &self.what)
+            .field("item", &self.item)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The collection path of resource `T` in `namespace` (None for cluster-scoped).
+pub fn collection_path<T: Resource>(namespace: Option<&str>) -> String {
+    let base = if T::GROUP.is_empty() {
+        format!("/api/{}", T::VERSION)
+    } else {
+        format!("/apis/{}/{}", T::GROUP, T::VERSION)
+    };
+    match namespace {
+        Some(ns) => format!("{base}/namespaces/{ns}/{}", T::URL_PATH_SEGMENT),
+        None => format!("{base}/{}", T::URL_PATH_SEGMENT),
+    }
+}
+
+/// Wraps a typed object as an [`ApiObject`].
+pub fn object<T>(obj: &T, update: Update) -> ApiObject
+where
+    T: Resource + Metadata<Ty = ObjectMeta> + serde::Serialize,
+{
+    let meta = obj.metadata();
+    let name = meta.name.clone().unwrap_or_default();
+    let ns = meta.namespace.as_deref();
+    let collection = collection_path::<T>(ns);
+    let what = match ns {
+        Some(ns) => format!("{} {ns}/{name}", T::KIND),
+        None => format!("{} {name}", T::KIND),
+    };
+    // k8s-openapi types serialize infallibly (strings, maps, lists); a
+    // failure would be a bug, reported as an empty object the server rejects.
+    let body = serde_json::to_value(obj).unwrap_or(Value::Null);
+    ApiObject {
+        what,
+        item: format!("{collection}/{name}"),
+        collection,
+        body,
+        update,
+        sensitive: T::KIND == "Secret",
+    }
+}
+
+fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: namespace.map(str::to_string),
+        ..Default::default()
+    }
+}
+
+fn group(name: &str) -> Subject {
+    Subject {
+        kind: "Group".into(),
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        name: name.into(),
+        namespace: None,
+    }
+}
+
+fn user(name: &str) -> Subject {
+    Subject {
+        kind: "User".into(),
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        name: name.into(),
+        namespace: None,
+    }
+}
+
+fn role_ref(kind: &str, name: &str) -> RoleRef {
+    RoleRef {
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        kind: kind.into(),
+        name: name.into(),
+    }
+}
+
+/// A Role allowing `get` on the named ConfigMap, with its RoleBinding to `subjects`.
+fn read_configmap(name: &str, ns: &str, cm: &str, subjects: Vec<Subject>) -> [ApiObject; 2] {
+    let role = Role {
+        metadata: meta(name, Some(ns)),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["configmaps".into()]),
+            resource_names: Some(vec![cm.into()]),
+            verbs: vec!["get".into()],
+            ..Default::default()
+        }]),
+    };
+    let binding = RoleBinding {
+        metadata: meta(name, Some(ns)),
+        role_ref: role_ref("Role", name),
+        subjects: Some(subjects),
+    };
+    [
+        object(&role, Update::Replace),
+        object(&binding, Update::Replace),
+    ]
+}
+
+fn crb(name: &str, cluster_role: &str, subjects: Vec<Subject>) -> ApiObject {
+    object(
+        &ClusterRoleBinding {
+            metadata: meta(name, None),
+            role_ref: role_ref("ClusterRole", cluster_role),
+            subjects: Some(subjects),
+        },
+        Update::Replace,
+    )
+}
+
+/// `kubeadm:cluster-admins`: the group of `admin.conf`'s user → `cluster-admin`.
+pub fn cluster_admins_binding() -> ApiObject {
+    crb(
+        "kubeadm:cluster-admins",
+        "cluster-admin",
+        vec![group(CLUSTER_ADMINS_GROUP)],
+    )
+}
+
+/// A Go `time.Duration` string (`8760h0m0s`, `30m0s`, `0s`).
+pub fn go_duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn component(c: &crate::config::Component) -> Value {
+    let mut v = serde_json::Map::new();
+    if !c.extra_args.is_empty() {
+        v.insert("extraArgs".into(), json!(c.extra_args));
+    }
+    if !c.extra_volumes.is_empty() {
+        v.insert("extraVolumes".into(), json!(c.extra_volumes));
+    }
+    if !c.extra_envs.is_empty() {
+        v.insert("extraEnvs".into(), json!(c.extra_envs));
+    }
+    Value::Object(v)
+}
+
+fn joined(nets: &[ipnet::IpNet]) -> String {
+    nets.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// kubeadm's `ClusterConfiguration` (`kubeadm.k8s.io/v1beta4`) for these
+/// settings, as kubeadm stores it in `kube-system/kubeadm-config`.
+pub fn cluster_configuration(s: &Settings) -> Value {
+    let c = &s.cluster;
+    let mut api_server = component(&c.api_server);
+    if !c.cert_sans.is_empty()
+        && let Value::Object(m) = &mut api_server
+    {
+        m.insert("certSANs".into(), json!(c.cert_sans));
+    }
+    let etcd = match &c.etcd {
+        Etcd::Local {
+            data_dir,
+            server_cert_sans,
+            peer_cert_sans,
+            image_repository,
+            image_tag,
+        } => {
+            let mut l = serde_json::Map::new();
+            l.insert("dataDir".into(), json!(data_dir));
+            if let Value::Object(extra) = component(&c.etcd_component) {
+                l.extend(extra);
+            }
+            if !server_cert_sans.is_empty() {
+                l.insert("serverCertSANs".into(), json!(server_cert_sans));
+            }
+            if !peer_cert_sans.is_empty() {
+                l.insert("peerCertSANs".into(), json!(peer_cert_sans));
+            }
+            if let Some(r) = image_repository {
+                l.insert("imageRepository".into(), json!(r));
+            }
+            if let Some(t) = image_tag {
+                l.insert("imageTag".into(), json!(t));
+            }
+            json!({ "local": l })
+        }
+        Etcd::External {
+            endpoints,
+            ca_file,
+            cert_file,
+            key_file,
+        } => json!({"external": {
+            "endpoints": endpoints, "caFile": ca_file, "certFile": cert_file, "keyFile": key_file,
+        }}),
+    };
+    let mut networking = serde_json::Map::new();
+    networking.insert("dnsDomain".into(), json!(c.dns_domain));
+    if !c.pod_subnets.is_empty() {
+        networking.insert("podSubnet".into(), json!(joined(&c.pod_subnets)));
+    }
+    networking.insert("serviceSubnet".into(), json!(joined(&c.service_subnets)));
+    let mut cc = json!({
+        "apiVersion": "kubeadm.k8s.io/v1beta4",
+        "kind": "ClusterConfiguration",
+        "apiServer": api_server,
+        "caCertificateValidityPeriod": go_duration(c.ca_validity_seconds),
+        "certificateValidityPeriod": go_duration(c.cert_validity_seconds),
+        "certificatesDir": c.certificates_dir,
+        "clusterName": c.name,
+        "controllerManager": component(&c.controller_manager),
+        "dns": {},
+        "encryptionAlgorithm": c.key_algorithm.as_str(),
+        "etcd": etcd,
+        "imageRepository": c.image_repository,
+        "kubernetesVersion": c.kubernetes_version,
+        "networking": networking,
+        "proxy": {},
+        "scheduler": component(&c.scheduler),
+    });
+    if let Value::Object(m) = &mut cc {
+        if let Some(ep) = &c.control_plane_endpoint {
+            m.insert("controlPlaneEndpoint".into(), json!(ep.to_string()));
+        }
+        if !c.feature_gates.is_empty() {
+            let gates: serde_json::Map<String, Value> = c
+                .feature_gates
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            m.insert("featureGates".into(), Value::Object(gates));
+        }
+    }
+    cc
+}
+
+fn config_map(name: &str, ns: &str, data: BTreeMap<String, String>) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(name, Some(ns)),
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+/// upload-config: `kube-system/kubeadm-config` (key `ClusterConfiguration`,
+/// YAML) and `kube-system/kubelet-config` (key `kubelet`: the bytes of the
+/// node's `/var/lib/kubelet/config.yaml`), each with the Role and
+/// RoleBinding that let nodes and bootstrap tokens read it.
+pub fn upload_config(s: &Settings, kubelet_config: &str) -> Result<Vec<ApiObject>, String> {
+    let yaml = serde_norway::to_string(&cluster_configuration(s))
+        .map_err(|e| format!("ClusterConfiguration does not serialize: {e}"))?;
+    let mut out = vec![object(
+        &config_map(
+            KUBEADM_CONFIG,
+            KUBE_SYSTEM,
+            BTreeMap::from([("ClusterConfiguration".to_string(), yaml)]),
+        ),
+        Update::MergeData,
+    )];
+    out.extend(read_configmap(
+        "kubeadm:nodes-kubeadm-config",
+        KUBE_SYSTEM,
+        KUBEADM_CONFIG,
+        vec![group(NODE_BOOTSTRAP_GROUP), group(NODES_GROUP)],
+    ));
+    out.push(object(
+        &config_map(
+            KUBELET_CONFIG,
+            KUBE_SYSTEM,
+            BTreeMap::from([("kubelet".to_string(), kubelet_config.to_string())]),
+        ),
+        Update::MergeData,
+    ));
+    out.extend(read_configmap(
+        "kubeadm:kubelet-config",
+        KUBE_SYSTEM,
+        KUBELET_CONFIG,
+        vec![group(NODES_GROUP), group(NODE_BOOTSTRAP_GROUP)],
+    ));
+    Ok(out)
+}
+
+/// The Secret `kube-system/bootstrap-token-<id>` for one token, expiring
+/// `spec.ttl_seconds` after `now` (never when 0).
+pub fn token_secret(
+    spec: &BootstrapTokenSpec,
+    token: &BootstrapToken,
+    now: OffsetDateTime,
+) -> Secret {
+    let mut data: BTreeMap<String, ByteString> = BTreeMap::new();
+    let mut put = |k: &str, v: &str| {
+        data.insert(k.to_string(), ByteString(v.as_bytes().to_vec()));
+    };
+    put("token-id", &token.id);
+    put("token-secret", token.secret.expose());
+    if let Some(d) = &spec.description {
+        put("description", d);
+    }
+    if spec.ttl_seconds > 0 {
+        let at = now.to_offset(time::UtcOffset::UTC)
+            + time::Duration::seconds(i64::try_from(spec.ttl_seconds).unwrap_or(i64::MAX / 2));
+        put("expiration", &rfc3339_seconds(at));
+    }
+    for u in &spec.usages {
+        put(&format!("usage-bootstrap-{u}"), "true");
+    }
+    if !spec.groups.is_empty() {
+        put("auth-extra-groups", &spec.groups.join(","));
+    }
+    Secret {
+        metadata: meta(&format!("bootstrap-token-{}", token.id), Some(KUBE_SYSTEM)),
+        type_: Some(BOOTSTRAP_TOKEN_TYPE.into()),
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+/// RFC 3339 in UTC with whole seconds, as Go's `time.RFC3339` prints it.
+fn rfc3339_seconds(t: OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// The bootstrap-token RBAC, in kubeadm's order: get-nodes, post CSRs,
+/// auto-approve node client CSRs, auto-approve renewals.
+pub fn bootstrap_rbac() -> Vec<ApiObject> {
+    let get_nodes = ClusterRole {
+        metadata: meta("kubeadm:get-nodes", None),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["nodes".into()]),
+            verbs: vec!["get".into()],
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    vec![
+        object(&get_nodes, Update::Replace),
+        crb(
+            "kubeadm:get-nodes",
+            "kubeadm:get-nodes",
+            vec![group(NODE_BOOTSTRAP_GROUP)],
+        ),
+        crb(
+            "kubeadm:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            vec![group(NODE_BOOTSTRAP_GROUP)],
+        ),
+        crb(
+            "kubeadm:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            vec![group(NODE_BOOTSTRAP_GROUP)],
+        ),
+        crb(
+            "kubeadm:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            vec![group(NODES_GROUP)],
+        ),
+    ]
+}
+
+/// The kubeconfig kubeadm publishes in `cluster-info`: one cluster with the
+/// empty name, the control-plane endpoint and the embedded CA, written as
+/// clientcmd writes it (this exact string is what tokens sign).
+pub fn cluster_info_kubeconfig(server: &str, ca_pem: &[u8]) -> String {
+    format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {server}\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {{}}\nusers: null\n",
+        base64::engine::general_purpose::STANDARD.encode(ca_pem)
+    )
+}
+
+/// `kube-public/cluster-info` and the Role/RoleBinding
+/// `kubeadm:bootstrap-signer-clusterinfo` that let anyone read it.
+pub fn cluster_info(server: &str, ca_pem: &[u8]) -> Vec<ApiObject> {
+    let mut out = vec![object(
+        &config_map(
+            CLUSTER_INFO,
+            KUBE_PUBLIC,
+            BTreeMap::from([(
+                "kubeconfig".to_string(),
+                cluster_info_kubeconfig(server, ca_pem),
+            )]),
+        ),
+        Update::MergeData,
+    )];
+    out.extend(read_configmap(
+        "kubeadm:bootstrap-signer-clusterinfo",
+        KUBE_PUBLIC,
+        CLUSTER_INFO,
+        vec![user("system:anonymous")],
+    ));
+    out
+}
+
+/// mark-control-plane: the JSON merge patch that adds the control-plane
+/// labels and `taints` to `node` (existing taints are kept), with the
+/// node's resourceVersion so a concurrent change makes it fail with 409.
+/// `None` when the node already has them all.
+pub fn mark_control_plane_patch(node: &Node, taints: &[Taint]) -> Option<Value> {
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let missing_labels: Vec<&str> = [LABEL_CONTROL_PLANE, LABEL_EXCLUDE_LB]
+        .into_iter()
+        .filter(|l| labels.get(*l).is_none_or(|v| !v.is_empty()))
+        .collect();
+    let existing = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    let mut all: Vec<Value> = existing
+        .iter()
+        .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
+        .collect();
+    let mut added = false;
+    for t in taints {
+        if !existing
+            .iter()
+            .any(|e| e.key == t.key && e.effect == t.effect)
+        {
+            let mut v = json!({"key": t.key, "effect": t.effect});
+            if let (Some(val), Value::Object(m)) = (&t.value, &mut v) {
+                m.insert("value".into(), json!(val));
+            }
+            all.push(v);
+            added = true;
+        }
+    }
+    if missing_labels.is_empty() && !added {
+        return None;
+    }
+    let mut metadata = serde_json::Map::new();
+    if let Some(rv) = &node.metadata.resource_version {
+        metadata.insert("resourceVersion".into(), json!(rv));
+    }
+    if !missing_labels.is_empty() {
+        let l: serde_json::Map<String, Value> = missing_labels
+            .iter()
+            .map(|k| (k.to_string(), json!("")))
+            .collect();
+        metadata.insert("labels".into(), Value::Object(l));
+    }
+    let mut patch = json!({ "metadata": metadata });
+    if added && let Value::Object(m) = &mut patch {
+        m.insert("spec".into(), json!({ "taints": all }));
+    }
+    Some(patch)
+}
+
+/// The worker join as a kubeboot NodeConfig, without the token secret: the
+/// token line names the Secret to read it from.
+pub fn join_config(server: &str, token_id: &str, ca_hash: &str) -> String {
+    format!(
+        "apiVersion: kubeboot.dev/v1alpha1\nrole: worker\nserver: {server}\ntoken: {token_id}.<secret>  # kubectl -n kube-system get secret bootstrap-token-{token_id} -o jsonpath='{{.data.token-secret}}' | base64 -d\ncaCertHash: {ca_hash}\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret as S;
+
+    fn token() -> BootstrapToken {
+        BootstrapToken {
+            id: "abcdef".into(),
+            secret: S::new("0123456789abcdef"),
+        }
+    }
+
+    #[test]
+    fn paths_follow_the_resource_types() {
+        assert_eq!(
+            collection_path::<ConfigMap>(Some("kube-system")),
+            "/api/v1/namespaces/kube-system/configmaps"
+        );
+        assert_eq!(
+            collection_path::<ClusterRoleBinding>(None),
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+        );
+        let o = cluster_admins_binding();
+        assert_eq!(
+            o.item,
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeadm:cluster-admins"
+        );
+        assert_eq!(o.body["kind"], "ClusterRoleBinding");
+        assert_eq!(o.body["roleRef"]["name"], "cluster-admin");
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(365 * 24 * 3600), "8760h0m0s");
+        assert_eq!(go_duration(1800), "30m0s");
+        assert_eq!(go_duration(0), "0s");
+    }
+
+    #[test]
+    fn token_secret_has_kubeadm_fields_and_debug_hides_it() {
+        let spec = BootstrapTokenSpec {
+            token: None,
+            description: None,
+            ttl_seconds: 3600,
+            usages: vec!["signing".into(), "authentication".into()],
+            groups: vec![NODE_BOOTSTRAP_GROUP.into()],
+        };
+        let now = time::macros::datetime!(2030-01-02 03:04:05.678 UTC);
+        let s = token_secret(&spec, &token(), now);
+        let d = s.data.clone().unwrap();
+        let get = |k: &str| String::from_utf8(d[k].0.clone()).unwrap();
+        assert_eq!(get("token-id"), "abcdef");
+        assert_eq!(get("token-secret"), "0123456789abcdef");
+        assert_eq!(get("expiration"), "2030-01-02T04:04:05Z");
+        assert_eq!(get("usage-bootstrap-signing"), "true");
+        assert_eq!(get("auth-extra-groups"), NODE_BOOTSTRAP_GROUP);
+        assert!(!d.contains_key("description"));
+        let o = object(&s, Update::Replace);
+        assert!(o.sensitive);
+        assert!(!format!("{o:?}").contains("MDEy"), "{o:?}");
+        let never = BootstrapTokenSpec {
+            ttl_seconds: 0,
+            ..spec
+        };
+        assert!(
+            !token_secret(&never, &token(), now)
+                .data
+                .unwrap()
+                .contains_key("expiration")
+        );
+    }
+
+    #[test]
+    fn cluster_configuration_is_v1beta4() {
+        let mut s = crate::pki::examples::control_plane_settings();
+        s.cluster.control_plane_endpoint = None;
+        let cc = cluster_configuration(&s);
+        assert_eq!(cc["apiVersion"], "kubeadm.k8s.io/v1beta4");
+        assert_eq!(cc["networking"]["podSubnet"], "10.244.0.0/16");
+        assert_eq!(cc["networking"]["serviceSubnet"], "10.96.0.0/12");
+        assert_eq!(cc["etcd"]["local"]["dataDir"], "/var/lib/etcd");
+        assert_eq!(cc["certificateValidityPeriod"], "8760h0m0s");
+        assert_eq!(cc["clusterName"], "kubernetes");
+        assert!(cc.get("controlPlaneEndpoint").is_none());
+        let objs = upload_config(&s, "kind: KubeletConfiguration\n").unwrap();
+        let names: Vec<&str> = objs.iter().map(|o| o.what.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ConfigMap kube-system/kubeadm-config",
+                "Role kube-system/kubeadm:nodes-kubeadm-config",
+                "RoleBinding kube-system/kubeadm:nodes-kubeadm-config",
+                "ConfigMap kube-system/kubelet-config",
+                "Role kube-system/kubeadm:kubelet-config",
+                "RoleBinding kube-system/kubeadm:kubelet-config",
+            ]
+        );
+        let yaml = objs[0].body["data"]["ClusterConfiguration"]
+            .as_str()
+            .unwrap();
+        let back: Value = serde_norway::from_str(yaml).unwrap();
+        assert_eq!(back, cc);
+    }
+
+    #[test]
+    fn mark_patch_adds_only_what_is_missing() {
+        let taint = Taint {
+            key: "node-role.kubernetes.io/control-plane".into(),
+            value: None,
+            effect: "NoSchedule".into(),
+        };
+        let mut node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "cp-1", "resourceVersion": "7", "labels": {"x": "y"}},
+            "spec": {"taints": [{"key": "other", "effect": "NoExecute"}]},
+        }))
+        .unwrap();
+        let p = mark_control_plane_patch(&node, std::slice::from_ref(&taint)).unwrap();
+        assert_eq!(p["metadata"]["resourceVersion"], "7");
+        assert_eq!(p["metadata"]["labels"][LABEL_CONTROL_PLANE], "");
+        assert_eq!(p["metadata"]["labels"][LABEL_EXCLUDE_LB], "");
+        assert_eq!(p["spec"]["taints"].as_array().unwrap().len(), 2);
+        // applied: nothing more to do
+        let mut applied = serde_json::to_value(&node).unwrap();
+        json_merge(&mut applied, &p);
+        node = serde_json::from_value(applied).unwrap();
+        assert!(mark_control_plane_patch(&node, &[taint]).is_none());
+    }
+
+    fn json_merge(target: &mut Value, patch: &Value) {
+        if let (Value::Object(t), Value::Object(p)) = (&mut *target, patch) {
+            for (k, v) in p {
+                json_merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        } else {
+            *target = patch.clone();
+        }
+    }
+
+    #[test]
+    fn cluster_info_round_trips_through_discovery() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem()
+            .into_bytes();
+        let objs = cluster_info("https://10.0.0.10:6443", &ca);
+        assert_eq!(
+            objs[0].item,
+            "/api/v1/namespaces/kube-public/configmaps/cluster-info"
+        );
+        assert_eq!(objs[2].body["subjects"][0]["name"], "system:anonymous");
+        let kc = objs[0].body["data"]["kubeconfig"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut cm = objs[0].body.clone();
+        cm["data"]["jws-kubeconfig-abcdef"] =
+            json!(super::super::discovery::sign_detached(&kc, &token()));
+        let pin = crate::pki::ca_hash(&ca).unwrap();
+        let info = super::super::discovery::verify_cluster_info(
+            &serde_json::to_vec(&cm).unwrap(),
+            &token(),
+            &[pin],
+            false,
+        )
+        .unwrap();
+        assert_eq!(info.server, "https://10.0.0.10:6443");
+        assert_eq!(info.ca_pem, ca);
+    }
+}

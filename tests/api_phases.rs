@@ -1,0 +1,776 @@
+//! init's API phases end to end: `kubeboot firstboot` for a control-plane
+//! init against a loopback HTTPS API server that requires a client
+//! certificate from the cluster CA (admin.conf's), records every request
+//! and answers like the API server (201 create, 409 exists, 200 get/put/
+//! patch; the Node appears after a while). Checks every request's method,
+//! path and body (as k8s-openapi types), that the token secret only travels
+//! in the Secret body, rerun idempotency, a refusing server, and a worker
+//! joining with the cluster-info the builders produce.
+
+mod cli_support;
+mod net_support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+
+use cli_support::{kubeboot, text};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kubeboot::config::BootstrapToken;
+use kubeboot::secret::Secret as S;
+use net_support::{Reply, Request, Server, ok, tls_config, tls_config_with};
+use serde_json::{Value, json};
+
+fn tmpdir(name: &str) -> PathBuf {
+    cli_support::tmpdir("api", name)
+}
+
+/// A rendered control plane (for its certificates) at `dir/cp`.
+fn render(dir: &Path) -> PathBuf {
+    let cfg = dir.join("cp.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n  advertiseAddress: 127.0.0.1\n",
+    )
+    .unwrap();
+    let root = dir.join("cp");
+    let o = kubeboot(&[
+        "render",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    root
+}
+
+/// The fake API server's state: objects by URL path.
+#[derive(Default)]
+struct State {
+    objects: HashMap<String, Value>,
+    node_gets: usize,
+    rv: u64,
+}
+
+fn status_reply(code: u16, reason: &str) -> Reply {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": reason, "code": code});
+    Reply::Respond(code, vec![], serde_json::to_vec(&body).unwrap())
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    if let (Value::Object(t), Value::Object(p)) = (&mut *target, patch) {
+        for (k, v) in p {
+            merge(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    } else {
+        *target = patch.clone();
+    }
+}
+
+/// The CN of the verified client certificate.
+fn client_cn(req: &Request) -> String {
+    let der = req.client_cert.as_deref().unwrap_or_default();
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Answers like the API server, from `state`.
+fn answer(state: &Mutex<State>, req: &Request) -> Reply {
+    let mut st = state.lock().unwrap();
+    if req.path == "/livez" {
+        return ok(b"ok");
+    }
+    st.rv += 1;
+    let rv = st.rv.to_string();
+    match req.method.as_str() {
+        "POST" => {
+            let mut body: Value = serde_json::from_slice(&req.body).unwrap();
+            let name = body["metadata"]["name"].as_str().unwrap().to_string();
+            if name == "kubeadm:cluster-admins" && client_cn(req) != "kubernetes-super-admin" {
+                // admin.conf's group is not bound yet on a fresh cluster
+                return status_reply(403, "Forbidden");
+            }
+            let item = format!("{}/{name}", req.path);
+            if st.objects.contains_key(&item) {
+                return status_reply(409, "AlreadyExists");
+            }
+            body["metadata"]["resourceVersion"] = json!(rv);
+            st.objects.insert(item, body.clone());
+            Reply::Respond(201, vec![], serde_json::to_vec(&body).unwrap())
+        }
+        "GET" => {
+            if req.path == "/api/v1/nodes/cp-1" && !st.objects.contains_key(&req.path) {
+                st.node_gets += 1;
+                if st.node_gets < 3 {
+                    return status_reply(404, "NotFound");
+                }
+                // the kubelet registered the node
+                let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "cp-1", "labels": {"kubernetes.io/hostname": "cp-1"}},
+                    "spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]}});
+                st.objects.insert(req.path.clone(), node);
+            }
+            match st.objects.get_mut(&req.path) {
+                Some(o) => {
+                    o["metadata"]["resourceVersion"] = json!(rv);
+                    ok(&serde_json::to_vec(o).unwrap())
+                }
+                None => status_reply(404, "NotFound"),
+            }
+        }
+        "PUT" => {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            match st.objects.get(&req.path) {
+                Some(old)
+                    if old["metadata"]["resourceVersion"]
+                        != body["metadata"]["resourceVersion"] =>
+                {
+                    status_reply(409, "Conflict")
+                }
+                Some(_) => {
+                    st.objects.insert(req.path.clone(), body.clone());
+                    ok(&serde_json::to_vec(&body).unwrap())
+                }
+                None => status_reply(404, "NotFound"),
+            }
+        }
+        "PATCH" => {
+            assert_eq!(
+                req.header("Content-Type"),
+                Some("application/merge-patch+json")
+            );
+            let patch: Value = serde_json::from_slice(&req.body).unwrap();
+            match st.objects.get_mut(&req.path) {
+                Some(o) => {
+                    merge(o, &patch);
+                    ok(&serde_json::to_vec(o).unwrap())
+                }
+                None => status_reply(404, "NotFound"),
+            }
+        }
+        _ => status_reply(405, "MethodNotAllowed"),
+    }
+}
+
+struct Cluster {
+    dir: PathBuf,
+    root: PathBuf,
+    api: Server,
+    state: Arc<Mutex<State>>,
+    _kcm: Server,
+    _sched: Server,
+    healthz: Server,
+    systemctl: PathBuf,
+}
+
+fn tls_ok(pki: &Path) -> Server {
+    Server::https(
+        tls_config(
+            &pki.join("front-proxy-client.crt"),
+            &pki.join("front-proxy-client.key"),
+            None,
+        ),
+        |_, _| ok(b"ok"),
+    )
+}
+
+/// A rendered control plane, its fake API server (mutual TLS with the
+/// cluster CA) and health stubs, with userdata for an init on that port.
+fn cluster(name: &str, refuse: bool) -> Cluster {
+    let dir = tmpdir(name);
+    let root = render(&dir);
+    let pki = root.join("etc/kubernetes/pki");
+    let state: Arc<Mutex<State>> = Arc::default();
+    let s = state.clone();
+    let api = Server::https(
+        tls_config_with(
+            &pki.join("apiserver.crt"),
+            &pki.join("apiserver.key"),
+            Some(&pki.join("ca.crt")),
+            true,
+        ),
+        move |req, _| {
+            if req.path == "/livez" {
+                ok(b"ok")
+            } else if req.client_cert.is_none() {
+                status_reply(401, "Unauthorized")
+            } else if refuse {
+                status_reply(403, "Forbidden")
+            } else {
+                answer(&s, req)
+            }
+        },
+    );
+    let (kcm, sched) = (tls_ok(&pki), tls_ok(&pki));
+    let userdata = format!(
+        "#cloud-config\nkubeboot:\n  role: control-plane\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {}\n  cluster:\n    podSubnet: 10.244.0.0/16\n    controllerManager:\n      extraArgs:\n        secure-port: \"{}\"\n    scheduler:\n      extraArgs:\n        secure-port: \"{}\"\n",
+        api.port, kcm.port, sched.port
+    );
+    let p = root.join("var/lib/cloud/seed/nocloud/user-data");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, userdata).unwrap();
+    let systemctl = fake_systemctl(&dir, &root);
+    Cluster {
+        dir,
+        root,
+        api,
+        state,
+        _kcm: kcm,
+        _sched: sched,
+        healthz: Server::http(|_, _| ok(b"ok")),
+        systemctl,
+    }
+}
+
+/// A fake systemctl; `restart kubelet` writes the kubeconfig the kubelet's
+/// TLS bootstrap would.
+fn fake_systemctl(dir: &Path, root: &Path) -> PathBuf {
+    let script = dir.join(format!(
+        "systemctl-{}",
+        root.file_name().unwrap().to_str().unwrap()
+    ));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *restart*kubelet*) mkdir -p '{root}/etc/kubernetes' && [ -f '{root}/etc/kubernetes/kubelet.conf' ] || echo 'apiVersion: v1' > '{root}/etc/kubernetes/kubelet.conf';; esac\nexit 0\n",
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+fn firstboot(root: &Path, systemctl: &Path, healthz: &Server, wait: &str) -> Output {
+    kubeboot(&[
+        "firstboot",
+        "--root",
+        root.to_str().unwrap(),
+        "--platform",
+        "none",
+        "--ignore-preflight-errors",
+        "all",
+        "--systemctl",
+        systemctl.to_str().unwrap(),
+        "--kubelet-healthz-url",
+        &format!("{}/healthz", healthz.base()),
+        "--wait-timeout",
+        wait,
+        "--discovery-timeout",
+        "20",
+    ])
+}
+
+fn status(root: &Path) -> (String, Value) {
+    let s = std::fs::read_to_string(root.join("var/lib/kubeboot/status.json")).unwrap();
+    let v = serde_json::from_str(&s).unwrap();
+    (s, v)
+}
+
+fn api_requests(api: &Server) -> Vec<Request> {
+    api.requests()
+        .into_iter()
+        .filter(|r| r.path != "/livez")
+        .collect()
+}
+
+fn body<T: serde::de::DeserializeOwned>(r: &Request) -> T {
+    serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("{} {}: {e}: {}", r.method, r.path, text(&r.body)))
+}
+
+/// A binding's name, role name and subjects.
+type Binding = (String, String, Vec<(String, String)>);
+
+const RBAC: &str = "/apis/rbac.authorization.k8s.io/v1";
+const GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+
+fn subjects(b: &Option<Vec<k8s_openapi::api::rbac::v1::Subject>>) -> Vec<(String, String)> {
+    b.as_ref()
+        .unwrap()
+        .iter()
+        .map(|s| (s.kind.clone(), s.name.clone()))
+        .collect()
+}
+
+fn g(name: &str) -> (String, String) {
+    ("Group".into(), name.into())
+}
+
+/// Every request of a fresh init, in order, with its body checked; returns
+/// the token (id, secret) read from the Secret body.
+fn check_first_run(c: &Cluster) -> (String, String) {
+    let reqs = api_requests(&c.api);
+    let seq: Vec<(String, String)> = reqs
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    let p = |m: &str, path: String| (m.to_string(), path);
+    let ks = "/api/v1/namespaces/kube-system";
+    let mut want = vec![
+        p("POST", format!("{RBAC}/clusterrolebindings")), // as admin.conf: 403
+        p("POST", format!("{RBAC}/clusterrolebindings")), // as super-admin.conf
+        p("POST", format!("{ks}/configmaps")),
+        p("POST", format!("{RBAC}/namespaces/kube-system/roles")),
+        p(
+            "POST",
+            format!("{RBAC}/namespaces/kube-system/rolebindings"),
+        ),
+        p("POST", format!("{ks}/configmaps")),
+        p("POST", format!("{RBAC}/namespaces/kube-system/roles")),
+        p(
+            "POST",
+            format!("{RBAC}/namespaces/kube-system/rolebindings"),
+        ),
+        p("GET", "/api/v1/nodes/cp-1".into()), // 404: not registered yet
+        p("GET", "/api/v1/nodes/cp-1".into()),
+        p("GET", "/api/v1/nodes/cp-1".into()),
+        p("PATCH", "/api/v1/nodes/cp-1".into()),
+        p("POST", format!("{ks}/secrets")),
+        p("POST", format!("{RBAC}/clusterroles")),
+    ];
+    want.extend(std::iter::repeat_n(
+        p("POST", format!("{RBAC}/clusterrolebindings")),
+        4,
+    ));
+    want.push(p(
+        "POST",
+        "/api/v1/namespaces/kube-public/configmaps".into(),
+    ));
+    want.push(p("POST", format!("{RBAC}/namespaces/kube-public/roles")));
+    want.push(p(
+        "POST",
+        format!("{RBAC}/namespaces/kube-public/rolebindings"),
+    ));
+    assert_eq!(seq, want);
+
+    // every call as admin.conf's user, except the binding it may not create yet
+    let cns: Vec<String> = reqs.iter().map(client_cn).collect();
+    assert_eq!(cns[1], "kubernetes-super-admin");
+    assert!(
+        cns.iter()
+            .enumerate()
+            .all(|(i, cn)| i == 1 || cn == "kubernetes-admin"),
+        "{cns:?}"
+    );
+    // kubeadm:cluster-admins
+    for r in &reqs[0..2] {
+        let b: ClusterRoleBinding = body(r);
+        assert_eq!(b.metadata.name.as_deref(), Some("kubeadm:cluster-admins"));
+        assert_eq!(b.role_ref.name, "cluster-admin");
+        assert_eq!(subjects(&b.subjects), vec![g("kubeadm:cluster-admins")]);
+    }
+    // upload-config
+    let cm: ConfigMap = body(&reqs[2]);
+    assert_eq!(cm.metadata.name.as_deref(), Some("kubeadm-config"));
+    assert_eq!(cm.metadata.namespace.as_deref(), Some("kube-system"));
+    let cc: Value =
+        serde_norway::from_str(&cm.data.as_ref().unwrap()["ClusterConfiguration"]).unwrap();
+    assert_eq!(cc["apiVersion"], "kubeadm.k8s.io/v1beta4");
+    assert_eq!(cc["kind"], "ClusterConfiguration");
+    assert_eq!(cc["networking"]["podSubnet"], "10.244.0.0/16");
+    assert_eq!(cc["clusterName"], "kubernetes");
+    assert_eq!(
+        cc["controllerManager"]["extraArgs"][0]["name"],
+        "secure-port"
+    );
+    for (i, name, cm_name) in [
+        (3, "kubeadm:nodes-kubeadm-config", "kubeadm-config"),
+        (6, "kubeadm:kubelet-config", "kubelet-config"),
+    ] {
+        let role: Role = body(&reqs[i]);
+        assert_eq!(role.metadata.name.as_deref(), Some(name));
+        let rule = &role.rules.as_ref().unwrap()[0];
+        assert_eq!(rule.verbs, vec!["get"]);
+        assert_eq!(
+            rule.resources.as_deref(),
+            Some(&["configmaps".to_string()][..])
+        );
+        assert_eq!(
+            rule.resource_names.as_deref(),
+            Some(&[cm_name.to_string()][..])
+        );
+        let rb: RoleBinding = body(&reqs[i + 1]);
+        assert_eq!(rb.metadata.name.as_deref(), Some(name));
+        assert_eq!(
+            (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
+            ("Role", name)
+        );
+        let mut subs = subjects(&rb.subjects);
+        subs.sort();
+        assert_eq!(subs, vec![g(GROUP), g("system:nodes")]);
+    }
+    let kc: ConfigMap = body(&reqs[5]);
+    assert_eq!(kc.metadata.name.as_deref(), Some("kubelet-config"));
+    let on_disk = std::fs::read_to_string(c.root.join("var/lib/kubelet/config.yaml")).unwrap();
+    assert_eq!(kc.data.as_ref().unwrap()["kubelet"], on_disk);
+    // mark-control-plane: the patched node has the labels and both taints
+    let node: Node =
+        serde_json::from_value(c.state.lock().unwrap().objects["/api/v1/nodes/cp-1"].clone())
+            .unwrap();
+    let labels = node.metadata.labels.unwrap();
+    assert_eq!(labels["node-role.kubernetes.io/control-plane"], "");
+    assert_eq!(
+        labels["node.kubernetes.io/exclude-from-external-load-balancers"],
+        ""
+    );
+    assert_eq!(
+        labels["kubernetes.io/hostname"], "cp-1",
+        "existing labels kept"
+    );
+    let taints: Vec<(String, String)> = node
+        .spec
+        .unwrap()
+        .taints
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.key, t.effect))
+        .collect();
+    assert_eq!(
+        taints,
+        vec![
+            ("node.kubernetes.io/not-ready".into(), "NoSchedule".into()),
+            (
+                "node-role.kubernetes.io/control-plane".into(),
+                "NoSchedule".into()
+            ),
+        ]
+    );
+    let patch: Value = body(&reqs[11]);
+    assert!(patch["metadata"]["resourceVersion"].is_string(), "{patch}");
+    // bootstrap-token
+    let secret: Secret = body(&reqs[12]);
+    assert_eq!(
+        secret.type_.as_deref(),
+        Some("bootstrap.kubernetes.io/token")
+    );
+    assert_eq!(secret.metadata.namespace.as_deref(), Some("kube-system"));
+    let d = secret.data.unwrap();
+    let get = |k: &str| String::from_utf8(d[k].0.clone()).unwrap();
+    let (id, sec) = (get("token-id"), get("token-secret"));
+    assert_eq!(
+        secret.metadata.name.as_deref(),
+        Some(format!("bootstrap-token-{id}").as_str())
+    );
+    assert!(id.len() == 6 && sec.len() == 16, "generated token shape");
+    assert_eq!(get("usage-bootstrap-signing"), "true");
+    assert_eq!(get("usage-bootstrap-authentication"), "true");
+    assert_eq!(get("auth-extra-groups"), GROUP);
+    let exp = time::OffsetDateTime::parse(
+        &get("expiration"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let left = exp - time::OffsetDateTime::now_utc();
+    assert!(
+        left > time::Duration::hours(23) && left <= time::Duration::hours(24),
+        "ttl 24h: {left}"
+    );
+    let cr: ClusterRole = body(&reqs[13]);
+    assert_eq!(cr.metadata.name.as_deref(), Some("kubeadm:get-nodes"));
+    assert_eq!(
+        cr.rules.unwrap()[0].resources.as_deref(),
+        Some(&["nodes".to_string()][..])
+    );
+    let crbs: Vec<Binding> = reqs[14..18]
+        .iter()
+        .map(|r| {
+            let b: ClusterRoleBinding = body(r);
+            (
+                b.metadata.name.unwrap(),
+                b.role_ref.name,
+                subjects(&b.subjects),
+            )
+        })
+        .collect();
+    assert_eq!(
+        crbs,
+        vec![
+            (
+                "kubeadm:get-nodes".into(),
+                "kubeadm:get-nodes".into(),
+                vec![g(GROUP)]
+            ),
+            (
+                "kubeadm:kubelet-bootstrap".into(),
+                "system:node-bootstrapper".into(),
+                vec![g(GROUP)]
+            ),
+            (
+                "kubeadm:node-autoapprove-bootstrap".into(),
+                "system:certificates.k8s.io:certificatesigningrequests:nodeclient".into(),
+                vec![g(GROUP)]
+            ),
+            (
+                "kubeadm:node-autoapprove-certificate-rotation".into(),
+                "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient".into(),
+                vec![g("system:nodes")]
+            ),
+        ]
+    );
+    let ci: ConfigMap = body(&reqs[18]);
+    assert_eq!(ci.metadata.name.as_deref(), Some("cluster-info"));
+    assert_eq!(ci.metadata.namespace.as_deref(), Some("kube-public"));
+    let kubeconfig = &ci.data.as_ref().unwrap()["kubeconfig"];
+    assert!(
+        kubeconfig.contains(&format!(
+            "server: https://127.0.0.1:{}\n  name: \"\"\n",
+            c.api.port
+        )),
+        "{kubeconfig}"
+    );
+    let role: Role = body(&reqs[19]);
+    assert_eq!(
+        role.metadata.name.as_deref(),
+        Some("kubeadm:bootstrap-signer-clusterinfo")
+    );
+    assert_eq!(
+        role.rules.unwrap()[0].resource_names.as_deref(),
+        Some(&["cluster-info".to_string()][..])
+    );
+    let rb: RoleBinding = body(&reqs[20]);
+    assert_eq!(
+        subjects(&rb.subjects),
+        vec![("User".into(), "system:anonymous".into())]
+    );
+    (id, sec)
+}
+
+fn assert_no_secret(secret: &str, o: &Output, status_text: &str) {
+    for (what, t) in [
+        ("stdout", text(&o.stdout)),
+        ("stderr", text(&o.stderr)),
+        ("status.json", status_text.to_string()),
+    ] {
+        assert!(!t.contains(secret), "token secret in {what}: {t}");
+    }
+}
+
+#[test]
+fn init_runs_the_api_phases_and_a_rerun_converges() {
+    let c = cluster("init", false);
+    let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
+    assert!(
+        o.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let (st_text, st) = status(&c.root);
+    assert_eq!(st["result"], "success");
+    let done: Vec<&str> = st["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["outcome"] == "done")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        done,
+        [
+            "preflight",
+            "certs",
+            "kubeconfig",
+            "etcd",
+            "control-plane",
+            "kubelet-start",
+            "wait-control-plane",
+            "upload-config",
+            "mark-control-plane",
+            "bootstrap-token",
+            "show-join-command"
+        ]
+    );
+    let (id, secret) = check_first_run(&c);
+    assert_no_secret(&secret, &o, &st_text);
+    // show-join-command: the NodeConfig with the id, the CA pin, no secret
+    let err = text(&o.stderr);
+    let pin = text(
+        &kubeboot(&[
+            "certs",
+            "ca-hash",
+            c.root.join("etc/kubernetes/pki/ca.crt").to_str().unwrap(),
+        ])
+        .stdout,
+    );
+    assert!(err.contains(&format!("token: {id}.<secret>")), "{err}");
+    assert!(
+        err.contains(&format!("caCertHash: {}", pin.trim())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("server: 127.0.0.1:{}", c.api.port)),
+        "{err}"
+    );
+    assert!(
+        !err.contains("does not yet run kubeadm's API phases"),
+        "{err}"
+    );
+
+    // The controller manager signs cluster-info; a rerun must keep that.
+    let ci = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+    c.state.lock().unwrap().objects.get_mut(ci).unwrap()["data"]["jws-kubeconfig-abcdef"] =
+        json!("sig");
+    let first = api_requests(&c.api).len();
+    std::fs::remove_file(c.root.join("var/lib/kubeboot/done")).unwrap();
+    let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
+    assert!(o.status.success(), "rerun: {}", text(&o.stderr));
+    let again = &api_requests(&c.api)[first..];
+    let mut puts = 0;
+    for w in again.windows(3) {
+        if w[0].method == "POST" && w[1].method == "GET" && w[2].method == "PUT" {
+            assert_eq!(w[1].path, w[2].path);
+            assert!(
+                w[1].path.starts_with(&w[0].path),
+                "{} vs {}",
+                w[0].path,
+                w[1].path
+            );
+            puts += 1;
+        }
+    }
+    // 6 upload-config + 5 RBAC + 3 cluster-info objects exist already; the new token's Secret is created
+    assert_eq!(
+        puts,
+        14,
+        "{:?}",
+        again
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        again.iter().all(|r| r.method != "PATCH"),
+        "node already marked: no patch"
+    );
+    let secrets = again
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/secrets"))
+        .count();
+    assert_eq!(secrets, 1);
+    let state = c.state.lock().unwrap();
+    assert_eq!(
+        state.objects[ci]["data"]["jws-kubeconfig-abcdef"], "sig",
+        "signature kept"
+    );
+    let (st_text, _) = status(&c.root);
+    assert_no_secret(&secret, &o, &st_text);
+    drop(state);
+    std::fs::remove_dir_all(&c.dir).unwrap();
+}
+
+#[test]
+fn a_refusing_api_server_fails_upload_config_within_bounds() {
+    let c = cluster("refuse", true);
+    let o = firstboot(&c.root, &c.systemctl, &c.healthz, "5");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let (_, st) = status(&c.root);
+    assert_eq!(st["result"], "failure");
+    assert_eq!(st["phase"], "upload-config");
+    let e = st["error"].as_str().unwrap();
+    assert!(
+        e.contains("clusterrolebindings") && e.contains("403"),
+        "{e}"
+    );
+    assert!(!c.root.join("var/lib/kubeboot/done").exists());
+    std::fs::remove_dir_all(&c.dir).unwrap();
+}
+
+#[test]
+fn a_worker_joins_with_the_cluster_info_the_builders_produce() {
+    let c = cluster("worker", false);
+    let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (id, secret) = check_first_run(&c);
+    let token = BootstrapToken {
+        id: id.clone(),
+        secret: S::new(secret.clone()),
+    };
+    let pki = c.root.join("etc/kubernetes/pki");
+    let ca = std::fs::read(pki.join("ca.crt")).unwrap();
+    // The worker side of the API server: no client certificate (anonymous
+    // discovery, then the bootstrap token), serving what init uploaded.
+    let objects: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+    let served = objects.clone();
+    let bearer = format!("Bearer {id}.{secret}");
+    let worker_api = Server::https(
+        tls_config(&pki.join("apiserver.crt"), &pki.join("apiserver.key"), None),
+        move |req, _| {
+            let objs = served.lock().unwrap();
+            let public = req.path.starts_with("/api/v1/namespaces/kube-public/");
+            match objs.get(&req.path) {
+                Some(o) if public || req.header("Authorization") == Some(bearer.as_str()) => {
+                    ok(&serde_json::to_vec(o).unwrap())
+                }
+                Some(_) => status_reply(401, "Unauthorized"),
+                None => status_reply(404, "NotFound"),
+            }
+        },
+    );
+    {
+        let mut objs = objects.lock().unwrap();
+        let state = c.state.lock().unwrap();
+        let kc = "/api/v1/namespaces/kube-system/configmaps/kubelet-config";
+        objs.insert(kc.into(), state.objects[kc].clone());
+        // cluster-info as the builders make it for this server, signed as the controller manager would
+        let built = kubeboot::api::objects::cluster_info(
+            &format!("https://127.0.0.1:{}", worker_api.port),
+            &ca,
+        );
+        let mut cm = built[0].body.clone();
+        let kubeconfig = cm["data"]["kubeconfig"].as_str().unwrap().to_string();
+        cm["data"][format!("jws-kubeconfig-{id}")] =
+            json!(kubeboot::api::discovery::sign_detached(&kubeconfig, &token));
+        objs.insert(built[0].item.clone(), cm);
+    }
+    let wroot = c.dir.join("worker");
+    let pin = text(&kubeboot(&["certs", "ca-hash", pki.join("ca.crt").to_str().unwrap()]).stdout);
+    let p = wroot.join("var/lib/cloud/seed/nocloud/user-data");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(
+        &p,
+        format!(
+            "#cloud-config\nkubeboot:\n  role: worker\n  server: 127.0.0.1:{}\n  token: {id}.{secret}\n  caCertHash: {}\n  node:\n    name: worker-1\n",
+            worker_api.port,
+            pin.trim()
+        ),
+    )
+    .unwrap();
+    let wctl = fake_systemctl(&c.dir, &wroot);
+    let o = firstboot(&wroot, &wctl, &c.healthz, "20");
+    assert!(
+        o.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let (st_text, st) = status(&wroot);
+    assert_eq!(st["result"], "success");
+    assert_no_secret(&secret, &o, &st_text);
+    assert!(text(&o.stderr).contains("using the cluster's kubelet configuration"));
+    assert!(wroot.join("etc/kubernetes/kubelet.conf").is_file());
+    let paths: Vec<String> = worker_api
+        .requests()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.ends_with("/configmaps/kubelet-config")),
+        "{paths:?}"
+    );
+    assert_eq!(
+        std::fs::read(wroot.join("etc/kubernetes/pki/ca.crt")).unwrap(),
+        ca
+    );
+    std::fs::remove_dir_all(&c.dir).unwrap();
+}
