@@ -282,13 +282,28 @@ fn real_control_plane_runs_kubeboot_api_phases_and_join_discovery() {
     );
     let api_log = tmp.path().join("kube-apiserver.log");
     let mut api = spawn(&apiserver_bin, &api_args, &api_log);
-    wait_for(&mut api, "kube-apiserver", &api_log, || {
-        let o = kubectl(&admin, &["get", "--raw", "/livez"]);
-        match o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "ok" {
-            true => Ok(()),
-            false => Err(format!("kubectl get --raw /livez: {}", show(&o))),
-        }
-    });
+    // Live, then ready (RBAC bootstrapped), then the system namespaces
+    // the phases write into.
+    for check in [
+        &["get", "--raw", "/livez"][..],
+        &["get", "--raw", "/readyz"],
+        &["get", "namespace", "kube-system", "-o", "name"],
+        &["get", "namespace", "kube-public", "-o", "name"],
+    ] {
+        wait_for(&mut api, "kube-apiserver", &api_log, || {
+            let o = kubectl(&admin, check);
+            let out = String::from_utf8_lossy(&o.stdout);
+            let ready = if check[1] == "--raw" {
+                out.trim() == "ok"
+            } else {
+                out.trim().starts_with("namespace/")
+            };
+            match o.status.success() && ready {
+                true => Ok(()),
+                false => Err(format!("kubectl {check:?}: {}", show(&o))),
+            }
+        });
+    }
 
     // kube-controller-manager (for the bootstrap signer), when supplied.
     let kcm = if kcm_bin.is_file() {
@@ -393,6 +408,11 @@ fn real_control_plane_runs_kubeboot_api_phases_and_join_discovery() {
     };
     let (id, token_secret) = (field("token-id"), field("token-secret"));
     assert_eq!(secret_name, format!("bootstrap-token-{id}"));
+    assert!(
+        id.len() == 6 && token_secret.len() == 16,
+        "{secret_name}: token-id {id:?} or its token-secret ({} characters) is malformed",
+        token_secret.len()
+    );
 
     // The real bootstrap signer signs cluster-info for this token.
     let jws = format!("jws-kubeconfig-{id}");
