@@ -38,14 +38,20 @@ mod node_common;
 #[path = "etcd_support/mod.rs"]
 mod etcd_support;
 
+#[path = "pod_support/mod.rs"]
+mod pod_support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use etcd_support::{Kill, command, free_port, openssl, require, show, wait_healthy};
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use node_common::TempRoot;
+use pod_support::{
+    container_command, create_host_dirs, etcd_args, flags, host_path, known_flags, read_pod,
+    render, rewrite_ports,
+};
 
 const ETCD: &str = "/usr/bin/etcd";
 const ETCDCTL: &str = "/usr/bin/etcdctl";
@@ -62,132 +68,6 @@ node:
   name: cp-etcd
   advertiseAddress: 127.0.0.1
 ";
-
-/// The command-line flags whose values are host files or directories.
-const PATH_FLAGS: [&str; 7] = [
-    "cert-file",
-    "key-file",
-    "trusted-ca-file",
-    "peer-cert-file",
-    "peer-key-file",
-    "peer-trusted-ca-file",
-    "data-dir",
-];
-
-fn render(config: &Path, root: &Path) {
-    let out = command(env!("CARGO_BIN_EXE_kubeboot"))
-        .args(["render", "--config"])
-        .arg(config)
-        .arg("--root")
-        .arg(root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kubeboot render failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn read_pod(root: &Path, name: &str) -> PodSpec {
-    let p = root.join("etc/kubernetes/manifests").join(name);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let pod: Pod = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    pod.spec.unwrap()
-}
-
-fn container_command(spec: &PodSpec) -> Vec<String> {
-    spec.containers[0].command.clone().unwrap()
-}
-
-/// `--name=value` flags of a command (after the program name).
-fn flags(cmd: &[String]) -> BTreeMap<String, String> {
-    cmd[1..]
-        .iter()
-        .map(|a| {
-            let (n, v) = a
-                .strip_prefix("--")
-                .and_then(|a| a.split_once('='))
-                .unwrap_or_else(|| panic!("not a --name=value flag: {a:?}"));
-            (n.to_string(), v.to_string())
-        })
-        .collect()
-}
-
-/// The host path (under `root`) the container sees at `container_path`,
-/// through the longest `volumeMount` covering it and its `hostPath` volume.
-fn host_path(spec: &PodSpec, root: &Path, container_path: &str) -> PathBuf {
-    let c = Path::new(container_path);
-    let mounts = spec.containers[0].volume_mounts.as_deref().unwrap_or(&[]);
-    let mount = mounts
-        .iter()
-        .filter(|m| c.starts_with(&m.mount_path))
-        .max_by_key(|m| m.mount_path.len())
-        .unwrap_or_else(|| {
-            panic!("no volumeMount covers {container_path}: the container cannot see it")
-        });
-    let volume = spec
-        .volumes
-        .as_deref()
-        .unwrap_or(&[])
-        .iter()
-        .find(|v| v.name == mount.name)
-        .unwrap_or_else(|| panic!("volumeMount {} names no volume", mount.name));
-    let host = &volume
-        .host_path
-        .as_ref()
-        .unwrap_or_else(|| panic!("volume {} is not a hostPath", volume.name))
-        .path;
-    let rest = c.strip_prefix(&mount.mount_path).unwrap();
-    let on_host = Path::new(host).join(rest);
-    root.join(on_host.strip_prefix("/").unwrap())
-}
-
-/// Creates every `hostPath` directory of the pod under `root`, as the
-/// kubelet does for `DirectoryOrCreate` (etcd wants its data dir 0700).
-fn create_host_dirs(spec: &PodSpec, root: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    for v in spec.volumes.as_deref().unwrap_or(&[]) {
-        let hp = v.host_path.as_ref().unwrap();
-        assert_eq!(hp.type_.as_deref(), Some("DirectoryOrCreate"), "{}", v.name);
-        let d = root.join(hp.path.trim_start_matches('/'));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-}
-
-/// Rewrites the port of every URL in a comma-separated list
-/// (`https://h:2379`, `name=https://h:2380`) through `ports`.
-fn rewrite_ports(value: &str, ports: &BTreeMap<u16, u16>) -> String {
-    value
-        .split(',')
-        .map(|item| {
-            let (head, port) = item
-                .rsplit_once(':')
-                .unwrap_or_else(|| panic!("URL without port: {item:?}"));
-            let old: u16 = port
-                .parse()
-                .unwrap_or_else(|_| panic!("URL without port: {item:?}"));
-            let new = ports
-                .get(&old)
-                .unwrap_or_else(|| panic!("unexpected etcd port {old} in {item:?}"));
-            format!("{head}:{new}")
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The long flag names `etcd --help` lists.
-fn known_flags() -> Vec<String> {
-    let out = Command::new(ETCD).arg("--help").output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    text.split_whitespace()
-        .filter_map(|w| w.strip_prefix("--"))
-        .map(|w| w.split(['=', '\'']).next().unwrap_or(w).to_string())
-        .collect()
-}
 
 fn etcdctl(endpoint: &str, ca: &Path, cert: Option<(&Path, &Path)>) -> Output {
     let mut c = command(ETCDCTL);
@@ -294,7 +174,7 @@ fn real_etcd_runs_the_rendered_pod_and_trusts_only_our_clients() {
     let rendered = flags(&cmd);
 
     // Every flag must be one this etcd knows; none is dropped (see above).
-    let known = known_flags();
+    let known = known_flags(ETCD);
     let unknown: Vec<&String> = rendered.keys().filter(|n| !known.contains(n)).collect();
     assert!(
         unknown.is_empty(),
@@ -319,29 +199,12 @@ fn real_etcd_runs_the_rendered_pod_and_trusts_only_our_clients() {
 
     let (client, peer, metrics) = (free_port(), free_port(), free_port());
     let ports = BTreeMap::from([(2379, client), (2380, peer), (2381, metrics)]);
+    for v in spec.volumes.as_deref().unwrap_or(&[]) {
+        let hp = v.host_path.as_ref().unwrap();
+        assert_eq!(hp.type_.as_deref(), Some("DirectoryOrCreate"), "{}", v.name);
+    }
     create_host_dirs(&spec, &root);
-    for f in PATH_FLAGS {
-        assert!(rendered.contains_key(f), "etcd.yaml lacks --{f}");
-    }
-    let mut args = Vec::new();
-    for (name, value) in &rendered {
-        let value = if value.starts_with('/') {
-            assert!(
-                PATH_FLAGS.contains(&name.as_str()),
-                "unexpected path flag --{name}"
-            );
-            let p = host_path(&spec, &root, value);
-            if name != "data-dir" {
-                assert!(p.is_file(), "--{name}: {} was not written", p.display());
-            }
-            p.display().to_string()
-        } else if value.contains("://") {
-            rewrite_ports(value, &ports)
-        } else {
-            value.clone()
-        };
-        args.push(format!("--{name}={value}"));
-    }
+    let args = etcd_args(&spec, &rendered, &root, &ports);
 
     let log = tmp.path().join("etcd.log");
     let child = command(ETCD)
