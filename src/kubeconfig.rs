@@ -465,8 +465,64 @@ fn entry(
     }
 }
 
+/// Rewrites a kubeconfig so its (first) user takes the client certificate
+/// and key from `file` (one PEM holding both, as the kubelet writes
+/// `kubelet-client-current.pem`) instead of embedded data. Other fields are
+/// kept. Errors say what is missing, never the key material.
+pub fn reference_client_file(kubeconfig: &[u8], file: &str) -> Result<String, String> {
+    let mut v: serde_norway::Value =
+        serde_norway::from_slice(kubeconfig).map_err(|e| format!("not a kubeconfig: {e}"))?;
+    let user = v
+        .get_mut("users")
+        .and_then(|u| u.as_sequence_mut())
+        .and_then(|u| u.first_mut())
+        .and_then(|u| u.get_mut("user"))
+        .and_then(|u| u.as_mapping_mut())
+        .ok_or("no user entry")?;
+    for k in ["client-certificate-data", "client-key-data"] {
+        user.remove(k);
+    }
+    user.insert("client-certificate".into(), file.into());
+    user.insert("client-key".into(), file.into());
+    serde_norway::to_string(&v).map_err(|e| format!("encoding: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reference_client_file_replaces_embedded_data_only() {
+        let text = render(
+            "k",
+            "https://10.0.0.1:6443",
+            "system:node:a",
+            b"CA",
+            b"CERT",
+            b"KEY",
+        );
+        let out = reference_client_file(
+            text.as_bytes(),
+            "/var/lib/kubelet/pki/kubelet-client-current.pem",
+        )
+        .unwrap();
+        assert!(
+            !out.contains("client-certificate-data") && !out.contains("client-key-data"),
+            "{out}"
+        );
+        assert!(
+            out.contains("client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem"),
+            "{out}"
+        );
+        assert!(
+            out.contains("certificate-authority-data") && out.contains("https://10.0.0.1:6443"),
+            "{out}"
+        );
+        assert!(
+            reference_client_file(b"apiVersion: v1\n", "/x")
+                .unwrap_err()
+                .contains("no user")
+        );
+    }
+
     use super::*;
 
     #[test]

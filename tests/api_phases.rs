@@ -586,6 +586,7 @@ fn init_runs_the_api_phases_and_a_rerun_converges() {
             "upload-config",
             "mark-control-plane",
             "bootstrap-token",
+            "kubelet-finalize",
             "show-join-command"
         ]
     );

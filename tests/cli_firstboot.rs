@@ -103,15 +103,16 @@ fn ca_hash(cp: &Path) -> String {
     text(&o.stdout).trim().to_string()
 }
 
-/// A fake systemctl: logs every call; `restart ... kubelet` writes the
-/// kubeconfig the real kubelet writes after its TLS bootstrap.
+/// A fake systemctl: logs every call; `restart ... kubelet` plays the
+/// kubelet: it writes kubelet.conf as after a TLS bootstrap (when there is
+/// none, as on a joining node) and its rotated client certificate file.
 fn fake_systemctl(dir: &Path, root: &Path) -> (PathBuf, PathBuf) {
     let log = dir.join("systemctl.log");
     let script = dir.join("systemctl");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*) mkdir -p '{root}/etc/kubernetes' && echo 'apiVersion: v1' > '{root}/etc/kubernetes/kubelet.conf';; esac\nexit 0\n",
+            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*)\n  mkdir -p '{root}/etc/kubernetes' '{root}/var/lib/kubelet/pki'\n  [ -f '{root}/etc/kubernetes/kubelet.conf' ] || echo 'apiVersion: v1' > '{root}/etc/kubernetes/kubelet.conf'\n  echo 'stand-in for the kubelet client cert and key' > '{root}/var/lib/kubelet/pki/kubelet-client-current.pem';;\nesac\nexit 0\n",
             log = log.display(),
             root = root.display()
         ),
@@ -424,8 +425,29 @@ fn control_plane_init_runs_every_phase_and_waits_for_health() {
             "etcd",
             "control-plane",
             "kubelet-start",
-            "wait-control-plane"
+            "wait-control-plane",
+            "kubelet-finalize"
         ]
+    );
+    // kubelet-finalize: kubelet.conf now names the kubelet's rotating
+    // certificate file instead of embedding the one kubeboot issued
+    let kc = std::fs::read_to_string(cp.join("etc/kubernetes/kubelet.conf")).unwrap();
+    assert!(
+        kc.contains("client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem")
+            && kc.contains("client-key: /var/lib/kubelet/pki/kubelet-client-current.pem")
+            && !kc.contains("client-key-data"),
+        "{kc}"
+    );
+    let view = Command::new("kubectl")
+        .args(["config", "view", "--kubeconfig"])
+        .arg(cp.join("etc/kubernetes/kubelet.conf"))
+        .args(["-o", "jsonpath={.users[0].user.client-certificate}"])
+        .output()
+        .expect("kubectl is required");
+    assert!(
+        text(&view.stdout).ends_with("kubelet-client-current.pem"),
+        "{}",
+        text(&view.stderr)
     );
     assert_eq!(
         std::fs::read(pki.join("ca.crt")).unwrap(),
@@ -447,7 +469,17 @@ fn control_plane_init_runs_every_phase_and_waits_for_health() {
     assert!(apiserver.requests().iter().any(|r| r.path == "/livez"));
     assert!(kcm.requests().iter().any(|r| r.path == "/healthz"));
     assert!(sched.requests().iter().any(|r| r.path == "/livez"));
-    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
+    // kubelet-start's three calls, then kubelet-finalize's restart
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        vec![
+            "daemon-reload",
+            "enable kubelet.service",
+            "restart --no-block kubelet.service",
+            "restart --no-block kubelet.service"
+        ]
+    );
     assert!(cp.join("var/lib/kubeboot/done").is_file());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -216,6 +216,12 @@ pub fn init_phases<'a>() -> Vec<Phase<NodeRun<'a>>> {
             run: run_bootstrap_token,
         },
         Phase {
+            name: "kubelet-finalize",
+            summary: "point kubelet.conf at the kubelet's rotated client certificate",
+            run_if: |r| r.live(),
+            run: run_kubelet_finalize,
+        },
+        Phase {
             name: "show-join-command",
             summary: "print the worker join configuration (without the token secret)",
             run_if: |r| r.live(),
@@ -729,5 +735,40 @@ fn run_show_join_command(r: &mut NodeRun<'_>) -> Result<(), Error> {
     for line in text.lines() {
         log::info!(target: "show-join-command", "  {line}");
     }
+    Ok(())
+}
+
+/// Where the kubelet keeps its rotating client certificate (cert and key in one file).
+pub const KUBELET_CLIENT_CURRENT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
+
+/// `kubelet-finalize` (kubeadm's enable-client-cert-rotation): once the
+/// kubelet has its own rotating client certificate, `kubelet.conf` refers
+/// to that file instead of embedding the certificate kubeboot issued, so
+/// rotation keeps it valid past the first year; then the kubelet restarts.
+/// When the kubelet has not written the file yet, nothing changes.
+fn run_kubelet_finalize(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let pem = r.paths.host(KUBELET_CLIENT_CURRENT);
+    if !pem.exists() {
+        log::info!(target: "kubelet-finalize", "{} does not exist yet; kubelet.conf keeps its embedded client certificate", pem.display());
+        return Ok(());
+    }
+    let conf = r.paths.host("/etc/kubernetes/kubelet.conf");
+    let text = fs::read_optional(&conf)?
+        .ok_or_else(|| Error::Failed(format!("{}: missing", conf.display())))?;
+    let updated = kubeconfig::reference_client_file(&text, KUBELET_CLIENT_CURRENT)
+        .map_err(|e| Error::Failed(format!("{}: {e}", conf.display())))?;
+    if updated.as_bytes() == text.as_slice() {
+        return Ok(());
+    }
+    fs::write_atomic(r.paths.root(), &conf, updated.as_bytes(), 0o600, r.sync())?;
+    r.record(
+        "kubelet-finalize",
+        conf,
+        "written",
+        format!("client certificate from {KUBELET_CLIENT_CURRENT}"),
+    );
+    r.flush()?;
+    r.init.restart(kubelet::KUBELET_UNIT)?;
+    log::info!(target: "kubelet-finalize", "kubelet.conf now uses {KUBELET_CLIENT_CURRENT}; kubelet restarted");
     Ok(())
 }
