@@ -775,3 +775,113 @@ fn a_worker_joins_with_the_cluster_info_the_builders_produce() {
     );
     std::fs::remove_dir_all(&c.dir).unwrap();
 }
+
+/// `upload-certs`: with a certificate key, init stores the shared CAs and
+/// sa keys in kube-system/kubeadm-certs, each AES-256-GCM encrypted with the
+/// key (a joining control plane's download-certs reads exactly this), and
+/// lets bootstrap-token holders read that one Secret.
+#[test]
+fn upload_certs_encrypts_the_shared_files_with_the_certificate_key() {
+    const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let c = cluster("upload-certs", false);
+    let seed = c.root.join("var/lib/cloud/seed/nocloud/user-data");
+    let ud = std::fs::read_to_string(&seed).unwrap();
+    std::fs::write(
+        &seed,
+        ud.replacen(
+            "kubeboot:\n",
+            &format!("kubeboot:\n  certificateKey: {KEY}\n"),
+            1,
+        ),
+    )
+    .unwrap();
+    let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (st_text, st) = status(&c.root);
+    assert!(
+        !st_text.contains(KEY) && !text(&o.stderr).contains(KEY) && !text(&o.stdout).contains(KEY)
+    );
+    let done: Vec<&str> = st["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["outcome"] == "done")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    let at = |n: &str| {
+        done.iter()
+            .position(|p| *p == n)
+            .unwrap_or_else(|| panic!("{n} not done: {done:?}"))
+    };
+    assert!(
+        at("upload-config") < at("upload-certs") && at("upload-certs") < at("mark-control-plane"),
+        "{done:?}"
+    );
+    let reqs = api_requests(&c.api);
+    let post = reqs
+        .iter()
+        .find(|r| {
+            r.method == "POST"
+                && r.path == "/api/v1/namespaces/kube-system/secrets"
+                && body::<Secret>(r).metadata.name.as_deref() == Some("kubeadm-certs")
+        })
+        .expect("kubeadm-certs created");
+    let secret: Secret = body(post);
+    let data = secret.data.unwrap();
+    let key = kubeboot::api::certs::key_bytes(&S::new(KEY)).unwrap();
+    let pki = c.root.join("etc/kubernetes/pki");
+    for (name, file) in [
+        ("ca.crt", "ca.crt"),
+        ("ca.key", "ca.key"),
+        ("front-proxy-ca.crt", "front-proxy-ca.crt"),
+        ("front-proxy-ca.key", "front-proxy-ca.key"),
+        ("sa.key", "sa.key"),
+        ("sa.pub", "sa.pub"),
+        ("etcd-ca.crt", "etcd/ca.crt"),
+        ("etcd-ca.key", "etcd/ca.key"),
+    ] {
+        let blob = &data.get(name).unwrap_or_else(|| panic!("{name} missing")).0;
+        let on_disk = std::fs::read(pki.join(file)).unwrap();
+        assert_ne!(blob, &on_disk, "{name} stored in the clear");
+        assert_eq!(
+            kubeboot::api::certs::decrypt(&key, blob).as_deref(),
+            Some(on_disk.as_slice()),
+            "{name}"
+        );
+        assert!(
+            kubeboot::api::certs::decrypt(&[0u8; 32], blob).is_none(),
+            "{name} opens with another key"
+        );
+    }
+    let role: Role = body(
+        reqs.iter()
+            .find(|r| {
+                r.method == "POST"
+                    && r.path == format!("{RBAC}/namespaces/kube-system/roles")
+                    && body::<Role>(r).metadata.name.as_deref() == Some("kubeadm:kubeadm-certs")
+            })
+            .expect("Role kubeadm:kubeadm-certs"),
+    );
+    let rule = &role.rules.unwrap()[0];
+    assert_eq!(
+        rule.resources.as_deref(),
+        Some(&["secrets".to_string()][..])
+    );
+    assert_eq!(
+        rule.resource_names.as_deref(),
+        Some(&["kubeadm-certs".to_string()][..])
+    );
+    assert_eq!(rule.verbs, vec!["get".to_string()]);
+    let rb: RoleBinding = body(
+        reqs.iter()
+            .find(|r| {
+                r.method == "POST"
+                    && r.path == format!("{RBAC}/namespaces/kube-system/rolebindings")
+                    && body::<RoleBinding>(r).metadata.name.as_deref()
+                        == Some("kubeadm:kubeadm-certs")
+            })
+            .expect("RoleBinding"),
+    );
+    assert_eq!(subjects(&rb.subjects), vec![g(GROUP)]);
+    std::fs::remove_dir_all(&c.dir).unwrap();
+}

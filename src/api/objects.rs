@@ -157,12 +157,23 @@ fn role_ref(kind: &str, name: &str) -> RoleRef {
 
 /// A Role allowing `get` on the named ConfigMap, with its RoleBinding to `subjects`.
 fn read_configmap(name: &str, ns: &str, cm: &str, subjects: Vec<Subject>) -> [ApiObject; 2] {
+    read_one(name, ns, "configmaps", cm, subjects)
+}
+
+/// A Role granting `get` on one named object of `resource`, and its binding.
+fn read_one(
+    name: &str,
+    ns: &str,
+    resource: &str,
+    target: &str,
+    subjects: Vec<Subject>,
+) -> [ApiObject; 2] {
     let role = Role {
         metadata: meta(name, Some(ns)),
         rules: Some(vec![PolicyRule {
             api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["configmaps".into()]),
-            resource_names: Some(vec![cm.into()]),
+            resources: Some(vec![resource.into()]),
+            resource_names: Some(vec![target.into()]),
             verbs: vec!["get".into()],
             ..Default::default()
         }]),
@@ -396,6 +407,32 @@ pub fn token_secret(
         data: Some(data),
         ..Default::default()
     }
+}
+
+/// `upload-certs`: the Secret `kube-system/kubeadm-certs` holding the shared
+/// files, each already encrypted (nonce ‖ ciphertext ‖ tag, see
+/// [`crate::api::certs`]), under kubeadm's data keys; and the Role that lets
+/// bootstrap-token holders read it (`kubeadm:kubeadm-certs`).
+pub fn kubeadm_certs(encrypted: Vec<(&str, Vec<u8>)>) -> Vec<ApiObject> {
+    let data: BTreeMap<String, ByteString> = encrypted
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), ByteString(v)))
+        .collect();
+    let secret = Secret {
+        metadata: meta("kubeadm-certs", Some(KUBE_SYSTEM)),
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Default::default()
+    };
+    let mut out = vec![object(&secret, Update::Replace)];
+    out.extend(read_one(
+        "kubeadm:kubeadm-certs",
+        KUBE_SYSTEM,
+        "secrets",
+        "kubeadm-certs",
+        vec![group(NODE_BOOTSTRAP_GROUP)],
+    ));
+    out
 }
 
 /// RFC 3339 in UTC with whole seconds, as Go's `time.RFC3339` prints it.

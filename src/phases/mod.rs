@@ -208,6 +208,12 @@ pub fn init_phases<'a>() -> Vec<Phase<NodeRun<'a>>> {
             run_if: |r| r.live(),
             run: run_upload_config,
         },
+        Phase {
+            name: "upload-certs",
+            summary: "upload the shared CAs to kube-system/kubeadm-certs, encrypted with the certificate key",
+            run_if: |r| r.live() && r.settings.certificate_key.is_some(),
+            run: run_upload_certs,
+        },
         mark_control_plane(),
         Phase {
             name: "bootstrap-token",
@@ -652,6 +658,34 @@ fn run_upload_config(r: &mut NodeRun<'_>) -> Result<(), Error> {
         .map_err(|_| Error::Failed(format!("{}: not UTF-8 text", path.display())))?;
     let objs = api::objects::upload_config(&r.settings, &text).map_err(Error::Failed)?;
     kube.apply_all("upload-config", &objs)
+}
+
+fn run_upload_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    use ring::rand::SecureRandom;
+    let Some(ck) = r.settings.certificate_key.clone() else {
+        return Ok(());
+    };
+    let key = api::certs::key_bytes(&ck)?;
+    let rng = ring::rand::SystemRandom::new();
+    let mut encrypted = Vec::new();
+    for (data_key, path) in api::certs::layout(&r.settings) {
+        let file = r.paths.host(&path);
+        // kubeadm stores a file it does not have as an empty value
+        let Some(plain) = fs::read_optional(&file)? else {
+            encrypted.push((data_key, Vec::new()));
+            continue;
+        };
+        let mut nonce = [0u8; 12];
+        rng.fill(&mut nonce)
+            .map_err(|_| Error::Failed("the system random number generator failed".into()))?;
+        let blob = api::certs::encrypt(&key, nonce, &plain)
+            .ok_or_else(|| Error::Failed(format!("encrypting {}", file.display())))?;
+        encrypted.push((data_key, blob));
+    }
+    let kube = admin_client(r, "admin.conf")?;
+    kube.apply_all("upload-certs", &api::objects::kubeadm_certs(encrypted))?;
+    log::info!(target: "upload-certs", "shared certificates stored in kube-system/kubeadm-certs (decryptable only with the certificate key)");
+    Ok(())
 }
 
 fn run_mark_control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
