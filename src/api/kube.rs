@@ -29,6 +29,8 @@ pub enum Applied {
     Created,
     /// It existed and was updated to ours.
     Updated,
+    /// It existed and was kept as it is ([`Update::Retain`]).
+    Kept,
 }
 
 /// A client for one API server as one user.
@@ -159,6 +161,7 @@ impl Kube {
             let (status, body) = self.create(obj)?;
             match status {
                 200 | 201 => return Ok(Applied::Created),
+                409 if obj.update == Update::Retain => return Ok(Applied::Kept),
                 409 => {}
                 s => return Err(self.refused("POST", &obj.collection, s, &body, obj.sensitive)),
             }
@@ -194,6 +197,7 @@ impl Kube {
             let verb = match done {
                 Applied::Created => "created",
                 Applied::Updated => "updated",
+                Applied::Kept => "kept existing",
             };
             log::info!(target: phase, "{verb} {}", o.what);
         }
@@ -264,6 +268,12 @@ pub fn updated(ours: &Value, existing: &Value, update: Update) -> Value {
     if let (Some(rv), Some(Value::Object(m))) = (rv, out.get_mut("metadata")) {
         m.insert("resourceVersion".into(), rv);
     }
+    if update == Update::KeepReplicas
+        && let Some(n) = existing.pointer("/spec/replicas")
+        && let Some(Value::Object(spec)) = out.get_mut("spec")
+    {
+        spec.insert("replicas".into(), n.clone());
+    }
     if update == Update::MergeData
         && let Some(Value::Object(old)) = existing.get("data")
     {
@@ -317,6 +327,21 @@ mod tests {
         let r = updated(&ours, &existing, Update::Replace);
         assert!(r["data"].get("jws-kubeconfig-abcdef").is_none());
         assert_eq!(r["metadata"]["resourceVersion"], "42");
+    }
+
+    #[test]
+    fn keep_replicas_keeps_only_the_scale() {
+        let ours = json!({"metadata": {"name": "coredns"}, "spec": {"replicas": 2, "x": "new"}});
+        let existing = json!({"metadata": {"name": "coredns", "resourceVersion": "7"},
+            "spec": {"replicas": 5, "x": "old"}});
+        let u = updated(&ours, &existing, Update::KeepReplicas);
+        assert_eq!(u["spec"], json!({"replicas": 5, "x": "new"}));
+        assert_eq!(u["metadata"]["resourceVersion"], "7");
+        let r = updated(&ours, &existing, Update::Replace);
+        assert_eq!(r["spec"]["replicas"], 2);
+        let unscaled = json!({"metadata": {"resourceVersion": "8"}, "spec": {}});
+        let u = updated(&ours, &unscaled, Update::KeepReplicas);
+        assert_eq!(u["spec"]["replicas"], 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A small Kubernetes API client: token discovery for joining nodes, and
-//! the API phases of init (`objects` builds, `kube` sends).
+//! the API phases of init (`objects` and `addons` build, `kube` sends).
 
+pub mod addons;
 pub mod certs;
 pub mod client;
 pub mod discovery;

@@ -54,6 +54,11 @@ pub enum Update {
     /// Set our `data` keys and keep the others (cluster-info keeps the
     /// controller manager's `jws-kubeconfig-<id>` signatures).
     MergeData,
+    /// Keep the existing object as it is (kubeadm's `CreateOrRetain`: the
+    /// CoreDNS Corefile users edit).
+    Retain,
+    /// Replace it, but keep its `spec.replicas` (someone scaled it).
+    KeepReplicas,
 }
 
 /// One object to create or update: its JSON and where it lives.
@@ -121,7 +126,7 @@ where
     }
 }
 
-fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+pub(crate) fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
         namespace: namespace.map(str::to_string),
@@ -129,7 +134,7 @@ fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
     }
 }
 
-fn group(name: &str) -> Subject {
+pub(crate) fn group(name: &str) -> Subject {
     Subject {
         kind: "Group".into(),
         api_group: Some("rbac.authorization.k8s.io".into()),
@@ -156,7 +161,12 @@ fn role_ref(kind: &str, name: &str) -> RoleRef {
 }
 
 /// A Role allowing `get` on the named ConfigMap, with its RoleBinding to `subjects`.
-fn read_configmap(name: &str, ns: &str, cm: &str, subjects: Vec<Subject>) -> [ApiObject; 2] {
+pub(crate) fn read_configmap(
+    name: &str,
+    ns: &str,
+    cm: &str,
+    subjects: Vec<Subject>,
+) -> [ApiObject; 2] {
     read_one(name, ns, "configmaps", cm, subjects)
 }
 
@@ -189,7 +199,7 @@ fn read_one(
     ]
 }
 
-fn crb(name: &str, cluster_role: &str, subjects: Vec<Subject>) -> ApiObject {
+pub(crate) fn crb(name: &str, cluster_role: &str, subjects: Vec<Subject>) -> ApiObject {
     object(
         &ClusterRoleBinding {
             metadata: meta(name, None),

@@ -222,6 +222,12 @@ pub fn init_phases<'a>() -> Vec<Phase<NodeRun<'a>>> {
             run: run_bootstrap_token,
         },
         Phase {
+            name: "addon",
+            summary: "install the CoreDNS and kube-proxy addons",
+            run_if: |r| r.live(),
+            run: run_addon,
+        },
+        Phase {
             name: "kubelet-finalize",
             summary: "point kubelet.conf at the kubelet's rotated client certificate",
             run_if: |r| r.live(),
@@ -658,6 +664,13 @@ fn run_upload_config(r: &mut NodeRun<'_>) -> Result<(), Error> {
         .map_err(|_| Error::Failed(format!("{}: not UTF-8 text", path.display())))?;
     let objs = api::objects::upload_config(&r.settings, &text).map_err(Error::Failed)?;
     kube.apply_all("upload-config", &objs)
+}
+
+/// kubeadm's addon phase: CoreDNS, then kube-proxy.
+fn run_addon(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let kube = admin_client(r, "admin.conf")?;
+    let objs = api::addons::all(&r.settings).map_err(Error::Failed)?;
+    kube.apply_all("addon", &objs)
 }
 
 fn run_upload_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {

@@ -1,0 +1,881 @@
+//! The `addon` phase's objects: CoreDNS and kube-proxy as kubeadm installs
+//! them on `init` (`phases/addons/dns`, `phases/addons/proxy`), built as
+//! k8s-openapi values with no I/O.
+//!
+//! Order and update rules follow kubeadm: CoreDNS's ConfigMap is created or
+//! kept as it is (users edit the Corefile), its Deployment keeps an existing
+//! replica count, everything else is created or replaced.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, Deployment, DeploymentSpec,
+    DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
+    EnvVarSource, HTTPGetAction, HostPathVolumeSource, KeyToPath, ObjectFieldSelector,
+    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Toleration, Volume,
+    VolumeMount, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::{Value, json};
+
+use super::objects::{
+    ApiObject, KUBE_SYSTEM, LABEL_CONTROL_PLANE, NODE_BOOTSTRAP_GROUP, Update, crb, group, meta,
+    object, read_configmap,
+};
+use crate::config::Settings;
+use crate::manifests::versions;
+
+/// kubeadm's default image repository (CoreDNS lives one level deeper there).
+const DEFAULT_REPOSITORY: &str = "registry.k8s.io";
+/// Where the kube-proxy ConfigMap is mounted in its pods.
+const PROXY_DIR: &str = "/var/lib/kube-proxy";
+
+fn labels(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn named_meta(name: &str, pairs: &[(&str, &str)]) -> ObjectMeta {
+    ObjectMeta {
+        labels: labels(pairs),
+        ..meta(name, Some(KUBE_SYSTEM))
+    }
+}
+
+fn service_account(name: &str) -> ServiceAccount {
+    ServiceAccount {
+        metadata: meta(name, Some(KUBE_SYSTEM)),
+        ..Default::default()
+    }
+}
+
+fn sa_subject(name: &str) -> Subject {
+    Subject {
+        kind: "ServiceAccount".into(),
+        api_group: None,
+        name: name.into(),
+        namespace: Some(KUBE_SYSTEM.into()),
+    }
+}
+
+fn port(name: &str, number: i32, protocol: &str) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: number,
+        protocol: Some(protocol.into()),
+        ..Default::default()
+    }
+}
+
+fn http_probe(path: &str, port: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String(port.into()),
+            scheme: Some("HTTP".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn toleration(key: Option<&str>, effect: Option<&str>) -> Toleration {
+    Toleration {
+        key: key.map(str::to_string),
+        effect: effect.map(str::to_string),
+        // kubeadm's control-plane toleration names no operator (Equal, empty value)
+        operator: (effect.is_none()).then(|| "Exists".to_string()),
+        ..Default::default()
+    }
+}
+
+fn linux() -> Option<BTreeMap<String, String>> {
+    labels(&[("kubernetes.io/os", "linux")])
+}
+
+/// The CoreDNS image: `registry.k8s.io/coredns/coredns:<tag>` from the
+/// default repository, `<repo>/coredns:<tag>` from any other (kubeadm's
+/// `GetDNSImage`), the tag from the version table.
+pub fn coredns_image(s: &Settings) -> String {
+    let (facts, _) = versions::for_version(&s.cluster.kubernetes_version);
+    let repo = s.cluster.image_repository.trim_end_matches('/');
+    if repo == DEFAULT_REPOSITORY {
+        format!("{repo}/coredns/coredns:{}", facts.coredns_tag)
+    } else {
+        format!("{repo}/coredns:{}", facts.coredns_tag)
+    }
+}
+
+/// `<repo>/kube-proxy:<kubernetesVersion>` (`+` becomes `_`, as in kubeadm's
+/// `KubernetesVersionToImageTag`).
+pub fn kube_proxy_image(s: &Settings) -> String {
+    format!(
+        "{}/kube-proxy:{}",
+        s.cluster.image_repository.trim_end_matches('/'),
+        s.cluster.kubernetes_version.replace('+', "_")
+    )
+}
+
+/// kubeadm's Corefile for `domain`.
+pub fn corefile(domain: &str) -> String {
+    let cache = if domain.is_empty() {
+        "cache 30".to_string()
+    } else {
+        format!(
+            "cache 30 {{\n       disable success {domain}\n       disable denial {domain}\n    }}"
+        )
+    };
+    format!(
+        ".:53 {{
+    errors
+    health {{
+       lameduck 5s
+    }}
+    ready
+    kubernetes {domain} in-addr.arpa ip6.arpa {{
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }}
+    prometheus :9153
+    forward . /etc/resolv.conf {{
+       max_concurrent 1000
+    }}
+    {cache}
+    loop
+    reload
+    loadbalance
+}}
+"
+    )
+}
+
+const DNS_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
+
+fn coredns_deployment(s: &Settings) -> Deployment {
+    let selector = LabelSelector {
+        match_labels: labels(&[DNS_LABEL]),
+        ..Default::default()
+    };
+    let anti_affinity = WeightedPodAffinityTerm {
+        weight: 100,
+        pod_affinity_term: PodAffinityTerm {
+            label_selector: Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: DNS_LABEL.0.into(),
+                    operator: "In".into(),
+                    values: Some(vec![DNS_LABEL.1.into()]),
+                }]),
+                ..Default::default()
+            }),
+            topology_key: "kubernetes.io/hostname".into(),
+            ..Default::default()
+        },
+    };
+    let container = Container {
+        name: "coredns".into(),
+        image: Some(coredns_image(s)),
+        image_pull_policy: Some("IfNotPresent".into()),
+        resources: Some(ResourceRequirements {
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity("170Mi".into()),
+            )])),
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity("100m".into())),
+                ("memory".to_string(), Quantity("70Mi".into())),
+            ])),
+            ..Default::default()
+        }),
+        args: Some(vec!["-conf".into(), "/etc/coredns/Corefile".into()]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "config-volume".into(),
+            mount_path: "/etc/coredns".into(),
+            read_only: Some(true),
+            ..Default::default()
+        }]),
+        ports: Some(vec![
+            port("dns", 53, "UDP"),
+            port("dns-tcp", 53, "TCP"),
+            port("metrics", 9153, "TCP"),
+            port("liveness-probe", 8080, "TCP"),
+            port("readiness-probe", 8181, "TCP"),
+        ]),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(60),
+            timeout_seconds: Some(5),
+            success_threshold: Some(1),
+            failure_threshold: Some(5),
+            ..http_probe("/health", "liveness-probe")
+        }),
+        readiness_probe: Some(http_probe("/ready", "readiness-probe")),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_BIND_SERVICE".into()]),
+                drop: Some(vec!["ALL".into()]),
+            }),
+            read_only_root_filesystem: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: named_meta("coredns", &[DNS_LABEL]),
+        spec: DeploymentSpec {
+            replicas: Some(2),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(1)),
+                    ..Default::default()
+                }),
+            }),
+            selector,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: labels(&[DNS_LABEL]),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    priority_class_name: Some("system-cluster-critical".into()),
+                    service_account_name: Some("coredns".into()),
+                    affinity: Some(Affinity {
+                        pod_anti_affinity: Some(PodAntiAffinity {
+                            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                                anti_affinity,
+                            ]),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    tolerations: Some(vec![
+                        toleration(Some("CriticalAddonsOnly"), None),
+                        toleration(Some(LABEL_CONTROL_PLANE), Some("NoSchedule")),
+                    ]),
+                    node_selector: linux(),
+                    containers: vec![container],
+                    dns_policy: Some("Default".into()),
+                    volumes: Some(vec![Volume {
+                        name: "config-volume".into(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: "coredns".into(),
+                            items: Some(vec![KeyToPath {
+                                key: "Corefile".into(),
+                                path: "Corefile".into(),
+                                ..Default::default()
+                            }]),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn dns_service(ip: String) -> Service {
+    let sport = |name: &str, number: i32, protocol: &str| ServicePort {
+        name: Some(name.into()),
+        port: number,
+        protocol: Some(protocol.into()),
+        target_port: Some(IntOrString::Int(number)),
+        ..Default::default()
+    };
+    Service {
+        metadata: ObjectMeta {
+            annotations: labels(&[
+                ("prometheus.io/port", "9153"),
+                ("prometheus.io/scrape", "true"),
+            ]),
+            ..named_meta(
+                "kube-dns",
+                &[
+                    DNS_LABEL,
+                    ("kubernetes.io/cluster-service", "true"),
+                    ("kubernetes.io/name", "CoreDNS"),
+                ],
+            )
+        },
+        spec: Some(ServiceSpec {
+            cluster_ip: Some(ip),
+            ports: Some(vec![
+                sport("dns", 53, "UDP"),
+                sport("dns-tcp", 53, "TCP"),
+                sport("metrics", 9153, "TCP"),
+            ]),
+            selector: labels(&[DNS_LABEL]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// CoreDNS in kubeadm's order: ConfigMap `coredns` (kept if present),
+/// ClusterRole and ClusterRoleBinding `system:coredns`, ServiceAccount
+/// `coredns`, Deployment `coredns` (keeps an existing replica count) and
+/// Service `kube-dns` at the tenth address of the first service subnet.
+pub fn coredns(s: &Settings) -> Result<Vec<ApiObject>, String> {
+    let ip = s
+        .cluster_dns_ip()
+        .ok_or("networking.serviceSubnet: too small for the cluster DNS address (10th IP)")?;
+    let cm = ConfigMap {
+        metadata: meta("coredns", Some(KUBE_SYSTEM)),
+        data: Some(BTreeMap::from([(
+            "Corefile".to_string(),
+            corefile(&s.cluster.dns_domain),
+        )])),
+        ..Default::default()
+    };
+    let list_watch = |group: &str, resources: &[&str]| PolicyRule {
+        api_groups: Some(vec![group.into()]),
+        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+        verbs: vec!["list".into(), "watch".into()],
+        ..Default::default()
+    };
+    let role = ClusterRole {
+        metadata: meta("system:coredns", None),
+        rules: Some(vec![
+            list_watch("", &["endpoints", "services", "pods", "namespaces"]),
+            list_watch("discovery.k8s.io", &["endpointslices"]),
+        ]),
+        ..Default::default()
+    };
+    Ok(vec![
+        object(&cm, Update::Retain),
+        object(&role, Update::Replace),
+        crb(
+            "system:coredns",
+            "system:coredns",
+            vec![sa_subject("coredns")],
+        ),
+        object(&service_account("coredns"), Update::Replace),
+        object(&coredns_deployment(s), Update::KeepReplicas),
+        object(&dns_service(ip.to_string()), Update::Replace),
+    ])
+}
+
+/// kube-proxy's `config.conf`: the settings kubeadm gives it (bind address
+/// by the advertise address's family, the pod subnets, the in-pod
+/// kubeconfig); kube-proxy defaults the rest.
+pub fn kube_proxy_config(s: &Settings) -> Value {
+    let bind = if s.node.advertise_address.is_ipv6() {
+        "::"
+    } else {
+        "0.0.0.0"
+    };
+    let mut c = json!({
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "bindAddress": bind,
+        "clientConnection": {"kubeconfig": format!("{PROXY_DIR}/kubeconfig.conf")},
+    });
+    if !s.cluster.pod_subnets.is_empty()
+        && let Value::Object(m) = &mut c
+    {
+        let cidrs: Vec<String> = s
+            .cluster
+            .pod_subnets
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        m.insert("clusterCIDR".into(), json!(cidrs.join(",")));
+    }
+    c
+}
+
+/// kube-proxy's `kubeconfig.conf`: the control-plane endpoint, trusted and
+/// authenticated through the pod's service account.
+pub fn kube_proxy_kubeconfig(server: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt
+    server: {server}
+  name: default
+contexts:
+- context:
+    cluster: default
+    namespace: default
+    user: default
+  name: default
+current-context: default
+users:
+- name: default
+  user:
+    tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token"
+    )
+}
+
+const PROXY_LABEL: (&str, &str) = ("k8s-app", "kube-proxy");
+
+fn kube_proxy_daemonset(s: &Settings) -> DaemonSet {
+    let mount = |name: &str, path: &str, ro: bool| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(ro),
+        ..Default::default()
+    };
+    let host_path = |name: &str, path: &str, type_: Option<&str>| Volume {
+        name: name.into(),
+        host_path: Some(HostPathVolumeSource {
+            path: path.into(),
+            type_: type_.map(str::to_string),
+        }),
+        ..Default::default()
+    };
+    let container = Container {
+        name: "kube-proxy".into(),
+        image: Some(kube_proxy_image(s)),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(vec![
+            "/usr/local/bin/kube-proxy".into(),
+            format!("--config={PROXY_DIR}/config.conf"),
+            "--hostname-override=$(NODE_NAME)".into(),
+        ]),
+        security_context: Some(SecurityContext {
+            privileged: Some(true),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![
+            mount("kube-proxy", PROXY_DIR, false),
+            mount("xtables-lock", "/run/xtables.lock", false),
+            mount("lib-modules", "/lib/modules", true),
+        ]),
+        env: Some(vec![EnvVar {
+            name: "NODE_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "spec.nodeName".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    DaemonSet {
+        metadata: named_meta("kube-proxy", &[PROXY_LABEL]),
+        spec: DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: labels(&[PROXY_LABEL]),
+                ..Default::default()
+            },
+            update_strategy: Some(DaemonSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                ..Default::default()
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: labels(&[PROXY_LABEL]),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    priority_class_name: Some("system-node-critical".into()),
+                    containers: vec![container],
+                    host_network: Some(true),
+                    service_account_name: Some("kube-proxy".into()),
+                    volumes: Some(vec![
+                        Volume {
+                            name: "kube-proxy".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: "kube-proxy".into(),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        host_path("xtables-lock", "/run/xtables.lock", Some("FileOrCreate")),
+                        host_path("lib-modules", "/lib/modules", None),
+                    ]),
+                    tolerations: Some(vec![
+                        toleration(Some("CriticalAddonsOnly"), None),
+                        toleration(None, None),
+                    ]),
+                    node_selector: linux(),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// kube-proxy in kubeadm's order: ServiceAccount `kube-proxy`,
+/// ClusterRoleBinding `kubeadm:node-proxier`, Role and RoleBinding
+/// `kube-proxy` (bootstrap tokens may read its ConfigMap), ConfigMap
+/// `kube-proxy` and DaemonSet `kube-proxy`.
+pub fn kube_proxy(s: &Settings) -> Result<Vec<ApiObject>, String> {
+    let config = serde_norway::to_string(&kube_proxy_config(s))
+        .map_err(|e| format!("KubeProxyConfiguration does not serialize: {e}"))?;
+    let cm = ConfigMap {
+        metadata: named_meta("kube-proxy", &[("app", "kube-proxy")]),
+        data: Some(BTreeMap::from([
+            ("config.conf".to_string(), config),
+            (
+                "kubeconfig.conf".to_string(),
+                kube_proxy_kubeconfig(&s.control_plane_endpoint().url()),
+            ),
+        ])),
+        ..Default::default()
+    };
+    let mut out = vec![
+        object(&service_account("kube-proxy"), Update::Replace),
+        crb(
+            "kubeadm:node-proxier",
+            "system:node-proxier",
+            vec![sa_subject("kube-proxy")],
+        ),
+    ];
+    out.extend(read_configmap(
+        "kube-proxy",
+        KUBE_SYSTEM,
+        "kube-proxy",
+        vec![group(NODE_BOOTSTRAP_GROUP)],
+    ));
+    out.push(object(&cm, Update::Replace));
+    out.push(object(&kube_proxy_daemonset(s), Update::Replace));
+    Ok(out)
+}
+
+/// Everything the `addon` phase applies: CoreDNS, then kube-proxy.
+pub fn all(s: &Settings) -> Result<Vec<ApiObject>, String> {
+    let mut out = coredns(s)?;
+    out.extend(kube_proxy(s)?);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::examples::control_plane_settings;
+
+    fn by_what<'a>(objs: &'a [ApiObject], what: &str) -> &'a ApiObject {
+        objs.iter()
+            .find(|o| o.what == what)
+            .unwrap_or_else(|| panic!("no {what}"))
+    }
+
+    fn typed<T: serde::de::DeserializeOwned>(o: &ApiObject) -> T {
+        serde_json::from_value(o.body.clone()).unwrap()
+    }
+
+    #[test]
+    fn objects_come_in_kubeadms_order_with_its_update_rules() {
+        let objs = all(&control_plane_settings()).unwrap();
+        let seen: Vec<(&str, Update)> = objs.iter().map(|o| (o.what.as_str(), o.update)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("ConfigMap kube-system/coredns", Update::Retain),
+                ("ClusterRole system:coredns", Update::Replace),
+                ("ClusterRoleBinding system:coredns", Update::Replace),
+                ("ServiceAccount kube-system/coredns", Update::Replace),
+                ("Deployment kube-system/coredns", Update::KeepReplicas),
+                ("Service kube-system/kube-dns", Update::Replace),
+                ("ServiceAccount kube-system/kube-proxy", Update::Replace),
+                ("ClusterRoleBinding kubeadm:node-proxier", Update::Replace),
+                ("Role kube-system/kube-proxy", Update::Replace),
+                ("RoleBinding kube-system/kube-proxy", Update::Replace),
+                ("ConfigMap kube-system/kube-proxy", Update::Replace),
+                ("DaemonSet kube-system/kube-proxy", Update::Replace),
+            ]
+        );
+        let dep = by_what(&objs, "Deployment kube-system/coredns");
+        assert_eq!(
+            dep.item,
+            "/apis/apps/v1/namespaces/kube-system/deployments/coredns"
+        );
+        assert!(objs.iter().all(|o| !o.sensitive));
+    }
+
+    #[test]
+    fn corefile_uses_the_dns_domain() {
+        let mut s = control_plane_settings();
+        s.cluster.dns_domain = "example.internal".into();
+        let objs = coredns(&s).unwrap();
+        let cm: ConfigMap = typed(&objs[0]);
+        let cf = &cm.data.unwrap()["Corefile"];
+        assert_eq!(cf, &corefile("example.internal"));
+        assert!(cf.starts_with(".:53 {\n    errors\n"), "{cf}");
+        assert!(
+            cf.contains(
+                "    kubernetes example.internal in-addr.arpa ip6.arpa {\n       pods insecure\n"
+            ),
+            "{cf}"
+        );
+        assert!(
+            cf.contains("    cache 30 {\n       disable success example.internal\n       disable denial example.internal\n    }\n    loop\n"),
+            "{cf}"
+        );
+        assert!(cf.ends_with("    loadbalance\n}\n"), "{cf}");
+        assert!(corefile("").contains("    cache 30\n    loop\n"));
+    }
+
+    #[test]
+    fn kube_dns_is_the_tenth_service_address() {
+        let mut s = control_plane_settings();
+        let svc = |s: &Settings| -> Service { typed(&coredns(s).unwrap()[5]) };
+        let spec = svc(&s).spec.unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.10"));
+        let ports: Vec<(String, i32, String)> = spec
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name.unwrap(), p.port, p.protocol.unwrap()))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("dns".into(), 53, "UDP".into()),
+                ("dns-tcp".into(), 53, "TCP".into()),
+                ("metrics".into(), 9153, "TCP".into())
+            ]
+        );
+        assert_eq!(spec.selector.unwrap()["k8s-app"], "kube-dns");
+        s.cluster.service_subnets = vec!["172.20.0.0/16".parse().unwrap()];
+        assert_eq!(
+            svc(&s).spec.unwrap().cluster_ip.as_deref(),
+            Some("172.20.0.10")
+        );
+        s.cluster.service_subnets = vec![
+            "fd00:10:96::/108".parse().unwrap(),
+            "10.96.0.0/12".parse().unwrap(),
+        ];
+        assert_eq!(
+            svc(&s).spec.unwrap().cluster_ip.as_deref(),
+            Some("fd00:10:96::a")
+        );
+        let meta = svc(&s).metadata;
+        assert_eq!(meta.labels.unwrap()["kubernetes.io/name"], "CoreDNS");
+        assert_eq!(meta.annotations.unwrap()["prometheus.io/port"], "9153");
+        s.cluster.service_subnets = vec!["10.96.0.0/29".parse().unwrap()];
+        let e = coredns(&s).err().unwrap();
+        assert!(e.contains("serviceSubnet"), "{e}");
+    }
+
+    #[test]
+    fn coredns_deployment_shape() {
+        let d: Deployment = typed(&coredns(&control_plane_settings()).unwrap()[4]);
+        assert_eq!(d.metadata.labels.unwrap()["k8s-app"], "kube-dns");
+        let spec = d.spec;
+        assert_eq!(spec.replicas, Some(2));
+        assert_eq!(
+            spec.strategy
+                .unwrap()
+                .rolling_update
+                .unwrap()
+                .max_unavailable,
+            Some(IntOrString::Int(1))
+        );
+        assert_eq!(spec.selector.match_labels.unwrap()["k8s-app"], "kube-dns");
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(
+            pod.priority_class_name.as_deref(),
+            Some("system-cluster-critical")
+        );
+        assert_eq!(pod.dns_policy.as_deref(), Some("Default"));
+        assert_eq!(pod.service_account_name.as_deref(), Some("coredns"));
+        assert_eq!(pod.node_selector.unwrap()["kubernetes.io/os"], "linux");
+        let tol: Vec<(Option<String>, Option<String>, Option<String>)> = pod
+            .tolerations
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.key, t.operator, t.effect))
+            .collect();
+        assert_eq!(
+            tol,
+            [
+                (
+                    Some("CriticalAddonsOnly".into()),
+                    Some("Exists".into()),
+                    None
+                ),
+                (
+                    Some(LABEL_CONTROL_PLANE.into()),
+                    None,
+                    Some("NoSchedule".into())
+                ),
+            ]
+        );
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.image.as_deref(),
+            Some("registry.k8s.io/coredns/coredns:v1.12.1")
+        );
+        assert_eq!(
+            c.args.as_deref(),
+            Some(&["-conf".to_string(), "/etc/coredns/Corefile".to_string()][..])
+        );
+        let live = c.liveness_probe.as_ref().unwrap();
+        assert_eq!(
+            live.http_get.as_ref().unwrap().path.as_deref(),
+            Some("/health")
+        );
+        assert_eq!(
+            (
+                live.initial_delay_seconds,
+                live.timeout_seconds,
+                live.failure_threshold
+            ),
+            (Some(60), Some(5), Some(5))
+        );
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().add.as_deref(),
+            Some(&["NET_BIND_SERVICE".to_string()][..])
+        );
+        let vol = &pod.volumes.unwrap()[0];
+        assert_eq!(vol.config_map.as_ref().unwrap().name, "coredns");
+    }
+
+    #[test]
+    fn images_follow_the_version_table_and_repository() {
+        let mut s = control_plane_settings();
+        for (version, coredns) in [
+            ("v1.32.4", "v1.11.3"),
+            ("v1.33.1", "v1.12.0"),
+            ("v1.34.2", "v1.12.1"),
+        ] {
+            s.cluster.kubernetes_version = version.into();
+            assert_eq!(
+                coredns_image(&s),
+                format!("registry.k8s.io/coredns/coredns:{coredns}")
+            );
+            assert_eq!(
+                kube_proxy_image(&s),
+                format!("registry.k8s.io/kube-proxy:{version}")
+            );
+        }
+        s.cluster.image_repository = "mirror.example.test/k8s".into();
+        s.cluster.kubernetes_version = "v1.33.0+vendor.1".into();
+        assert_eq!(coredns_image(&s), "mirror.example.test/k8s/coredns:v1.12.0");
+        assert_eq!(
+            kube_proxy_image(&s),
+            "mirror.example.test/k8s/kube-proxy:v1.33.0_vendor.1"
+        );
+        let ds: DaemonSet = typed(&kube_proxy(&s).unwrap()[5]);
+        assert_eq!(
+            ds.spec.template.spec.unwrap().containers[0]
+                .image
+                .as_deref(),
+            Some("mirror.example.test/k8s/kube-proxy:v1.33.0_vendor.1")
+        );
+    }
+
+    #[test]
+    fn kube_proxy_configmap_and_daemonset() {
+        let mut s = control_plane_settings();
+        let objs = kube_proxy(&s).unwrap();
+        let crb: k8s_openapi::api::rbac::v1::ClusterRoleBinding = typed(&objs[1]);
+        assert_eq!(crb.role_ref.name, "system:node-proxier");
+        let sub = &crb.subjects.unwrap()[0];
+        assert_eq!(
+            (
+                sub.kind.as_str(),
+                sub.name.as_str(),
+                sub.namespace.as_deref()
+            ),
+            ("ServiceAccount", "kube-proxy", Some(KUBE_SYSTEM))
+        );
+        let role: k8s_openapi::api::rbac::v1::Role = typed(&objs[2]);
+        assert_eq!(
+            role.rules.unwrap()[0].resource_names.as_deref(),
+            Some(&["kube-proxy".to_string()][..])
+        );
+        let cm: ConfigMap = typed(&objs[4]);
+        assert_eq!(cm.metadata.labels.unwrap()["app"], "kube-proxy");
+        let data = cm.data.unwrap();
+        let conf: Value = serde_norway::from_str(&data["config.conf"]).unwrap();
+        assert_eq!(conf["kind"], "KubeProxyConfiguration");
+        assert_eq!(conf["apiVersion"], "kubeproxy.config.k8s.io/v1alpha1");
+        assert_eq!(conf["clusterCIDR"], "10.244.0.0/16");
+        assert_eq!(conf["bindAddress"], "0.0.0.0");
+        assert_eq!(
+            conf["clientConnection"]["kubeconfig"],
+            "/var/lib/kube-proxy/kubeconfig.conf"
+        );
+        let kc: Value = serde_norway::from_str(&data["kubeconfig.conf"]).unwrap();
+        assert_eq!(
+            kc["clusters"][0]["cluster"]["server"],
+            "https://k8s.example.test:6443"
+        );
+        assert_eq!(
+            kc["users"][0]["user"]["tokenFile"],
+            "/var/run/secrets/kubernetes.io/serviceaccount/token"
+        );
+        assert_eq!(kc["current-context"], "default");
+
+        let ds: DaemonSet = typed(&objs[5]);
+        assert_eq!(ds.metadata.labels.unwrap()["k8s-app"], "kube-proxy");
+        let pod = ds.spec.template.spec.unwrap();
+        assert_eq!(pod.host_network, Some(true));
+        assert_eq!(
+            pod.priority_class_name.as_deref(),
+            Some("system-node-critical")
+        );
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.command.as_deref().unwrap(),
+            [
+                "/usr/local/bin/kube-proxy",
+                "--config=/var/lib/kube-proxy/config.conf",
+                "--hostname-override=$(NODE_NAME)"
+            ]
+        );
+        let vols: Vec<(String, Option<String>)> = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.name, v.host_path.and_then(|h| h.type_)))
+            .collect();
+        assert_eq!(
+            vols,
+            [
+                ("kube-proxy".into(), None),
+                ("xtables-lock".into(), Some("FileOrCreate".into())),
+                ("lib-modules".into(), None)
+            ]
+        );
+        // every taint tolerated
+        assert!(pod.tolerations.unwrap().iter().any(|t| t.key.is_none()
+            && t.effect.is_none()
+            && t.operator.as_deref() == Some("Exists")));
+
+        // IPv6, dual-stack pods, no shared endpoint
+        s.node.advertise_address = "fd00::10".parse().unwrap();
+        s.cluster.control_plane_endpoint = None;
+        s.cluster.pod_subnets = vec![
+            "10.244.0.0/16".parse().unwrap(),
+            "fd00:244::/56".parse().unwrap(),
+        ];
+        let conf = kube_proxy_config(&s);
+        assert_eq!(conf["bindAddress"], "::");
+        assert_eq!(conf["clusterCIDR"], "10.244.0.0/16,fd00:244::/56");
+        let cm: ConfigMap = typed(&kube_proxy(&s).unwrap()[4]);
+        assert!(cm.data.unwrap()["kubeconfig.conf"].contains("server: https://[fd00::10]:6443\n"));
+        s.cluster.pod_subnets.clear();
+        assert!(kube_proxy_config(&s).get("clusterCIDR").is_none());
+    }
+}
