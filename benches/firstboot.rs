@@ -304,7 +304,7 @@ fn control_plane(base: &Path, runs: usize, healthz: &str) {
     let kcm = Server::https(tls(pki.clone()), |_, _| ok(b"ok"));
     let sched = Server::https(tls(pki.clone()), |_, _| ok(b"ok"));
     let userdata = format!(
-        "#cloud-config\nkubeboot:\n  role: control-plane\n  skipPhases: [upload-config, mark-control-plane, bootstrap-token, show-join-command]\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {}\n  cluster:\n    controllerManager:\n      extraArgs:\n        secure-port: \"{}\"\n    scheduler:\n      extraArgs:\n        secure-port: \"{}\"\n",
+        "#cloud-config\nkubeboot:\n  role: control-plane\n  skipPhases: [upload-config, mark-control-plane, bootstrap-token, addon, show-join-command]\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {}\n  cluster:\n    controllerManager:\n      extraArgs:\n        secure-port: \"{}\"\n    scheduler:\n      extraArgs:\n        secure-port: \"{}\"\n",
         apiserver.port, kcm.port, sched.port
     );
     let samples = measure(runs, |i| {

@@ -16,7 +16,8 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use cli_support::{kubeboot, text};
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kubeboot::config::BootstrapToken;
 use kubeboot::secret::Secret as S;
@@ -350,6 +351,25 @@ fn check_first_run(c: &Cluster) -> (String, String) {
         "POST",
         format!("{RBAC}/namespaces/kube-public/rolebindings"),
     ));
+    // addon: CoreDNS, then kube-proxy
+    let apps = "/apis/apps/v1/namespaces/kube-system";
+    want.extend([
+        p("POST", format!("{ks}/configmaps")),
+        p("POST", format!("{RBAC}/clusterroles")),
+        p("POST", format!("{RBAC}/clusterrolebindings")),
+        p("POST", format!("{ks}/serviceaccounts")),
+        p("POST", format!("{apps}/deployments")),
+        p("POST", format!("{ks}/services")),
+        p("POST", format!("{ks}/serviceaccounts")),
+        p("POST", format!("{RBAC}/clusterrolebindings")),
+        p("POST", format!("{RBAC}/namespaces/kube-system/roles")),
+        p(
+            "POST",
+            format!("{RBAC}/namespaces/kube-system/rolebindings"),
+        ),
+        p("POST", format!("{ks}/configmaps")),
+        p("POST", format!("{apps}/daemonsets")),
+    ]);
     assert_eq!(seq, want);
 
     // every call as admin.conf's user, except the binding it may not create yet
@@ -541,7 +561,131 @@ fn check_first_run(c: &Cluster) -> (String, String) {
         subjects(&rb.subjects),
         vec![("User".into(), "system:anonymous".into())]
     );
+    check_addons(
+        &reqs[21..],
+        c.api.port,
+        cc["kubernetesVersion"].as_str().unwrap(),
+    );
     (id, sec)
+}
+
+/// The addon phase's twelve requests: CoreDNS, then kube-proxy.
+fn check_addons(reqs: &[Request], api_port: u16, version: &str) {
+    let ks = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, name: &str| {
+        assert_eq!(m.name.as_deref(), Some(name));
+        assert_eq!(m.namespace.as_deref(), Some("kube-system"));
+    };
+    let sa = |name: &str| ("ServiceAccount".to_string(), name.to_string());
+    // CoreDNS
+    let cm: ConfigMap = body(&reqs[0]);
+    ks(&cm.metadata, "coredns");
+    let corefile = &cm.data.as_ref().unwrap()["Corefile"];
+    assert!(
+        corefile.contains("kubernetes cluster.local in-addr.arpa ip6.arpa {"),
+        "{corefile}"
+    );
+    assert!(
+        corefile.contains("disable success cluster.local"),
+        "{corefile}"
+    );
+    let cr: ClusterRole = body(&reqs[1]);
+    assert_eq!(cr.metadata.name.as_deref(), Some("system:coredns"));
+    let rules = cr.rules.unwrap();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(
+        rules[1].resources.as_deref(),
+        Some(&["endpointslices".to_string()][..])
+    );
+    let crb: ClusterRoleBinding = body(&reqs[2]);
+    assert_eq!(crb.metadata.name.as_deref(), Some("system:coredns"));
+    assert_eq!(crb.role_ref.name, "system:coredns");
+    assert_eq!(subjects(&crb.subjects), vec![sa("coredns")]);
+    assert_eq!(
+        crb.subjects.unwrap()[0].namespace.as_deref(),
+        Some("kube-system")
+    );
+    let acct: ServiceAccount = body(&reqs[3]);
+    ks(&acct.metadata, "coredns");
+    let dep: Deployment = body(&reqs[4]);
+    ks(&dep.metadata, "coredns");
+    assert_eq!(dep.metadata.labels.unwrap()["k8s-app"], "kube-dns");
+    assert_eq!(dep.spec.replicas, Some(2));
+    assert_eq!(
+        dep.spec.selector.match_labels.unwrap()["k8s-app"],
+        "kube-dns"
+    );
+    let tmpl = dep.spec.template;
+    assert_eq!(
+        tmpl.metadata.unwrap().labels.unwrap()["k8s-app"],
+        "kube-dns"
+    );
+    let pod = tmpl.spec.unwrap();
+    let (facts, _) = kubeboot::manifests::versions::for_version(version);
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some(format!("registry.k8s.io/coredns/coredns:{}", facts.coredns_tag).as_str())
+    );
+    assert_eq!(pod.service_account_name.as_deref(), Some("coredns"));
+    assert_eq!(
+        pod.volumes.unwrap()[0].config_map.as_ref().unwrap().name,
+        "coredns"
+    );
+    let svc: Service = body(&reqs[5]);
+    ks(&svc.metadata, "kube-dns");
+    let labels = svc.metadata.labels.unwrap();
+    assert_eq!(labels["k8s-app"], "kube-dns");
+    assert_eq!(labels["kubernetes.io/cluster-service"], "true");
+    let spec = svc.spec.unwrap();
+    assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.10"));
+    assert_eq!(spec.selector.unwrap()["k8s-app"], "kube-dns");
+    assert_eq!(spec.ports.unwrap().len(), 3);
+    // kube-proxy
+    let acct: ServiceAccount = body(&reqs[6]);
+    ks(&acct.metadata, "kube-proxy");
+    let crb: ClusterRoleBinding = body(&reqs[7]);
+    assert_eq!(crb.metadata.name.as_deref(), Some("kubeadm:node-proxier"));
+    assert_eq!(crb.role_ref.name, "system:node-proxier");
+    assert_eq!(subjects(&crb.subjects), vec![sa("kube-proxy")]);
+    let role: Role = body(&reqs[8]);
+    ks(&role.metadata, "kube-proxy");
+    assert_eq!(
+        role.rules.unwrap()[0].resource_names.as_deref(),
+        Some(&["kube-proxy".to_string()][..])
+    );
+    let rb: RoleBinding = body(&reqs[9]);
+    ks(&rb.metadata, "kube-proxy");
+    assert_eq!(subjects(&rb.subjects), vec![g(GROUP)]);
+    let cm: ConfigMap = body(&reqs[10]);
+    ks(&cm.metadata, "kube-proxy");
+    assert_eq!(cm.metadata.labels.unwrap()["app"], "kube-proxy");
+    let data = cm.data.unwrap();
+    let conf: Value = serde_norway::from_str(&data["config.conf"]).unwrap();
+    assert_eq!(conf["kind"], "KubeProxyConfiguration");
+    assert_eq!(conf["clusterCIDR"], "10.244.0.0/16");
+    assert_eq!(conf["bindAddress"], "0.0.0.0");
+    assert_eq!(
+        conf["clientConnection"]["kubeconfig"],
+        "/var/lib/kube-proxy/kubeconfig.conf"
+    );
+    let kc: Value = serde_norway::from_str(&data["kubeconfig.conf"]).unwrap();
+    assert_eq!(
+        kc["clusters"][0]["cluster"]["server"],
+        format!("https://127.0.0.1:{api_port}")
+    );
+    let ds: DaemonSet = body(&reqs[11]);
+    ks(&ds.metadata, "kube-proxy");
+    assert_eq!(ds.metadata.labels.unwrap()["k8s-app"], "kube-proxy");
+    assert_eq!(
+        ds.spec.selector.match_labels.unwrap()["k8s-app"],
+        "kube-proxy"
+    );
+    let pod = ds.spec.template.spec.unwrap();
+    assert_eq!(pod.host_network, Some(true));
+    assert_eq!(pod.service_account_name.as_deref(), Some("kube-proxy"));
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some(format!("registry.k8s.io/kube-proxy:{version}").as_str())
+    );
 }
 
 fn assert_no_secret(secret: &str, o: &Output, status_text: &str) {
@@ -586,6 +730,7 @@ fn init_runs_the_api_phases_and_a_rerun_converges() {
             "upload-config",
             "mark-control-plane",
             "bootstrap-token",
+            "addon",
             "kubelet-finalize",
             "show-join-command"
         ]
@@ -620,6 +765,14 @@ fn init_runs_the_api_phases_and_a_rerun_converges() {
     let ci = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
     c.state.lock().unwrap().objects.get_mut(ci).unwrap()["data"]["jws-kubeconfig-abcdef"] =
         json!("sig");
+    // A user scales CoreDNS and edits its Corefile; a rerun keeps both.
+    let dep = "/apis/apps/v1/namespaces/kube-system/deployments/coredns";
+    let corefile = "/api/v1/namespaces/kube-system/configmaps/coredns";
+    {
+        let mut st = c.state.lock().unwrap();
+        st.objects.get_mut(dep).unwrap()["spec"]["replicas"] = json!(3);
+        st.objects.get_mut(corefile).unwrap()["data"]["Corefile"] = json!(".:53 { edited }");
+    }
     let first = api_requests(&c.api).len();
     std::fs::remove_file(c.root.join("var/lib/kubeboot/done")).unwrap();
     let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
@@ -638,10 +791,11 @@ fn init_runs_the_api_phases_and_a_rerun_converges() {
             puts += 1;
         }
     }
-    // 6 upload-config + 5 RBAC + 3 cluster-info objects exist already; the new token's Secret is created
+    // 6 upload-config + 5 RBAC + 3 cluster-info + 11 addon objects exist
+    // already; the new token's Secret is created; the CoreDNS ConfigMap is kept
     assert_eq!(
         puts,
-        14,
+        25,
         "{:?}",
         again
             .iter()
@@ -661,6 +815,17 @@ fn init_runs_the_api_phases_and_a_rerun_converges() {
     assert_eq!(
         state.objects[ci]["data"]["jws-kubeconfig-abcdef"], "sig",
         "signature kept"
+    );
+    assert_eq!(state.objects[dep]["spec"]["replicas"], 3, "scale kept");
+    assert_eq!(
+        state.objects[corefile]["data"]["Corefile"], ".:53 { edited }",
+        "Corefile kept"
+    );
+    assert!(
+        !again
+            .iter()
+            .any(|r| r.path == corefile && r.method != "POST"),
+        "the CoreDNS ConfigMap is only offered (create), never read or replaced"
     );
     let (st_text, _) = status(&c.root);
     assert_no_secret(&secret, &o, &st_text);

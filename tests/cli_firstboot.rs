@@ -388,7 +388,7 @@ fn control_plane_init_runs_every_phase_and_waits_for_health() {
     seed(
         &cp,
         &format!(
-            "#cloud-config\nkubeboot:\n  role: control-plane\n  skipPhases: [upload-config, mark-control-plane, bootstrap-token, show-join-command]\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {}\n  cluster:\n    controllerManager:\n      extraArgs:\n        secure-port: \"{}\"\n    scheduler:\n      extraArgs:\n        secure-port: \"{}\"\n",
+            "#cloud-config\nkubeboot:\n  role: control-plane\n  skipPhases: [upload-config, mark-control-plane, bootstrap-token, addon, show-join-command]\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {}\n  cluster:\n    controllerManager:\n      extraArgs:\n        secure-port: \"{}\"\n    scheduler:\n      extraArgs:\n        secure-port: \"{}\"\n",
             apiserver.port, kcm.port, sched.port
         ),
     );

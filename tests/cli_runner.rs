@@ -158,7 +158,7 @@ fn skip_phases_are_recorded_and_checked() {
         "--systemctl",
         sc.to_str().unwrap(),
         "--skip-phases",
-        "preflight,etcd,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,show-join-command",
+        "preflight,etcd,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,addon,show-join-command",
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(!exists(&root, "/etc/kubernetes/manifests/etcd.yaml"));

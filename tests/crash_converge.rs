@@ -196,7 +196,7 @@ fn firstboot_killed_at_every_rename_converges() {
             "--systemctl",
             systemctl.to_str().unwrap(),
             "--skip-phases",
-            "preflight,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,show-join-command",
+            "preflight,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,addon,show-join-command",
         ];
         if !run_killed_at("rename,renameat,renameat2", n, &args) {
             break;
