@@ -218,7 +218,9 @@ struct Found {
 
 /// Finds the userdata the way `firstboot` does: `--config`/`--source
 /// file:`, else local sources, else the platform's sources.
-fn find_userdata(src: &SourceArgs, paths: &Paths) -> Result<(Found, Vec<String>)> {
+/// With `offline` (`--dry-run`), only local sources are read: a dry run
+/// contacts nothing, metadata services included.
+fn find_userdata(src: &SourceArgs, paths: &Paths, offline: bool) -> Result<(Found, Vec<String>)> {
     if let Some(f) = &src.config {
         return Ok((
             Found {
@@ -257,7 +259,11 @@ fn find_userdata(src: &SourceArgs, paths: &Paths) -> Result<(Found, Vec<String>)
     let mut opts = network::NetOptions::new(paths);
     opts.metadata_url = src.metadata_url.clone();
     opts.config_url = userdata::url::ConfigUrl::from_cmdline(paths)?;
-    sources.extend(network::sources_for(detection.platform, &opts));
+    if offline {
+        explain.push("dry run: network sources not asked".into());
+    } else {
+        sources.extend(network::sources_for(detection.platform, &opts));
+    }
     match network::first_found(&sources) {
         network::Search::Found {
             source,
@@ -292,7 +298,7 @@ fn find_userdata(src: &SourceArgs, paths: &Paths) -> Result<(Found, Vec<String>)
 
 /// Unwraps found userdata; when it only points at a config URL (PXE
 /// `kubeboot.config=`), fetches that (pinned, bounded) and loads it instead.
-fn load_found(found: &Found, facts: &HostFacts, paths: &Paths) -> Result<Loaded> {
+fn load_found(found: &Found, facts: &HostFacts, paths: &Paths, offline: bool) -> Result<Loaded> {
     let unwrapped = crate::envelope::unwrap(&found.bytes, facts)
         .map_err(|e| Error::Invalid(format!("{}: {e}", found.source)))?;
     let Some(cu) = unwrapped
@@ -302,6 +308,12 @@ fn load_found(found: &Found, facts: &HostFacts, paths: &Paths) -> Result<Loaded>
     else {
         return config::from_unwrapped(unwrapped, &found.source, facts);
     };
+    if offline {
+        return Err(Error::Invalid(format!(
+            "{}: the userdata points at {}; a dry run contacts nothing: fetch it and pass --config FILE",
+            found.source, cu.url
+        )));
+    }
     // The kernel command line may also name a CA file for the URL.
     let cfg = match userdata::url::ConfigUrl::from_cmdline(paths)? {
         Some(c) if c.url == cu.url => c,
@@ -331,11 +343,11 @@ fn load_found(found: &Found, facts: &HostFacts, paths: &Paths) -> Result<Loaded>
 pub fn show_auto(src: &SourceArgs) -> Result<()> {
     let paths = Paths::new(&src.root);
     let facts = HostFacts::detect(&paths.host("/proc"));
-    let (found, explain) = find_userdata(src, &paths)?;
+    let (found, explain) = find_userdata(src, &paths, false)?;
     for line in &explain {
         log::info!(target: "source", "{line}");
     }
-    let loaded = load_found(&found, &facts, &paths)?;
+    let loaded = load_found(&found, &facts, &paths, false)?;
     cli::log_warnings(&loaded);
     cli::print_settings(&loaded)
 }
@@ -409,7 +421,8 @@ fn run_node(
         }
     };
     let facts = HostFacts::detect(&paths.host("/proc"));
-    let (found, explain) = match find_userdata(src, paths) {
+    let offline = effects == Effects::DryRun;
+    let (found, explain) = match find_userdata(src, paths, offline) {
         Ok(f) => f,
         Err(e) => {
             record_failure("unknown".into(), None, &e, e.retryable(), None);
@@ -419,7 +432,7 @@ fn run_node(
     for line in &explain {
         log::info!(target: "source", "{line}");
     }
-    let loaded = match load_found(&found, &facts, paths) {
+    let loaded = match load_found(&found, &facts, paths, offline) {
         Ok(l) => l,
         Err(e) => {
             record_failure(

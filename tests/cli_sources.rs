@@ -144,3 +144,33 @@ fn config_show_auto_reads_the_declared_platforms_metadata_service() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn dry_run_contacts_no_metadata_service() {
+    let server = Server::http(|_, _| ok(b"#cloud-config\nkubeboot: {role: worker}\n"));
+    let root = tmpdir("dry-net");
+    let o = Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args([
+            "firstboot",
+            "--dry-run",
+            "--root",
+            root.to_str().unwrap(),
+            "--platform",
+            "gcp",
+        ])
+        .args(["--metadata-url", &server.base()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no userdata found") && err.contains("dry run: network sources not asked"),
+        "{err}"
+    );
+    assert!(
+        server.requests().is_empty(),
+        "a dry run sent {:?}",
+        server.requests()
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
