@@ -243,6 +243,19 @@ fn agent_config(
         .new_agent()
 }
 
+/// One request's timeout and extra headers, whatever its method.
+fn prepare<B>(
+    req: ureq::RequestBuilder<B>,
+    timeout: Duration,
+    headers: &[(&str, &str)],
+) -> ureq::RequestBuilder<B> {
+    let mut req = req.config().timeout_global(Some(timeout)).build();
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req
+}
+
 /// Sends one request with `timeout`; classifies transport failures and
 /// retryable statuses (5xx, 429) as [`Step::Again`].
 pub(crate) fn send(
@@ -252,65 +265,19 @@ pub(crate) fn send(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> Step<Reply> {
+    const JSON: &str = "application/json";
     let result = match method {
-        Method::Get => {
-            let mut req = agent
-                .get(url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build();
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            req.call()
-        }
-        Method::Put => {
-            let mut req = agent
-                .put(url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build();
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            req.send_empty()
-        }
-        Method::PostJson(body) => {
-            let mut req = agent
-                .post(url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .header("Content-Type", "application/json");
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            req.send(body)
-        }
-        Method::PutJson(body) => {
-            let mut req = agent
-                .put(url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .header("Content-Type", "application/json");
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            req.send(body)
-        }
-        Method::MergePatch(body) => {
-            let mut req = agent
-                .patch(url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .header("Content-Type", "application/merge-patch+json");
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            req.send(body)
-        }
+        Method::Get => prepare(agent.get(url), timeout, headers).call(),
+        Method::Put => prepare(agent.put(url), timeout, headers).send_empty(),
+        Method::PostJson(body) => prepare(agent.post(url), timeout, headers)
+            .header("Content-Type", JSON)
+            .send(body),
+        Method::PutJson(body) => prepare(agent.put(url), timeout, headers)
+            .header("Content-Type", JSON)
+            .send(body),
+        Method::MergePatch(body) => prepare(agent.patch(url), timeout, headers)
+            .header("Content-Type", "application/merge-patch+json")
+            .send(body),
     };
     let mut resp = match result {
         Ok(r) => r,
