@@ -79,12 +79,7 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
         log::warn!(target: "discovery", "CA not pinned (unsafeSkipCAVerification): trusting the CA {url} served");
     }
     // Second fetch, now verifying the server with the CA we just pinned.
-    let roots: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&info.ca_pem)
-        .filter_map(|i| match i {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect();
+    let roots: Vec<ureq::tls::Certificate<'static>> = http::certs_from_pem(&info.ca_pem);
     let secure = http::agent(Some(roots));
     let body = match http::retry(
         &Retry::within(Duration::from_secs(30).min(budget)),
@@ -129,12 +124,7 @@ pub fn get_with_token(
     budget: Duration,
 ) -> Result<(u16, Vec<u8>), Error> {
     let url = format!("{}{path}", server.trim_end_matches('/'));
-    let roots: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(ca_pem)
-        .filter_map(|i| match i {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect();
+    let roots = http::certs_from_pem(ca_pem);
     let agent = http::agent(Some(roots));
     let auth = format!("Bearer {}", token.expose());
     match http::retry(

@@ -60,15 +60,6 @@ pub struct Joined {
     pub added: bool,
 }
 
-fn roots(ca_pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
-    ureq::tls::parse_pem(ca_pem)
-        .filter_map(|i| match i {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The client URLs in the annotations of a PodList (JSON), deduplicated,
 /// in order of appearance. A pod without the annotation is skipped.
 pub fn endpoints_from_pods(body: &[u8]) -> Result<Vec<String>, Error> {
@@ -105,8 +96,12 @@ pub fn endpoints_from_api(
     budget: Duration,
 ) -> Result<Vec<String>, Error> {
     let url = format!("{}{ETCD_PODS_PATH}", server.trim_end_matches('/'));
-    let agent = http::agent_with_client_cert(roots(ca_pem), cert_pem, key.expose().as_bytes())
-        .map_err(|e| Error::Failed(format!("etcd-join: admin.conf: {e}")))?;
+    let agent = http::agent_with_client_cert(
+        http::certs_from_pem(ca_pem),
+        cert_pem,
+        key.expose().as_bytes(),
+    )
+    .map_err(|e| Error::Failed(format!("etcd-join: admin.conf: {e}")))?;
     let reply = match http::retry(
         &Retry::within(budget),
         |t| http::send(&agent, Method::Get, &url, &[], t),
@@ -235,8 +230,12 @@ impl EtcdClient {
         if endpoints.is_empty() {
             return Err(Error::Failed("etcd-join: no etcd endpoints".into()));
         }
-        let agent = http::agent_with_client_cert(roots(ca_pem), cert_pem, key.expose().as_bytes())
-            .map_err(|e| Error::Failed(format!("etcd-join: etcd/healthcheck-client: {e}")))?;
+        let agent = http::agent_with_client_cert(
+            http::certs_from_pem(ca_pem),
+            cert_pem,
+            key.expose().as_bytes(),
+        )
+        .map_err(|e| Error::Failed(format!("etcd-join: etcd/healthcheck-client: {e}")))?;
         Ok(EtcdClient {
             agent,
             endpoints: endpoints

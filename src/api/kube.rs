@@ -40,15 +40,6 @@ pub struct Kube {
     budget: Duration,
 }
 
-fn roots(ca_pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
-    ureq::tls::parse_pem(ca_pem)
-        .filter_map(|i| match i {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The `message` of a Kubernetes Status reply, when there is one.
 fn status_message(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<Value>(body)
@@ -69,7 +60,7 @@ impl Kube {
         key_pem: &[u8],
         budget: Duration,
     ) -> Result<Kube, String> {
-        let agent = http::agent_with_client_cert(roots(ca_pem), cert_pem, key_pem)?;
+        let agent = http::agent_with_client_cert(http::certs_from_pem(ca_pem), cert_pem, key_pem)?;
         Ok(Kube {
             agent,
             base: base.trim_end_matches('/').to_string(),

@@ -59,12 +59,7 @@ pub fn control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
         .host(format!("{}/ca.crt", r.settings.cluster.certificates_dir));
     let ca = std::fs::read(&ca_path)
         .map_err(|e| Error::Failed(format!("reading {}: {e}", ca_path.display())))?;
-    let roots: Vec<_> = ureq::tls::parse_pem(&ca)
-        .filter_map(|i| match i {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect();
+    let roots = http::certs_from_pem(&ca);
     let api = format!("{}/livez", r.settings.local_endpoint().url());
     until_ok("kube-apiserver", &http::agent(Some(roots)), &api, budget)?;
     let unverified = http::agent_unverified();

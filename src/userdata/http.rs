@@ -185,6 +185,17 @@ pub(crate) fn agent(roots: Option<Vec<ureq::tls::Certificate<'static>>>) -> Agen
     agent_tls(roots, false)
 }
 
+/// The CERTIFICATE blocks of a PEM bundle (other blocks are skipped), as
+/// trust roots or a client chain.
+pub(crate) fn certs_from_pem(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
+    ureq::tls::parse_pem(pem)
+        .filter_map(|i| match i {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
 /// An agent that does not verify the server at all. Only for the first
 /// step of token discovery, whose answer is then checked by signature and
 /// CA pin before anything is trusted.
@@ -200,12 +211,7 @@ pub(crate) fn agent_with_client_cert(
     cert_chain_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<Agent, String> {
-    let chain: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(cert_chain_pem)
-        .filter_map(|i| match i {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect();
+    let chain = certs_from_pem(cert_chain_pem);
     if chain.is_empty() {
         return Err("the client certificate holds no PEM CERTIFICATE".into());
     }
