@@ -9,34 +9,12 @@ use base64::Engine;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
 use crate::config::{Etcd, Settings};
+use crate::envelope::CarriedFile;
 use crate::error::Error;
 use crate::secret::Secret;
 
 /// Path of the Secret.
 pub const SECRET_PATH: &str = "/api/v1/namespaces/kube-system/secrets/kubeadm-certs";
-
-/// One file to write: absolute host path, content, mode.
-#[derive(Clone)]
-pub struct SharedFile {
-    /// Absolute host path.
-    pub path: String,
-    /// Decrypted content (may be a private key: never print it).
-    pub content: Vec<u8>,
-    /// 0600 for keys, 0644 for certificates and public keys.
-    pub mode: u32,
-}
-
-impl std::fmt::Debug for SharedFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "SharedFile({}, {} bytes, {:o})",
-            self.path,
-            self.content.len(),
-            self.mode
-        )
-    }
-}
 
 /// Secret data key → host path, for this cluster's etcd topology.
 pub fn layout(s: &Settings) -> Vec<(&'static str, String)> {
@@ -126,7 +104,7 @@ pub fn files_from_secret(
     body: &[u8],
     s: &Settings,
     key: &[u8; 32],
-) -> Result<Vec<SharedFile>, Error> {
+) -> Result<Vec<CarriedFile>, Error> {
     let secret: SecretObject = serde_json::from_slice(body)
         .map_err(|e| Error::Failed(format!("{SECRET_PATH}: not a Secret: {e}")))?;
     let mut out = Vec::new();
@@ -150,7 +128,7 @@ pub fn files_from_secret(
         } else {
             0o644
         };
-        out.push(SharedFile {
+        out.push(CarriedFile {
             path,
             content,
             mode,

@@ -332,41 +332,39 @@ fn run_preflight(r: &mut NodeRun<'_>) -> Result<(), Error> {
     report.into_result().map(|_| ())
 }
 
-/// Writes the carried files: absent → written with their mode; present with
-/// the same bytes (cloud-init already wrote them) → kept; present and
-/// different → refused, since a CA must never be replaced behind the user's back.
-fn write_carried(r: &mut NodeRun<'_>) -> Result<(), Error> {
-    write_carried_as(r, "userdata-files")
-}
-
-fn write_carried_as(r: &mut NodeRun<'_>, phase: &'static str) -> Result<(), Error> {
-    let files = std::mem::take(&mut r.carried);
-    let result = (|| {
-        for f in &files {
-            let path = r.paths.host(&f.path);
-            match fs::read_optional(&path)? {
-                Some(existing) if existing == f.content => {
-                    r.record(phase, path, "kept", "already on disk".into());
-                }
-                Some(_) => {
-                    return Err(Error::Failed(format!(
-                        "{}: exists with different content than {phase} brings; refusing to overwrite it (remove it to use the new copy)",
-                        path.display()
-                    )));
-                }
-                None => {
-                    fs::write_atomic(r.paths.root(), &path, &f.content, f.mode, r.sync())?;
-                    r.record(
-                        "userdata-files",
-                        path,
-                        "written",
-                        format!("mode {:04o}", f.mode),
-                    );
-                }
+/// Writes files brought by the userdata or the cluster: absent → written
+/// with their mode; present with the same bytes (cloud-init already wrote
+/// them, or a rerun) → kept; present and different → refused, since a CA
+/// must never be replaced behind the user's back.
+fn write_files(
+    r: &mut NodeRun<'_>,
+    phase: &'static str,
+    files: &[CarriedFile],
+) -> Result<(), Error> {
+    for f in files {
+        let path = r.paths.host(&f.path);
+        match fs::read_optional(&path)? {
+            Some(existing) if existing == f.content => {
+                r.record(phase, path, "kept", "already on disk".into());
+            }
+            Some(_) => {
+                return Err(Error::Failed(format!(
+                    "{}: exists with different content than {phase} brings; refusing to overwrite it (remove it to use the new copy)",
+                    path.display()
+                )));
+            }
+            None => {
+                fs::write_atomic(r.paths.root(), &path, &f.content, f.mode, r.sync())?;
+                r.record(phase, path, "written", format!("mode {:04o}", f.mode));
             }
         }
-        r.flush()
-    })();
+    }
+    r.flush()
+}
+
+fn write_carried(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let files = std::mem::take(&mut r.carried);
+    let result = write_files(r, "userdata-files", &files);
     r.carried = files;
     result
 }
@@ -481,18 +479,7 @@ fn run_download_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {
     };
     let files = api::certs::files_from_secret(&body, &r.settings, &key)?;
     // the same keep/refuse rules as files carried by the userdata
-    let carried: Vec<CarriedFile> = files
-        .into_iter()
-        .map(|f| CarriedFile {
-            path: f.path,
-            content: f.content,
-            mode: f.mode,
-        })
-        .collect();
-    let saved = std::mem::replace(&mut r.carried, carried);
-    let result = write_carried_as(r, "download-certs");
-    r.carried = saved;
-    result
+    write_files(r, "download-certs", &files)
 }
 
 /// kubeadm's etcd-join: the existing members' client URLs from the etcd
