@@ -191,19 +191,11 @@ pub enum CertsCommand {
     },
 }
 
-/// Reads a file given on the command line; a missing or unreadable file is invalid input.
+/// Reads a file given on the command line (bounded like every userdata
+/// source); a missing, unreadable or oversized file is invalid input.
 pub fn read_input(path: &std::path::Path) -> Result<Vec<u8>> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-    if meta.len() > crate::envelope::MAX_USERDATA_BYTES as u64 {
-        return Err(Error::Invalid(format!(
-            "{}: {} bytes is larger than the {} MiB userdata limit",
-            path.display(),
-            meta.len(),
-            crate::envelope::MAX_USERDATA_BYTES / (1024 * 1024)
-        )));
-    }
-    std::fs::read(path).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+    crate::userdata::local::read_bounded(path)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
 }
 
 /// Loads and validates a config file (any envelope).

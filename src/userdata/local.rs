@@ -175,7 +175,7 @@ fn is_absent(e: &io::Error) -> bool {
 
 /// Reads at most [`MAX_USERDATA_BYTES`]; a longer file is an error. Works
 /// for procfs and sysfs files, whose reported size is 0 or a page.
-fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
+pub(crate) fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
     let f = std::fs::File::open(path)?;
     if f.metadata()?.is_dir() {
         return Err(io::Error::new(
