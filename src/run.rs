@@ -202,6 +202,7 @@ fn node_run<'a>(
         carried: loaded.envelope.files.clone(),
         now: time::OffsetDateTime::now_utc(),
         detected: detected_for(paths, effects),
+        host_inputs: crate::manifests::HostInputs::detect(paths, std::env::vars()),
         ignore_preflight: ignore,
         budgets: Budgets::default(),
         written: Vec::new(),

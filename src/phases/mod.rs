@@ -94,6 +94,8 @@ pub struct NodeRun<'a> {
     pub now: OffsetDateTime,
     /// What the host runs (cgroups, runtime driver, swap).
     pub detected: Detected,
+    /// Host facts the static pods depend on (CA trust dirs, proxy variables), read once.
+    pub host_inputs: manifests::HostInputs,
     /// Extra preflight errors to ignore (command line).
     pub ignore_preflight: Vec<String>,
     /// Bounds on waits.
@@ -409,8 +411,7 @@ fn write_pods(
     phase: &'static str,
     want: fn(&str) -> bool,
 ) -> Result<(), Error> {
-    let host = manifests::HostInputs::detect(&r.paths, std::env::vars());
-    let pods: Vec<_> = manifests::render_all(&r.settings, &host)
+    let pods: Vec<_> = manifests::render_all(&r.settings, &r.host_inputs)
         .into_iter()
         .filter(|(n, _)| want(n))
         .collect();
@@ -535,8 +536,7 @@ fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
         log::info!(target: "etcd-join", "member {:x} already has peer URL {peer_url}; reusing it", joined.id);
     }
     let members = api::etcd::initial_cluster(&joined.members, &peer_url);
-    let host = manifests::HostInputs::detect(&r.paths, std::env::vars());
-    let Some(pod) = manifests::etcd_with(&r.settings, &host, &members) else {
+    let Some(pod) = manifests::etcd_with(&r.settings, &r.host_inputs, &members) else {
         return Err(Error::Failed(
             "etcd-join: this node has no local etcd to render".into(),
         ));
