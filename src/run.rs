@@ -132,11 +132,15 @@ pub fn render_loaded(loaded: &Loaded, paths: &Paths) -> Result<RenderReport> {
     })
 }
 
+/// A failed phase's error as the command reports it: `phase X failed: ...`,
+/// keeping the class (and so the exit code and retryability).
 fn wrap_phase(e: phases::PhaseError) -> Error {
     let msg = e.to_string();
     match e.error {
         Error::Invalid(_) => Error::Invalid(msg),
-        _ => Error::Failed(msg),
+        Error::Untrusted(_) => Error::Untrusted(msg),
+        Error::NoUserdata(_) => Error::NoUserdata(msg),
+        Error::Fs(_) | Error::Failed(_) => Error::Failed(msg),
     }
 }
 
@@ -406,19 +410,13 @@ fn run_node(
     } else {
         Effects::Full
     };
-    let record_failure = |role: String,
-                          phase: Option<String>,
-                          e: &Error,
-                          retryable: bool,
-                          source: Option<String>| {
+    // A failure before the phases: the status file says so (live runs only).
+    let record_failure = |e: &Error, source: Option<String>| {
         if effects == Effects::Full {
-            let mut st = Status::failure(role, phase, e, retryable);
+            let mut st = Status::failure("unknown".into(), None, e, e.retryable());
             st.source = source;
             st.total_millis = started.elapsed().as_secs_f64() * 1000.0;
-            if let Err(w) = status::write(paths, &st) {
-                log::error!("could not write the status file: {w}");
-            }
-            eprintln!("{}", st.console_line());
+            write_failure(paths, &st);
         }
     };
     let facts = HostFacts::detect(&paths.host("/proc"));
@@ -426,7 +424,7 @@ fn run_node(
     let (found, explain) = match find_userdata(src, paths, offline) {
         Ok(f) => f,
         Err(e) => {
-            record_failure("unknown".into(), None, &e, e.retryable(), None);
+            record_failure(&e, None);
             return Err(e);
         }
     };
@@ -436,13 +434,7 @@ fn run_node(
     let loaded = match load_found(&found, &facts, paths, offline) {
         Ok(l) => l,
         Err(e) => {
-            record_failure(
-                "unknown".into(),
-                None,
-                &e,
-                e.retryable(),
-                Some(found.source.clone()),
-            );
+            record_failure(&e, Some(found.source.clone()));
             return Err(e);
         }
     };
@@ -494,7 +486,7 @@ fn run_node(
             println!("[dry-run] {} {} {}", w.phase, w.action, w.path.display());
         }
     }
-    match result.map_err(wrap_phase_keep) {
+    let e = match result {
         Ok(()) => {
             if effects == Effects::Full {
                 let st = Status {
@@ -520,33 +512,27 @@ fn run_node(
                 }
                 println!("{}", st.console_line());
             }
-            Ok(())
+            return Ok(());
         }
-        Err((phase, e)) => {
-            // preflight failures need the host fixed; a plain reboot will not help
-            let retryable = e.retryable() && phase.as_deref() != Some("preflight");
-            if effects == Effects::Full {
-                let mut st = Status::failure(role, phase.clone(), &e, retryable);
-                st.source = Some(found.source.clone());
-                st.phases = records;
-                st.total_millis = total_millis;
-                if let Err(w) = status::write(paths, &st) {
-                    log::error!("could not write the status file: {w}");
-                }
-                eprintln!("{}", st.console_line());
-            }
-            Err(match phase {
-                Some(p) => match e {
-                    Error::Invalid(m) => Error::Invalid(format!("phase {p} failed: {m}")),
-                    Error::Untrusted(m) => Error::Untrusted(format!("phase {p} failed: {m}")),
-                    other => Error::Failed(format!("phase {p} failed: {other}")),
-                },
-                None => e,
-            })
-        }
+        Err(e) => e,
+    };
+    if effects == Effects::Full {
+        // preflight failures need the host fixed; a plain reboot will not help
+        let retryable = e.error.retryable() && e.phase != "preflight";
+        let mut st = Status::failure(role, Some(e.phase.to_string()), &e.error, retryable);
+        st.source = Some(found.source.clone());
+        st.phases = records;
+        st.total_millis = total_millis;
+        write_failure(paths, &st);
     }
+    Err(wrap_phase(e))
 }
 
-fn wrap_phase_keep(e: phases::PhaseError) -> (Option<String>, Error) {
-    (Some(e.phase.to_string()), e.error)
+/// Records a failure: the status file (a failure to write it is logged, the
+/// original error still wins) and the one console line.
+fn write_failure(paths: &Paths, st: &Status) {
+    if let Err(w) = status::write(paths, st) {
+        log::error!("could not write the status file: {w}");
+    }
+    eprintln!("{}", st.console_line());
 }
