@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
-use cli_support::{kubeboot, text};
+use cli_support::{kubeboot, render_control_plane as render, seed, text};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -26,26 +26,6 @@ use serde_json::{Value, json};
 
 fn tmpdir(name: &str) -> PathBuf {
     cli_support::tmpdir("api", name)
-}
-
-/// A rendered control plane (for its certificates) at `dir/cp`.
-fn render(dir: &Path) -> PathBuf {
-    let cfg = dir.join("cp.yaml");
-    std::fs::write(
-        &cfg,
-        "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n  advertiseAddress: 127.0.0.1\n",
-    )
-    .unwrap();
-    let root = dir.join("cp");
-    let o = kubeboot(&[
-        "render",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--root",
-        root.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    root
 }
 
 /// The fake API server's state: objects by URL path.
@@ -214,9 +194,7 @@ fn cluster(name: &str, refuse: bool) -> Cluster {
         "#cloud-config\nkubeboot:\n  role: control-plane\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {}\n  cluster:\n    podSubnet: 10.244.0.0/16\n    controllerManager:\n      extraArgs:\n        secure-port: \"{}\"\n    scheduler:\n      extraArgs:\n        secure-port: \"{}\"\n",
         api.port, kcm.port, sched.port
     );
-    let p = root.join("var/lib/cloud/seed/nocloud/user-data");
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, userdata).unwrap();
+    seed(&root, &userdata);
     let systemctl = fake_systemctl(&dir, &root);
     Cluster {
         dir,
@@ -899,17 +877,14 @@ fn a_worker_joins_with_the_cluster_info_the_builders_produce() {
     }
     let wroot = c.dir.join("worker");
     let pin = text(&kubeboot(&["certs", "ca-hash", pki.join("ca.crt").to_str().unwrap()]).stdout);
-    let p = wroot.join("var/lib/cloud/seed/nocloud/user-data");
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(
-        &p,
-        format!(
+    seed(
+        &wroot,
+        &format!(
             "#cloud-config\nkubeboot:\n  role: worker\n  server: 127.0.0.1:{}\n  token: {id}.{secret}\n  caCertHash: {}\n  node:\n    name: worker-1\n",
             worker_api.port,
             pin.trim()
         ),
-    )
-    .unwrap();
+    );
     let wctl = fake_systemctl(&c.dir, &wroot);
     let o = firstboot(&wroot, &wctl, &c.healthz, "20");
     assert!(

@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use cli_support::{kubeboot, text};
+use cli_support::{kubeboot, render_control_plane as control_plane, seed, text};
 use kubeboot::api::discovery::sign_detached;
 use kubeboot::config::BootstrapToken;
 use kubeboot::secret::Secret;
@@ -29,26 +29,6 @@ fn tmpdir(name: &str) -> std::path::PathBuf {
 
 const TOKEN_ID: &str = "abcdef";
 const TOKEN_SECRET: &str = "0123456789abcdef";
-
-/// A rendered control plane whose apiserver certificate covers 127.0.0.1.
-fn control_plane(dir: &Path) -> PathBuf {
-    let cfg = dir.join("cp.yaml");
-    std::fs::write(
-        &cfg,
-        "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n  advertiseAddress: 127.0.0.1\n",
-    )
-    .unwrap();
-    let root = dir.join("cp");
-    let o = kubeboot(&[
-        "render",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--root",
-        root.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    root
-}
 
 /// An HTTPS API server on 127.0.0.1 serving the signed cluster-info.
 fn api_server(cp: &Path) -> (Server, Vec<u8>) {
@@ -121,12 +101,6 @@ fn fake_systemctl(dir: &Path, root: &Path) -> (PathBuf, PathBuf) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     (script, log)
-}
-
-fn seed(root: &Path, userdata: &str) {
-    let p = root.join("var/lib/cloud/seed/nocloud/user-data");
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, userdata).unwrap();
 }
 
 fn firstboot(root: &Path, systemctl: &Path, healthz: &str, discovery_timeout: &str) -> Output {

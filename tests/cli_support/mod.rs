@@ -24,3 +24,31 @@ pub fn tmpdir(prefix: &str, name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// A control plane rendered by the binary into `dir/cp` (node cp-1,
+/// advertising 127.0.0.1), for its certificates and kubeconfigs.
+pub fn render_control_plane(dir: &std::path::Path) -> PathBuf {
+    let cfg = dir.join("cp.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n  advertiseAddress: 127.0.0.1\n",
+    )
+    .unwrap();
+    let root = dir.join("cp");
+    let o = kubeboot(&[
+        "render",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    root
+}
+
+/// Puts `userdata` where a NoCloud image carries it, under `root`.
+pub fn seed(root: &std::path::Path, userdata: &str) {
+    let p = root.join("var/lib/cloud/seed/nocloud/user-data");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, userdata).unwrap();
+}
