@@ -263,7 +263,9 @@ fn find_userdata(src: &SourceArgs, paths: &Paths, offline: bool) -> Result<(Foun
     let mut sources: Vec<Box<dyn Source>> = local::local_sources(paths);
     let mut opts = network::NetOptions::new(paths);
     opts.metadata_url = src.metadata_url.clone();
-    opts.config_url = userdata::url::ConfigUrl::from_cmdline(paths)?;
+    // A `kubeboot.config=` URL is not a network source here: the kernel
+    // command line (a local source, asked first) yields it, and
+    // `load_found` fetches it. One path, one fetch.
     if offline {
         explain.push("dry run: network sources not asked".into());
     } else {

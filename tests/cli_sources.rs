@@ -174,3 +174,53 @@ fn dry_run_contacts_no_metadata_service() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// PXE: `kubeboot.config=<url>` pinned by `kubeboot.config.sha256=` on the
+/// kernel command line is fetched once, checked, and its config used.
+#[test]
+fn kernel_command_line_config_url_is_fetched_once_and_pinned() {
+    let config = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("image/examples/worker.kubeboot.yaml"),
+    )
+    .unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &config);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let served = config.clone();
+    let server = Server::http(move |_, _| ok(&served));
+    let root = tmpdir("pxe-url");
+    std::fs::create_dir_all(root.join("proc")).unwrap();
+    let cmdline = |sha: &str| {
+        format!(
+            "BOOT_IMAGE=/vmlinuz ro kubeboot.config={}/nodes/w.yaml kubeboot.config.sha256={sha}\n",
+            server.base()
+        )
+    };
+    std::fs::write(root.join("proc/cmdline"), cmdline(&hex)).unwrap();
+    let show = || {
+        Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+            .args([
+                "config",
+                "show",
+                "--source",
+                "auto",
+                "--root",
+                root.to_str().unwrap(),
+                "--platform",
+                "none",
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = show();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["settings"]["mode"], "join-worker");
+    assert_eq!(server.requests().len(), 1, "fetched exactly once");
+    // a wrong pin is refused (exit 2), naming both hashes
+    std::fs::write(root.join("proc/cmdline"), cmdline(&"0".repeat(64))).unwrap();
+    let o = show();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(&hex), "{err}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
