@@ -93,17 +93,40 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// Where base trees are cached: `$KUBEBOOT_VM_CACHE`, else `target/vm-cache`.
+fn cache_dir() -> PathBuf {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::env::var_os("KUBEBOOT_VM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target.parent().unwrap_or(target).join("vm-cache"))
+}
+
 /// The cached base tree's directory, keyed by the recipe's SHA-256.
 fn base_tree(cache: &Path, logs: &Path) -> PathBuf {
     let recipe = Path::new(REPO).join("image/vm/build-rootfs.sh");
     let text = std::fs::read(&recipe).expect("read image/vm/build-rootfs.sh");
     let key = hex(&ring::digest::digest(&ring::digest::SHA256, &text).as_ref()[..8]);
     let base = cache.join(format!("rootfs-{key}"));
-    if base.join("sbin/init").exists() || base.join("usr/sbin/init").exists() {
+    let built =
+        |base: &Path| base.join("sbin/init").exists() || base.join("usr/sbin/init").exists();
+    if built(&base) {
         eprintln!("vm_boot: reusing cached base tree {}", base.display());
         return base;
     }
+    // The tests in this file run in parallel and share the tree: one builds it
+    // while the others wait on this lock, then find it built. (Two debootstraps
+    // into the same `.partial` directory break each other.)
     std::fs::create_dir_all(cache).expect("create cache dir");
+    let lock = std::fs::File::create(cache.join(format!("rootfs-{key}.lock")))
+        .expect("create the base tree's lock file");
+    lock.lock().expect("lock the base tree's lock file");
+    if built(&base) {
+        eprintln!(
+            "vm_boot: base tree {} was built by another test",
+            base.display()
+        );
+        return base;
+    }
     let took = run_bounded(
         "debootstrap base tree (first run only)",
         &[
@@ -253,9 +276,7 @@ fn vm_boot_first_boot_runs_once() {
     );
     let accel = std::env::var("KUBEBOOT_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let cache = std::env::var_os("KUBEBOOT_VM_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target.parent().unwrap_or(target).join("vm-cache"));
+    let cache = cache_dir();
     let work = target.join("vm-boot");
     std::fs::create_dir_all(&work).expect("create work dir");
     let logs = work.clone();
@@ -449,9 +470,7 @@ fn vm_boot_reads_a_cidata_disk() {
     );
     let accel = std::env::var("KUBEBOOT_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let cache = std::env::var_os("KUBEBOOT_VM_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target.parent().unwrap_or(target).join("vm-cache"));
+    let cache = cache_dir();
     let work = target.join("vm-boot-cidata");
     std::fs::create_dir_all(&work).expect("create work dir");
     let base = base_tree(&cache, &work);
