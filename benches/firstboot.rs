@@ -3,6 +3,10 @@
 //! only (a TLS API server serving a signed `cluster-info`, TLS health
 //! servers, a kubelet healthz stub) and a fake `systemctl`.
 //!
+//! The control-plane init runs every phase, the API phases included, against
+//! a loopback fake API server (tests/api_support) that stores what it is sent
+//! and answers like the real one (201 on create, the Node registered at once).
+//!
 //! Own time is the status file's `totalMillis` minus the wait phases
 //! (`wait-control-plane`, `wait-bootstrap`); `discovery` stays in (one API
 //! call against a loopback server) and is also reported alone. The whole
@@ -14,6 +18,8 @@
 //! decides the fsync cost), `KUBEBOOT_BENCH_BIN` (default this build's
 //! `kubeboot`).
 
+#[path = "../tests/api_support/mod.rs"]
+mod api_support;
 #[path = "../tests/net_support/mod.rs"]
 mod net_support;
 
@@ -300,20 +306,47 @@ fn control_plane(base: &Path, runs: usize, healthz: &str) {
     // The health servers answer with the certificate the run under test
     // has just generated (the API server's is verified against its new CA).
     let pki = Arc::new(PkiCert(Mutex::new(PathBuf::new())));
-    let apiserver = Server::https(tls(pki.clone()), |_, _| ok(b"ok"));
+    // A new object store per run: `reset` swaps it before each firstboot.
+    let store: Arc<Mutex<Arc<Mutex<api_support::State>>>> = Arc::default();
+    let current = store.clone();
+    let how = api_support::Behaviour {
+        node: "cp-1".into(),
+        node_after: 0,
+        refuse_cluster_admins_binding: false,
+    };
+    let apiserver = Server::https_keep_alive(tls(pki.clone()), move |req, _| {
+        let state = current.lock().unwrap().clone();
+        api_support::answer(&state, &how, req)
+    });
     let kcm = Server::https(tls(pki.clone()), |_, _| ok(b"ok"));
     let sched = Server::https(tls(pki.clone()), |_, _| ok(b"ok"));
     let userdata = format!(
-        "#cloud-config\nkubeboot:\n  role: control-plane\n  skipPhases: [upload-config, mark-control-plane, bootstrap-token, addon, show-join-command]\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {}\n  cluster:\n    controllerManager:\n      extraArgs:\n        secure-port: \"{}\"\n    scheduler:\n      extraArgs:\n        secure-port: \"{}\"\n",
+        "#cloud-config\nkubeboot:\n  role: control-plane\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {}\n  cluster:\n    controllerManager:\n      extraArgs:\n        secure-port: \"{}\"\n    scheduler:\n      extraArgs:\n        secure-port: \"{}\"\n",
         apiserver.port, kcm.port, sched.port
     );
     let samples = measure(runs, |i| {
         let root = base.join(format!("cp-{i}"));
         *pki.0.lock().unwrap() = root.join("etc/kubernetes/pki");
-        firstboot(&root, &userdata, healthz)
+        *store.lock().unwrap() = Arc::default();
+        let sample = firstboot(&root, &userdata, healthz);
+        let st = store.lock().unwrap().clone();
+        let objects = &st.lock().unwrap().objects;
+        for must in [
+            "/api/v1/namespaces/kube-system/configmaps/kubeadm-config",
+            "/api/v1/namespaces/kube-system/configmaps/kubelet-config",
+            "/apis/apps/v1/namespaces/kube-system/deployments/coredns",
+            "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy",
+            "/api/v1/namespaces/kube-public/configmaps/cluster-info",
+        ] {
+            assert!(
+                objects.contains_key(must),
+                "the API phases did not create {must}"
+            );
+        }
+        sample
     });
     report(
-        "control-plane init (all phases, health answered at once)",
+        "control-plane init (all phases incl. the API phases against a loopback fake API server; health answered at once)",
         &samples,
     );
     // Reference: the same files written by `render`, which defers syncing

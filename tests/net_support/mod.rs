@@ -110,7 +110,7 @@ pub struct Server {
 impl Server {
     /// An HTTP server calling `handler(request, index)` for every request.
     pub fn http(handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Server {
-        Server::start(handler, None)
+        Server::start(handler, None, false)
     }
 
     /// An HTTPS server with the given rustls config.
@@ -118,12 +118,22 @@ impl Server {
         config: Arc<rustls::ServerConfig>,
         handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
     ) -> Server {
-        Server::start(handler, Some(config))
+        Server::start(handler, Some(config), false)
+    }
+
+    /// An HTTPS server that, like the real API server, keeps a connection
+    /// open for further requests unless the client asks to close it.
+    pub fn https_keep_alive(
+        config: Arc<rustls::ServerConfig>,
+        handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+    ) -> Server {
+        Server::start(handler, Some(config), true)
     }
 
     fn start(
         handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
         tls: Option<Arc<rustls::ServerConfig>>,
+        keep_alive: bool,
     ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -136,8 +146,9 @@ impl Server {
                 let (handler, recorded, tls) = (handler.clone(), recorded.clone(), tls.clone());
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    let _ = stream.set_nodelay(true);
                     match tls {
-                        None => serve(stream, &*handler, &recorded, None),
+                        None => serve(stream, &*handler, &recorded, None, false),
                         Some(cfg) => {
                             let Ok(mut conn) = rustls::ServerConnection::new(cfg) else {
                                 return;
@@ -157,6 +168,7 @@ impl Server {
                                 &*handler,
                                 &recorded,
                                 client,
+                                keep_alive,
                             )
                         }
                     }
@@ -180,11 +192,27 @@ fn serve<S: Read + Write>(
     handler: &Handler,
     recorded: &Mutex<Vec<Request>>,
     client_cert: Option<Vec<u8>>,
+    keep_alive: bool,
 ) {
     let mut reader = BufReader::new(stream);
+    while let Some(again) = serve_one(&mut reader, handler, recorded, &client_cert, keep_alive) {
+        if !again {
+            return;
+        }
+    }
+}
+
+/// Reads and answers one request; `Some(true)` when the connection stays open.
+fn serve_one<S: Read + Write>(
+    reader: &mut BufReader<S>,
+    handler: &Handler,
+    recorded: &Mutex<Vec<Request>>,
+    client_cert: &Option<Vec<u8>>,
+    keep_alive: bool,
+) -> Option<bool> {
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
+        return None;
     }
     let mut parts = line.split_whitespace();
     let (method, path) = (
@@ -193,6 +221,7 @@ fn serve<S: Read + Write>(
     );
     let mut headers = Vec::new();
     let mut content_length = 0usize;
+    let mut keep_alive = keep_alive;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
@@ -201,6 +230,9 @@ fn serve<S: Read + Write>(
         if let Some((k, v)) = h.trim_end().split_once(':') {
             if k.eq_ignore_ascii_case("content-length") {
                 content_length = v.trim().parse().unwrap_or(0);
+            }
+            if k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close") {
+                keep_alive = false;
             }
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
@@ -212,14 +244,13 @@ fn serve<S: Read + Write>(
         path,
         headers,
         body,
-        client_cert,
+        client_cert: client_cert.clone(),
     };
     let index = {
         let mut r = recorded.lock().unwrap();
         r.push(req.clone());
         r.len() - 1
     };
-    let mut stream = reader.into_inner();
     let (code, extra, body) = match handler(&req, index) {
         Reply::Respond(code, extra, body) => (code, extra, body),
         Reply::Slow(d, body) => {
@@ -228,20 +259,25 @@ fn serve<S: Read + Write>(
         }
         Reply::Hang(d) => {
             std::thread::sleep(d);
-            return;
+            return None;
         }
     };
+    let connection = if keep_alive { "keep-alive" } else { "close" };
     let mut head = format!(
-        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: {connection}\r\n",
         body.len()
     );
     for (k, v) in extra {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(&body);
+    // One write: a second small segment would wait for the client's delayed ACK.
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&body);
+    let stream = reader.get_mut();
+    let _ = stream.write_all(&out);
     let _ = stream.flush();
+    Some(keep_alive)
 }
 
 /// A port on 127.0.0.1 nothing listens on (connections are refused).

@@ -1,0 +1,145 @@
+//! A fake Kubernetes API server's object store, shared by the API phase tests
+//! (`tests/api_phases.rs`) and the firstboot timeline benchmark: objects kept
+//! by URL path, with create (409 on a second create), get, optimistic-locking
+//! update (409 on a stale resourceVersion) and JSON merge patch, the way the
+//! real API server answers them. The Node that the kubelet would register
+//! appears after `node_after` GETs.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+
+use crate::net_support::{Reply, Request, ok};
+
+/// The store, by URL path.
+#[derive(Default)]
+pub struct State {
+    pub objects: HashMap<String, Value>,
+    pub node_gets: usize,
+    pub rv: u64,
+}
+
+/// How the fake behaves for one cluster.
+pub struct Behaviour {
+    /// The node the kubelet registers (`/api/v1/nodes/<name>`).
+    pub node: String,
+    /// GETs of that node answered 404 before it "registers".
+    pub node_after: usize,
+    /// Refuse creating the `kubeadm:cluster-admins` binding with admin.conf's
+    /// identity (as a fresh cluster does); needs client-certificate auth.
+    pub refuse_cluster_admins_binding: bool,
+}
+
+/// A `Status` reply as the API server sends it.
+pub fn status_reply(code: u16, reason: &str) -> Reply {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": reason, "code": code});
+    Reply::Respond(code, vec![], serde_json::to_vec(&body).unwrap())
+}
+
+/// JSON merge patch (RFC 7386) without null-deletes.
+fn merge(target: &mut Value, patch: &Value) {
+    if let (Value::Object(t), Value::Object(p)) = (&mut *target, patch) {
+        for (k, v) in p {
+            merge(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    } else {
+        *target = patch.clone();
+    }
+}
+
+/// The CN of the verified client certificate ("" without one).
+pub fn client_cn(req: &Request) -> String {
+    let Some(der) = req.client_cert.as_deref() else {
+        return String::new();
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Answers like the API server, from `state`.
+pub fn answer(state: &Mutex<State>, how: &Behaviour, req: &Request) -> Reply {
+    let mut st = state.lock().unwrap();
+    if req.path == "/livez" {
+        return ok(b"ok");
+    }
+    st.rv += 1;
+    let rv = st.rv.to_string();
+    let node_path = format!("/api/v1/nodes/{}", how.node);
+    match req.method.as_str() {
+        "POST" => {
+            let mut body: Value = serde_json::from_slice(&req.body).unwrap();
+            let name = body["metadata"]["name"].as_str().unwrap().to_string();
+            if how.refuse_cluster_admins_binding
+                && name == "kubeadm:cluster-admins"
+                && client_cn(req) != "kubernetes-super-admin"
+            {
+                // admin.conf's group is not bound yet on a fresh cluster
+                return status_reply(403, "Forbidden");
+            }
+            let item = format!("{}/{name}", req.path);
+            if st.objects.contains_key(&item) {
+                return status_reply(409, "AlreadyExists");
+            }
+            body["metadata"]["resourceVersion"] = json!(rv);
+            st.objects.insert(item, body.clone());
+            Reply::Respond(201, vec![], serde_json::to_vec(&body).unwrap())
+        }
+        "GET" => {
+            if req.path == node_path && !st.objects.contains_key(&req.path) {
+                st.node_gets += 1;
+                if st.node_gets <= how.node_after {
+                    return status_reply(404, "NotFound");
+                }
+                // the kubelet registered the node
+                let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": how.node, "labels": {"kubernetes.io/hostname": how.node}},
+                    "spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]}});
+                st.objects.insert(req.path.clone(), node);
+            }
+            match st.objects.get_mut(&req.path) {
+                Some(o) => {
+                    o["metadata"]["resourceVersion"] = json!(rv);
+                    ok(&serde_json::to_vec(o).unwrap())
+                }
+                None => status_reply(404, "NotFound"),
+            }
+        }
+        "PUT" => {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            match st.objects.get(&req.path) {
+                Some(old)
+                    if old["metadata"]["resourceVersion"]
+                        != body["metadata"]["resourceVersion"] =>
+                {
+                    status_reply(409, "Conflict")
+                }
+                Some(_) => {
+                    st.objects.insert(req.path.clone(), body.clone());
+                    ok(&serde_json::to_vec(&body).unwrap())
+                }
+                None => status_reply(404, "NotFound"),
+            }
+        }
+        "PATCH" => {
+            assert_eq!(
+                req.header("Content-Type"),
+                Some("application/merge-patch+json")
+            );
+            let patch: Value = serde_json::from_slice(&req.body).unwrap();
+            match st.objects.get_mut(&req.path) {
+                Some(o) => {
+                    merge(o, &patch);
+                    ok(&serde_json::to_vec(o).unwrap())
+                }
+                None => status_reply(404, "NotFound"),
+            }
+        }
+        _ => status_reply(405, "MethodNotAllowed"),
+    }
+}
