@@ -103,19 +103,39 @@ impl Host {
         ignore: &[&str],
         missing: Vec<String>,
     ) -> PreflightReport {
+        self.run_probes(s, ignore, missing, &[])
+    }
+
+    fn run_with_proxy_env(&self, s: &Settings, env: &[(&str, &str)]) -> PreflightReport {
+        self.run_probes(s, &[], vec![], env)
+    }
+
+    fn run_probes(
+        &self,
+        s: &Settings,
+        ignore: &[&str],
+        missing: Vec<String>,
+        env: &[(&str, &str)],
+    ) -> PreflightReport {
         let probes = FakeCaps {
             inner: HostProbes::new(&self.paths()),
             missing,
+            proxy_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         let ignore: Vec<String> = ignore.iter().map(|s| s.to_string()).collect();
         preflight::run(s, &self.paths(), &probes, &ignore)
     }
 }
 
-/// The real probes, except for the capability set.
+/// The real probes, except for the capability set and the process
+/// environment (the test runner's own proxy variables must not leak in).
 struct FakeCaps {
     inner: HostProbes,
     missing: Vec<String>,
+    proxy_env: Vec<(String, String)>,
 }
 
 impl Probes for FakeCaps {
@@ -139,6 +159,12 @@ impl Probes for FakeCaps {
     }
     fn total_memory_bytes(&self) -> u64 {
         self.inner.total_memory_bytes()
+    }
+    fn proxy_env(&self) -> Vec<(String, String)> {
+        self.proxy_env.clone()
+    }
+    fn firewalld_running(&self) -> bool {
+        self.inner.firewalld_running()
     }
 }
 
@@ -580,4 +606,86 @@ fn ignore_list_downgrades_errors() {
     assert!(!h.run(&s, &[]).is_ok());
     assert!(h.run(&s, &["Port-6443"]).is_ok());
     assert!(h.run(&settings::control_plane(), &["all"]).is_ok());
+}
+
+#[test]
+fn firewalld_running_warns_with_the_ports_to_open() {
+    let h = Host::healthy("firewalld");
+    h.file("proc/1/comm", "systemd\n");
+    h.file("proc/self/comm", "kubeboot\n");
+    let s = settings::control_plane();
+    assert!(h.run(&s, &[]).is_ok(), "no firewalld process, no finding");
+    h.file("proc/812/comm", "firewalld\n");
+    let r = h.run(&s, &[]);
+    assert_finding(
+        &r,
+        "Firewalld",
+        Severity::Warning,
+        "ports [6443, 10250] are open",
+    );
+    assert!(r.is_ok(), "a warning does not stop the node");
+    let r = h.run(&settings::worker(), &[]);
+    assert_finding(&r, "Firewalld", Severity::Warning, "ports [10250] are open");
+}
+
+#[test]
+fn proxy_for_the_api_server_and_cluster_ranges_warns() {
+    let h = Host::healthy("proxy");
+    let cp = settings::control_plane();
+    let proxy = ("HTTPS_PROXY", "http://user:pw@proxy.corp:3128");
+    // a proxy that every cluster address is exempt from: no finding
+    let r = h.run_with_proxy_env(
+        &cp,
+        &[
+            proxy,
+            ("NO_PROXY", "10.0.0.0/8,192.168.0.0/16,.svc,.cluster.local"),
+        ],
+    );
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    // the advertise address exempt, the service and pod ranges not
+    let adv = cp.node.advertise_address.to_string();
+    let r = h.run_with_proxy_env(&cp, &[proxy, ("no_proxy", &adv)]);
+    let f = r.finding("HTTPProxyCIDR").expect("HTTPProxyCIDR finding");
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.message.contains("https://10.96.0.1:443"), "{}", f.message);
+    assert!(
+        f.message.contains("add 10.96.0.0/12 to NO_PROXY"),
+        "{}",
+        f.message
+    );
+    assert!(r.finding("HTTPProxy").is_none(), "{:#?}", r.findings);
+    assert!(
+        !format!("{:?}", r.findings).contains("pw@"),
+        "proxy credentials leaked"
+    );
+    // nothing exempt: the API server too
+    let r = h.run_with_proxy_env(&cp, &[proxy]);
+    let f = r.finding("HTTPProxy").expect("HTTPProxy finding");
+    assert!(
+        f.message.contains(&format!("https://{adv}:6443")),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.message.contains("http://<redacted>@proxy.corp:3128"),
+        "{}",
+        f.message
+    );
+    assert!(r.is_ok(), "proxy findings are warnings");
+    // a worker checks the discovery endpoint and no ranges
+    let w = settings::worker();
+    let r = h.run_with_proxy_env(&w, &[proxy]);
+    let j = w.join.as_ref().unwrap();
+    let f = r
+        .finding("HTTPProxy")
+        .expect("HTTPProxy finding for the worker");
+    assert!(
+        f.message.contains(&j.api_server_endpoint.url()),
+        "{}",
+        f.message
+    );
+    assert!(r.finding("HTTPProxyCIDR").is_none());
+    // and a proxy only for http changes nothing for https
+    let r = h.run_with_proxy_env(&w, &[("HTTP_PROXY", "http://proxy.corp:3128")]);
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
 }

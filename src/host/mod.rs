@@ -10,4 +10,5 @@ pub use facts::HostFacts;
 pub use paths::Paths;
 pub mod detect;
 pub mod preflight;
+pub mod proxy;
 pub mod systemd;

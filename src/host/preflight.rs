@@ -137,6 +137,11 @@ pub trait Probes {
     fn num_cpus(&self) -> usize;
     /// Total memory in bytes.
     fn total_memory_bytes(&self) -> u64;
+    /// The `*_proxy` / `*_PROXY` variables this process runs with (the
+    /// static Pods get the same ones).
+    fn proxy_env(&self) -> Vec<(String, String)>;
+    /// Whether a `firewalld` process runs.
+    fn firewalld_running(&self) -> bool;
 }
 
 /// The real probes. Kernel, CPU, memory and listening ports come from
@@ -246,6 +251,31 @@ impl Probes for HostProbes {
         }
         let si = rustix::system::sysinfo();
         (si.totalram as u64).saturating_mul(u64::from(si.mem_unit))
+    }
+
+    fn proxy_env(&self) -> Vec<(String, String)> {
+        std::env::vars()
+            .filter(|(k, _)| k.to_ascii_lowercase().ends_with("_proxy"))
+            .collect()
+    }
+
+    fn firewalld_running(&self) -> bool {
+        // /proc/<pid>/comm under the root: no process is spawned, and the
+        // (Python) daemon's comm is its script's name.
+        let Ok(dir) = std::fs::read_dir(self.paths.host("/proc")) else {
+            return false;
+        };
+        dir.flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .any(|e| {
+                std::fs::read_to_string(e.path().join("comm"))
+                    .is_ok_and(|c| c.trim_end() == "firewalld")
+            })
     }
 }
 
@@ -495,6 +525,8 @@ pub fn run(s: &Settings, paths: &Paths, probes: &dyn Probes, ignore: &[String]) 
         r.check(&format!("Port-{port}"), Severity::Error, outcome);
     }
 
+    network_checks(&mut r, s, probes, &ports_to_open(s));
+
     if cp {
         manifests_checks(&mut r, s);
     }
@@ -598,6 +630,99 @@ pub fn run(s: &Settings, paths: &Paths, probes: &dyn Probes, ignore: &[String]) 
         r.check(&format!("FileExisting-{tool}"), severity, outcome);
     }
     r.report
+}
+
+/// The ports kubeadm's `Firewalld` check asks to open.
+fn ports_to_open(s: &Settings) -> Vec<u16> {
+    if s.mode.is_control_plane() {
+        vec![s.node.bind_port, 10250]
+    } else {
+        vec![10250]
+    }
+}
+
+/// kubeadm's `Firewalld`, `HTTPProxy` and `HTTPProxyCIDR` warnings.
+fn network_checks(r: &mut Run<'_>, s: &Settings, probes: &dyn Probes, ports: &[u16]) {
+    let outcome = if probes.firewalld_running() {
+        Err(format!(
+            "firewalld is active, please ensure ports {ports:?} are open or your cluster may not function correctly"
+        ))
+    } else {
+        Ok(())
+    };
+    r.check("Firewalld", Severity::Warning, outcome);
+
+    let env = probes.proxy_env();
+    let via = |host: &str, port: u16| super::proxy::proxy_for(&env, "https", host, port);
+    let endpoint = |host: &str, port: u16| {
+        crate::config::Endpoint {
+            host: host.to_string(),
+            port,
+        }
+        .url()
+    };
+    let mut targets = Vec::new();
+    if s.mode.is_control_plane() {
+        let e = s.local_endpoint();
+        targets.push((e.host.clone(), e.port));
+    }
+    if let Some(j) = &s.join {
+        targets.push((
+            j.api_server_endpoint.host.clone(),
+            j.api_server_endpoint.port,
+        ));
+    }
+    targets.dedup();
+    let mut found = Vec::new();
+    for (host, port) in &targets {
+        if let Some(p) = via(host, *port) {
+            found.push(format!(
+                "connection to {:?} uses proxy {p:?}; if that is not intended, adjust your proxy settings (NO_PROXY)",
+                endpoint(host, *port)
+            ));
+        }
+    }
+    r.check(
+        "HTTPProxy",
+        Severity::Warning,
+        if found.is_empty() {
+            Ok(())
+        } else {
+            Err(found.join("; "))
+        },
+    );
+
+    if !s.mode.is_control_plane() {
+        return;
+    }
+    let mut found = Vec::new();
+    for net in s
+        .cluster
+        .service_subnets
+        .iter()
+        .chain(&s.cluster.pod_subnets)
+    {
+        // kubeadm tries the first host of the range (port 1234 for IPv6)
+        let Some(ip) = crate::config::nth_ip(net, 1) else {
+            continue;
+        };
+        let port = if ip.is_ipv4() { 443 } else { 1234 };
+        if let Some(p) = via(&ip.to_string(), port) {
+            found.push(format!(
+                "connection to {:?} uses proxy {p:?}; this may lead to a malfunctioning cluster: add {net} to NO_PROXY",
+                endpoint(&ip.to_string(), port)
+            ));
+        }
+    }
+    r.check(
+        "HTTPProxyCIDR",
+        Severity::Warning,
+        if found.is_empty() {
+            Ok(())
+        } else {
+            Err(found.join("; "))
+        },
+    );
 }
 
 /// Kernel version and cgroups (kubeadm's `SystemVerification`).
