@@ -682,15 +682,7 @@ fn network_checks(r: &mut Run<'_>, s: &Settings, probes: &dyn Probes, ports: &[u
             ));
         }
     }
-    r.check(
-        "HTTPProxy",
-        Severity::Warning,
-        if found.is_empty() {
-            Ok(())
-        } else {
-            Err(found.join("; "))
-        },
-    );
+    r.check("HTTPProxy", Severity::Warning, none_found(found));
 
     if !s.mode.is_control_plane() {
         return;
@@ -714,15 +706,16 @@ fn network_checks(r: &mut Run<'_>, s: &Settings, probes: &dyn Probes, ports: &[u
             ));
         }
     }
-    r.check(
-        "HTTPProxyCIDR",
-        Severity::Warning,
-        if found.is_empty() {
-            Ok(())
-        } else {
-            Err(found.join("; "))
-        },
-    );
+    r.check("HTTPProxyCIDR", Severity::Warning, none_found(found));
+}
+
+/// `Ok` when nothing was found, else every finding in one message.
+fn none_found(found: Vec<String>) -> std::result::Result<(), String> {
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(found.join("; "))
+    }
 }
 
 /// Kernel version and cgroups (kubeadm's `SystemVerification`).
