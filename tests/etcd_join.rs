@@ -41,7 +41,9 @@ use std::time::Duration;
 
 use etcd_support::{Kill, command, free_port, require, show, wait_healthy};
 use k8s_openapi::api::core::v1::Pod;
-use kubeboot::api::etcd::{ETCD_PODS_PATH, EtcdClient, endpoints_from_api, initial_cluster};
+use kubeboot::api::etcd::{
+    ETCD_PODS_PATH, EtcdClient, Promoted, endpoints_from_api, initial_cluster,
+};
 use kubeboot::config::model::{Mode, Settings};
 use kubeboot::host::Paths;
 use kubeboot::host::fs::Sync;
@@ -288,12 +290,16 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("listing the etcd pods") && err.contains(&server),
+        err.contains("listing the etcd endpoints") && err.contains(&server),
         "{err}"
     );
 
+    // endpoints synced with the member list, then check-etcd.
+    let mut etcd = client(&root_b, endpoints, Duration::from_secs(60));
+    assert_eq!(etcd.sync_endpoints().unwrap(), [ports_a.client_url()]);
+    etcd.check_health().unwrap();
+
     // member add as learner.
-    let etcd = client(&root_b, endpoints, Duration::from_secs(60));
     let joined = etcd.join_member(&ports_b.peer_url()).unwrap();
     assert!(joined.added);
     assert_eq!(joined.members.len(), 2, "{:?}", joined.members);
@@ -316,12 +322,16 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
     // etcd refuses to promote a learner that has not caught up (here: not
     // even started); promote keeps retrying that until its budget ends.
     let err = etcd
-        .promote(joined.id, Duration::from_secs(3))
+        .promote(joined.id, "cp-b", Duration::from_secs(3))
         .unwrap_err()
         .to_string();
     assert!(err.contains("member promote"), "{err}");
     assert!(err.contains("in sync with leader"), "{err}");
     assert!(err.contains("gave up"), "{err}");
+    assert!(
+        err.contains("cp-b") && err.contains(&format!("{:016x}", joined.id)),
+        "the timeout names the member: {err}"
+    );
     assert!(!err.contains(" 1 attempt "), "promote did not retry: {err}");
 
     // B's etcd.yaml, as the phase writes it.
@@ -338,7 +348,8 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
     );
 
     // Promote, retried until the learner caught up.
-    etcd.promote(joined.id, Duration::from_secs(120))
+    let promoted = etcd
+        .promote(joined.id, "cp-b", Duration::from_secs(120))
         .unwrap_or_else(|e| {
             panic!(
                 "{e}\netcd B log:\n{}",
@@ -351,8 +362,15 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
         &log_b,
         Duration::from_secs(90),
     );
+    assert!(matches!(promoted, Promoted::Now(_)), "{promoted:?}");
+    etcd.wait_available(&ports_b.client_url(), Duration::from_secs(60))
+        .unwrap();
     // Promoting again (a rerun) is a success.
-    etcd.promote(joined.id, Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        etcd.promote(joined.id, "cp-b", Duration::from_secs(10))
+            .unwrap(),
+        Promoted::Already
+    );
 
     let both = format!("{},{}", ports_a.client_url(), ports_b.client_url());
     let list = etcdctl(&root_b, &ports_a.client_url(), &["member", "list"]);
@@ -423,4 +441,17 @@ fn an_unreachable_etcd_fails_within_the_budget_naming_url_and_step() {
     assert!(err.contains("connection"), "{err}");
     // bounded (generous: the machine is slow and shared)
     assert!(started.elapsed() < Duration::from_secs(60), "{err}");
+
+    // check-etcd names the endpoint that did not answer and says nothing was added
+    let err = etcd.check_health().unwrap_err();
+    assert!(err.retryable());
+    let err = err.to_string();
+    assert!(
+        err.contains("check-etcd") && err.contains("not healthy"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&url) && err.contains("no member was added"),
+        "{err}"
+    );
 }
