@@ -34,13 +34,11 @@ mod etcd_support;
 #[path = "net_support/mod.rs"]
 mod net_support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-use etcd_support::{Kill, command, free_port, require, show, wait_healthy};
-use k8s_openapi::api::core::v1::Pod;
+use etcd_support::{ETCD, Ports, command, free_port, require, show, start_etcd, wait_healthy};
 use kubeboot::api::etcd::{
     ETCD_PODS_PATH, EtcdClient, Promoted, endpoints_from_api, initial_cluster,
 };
@@ -51,7 +49,6 @@ use kubeboot::{kubeconfig, manifests, pki};
 use net_support::{Reply, Server, ok, tls_config};
 use node_common::{TempRoot, settings};
 
-const ETCD: &str = "/usr/bin/etcd";
 const ETCDCTL: &str = "/usr/bin/etcdctl";
 
 /// The shared CA files a joining control plane must have.
@@ -73,88 +70,6 @@ fn node(name: &str, mode: Mode) -> Settings {
     s.node.name = name.into();
     s.node.advertise_address = "127.0.0.1".parse().unwrap();
     s
-}
-
-/// Etcd's ports for one node: 2379/2380/2381 → free loopback ports.
-struct Ports {
-    client: u16,
-    peer: u16,
-    metrics: u16,
-}
-
-impl Ports {
-    fn new() -> Self {
-        Ports {
-            client: free_port(),
-            peer: free_port(),
-            metrics: free_port(),
-        }
-    }
-    fn client_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.client)
-    }
-    fn peer_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.peer)
-    }
-    /// Rewrites the well-known ports of every URL in a comma list; other
-    /// ports (another node's, already rewritten) are kept.
-    fn rewrite(&self, value: &str) -> String {
-        let map = BTreeMap::from([(2379, self.client), (2380, self.peer), (2381, self.metrics)]);
-        value
-            .split(',')
-            .map(|item| {
-                let (head, port) = item.rsplit_once(':').unwrap();
-                let port: u16 = port.parse().unwrap();
-                format!("{head}:{}", map.get(&port).unwrap_or(&port))
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
-
-/// etcd's command line from the `etcd.yaml` under `root`: host paths under
-/// the root (etcd's hostPath volumes mount at the same paths), ports
-/// rewritten; the hostPath directories created as the kubelet does.
-fn etcd_args(root: &Path, ports: &Ports) -> (Vec<String>, BTreeMap<String, String>) {
-    use std::os::unix::fs::PermissionsExt;
-    let p = root.join("etc/kubernetes/manifests/etcd.yaml");
-    let pod: Pod = serde_norway::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-    let spec = pod.spec.unwrap();
-    for v in spec.volumes.as_deref().unwrap_or(&[]) {
-        let hp = v.host_path.as_ref().unwrap();
-        let d = root.join(hp.path.trim_start_matches('/'));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    let cmd = spec.containers[0].command.clone().unwrap();
-    assert_eq!(cmd[0], "etcd");
-    let mut flags = BTreeMap::new();
-    let mut args = Vec::new();
-    for a in &cmd[1..] {
-        let (n, v) = a.strip_prefix("--").unwrap().split_once('=').unwrap();
-        flags.insert(n.to_string(), v.to_string());
-        let v = if v.starts_with('/') {
-            root.join(v.trim_start_matches('/')).display().to_string()
-        } else if v.contains("://") {
-            ports.rewrite(v)
-        } else {
-            v.to_string()
-        };
-        args.push(format!("--{n}={v}"));
-    }
-    (args, flags)
-}
-
-fn start_etcd(root: &Path, ports: &Ports, log: &Path) -> (Kill, BTreeMap<String, String>) {
-    let (args, flags) = etcd_args(root, ports);
-    let child = command(ETCD)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{ETCD} (Debian package etcd-server): {e}"));
-    (Kill(child), flags)
 }
 
 fn etcdctl(root: &Path, endpoints: &str, args: &[&str]) -> Output {
@@ -238,7 +153,7 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
     manifests::write_pods(&paths_a, &[(manifests::ETCD, pod_a)], Sync::Deferred).unwrap();
     let ports_a = Ports::new();
     let log_a = tmp.path().join("etcd-a.log");
-    let (mut etcd_a, _) = start_etcd(&root_a, &ports_a, &log_a);
+    let (mut etcd_a, _) = start_etcd(&root_a, &|v| ports_a.rewrite(v), &log_a);
     wait_healthy(
         &mut etcd_a,
         ports_a.metrics,
@@ -340,7 +255,7 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
 
     // The kubelet starts etcd B from it.
     let log_b = tmp.path().join("etcd-b.log");
-    let (mut etcd_b, flags_b) = start_etcd(&root_b, &ports_b, &log_b);
+    let (mut etcd_b, flags_b) = start_etcd(&root_b, &|v| ports_b.rewrite(v), &log_b);
     assert_eq!(flags_b["initial-cluster-state"], "existing");
     assert_eq!(
         ports_b.rewrite(&flags_b["initial-cluster"]),
