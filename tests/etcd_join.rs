@@ -19,9 +19,12 @@
 //!
 //! The endpoints come from a loopback HTTPS API server that requires a
 //! client certificate from the cluster CA and serves the etcd pod list with
-//! kubeadm's annotation, read with B's `admin.conf` user. The `etcd-join`
-//! phase function itself (src/phases/mod.rs) chains these same calls; it is
-//! not run through `kubeboot firstboot` here.
+//! kubeadm's annotation, read with B's `admin.conf` user; pods without the
+//! annotation fail at once, no pods at all are retried within the budget.
+//! check-etcd (every endpoint answers status) runs before `member add`, and
+//! one dead endpoint stops the join with nothing added. The `etcd-join`
+//! phase through the shipped binary (`kubeboot firstboot`) is
+//! tests/etcdjoin_firstboot.rs.
 
 use kubeboot::{config, secret};
 
@@ -93,9 +96,9 @@ fn etcdctl(root: &Path, endpoints: &str, args: &[&str]) -> Output {
 }
 
 /// An HTTPS API server with A's apiserver certificate that requires a
-/// client certificate from the cluster CA and lists the etcd pods with
-/// `client_url` in kubeadm's annotation.
-fn api_server(root_a: &Path, client_url: &str) -> Server {
+/// client certificate from the cluster CA and lists `items` as the etcd
+/// pods.
+fn api_server_listing(root_a: &Path, items: serde_json::Value) -> Server {
     let pki = root_a.join("etc/kubernetes/pki");
     let config = tls_config(
         &pki.join("apiserver.crt"),
@@ -106,11 +109,7 @@ fn api_server(root_a: &Path, client_url: &str) -> Server {
         "apiVersion": "v1",
         "kind": "PodList",
         "metadata": {},
-        "items": [{"metadata": {
-            "name": "etcd-cp-a",
-            "namespace": "kube-system",
-            "annotations": {"kubeadm.kubernetes.io/etcd.advertise-client-urls": client_url},
-        }}],
+        "items": items,
     }))
     .unwrap();
     Server::https(config, move |req, _| {
@@ -120,6 +119,18 @@ fn api_server(root_a: &Path, client_url: &str) -> Server {
             Reply::Respond(404, vec![], b"not found".to_vec())
         }
     })
+}
+
+/// [`api_server_listing`] one etcd pod with `client_url` in kubeadm's annotation.
+fn api_server(root_a: &Path, client_url: &str) -> Server {
+    api_server_listing(
+        root_a,
+        serde_json::json!([{"metadata": {
+            "name": "etcd-cp-a",
+            "namespace": "kube-system",
+            "annotations": {"kubeadm.kubernetes.io/etcd.advertise-client-urls": client_url},
+        }}]),
+    )
 }
 
 /// B's etcd client: B's healthcheck-client, the etcd CA, `endpoints`.
@@ -208,6 +219,18 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
         err.contains("listing the etcd endpoints") && err.contains(&server),
         "{err}"
     );
+
+    // check-etcd: one endpoint that does not answer stops the join before
+    // any member is added.
+    let dead = format!("https://127.0.0.1:{}", free_port());
+    let sick = client(
+        &root_b,
+        vec![ports_a.client_url(), dead.clone()],
+        Duration::from_secs(2),
+    );
+    let err = sick.check_health().unwrap_err().to_string();
+    assert!(err.contains(&dead) && err.contains("not healthy"), "{err}");
+    assert_eq!(sick.member_list().unwrap().len(), 1);
 
     // endpoints synced with the member list, then check-etcd.
     let mut etcd = client(&root_b, endpoints, Duration::from_secs(60));
@@ -369,4 +392,50 @@ fn an_unreachable_etcd_fails_within_the_budget_naming_url_and_step() {
         err.contains(&url) && err.contains("no member was added"),
         "{err}"
     );
+}
+
+/// As kubeadm: etcd pods without the annotation fail at once; no etcd pod
+/// at all (not mirrored yet) is retried until the budget is spent. Both
+/// errors say what was looked for.
+#[test]
+fn etcd_endpoints_come_only_from_annotated_etcd_pods() {
+    let tmp = TempRoot::new("etcd-join-endpoints");
+    let root = tmp.path().join("a");
+    let paths = Paths::new(&root);
+    let s = node("cp-a", Mode::Init);
+    let now = time::OffsetDateTime::now_utc();
+    pki::ensure_tree(&s, &paths, now, Sync::Deferred).unwrap();
+    kubeconfig::ensure_kubeconfigs(&s, &paths, now, Sync::Deferred).unwrap();
+    let admin = std::fs::read(root.join("etc/kubernetes/admin.conf")).unwrap();
+    let (cert, key) = kubeconfig::client_cert_and_key(&admin, &paths).unwrap();
+    let ca = std::fs::read(root.join("etc/kubernetes/pki/ca.crt")).unwrap();
+
+    let bare = api_server_listing(
+        &root,
+        serde_json::json!([{"metadata": {"name": "etcd-cp-a"}}]),
+    );
+    let server = format!("https://127.0.0.1:{}", bare.port);
+    let err = endpoints_from_api(&server, &ca, &cert, &key, Duration::from_secs(30))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("none has the kubeadm.kubernetes.io/etcd.advertise-client-urls annotation"),
+        "{err}"
+    );
+    assert!(
+        err.contains("component=etcd,tier=control-plane in kube-system"),
+        "{err}"
+    );
+    assert_eq!(bare.requests().len(), 1, "not retried: {err}");
+
+    let empty = api_server_listing(&root, serde_json::json!([]));
+    let server = format!("https://127.0.0.1:{}", empty.port);
+    let err = endpoints_from_api(&server, &ca, &cert, &key, Duration::from_secs(2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no pods labelled component=etcd,tier=control-plane in kube-system yet"),
+        "{err}"
+    );
+    assert!(empty.requests().len() > 1, "retried: {err}");
 }

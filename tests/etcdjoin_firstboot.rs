@@ -52,7 +52,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cli_support::{kubeboot, seed, text};
-use etcd_support::{ETCD, Ports, require, start_etcd, wait_healthy};
+use etcd_support::{ETCD, Kill, Ports, require, start_etcd, wait_healthy};
 use kubeboot::api::etcd::{ETCD_PODS_PATH, EtcdClient, Member};
 use kubeboot::config::BootstrapToken;
 use kubeboot::config::model::Settings;
@@ -87,7 +87,7 @@ fn status_reply(code: u16, reason: &str) -> Reply {
 /// What the fake API server serves, by path and by who may read it.
 struct Api {
     /// Readable without credentials (kube-public).
-    public: BTreeMap<String, Value>,
+    public: Mutex<BTreeMap<String, Value>>,
     /// Readable with the bootstrap token.
     token: BTreeMap<String, Value>,
     /// Readable and patchable with an admin.conf client certificate.
@@ -110,7 +110,7 @@ fn answer(api: &Api, req: &Request) -> Reply {
         return ok(b"ok");
     }
     if req.method == "GET"
-        && let Some(o) = api.public.get(&req.path)
+        && let Some(o) = api.public.lock().unwrap().get(&req.path)
     {
         return ok(&serde_json::to_vec(o).unwrap());
     }
@@ -288,10 +288,27 @@ fn sorted(mut m: Vec<Member>) -> Vec<Member> {
     m
 }
 
-#[test]
-fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
-    require(ETCD, "etcd-server");
-    let dir = cli_support::tmpdir("etcdjoin", "firstboot");
+/// Node A, the fake API server serving its cluster, B's health stubs, and
+/// B's userdata (seeded under `root_b`).
+struct Cluster {
+    dir: PathBuf,
+    pki_a: PathBuf,
+    ports_a: Ports,
+    etcd_a: Option<Kill>,
+    api_server: Server,
+    state: Arc<Api>,
+    _stubs: [Server; 3],
+    healthz_url: String,
+    /// B's NodeConfig (without apiVersion).
+    node_config: String,
+    root_b: PathBuf,
+    systemctl: PathBuf,
+}
+
+/// The cluster; with `run_etcd`, etcd A runs from its manifest (without,
+/// the etcd pod's annotation names a port nothing listens on).
+fn cluster(name: &str, run_etcd: bool) -> Cluster {
+    let dir = cli_support::tmpdir("etcdjoin", name);
     let now = time::OffsetDateTime::now_utc();
 
     // Node A: init's PKI and etcd.yaml; etcd A runs from the manifest.
@@ -307,14 +324,17 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
     )
     .unwrap();
     let ports_a = Ports::new();
-    let log_a = dir.join("etcd-a.log");
-    let (mut etcd_a, _) = start_etcd(&root_a, &|v| ports_a.rewrite(v), &log_a);
-    wait_healthy(
-        &mut etcd_a,
-        ports_a.metrics,
-        &log_a,
-        Duration::from_secs(90),
-    );
+    let etcd_a = run_etcd.then(|| {
+        let log_a = dir.join("etcd-a.log");
+        let (mut etcd_a, _) = start_etcd(&root_a, &|v| ports_a.rewrite(v), &log_a);
+        wait_healthy(
+            &mut etcd_a,
+            ports_a.metrics,
+            &log_a,
+            Duration::from_secs(90),
+        );
+        etcd_a
+    });
 
     // The cluster's API objects, as init's phases build them.
     let pki_a = root_a.join("etc/kubernetes/pki");
@@ -356,7 +376,7 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
         ("/api/v1/nodes/cp-b".to_string(), node_b),
     ]);
     let state = Arc::new(Api {
-        public: BTreeMap::new(),
+        public: Mutex::default(),
         token: token_objs,
         admin: Mutex::new(admin_objs),
     });
@@ -367,24 +387,19 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
         Some(&pki_a.join("ca.crt")),
         true,
     );
+    let api_server = Server::https(api_tls, move |req, _| answer(&served, req));
     // cluster-info names the server, so it is added once the port is known
-    let public: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
-    let public_served = public.clone();
-    let api_server = Server::https(api_tls, move |req, _| {
-        if req.method == "GET"
-            && let Some(o) = public_served.lock().unwrap().get(&req.path)
-        {
-            return ok(&serde_json::to_vec(o).unwrap());
-        }
-        answer(&served, req)
-    });
     let server = format!("https://127.0.0.1:{}", api_server.port);
     let built = api::objects::cluster_info(&server, &ca);
     let mut cm = built[0].body.clone();
     let kubeconfig = cm["data"]["kubeconfig"].as_str().unwrap().to_string();
     cm["data"][format!("jws-kubeconfig-{TOKEN_ID}")] =
         json!(api::discovery::sign_detached(&kubeconfig, &token));
-    public.lock().unwrap().insert(built[0].item.clone(), cm);
+    state
+        .public
+        .lock()
+        .unwrap()
+        .insert(built[0].item.clone(), cm);
 
     // Health stubs for B: kubelet, API server (on 127.0.0.2), KCM, scheduler.
     let stub = || {
@@ -419,8 +434,28 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
     let indented: String = node_config.lines().map(|l| format!("  {l}\n")).collect();
     seed(&root_b, &format!("#cloud-config\nkubeboot:\n{indented}"));
     let systemctl = fake_systemctl(&dir, &root_b);
-    let (rb, sc) = (root_b.to_str().unwrap(), systemctl.to_str().unwrap());
-    let mut args = run_args("firstboot", rb, sc, &healthz_url);
+    Cluster {
+        dir,
+        pki_a,
+        ports_a,
+        etcd_a,
+        api_server,
+        state,
+        _stubs: [kcm, sched, healthz],
+        healthz_url,
+        node_config,
+        root_b,
+        systemctl,
+    }
+}
+
+#[test]
+fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
+    require(ETCD, "etcd-server");
+    let c = cluster("firstboot", true);
+    let (dir, root_b, ports_a, pki_a) = (&c.dir, &c.root_b, &c.ports_a, &c.pki_a);
+    let (rb, sc) = (root_b.to_str().unwrap(), c.systemctl.to_str().unwrap());
+    let mut args = run_args("firstboot", rb, sc, &c.healthz_url);
     args.extend(["--platform", "none"]);
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot"))
         .args(&args)
@@ -521,7 +556,7 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
 
     // The API calls: pods listed with admin.conf's client certificate,
     // kubeadm-certs read with the token, the Node patched.
-    let reqs = api_server.requests();
+    let reqs = c.api_server.requests();
     let pods = reqs
         .iter()
         .filter(|r| r.path == ETCD_PODS_PATH)
@@ -532,7 +567,7 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
             .any(|r| r.path.ends_with("/secrets/kubeadm-certs")
                 && r.header("Authorization").is_some())
     );
-    let node = state.admin.lock().unwrap()["/api/v1/nodes/cp-b"].clone();
+    let node = c.state.admin.lock().unwrap()["/api/v1/nodes/cp-b"].clone();
     assert!(
         node["metadata"]["labels"]
             .get("node-role.kubernetes.io/control-plane")
@@ -590,10 +625,10 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
     let cfg = dir.join("b.yaml");
     std::fs::write(
         &cfg,
-        format!("apiVersion: kubeboot.dev/v1alpha1\n{node_config}"),
+        format!("apiVersion: kubeboot.dev/v1alpha1\n{}", c.node_config),
     )
     .unwrap();
-    let mut args = run_args("join", rb, sc, &healthz_url);
+    let mut args = run_args("join", rb, sc, &c.healthz_url);
     args.extend(["--config", cfg.to_str().unwrap()]);
     let o = kubeboot(&args);
     let stderr = text(&o.stderr);
@@ -612,6 +647,45 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
     assert!(changed.is_empty(), "the rerun changed {changed:?}");
 
     drop(etcd_b);
-    drop(etcd_a);
-    std::fs::remove_dir_all(&dir).unwrap();
+    drop(c.etcd_a);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The etcd pod's annotation names an etcd that does not answer: the join
+/// fails in etcd-join within its budget, the status file says so (phase,
+/// retryable, the URL), no etcd.yaml is written and no marker either, so
+/// the next boot tries again.
+#[test]
+fn an_unreachable_etcd_fails_etcd_join_retryably_before_any_manifest() {
+    let c = cluster("unreachable", false);
+    let (rb, sc) = (c.root_b.to_str().unwrap(), c.systemctl.to_str().unwrap());
+    let mut args = run_args("firstboot", rb, sc, &c.healthz_url);
+    // a short etcd budget; the rest of the flags as in the success case
+    let at = args.iter().position(|a| *a == "--wait-timeout").unwrap();
+    args[at + 1] = "3";
+    args.extend(["--platform", "none"]);
+    let started = Instant::now();
+    let o = kubeboot(&args);
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let st: Value = serde_json::from_str(
+        &std::fs::read_to_string(c.root_b.join("var/lib/kubeboot/status.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&st["result"], &st["phase"], &st["retryable"]),
+        (&json!("failure"), &json!("etcd-join"), &json!(true)),
+        "{st}"
+    );
+    let err = st["error"].as_str().unwrap();
+    assert!(err.contains(&c.ports_a.client_url()), "{err}");
+    assert!(err.contains("gave up"), "{err}");
+    assert!(!c.root_b.join("etc/kubernetes/manifests/etcd.yaml").exists());
+    assert!(!c.root_b.join("var/lib/kubeboot/done").exists());
+    // bounded (generous: the machine is slow and shared)
+    assert!(started.elapsed() < Duration::from_secs(120), "{err}");
+    for secret in [KEY, TOKEN_SECRET] {
+        assert!(!stderr.contains(secret) && !err.contains(secret));
+    }
+    std::fs::remove_dir_all(&c.dir).unwrap();
 }
