@@ -41,7 +41,9 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use etcd_support::{ETCD, Ports, command, free_port, require, show, start_etcd, wait_healthy};
+use etcd_support::{
+    ETCD, Ports, command, free_port, require, show, start_etcd, start_etcd_healthy, wait_healthy,
+};
 use kubeboot::api::etcd::{
     ETCD_PODS_PATH, EtcdClient, Promoted, endpoints_from_api, initial_cluster,
 };
@@ -163,14 +165,7 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
     let pod_a = manifests::etcd_with(&a, &manifests::HostInputs::default(), &[]).unwrap();
     manifests::write_pods(&paths_a, &[(manifests::ETCD, pod_a)], Sync::Deferred).unwrap();
     let ports_a = Ports::new();
-    let log_a = tmp.path().join("etcd-a.log");
-    let (mut etcd_a, _) = start_etcd(&root_a, &|v| ports_a.rewrite(v), &log_a);
-    wait_healthy(
-        &mut etcd_a,
-        ports_a.metrics,
-        &log_a,
-        Duration::from_secs(90),
-    );
+    let etcd_a = start_etcd_healthy(&root_a, &ports_a, &tmp.path().join("etcd-a.log"));
 
     // Node B: the shared CAs (as download-certs or the userdata bring
     // them), then its own leaves (control-plane-prepare).

@@ -52,7 +52,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cli_support::{kubeboot, seed, text};
-use etcd_support::{ETCD, Kill, Ports, require, start_etcd, wait_healthy};
+use etcd_support::{ETCD, Kill, Ports, require, start_etcd, start_etcd_healthy, wait_healthy};
 use kubeboot::api::etcd::{ETCD_PODS_PATH, EtcdClient, Member};
 use kubeboot::config::BootstrapToken;
 use kubeboot::config::model::Settings;
@@ -324,17 +324,7 @@ fn cluster(name: &str, run_etcd: bool) -> Cluster {
     )
     .unwrap();
     let ports_a = Ports::new();
-    let etcd_a = run_etcd.then(|| {
-        let log_a = dir.join("etcd-a.log");
-        let (mut etcd_a, _) = start_etcd(&root_a, &|v| ports_a.rewrite(v), &log_a);
-        wait_healthy(
-            &mut etcd_a,
-            ports_a.metrics,
-            &log_a,
-            Duration::from_secs(90),
-        );
-        etcd_a
-    });
+    let etcd_a = run_etcd.then(|| start_etcd_healthy(&root_a, &ports_a, &dir.join("etcd-a.log")));
 
     // The cluster's API objects, as init's phases build them.
     let pki_a = root_a.join("etc/kubernetes/pki");
@@ -488,7 +478,7 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
     let local_b = |v: &str| ports_b.rewrite_if(v, |h| h == "127.0.0.1");
     let log_b = dir.join("etcd-b.log");
     // the manifest is written atomically (rename), so it is whole here
-    let (mut etcd_b, flags_b) = start_etcd(&root_b, &local_b, &log_b);
+    let (mut etcd_b, flags_b) = start_etcd(root_b, &local_b, &log_b);
     let o = wait_child(child.take().unwrap(), Duration::from_secs(300));
     let stderr = text(&o.stderr);
     assert!(
@@ -576,7 +566,7 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
     );
 
     // Two started voting members; B is one, with its peer URL.
-    let via_b = client(&root_b, &b_client);
+    let via_b = client(root_b, &b_client);
     let members = sorted(via_b.member_list().unwrap());
     assert_eq!(members.len(), 2, "{members:?}");
     assert!(
@@ -586,11 +576,7 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
     let b = members.iter().find(|m| m.name == "cp-b").expect("cp-b");
     assert_eq!(b.peer_urls, [b_peer.as_str()]);
     assert_eq!(b.client_urls, [b_client.as_str()]);
-    let via_a = sorted(
-        client(&root_b, &ports_a.client_url())
-            .member_list()
-            .unwrap(),
-    );
+    let via_a = sorted(client(root_b, &ports_a.client_url()).member_list().unwrap());
     assert_eq!(via_a, members);
 
     // B's etcd serves B's own certificate.
@@ -610,7 +596,7 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
     );
 
     // A rerun of firstboot does nothing (the run-once marker).
-    let before = tree(&root_b);
+    let before = tree(root_b);
     let o = kubeboot(&args);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
@@ -618,7 +604,7 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
         "{}",
         text(&o.stdout)
     );
-    assert_eq!(tree(&root_b), before);
+    assert_eq!(tree(root_b), before);
 
     // A full rerun of every join phase: no second member, B stays a voter,
     // B's files are unchanged.
@@ -637,7 +623,7 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
     assert!(stderr.contains("not adding another"), "{stderr}");
     assert!(stderr.contains("already is a voting member"), "{stderr}");
     assert_eq!(sorted(via_b.member_list().unwrap()), members);
-    let after = tree(&root_b);
+    let after = tree(root_b);
     let changed: Vec<&PathBuf> = after
         .iter()
         .filter(|(p, bytes)| before.get(*p) != Some(*bytes))

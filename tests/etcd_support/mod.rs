@@ -216,3 +216,11 @@ pub fn start_etcd(
         .unwrap_or_else(|e| panic!("{ETCD} (Debian package etcd-server): {e}"));
     (Kill(child), flags)
 }
+
+/// Starts etcd from the `etcd.yaml` under `root` with every well-known
+/// port moved through `ports`, and waits (90 s at most) until it is healthy.
+pub fn start_etcd_healthy(root: &Path, ports: &Ports, log: &Path) -> Kill {
+    let (mut etcd, _) = start_etcd(root, &|v| ports.rewrite(v), log);
+    wait_healthy(&mut etcd, ports.metrics, log, Duration::from_secs(90));
+    etcd
+}
