@@ -19,9 +19,12 @@
 //!
 //! The endpoints come from a loopback HTTPS API server that requires a
 //! client certificate from the cluster CA and serves the etcd pod list with
-//! kubeadm's annotation, read with B's `admin.conf` user. The `etcd-join`
-//! phase function itself (src/phases/mod.rs) chains these same calls; it is
-//! not run through `kubeboot firstboot` here.
+//! kubeadm's annotation, read with B's `admin.conf` user; pods without the
+//! annotation fail at once, no pods at all are retried within the budget.
+//! check-etcd (every endpoint answers status) runs before `member add`, and
+//! one dead endpoint stops the join with nothing added. The `etcd-join`
+//! phase through the shipped binary (`kubeboot firstboot`) is
+//! tests/etcdjoin_firstboot.rs.
 
 use kubeboot::{config, secret};
 
@@ -34,14 +37,16 @@ mod etcd_support;
 #[path = "net_support/mod.rs"]
 mod net_support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-use etcd_support::{Kill, command, free_port, require, show, wait_healthy};
-use k8s_openapi::api::core::v1::Pod;
-use kubeboot::api::etcd::{ETCD_PODS_PATH, EtcdClient, endpoints_from_api, initial_cluster};
+use etcd_support::{
+    ETCD, Ports, command, free_port, require, show, start_etcd, start_etcd_healthy, wait_healthy,
+};
+use kubeboot::api::etcd::{
+    ETCD_PODS_PATH, EtcdClient, Promoted, endpoints_from_api, initial_cluster,
+};
 use kubeboot::config::model::{Mode, Settings};
 use kubeboot::host::Paths;
 use kubeboot::host::fs::Sync;
@@ -49,7 +54,6 @@ use kubeboot::{kubeconfig, manifests, pki};
 use net_support::{Reply, Server, ok, tls_config};
 use node_common::{TempRoot, settings};
 
-const ETCD: &str = "/usr/bin/etcd";
 const ETCDCTL: &str = "/usr/bin/etcdctl";
 
 /// The shared CA files a joining control plane must have.
@@ -73,88 +77,6 @@ fn node(name: &str, mode: Mode) -> Settings {
     s
 }
 
-/// Etcd's ports for one node: 2379/2380/2381 → free loopback ports.
-struct Ports {
-    client: u16,
-    peer: u16,
-    metrics: u16,
-}
-
-impl Ports {
-    fn new() -> Self {
-        Ports {
-            client: free_port(),
-            peer: free_port(),
-            metrics: free_port(),
-        }
-    }
-    fn client_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.client)
-    }
-    fn peer_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.peer)
-    }
-    /// Rewrites the well-known ports of every URL in a comma list; other
-    /// ports (another node's, already rewritten) are kept.
-    fn rewrite(&self, value: &str) -> String {
-        let map = BTreeMap::from([(2379, self.client), (2380, self.peer), (2381, self.metrics)]);
-        value
-            .split(',')
-            .map(|item| {
-                let (head, port) = item.rsplit_once(':').unwrap();
-                let port: u16 = port.parse().unwrap();
-                format!("{head}:{}", map.get(&port).unwrap_or(&port))
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
-
-/// etcd's command line from the `etcd.yaml` under `root`: host paths under
-/// the root (etcd's hostPath volumes mount at the same paths), ports
-/// rewritten; the hostPath directories created as the kubelet does.
-fn etcd_args(root: &Path, ports: &Ports) -> (Vec<String>, BTreeMap<String, String>) {
-    use std::os::unix::fs::PermissionsExt;
-    let p = root.join("etc/kubernetes/manifests/etcd.yaml");
-    let pod: Pod = serde_norway::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-    let spec = pod.spec.unwrap();
-    for v in spec.volumes.as_deref().unwrap_or(&[]) {
-        let hp = v.host_path.as_ref().unwrap();
-        let d = root.join(hp.path.trim_start_matches('/'));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    let cmd = spec.containers[0].command.clone().unwrap();
-    assert_eq!(cmd[0], "etcd");
-    let mut flags = BTreeMap::new();
-    let mut args = Vec::new();
-    for a in &cmd[1..] {
-        let (n, v) = a.strip_prefix("--").unwrap().split_once('=').unwrap();
-        flags.insert(n.to_string(), v.to_string());
-        let v = if v.starts_with('/') {
-            root.join(v.trim_start_matches('/')).display().to_string()
-        } else if v.contains("://") {
-            ports.rewrite(v)
-        } else {
-            v.to_string()
-        };
-        args.push(format!("--{n}={v}"));
-    }
-    (args, flags)
-}
-
-fn start_etcd(root: &Path, ports: &Ports, log: &Path) -> (Kill, BTreeMap<String, String>) {
-    let (args, flags) = etcd_args(root, ports);
-    let child = command(ETCD)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{ETCD} (Debian package etcd-server): {e}"));
-    (Kill(child), flags)
-}
-
 fn etcdctl(root: &Path, endpoints: &str, args: &[&str]) -> Output {
     let pki = root.join("etc/kubernetes/pki/etcd");
     command(ETCDCTL)
@@ -176,9 +98,9 @@ fn etcdctl(root: &Path, endpoints: &str, args: &[&str]) -> Output {
 }
 
 /// An HTTPS API server with A's apiserver certificate that requires a
-/// client certificate from the cluster CA and lists the etcd pods with
-/// `client_url` in kubeadm's annotation.
-fn api_server(root_a: &Path, client_url: &str) -> Server {
+/// client certificate from the cluster CA and lists `items` as the etcd
+/// pods.
+fn api_server_listing(root_a: &Path, items: serde_json::Value) -> Server {
     let pki = root_a.join("etc/kubernetes/pki");
     let config = tls_config(
         &pki.join("apiserver.crt"),
@@ -189,11 +111,7 @@ fn api_server(root_a: &Path, client_url: &str) -> Server {
         "apiVersion": "v1",
         "kind": "PodList",
         "metadata": {},
-        "items": [{"metadata": {
-            "name": "etcd-cp-a",
-            "namespace": "kube-system",
-            "annotations": {"kubeadm.kubernetes.io/etcd.advertise-client-urls": client_url},
-        }}],
+        "items": items,
     }))
     .unwrap();
     Server::https(config, move |req, _| {
@@ -203,6 +121,18 @@ fn api_server(root_a: &Path, client_url: &str) -> Server {
             Reply::Respond(404, vec![], b"not found".to_vec())
         }
     })
+}
+
+/// [`api_server_listing`] one etcd pod with `client_url` in kubeadm's annotation.
+fn api_server(root_a: &Path, client_url: &str) -> Server {
+    api_server_listing(
+        root_a,
+        serde_json::json!([{"metadata": {
+            "name": "etcd-cp-a",
+            "namespace": "kube-system",
+            "annotations": {"kubeadm.kubernetes.io/etcd.advertise-client-urls": client_url},
+        }}]),
+    )
 }
 
 /// B's etcd client: B's healthcheck-client, the etcd CA, `endpoints`.
@@ -235,14 +165,7 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
     let pod_a = manifests::etcd_with(&a, &manifests::HostInputs::default(), &[]).unwrap();
     manifests::write_pods(&paths_a, &[(manifests::ETCD, pod_a)], Sync::Deferred).unwrap();
     let ports_a = Ports::new();
-    let log_a = tmp.path().join("etcd-a.log");
-    let (mut etcd_a, _) = start_etcd(&root_a, &ports_a, &log_a);
-    wait_healthy(
-        &mut etcd_a,
-        ports_a.metrics,
-        &log_a,
-        Duration::from_secs(90),
-    );
+    let etcd_a = start_etcd_healthy(&root_a, &ports_a, &tmp.path().join("etcd-a.log"));
 
     // Node B: the shared CAs (as download-certs or the userdata bring
     // them), then its own leaves (control-plane-prepare).
@@ -288,12 +211,28 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("listing the etcd pods") && err.contains(&server),
+        err.contains("listing the etcd endpoints") && err.contains(&server),
         "{err}"
     );
 
+    // check-etcd: one endpoint that does not answer stops the join before
+    // any member is added.
+    let dead = format!("https://127.0.0.1:{}", free_port());
+    let sick = client(
+        &root_b,
+        vec![ports_a.client_url(), dead.clone()],
+        Duration::from_secs(2),
+    );
+    let err = sick.check_health().unwrap_err().to_string();
+    assert!(err.contains(&dead) && err.contains("not healthy"), "{err}");
+    assert_eq!(sick.member_list().unwrap().len(), 1);
+
+    // endpoints synced with the member list, then check-etcd.
+    let mut etcd = client(&root_b, endpoints, Duration::from_secs(60));
+    assert_eq!(etcd.sync_endpoints().unwrap(), [ports_a.client_url()]);
+    etcd.check_health().unwrap();
+
     // member add as learner.
-    let etcd = client(&root_b, endpoints, Duration::from_secs(60));
     let joined = etcd.join_member(&ports_b.peer_url()).unwrap();
     assert!(joined.added);
     assert_eq!(joined.members.len(), 2, "{:?}", joined.members);
@@ -316,12 +255,16 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
     // etcd refuses to promote a learner that has not caught up (here: not
     // even started); promote keeps retrying that until its budget ends.
     let err = etcd
-        .promote(joined.id, Duration::from_secs(3))
+        .promote(joined.id, "cp-b", Duration::from_secs(3))
         .unwrap_err()
         .to_string();
     assert!(err.contains("member promote"), "{err}");
     assert!(err.contains("in sync with leader"), "{err}");
     assert!(err.contains("gave up"), "{err}");
+    assert!(
+        err.contains("cp-b") && err.contains(&format!("{:016x}", joined.id)),
+        "the timeout names the member: {err}"
+    );
     assert!(!err.contains(" 1 attempt "), "promote did not retry: {err}");
 
     // B's etcd.yaml, as the phase writes it.
@@ -330,7 +273,7 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
 
     // The kubelet starts etcd B from it.
     let log_b = tmp.path().join("etcd-b.log");
-    let (mut etcd_b, flags_b) = start_etcd(&root_b, &ports_b, &log_b);
+    let (mut etcd_b, flags_b) = start_etcd(&root_b, &|v| ports_b.rewrite(v), &log_b);
     assert_eq!(flags_b["initial-cluster-state"], "existing");
     assert_eq!(
         ports_b.rewrite(&flags_b["initial-cluster"]),
@@ -338,7 +281,8 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
     );
 
     // Promote, retried until the learner caught up.
-    etcd.promote(joined.id, Duration::from_secs(120))
+    let promoted = etcd
+        .promote(joined.id, "cp-b", Duration::from_secs(120))
         .unwrap_or_else(|e| {
             panic!(
                 "{e}\netcd B log:\n{}",
@@ -351,8 +295,15 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
         &log_b,
         Duration::from_secs(90),
     );
+    assert!(matches!(promoted, Promoted::Now(_)), "{promoted:?}");
+    etcd.wait_available(&ports_b.client_url(), Duration::from_secs(60))
+        .unwrap();
     // Promoting again (a rerun) is a success.
-    etcd.promote(joined.id, Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        etcd.promote(joined.id, "cp-b", Duration::from_secs(10))
+            .unwrap(),
+        Promoted::Already
+    );
 
     let both = format!("{},{}", ports_a.client_url(), ports_b.client_url());
     let list = etcdctl(&root_b, &ports_a.client_url(), &["member", "list"]);
@@ -423,4 +374,63 @@ fn an_unreachable_etcd_fails_within_the_budget_naming_url_and_step() {
     assert!(err.contains("connection"), "{err}");
     // bounded (generous: the machine is slow and shared)
     assert!(started.elapsed() < Duration::from_secs(60), "{err}");
+
+    // check-etcd names the endpoint that did not answer and says nothing was added
+    let err = etcd.check_health().unwrap_err();
+    assert!(err.retryable());
+    let err = err.to_string();
+    assert!(
+        err.contains("check-etcd") && err.contains("not healthy"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&url) && err.contains("no member was added"),
+        "{err}"
+    );
+}
+
+/// As kubeadm: etcd pods without the annotation fail at once; no etcd pod
+/// at all (not mirrored yet) is retried until the budget is spent. Both
+/// errors say what was looked for.
+#[test]
+fn etcd_endpoints_come_only_from_annotated_etcd_pods() {
+    let tmp = TempRoot::new("etcd-join-endpoints");
+    let root = tmp.path().join("a");
+    let paths = Paths::new(&root);
+    let s = node("cp-a", Mode::Init);
+    let now = time::OffsetDateTime::now_utc();
+    pki::ensure_tree(&s, &paths, now, Sync::Deferred).unwrap();
+    kubeconfig::ensure_kubeconfigs(&s, &paths, now, Sync::Deferred).unwrap();
+    let admin = std::fs::read(root.join("etc/kubernetes/admin.conf")).unwrap();
+    let (cert, key) = kubeconfig::client_cert_and_key(&admin, &paths).unwrap();
+    let ca = std::fs::read(root.join("etc/kubernetes/pki/ca.crt")).unwrap();
+
+    let bare = api_server_listing(
+        &root,
+        serde_json::json!([{"metadata": {"name": "etcd-cp-a"}}]),
+    );
+    let server = format!("https://127.0.0.1:{}", bare.port);
+    let err = endpoints_from_api(&server, &ca, &cert, &key, Duration::from_secs(30))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("none has the kubeadm.kubernetes.io/etcd.advertise-client-urls annotation"),
+        "{err}"
+    );
+    assert!(
+        err.contains("component=etcd,tier=control-plane in kube-system"),
+        "{err}"
+    );
+    assert_eq!(bare.requests().len(), 1, "not retried: {err}");
+
+    let empty = api_server_listing(&root, serde_json::json!([]));
+    let server = format!("https://127.0.0.1:{}", empty.port);
+    let err = endpoints_from_api(&server, &ca, &cert, &key, Duration::from_secs(2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no pods labelled component=etcd,tier=control-plane in kube-system yet"),
+        "{err}"
+    );
+    assert!(empty.requests().len() > 1, "retried: {err}");
 }

@@ -1,22 +1,38 @@
 //! kubeadm's `etcd-join` for a control-plane node joining a cluster with
-//! stacked (local) etcd:
+//! stacked (local) etcd, as kubeadm 1.32–1.34 does it (etcd learner mode is
+//! GA and always on from 1.32; the `EtcdLearnerMode` gate is gone in 1.33):
 //!
-//! 1. the existing members' client URLs, from the
-//!    `kubeadm.kubernetes.io/etcd.advertise-client-urls` annotation of the
-//!    `component=etcd,tier=control-plane` pods in kube-system, read from the
-//!    API server as `admin.conf`'s user ([`endpoints_from_api`]);
-//! 2. etcd's v3 JSON gateway (`POST /v3/cluster/member/...` on the client
-//!    port, etcd 3.4+), with TLS client auth as `etcd/healthcheck-client`
-//!    ([`EtcdClient`]): the member list, `member add` as a learner with this
-//!    node's peer URL (an existing member with that peer URL is reused, so a
-//!    rerun does not add a second one), and `member promote`, retried until
-//!    the learner has caught up.
+//! 1. **Endpoints** ([`endpoints_from_api`]): the existing members' client
+//!    URLs, from the `kubeadm.kubernetes.io/etcd.advertise-client-urls`
+//!    annotation of the pods labelled `component=etcd,tier=control-plane`
+//!    in kube-system, read as `admin.conf`'s user. No etcd pod yet (not
+//!    mirrored) is retried within the budget; etcd pods without the
+//!    annotation fail at once. kubeadm has no override for these endpoints.
+//!    Then, like etcd's client `Sync`, the endpoints become the client URLs
+//!    of the started voting members ([`EtcdClient::sync_endpoints`]).
+//! 2. **Health** ([`EtcdClient::check_health`], kubeadm's check-etcd /
+//!    `CheckClusterHealth`): every endpoint must answer `status` before
+//!    anything changes.
+//! 3. **Learner** ([`EtcdClient::join_member`]): `member add` as a learner
+//!    with this node's peer URL; a member that already has it is reused
+//!    (a rerun never adds a second one).
+//! 4. **Promote** ([`EtcdClient::promote`], after the caller wrote
+//!    etcd.yaml and the kubelet started etcd): `member promote`, retried
+//!    with jittered backoff while etcd says the learner is not in sync yet,
+//!    within a budget; an already voting member counts as promoted.
+//! 5. **Available** ([`EtcdClient::wait_available`], kubeadm's
+//!    `WaitForClusterAvailable`): every endpoint, this node's included,
+//!    answers `status`.
 //!
-//! The `--initial-cluster` for this node's `etcd.yaml` is built from the
-//! member list by [`initial_cluster`]. Every URL is a runtime parameter, so
-//! tests point it at loopback servers.
+//! All of it goes through etcd's v3 JSON gateway (`POST /v3/...` on the
+//! client port, etcd 3.4+) with TLS client auth as
+//! `etcd/healthcheck-client` ([`EtcdClient`]). The `--initial-cluster` for
+//! this node's `etcd.yaml` is built from the member list by
+//! [`initial_cluster`]. Every URL is a runtime parameter, so tests point it
+//! at loopback servers.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -34,6 +50,31 @@ pub const ETCD_PODS_PATH: &str =
 /// The annotation kubeadm puts on the etcd static pod: its client URLs.
 pub const ADVERTISE_ANNOTATION: &str = "kubeadm.kubernetes.io/etcd.advertise-client-urls";
 
+/// What was looked for, for error messages.
+const LOOKED_FOR: &str = "pods labelled component=etcd,tier=control-plane in kube-system";
+
+/// etcd's client port (kubeadm's constant; not configurable for stacked etcd).
+pub const CLIENT_PORT: u16 = 2379;
+/// etcd's peer port.
+pub const PEER_PORT: u16 = 2380;
+
+fn url_for(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V6(a) => format!("https://[{a}]:{port}"),
+        IpAddr::V4(a) => format!("https://{a}:{port}"),
+    }
+}
+
+/// This node's etcd peer URL, `https://<advertise>:2380` (kubeadm's `GetPeerURL`).
+pub fn peer_url(advertise: IpAddr) -> String {
+    url_for(advertise, PEER_PORT)
+}
+
+/// This node's etcd client URL, `https://<advertise>:2379` (kubeadm's `GetClientURL`).
+pub fn client_url(advertise: IpAddr) -> String {
+    url_for(advertise, CLIENT_PORT)
+}
+
 /// One etcd member as the JSON gateway reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -49,6 +90,22 @@ pub struct Member {
     pub is_learner: bool,
 }
 
+impl Member {
+    /// How logs and errors name the member: `name (id, peer URL)`.
+    pub fn label(&self) -> String {
+        let name = if self.name.is_empty() {
+            "<not started>"
+        } else {
+            &self.name
+        };
+        format!(
+            "{name} ({:016x}, {})",
+            self.id,
+            self.peer_urls.first().map_or("", String::as_str)
+        )
+    }
+}
+
 /// The outcome of [`EtcdClient::join_member`].
 #[derive(Debug, Clone)]
 pub struct Joined {
@@ -60,9 +117,23 @@ pub struct Joined {
     pub added: bool,
 }
 
+/// The outcome of [`EtcdClient::promote`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Promoted {
+    /// `member promote` succeeded now, after this many attempts.
+    Now(u32),
+    /// The member already was a voting member (a rerun).
+    Already,
+}
+
 /// The client URLs in the annotations of a PodList (JSON), deduplicated,
 /// in order of appearance. A pod without the annotation is skipped.
 pub fn endpoints_from_pods(body: &[u8]) -> Result<Vec<String>, Error> {
+    pod_endpoints(body).map(|(eps, _)| eps)
+}
+
+/// The annotated client URLs and the number of etcd pods listed.
+fn pod_endpoints(body: &[u8]) -> Result<(Vec<String>, usize), Error> {
     let list: k8s_openapi::List<k8s_openapi::api::core::v1::Pod> = serde_json::from_slice(body)
         .map_err(|e| Error::Failed(format!("{ETCD_PODS_PATH}: not a PodList: {e}")))?;
     let mut seen = BTreeSet::new();
@@ -82,12 +153,14 @@ pub fn endpoints_from_pods(body: &[u8]) -> Result<Vec<String>, Error> {
             }
         }
     }
-    Ok(out)
+    Ok((out, list.items.len()))
 }
 
 /// The existing etcd client URLs, read from the API server at `server`
 /// (verified with `ca_pem`) as the user of the given client certificate
-/// (`admin.conf`'s), retried within `budget`.
+/// (`admin.conf`'s), as kubeadm's `getEtcdEndpoints`: errors and an empty
+/// list (the etcd static pods are not mirrored yet) are retried within
+/// `budget`; etcd pods without the annotation fail at once.
 pub fn endpoints_from_api(
     server: &str,
     ca_pem: &[u8],
@@ -102,31 +175,36 @@ pub fn endpoints_from_api(
         key.expose().as_bytes(),
     )
     .map_err(|e| Error::Failed(format!("etcd-join: admin.conf: {e}")))?;
-    let reply = match http::retry(
+    let result = http::retry(
         &Retry::within(budget),
-        |t| http::send(&agent, Method::Get, &url, &[], t),
-        |r| http::status_text(r.status),
-    ) {
-        Ok((reply, _)) => reply,
-        Err(http::GaveUp::Permanent(t) | http::GaveUp::Budget(t)) => {
-            return Err(Error::Failed(format!(
-                "etcd-join: listing the etcd pods: GET {url}: {t}"
-            )));
-        }
-    };
-    if reply.status != 200 {
-        return Err(Error::Failed(format!(
-            "etcd-join: listing the etcd pods: GET {url}: {}",
-            http::status_text(reply.status)
-        )));
+        |t| match http::send(&agent, Method::Get, &url, &[], t) {
+            Step::Done(r) if r.status == 200 => match pod_endpoints(&r.body) {
+                Ok((eps, _)) if !eps.is_empty() => Step::Done(eps),
+                Ok((_, 0)) => Step::Again(format!("no {LOOKED_FOR} yet")),
+                Ok((_, n)) => Step::Stop(format!(
+                    "{n} etcd pod(s) listed, none has the {ADVERTISE_ANNOTATION} annotation"
+                )),
+                Err(e) => Step::Stop(e.to_string()),
+            },
+            Step::Done(r) => {
+                let text = http::status_text(r.status);
+                if r.status >= 500 || r.status == 429 {
+                    Step::Again(text)
+                } else {
+                    Step::Stop(text)
+                }
+            }
+            Step::Again(w) => Step::Again(w),
+            Step::Stop(w) => Step::Stop(w),
+        },
+        |eps| eps.join(","),
+    );
+    match result {
+        Ok((eps, _)) => Ok(eps),
+        Err(http::GaveUp::Permanent(t) | http::GaveUp::Budget(t)) => Err(Error::Failed(format!(
+            "etcd-join: listing the etcd endpoints ({LOOKED_FOR}, annotation {ADVERTISE_ANNOTATION}): GET {url}: {t}"
+        ))),
     }
-    let eps = endpoints_from_pods(&reply.body)?;
-    if eps.is_empty() {
-        return Err(Error::Failed(format!(
-            "etcd-join: GET {url}: no etcd pod carries the {ADVERTISE_ANNOTATION} annotation; is this a kubeadm cluster with stacked etcd?"
-        )));
-    }
-    Ok(eps)
 }
 
 /// A uint64 the gateway wrote as a JSON string or a number.
@@ -187,20 +265,24 @@ fn gateway_error(status: u16, body: &[u8]) -> String {
 }
 
 /// The etcd members a joining node lists in `--initial-cluster`: every
-/// named member's peer URLs except `own_peer_url` (the manifest adds this
-/// node itself).
+/// member's peer URLs except `own_peer_url` (the manifest adds this node
+/// itself). A member that has not started yet has no name; as kubeadm, it
+/// is listed under its ID in hex (etcd compares the peer URLs, and a
+/// member left out would make it refuse the configuration).
 pub fn initial_cluster(members: &[Member], own_peer_url: &str) -> Vec<EtcdMember> {
     members
         .iter()
-        .filter(|m| !m.name.is_empty())
+        .filter(|m| !m.peer_urls.iter().any(|u| u == own_peer_url))
         .flat_map(|m| {
-            m.peer_urls
-                .iter()
-                .filter(|u| *u != own_peer_url)
-                .map(|u| EtcdMember {
-                    name: m.name.clone(),
-                    peer_url: u.clone(),
-                })
+            let name = if m.name.is_empty() {
+                format!("{:x}", m.id)
+            } else {
+                m.name.clone()
+            };
+            m.peer_urls.iter().map(move |u| EtcdMember {
+                name: name.clone(),
+                peer_url: u.clone(),
+            })
         })
         .collect()
 }
@@ -215,6 +297,13 @@ pub struct EtcdClient {
 
 /// How one gateway call reads a non-200 reply.
 type OnError<'f> = &'f dyn Fn(&str) -> Option<bool>;
+
+/// etcd's ErrLearnerNotReady: the learner has not caught up yet.
+const NOT_IN_SYNC: &str = "in sync with leader";
+/// etcd's ErrMemberNotLearner: promoted already.
+const NOT_LEARNER: &str = "can only promote a learner member";
+/// etcd's ErrPeerURLExist.
+const PEER_EXISTS: &str = "Peer URLs already exists";
 
 impl EtcdClient {
     /// A client for `endpoints` (`https://host:2379`), verifying etcd with
@@ -246,10 +335,36 @@ impl EtcdClient {
         })
     }
 
+    /// The endpoints the client uses now.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// One POST of `body` to `url`, read as a gateway reply: 200 → the
+    /// JSON; another status → `on_error` (`Some(true)` retry, `Some(false)`
+    /// counts as success with `Value::Null`, `None` stop).
+    fn post_once(&self, url: &str, body: &[u8], t: Duration, on_error: OnError<'_>) -> Step<Value> {
+        match http::send(&self.agent, Method::PostJson(body), url, &[], t) {
+            Step::Done(r) if r.status == 200 => match serde_json::from_slice(&r.body) {
+                Ok(v) => Step::Done(v),
+                Err(e) => Step::Stop(format!("the reply is not JSON: {e}")),
+            },
+            Step::Done(r) => {
+                let msg = gateway_error(r.status, &r.body);
+                match on_error(&msg) {
+                    Some(true) => Step::Again(msg),
+                    Some(false) => Step::Done(Value::Null),
+                    None if r.status >= 500 => Step::Again(msg),
+                    None => Step::Stop(msg),
+                }
+            }
+            Step::Again(w) => Step::Again(w),
+            Step::Stop(w) => Step::Stop(w),
+        }
+    }
+
     /// POSTs `body` to `path` on the endpoints in turn until one answers
-    /// 200, within `policy`. A non-200 answer is passed to `on_error`:
-    /// `Some(true)` retries, `Some(false)` counts as success (returns
-    /// `Value::Null`), `None` stops.
+    /// 200, within `policy`.
     fn call(
         &self,
         step: &str,
@@ -266,22 +381,7 @@ impl EtcdClient {
             |t| {
                 let url = format!("{}{path}", self.endpoints[n % self.endpoints.len()]);
                 n += 1;
-                let step = match http::send(&self.agent, Method::PostJson(&bytes), &url, &[], t) {
-                    Step::Done(r) if r.status == 200 => match serde_json::from_slice(&r.body) {
-                        Ok(v) => Step::Done(v),
-                        Err(e) => Step::Stop(format!("the reply is not JSON: {e}")),
-                    },
-                    Step::Done(r) => {
-                        let msg = gateway_error(r.status, &r.body);
-                        match on_error(&msg) {
-                            Some(true) => Step::Again(msg),
-                            Some(false) => Step::Done(Value::Null),
-                            None => Step::Stop(msg),
-                        }
-                    }
-                    Step::Again(w) => Step::Again(w),
-                    Step::Stop(w) => Step::Stop(w),
-                };
+                let step = self.post_once(&url, &bytes, t, on_error);
                 last_url = url;
                 step
             },
@@ -311,17 +411,71 @@ impl EtcdClient {
         members(&v).map_err(|e| Error::Failed(format!("etcd-join member list: {e}")))
     }
 
+    /// As etcd's client `Sync` (kubeadm's `NewFromCluster`): the endpoints
+    /// become the client URLs of the started voting members. Returns them.
+    pub fn sync_endpoints(&mut self) -> Result<Vec<String>, Error> {
+        let list = self.member_list()?;
+        let mut seen = BTreeSet::new();
+        let eps: Vec<String> = list
+            .iter()
+            .filter(|m| !m.name.is_empty() && !m.is_learner)
+            .flat_map(|m| m.client_urls.iter())
+            .map(|u| u.trim_end_matches('/').to_string())
+            .filter(|u| seen.insert(u.clone()))
+            .collect();
+        if !eps.is_empty() {
+            self.endpoints = eps;
+        }
+        Ok(self.endpoints.clone())
+    }
+
+    /// `status` from each of `endpoints` (that endpoint itself, not any
+    /// other), retried within one shared `budget`; the first that does not
+    /// answer is the error.
+    fn status_each(&self, endpoints: &[String], budget: Duration) -> Result<(), (String, String)> {
+        let body = b"{}";
+        let deadline = std::time::Instant::now() + budget;
+        for ep in endpoints {
+            let url = format!("{ep}/v3/maintenance/status");
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let r = http::retry(
+                &Retry::within(left),
+                |t| self.post_once(&url, body, t, &|_| None),
+                |_| "ok".to_string(),
+            );
+            if let Err(http::GaveUp::Permanent(t) | http::GaveUp::Budget(t)) = r {
+                return Err((ep.clone(), t.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// kubeadm's check-etcd (`CheckClusterHealth`): every endpoint answers
+    /// `status`. Run before `member add`, so a sick cluster is not grown;
+    /// the error is retryable (a rerun checks again).
+    pub fn check_health(&self) -> Result<(), Error> {
+        self.status_each(&self.endpoints, self.budget)
+            .map_err(|(ep, t)| {
+                Error::Failed(format!(
+                    "etcd-join check-etcd: the etcd cluster is not healthy: {ep} did not answer status within {} s ({t}); no member was added, rerun once every etcd member is up",
+                    self.budget.as_secs()
+                ))
+            })
+    }
+
     /// Adds this node as a learner with `peer_url`, or reuses the member
     /// that already has it (a rerun).
     pub fn join_member(&self, peer_url: &str) -> Result<Joined, Error> {
+        let find = |list: &[Member]| {
+            list.iter()
+                .find(|m| m.peer_urls.iter().any(|u| u == peer_url))
+                .map(|m| m.id)
+        };
         let list = self.member_list()?;
-        if let Some(m) = list
-            .iter()
-            .find(|m| m.peer_urls.iter().any(|u| u == peer_url))
-        {
+        if let Some(id) = find(&list) {
             return Ok(Joined {
-                id: m.id,
-                members: list.clone(),
+                id,
+                members: list,
                 added: false,
             });
         }
@@ -330,9 +484,20 @@ impl EtcdClient {
             "/v3/cluster/member/add",
             &json!({"peerURLs": [peer_url], "isLearner": true}),
             &Retry::within(self.budget),
-            &|_| None,
+            // an earlier attempt whose reply was lost may have added it
+            &|msg| msg.contains(PEER_EXISTS).then_some(false),
         )?;
         let bad = |e: String| Error::Failed(format!("etcd-join member add: {e}"));
+        if v.is_null() {
+            let list = self.member_list()?;
+            let id = find(&list)
+                .ok_or_else(|| bad(format!("etcd says {peer_url} exists but does not list it")))?;
+            return Ok(Joined {
+                id,
+                members: list,
+                added: false,
+            });
+        }
         let id = v
             .get("member")
             .and_then(member)
@@ -345,35 +510,89 @@ impl EtcdClient {
         })
     }
 
-    /// Promotes learner `id` to a voting member, retrying every 0.5–2 s
-    /// within `budget` while etcd says the learner has not caught up. A
-    /// member that is no longer a learner counts as promoted.
-    pub fn promote(&self, id: u64, budget: Duration) -> Result<(), Error> {
+    /// kubeadm's `MemberPromote`: promotes learner `id` (named `name` in
+    /// messages) to a voting member. Each round lists the members (a
+    /// voting member is done: [`Promoted::Already`] on the first round),
+    /// then asks for `member promote`; while etcd says the learner is not
+    /// in sync yet it retries with jittered backoff (caps 0.5 s, 1 s, 2 s)
+    /// until `budget` is spent, then fails naming the member.
+    pub fn promote(&self, id: u64, name: &str, budget: Duration) -> Result<Promoted, Error> {
         let policy = Retry {
             budget,
             attempt_timeout: Duration::from_secs(5).min(budget.max(Duration::from_millis(100))),
             first_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(2),
         };
-        self.call(
-            "member promote",
-            "/v3/cluster/member/promote",
-            &json!({"ID": id.to_string()}),
+        let id_body = json!({"ID": id.to_string()}).to_string().into_bytes();
+        let mut rounds = 0u32;
+        let mut label = format!("{name} ({id:016x})");
+        let result = http::retry(
             &policy,
-            &|msg| {
-                // etcd's ErrLearnerNotReady: "can only promote a learner
-                // member which is in sync with leader"; ErrMemberNotLearner:
-                // "can only promote a learner member" (already promoted).
-                if msg.contains("in sync with leader") {
-                    Some(true)
-                } else if msg.contains("can only promote a learner member") {
-                    Some(false)
-                } else {
-                    None
+            |t| {
+                rounds += 1;
+                let ep = &self.endpoints[(rounds as usize - 1) % self.endpoints.len()];
+                let list_url = format!("{ep}/v3/cluster/member/list");
+                let list = match self.post_once(&list_url, b"{}", t, &|_| None) {
+                    Step::Done(v) => match members(&v) {
+                        Ok(l) => l,
+                        Err(e) => return Step::Stop(format!("{list_url}: {e}")),
+                    },
+                    Step::Again(w) => return Step::Again(format!("{list_url}: {w}")),
+                    Step::Stop(w) => return Step::Stop(format!("{list_url}: {w}")),
+                };
+                let Some(me) = list.iter().find(|m| m.id == id) else {
+                    return Step::Stop(format!(
+                        "{list_url}: the member list has no member {id:016x} (removed meanwhile?)"
+                    ));
+                };
+                label = me.label().replacen("<not started>", name, 1);
+                if !me.is_learner {
+                    return Step::Done(rounds == 1);
+                }
+                let url = format!("{ep}/v3/cluster/member/promote");
+                match self.post_once(&url, &id_body, t, &|msg| {
+                    if msg.contains(NOT_IN_SYNC) {
+                        Some(true)
+                    } else if msg.contains(NOT_LEARNER) {
+                        Some(false)
+                    } else {
+                        None
+                    }
+                }) {
+                    Step::Done(_) => Step::Done(false),
+                    Step::Again(w) => Step::Again(format!("{url}: {w}")),
+                    Step::Stop(w) => Step::Stop(format!("{url}: {w}")),
                 }
             },
-        )
-        .map(|_| ())
+            |_| "promoted".to_string(),
+        );
+        match result {
+            Ok((true, _)) => Ok(Promoted::Already),
+            Ok((false, t)) => Ok(Promoted::Now(t.attempts)),
+            Err(http::GaveUp::Permanent(t)) => Err(Error::Failed(format!(
+                "etcd-join member promote: learner {label}: {t}"
+            ))),
+            Err(http::GaveUp::Budget(t)) => Err(Error::Failed(format!(
+                "etcd-join member promote: learner {label} was not promoted to a voting member within {} s; gave up ({t}); is its etcd running (etcd.yaml, `crictl ps`)?",
+                budget.as_secs()
+            ))),
+        }
+    }
+
+    /// kubeadm's `WaitForClusterAvailable` after the promote: every
+    /// endpoint and `own_client_url` answer `status`, within `budget`.
+    pub fn wait_available(&self, own_client_url: &str, budget: Duration) -> Result<(), Error> {
+        let mut all = self.endpoints.clone();
+        let own = own_client_url.trim_end_matches('/').to_string();
+        if !all.contains(&own) {
+            all.push(own);
+        }
+        self.status_each(&all, budget).map_err(|(ep, t)| {
+            Error::Failed(format!(
+                "etcd-join: the etcd cluster did not become available within {} s: {ep} did not answer status ({t})",
+                budget.as_secs()
+            ))
+        })
     }
 }
 
@@ -396,6 +615,18 @@ mod tests {
         assert!(endpoints_from_pods(empty).unwrap().is_empty());
         let err = endpoints_from_pods(b"<html>").unwrap_err().to_string();
         assert!(err.contains("not a PodList"), "{err}");
+        let bare = br#"{"apiVersion":"v1","kind":"PodList","metadata":{},"items":[{"metadata":{"name":"etcd-x"}}]}"#;
+        assert_eq!(pod_endpoints(bare).unwrap(), (vec![], 1));
+    }
+
+    #[test]
+    fn urls_follow_the_address_family() {
+        let v4: IpAddr = "10.0.0.7".parse().unwrap();
+        let v6: IpAddr = "fd00::7".parse().unwrap();
+        assert_eq!(peer_url(v4), "https://10.0.0.7:2380");
+        assert_eq!(client_url(v4), "https://10.0.0.7:2379");
+        assert_eq!(peer_url(v6), "https://[fd00::7]:2380");
+        assert_eq!(client_url(v6), "https://[fd00::7]:2379");
     }
 
     #[test]
@@ -421,6 +652,24 @@ mod tests {
                 name: "cp-1".into(),
                 peer_url: "https://10.0.0.1:2380".into()
             }]
+        );
+        // another node's member that has not started: listed under its ID, as kubeadm
+        assert_eq!(
+            initial_cluster(&m, "https://10.0.0.3:2380"),
+            [
+                EtcdMember {
+                    name: "cp-1".into(),
+                    peer_url: "https://10.0.0.1:2380".into()
+                },
+                EtcdMember {
+                    name: "2a".into(),
+                    peer_url: "https://10.0.0.2:2380".into()
+                }
+            ]
+        );
+        assert_eq!(
+            m[1].label(),
+            "<not started> (000000000000002a, https://10.0.0.2:2380)"
         );
         let bad: Value = serde_json::from_str(r#"{"members":[{"ID":"x"}]}"#).unwrap();
         assert!(members(&bad).is_err());

@@ -483,13 +483,16 @@ fn run_download_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {
     write_files(r, "download-certs", &files)
 }
 
-/// kubeadm's etcd-join: the existing members' client URLs from the etcd
-/// pods' annotations (read as `admin.conf`'s user), `member add` as a
-/// learner with this node's peer URL (reused on a rerun), etcd.yaml with
-/// the full `--initial-cluster` and `--initial-cluster-state=existing`,
-/// then `member promote` once the learner (started by the kubelet from
-/// that manifest) has caught up.
+/// kubeadm's etcd-join (1.32–1.34, learner mode): the existing members'
+/// client URLs from the etcd pods' annotation (read as `admin.conf`'s
+/// user), synced with the member list; every member answers `status`
+/// (check-etcd) before anything changes; `member add` as a learner with
+/// this node's peer URL (reused on a rerun); etcd.yaml with the full
+/// `--initial-cluster` and `--initial-cluster-state=existing`; `member
+/// promote` once the learner (started by the kubelet from that manifest)
+/// has caught up; then every member, this one included, answers `status`.
 fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    use api::etcd;
     let Some(info) = r.cluster_info.clone() else {
         return Err(Error::Failed(
             "etcd-join needs the discovery phase first".into(),
@@ -504,14 +507,9 @@ fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
     })?;
     let (cert, key) = kubeconfig::client_cert_and_key(&bytes, &r.paths)
         .map_err(|e| Error::Failed(format!("{}: {e}", admin.display())))?;
-    let endpoints = api::etcd::endpoints_from_api(
-        &info.server,
-        &info.ca_pem,
-        &cert,
-        &key,
-        r.budgets.discovery,
-    )?;
-    log::info!(target: "etcd-join", "existing etcd client URLs: {}", endpoints.join(","));
+    let endpoints =
+        etcd::endpoints_from_api(&info.server, &info.ca_pem, &cert, &key, r.budgets.discovery)?;
+    log::info!(target: "etcd-join", "etcd client URLs from the etcd pods: {}", endpoints.join(","));
     let pki = |f: &str| -> Result<Vec<u8>, Error> {
         let p = r
             .paths
@@ -523,19 +521,20 @@ fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
     let hc_key = String::from_utf8(pki("etcd/healthcheck-client.key")?)
         .map(crate::secret::Secret::new)
         .map_err(|_| Error::Failed("etcd/healthcheck-client.key is not PEM text".into()))?;
-    let client = api::etcd::EtcdClient::new(endpoints, &ca, &hc_cert, &hc_key, r.budgets.health)?;
+    let mut client = etcd::EtcdClient::new(endpoints, &ca, &hc_cert, &hc_key, r.budgets.health)?;
+    let synced = client.sync_endpoints()?;
+    log::info!(target: "etcd-join", "etcd endpoints from the member list: {}", synced.join(","));
+    client.check_health()?;
+    log::info!(target: "etcd-join", "check-etcd: every etcd member answers status");
     let adv = r.settings.node.advertise_address;
-    let peer_url = match adv {
-        std::net::IpAddr::V6(a) => format!("https://[{a}]:2380"),
-        std::net::IpAddr::V4(a) => format!("https://{a}:2380"),
-    };
+    let peer_url = etcd::peer_url(adv);
     let joined = client.join_member(&peer_url)?;
     if joined.added {
-        log::info!(target: "etcd-join", "added learner {:x} with peer URL {peer_url}", joined.id);
+        log::info!(target: "etcd-join", "added learner {:016x} with peer URL {peer_url}", joined.id);
     } else {
-        log::info!(target: "etcd-join", "member {:x} already has peer URL {peer_url}; reusing it", joined.id);
+        log::info!(target: "etcd-join", "member {:016x} already has peer URL {peer_url}; not adding another", joined.id);
     }
-    let members = api::etcd::initial_cluster(&joined.members, &peer_url);
+    let members = etcd::initial_cluster(&joined.members, &peer_url);
     let Some(pod) = manifests::etcd_with(&r.settings, &r.host_inputs, &members) else {
         return Err(Error::Failed(
             "etcd-join: this node has no local etcd to render".into(),
@@ -546,8 +545,17 @@ fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
         r.record("etcd-join", p, "written", String::new());
     }
     r.flush()?;
-    client.promote(joined.id, r.budgets.health)?;
-    log::info!(target: "etcd-join", "member {:x} promoted to a voting member", joined.id);
+    let name = r.settings.node.name.clone();
+    match client.promote(joined.id, &name, r.budgets.health)? {
+        etcd::Promoted::Now(n) => {
+            log::info!(target: "etcd-join", "member {name} ({:016x}) promoted to a voting member ({n} attempt(s))", joined.id)
+        }
+        etcd::Promoted::Already => {
+            log::info!(target: "etcd-join", "member {name} ({:016x}) already is a voting member", joined.id)
+        }
+    }
+    client.wait_available(&etcd::client_url(adv), r.budgets.health)?;
+    log::info!(target: "etcd-join", "every etcd member answers status");
     Ok(())
 }
 

@@ -1,13 +1,14 @@
 //! Helpers shared by the tests that run Debian's etcd (`node_etcd`,
-//! `etcd_manifest`). Each includes this with
-//! `#[path = "etcd_support/mod.rs"] mod etcd_support;`.
+//! `etcd_manifest`, `etcd_join`, `etcdjoin_firstboot`). Each includes this
+//! with `#[path = "etcd_support/mod.rs"] mod etcd_support;`.
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Panics unless `tool` exists, naming the Debian `package` to install.
 pub fn require(tool: &str, package: &str) {
@@ -105,4 +106,121 @@ pub fn show(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// Debian's etcd (package etcd-server).
+pub const ETCD: &str = "/usr/bin/etcd";
+
+/// Etcd's ports for one node on a shared host: 2379/2380/2381 → free
+/// loopback ports.
+pub struct Ports {
+    pub client: u16,
+    pub peer: u16,
+    pub metrics: u16,
+}
+
+impl Ports {
+    pub fn new() -> Self {
+        Ports {
+            client: free_port(),
+            peer: free_port(),
+            metrics: free_port(),
+        }
+    }
+    pub fn client_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.client)
+    }
+    pub fn peer_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.peer)
+    }
+    /// Rewrites the well-known ports of the URLs in a comma list whose
+    /// host `only` accepts; other URLs (another node's, already rewritten,
+    /// or on an address of their own) are kept.
+    pub fn rewrite_if(&self, value: &str, only: impl Fn(&str) -> bool) -> String {
+        let map = BTreeMap::from([(2379, self.client), (2380, self.peer), (2381, self.metrics)]);
+        value
+            .split(',')
+            .map(|item| {
+                let (head, port) = item.rsplit_once(':').unwrap();
+                let port: u16 = port.parse().unwrap();
+                let host = head.rsplit_once("//").map_or(head, |(_, h)| h);
+                let port = if only(host) {
+                    *map.get(&port).unwrap_or(&port)
+                } else {
+                    port
+                };
+                format!("{head}:{port}")
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+    /// [`Ports::rewrite_if`] for every URL.
+    pub fn rewrite(&self, value: &str) -> String {
+        self.rewrite_if(value, |_| true)
+    }
+}
+
+/// etcd's command line from the `etcd.yaml` under `root`, as the kubelet
+/// would run it: host paths under the root (etcd's hostPath volumes mount
+/// at the same paths), URLs through `url`; the hostPath directories
+/// created as the kubelet does (DirectoryOrCreate, 0700). Also the flags
+/// as written in the manifest.
+pub fn etcd_args(
+    root: &Path,
+    url: &dyn Fn(&str) -> String,
+) -> (Vec<String>, BTreeMap<String, String>) {
+    use std::os::unix::fs::PermissionsExt;
+    let p = root.join("etc/kubernetes/manifests/etcd.yaml");
+    let pod: k8s_openapi::api::core::v1::Pod =
+        serde_norway::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let spec = pod.spec.unwrap();
+    for v in spec.volumes.as_deref().unwrap_or(&[]) {
+        let hp = v.host_path.as_ref().unwrap();
+        let d = root.join(hp.path.trim_start_matches('/'));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let cmd = spec.containers[0].command.clone().unwrap();
+    assert_eq!(cmd[0], "etcd");
+    let mut flags = BTreeMap::new();
+    let mut args = Vec::new();
+    for a in &cmd[1..] {
+        let (n, v) = a.strip_prefix("--").unwrap().split_once('=').unwrap();
+        flags.insert(n.to_string(), v.to_string());
+        let v = if v.starts_with('/') {
+            root.join(v.trim_start_matches('/')).display().to_string()
+        } else if v.contains("://") {
+            url(v)
+        } else {
+            v.to_string()
+        };
+        args.push(format!("--{n}={v}"));
+    }
+    (args, flags)
+}
+
+/// Starts Debian's etcd from the `etcd.yaml` under `root` ([`etcd_args`]),
+/// its stderr to `log`.
+pub fn start_etcd(
+    root: &Path,
+    url: &dyn Fn(&str) -> String,
+    log: &Path,
+) -> (Kill, BTreeMap<String, String>) {
+    let (args, flags) = etcd_args(root, url);
+    let child = command(ETCD)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{ETCD} (Debian package etcd-server): {e}"));
+    (Kill(child), flags)
+}
+
+/// Starts etcd from the `etcd.yaml` under `root` with every well-known
+/// port moved through `ports`, and waits (90 s at most) until it is healthy.
+pub fn start_etcd_healthy(root: &Path, ports: &Ports, log: &Path) -> Kill {
+    let (mut etcd, _) = start_etcd(root, &|v| ports.rewrite(v), log);
+    wait_healthy(&mut etcd, ports.metrics, log, Duration::from_secs(90));
+    etcd
 }
