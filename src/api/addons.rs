@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use super::objects::{
     ApiObject, KUBE_SYSTEM, LABEL_CONTROL_PLANE, NODE_BOOTSTRAP_GROUP, Update, crb, group, meta,
-    object, read_configmap,
+    object, read_configmap, sign_config_map,
 };
 use crate::config::Settings;
 use crate::manifests::versions;
@@ -106,16 +106,25 @@ fn linux() -> Option<BTreeMap<String, String>> {
     labels(&[("kubernetes.io/os", "linux")])
 }
 
-/// The CoreDNS image: `registry.k8s.io/coredns/coredns:<tag>` from the
-/// default repository, `<repo>/coredns:<tag>` from any other (kubeadm's
-/// `GetDNSImage`), the tag from the version table.
+/// The CoreDNS image as kubeadm's `GetDNSImage` names it: the repository
+/// is `dns.imageRepository`, else the cluster's; the default repository
+/// gets kubeadm's extra `/coredns` level
+/// (`registry.k8s.io/coredns/coredns:<tag>`), any other is used as given
+/// (`<repo>/coredns:<tag>`); the tag is `dns.imageTag`, else the version
+/// table's.
 pub fn coredns_image(s: &Settings) -> String {
     let (facts, _) = versions::for_version(&s.cluster.kubernetes_version);
-    let repo = s.cluster.image_repository.trim_end_matches('/');
+    let dns = &s.cluster.dns;
+    let repo = dns
+        .image_repository
+        .as_deref()
+        .unwrap_or(&s.cluster.image_repository)
+        .trim_end_matches('/');
+    let tag = dns.image_tag.as_deref().unwrap_or(facts.coredns_tag);
     if repo == DEFAULT_REPOSITORY {
-        format!("{repo}/coredns/coredns:{}", facts.coredns_tag)
+        format!("{repo}/coredns/coredns:{tag}")
     } else {
-        format!("{repo}/coredns:{}", facts.coredns_tag)
+        format!("{repo}/coredns:{tag}")
     }
 }
 
@@ -528,7 +537,8 @@ fn kube_proxy_daemonset(s: &Settings) -> DaemonSet {
 pub fn kube_proxy(s: &Settings) -> Result<Vec<ApiObject>, String> {
     let config = serde_norway::to_string(&kube_proxy_config(s))
         .map_err(|e| format!("KubeProxyConfiguration does not serialize: {e}"))?;
-    let cm = ConfigMap {
+    // signed like kubeadm's generated kube-proxy ConfigMap
+    let cm = sign_config_map(ConfigMap {
         metadata: named_meta("kube-proxy", &[("app", "kube-proxy")]),
         data: Some(BTreeMap::from([
             ("config.conf".to_string(), config),
@@ -538,7 +548,7 @@ pub fn kube_proxy(s: &Settings) -> Result<Vec<ApiObject>, String> {
             ),
         ])),
         ..Default::default()
-    };
+    });
     let mut out = vec![
         object(&service_account("kube-proxy"), Update::Replace),
         crb(
@@ -558,10 +568,17 @@ pub fn kube_proxy(s: &Settings) -> Result<Vec<ApiObject>, String> {
     Ok(out)
 }
 
-/// Everything the `addon` phase applies: CoreDNS, then kube-proxy.
+/// Everything the `addon` phase applies: CoreDNS unless `dns.disabled`,
+/// then kube-proxy unless `proxy.disabled` (kubeadm skips a disabled addon
+/// and leaves whatever is in the cluster alone).
 pub fn all(s: &Settings) -> Result<Vec<ApiObject>, String> {
-    let mut out = coredns(s)?;
-    out.extend(kube_proxy(s)?);
+    let mut out = Vec::new();
+    if !s.cluster.dns.disabled {
+        out.extend(coredns(s)?);
+    }
+    if !s.cluster.proxy.disabled {
+        out.extend(kube_proxy(s)?);
+    }
     Ok(out)
 }
 

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::{ByteString, Metadata, Resource};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -45,6 +45,14 @@ pub const LABEL_CONTROL_PLANE: &str = "node-role.kubernetes.io/control-plane";
 pub const LABEL_EXCLUDE_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 /// The Secret type of bootstrap tokens.
 pub const BOOTSTRAP_TOKEN_TYPE: &str = "bootstrap.kubernetes.io/token";
+/// The annotation kubeadm puts on the component-config ConfigMaps it generated.
+pub const COMPONENT_CONFIG_HASH: &str = "kubeadm.kubernetes.io/component-config.hash";
+/// `kube-system/kubeadm-certs`.
+pub const KUBEADM_CERTS: &str = "kubeadm-certs";
+/// The description of the token that owns `kubeadm-certs` (kubeadm's words).
+pub const CERTS_TOKEN_DESCRIPTION: &str = "Proxy for managing TTL for the kubeadm-certs secret";
+/// Its TTL: kubeadm's `DefaultCertTokenDuration`, 2 hours.
+pub const CERTS_TOKEN_TTL_SECONDS: u64 = 2 * 3600;
 
 /// How an existing object is updated when create says it exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +260,21 @@ fn joined(nets: &[ipnet::IpNet]) -> String {
         .join(",")
 }
 
+/// `dns` as kubeadm writes it (omitempty fields).
+fn dns_config(d: &crate::config::Dns) -> Value {
+    let mut m = serde_json::Map::new();
+    if let Some(r) = &d.image_repository {
+        m.insert("imageRepository".into(), json!(r));
+    }
+    if let Some(t) = &d.image_tag {
+        m.insert("imageTag".into(), json!(t));
+    }
+    if d.disabled {
+        m.insert("disabled".into(), json!(true));
+    }
+    Value::Object(m)
+}
+
 /// kubeadm's `ClusterConfiguration` (`kubeadm.k8s.io/v1beta4`) for these
 /// settings, as kubeadm stores it in `kube-system/kubeadm-config`.
 pub fn cluster_configuration(s: &Settings) -> Value {
@@ -313,13 +336,13 @@ pub fn cluster_configuration(s: &Settings) -> Value {
         "certificatesDir": c.certificates_dir,
         "clusterName": c.name,
         "controllerManager": component(&c.controller_manager),
-        "dns": {},
+        "dns": dns_config(&c.dns),
         "encryptionAlgorithm": c.key_algorithm.as_str(),
         "etcd": etcd,
         "imageRepository": c.image_repository,
         "kubernetesVersion": c.kubernetes_version,
         "networking": networking,
-        "proxy": {},
+        "proxy": if c.proxy.disabled { json!({"disabled": true}) } else { json!({}) },
         "scheduler": component(&c.scheduler),
     });
     if let Value::Object(m) = &mut cc {
@@ -346,6 +369,40 @@ fn config_map(name: &str, ns: &str, data: BTreeMap<String, String>) -> ConfigMap
     }
 }
 
+/// kubeadm's `ChecksumForConfigMap`: SHA-256 over the `data` values in
+/// the byte order of their keys, then the `binaryData` values likewise
+/// (keys themselves are not hashed), as `sha256:<hex>`.
+pub fn component_config_hash(cm: &ConfigMap) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    // BTreeMap iterates in byte order of the keys, as Go's sort.Strings
+    for v in cm.data.iter().flat_map(BTreeMap::values) {
+        ctx.update(v.as_bytes());
+    }
+    for v in cm.binary_data.iter().flat_map(BTreeMap::values) {
+        ctx.update(&v.0);
+    }
+    let hex: String = ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+/// kubeadm's `SignConfigMap`: annotates a component-config ConfigMap it
+/// generated with [`component_config_hash`] (under
+/// [`COMPONENT_CONFIG_HASH`]), so `kubeadm upgrade` can tell it was not
+/// edited by hand.
+pub fn sign_config_map(mut cm: ConfigMap) -> ConfigMap {
+    let hash = component_config_hash(&cm);
+    cm.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(COMPONENT_CONFIG_HASH.to_string(), hash);
+    cm
+}
+
 /// upload-config: `kube-system/kubeadm-config` (key `ClusterConfiguration`,
 /// YAML) and `kube-system/kubelet-config` (key `kubelet`: the bytes of the
 /// node's `/var/lib/kubelet/config.yaml`), each with the Role and
@@ -367,13 +424,15 @@ pub fn upload_config(s: &Settings, kubelet_config: &str) -> Result<Vec<ApiObject
         KUBEADM_CONFIG,
         vec![group(NODE_BOOTSTRAP_GROUP), group(NODES_GROUP)],
     ));
+    // signed, and replaced on update as kubeadm's CreateOrUpdate does (a
+    // foreign data key would break the hash)
     out.push(object(
-        &config_map(
+        &sign_config_map(config_map(
             KUBELET_CONFIG,
             KUBE_SYSTEM,
             BTreeMap::from([("kubelet".to_string(), kubelet_config.to_string())]),
-        ),
-        Update::MergeData,
+        )),
+        Update::Replace,
     ));
     out.extend(read_configmap(
         "kubeadm:kubelet-config",
@@ -419,17 +478,74 @@ pub fn token_secret(
     }
 }
 
+/// The token whose Secret owns `kubeadm-certs` (kubeadm's
+/// `createShortLivedBootstrapToken`): 2 hours, kubeadm's description, no
+/// usages and no groups, so it can neither sign nor authenticate.
+pub fn certs_owner_token_spec() -> BootstrapTokenSpec {
+    BootstrapTokenSpec {
+        token: None,
+        description: Some(CERTS_TOKEN_DESCRIPTION.into()),
+        ttl_seconds: CERTS_TOKEN_TTL_SECONDS,
+        usages: Vec::new(),
+        groups: Vec::new(),
+    }
+}
+
+/// A controller reference to the Secret `name` with `uid`, as
+/// `metav1.NewControllerRef(secret, v1/Secret)` makes it: controller and
+/// blockOwnerDeletion true.
+pub fn secret_controller_ref(name: &str, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: "v1".into(),
+        kind: "Secret".into(),
+        name: name.into(),
+        uid: uid.into(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The bootstrap-token Secret that controls `secret` (a Secret's JSON),
+/// when it has one: the name of its controller reference of kind Secret
+/// named `bootstrap-token-*`.
+pub fn certs_owner_name(secret: &Value) -> Option<String> {
+    secret
+        .pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .filter_map(|r| serde_json::from_value::<OwnerReference>(r.clone()).ok())
+        .find(|r| {
+            r.controller == Some(true)
+                && r.kind == "Secret"
+                && r.api_version == "v1"
+                && r.name.starts_with("bootstrap-token-")
+        })
+        .map(|r| r.name)
+}
+
+/// The merge patch that makes a bootstrap token expire at `now`: the
+/// token cleaner of kube-controller-manager then deletes its Secret.
+pub fn expire_token_patch(now: OffsetDateTime) -> Value {
+    let at = rfc3339_seconds(now.to_offset(time::UtcOffset::UTC));
+    json!({"data": {"expiration": base64::engine::general_purpose::STANDARD.encode(at)}})
+}
+
 /// `upload-certs`: the Secret `kube-system/kubeadm-certs` holding the shared
 /// files, each already encrypted (nonce ‖ ciphertext ‖ tag, see
-/// [`crate::api::certs`]), under kubeadm's data keys; and the Role that lets
-/// bootstrap-token holders read it (`kubeadm:kubeadm-certs`).
-pub fn kubeadm_certs(encrypted: Vec<(&str, Vec<u8>)>) -> Vec<ApiObject> {
+/// [`crate::api::certs`]), under kubeadm's data keys, controlled by `owner`
+/// (the short-lived token's Secret, so garbage collection deletes it when
+/// the token cleaner deletes that); and the Role that lets bootstrap-token
+/// holders read it (`kubeadm:kubeadm-certs`).
+pub fn kubeadm_certs(encrypted: Vec<(&str, Vec<u8>)>, owner: OwnerReference) -> Vec<ApiObject> {
     let data: BTreeMap<String, ByteString> = encrypted
         .into_iter()
         .map(|(k, v)| (k.to_string(), ByteString(v)))
         .collect();
     let secret = Secret {
-        metadata: meta("kubeadm-certs", Some(KUBE_SYSTEM)),
+        metadata: ObjectMeta {
+            owner_references: Some(vec![owner]),
+            ..meta(KUBEADM_CERTS, Some(KUBE_SYSTEM))
+        },
         type_: Some("Opaque".into()),
         data: Some(data),
         ..Default::default()
@@ -439,7 +555,7 @@ pub fn kubeadm_certs(encrypted: Vec<(&str, Vec<u8>)>) -> Vec<ApiObject> {
         "kubeadm:kubeadm-certs",
         KUBE_SYSTEM,
         "secrets",
-        "kubeadm-certs",
+        KUBEADM_CERTS,
         vec![group(NODE_BOOTSTRAP_GROUP)],
     ));
     out

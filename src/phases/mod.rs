@@ -683,7 +683,7 @@ fn run_upload_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {
         encrypted.push((data_key, blob));
     }
     let kube = admin_client(r, "admin.conf")?;
-    kube.apply_all("upload-certs", &api::objects::kubeadm_certs(encrypted))?;
+    api::kube::upload_certs(&kube, encrypted, r.now)?;
     log::info!(target: "upload-certs", "shared certificates stored in kube-system/kubeadm-certs (decryptable only with the certificate key)");
     Ok(())
 }
