@@ -802,6 +802,53 @@ mod tests {
     }
 
     #[test]
+    fn disabled_addons_are_left_out_and_dns_image_overrides() {
+        let mut s = control_plane_settings();
+        s.cluster.dns.disabled = true;
+        let objs = all(&s).unwrap();
+        assert_eq!(objs.len(), 6);
+        let dns = |o: &ApiObject| o.what.contains("coredns") || o.what.contains("kube-dns");
+        assert!(!objs.iter().any(dns), "{objs:?}");
+        s.cluster.proxy.disabled = true;
+        assert!(all(&s).unwrap().is_empty());
+        s.cluster.dns.disabled = false;
+        let objs = all(&s).unwrap();
+        assert_eq!(objs.len(), 6);
+        assert!(objs.iter().all(dns), "{objs:?}");
+
+        // kubeadm's GetDNSImage: the override repository, no extra level
+        // unless it is the default one; the override tag
+        s.cluster.dns.image_tag = Some("v1.12.1-fix".into());
+        assert_eq!(
+            coredns_image(&s),
+            "registry.k8s.io/coredns/coredns:v1.12.1-fix"
+        );
+        s.cluster.dns.image_repository = Some("mirror.test/dns/".into());
+        assert_eq!(coredns_image(&s), "mirror.test/dns/coredns:v1.12.1-fix");
+        s.cluster.dns.image_tag = None;
+        s.cluster.image_repository = "other.test/k8s".into();
+        s.cluster.dns.image_repository = Some("registry.k8s.io".into());
+        assert_eq!(coredns_image(&s), "registry.k8s.io/coredns/coredns:v1.12.1");
+        let d: Deployment = typed(&coredns(&s).unwrap()[4]);
+        assert_eq!(
+            d.spec.template.spec.unwrap().containers[0].image.as_deref(),
+            Some("registry.k8s.io/coredns/coredns:v1.12.1")
+        );
+    }
+
+    #[test]
+    fn kube_proxy_configmap_is_signed_over_its_two_keys() {
+        let cm: ConfigMap = typed(&kube_proxy(&control_plane_settings()).unwrap()[4]);
+        let data = cm.data.clone().unwrap();
+        // config.conf sorts before kubeconfig.conf; values only
+        let bytes = format!("{}{}", data["config.conf"], data["kubeconfig.conf"]);
+        assert_eq!(
+            cm.metadata.annotations.unwrap()["kubeadm.kubernetes.io/component-config.hash"],
+            crate::pki::spki_hash(bytes.as_bytes()), // sha256:<hex> of any bytes
+        );
+    }
+
+    #[test]
     fn kube_proxy_configmap_and_daemonset() {
         let mut s = control_plane_settings();
         let objs = kube_proxy(&s).unwrap();

@@ -812,6 +812,99 @@ mod tests {
     }
 
     #[test]
+    fn component_config_hash_is_kubeadms() {
+        // kubeadm: sha256 over the data values in key order, keys not hashed
+        let cm = config_map(
+            "x",
+            KUBE_SYSTEM,
+            BTreeMap::from([
+                ("b".to_string(), "world".to_string()),
+                ("a".to_string(), "hello ".to_string()),
+            ]),
+        );
+        // sha256("hello world")
+        assert_eq!(
+            component_config_hash(&cm),
+            "sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        let signed = sign_config_map(cm);
+        assert_eq!(
+            signed.metadata.annotations.unwrap()[COMPONENT_CONFIG_HASH],
+            "sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        let s = crate::pki::examples::control_plane_settings();
+        let objs = upload_config(&s, "kind: KubeletConfiguration\n").unwrap();
+        let kc: ConfigMap = serde_json::from_value(objs[3].body.clone()).unwrap();
+        assert_eq!(objs[3].update, Update::Replace);
+        // sha256:<hex> of any bytes
+        let want = crate::pki::spki_hash(b"kind: KubeletConfiguration\n");
+        assert_eq!(
+            kc.metadata.annotations.unwrap()[COMPONENT_CONFIG_HASH],
+            want
+        );
+        let kadm: ConfigMap = serde_json::from_value(objs[0].body.clone()).unwrap();
+        assert!(
+            kadm.metadata.annotations.is_none(),
+            "kubeadm-config is not signed"
+        );
+    }
+
+    #[test]
+    fn kubeadm_certs_is_owned_by_the_short_lived_token() {
+        let spec = certs_owner_token_spec();
+        let now = time::macros::datetime!(2030-01-02 03:04:05 UTC);
+        let tok = token_secret(&spec, &token(), now);
+        let d = tok.data.clone().unwrap();
+        let keys: Vec<&str> = d.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["description", "expiration", "token-id", "token-secret"],
+            "no usages, no groups"
+        );
+        assert_eq!(d["expiration"].0, b"2030-01-02T05:04:05Z");
+        assert_eq!(d["description"].0, CERTS_TOKEN_DESCRIPTION.as_bytes());
+        let owner = secret_controller_ref("bootstrap-token-abcdef", "u-1");
+        let objs = kubeadm_certs(vec![("ca.crt", vec![1, 2])], owner);
+        assert_eq!(
+            objs[0].body["metadata"]["ownerReferences"],
+            json!([{"apiVersion": "v1", "kind": "Secret", "name": "bootstrap-token-abcdef",
+                "uid": "u-1", "controller": true, "blockOwnerDeletion": true}])
+        );
+        assert_eq!(
+            certs_owner_name(&objs[0].body).as_deref(),
+            Some("bootstrap-token-abcdef")
+        );
+        let mut foreign = objs[0].body.clone();
+        foreign["metadata"]["ownerReferences"][0]["controller"] = json!(false);
+        assert!(certs_owner_name(&foreign).is_none());
+        assert!(certs_owner_name(&json!({"metadata": {}})).is_none());
+        let p = expire_token_patch(now);
+        let at = base64::engine::general_purpose::STANDARD
+            .decode(p["data"]["expiration"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(at, b"2030-01-02T03:04:05Z");
+    }
+
+    #[test]
+    fn cluster_configuration_reflects_the_addons() {
+        let mut s = crate::pki::examples::control_plane_settings();
+        let cc = cluster_configuration(&s);
+        assert_eq!((&cc["dns"], &cc["proxy"]), (&json!({}), &json!({})));
+        s.cluster.dns = crate::config::Dns {
+            disabled: true,
+            image_repository: Some("mirror.test/dns".into()),
+            image_tag: Some("v9".into()),
+        };
+        s.cluster.proxy.disabled = true;
+        let cc = cluster_configuration(&s);
+        assert_eq!(
+            cc["dns"],
+            json!({"disabled": true, "imageRepository": "mirror.test/dns", "imageTag": "v9"})
+        );
+        assert_eq!(cc["proxy"], json!({"disabled": true}));
+    }
+
+    #[test]
     fn mark_patch_adds_only_what_is_missing() {
         let taint = Taint {
             key: "node-role.kubernetes.io/control-plane".into(),

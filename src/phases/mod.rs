@@ -653,8 +653,17 @@ fn run_upload_config(r: &mut NodeRun<'_>) -> Result<(), Error> {
     kube.apply_all("upload-config", &objs)
 }
 
-/// kubeadm's addon phase: CoreDNS, then kube-proxy.
+/// kubeadm's addon phase: CoreDNS, then kube-proxy, each unless disabled.
 fn run_addon(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let c = &r.settings.cluster;
+    for (off, what) in [
+        (c.dns.disabled, "CoreDNS: dns.disabled"),
+        (c.proxy.disabled, "kube-proxy: proxy.disabled"),
+    ] {
+        if off {
+            log::info!(target: "addon", "not installing {what}");
+        }
+    }
     let kube = admin_client(r, "admin.conf")?;
     let objs = api::addons::all(&r.settings).map_err(Error::Failed)?;
     kube.apply_all("addon", &objs)
