@@ -457,6 +457,10 @@ fn check_first_run(c: &Cluster) -> (String, String) {
     let node: Node =
         serde_json::from_value(c.state.lock().unwrap().objects["/api/v1/nodes/cp-1"].clone())
             .unwrap();
+    assert!(
+        node.metadata.annotations.is_none(),
+        "1.34 (NodeLocalCRISocket on): no cri-socket annotation"
+    );
     let labels = node.metadata.labels.unwrap();
     assert_eq!(labels["node-role.kubernetes.io/control-plane"], "");
     assert_eq!(
@@ -1335,5 +1339,56 @@ fn proxy_disabled_and_the_coredns_image_override() {
         json!({"imageRepository": "mirror.example.test/dns", "imageTag": "v1.12.1-fix.1"})
     );
     assert_eq!(cc["proxy"], json!({"disabled": true}));
+    std::fs::remove_dir_all(&c.dir).unwrap();
+}
+
+/// Kubernetes 1.33 (kubeadm's NodeLocalCRISocket off by default):
+/// upload-config waits for the Node and annotates it with the CRI socket,
+/// as kubeadm's AnnotateCRISocket does, before mark-control-plane.
+#[test]
+fn kubernetes_1_33_annotates_the_node_with_the_cri_socket() {
+    let (c, reqs) = init_with("cri-socket", "    kubernetesVersion: v1.33.4\n");
+    let node = "/api/v1/nodes/cp-1";
+    // after upload-config's last object, the RoleBinding kubeadm:kubelet-config
+    let start = reqs
+        .iter()
+        .position(|r| {
+            r.method == "POST"
+                && r.path.ends_with("/rolebindings")
+                && body::<RoleBinding>(r).metadata.name.as_deref() == Some("kubeadm:kubelet-config")
+        })
+        .unwrap();
+    let seq: Vec<String> = reqs[start + 1..start + 7]
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        seq,
+        [
+            format!("GET {node}"), // 404: not registered yet
+            format!("GET {node}"),
+            format!("GET {node}"),
+            format!("PATCH {node}"), // the annotation
+            format!("GET {node}"),   // mark-control-plane
+            format!("PATCH {node}"),
+        ]
+    );
+    let patch: Value = body(reqs.iter().find(|r| r.method == "PATCH").unwrap());
+    assert_eq!(
+        patch,
+        json!({"metadata": {"annotations": {
+            "kubeadm.alpha.kubernetes.io/cri-socket": "unix:///var/run/containerd/containerd.sock"}}})
+    );
+    let state = c.state.lock().unwrap();
+    let n: Node = serde_json::from_value(state.objects[node].clone()).unwrap();
+    assert_eq!(
+        n.metadata.annotations.unwrap()["kubeadm.alpha.kubernetes.io/cri-socket"],
+        "unix:///var/run/containerd/containerd.sock"
+    );
+    assert_eq!(
+        n.metadata.labels.unwrap()["node-role.kubernetes.io/control-plane"],
+        ""
+    );
+    drop(state);
     std::fs::remove_dir_all(&c.dir).unwrap();
 }

@@ -222,6 +222,27 @@ impl Kube {
         }
     }
 
+    /// upload-config's `AnnotateCRISocket`: waits for Node `name`, then sets
+    /// the CRI socket annotation with a merge patch. `Ok(false)` when it had
+    /// it already.
+    pub fn annotate_cri_socket(
+        &self,
+        name: &str,
+        socket: &str,
+        budget: Duration,
+    ) -> Result<bool, Error> {
+        let node = self.wait_for_node(name, budget)?;
+        let Some(patch) = objects::cri_socket_patch(&node, socket) else {
+            return Ok(false);
+        };
+        let path = format!("/api/v1/nodes/{name}");
+        let bytes = patch.to_string();
+        match self.call(Method::MergePatch(bytes.as_bytes()), "PATCH", &path)? {
+            (200, _) => Ok(true),
+            (s, body) => Err(self.refused("PATCH", &path, s, &body, false)),
+        }
+    }
+
     /// mark-control-plane: waits for Node `name`, then adds the labels and
     /// `taints` with a merge patch (a 409 from a concurrent change retries
     /// with the fresh Node). `Ok(false)` when it already had them all.

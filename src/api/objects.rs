@@ -645,6 +645,23 @@ pub fn cluster_info(server: &str, ca_pem: &[u8]) -> Vec<ApiObject> {
     out
 }
 
+/// The Node annotation kubeadm (with `NodeLocalCRISocket` off: 1.32 and
+/// 1.33 by default) sets in upload-config to remember the CRI socket.
+pub const ANNOTATION_CRI_SOCKET: &str = "kubeadm.alpha.kubernetes.io/cri-socket";
+
+/// upload-config (kubeadm's `AnnotateCRISocket`): the JSON merge patch that
+/// sets [`ANNOTATION_CRI_SOCKET`] to `socket` on `node`; `None` when it
+/// already has that value.
+pub fn cri_socket_patch(node: &Node, socket: &str) -> Option<Value> {
+    let current = node
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_CRI_SOCKET));
+    (current.map(String::as_str) != Some(socket))
+        .then(|| json!({"metadata": {"annotations": {ANNOTATION_CRI_SOCKET: socket}}}))
+}
+
 /// mark-control-plane: the JSON merge patch that adds the control-plane
 /// labels and `taints` to `node` (existing taints are kept), with the
 /// node's resourceVersion so a concurrent change makes it fail with 409.
@@ -926,6 +943,26 @@ mod tests {
         json_merge(&mut applied, &p);
         node = serde_json::from_value(applied).unwrap();
         assert!(mark_control_plane_patch(&node, &[taint]).is_none());
+    }
+
+    #[test]
+    fn cri_socket_patch_sets_the_annotation_once() {
+        let sock = "unix:///run/containerd/containerd.sock";
+        let mut node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "cp-1", "annotations": {"other": "x"}},
+        }))
+        .unwrap();
+        let p = cri_socket_patch(&node, sock).unwrap();
+        assert_eq!(
+            p,
+            json!({"metadata": {"annotations": {"kubeadm.alpha.kubernetes.io/cri-socket": sock}}})
+        );
+        let mut applied = serde_json::to_value(&node).unwrap();
+        json_merge(&mut applied, &p);
+        node = serde_json::from_value(applied).unwrap();
+        assert_eq!(node.metadata.annotations.as_ref().unwrap()["other"], "x");
+        assert!(cri_socket_patch(&node, sock).is_none());
+        assert!(cri_socket_patch(&node, "unix:///run/crio/crio.sock").is_some());
     }
 
     fn json_merge(target: &mut Value, patch: &Value) {
