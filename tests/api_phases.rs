@@ -84,6 +84,7 @@ fn answer(state: &Mutex<State>, req: &Request) -> Reply {
                 return status_reply(409, "AlreadyExists");
             }
             body["metadata"]["resourceVersion"] = json!(rv);
+            body["metadata"]["uid"] = json!(format!("uid-{rv}"));
             st.objects.insert(item, body.clone());
             Reply::Respond(201, vec![], serde_json::to_vec(&body).unwrap())
         }
@@ -115,7 +116,10 @@ fn answer(state: &Mutex<State>, req: &Request) -> Reply {
                 {
                     status_reply(409, "Conflict")
                 }
-                Some(_) => {
+                Some(old) => {
+                    // the server keeps the object's identity across updates
+                    let mut body = body;
+                    body["metadata"]["uid"] = old["metadata"]["uid"].clone();
                     st.objects.insert(req.path.clone(), body.clone());
                     ok(&serde_json::to_vec(&body).unwrap())
                 }
@@ -266,6 +270,34 @@ fn body<T: serde::de::DeserializeOwned>(r: &Request) -> T {
         .unwrap_or_else(|e| panic!("{} {}: {e}: {}", r.method, r.path, text(&r.body)))
 }
 
+/// kubeadm's component-config hash, recomputed here from a ConfigMap body
+/// independently of kubeboot: SHA-256 over the data values in key order.
+fn kubeadm_hash(cm: &ConfigMap) -> String {
+    let data = cm.data.as_ref().unwrap();
+    let mut keys: Vec<&String> = data.keys().collect();
+    keys.sort();
+    let bytes: Vec<u8> = keys.iter().flat_map(|k| data[*k].bytes()).collect();
+    // `sha256:<hex>` of any bytes
+    kubeboot::pki::spki_hash(&bytes)
+}
+
+/// Time left until an RFC 3339 `expiration`.
+fn expires_in(rfc3339: &str) -> time::Duration {
+    let exp = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .unwrap();
+    exp - time::OffsetDateTime::now_utc()
+}
+
+const HASH: &str = "kubeadm.kubernetes.io/component-config.hash";
+
+/// Rewrites the seeded userdata (`from` → `to`, once).
+fn edit_userdata(c: &Cluster, from: &str, to: &str) {
+    let seed = c.root.join("var/lib/cloud/seed/nocloud/user-data");
+    let ud = std::fs::read_to_string(&seed).unwrap();
+    assert!(ud.contains(from), "{ud}");
+    std::fs::write(&seed, ud.replacen(from, to, 1)).unwrap();
+}
+
 /// A binding's name, role name and subjects.
 type Binding = (String, String, Vec<(String, String)>);
 
@@ -410,10 +442,25 @@ fn check_first_run(c: &Cluster) -> (String, String) {
     assert_eq!(kc.metadata.name.as_deref(), Some("kubelet-config"));
     let on_disk = std::fs::read_to_string(c.root.join("var/lib/kubelet/config.yaml")).unwrap();
     assert_eq!(kc.data.as_ref().unwrap()["kubelet"], on_disk);
+    let ann = kc
+        .metadata
+        .annotations
+        .as_ref()
+        .expect("kubelet-config signed");
+    assert_eq!(ann[HASH], kubeadm_hash(&kc));
+    assert!(ann[HASH].starts_with("sha256:") && ann[HASH].len() == 7 + 64);
+    assert!(
+        cm.metadata.annotations.is_none(),
+        "kubeadm-config is not signed"
+    );
     // mark-control-plane: the patched node has the labels and both taints
     let node: Node =
         serde_json::from_value(c.state.lock().unwrap().objects["/api/v1/nodes/cp-1"].clone())
             .unwrap();
+    assert!(
+        node.metadata.annotations.is_none(),
+        "1.34 (NodeLocalCRISocket on): no cri-socket annotation"
+    );
     let labels = node.metadata.labels.unwrap();
     assert_eq!(labels["node-role.kubernetes.io/control-plane"], "");
     assert_eq!(
@@ -462,12 +509,7 @@ fn check_first_run(c: &Cluster) -> (String, String) {
     assert_eq!(get("usage-bootstrap-signing"), "true");
     assert_eq!(get("usage-bootstrap-authentication"), "true");
     assert_eq!(get("auth-extra-groups"), GROUP);
-    let exp = time::OffsetDateTime::parse(
-        &get("expiration"),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap();
-    let left = exp - time::OffsetDateTime::now_utc();
+    let left = expires_in(&get("expiration"));
     assert!(
         left > time::Duration::hours(23) && left <= time::Duration::hours(24),
         "ttl 24h: {left}"
@@ -635,6 +677,11 @@ fn check_addons(reqs: &[Request], api_port: u16, version: &str) {
     assert_eq!(subjects(&rb.subjects), vec![g(GROUP)]);
     let cm: ConfigMap = body(&reqs[10]);
     ks(&cm.metadata, "kube-proxy");
+    assert_eq!(
+        cm.metadata.annotations.as_ref().expect("signed")[HASH],
+        kubeadm_hash(&cm),
+        "kube-proxy ConfigMap signed over config.conf and kubeconfig.conf"
+    );
     assert_eq!(cm.metadata.labels.unwrap()["app"], "kube-proxy");
     let data = cm.data.unwrap();
     let conf: Value = serde_norway::from_str(&data["config.conf"]).unwrap();
@@ -924,17 +971,11 @@ fn a_worker_joins_with_the_cluster_info_the_builders_produce() {
 fn upload_certs_encrypts_the_shared_files_with_the_certificate_key() {
     const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
     let c = cluster("upload-certs", false);
-    let seed = c.root.join("var/lib/cloud/seed/nocloud/user-data");
-    let ud = std::fs::read_to_string(&seed).unwrap();
-    std::fs::write(
-        &seed,
-        ud.replacen(
-            "kubeboot:\n",
-            &format!("kubeboot:\n  certificateKey: {KEY}\n"),
-            1,
-        ),
-    )
-    .unwrap();
+    edit_userdata(
+        &c,
+        "kubeboot:\n",
+        &format!("kubeboot:\n  certificateKey: {KEY}\n"),
+    );
     let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
     assert!(o.status.success(), "{}", text(&o.stderr));
     let (st_text, st) = status(&c.root);
@@ -1023,5 +1064,331 @@ fn upload_certs_encrypts_the_shared_files_with_the_certificate_key() {
             .expect("RoleBinding"),
     );
     assert_eq!(subjects(&rb.subjects), vec![g(GROUP)]);
+
+    // The TTL owner: a 2 h token Secret made just before, read back for its
+    // UID, controls kubeadm-certs.
+    let ks = "/api/v1/namespaces/kube-system/secrets";
+    let seq: Vec<(String, String)> = reqs
+        .iter()
+        .filter(|r| r.path.starts_with(ks))
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    let (owner, owner_secret) = check_owner_token(&reqs, &c.state, &o, &st_text);
+    let p = |m: &str, path: String| (m.to_string(), path);
+    assert_eq!(
+        &seq[..4],
+        [
+            p("GET", format!("{ks}/kubeadm-certs")), // 404: no previous owner
+            p("POST", ks.to_string()),
+            p("GET", format!("{ks}/{owner}")),
+            p("POST", ks.to_string()),
+        ]
+    );
+
+    // A rerun uploads again under a new owner token and expires the old
+    // one at once (kubeadm would leave one 2 h token per run).
+    let first = api_requests(&c.api).len();
+    std::fs::remove_file(c.root.join("var/lib/kubeboot/done")).unwrap();
+    let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
+    assert!(o.status.success(), "rerun: {}", text(&o.stderr));
+    let (st_text, _) = status(&c.root);
+    assert_no_secret(&owner_secret, &o, &st_text);
+    let again: Vec<Request> = api_requests(&c.api).split_off(first);
+    let (owner2, _) = check_owner_token(&again, &c.state, &o, &st_text);
+    assert_ne!(owner2, owner);
+    let seq: Vec<(String, String)> = again
+        .iter()
+        .filter(|r| {
+            r.path.starts_with(&format!("{ks}/{owner}")) || r.path.ends_with("/kubeadm-certs")
+        })
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    assert_eq!(
+        seq,
+        [
+            p("GET", format!("{ks}/kubeadm-certs")), // owned by the first token
+            p("GET", format!("{ks}/kubeadm-certs")), // create said 409: update
+            p("PUT", format!("{ks}/kubeadm-certs")),
+            p("GET", format!("{ks}/{owner}")),
+            p("PATCH", format!("{ks}/{owner}")),
+        ]
+    );
+    let patch: Value = body(
+        again
+            .iter()
+            .find(|r| r.method == "PATCH" && r.path.ends_with(&owner))
+            .unwrap(),
+    );
+    assert_eq!(
+        patch.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["data"],
+        "only the expiration changes: {patch}"
+    );
+    let state = c.state.lock().unwrap();
+    let old: Secret =
+        serde_json::from_value(state.objects[&format!("{ks}/{owner}")].clone()).unwrap();
+    let exp = String::from_utf8(old.data.unwrap()["expiration"].0.clone()).unwrap();
+    assert!(
+        expires_in(&exp) <= time::Duration::ZERO,
+        "old owner expired: {exp}"
+    );
+    let certs = &state.objects[&format!("{ks}/kubeadm-certs")];
+    assert_eq!(
+        certs["metadata"]["ownerReferences"][0]["name"],
+        owner2.as_str()
+    );
+    assert_eq!(
+        certs["metadata"]["ownerReferences"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    drop(state);
+    std::fs::remove_dir_all(&c.dir).unwrap();
+}
+
+/// Checks the owner token upload-certs created in `reqs` and the
+/// ownerReference of kubeadm-certs on it; returns its Secret name and the
+/// token secret (which must appear nowhere in the output).
+fn check_owner_token(
+    reqs: &[Request],
+    state: &Mutex<State>,
+    o: &Output,
+    st_text: &str,
+) -> (String, String) {
+    let ks = "/api/v1/namespaces/kube-system/secrets";
+    let posted: Vec<Secret> = reqs
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == ks)
+        .map(body)
+        .collect();
+    let tokens: Vec<&Secret> = posted
+        .iter()
+        .filter(|s| {
+            s.data
+                .as_ref()
+                .unwrap()
+                .get("description")
+                .map(|d| d.0.as_slice())
+                == Some(b"Proxy for managing TTL for the kubeadm-certs secret".as_slice())
+        })
+        .collect();
+    assert_eq!(tokens.len(), 1, "one owner token per run");
+    let tok = tokens[0];
+    assert_eq!(tok.type_.as_deref(), Some("bootstrap.kubernetes.io/token"));
+    assert_eq!(tok.metadata.namespace.as_deref(), Some("kube-system"));
+    let d = tok.data.as_ref().unwrap();
+    let get = |k: &str| String::from_utf8(d[k].0.clone()).unwrap();
+    let (id, secret) = (get("token-id"), get("token-secret"));
+    assert!(id.len() == 6 && secret.len() == 16, "generated token shape");
+    let name = format!("bootstrap-token-{id}");
+    assert_eq!(tok.metadata.name.as_deref(), Some(name.as_str()));
+    let mut keys: Vec<&str> = d.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["description", "expiration", "token-id", "token-secret"],
+        "no usages, no groups"
+    );
+    let left = expires_in(&get("expiration"));
+    assert!(
+        left > time::Duration::minutes(100) && left <= time::Duration::hours(2),
+        "ttl 2h: {left}"
+    );
+    assert_no_secret(&secret, o, st_text);
+    // kubeadm-certs (created, or updated on a rerun) points at it
+    let certs: Secret = reqs
+        .iter()
+        .filter(|r| r.path.starts_with(ks) && matches!(r.method.as_str(), "POST" | "PUT"))
+        .map(body::<Secret>)
+        .find(|s| s.metadata.name.as_deref() == Some("kubeadm-certs"))
+        .expect("kubeadm-certs sent");
+    let uid = state.lock().unwrap().objects[&format!("{ks}/{name}")]["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refs = certs.metadata.owner_references.expect("ownerReferences");
+    assert_eq!(refs.len(), 1);
+    let r = &refs[0];
+    assert_eq!(
+        (
+            r.api_version.as_str(),
+            r.kind.as_str(),
+            r.name.as_str(),
+            r.uid.as_str()
+        ),
+        ("v1", "Secret", name.as_str(), uid.as_str())
+    );
+    assert_eq!(
+        (r.controller, r.block_owner_deletion),
+        (Some(true), Some(true))
+    );
+    (name, secret)
+}
+
+/// The addon objects a run created, as `Kind name` from the request paths
+/// of the addon phase (everything after the cluster-info RoleBinding).
+fn addon_posts(reqs: &[Request]) -> Vec<String> {
+    let start = reqs
+        .iter()
+        .position(|r| r.path.ends_with("/namespaces/kube-public/rolebindings"))
+        .expect("bootstrap-token ran")
+        + 1;
+    reqs[start..]
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| {
+            let v: Value = body(r);
+            format!(
+                "{} {}",
+                v["kind"].as_str().unwrap(),
+                v["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn uploaded_cluster_configuration(reqs: &[Request]) -> Value {
+    let cm: ConfigMap = reqs
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/v1/namespaces/kube-system/configmaps")
+        .map(body::<ConfigMap>)
+        .find(|c| c.metadata.name.as_deref() == Some("kubeadm-config"))
+        .expect("kubeadm-config");
+    serde_norway::from_str(&cm.data.unwrap()["ClusterConfiguration"]).unwrap()
+}
+
+/// An init whose userdata's `cluster:` gets `extra` lines: its API
+/// requests, after a successful run.
+fn init_with(name: &str, extra: &str) -> (Cluster, Vec<Request>) {
+    let c = cluster(name, false);
+    edit_userdata(&c, "  cluster:\n", &format!("  cluster:\n{extra}"));
+    let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let reqs = api_requests(&c.api);
+    (c, reqs)
+}
+
+/// `dns.disabled`: the addon phase installs kube-proxy only, and the
+/// uploaded ClusterConfiguration says CoreDNS is disabled.
+#[test]
+fn dns_disabled_installs_no_coredns() {
+    let (c, reqs) = init_with("dns-disabled", "    dns:\n      disabled: true\n");
+    assert_eq!(
+        addon_posts(&reqs),
+        [
+            "ServiceAccount kube-proxy",
+            "ClusterRoleBinding kubeadm:node-proxier",
+            "Role kube-proxy",
+            "RoleBinding kube-proxy",
+            "ConfigMap kube-proxy",
+            "DaemonSet kube-proxy",
+        ]
+    );
+    assert!(
+        !reqs
+            .iter()
+            .any(|r| r.path.contains("coredns") || r.path.contains("kube-dns")),
+        "no CoreDNS request at all"
+    );
+    let cc = uploaded_cluster_configuration(&reqs);
+    assert_eq!(cc["dns"], json!({"disabled": true}));
+    assert_eq!(cc["proxy"], json!({}));
+    std::fs::remove_dir_all(&c.dir).unwrap();
+}
+
+/// `proxy.disabled` with CoreDNS image overrides (NodeConfig; the kubeadm
+/// v1beta4 spelling maps onto the same settings, see config's unit tests):
+/// CoreDNS from the mirror with the given tag, no kube-proxy objects, and
+/// the uploaded ClusterConfiguration keeps both.
+#[test]
+fn proxy_disabled_and_the_coredns_image_override() {
+    let (c, reqs) = init_with(
+        "proxy-disabled",
+        "    dns: {imageRepository: mirror.example.test/dns, imageTag: v1.12.1-fix.1}\n    proxy: {disabled: true}\n",
+    );
+    assert_eq!(
+        addon_posts(&reqs),
+        [
+            "ConfigMap coredns",
+            "ClusterRole system:coredns",
+            "ClusterRoleBinding system:coredns",
+            "ServiceAccount coredns",
+            "Deployment coredns",
+            "Service kube-dns",
+        ]
+    );
+    assert!(!reqs.iter().any(|r| r.path.contains("kube-proxy")
+        || r.path.ends_with("/daemonsets")
+        || r.path.ends_with("/kubeadm:node-proxier")));
+    let dep: Deployment = body(
+        reqs.iter()
+            .find(|r| r.method == "POST" && r.path.ends_with("/deployments"))
+            .unwrap(),
+    );
+    assert_eq!(
+        dep.spec.template.spec.unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some("mirror.example.test/dns/coredns:v1.12.1-fix.1")
+    );
+    let cc = uploaded_cluster_configuration(&reqs);
+    assert_eq!(
+        cc["dns"],
+        json!({"imageRepository": "mirror.example.test/dns", "imageTag": "v1.12.1-fix.1"})
+    );
+    assert_eq!(cc["proxy"], json!({"disabled": true}));
+    std::fs::remove_dir_all(&c.dir).unwrap();
+}
+
+/// Kubernetes 1.33 (kubeadm's NodeLocalCRISocket off by default):
+/// upload-config waits for the Node and annotates it with the CRI socket,
+/// as kubeadm's AnnotateCRISocket does, before mark-control-plane.
+#[test]
+fn kubernetes_1_33_annotates_the_node_with_the_cri_socket() {
+    let (c, reqs) = init_with("cri-socket", "    kubernetesVersion: v1.33.4\n");
+    let node = "/api/v1/nodes/cp-1";
+    // after upload-config's last object, the RoleBinding kubeadm:kubelet-config
+    let start = reqs
+        .iter()
+        .position(|r| {
+            r.method == "POST"
+                && r.path.ends_with("/rolebindings")
+                && body::<RoleBinding>(r).metadata.name.as_deref() == Some("kubeadm:kubelet-config")
+        })
+        .unwrap();
+    let seq: Vec<String> = reqs[start + 1..start + 7]
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        seq,
+        [
+            format!("GET {node}"), // 404: not registered yet
+            format!("GET {node}"),
+            format!("GET {node}"),
+            format!("PATCH {node}"), // the annotation
+            format!("GET {node}"),   // mark-control-plane
+            format!("PATCH {node}"),
+        ]
+    );
+    let patch: Value = body(reqs.iter().find(|r| r.method == "PATCH").unwrap());
+    assert_eq!(
+        patch,
+        json!({"metadata": {"annotations": {
+            "kubeadm.alpha.kubernetes.io/cri-socket": "unix:///var/run/containerd/containerd.sock"}}})
+    );
+    let state = c.state.lock().unwrap();
+    let n: Node = serde_json::from_value(state.objects[node].clone()).unwrap();
+    assert_eq!(
+        n.metadata.annotations.unwrap()["kubeadm.alpha.kubernetes.io/cri-socket"],
+        "unix:///var/run/containerd/containerd.sock"
+    );
+    assert_eq!(
+        n.metadata.labels.unwrap()["node-role.kubernetes.io/control-plane"],
+        ""
+    );
+    drop(state);
     std::fs::remove_dir_all(&c.dir).unwrap();
 }

@@ -244,6 +244,40 @@ fn config_show_redacts_secrets() {
 }
 
 #[test]
+fn kubeadm_addon_fields_are_acted_on() {
+    let f =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubeadm-v1beta4-addons.yaml");
+    let o = kubeboot(&["config", "show", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_str(&text(&o.stdout)).unwrap();
+    let c = &v["settings"]["cluster"];
+    assert_eq!(
+        c["dns"],
+        serde_json::json!({"disabled": true, "imageRepository": "mirror.example.test/dns", "imageTag": "v1.12.0-patch.1"})
+    );
+    assert_eq!(c["proxy"], serde_json::json!({"disabled": true}));
+    assert_eq!(
+        v["settings"]["warnings"],
+        serde_json::json!([]),
+        "no 'not acted on' warning"
+    );
+
+    // a tag that is not one: exit 2, the kubeadm field named
+    let dir = tmpdir("addons");
+    let bad = dir.join("kubeadm.yaml");
+    let text_in = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(&bad, text_in.replace("v1.12.0-patch.1", "v1.12:0")).unwrap();
+    let o = kubeboot(&["config", "validate", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("ClusterConfiguration.dns.imageTag:") && err.contains("is not an image tag"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn usage_errors_exit_2_and_version_works() {
     let o = kubeboot(&["render", "--no-such-flag"]);
     assert_eq!(o.status.code(), Some(2));

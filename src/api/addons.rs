@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use super::objects::{
     ApiObject, KUBE_SYSTEM, LABEL_CONTROL_PLANE, NODE_BOOTSTRAP_GROUP, Update, crb, group, meta,
-    object, read_configmap,
+    object, read_configmap, sign_config_map,
 };
 use crate::config::Settings;
 use crate::manifests::versions;
@@ -106,16 +106,25 @@ fn linux() -> Option<BTreeMap<String, String>> {
     labels(&[("kubernetes.io/os", "linux")])
 }
 
-/// The CoreDNS image: `registry.k8s.io/coredns/coredns:<tag>` from the
-/// default repository, `<repo>/coredns:<tag>` from any other (kubeadm's
-/// `GetDNSImage`), the tag from the version table.
+/// The CoreDNS image as kubeadm's `GetDNSImage` names it: the repository
+/// is `dns.imageRepository`, else the cluster's; the default repository
+/// gets kubeadm's extra `/coredns` level
+/// (`registry.k8s.io/coredns/coredns:<tag>`), any other is used as given
+/// (`<repo>/coredns:<tag>`); the tag is `dns.imageTag`, else the version
+/// table's.
 pub fn coredns_image(s: &Settings) -> String {
     let (facts, _) = versions::for_version(&s.cluster.kubernetes_version);
-    let repo = s.cluster.image_repository.trim_end_matches('/');
+    let dns = &s.cluster.dns;
+    let repo = dns
+        .image_repository
+        .as_deref()
+        .unwrap_or(&s.cluster.image_repository)
+        .trim_end_matches('/');
+    let tag = dns.image_tag.as_deref().unwrap_or(facts.coredns_tag);
     if repo == DEFAULT_REPOSITORY {
-        format!("{repo}/coredns/coredns:{}", facts.coredns_tag)
+        format!("{repo}/coredns/coredns:{tag}")
     } else {
-        format!("{repo}/coredns:{}", facts.coredns_tag)
+        format!("{repo}/coredns:{tag}")
     }
 }
 
@@ -528,7 +537,8 @@ fn kube_proxy_daemonset(s: &Settings) -> DaemonSet {
 pub fn kube_proxy(s: &Settings) -> Result<Vec<ApiObject>, String> {
     let config = serde_norway::to_string(&kube_proxy_config(s))
         .map_err(|e| format!("KubeProxyConfiguration does not serialize: {e}"))?;
-    let cm = ConfigMap {
+    // signed like kubeadm's generated kube-proxy ConfigMap
+    let cm = sign_config_map(ConfigMap {
         metadata: named_meta("kube-proxy", &[("app", "kube-proxy")]),
         data: Some(BTreeMap::from([
             ("config.conf".to_string(), config),
@@ -538,7 +548,7 @@ pub fn kube_proxy(s: &Settings) -> Result<Vec<ApiObject>, String> {
             ),
         ])),
         ..Default::default()
-    };
+    });
     let mut out = vec![
         object(&service_account("kube-proxy"), Update::Replace),
         crb(
@@ -558,10 +568,17 @@ pub fn kube_proxy(s: &Settings) -> Result<Vec<ApiObject>, String> {
     Ok(out)
 }
 
-/// Everything the `addon` phase applies: CoreDNS, then kube-proxy.
+/// Everything the `addon` phase applies: CoreDNS unless `dns.disabled`,
+/// then kube-proxy unless `proxy.disabled` (kubeadm skips a disabled addon
+/// and leaves whatever is in the cluster alone).
 pub fn all(s: &Settings) -> Result<Vec<ApiObject>, String> {
-    let mut out = coredns(s)?;
-    out.extend(kube_proxy(s)?);
+    let mut out = Vec::new();
+    if !s.cluster.dns.disabled {
+        out.extend(coredns(s)?);
+    }
+    if !s.cluster.proxy.disabled {
+        out.extend(kube_proxy(s)?);
+    }
     Ok(out)
 }
 
@@ -781,6 +798,53 @@ mod tests {
                 .image
                 .as_deref(),
             Some("mirror.example.test/k8s/kube-proxy:v1.33.0_vendor.1")
+        );
+    }
+
+    #[test]
+    fn disabled_addons_are_left_out_and_dns_image_overrides() {
+        let mut s = control_plane_settings();
+        s.cluster.dns.disabled = true;
+        let objs = all(&s).unwrap();
+        assert_eq!(objs.len(), 6);
+        let dns = |o: &ApiObject| o.what.contains("coredns") || o.what.contains("kube-dns");
+        assert!(!objs.iter().any(dns), "{objs:?}");
+        s.cluster.proxy.disabled = true;
+        assert!(all(&s).unwrap().is_empty());
+        s.cluster.dns.disabled = false;
+        let objs = all(&s).unwrap();
+        assert_eq!(objs.len(), 6);
+        assert!(objs.iter().all(dns), "{objs:?}");
+
+        // kubeadm's GetDNSImage: the override repository, no extra level
+        // unless it is the default one; the override tag
+        s.cluster.dns.image_tag = Some("v1.12.1-fix".into());
+        assert_eq!(
+            coredns_image(&s),
+            "registry.k8s.io/coredns/coredns:v1.12.1-fix"
+        );
+        s.cluster.dns.image_repository = Some("mirror.test/dns/".into());
+        assert_eq!(coredns_image(&s), "mirror.test/dns/coredns:v1.12.1-fix");
+        s.cluster.dns.image_tag = None;
+        s.cluster.image_repository = "other.test/k8s".into();
+        s.cluster.dns.image_repository = Some("registry.k8s.io".into());
+        assert_eq!(coredns_image(&s), "registry.k8s.io/coredns/coredns:v1.12.1");
+        let d: Deployment = typed(&coredns(&s).unwrap()[4]);
+        assert_eq!(
+            d.spec.template.spec.unwrap().containers[0].image.as_deref(),
+            Some("registry.k8s.io/coredns/coredns:v1.12.1")
+        );
+    }
+
+    #[test]
+    fn kube_proxy_configmap_is_signed_over_its_two_keys() {
+        let cm: ConfigMap = typed(&kube_proxy(&control_plane_settings()).unwrap()[4]);
+        let data = cm.data.clone().unwrap();
+        // config.conf sorts before kubeconfig.conf; values only
+        let bytes = format!("{}{}", data["config.conf"], data["kubeconfig.conf"]);
+        assert_eq!(
+            cm.metadata.annotations.unwrap()["kubeadm.kubernetes.io/component-config.hash"],
+            crate::pki::spki_hash(bytes.as_bytes()), // sha256:<hex> of any bytes
         );
     }
 

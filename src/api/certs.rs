@@ -59,8 +59,8 @@ pub fn decrypt(key: &[u8; 32], blob: &[u8]) -> Option<Vec<u8>> {
     Some(plain.to_vec())
 }
 
-/// Encrypts like kubeadm's upload-certs (used by tests and by a future
-/// upload-certs phase). `nonce` must be unique per key.
+/// Encrypts like kubeadm's upload-certs (the upload-certs phase and
+/// tests). `nonce` must be unique per key.
 pub fn encrypt(key: &[u8; 32], nonce: [u8; NONCE_LEN], plain: &[u8]) -> Option<Vec<u8>> {
     let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).ok()?);
     let mut buf = plain.to_vec();

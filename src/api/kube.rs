@@ -12,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use k8s_openapi::api::core::v1::Node;
 use serde_json::Value;
 
@@ -221,6 +222,27 @@ impl Kube {
         }
     }
 
+    /// upload-config's `AnnotateCRISocket`: waits for Node `name`, then sets
+    /// the CRI socket annotation with a merge patch. `Ok(false)` when it had
+    /// it already.
+    pub fn annotate_cri_socket(
+        &self,
+        name: &str,
+        socket: &str,
+        budget: Duration,
+    ) -> Result<bool, Error> {
+        let node = self.wait_for_node(name, budget)?;
+        let Some(patch) = objects::cri_socket_patch(&node, socket) else {
+            return Ok(false);
+        };
+        let path = format!("/api/v1/nodes/{name}");
+        let bytes = patch.to_string();
+        match self.call(Method::MergePatch(bytes.as_bytes()), "PATCH", &path)? {
+            (200, _) => Ok(true),
+            (s, body) => Err(self.refused("PATCH", &path, s, &body, false)),
+        }
+    }
+
     /// mark-control-plane: waits for Node `name`, then adds the labels and
     /// `taints` with a merge patch (a 409 from a concurrent change retries
     /// with the fresh Node). `Ok(false)` when it already had them all.
@@ -277,6 +299,120 @@ pub fn updated(ours: &Value, existing: &Value, update: Update) -> Value {
         }
     }
     out
+}
+
+/// upload-certs as kubeadm's `UploadCerts` does it: a new short-lived
+/// bootstrap token ([`objects::certs_owner_token_spec`], 2 hours, generated
+/// with the crate's token generator; only its public id is logged), its
+/// Secret read back for its UID, then `kube-system/kubeadm-certs` (the
+/// `encrypted` files) with a controller reference to that Secret and the
+/// RBAC to read it. When the token expires the token cleaner deletes its
+/// Secret and garbage collection deletes kubeadm-certs with it.
+///
+/// On a rerun kubeadm piles up one such token per run (each lives 2 h);
+/// here the token that owned the previous kubeadm-certs is expired at once
+/// instead (a merge patch of its `expiration` to `now`, after kubeadm-certs
+/// has a new owner, so the collector keeps the Secret), when it is still
+/// there and carries kubeadm's description: at most one live owner token.
+/// Returns the new token's id.
+pub fn upload_certs(
+    kube: &Kube,
+    encrypted: Vec<(&str, Vec<u8>)>,
+    now: time::OffsetDateTime,
+) -> Result<String, Error> {
+    let previous = match kube.get(super::certs::SECRET_PATH)? {
+        (200, body) => serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| objects::certs_owner_name(&v)),
+        (404, _) => None,
+        (s, body) => return Err(kube.refused("GET", super::certs::SECRET_PATH, s, &body, true)),
+    };
+    let spec = objects::certs_owner_token_spec();
+    let mut created = None;
+    // a fresh id that exists already (1 in 36^6) is drawn again, never replaced
+    for _ in 0..3 {
+        let token = crate::cli::generate_token()?;
+        let obj = objects::object(&objects::token_secret(&spec, &token, now), Update::Replace);
+        match kube.create(&obj)? {
+            (200 | 201, _) => {
+                created = Some((token.id, obj.item));
+                break;
+            }
+            (409, _) => continue,
+            (s, body) => return Err(kube.refused("POST", &obj.collection, s, &body, true)),
+        }
+    }
+    let Some((id, item)) = created else {
+        return Err(Error::Failed(
+            "upload-certs: every generated token id already existed (3 tries)".into(),
+        ));
+    };
+    let name = format!("bootstrap-token-{id}");
+    // read back for the UID, as kubeadm's getSecretOwnerRef does
+    let uid = match kube.get(&item)? {
+        (200, body) => serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.pointer("/metadata/uid")?.as_str().map(str::to_string))
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                Error::Failed(format!(
+                    "GET {}{item}: the Secret has no metadata.uid to own kubeadm-certs",
+                    kube.base
+                ))
+            })?,
+        (s, body) => return Err(kube.refused("GET", &item, s, &body, true)),
+    };
+    log::info!(target: "upload-certs", "created Secret kube-system/{name} (no usages, expires in 2 h); kubeadm-certs is deleted with it");
+    kube.apply_all(
+        "upload-certs",
+        &objects::kubeadm_certs(encrypted, objects::secret_controller_ref(&name, &uid)),
+    )?;
+    if let Some(old) = previous.filter(|o| *o != name) {
+        retire_certs_owner(kube, &old, now);
+    }
+    Ok(id)
+}
+
+/// Expires the token Secret `name` that owned the previous kubeadm-certs,
+/// when it is still there and is kubeadm's certs token. Only logs on
+/// failure: the new kubeadm-certs is in place and the old token expires
+/// by itself within 2 hours.
+fn retire_certs_owner(kube: &Kube, name: &str, now: time::OffsetDateTime) {
+    let path = format!("/api/v1/namespaces/{}/secrets/{name}", objects::KUBE_SYSTEM);
+    let is_certs_token = |body: &[u8]| -> bool {
+        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+            return false;
+        };
+        let description = v
+            .pointer("/data/description")
+            .and_then(Value::as_str)
+            .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok());
+        v.get("type").and_then(Value::as_str) == Some(objects::BOOTSTRAP_TOKEN_TYPE)
+            && description.as_deref() == Some(objects::CERTS_TOKEN_DESCRIPTION.as_bytes())
+    };
+    let outcome = match kube.get(&path) {
+        Ok((200, body)) if is_certs_token(&body) => {
+            let patch = objects::expire_token_patch(now).to_string();
+            match kube.call(Method::MergePatch(patch.as_bytes()), "PATCH", &path) {
+                Ok((200, _)) => Ok("expired it (the token cleaner deletes it)"),
+                Ok((404, _)) => Ok("it is gone already"),
+                Ok((s, _)) => Err(format!("PATCH {path}: {}", http::status_text(s))),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Ok((200, _)) => Ok("left alone: not kubeadm's certs token"),
+        Ok((404, _)) => Ok("it is gone already"),
+        Ok((s, _)) => Err(format!("GET {path}: {}", http::status_text(s))),
+        Err(e) => Err(e.to_string()),
+    };
+    match outcome {
+        Ok(what) => {
+            log::info!(target: "upload-certs", "previous owner of kubeadm-certs, Secret kube-system/{name}: {what}")
+        }
+        Err(e) => {
+            log::warn!(target: "upload-certs", "could not expire the previous owner of kubeadm-certs, Secret kube-system/{name} (it expires by itself): {e}")
+        }
+    }
 }
 
 /// Ensures the `kubeadm:cluster-admins` ClusterRoleBinding as kubeadm does:

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::{ByteString, Metadata, Resource};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -45,6 +45,14 @@ pub const LABEL_CONTROL_PLANE: &str = "node-role.kubernetes.io/control-plane";
 pub const LABEL_EXCLUDE_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 /// The Secret type of bootstrap tokens.
 pub const BOOTSTRAP_TOKEN_TYPE: &str = "bootstrap.kubernetes.io/token";
+/// The annotation kubeadm puts on the component-config ConfigMaps it generated.
+pub const COMPONENT_CONFIG_HASH: &str = "kubeadm.kubernetes.io/component-config.hash";
+/// `kube-system/kubeadm-certs`.
+pub const KUBEADM_CERTS: &str = "kubeadm-certs";
+/// The description of the token that owns `kubeadm-certs` (kubeadm's words).
+pub const CERTS_TOKEN_DESCRIPTION: &str = "Proxy for managing TTL for the kubeadm-certs secret";
+/// Its TTL: kubeadm's `DefaultCertTokenDuration`, 2 hours.
+pub const CERTS_TOKEN_TTL_SECONDS: u64 = 2 * 3600;
 
 /// How an existing object is updated when create says it exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +260,21 @@ fn joined(nets: &[ipnet::IpNet]) -> String {
         .join(",")
 }
 
+/// `dns` as kubeadm writes it (omitempty fields).
+fn dns_config(d: &crate::config::Dns) -> Value {
+    let mut m = serde_json::Map::new();
+    if let Some(r) = &d.image_repository {
+        m.insert("imageRepository".into(), json!(r));
+    }
+    if let Some(t) = &d.image_tag {
+        m.insert("imageTag".into(), json!(t));
+    }
+    if d.disabled {
+        m.insert("disabled".into(), json!(true));
+    }
+    Value::Object(m)
+}
+
 /// kubeadm's `ClusterConfiguration` (`kubeadm.k8s.io/v1beta4`) for these
 /// settings, as kubeadm stores it in `kube-system/kubeadm-config`.
 pub fn cluster_configuration(s: &Settings) -> Value {
@@ -313,13 +336,13 @@ pub fn cluster_configuration(s: &Settings) -> Value {
         "certificatesDir": c.certificates_dir,
         "clusterName": c.name,
         "controllerManager": component(&c.controller_manager),
-        "dns": {},
+        "dns": dns_config(&c.dns),
         "encryptionAlgorithm": c.key_algorithm.as_str(),
         "etcd": etcd,
         "imageRepository": c.image_repository,
         "kubernetesVersion": c.kubernetes_version,
         "networking": networking,
-        "proxy": {},
+        "proxy": if c.proxy.disabled { json!({"disabled": true}) } else { json!({}) },
         "scheduler": component(&c.scheduler),
     });
     if let Value::Object(m) = &mut cc {
@@ -346,6 +369,40 @@ fn config_map(name: &str, ns: &str, data: BTreeMap<String, String>) -> ConfigMap
     }
 }
 
+/// kubeadm's `ChecksumForConfigMap`: SHA-256 over the `data` values in
+/// the byte order of their keys, then the `binaryData` values likewise
+/// (keys themselves are not hashed), as `sha256:<hex>`.
+pub fn component_config_hash(cm: &ConfigMap) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    // BTreeMap iterates in byte order of the keys, as Go's sort.Strings
+    for v in cm.data.iter().flat_map(BTreeMap::values) {
+        ctx.update(v.as_bytes());
+    }
+    for v in cm.binary_data.iter().flat_map(BTreeMap::values) {
+        ctx.update(&v.0);
+    }
+    let hex: String = ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+/// kubeadm's `SignConfigMap`: annotates a component-config ConfigMap it
+/// generated with [`component_config_hash`] (under
+/// [`COMPONENT_CONFIG_HASH`]), so `kubeadm upgrade` can tell it was not
+/// edited by hand.
+pub fn sign_config_map(mut cm: ConfigMap) -> ConfigMap {
+    let hash = component_config_hash(&cm);
+    cm.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(COMPONENT_CONFIG_HASH.to_string(), hash);
+    cm
+}
+
 /// upload-config: `kube-system/kubeadm-config` (key `ClusterConfiguration`,
 /// YAML) and `kube-system/kubelet-config` (key `kubelet`: the bytes of the
 /// node's `/var/lib/kubelet/config.yaml`), each with the Role and
@@ -367,13 +424,15 @@ pub fn upload_config(s: &Settings, kubelet_config: &str) -> Result<Vec<ApiObject
         KUBEADM_CONFIG,
         vec![group(NODE_BOOTSTRAP_GROUP), group(NODES_GROUP)],
     ));
+    // signed, and replaced on update as kubeadm's CreateOrUpdate does (a
+    // foreign data key would break the hash)
     out.push(object(
-        &config_map(
+        &sign_config_map(config_map(
             KUBELET_CONFIG,
             KUBE_SYSTEM,
             BTreeMap::from([("kubelet".to_string(), kubelet_config.to_string())]),
-        ),
-        Update::MergeData,
+        )),
+        Update::Replace,
     ));
     out.extend(read_configmap(
         "kubeadm:kubelet-config",
@@ -419,17 +478,74 @@ pub fn token_secret(
     }
 }
 
+/// The token whose Secret owns `kubeadm-certs` (kubeadm's
+/// `createShortLivedBootstrapToken`): 2 hours, kubeadm's description, no
+/// usages and no groups, so it can neither sign nor authenticate.
+pub fn certs_owner_token_spec() -> BootstrapTokenSpec {
+    BootstrapTokenSpec {
+        token: None,
+        description: Some(CERTS_TOKEN_DESCRIPTION.into()),
+        ttl_seconds: CERTS_TOKEN_TTL_SECONDS,
+        usages: Vec::new(),
+        groups: Vec::new(),
+    }
+}
+
+/// A controller reference to the Secret `name` with `uid`, as
+/// `metav1.NewControllerRef(secret, v1/Secret)` makes it: controller and
+/// blockOwnerDeletion true.
+pub fn secret_controller_ref(name: &str, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: "v1".into(),
+        kind: "Secret".into(),
+        name: name.into(),
+        uid: uid.into(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The bootstrap-token Secret that controls `secret` (a Secret's JSON),
+/// when it has one: the name of its controller reference of kind Secret
+/// named `bootstrap-token-*`.
+pub fn certs_owner_name(secret: &Value) -> Option<String> {
+    secret
+        .pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .filter_map(|r| serde_json::from_value::<OwnerReference>(r.clone()).ok())
+        .find(|r| {
+            r.controller == Some(true)
+                && r.kind == "Secret"
+                && r.api_version == "v1"
+                && r.name.starts_with("bootstrap-token-")
+        })
+        .map(|r| r.name)
+}
+
+/// The merge patch that makes a bootstrap token expire at `now`: the
+/// token cleaner of kube-controller-manager then deletes its Secret.
+pub fn expire_token_patch(now: OffsetDateTime) -> Value {
+    let at = rfc3339_seconds(now.to_offset(time::UtcOffset::UTC));
+    json!({"data": {"expiration": base64::engine::general_purpose::STANDARD.encode(at)}})
+}
+
 /// `upload-certs`: the Secret `kube-system/kubeadm-certs` holding the shared
 /// files, each already encrypted (nonce ‖ ciphertext ‖ tag, see
-/// [`crate::api::certs`]), under kubeadm's data keys; and the Role that lets
-/// bootstrap-token holders read it (`kubeadm:kubeadm-certs`).
-pub fn kubeadm_certs(encrypted: Vec<(&str, Vec<u8>)>) -> Vec<ApiObject> {
+/// [`crate::api::certs`]), under kubeadm's data keys, controlled by `owner`
+/// (the short-lived token's Secret, so garbage collection deletes it when
+/// the token cleaner deletes that); and the Role that lets bootstrap-token
+/// holders read it (`kubeadm:kubeadm-certs`).
+pub fn kubeadm_certs(encrypted: Vec<(&str, Vec<u8>)>, owner: OwnerReference) -> Vec<ApiObject> {
     let data: BTreeMap<String, ByteString> = encrypted
         .into_iter()
         .map(|(k, v)| (k.to_string(), ByteString(v)))
         .collect();
     let secret = Secret {
-        metadata: meta("kubeadm-certs", Some(KUBE_SYSTEM)),
+        metadata: ObjectMeta {
+            owner_references: Some(vec![owner]),
+            ..meta(KUBEADM_CERTS, Some(KUBE_SYSTEM))
+        },
         type_: Some("Opaque".into()),
         data: Some(data),
         ..Default::default()
@@ -439,7 +555,7 @@ pub fn kubeadm_certs(encrypted: Vec<(&str, Vec<u8>)>) -> Vec<ApiObject> {
         "kubeadm:kubeadm-certs",
         KUBE_SYSTEM,
         "secrets",
-        "kubeadm-certs",
+        KUBEADM_CERTS,
         vec![group(NODE_BOOTSTRAP_GROUP)],
     ));
     out
@@ -527,6 +643,23 @@ pub fn cluster_info(server: &str, ca_pem: &[u8]) -> Vec<ApiObject> {
         vec![user("system:anonymous")],
     ));
     out
+}
+
+/// The Node annotation kubeadm (with `NodeLocalCRISocket` off: 1.32 and
+/// 1.33 by default) sets in upload-config to remember the CRI socket.
+pub const ANNOTATION_CRI_SOCKET: &str = "kubeadm.alpha.kubernetes.io/cri-socket";
+
+/// upload-config (kubeadm's `AnnotateCRISocket`): the JSON merge patch that
+/// sets [`ANNOTATION_CRI_SOCKET`] to `socket` on `node`; `None` when it
+/// already has that value.
+pub fn cri_socket_patch(node: &Node, socket: &str) -> Option<Value> {
+    let current = node
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_CRI_SOCKET));
+    (current.map(String::as_str) != Some(socket))
+        .then(|| json!({"metadata": {"annotations": {ANNOTATION_CRI_SOCKET: socket}}}))
 }
 
 /// mark-control-plane: the JSON merge patch that adds the control-plane
@@ -696,6 +829,99 @@ mod tests {
     }
 
     #[test]
+    fn component_config_hash_is_kubeadms() {
+        // kubeadm: sha256 over the data values in key order, keys not hashed
+        let cm = config_map(
+            "x",
+            KUBE_SYSTEM,
+            BTreeMap::from([
+                ("b".to_string(), "world".to_string()),
+                ("a".to_string(), "hello ".to_string()),
+            ]),
+        );
+        // sha256("hello world")
+        assert_eq!(
+            component_config_hash(&cm),
+            "sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        let signed = sign_config_map(cm);
+        assert_eq!(
+            signed.metadata.annotations.unwrap()[COMPONENT_CONFIG_HASH],
+            "sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        let s = crate::pki::examples::control_plane_settings();
+        let objs = upload_config(&s, "kind: KubeletConfiguration\n").unwrap();
+        let kc: ConfigMap = serde_json::from_value(objs[3].body.clone()).unwrap();
+        assert_eq!(objs[3].update, Update::Replace);
+        // sha256:<hex> of any bytes
+        let want = crate::pki::spki_hash(b"kind: KubeletConfiguration\n");
+        assert_eq!(
+            kc.metadata.annotations.unwrap()[COMPONENT_CONFIG_HASH],
+            want
+        );
+        let kadm: ConfigMap = serde_json::from_value(objs[0].body.clone()).unwrap();
+        assert!(
+            kadm.metadata.annotations.is_none(),
+            "kubeadm-config is not signed"
+        );
+    }
+
+    #[test]
+    fn kubeadm_certs_is_owned_by_the_short_lived_token() {
+        let spec = certs_owner_token_spec();
+        let now = time::macros::datetime!(2030-01-02 03:04:05 UTC);
+        let tok = token_secret(&spec, &token(), now);
+        let d = tok.data.clone().unwrap();
+        let keys: Vec<&str> = d.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["description", "expiration", "token-id", "token-secret"],
+            "no usages, no groups"
+        );
+        assert_eq!(d["expiration"].0, b"2030-01-02T05:04:05Z");
+        assert_eq!(d["description"].0, CERTS_TOKEN_DESCRIPTION.as_bytes());
+        let owner = secret_controller_ref("bootstrap-token-abcdef", "u-1");
+        let objs = kubeadm_certs(vec![("ca.crt", vec![1, 2])], owner);
+        assert_eq!(
+            objs[0].body["metadata"]["ownerReferences"],
+            json!([{"apiVersion": "v1", "kind": "Secret", "name": "bootstrap-token-abcdef",
+                "uid": "u-1", "controller": true, "blockOwnerDeletion": true}])
+        );
+        assert_eq!(
+            certs_owner_name(&objs[0].body).as_deref(),
+            Some("bootstrap-token-abcdef")
+        );
+        let mut foreign = objs[0].body.clone();
+        foreign["metadata"]["ownerReferences"][0]["controller"] = json!(false);
+        assert!(certs_owner_name(&foreign).is_none());
+        assert!(certs_owner_name(&json!({"metadata": {}})).is_none());
+        let p = expire_token_patch(now);
+        let at = base64::engine::general_purpose::STANDARD
+            .decode(p["data"]["expiration"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(at, b"2030-01-02T03:04:05Z");
+    }
+
+    #[test]
+    fn cluster_configuration_reflects_the_addons() {
+        let mut s = crate::pki::examples::control_plane_settings();
+        let cc = cluster_configuration(&s);
+        assert_eq!((&cc["dns"], &cc["proxy"]), (&json!({}), &json!({})));
+        s.cluster.dns = crate::config::Dns {
+            disabled: true,
+            image_repository: Some("mirror.test/dns".into()),
+            image_tag: Some("v9".into()),
+        };
+        s.cluster.proxy.disabled = true;
+        let cc = cluster_configuration(&s);
+        assert_eq!(
+            cc["dns"],
+            json!({"disabled": true, "imageRepository": "mirror.test/dns", "imageTag": "v9"})
+        );
+        assert_eq!(cc["proxy"], json!({"disabled": true}));
+    }
+
+    #[test]
     fn mark_patch_adds_only_what_is_missing() {
         let taint = Taint {
             key: "node-role.kubernetes.io/control-plane".into(),
@@ -717,6 +943,26 @@ mod tests {
         json_merge(&mut applied, &p);
         node = serde_json::from_value(applied).unwrap();
         assert!(mark_control_plane_patch(&node, &[taint]).is_none());
+    }
+
+    #[test]
+    fn cri_socket_patch_sets_the_annotation_once() {
+        let sock = "unix:///run/containerd/containerd.sock";
+        let mut node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "cp-1", "annotations": {"other": "x"}},
+        }))
+        .unwrap();
+        let p = cri_socket_patch(&node, sock).unwrap();
+        assert_eq!(
+            p,
+            json!({"metadata": {"annotations": {"kubeadm.alpha.kubernetes.io/cri-socket": sock}}})
+        );
+        let mut applied = serde_json::to_value(&node).unwrap();
+        json_merge(&mut applied, &p);
+        node = serde_json::from_value(applied).unwrap();
+        assert_eq!(node.metadata.annotations.as_ref().unwrap()["other"], "x");
+        assert!(cri_socket_patch(&node, sock).is_none());
+        assert!(cri_socket_patch(&node, "unix:///run/crio/crio.sock").is_some());
     }
 
     fn json_merge(target: &mut Value, patch: &Value) {

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::raw::{
-    NodeConfig, RawArgs, RawCluster, RawComponent, RawEnv, RawEtcd, RawExternalEtcd, RawNode,
-    RawTaint, RawToken, RawVolume,
+    NodeConfig, RawArgs, RawCluster, RawComponent, RawDns, RawEnv, RawEtcd, RawExternalEtcd,
+    RawNode, RawProxy, RawTaint, RawToken, RawVolume,
 };
 use crate::secret::Secret;
 
@@ -122,6 +122,30 @@ pub struct ClusterConfiguration {
     pub certificate_validity_period: Option<String>,
     /// CA validity (v1beta4).
     pub ca_certificate_validity_period: Option<String>,
+    /// The CoreDNS addon (`disabled` is v1beta4 only).
+    pub dns: Option<KubeadmDns>,
+    /// The kube-proxy addon (v1beta4 only).
+    pub proxy: Option<KubeadmProxy>,
+}
+
+/// `dns`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeadmDns {
+    /// Image repository override.
+    pub image_repository: Option<String>,
+    /// Image tag override.
+    pub image_tag: Option<String>,
+    /// Skip CoreDNS (v1beta4).
+    pub disabled: Option<bool>,
+}
+
+/// `proxy` (v1beta4).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeadmProxy {
+    /// Skip kube-proxy.
+    pub disabled: Option<bool>,
 }
 
 /// `etcd`.
@@ -313,6 +337,11 @@ pub fn names(init: bool, join: bool) -> Vec<(&'static str, String)> {
             "cluster.certificatesDir",
             "ClusterConfiguration.certificatesDir",
         ),
+        ("cluster.dns.imageTag", "ClusterConfiguration.dns.imageTag"),
+        (
+            "cluster.dns.imageRepository",
+            "ClusterConfiguration.dns.imageRepository",
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k, v.to_string()))
@@ -454,6 +483,14 @@ pub fn to_raw(
             controller_manager: component(c.controller_manager),
             scheduler: component(c.scheduler),
             feature_gates: c.feature_gates,
+            dns: c.dns.map(|d| RawDns {
+                disabled: d.disabled,
+                image_repository: d.image_repository,
+                image_tag: d.image_tag,
+            }),
+            proxy: c.proxy.map(|p| RawProxy {
+                disabled: p.disabled,
+            }),
         });
     }
     if let Some(i) = init {

@@ -304,6 +304,31 @@ pub struct Cluster {
     pub etcd_component: Component,
     /// Feature gates passed to components.
     pub feature_gates: Vec<(String, bool)>,
+    /// The CoreDNS addon.
+    pub dns: Dns,
+    /// The kube-proxy addon.
+    pub proxy: Proxy,
+}
+
+/// The CoreDNS addon (kubeadm's `ClusterConfiguration.dns`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dns {
+    /// The `addon` phase does not install CoreDNS.
+    pub disabled: bool,
+    /// Repository of the CoreDNS image, instead of the cluster's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_repository: Option<String>,
+    /// Tag of the CoreDNS image, instead of the version table's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_tag: Option<String>,
+}
+
+/// The kube-proxy addon (kubeadm's `ClusterConfiguration.proxy`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Proxy {
+    /// The `addon` phase does not install kube-proxy.
+    pub disabled: bool,
 }
 
 /// Settings for this node (kubeadm's nodeRegistration + localAPIEndpoint).

@@ -154,7 +154,11 @@ fn classify(
                     Ok(Some(Doc::Init(Box::new(d), version)))
                 }
                 Some("ClusterConfiguration") => {
-                    let d = typed(value, origin, "ClusterConfiguration.", warnings, note)?;
+                    let mut d: ClusterConfiguration =
+                        typed(value, origin, "ClusterConfiguration.", warnings, note)?;
+                    if version == "v1beta3" {
+                        v1beta3_addons(&mut d, warnings);
+                    }
                     Ok(Some(Doc::Cluster(Box::new(d), version)))
                 }
                 Some("JoinConfiguration") => {
@@ -206,6 +210,25 @@ fn classify(
             "apiVersion",
             "missing (a document with a kind must say its apiVersion)",
         )),
+    }
+}
+
+/// v1beta3 has no `dns.disabled` and no `proxy` (v1beta4 added them):
+/// kubeadm's strict decoder only warns about them, so kubeboot ignores them
+/// with a warning too rather than acting on a field the version lacks.
+fn v1beta3_addons(d: &mut ClusterConfiguration, warnings: &mut Vec<Warning>) {
+    let note = "not a kubeadm.k8s.io/v1beta3 field (v1beta4 added it); ignored, as kubeadm ignores it; use apiVersion kubeadm.k8s.io/v1beta4";
+    if d.dns.as_mut().and_then(|x| x.disabled.take()).is_some() {
+        warnings.push(Warning {
+            field: "ClusterConfiguration.dns.disabled".into(),
+            message: note.into(),
+        });
+    }
+    if d.proxy.take().is_some() {
+        warnings.push(Warning {
+            field: "ClusterConfiguration.proxy".into(),
+            message: note.into(),
+        });
     }
 }
 

@@ -99,6 +99,30 @@ pub struct RawCluster {
     pub scheduler: Option<RawComponent>,
     /// Feature gates.
     pub feature_gates: Option<BTreeMap<String, bool>>,
+    /// The CoreDNS addon.
+    pub dns: Option<RawDns>,
+    /// The kube-proxy addon.
+    pub proxy: Option<RawProxy>,
+}
+
+/// The CoreDNS addon (kubeadm's `dns`): skip it, or pull another image.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawDns {
+    /// Do not install CoreDNS.
+    pub disabled: Option<bool>,
+    /// Repository of the CoreDNS image (default: the cluster's).
+    pub image_repository: Option<String>,
+    /// Tag of the CoreDNS image (default: the version table's).
+    pub image_tag: Option<String>,
+}
+
+/// The kube-proxy addon (kubeadm's `proxy`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawProxy {
+    /// Do not install kube-proxy.
+    pub disabled: Option<bool>,
 }
 
 /// etcd settings: local (default) or external.

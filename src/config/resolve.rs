@@ -272,6 +272,39 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
         extra_volumes: Vec::new(),
         extra_envs: envs(re.and_then(|e| e.extra_envs.as_ref())),
     };
+    let rdns = rc.and_then(|c| c.dns.as_ref());
+    let dns = Dns {
+        disabled: rdns.and_then(|d| d.disabled).unwrap_or(false),
+        // empty means unset, as in kubeadm
+        image_repository: rdns
+            .and_then(|d| d.image_repository.clone())
+            .filter(|r| !r.is_empty()),
+        image_tag: rdns
+            .and_then(|d| d.image_tag.clone())
+            .filter(|t| !t.is_empty()),
+    };
+    if let Some(t) = &dns.image_tag
+        && !is_image_tag(t)
+    {
+        p.add(
+            "cluster.dns.imageTag",
+            format!("{t:?} is not an image tag (letters, digits, '_', '.', '-'; at most 128; not starting with '.' or '-')"),
+        );
+    }
+    if let Some(r) = &dns.image_repository
+        && !is_image_repository(r)
+    {
+        p.add(
+            "cluster.dns.imageRepository",
+            format!("{r:?} is not an image repository like registry.example.com/coredns (no scheme, tag or spaces)"),
+        );
+    }
+    let proxy = Proxy {
+        disabled: rc
+            .and_then(|c| c.proxy.as_ref())
+            .and_then(|p| p.disabled)
+            .unwrap_or(false),
+    };
     let feature_gates = rc
         .and_then(|c| c.feature_gates.clone())
         .unwrap_or_default()
@@ -620,6 +653,8 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
         scheduler: component(rc.and_then(|c| c.scheduler.as_ref())),
         etcd_component,
         feature_gates,
+        dns,
+        proxy,
     };
     let Parsed { warnings, .. } = parsed;
     Ok(Settings {
@@ -843,6 +878,37 @@ pub fn parse_duration(s: &str) -> Option<u64> {
         return None;
     }
     Some(total as u64)
+}
+
+/// An image tag as the OCI distribution reference grammar has it:
+/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn is_image_tag(t: &str) -> bool {
+    let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    t.len() <= 128
+        && t.bytes().next().is_some_and(ok)
+        && t.bytes().all(|b| ok(b) || b == b'.' || b == b'-')
+}
+
+/// An image repository without a tag or digest: `host[:port]/path`, or a
+/// bare name; no scheme, no whitespace, no empty path component.
+pub fn is_image_repository(r: &str) -> bool {
+    let path_ok = |c: &str| {
+        !c.is_empty()
+            && c.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            })
+    };
+    let mut parts = r.split('/');
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    // the first component may be a registry host with a port (and capitals)
+    let host_ok = !first.is_empty()
+        && first
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
+        && first.matches(':').count() <= 1;
+    host_ok && parts.all(path_ok) && !r.contains("://")
 }
 
 fn is_dns_label_ish(s: &str) -> bool {

@@ -167,7 +167,14 @@ fn kubeadm_v1beta4_init() {
     assert_eq!(s.bootstrap_tokens[0].ttl_seconds, 7200);
     assert_eq!(s.bootstrap_tokens[0].token.as_ref().unwrap().id, "abcdef");
     let fields: Vec<&str> = s.warnings.iter().map(|w| w.field.as_str()).collect();
-    assert!(fields.contains(&"ClusterConfiguration.dns"), "{fields:?}");
+    assert!(
+        !fields
+            .iter()
+            .any(|f| f.starts_with("ClusterConfiguration.dns")),
+        "dns is acted on: {fields:?}"
+    );
+    assert_eq!(s.cluster.dns.image_tag.as_deref(), Some("v1.11.3"));
+    assert!(!s.cluster.dns.disabled && !s.cluster.proxy.disabled);
     assert!(
         fields.contains(&"InitConfiguration.nodeRegistration.imagePullSerial"),
         "{fields:?}"
@@ -393,4 +400,135 @@ fn helpers() {
     );
     let t = crate::cli::generate_token().unwrap();
     assert!(resolve::parse_token(&crate::secret::Secret::new(t.expose())).is_some());
+}
+
+const INIT_V1BETA4_ADDONS: &str = "apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+nodeRegistration:
+  name: cp-1
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+dns:
+  disabled: true
+  imageRepository: mirror.example.test/dns
+  imageTag: v1.12.1-fix.2
+proxy:
+  disabled: true
+";
+
+#[test]
+fn kubeadm_v1beta4_addons_are_acted_on() {
+    let l = load(INIT_V1BETA4_ADDONS).unwrap();
+    let c = &l.settings.cluster;
+    assert_eq!(
+        c.dns,
+        Dns {
+            disabled: true,
+            image_repository: Some("mirror.example.test/dns".into()),
+            image_tag: Some("v1.12.1-fix.2".into()),
+        }
+    );
+    assert_eq!(c.proxy, Proxy { disabled: true });
+    let fields: Vec<&str> = l
+        .settings
+        .warnings
+        .iter()
+        .map(|w| w.field.as_str())
+        .collect();
+    assert!(
+        !fields
+            .iter()
+            .any(|f| f.contains(".dns") || f.contains(".proxy")),
+        "{fields:?}"
+    );
+    // omitted: both addons installed, no overrides
+    let plain = load("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n").unwrap();
+    assert_eq!(plain.settings.cluster.dns, Dns::default());
+    assert!(!plain.settings.cluster.proxy.disabled);
+}
+
+#[test]
+fn kubeadm_v1beta3_has_no_addon_switches() {
+    let text = INIT_V1BETA4_ADDONS.replace("v1beta4", "v1beta3");
+    let l = load(&text).unwrap();
+    let c = &l.settings.cluster;
+    assert!(!c.dns.disabled && !c.proxy.disabled, "not v1beta3 fields");
+    assert_eq!(
+        c.dns.image_tag.as_deref(),
+        Some("v1.12.1-fix.2"),
+        "v1beta3 has dns.imageTag"
+    );
+    assert_eq!(
+        c.dns.image_repository.as_deref(),
+        Some("mirror.example.test/dns")
+    );
+    let warned: Vec<(&str, &str)> = l
+        .settings
+        .warnings
+        .iter()
+        .map(|w| (w.field.as_str(), w.message.as_str()))
+        .filter(|(f, _)| f.contains(".dns") || f.contains(".proxy"))
+        .collect();
+    assert_eq!(warned.len(), 2, "{warned:?}");
+    assert_eq!(warned[0].0, "ClusterConfiguration.dns.disabled");
+    assert_eq!(warned[1].0, "ClusterConfiguration.proxy");
+    assert!(warned[0].1.contains("v1beta4"), "{warned:?}");
+}
+
+#[test]
+fn nodeconfig_addons_and_image_validation() {
+    let l = load(
+        "apiVersion: kubeboot.dev/v1alpha1
+role: control-plane
+cluster:
+  dns: {disabled: true}
+  proxy: {disabled: true}
+",
+    )
+    .unwrap();
+    assert!(l.settings.cluster.dns.disabled && l.settings.cluster.proxy.disabled);
+    let l = load("role: control-plane\ncluster:\n  dns: {imageTag: v1.12.0}\n").unwrap();
+    assert_eq!(l.settings.cluster.dns.image_tag.as_deref(), Some("v1.12.0"));
+    assert!(!l.settings.cluster.dns.disabled);
+    let l = load("role: control-plane\ncluster:\n  dns: {imageTag: \"\", imageRepository: \"\"}\n")
+        .unwrap();
+    assert_eq!(
+        l.settings.cluster.dns,
+        Dns::default(),
+        "empty means unset, as in kubeadm"
+    );
+
+    for bad in ["\"v1.12:0\"", "-v1", ".v1", "\"v 1\"", &"a".repeat(129)] {
+        let e = err(&format!(
+            "role: control-plane\ncluster:\n  dns: {{imageTag: {bad}}}\n"
+        ));
+        assert!(e.contains("cluster.dns.imageTag:"), "{bad}: {e}");
+        assert!(e.contains("is not an image tag"), "{e}");
+    }
+    let e = err(&INIT_V1BETA4_ADDONS.replace("v1.12.1-fix.2", "\"v1.12@sha\""));
+    assert!(e.contains("ClusterConfiguration.dns.imageTag:"), "{e}");
+    for bad in [
+        "https://mirror.test/dns",
+        "\"mirror.test/ dns\"",
+        "mirror.test//dns",
+        "mirror.test/DNS",
+    ] {
+        let e = err(&format!(
+            "role: control-plane\ncluster:\n  dns: {{imageRepository: {bad}}}\n"
+        ));
+        assert!(e.contains("cluster.dns.imageRepository:"), "{bad}: {e}");
+    }
+    for good in [
+        "mirror.test:5000/k8s/dns",
+        "Registry.Example.test/coredns",
+        "localhost/dns",
+    ] {
+        load(&format!(
+            "role: control-plane\ncluster:\n  dns: {{imageRepository: {good}}}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+    let e = err("role: control-plane\ncluster:\n  proxy: {enabled: false}\n");
+    assert!(e.contains("cluster.proxy") && e.contains("enabled"), "{e}");
 }

@@ -658,11 +658,27 @@ fn run_upload_config(r: &mut NodeRun<'_>) -> Result<(), Error> {
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::Failed(format!("{}: not UTF-8 text", path.display())))?;
     let objs = api::objects::upload_config(&r.settings, &text).map_err(Error::Failed)?;
-    kube.apply_all("upload-config", &objs)
+    kube.apply_all("upload-config", &objs)?;
+    // kubeadm 1.32/1.33 (NodeLocalCRISocket off) keep the CRI socket on the Node
+    if !kubelet::node_local_cri_socket(&r.settings) {
+        let (name, sock) = (&r.settings.node.name, &r.settings.node.cri_socket);
+        let set = kube.annotate_cri_socket(name, sock, r.budgets.health)?;
+        log::info!(target: "upload-config", "Node {name}: annotation {}={sock} ({})", api::objects::ANNOTATION_CRI_SOCKET, if set { "set" } else { "already present" });
+    }
+    Ok(())
 }
 
-/// kubeadm's addon phase: CoreDNS, then kube-proxy.
+/// kubeadm's addon phase: CoreDNS, then kube-proxy, each unless disabled.
 fn run_addon(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let c = &r.settings.cluster;
+    for (off, what) in [
+        (c.dns.disabled, "CoreDNS: dns.disabled"),
+        (c.proxy.disabled, "kube-proxy: proxy.disabled"),
+    ] {
+        if off {
+            log::info!(target: "addon", "not installing {what}");
+        }
+    }
     let kube = admin_client(r, "admin.conf")?;
     let objs = api::addons::all(&r.settings).map_err(Error::Failed)?;
     kube.apply_all("addon", &objs)
@@ -691,7 +707,7 @@ fn run_upload_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {
         encrypted.push((data_key, blob));
     }
     let kube = admin_client(r, "admin.conf")?;
-    kube.apply_all("upload-certs", &api::objects::kubeadm_certs(encrypted))?;
+    api::kube::upload_certs(&kube, encrypted, r.now)?;
     log::info!(target: "upload-certs", "shared certificates stored in kube-system/kubeadm-certs (decryptable only with the certificate key)");
     Ok(())
 }

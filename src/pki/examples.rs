@@ -45,6 +45,8 @@ pub fn control_plane_settings() -> Settings {
             scheduler: Component::default(),
             etcd_component: Component::default(),
             feature_gates: Vec::new(),
+            dns: Default::default(),
+            proxy: Default::default(),
         },
         node: Node {
             name: "cp-1".into(),

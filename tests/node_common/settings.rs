@@ -41,6 +41,8 @@ pub fn control_plane() -> Settings {
             scheduler: Component::default(),
             etcd_component: Component::default(),
             feature_gates: vec![],
+            dns: Default::default(),
+            proxy: Default::default(),
         },
         node: Node {
             name: "cp-1".into(),
