@@ -347,7 +347,8 @@ fn cluster(name: &str, run_etcd: bool) -> Cluster {
         let nonce = [n as u8; 12];
         encrypted.push((data_key, api::certs::encrypt(&key, nonce, &plain).unwrap()));
     }
-    for o in api::objects::kubeadm_certs(encrypted) {
+    let owner = api::objects::secret_controller_ref("bootstrap-token-abcdef", "uid-owner");
+    for o in api::objects::kubeadm_certs(encrypted, owner) {
         if o.item.ends_with("/secrets/kubeadm-certs") {
             token_objs.insert(o.item.clone(), o.body.clone());
         }
