@@ -9,6 +9,13 @@
 //! the unit is skipped by `ConditionPathExists=!/var/lib/kubeboot/done` and that
 //! the status file is left alone.
 //!
+//! Two more tests boot from config disks instead of the seed directory and
+//! prove kubeboot's real mount path, platform detected from the label only:
+//! an OpenStack `config-2` drive on vfat, and NoCloud `cidata` disks on
+//! iso9660 (firstboot) and vfat (a second read with `config show --source
+//! auto` in the same boot). A kprobe trace of mount(2)/umount2(2) in the
+//! guest shows each read-only mount and its unmount.
+//!
 //! The image recipe is `image/vm/` (see `docs/vm-test.md`). Gated by
 //! `KUBEBOOT_VM_TEST=1`: it needs root, debootstrap and qemu-system-x86, and its
 //! first run downloads Debian from the mirror (the only test that talks to a
