@@ -474,7 +474,7 @@ fn vm_boot_first_boot_runs_once() {
             std::io::stderr(),
             "SKIP vm_boot: set KUBEBOOT_VM_TEST=1 (needs root, qemu-system-x86, debootstrap, \
              e2fsprogs, and the Debian mirror for the first, cached, image build; \
-             ~3.5 min first run, ~1.2 min cached; docs/vm-test.md)"
+             ~4 min first run, ~2 min cached; docs/vm-test.md)"
         );
         return;
     }
