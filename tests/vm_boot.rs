@@ -9,6 +9,13 @@
 //! the unit is skipped by `ConditionPathExists=!/var/lib/kubeboot/done` and that
 //! the status file is left alone.
 //!
+//! Two more tests boot from config disks instead of the seed directory and
+//! prove kubeboot's real mount path, platform detected from the label only:
+//! an OpenStack `config-2` drive on vfat, and NoCloud `cidata` disks on
+//! iso9660 (firstboot) and vfat (a second read with `config show --source
+//! auto` in the same boot). A kprobe trace of mount(2)/umount2(2) in the
+//! guest shows each read-only mount and its unmount.
+//!
 //! The image recipe is `image/vm/` (see `docs/vm-test.md`). Gated by
 //! `KUBEBOOT_VM_TEST=1`: it needs root, debootstrap and qemu-system-x86, and its
 //! first run downloads Debian from the mirror (the only test that talks to a
@@ -49,6 +56,17 @@ fn on_path(tool: &str) -> bool {
 /// Runs `cmd` under coreutils `timeout` (which kills the whole process group),
 /// with stdout and stderr going to `log`. Panics with the log's tail on failure.
 fn run_bounded(what: &str, cmd: &[&str], limit: Duration, log: &Path) -> Duration {
+    run_bounded_env(what, cmd, &[], limit, log)
+}
+
+/// [`run_bounded`] with extra environment variables for the command.
+fn run_bounded_env(
+    what: &str,
+    cmd: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+    log: &Path,
+) -> Duration {
     let out = std::fs::File::create(log).expect("create log");
     let err = out.try_clone().expect("clone log");
     let start = Instant::now();
@@ -61,6 +79,7 @@ fn run_bounded(what: &str, cmd: &[&str], limit: Duration, log: &Path) -> Duratio
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -192,8 +211,12 @@ fn boot(work: &Path, n: u32, accel: &str) -> String {
     let console = work.join(format!("console-{n}.log"));
     let img = work.join("disk.img");
     let drive = format!("file={},if=virtio,format=raw", img.display());
-    let cidata = work.join("cidata.iso");
-    let cidata_drive = format!("file={},if=virtio,format=raw,readonly=on", cidata.display());
+    // The config disks prepare-image.sh made (DISKS), in order: /dev/vdb, ...
+    let seeds: Vec<String> = (1..)
+        .map(|i| work.join(format!("seed-{i}.img")))
+        .take_while(|p| p.exists())
+        .map(|p| format!("file={},if=virtio,format=raw,readonly=on", p.display()))
+        .collect();
     let serial = format!("file:{}", console.display());
     let kernel = work.join("vmlinuz");
     let initrd = work.join("initrd.img");
@@ -227,8 +250,8 @@ fn boot(work: &Path, n: u32, accel: &str) -> String {
         "virtio-net-pci,netdev=n",
         "-no-reboot",
     ];
-    if cidata.exists() {
-        args.extend(["-drive", &cidata_drive]);
+    for seed in &seeds {
+        args.extend(["-drive", seed.as_str()]);
     }
     run_bounded(
         &format!("boot {n} (accel {accel})"),
@@ -247,6 +270,201 @@ fn report(img: &Path, n: u32, console: &str) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// One event the guest's mount/umount kprobes caught
+/// (`files/kubeboot-vm-trace`), from the report's trace section.
+#[derive(Debug)]
+struct Probe {
+    comm: String,
+    pid: u32,
+    event: String,
+    args: Vec<(String, String)>,
+}
+
+impl Probe {
+    fn arg(&self, key: &str) -> &str {
+        self.args
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("trace event has no {key}: {self:?}"))
+    }
+}
+
+/// Parses trace lines like
+/// `kubeboot-240 [000] d.... 22.84: mount: (__x64_sys_mount+0x0/0xd0) dev="/dev/vdb" ... flags=0xf`.
+fn probes(report: &str) -> Vec<Probe> {
+    let section = report
+        .split("--- trace")
+        .nth(1)
+        .and_then(|r| r.split("--- status.json").next())
+        .unwrap_or_else(|| panic!("the report has no trace section:\n{report}"));
+    let mut out = Vec::new();
+    for line in section.lines().skip(1) {
+        let line = line.trim();
+        let Some((head, rest)) = line.split_once(": (") else {
+            continue;
+        };
+        let Some((_, args)) = rest.split_once(") ") else {
+            continue;
+        };
+        let mut words = head.split_whitespace();
+        let Some((comm, pid)) = words.next().and_then(|t| t.rsplit_once('-')) else {
+            continue;
+        };
+        let (Ok(pid), Some(event)) = (pid.parse(), words.last()) else {
+            continue;
+        };
+        out.push(Probe {
+            comm: comm.to_string(),
+            pid,
+            event: event.to_string(),
+            args: args
+                .split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+                .collect(),
+        });
+    }
+    out
+}
+
+/// The mount/umount syscalls made by kubeboot processes.
+fn kubeboot_probes(report: &str) -> Vec<Probe> {
+    assert_eq!(
+        field(report, "trace_probes"),
+        "4",
+        "the mount/umount kprobes were not armed:\n{report}"
+    );
+    probes(report)
+        .into_iter()
+        .filter(|p| p.comm == "kubeboot")
+        .collect()
+}
+
+/// Asserts from the syscall trace that a kubeboot process mounted `dev`
+/// with filesystem `fstype` read-only (`MS_RDONLY|MS_NOSUID|MS_NODEV|
+/// MS_NOEXEC` = 0xf) on its private `/run/kubeboot/disk-<pid>-<label>`,
+/// the mount succeeded, and the same process unmounted it (umount2
+/// returned 0). Returns that process's pid.
+fn assert_disk_mounted(report: &str, dev: &str, fstype: &str, label: &str) -> u32 {
+    let events = kubeboot_probes(report);
+    let i = events
+        .iter()
+        .position(|p| p.event == "mount" && p.arg("dev") == dev)
+        .unwrap_or_else(|| panic!("no kubeboot mount of {dev} in the trace: {events:#?}"));
+    let m = &events[i];
+    let dir = format!("/run/kubeboot/disk-{}-{label}", m.pid);
+    assert_eq!(m.arg("fstype"), fstype, "{m:?}");
+    assert_eq!(m.arg("dir"), dir, "{m:?}");
+    assert_eq!(
+        m.arg("flags"),
+        "0xf",
+        "not MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC: {m:?}"
+    );
+    let same: Vec<&Probe> = events[i + 1..].iter().filter(|p| p.pid == m.pid).collect();
+    let names: Vec<&str> = same.iter().map(|p| p.event.as_str()).collect();
+    assert!(
+        names.starts_with(&["mount_ret", "umount", "umount_ret"]),
+        "after mounting {dev}, process {} made {names:?}, want mount_ret, umount, umount_ret",
+        m.pid
+    );
+    assert_eq!(
+        same[0].arg("ret"),
+        "0",
+        "mount(2) of {dev} failed: {:?}",
+        same[0]
+    );
+    assert_eq!(same[1].arg("dir"), dir, "{:?}", same[1]);
+    assert_eq!(
+        same[2].arg("ret"),
+        "0",
+        "umount2(2) of {dir} failed: {:?}",
+        same[2]
+    );
+    m.pid
+}
+
+/// Makes the disk image with config disks `disks` (`LABEL:FS:USER_DATA`,
+/// attached as /dev/vdb, /dev/vdc, ... in this order), boots it once and
+/// returns the image, the console and the report.
+fn boot_with_disks(
+    name: &str,
+    disks: &[String],
+    second_read: Option<&str>,
+) -> (PathBuf, String, String) {
+    assert!(rustix_is_root(), "KUBEBOOT_VM_TEST=1 needs root");
+    for (tool, package) in [
+        ("genisoimage", "genisoimage"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mcopy", "mtools"),
+    ] {
+        assert!(
+            on_path(tool),
+            "{tool} (Debian package {package}) is required"
+        );
+    }
+    let accel = std::env::var("KUBEBOOT_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let work = target.join(name);
+    std::fs::create_dir_all(&work).expect("create work dir");
+    let base = base_tree(&cache_dir(), &work);
+    let disk = work.join("disk");
+    let prepare = Path::new(REPO).join("image/vm/prepare-image.sh");
+    let userdata = Path::new(REPO).join("image/vm/files/user-data");
+    let list = disks.join(" ");
+    let mut env = vec![("DISKS", list.as_str())];
+    if let Some(label) = second_read {
+        env.push(("SECOND_READ", label));
+    }
+    run_bounded_env(
+        "prepare disk image with config disks",
+        &[
+            prepare.to_str().expect("utf-8 path"),
+            base.to_str().expect("utf-8 path"),
+            KUBEBOOT,
+            userdata.to_str().expect("utf-8 path"),
+            disk.to_str().expect("utf-8 path"),
+        ],
+        &env,
+        PREPARE_TIMEOUT,
+        &work.join("prepare.log"),
+    );
+    for i in 1..=disks.len() {
+        assert!(
+            disk.join(format!("seed-{i}.img")).is_file(),
+            "no seed-{i}.img"
+        );
+    }
+    let img = disk.join("disk.img");
+    assert!(
+        image_file(&img, "/var/lib/cloud/seed/nocloud/user-data").is_none(),
+        "no seed directory in this image"
+    );
+    let console = boot(&disk, 1, &accel);
+    let r = report(&img, 1, &console);
+    eprintln!("vm_boot {name}: report:\n{r}");
+    (img, console, r)
+}
+
+/// The test's userdata with the cluster renamed, so that what kubeboot read
+/// shows which disk it came from. Written to the target dir; returns its path.
+fn userdata_named(cluster: &str) -> PathBuf {
+    let text = std::fs::read_to_string(Path::new(REPO).join("image/vm/files/user-data"))
+        .expect("read image/vm/files/user-data");
+    let from = "  cluster:\n    name: vmtest\n";
+    assert!(
+        text.contains(from),
+        "user-data has no cluster name to replace"
+    );
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("user-data-{cluster}"));
+    std::fs::write(
+        &out,
+        text.replace(from, &format!("  cluster:\n    name: {cluster}\n")),
+    )
+    .expect("write user-data copy");
+    out
+}
+
 #[test]
 fn vm_boot_first_boot_runs_once() {
     if std::env::var("KUBEBOOT_VM_TEST").as_deref() != Ok("1") {
@@ -256,7 +474,7 @@ fn vm_boot_first_boot_runs_once() {
             std::io::stderr(),
             "SKIP vm_boot: set KUBEBOOT_VM_TEST=1 (needs root, qemu-system-x86, debootstrap, \
              e2fsprogs, and the Debian mirror for the first, cached, image build; \
-             ~3.5 min first run, ~1.2 min cached; docs/vm-test.md)"
+             ~4 min first run, ~2 min cached; docs/vm-test.md)"
         );
         return;
     }
@@ -352,6 +570,9 @@ fn vm_boot_first_boot_runs_once() {
         r1.contains("using nocloud seed /var/lib/cloud/seed/nocloud/user-data"),
         "the journal does not say the NoCloud seed was used:\n{r1}"
     );
+    // The seed directory is read in place: kubeboot mounted nothing.
+    let mounts = kubeboot_probes(&r1);
+    assert!(mounts.is_empty(), "kubeboot mounted something: {mounts:#?}");
     assert!(
         console1.contains("[kubelet-start] kubelet restarted"),
         "kubeboot's progress is not on the serial console:\n{console1}"
@@ -450,78 +671,171 @@ fn rustix_is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// The userdata on an iso9660 disk labelled `cidata` (not in the seed
-/// directory): kubeboot detects the NoCloud platform from the label, mounts
-/// the disk read-only in a private directory, reads it and unmounts it —
-/// the real mount path, in a kernel that has the iso9660 driver.
+fn vm_test_requested(what: &str) -> bool {
+    if std::env::var("KUBEBOOT_VM_TEST").as_deref() == Ok("1") {
+        return true;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIP vm_boot {what}: set KUBEBOOT_VM_TEST=1 (docs/vm-test.md)"
+    );
+    false
+}
+
+/// Checks the node kubeboot wrote from a config disk: the run succeeded,
+/// `status.json` names `source`, the marker is there, and the cluster is
+/// the one the disk's userdata named.
+fn assert_node_from_disk(img: &Path, console: &str, r: &str, source: &str, cluster: &str) {
+    assert!(console.contains("kubeboot: init succeeded"), "{console}");
+    assert_eq!(field(r, "kubeboot.service.Result"), "success", "{r}");
+    let status = image_file(img, "/var/lib/kubeboot/status.json").expect("status.json");
+    let st: serde_json::Value = serde_json::from_slice(&status).expect("JSON");
+    assert_eq!(st["result"], "success", "{st}");
+    assert_eq!(st["role"], "init", "{st}");
+    assert_eq!(st["source"].as_str(), Some(source), "{st}");
+    assert!(
+        image_mode(img, "/var/lib/kubeboot/done").is_some(),
+        "no marker"
+    );
+    for (path, mode) in [
+        ("/etc/kubernetes/pki/ca.key", 0o600),
+        ("/etc/kubernetes/admin.conf", 0o600),
+        ("/etc/kubernetes/manifests/kube-apiserver.yaml", 0o600),
+        ("/var/lib/kubelet/config.yaml", 0o600),
+    ] {
+        assert_eq!(image_mode(img, path), Some(mode), "{path}");
+    }
+    let admin = image_file(img, "/etc/kubernetes/admin.conf").expect("admin.conf");
+    assert!(
+        String::from_utf8_lossy(&admin).contains(&format!("name: {cluster}")),
+        "admin.conf does not name cluster {cluster}: the config did not come from the disk"
+    );
+    assert_eq!(
+        field(r, "kubeboot_mounts"),
+        "0",
+        "a config-disk mount was left behind (/proc/self/mountinfo):\n{r}"
+    );
+}
+
+/// NoCloud disks, iso9660 and vfat, in one boot. `/dev/vdb` is iso9660
+/// labelled `cidata` (genisoimage), `/dev/vdc` vfat labelled `CIDATA`
+/// (mkfs.vfat + mcopy, no host mount), each with its own cluster name.
+/// kubeboot's firstboot detects the NoCloud platform from the label
+/// (`/dev/disk/by-label/cidata` is looked up before `CIDATA`), mounts the
+/// iso9660 disk read-only, reads it, unmounts it and writes the node. Then
+/// the report removes the `cidata` link and runs `kubeboot config show
+/// --source auto`: the same detection and source chain now find the vfat
+/// disk by its label and mount it (the kernel loads fat/vfat and the nls
+/// modules on demand). A kprobe trace of mount(2)/umount2(2) shows each
+/// mount's device, type and read-only flags, and each unmount.
 #[test]
 fn vm_boot_reads_a_cidata_disk() {
-    if std::env::var("KUBEBOOT_VM_TEST").as_deref() != Ok("1") {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP vm_boot cidata: set KUBEBOOT_VM_TEST=1 (docs/vm-test.md)"
-        );
+    if !vm_test_requested("cidata") {
         return;
     }
-    assert!(rustix_is_root(), "KUBEBOOT_VM_TEST=1 needs root");
+    let vfat_data = userdata_named("vmtest-cidata-vfat");
+    let disks = [
+        "cidata:iso9660".to_string(),
+        format!("CIDATA:vfat:{}", vfat_data.display()),
+    ];
+    let (img, console, r) = boot_with_disks("vm-boot-cidata", &disks, Some("cidata"));
     assert!(
-        on_path("genisoimage"),
-        "genisoimage (Debian package genisoimage) is required"
-    );
-    let accel = std::env::var("KUBEBOOT_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let cache = cache_dir();
-    let work = target.join("vm-boot-cidata");
-    std::fs::create_dir_all(&work).expect("create work dir");
-    let base = base_tree(&cache, &work);
-    let disk = work.join("disk");
-    let prepare = Path::new(REPO).join("image/vm/prepare-image.sh");
-    let userdata = Path::new(REPO).join("image/vm/files/user-data");
-    // SEED=cidata goes through the environment of the bounded runner's child
-    let script = format!(
-        "SEED=cidata {} {} {} {} {}",
-        prepare.display(),
-        base.display(),
-        KUBEBOOT,
-        userdata.display(),
-        disk.display()
-    );
-    run_bounded(
-        "prepare cidata image",
-        &["sh", "-c", &script],
-        PREPARE_TIMEOUT,
-        &work.join("prepare.log"),
-    );
-    assert!(disk.join("cidata.iso").is_file());
-    let img = disk.join("disk.img");
-    assert!(
-        image_file(&img, "/var/lib/cloud/seed/nocloud/user-data").is_none(),
-        "no seed directory in this image"
-    );
-    let console = boot(&disk, 1, &accel);
-    let r = report(&img, 1, &console);
-    assert!(console.contains("kubeboot: init succeeded"), "{console}");
-    assert!(
-        r.contains("platform: nocloud"),
+        r.contains("platform: nocloud (block device /dev/vdb is labelled cidata)"),
         "platform not detected from the disk label:\n{r}"
     );
     assert!(
-        r.contains("using nocloud disk"),
+        r.contains("using nocloud disk labelled cidata/CIDATA"),
         "the cidata disk was not the source:\n{r}"
     );
-    let status = image_file(&img, "/var/lib/kubeboot/status.json").expect("status.json");
-    let st: serde_json::Value = serde_json::from_slice(&status).expect("JSON");
-    assert_eq!(st["result"], "success", "{st}");
-    assert!(
-        st["source"]
-            .as_str()
-            .is_some_and(|s| s.contains("nocloud disk")),
-        "{st}"
+    assert_node_from_disk(
+        &img,
+        &console,
+        &r,
+        "nocloud disk labelled cidata/CIDATA",
+        "vmtest",
     );
-    // unmounted afterwards: no mount under /run/kubeboot is left
+    let firstboot = assert_disk_mounted(&r, "/dev/vdb", "iso9660", "cidata");
+    assert!(
+        r.contains(&format!(
+            "kubeboot[{firstboot}]: [source] using nocloud disk"
+        )),
+        "the iso9660 mount was not firstboot's:\n{r}"
+    );
+
+    // The second read: the vfat disk, found by its label.
+    assert_eq!(field(&r, "second_read_exit"), "0", "{r}");
+    let show = assert_disk_mounted(&r, "/dev/vdc", "vfat", "cidata");
+    assert_ne!(show, firstboot);
+    let second = r
+        .split("--- kubeboot config show")
+        .nth(1)
+        .expect("second read section");
+    // (the reason names the label family, "cidata", whatever its case)
+    assert!(
+        second.contains("platform: nocloud (block device /dev/vdc is labelled cidata)"),
+        "the vfat disk was not detected by its label:\n{second}"
+    );
+    assert!(
+        second.contains("\"vmtest-cidata-vfat\""),
+        "config show did not print the vfat disk's cluster name:\n{second}"
+    );
+    let modules = field(&r, "fs_modules");
+    for m in ["isofs", "fat", "vfat"] {
+        assert!(
+            modules.split_whitespace().any(|x| x == m),
+            "module {m} not loaded: {modules}"
+        );
+    }
+}
+
+/// An OpenStack config drive: vfat labelled `config-2` (lowercase, as
+/// Nova's `mkfs.vfat -n config-2` makes it; built with mkfs.vfat + mcopy,
+/// no host mount) holding `openstack/latest/user_data` and
+/// `meta_data.json`, as `/dev/vdb`. kubeboot detects the `configdrive`
+/// platform from the label (no `--platform`), mounts the disk vfat
+/// read-only in its private directory, reads the userdata, unmounts it and
+/// writes the node.
+#[test]
+fn vm_boot_reads_a_vfat_config_drive() {
+    if !vm_test_requested("config-2") {
+        return;
+    }
+    let data = userdata_named("vmtest-config-2");
+    let disks = [format!("config-2:vfat:{}", data.display())];
+    let (img, console, r) = boot_with_disks("vm-boot-config-2", &disks, None);
+    assert!(
+        r.contains("platform: configdrive (block device /dev/vdb is labelled config-2)"),
+        "platform not detected from the disk label:\n{r}"
+    );
+    assert!(
+        r.contains("using config-drive disk labelled config-2/CONFIG-2"),
+        "the config drive was not the source:\n{r}"
+    );
+    assert_node_from_disk(
+        &img,
+        &console,
+        &r,
+        "config-drive disk labelled config-2/CONFIG-2",
+        "vmtest-config-2",
+    );
+    let pid = assert_disk_mounted(&r, "/dev/vdb", "vfat", "config-2");
+    assert!(
+        r.contains(&format!(
+            "kubeboot[{pid}]: [source] using config-drive disk"
+        )),
+        "the vfat mount was not firstboot's:\n{r}"
+    );
+    let mounts = kubeboot_probes(&r)
+        .iter()
+        .filter(|p| p.event == "mount")
+        .count();
     assert_eq!(
-        field(&r, "kubeboot_mounts"),
-        "0",
-        "a config-disk mount was left behind:\n{r}"
+        mounts, 1,
+        "kubeboot mounted more than the config drive:\n{r}"
+    );
+    let modules = field(&r, "fs_modules");
+    assert!(
+        modules.split_whitespace().any(|x| x == "vfat"),
+        "the vfat module was not loaded: {modules}"
     );
 }

@@ -2,7 +2,8 @@
 # Make the bootable test disk for tests/vm_boot.rs from the cached base tree:
 #   image/vm/prepare-image.sh BASE BINARY USER_DATA WORK
 # copies BASE to WORK/root, installs kubeboot with image/install-into-root.sh,
-# adds the kubelet stand-in, the report/power-off unit and the NoCloud seed,
+# adds the kubelet stand-in, the trace and report/power-off units and the
+# userdata (the NoCloud seed directory, or config disks: DISKS below),
 # and writes WORK/disk.img (ext4, made with `mkfs.ext4 -d`, no loop mounts),
 # WORK/vmlinuz and WORK/initrd.img. WORK/root is removed afterwards.
 set -eu
@@ -30,15 +31,71 @@ install -D -m 0644 "$files/kubeboot-vm-report.service" \
 ln -sf ../kubeboot-vm-report.service \
     "$root/etc/systemd/system/multi-user.target.wants/kubeboot-vm-report.service"
 
-# The userdata: in the NoCloud seed directory, or (SEED=cidata) on a
-# separate iso9660 disk labelled cidata, as cloud providers attach it.
-if [ "${SEED:-dir}" = cidata ]; then
-    mkdir -p "$work/cidata"
-    cp "$userdata" "$work/cidata/user-data"
-    printf 'instance-id: kubeboot-vm\nlocal-hostname: vmtest\n' > "$work/cidata/meta-data"
-    genisoimage -quiet -output "$work/cidata.iso" -volid cidata -joliet -rock \
-        "$work/cidata/user-data" "$work/cidata/meta-data"
-    rm -rf "$work/cidata"
+# The trace unit: kprobes on the mount(2)/umount2(2) syscalls, armed before
+# kubeboot.service runs; the report prints what they caught.
+install -D -m 0755 "$files/kubeboot-vm-trace" "$root/usr/local/sbin/kubeboot-vm-trace"
+install -D -m 0644 "$files/kubeboot-vm-trace.service" \
+    "$root/etc/systemd/system/kubeboot-vm-trace.service"
+ln -sf ../kubeboot-vm-trace.service \
+    "$root/etc/systemd/system/multi-user.target.wants/kubeboot-vm-trace.service"
+
+# The userdata: in the NoCloud seed directory (default), or, with
+#   DISKS="LABEL:FS:USER_DATA ..."
+# on config disks made here without mounting anything, written to
+# WORK/seed-1.img, WORK/seed-2.img, ... (the test attaches them in that
+# order: /dev/vdb, /dev/vdc, ...). LABEL cidata/CIDATA is a NoCloud seed
+# (user-data, meta-data), config-2 an OpenStack config drive
+# (openstack/latest/user_data, meta_data.json); FS is iso9660 (genisoimage)
+# or vfat (mkfs.vfat + mcopy). SECOND_READ=LABEL makes the report hide
+# /dev/disk/by-label/LABEL after kubeboot ran and resolve the userdata once
+# more with `kubeboot config show --source auto` (files/kubeboot-vm-report).
+make_disk() { # LABEL FS USER_DATA OUT
+    tree=$work/seed-tree
+    rm -rf "$tree"
+    case $1 in
+    cidata | CIDATA)
+        mkdir -p "$tree"
+        cp "$3" "$tree/user-data"
+        printf 'instance-id: kubeboot-vm\nlocal-hostname: vmtest\n' > "$tree/meta-data"
+        ;;
+    config-2 | CONFIG-2)
+        mkdir -p "$tree/openstack/latest"
+        cp "$3" "$tree/openstack/latest/user_data"
+        printf '%s\n' '{"uuid": "0b5e6c1e-5d1a-4c2e-9c53-kubeboot-vm", "hostname": "vmtest", "name": "vmtest", "launch_index": 0, "availability_zone": "nova"}' \
+            > "$tree/openstack/latest/meta_data.json"
+        ;;
+    *) echo "prepare-image.sh: unknown disk label $1" >&2; exit 2 ;;
+    esac
+    case $2 in
+    iso9660)
+        genisoimage -quiet -output "$4" -volid "$1" -joliet -rock "$tree"
+        ;;
+    vfat)
+        # A 1 MiB FAT12 image; mkfs.fat keeps a lowercase label (and warns
+        # about it), like OpenStack Nova's `mkfs.vfat -n config-2`.
+        rm -f "$4"
+        mkfs.vfat -C -n "$1" "$4" 1024
+        MTOOLS_SKIP_CHECK=1 mcopy -s -i "$4" "$tree"/* ::/
+        ;;
+    *) echo "prepare-image.sh: unknown filesystem $2" >&2; exit 2 ;;
+    esac
+    rm -rf "$tree"
+}
+if [ -n "${DISKS:-}" ]; then
+    n=0
+    for d in $DISKS; do
+        n=$((n + 1))
+        label=${d%%:*}
+        rest=${d#*:}
+        fs=${rest%%:*}
+        data=${rest#*:}
+        [ "$data" != "$rest" ] || data=$userdata
+        make_disk "$label" "$fs" "$data" "$work/seed-$n.img"
+    done
+    if [ -n "${SECOND_READ:-}" ]; then
+        mkdir -p "$root/etc/kubeboot-vm"
+        echo "$SECOND_READ" > "$root/etc/kubeboot-vm/second-read"
+    fi
 else
     install -D -m 0600 "$userdata" "$root/var/lib/cloud/seed/nocloud/user-data"
 fi
