@@ -7,6 +7,7 @@
 //! in the Secret body, rerun idempotency, a refusing server, and a worker
 //! joining with the cluster-info the builders produce.
 
+mod api_support;
 mod cli_support;
 mod net_support;
 
@@ -15,133 +16,18 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
+use api_support::{Behaviour, State, answer, client_cn, status_reply};
 use cli_support::{kubeboot, render_control_plane as render, seed, text};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kubeboot::config::BootstrapToken;
 use kubeboot::secret::Secret as S;
-use net_support::{Reply, Request, Server, ok, tls_config, tls_config_with};
+use net_support::{Request, Server, ok, tls_config, tls_config_with};
 use serde_json::{Value, json};
 
 fn tmpdir(name: &str) -> PathBuf {
     cli_support::tmpdir("api", name)
-}
-
-/// The fake API server's state: objects by URL path.
-#[derive(Default)]
-struct State {
-    objects: HashMap<String, Value>,
-    node_gets: usize,
-    rv: u64,
-}
-
-fn status_reply(code: u16, reason: &str) -> Reply {
-    let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": reason, "code": code});
-    Reply::Respond(code, vec![], serde_json::to_vec(&body).unwrap())
-}
-
-fn merge(target: &mut Value, patch: &Value) {
-    if let (Value::Object(t), Value::Object(p)) = (&mut *target, patch) {
-        for (k, v) in p {
-            merge(t.entry(k.clone()).or_insert(Value::Null), v);
-        }
-    } else {
-        *target = patch.clone();
-    }
-}
-
-/// The CN of the verified client certificate.
-fn client_cn(req: &Request) -> String {
-    let der = req.client_cert.as_deref().unwrap_or_default();
-    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
-    cert.subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Answers like the API server, from `state`.
-fn answer(state: &Mutex<State>, req: &Request) -> Reply {
-    let mut st = state.lock().unwrap();
-    if req.path == "/livez" {
-        return ok(b"ok");
-    }
-    st.rv += 1;
-    let rv = st.rv.to_string();
-    match req.method.as_str() {
-        "POST" => {
-            let mut body: Value = serde_json::from_slice(&req.body).unwrap();
-            let name = body["metadata"]["name"].as_str().unwrap().to_string();
-            if name == "kubeadm:cluster-admins" && client_cn(req) != "kubernetes-super-admin" {
-                // admin.conf's group is not bound yet on a fresh cluster
-                return status_reply(403, "Forbidden");
-            }
-            let item = format!("{}/{name}", req.path);
-            if st.objects.contains_key(&item) {
-                return status_reply(409, "AlreadyExists");
-            }
-            body["metadata"]["resourceVersion"] = json!(rv);
-            body["metadata"]["uid"] = json!(format!("uid-{rv}"));
-            st.objects.insert(item, body.clone());
-            Reply::Respond(201, vec![], serde_json::to_vec(&body).unwrap())
-        }
-        "GET" => {
-            if req.path == "/api/v1/nodes/cp-1" && !st.objects.contains_key(&req.path) {
-                st.node_gets += 1;
-                if st.node_gets < 3 {
-                    return status_reply(404, "NotFound");
-                }
-                // the kubelet registered the node
-                let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "cp-1", "labels": {"kubernetes.io/hostname": "cp-1"}},
-                    "spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]}});
-                st.objects.insert(req.path.clone(), node);
-            }
-            match st.objects.get_mut(&req.path) {
-                Some(o) => {
-                    o["metadata"]["resourceVersion"] = json!(rv);
-                    ok(&serde_json::to_vec(o).unwrap())
-                }
-                None => status_reply(404, "NotFound"),
-            }
-        }
-        "PUT" => {
-            let body: Value = serde_json::from_slice(&req.body).unwrap();
-            match st.objects.get(&req.path) {
-                Some(old)
-                    if old["metadata"]["resourceVersion"]
-                        != body["metadata"]["resourceVersion"] =>
-                {
-                    status_reply(409, "Conflict")
-                }
-                Some(old) => {
-                    // the server keeps the object's identity across updates
-                    let mut body = body;
-                    body["metadata"]["uid"] = old["metadata"]["uid"].clone();
-                    st.objects.insert(req.path.clone(), body.clone());
-                    ok(&serde_json::to_vec(&body).unwrap())
-                }
-                None => status_reply(404, "NotFound"),
-            }
-        }
-        "PATCH" => {
-            assert_eq!(
-                req.header("Content-Type"),
-                Some("application/merge-patch+json")
-            );
-            let patch: Value = serde_json::from_slice(&req.body).unwrap();
-            match st.objects.get_mut(&req.path) {
-                Some(o) => {
-                    merge(o, &patch);
-                    ok(&serde_json::to_vec(o).unwrap())
-                }
-                None => status_reply(404, "NotFound"),
-            }
-        }
-        _ => status_reply(405, "MethodNotAllowed"),
-    }
 }
 
 struct Cluster {
@@ -174,6 +60,13 @@ fn cluster(name: &str, refuse: bool) -> Cluster {
     let pki = root.join("etc/kubernetes/pki");
     let state: Arc<Mutex<State>> = Arc::default();
     let s = state.clone();
+    // the kubelet registers cp-1 on the third look; admin.conf may not
+    // bind its own group (as on a fresh cluster)
+    let how = Behaviour {
+        node: "cp-1".into(),
+        node_after: 2,
+        refuse_cluster_admins_binding: true,
+    };
     let api = Server::https(
         tls_config_with(
             &pki.join("apiserver.crt"),
@@ -189,7 +82,7 @@ fn cluster(name: &str, refuse: bool) -> Cluster {
             } else if refuse {
                 status_reply(403, "Forbidden")
             } else {
-                answer(&s, req)
+                answer(&s, &how, req)
             }
         },
     );

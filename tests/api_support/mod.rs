@@ -1,6 +1,6 @@
 //! A fake Kubernetes API server's object store, shared by the API phase tests
 //! (`tests/api_phases.rs`) and the firstboot timeline benchmark: objects kept
-//! by URL path, with create (409 on a second create), get, optimistic-locking
+//! by URL path, with create (409 on a second create; a uid assigned), get, optimistic-locking
 //! update (409 on a stale resourceVersion) and JSON merge patch, the way the
 //! real API server answers them. The Node that the kubelet would register
 //! appears after `node_after` GETs.
@@ -88,6 +88,7 @@ pub fn answer(state: &Mutex<State>, how: &Behaviour, req: &Request) -> Reply {
                 return status_reply(409, "AlreadyExists");
             }
             body["metadata"]["resourceVersion"] = json!(rv);
+            body["metadata"]["uid"] = json!(format!("uid-{rv}"));
             st.objects.insert(item, body.clone());
             Reply::Respond(201, vec![], serde_json::to_vec(&body).unwrap())
         }
@@ -119,7 +120,10 @@ pub fn answer(state: &Mutex<State>, how: &Behaviour, req: &Request) -> Reply {
                 {
                     status_reply(409, "Conflict")
                 }
-                Some(_) => {
+                Some(old) => {
+                    // the server keeps the object's identity across updates
+                    let mut body = body;
+                    body["metadata"]["uid"] = old["metadata"]["uid"].clone();
                     st.objects.insert(req.path.clone(), body.clone());
                     ok(&serde_json::to_vec(&body).unwrap())
                 }
