@@ -212,6 +212,7 @@ fn node_run<'a>(
         written: Vec::new(),
         cluster_info: None,
         cluster_kubelet_config: None,
+        admin: std::cell::OnceCell::new(),
     }
 }
 

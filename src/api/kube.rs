@@ -34,7 +34,9 @@ pub enum Applied {
     Kept,
 }
 
-/// A client for one API server as one user.
+/// A client for one API server as one user. Clones share the connection
+/// pool, so the API phases of one run reuse one TLS connection.
+#[derive(Clone)]
 pub struct Kube {
     agent: ureq::Agent,
     base: String,

@@ -106,6 +106,9 @@ pub struct NodeRun<'a> {
     pub cluster_info: Option<api::discovery::ClusterInfo>,
     /// The cluster's KubeletConfiguration (kube-system/kubelet-config), when it has one.
     pub cluster_kubelet_config: Option<String>,
+    /// The API client as `admin.conf`'s user, made by the first API phase
+    /// that needs it and shared by the rest (one TLS connection, not one each).
+    pub admin: std::cell::OnceCell<api::kube::Kube>,
 }
 
 impl NodeRun<'_> {
@@ -636,9 +639,18 @@ fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// A client as `admin.conf`'s user; API calls retry within the health budget.
+/// A client as the user of `file` (`admin.conf`'s is made once per run and
+/// shared); API calls retry within the health budget.
 fn admin_client(r: &NodeRun<'_>, file: &str) -> Result<api::kube::Kube, Error> {
-    api::kube::Kube::from_kubeconfig(&r.settings, &r.paths, file, r.budgets.health)
+    let make = || api::kube::Kube::from_kubeconfig(&r.settings, &r.paths, file, r.budgets.health);
+    if file != "admin.conf" {
+        return make();
+    }
+    if let Some(k) = r.admin.get() {
+        return Ok(k.clone());
+    }
+    let k = make()?;
+    Ok(r.admin.get_or_init(|| k).clone())
 }
 
 /// kubeadm's upload-config: first the `kubeadm:cluster-admins` binding
