@@ -19,6 +19,7 @@ fn facts() -> HostFacts {
     HostFacts {
         hostname: Some("node-1".into()),
         default_address: Some("10.0.0.21".parse().unwrap()),
+        default_ipv6: Some("2001:db8::21".parse().unwrap()),
     }
 }
 

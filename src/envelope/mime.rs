@@ -149,6 +149,7 @@ mod tests {
         HostFacts {
             hostname: Some("w-1".into()),
             default_address: Some("10.0.0.31".parse().unwrap()),
+            default_ipv6: None,
         }
     }
 

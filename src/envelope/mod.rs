@@ -492,6 +492,7 @@ mod tests {
         HostFacts {
             hostname: Some("node-1".into()),
             default_address: Some("10.0.0.21".parse().unwrap()),
+            default_ipv6: None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! Facts about the host that defaults are derived from: the hostname and
-//! the address of the interface that holds the default route.
+//! Facts about the host that defaults are derived from: the hostname, the
+//! address of the interface that holds the default route, and the IPv6
+//! address of the interface that holds the IPv6 default route.
 //!
 //! Detection only reads local kernel state (`uname`, `/proc/net/route`,
 //! `getifaddrs`); it never sends a packet.
@@ -14,6 +15,11 @@ pub struct HostFacts {
     pub hostname: Option<String>,
     /// The primary address of the default-route interface.
     pub default_address: Option<IpAddr>,
+    /// The first global IPv6 address of the interface holding the IPv6
+    /// default route (without one: of the IPv4 default-route interface),
+    /// as cloud-init's `local-ipv6` is found. Set on dual-stack hosts too,
+    /// where [`HostFacts::default_address`] is the IPv4 one.
+    pub default_ipv6: Option<Ipv6Addr>,
 }
 
 impl HostFacts {
@@ -28,9 +34,13 @@ impl HostFacts {
             .filter(|h| !h.is_empty() && h != "(none)");
         let default_address =
             default_route_interface(proc).and_then(|iface| interface_address(&iface));
+        let default_ipv6 = ipv6_default_route_interface(proc)
+            .or_else(|| ipv4_default_route_interface(proc))
+            .and_then(|iface| interface_addresses(&iface).1);
         HostFacts {
             hostname,
             default_address,
+            default_ipv6,
         }
     }
 }
@@ -38,13 +48,15 @@ impl HostFacts {
 /// The interface of the IPv4 default route with the lowest metric, or of the
 /// IPv6 default route when there is no IPv4 one.
 pub fn default_route_interface(proc: &Path) -> Option<String> {
-    if let Ok(text) = std::fs::read_to_string(proc.join("net/route"))
-        && let Some(i) = parse_ipv4_default(&text)
-    {
-        return Some(i);
-    }
-    let text = std::fs::read_to_string(proc.join("net/ipv6_route")).ok()?;
-    parse_ipv6_default(&text)
+    ipv4_default_route_interface(proc).or_else(|| ipv6_default_route_interface(proc))
+}
+
+fn ipv4_default_route_interface(proc: &Path) -> Option<String> {
+    parse_ipv4_default(&std::fs::read_to_string(proc.join("net/route")).ok()?)
+}
+
+fn ipv6_default_route_interface(proc: &Path) -> Option<String> {
+    parse_ipv6_default(&std::fs::read_to_string(proc.join("net/ipv6_route")).ok()?)
 }
 
 fn parse_ipv4_default(text: &str) -> Option<String> {
@@ -88,8 +100,19 @@ fn parse_ipv6_default(text: &str) -> Option<String> {
 
 /// The first usable global address of `iface` (IPv4 preferred).
 fn interface_address(iface: &str) -> Option<IpAddr> {
-    let addrs = nix::ifaddrs::getifaddrs().ok()?;
-    let mut v6: Option<Ipv6Addr> = None;
+    match interface_addresses(iface) {
+        (Some(v4), _) => Some(IpAddr::V4(v4)),
+        (None, v6) => v6.map(IpAddr::V6),
+    }
+}
+
+/// The first usable IPv4 and the first usable IPv6 address of `iface`
+/// (not loopback, not link-local).
+fn interface_addresses(iface: &str) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return (None, None);
+    };
+    let (mut v4, mut v6): (Option<Ipv4Addr>, Option<Ipv6Addr>) = (None, None);
     for a in addrs {
         if a.interface_name != iface {
             continue;
@@ -97,8 +120,8 @@ fn interface_address(iface: &str) -> Option<IpAddr> {
         let Some(addr) = a.address else { continue };
         if let Some(sin) = addr.as_sockaddr_in() {
             let ip: Ipv4Addr = sin.ip();
-            if !ip.is_loopback() && !ip.is_link_local() {
-                return Some(IpAddr::V4(ip));
+            if !ip.is_loopback() && !ip.is_link_local() && v4.is_none() {
+                v4 = Some(ip);
             }
         } else if let Some(sin6) = addr.as_sockaddr_in6() {
             let ip = sin6.ip();
@@ -108,7 +131,7 @@ fn interface_address(iface: &str) -> Option<IpAddr> {
             }
         }
     }
-    v6.map(IpAddr::V6)
+    (v4, v6)
 }
 
 #[cfg(test)]
