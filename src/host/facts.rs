@@ -149,6 +149,29 @@ mod tests {
     }
 
     #[test]
+    fn each_family_finds_its_own_default_route_interface() {
+        let proc = std::env::temp_dir().join(format!("kubeboot-facts-{}", std::process::id()));
+        std::fs::create_dir_all(proc.join("net")).unwrap();
+        std::fs::write(
+            proc.join("net/route"),
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+             eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\n",
+        )
+        .unwrap();
+        std::fs::write(
+            proc.join("net/ipv6_route"),
+            "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003 eth1\n",
+        )
+        .unwrap();
+        assert_eq!(default_route_interface(&proc).as_deref(), Some("eth0"));
+        assert_eq!(ipv4_default_route_interface(&proc).as_deref(), Some("eth0"));
+        assert_eq!(ipv6_default_route_interface(&proc).as_deref(), Some("eth1"));
+        std::fs::remove_file(proc.join("net/ipv6_route")).unwrap();
+        assert_eq!(ipv6_default_route_interface(&proc), None);
+        let _ = std::fs::remove_dir_all(&proc);
+    }
+
+    #[test]
     fn ipv6_default() {
         let t = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003 ens3\n";
         assert_eq!(parse_ipv6_default(t).as_deref(), Some("ens3"));
