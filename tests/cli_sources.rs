@@ -26,6 +26,7 @@ fn cluster_api_userdata_renders_with_the_carried_cas() {
     let facts = HostFacts {
         hostname: Some("capi-cp-abcde".into()),
         default_address: Some("10.0.0.5".parse().unwrap()),
+        default_ipv6: None,
     };
     let loaded = config::load(&bytes, "capi example", &facts).unwrap();
     assert_eq!(

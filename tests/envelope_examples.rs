@@ -25,6 +25,7 @@ fn facts() -> HostFacts {
     HostFacts {
         hostname: Some("cp-0".into()),
         default_address: Some("10.0.0.10".parse().unwrap()),
+        default_ipv6: None,
     }
 }
 

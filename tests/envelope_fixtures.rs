@@ -4,8 +4,8 @@
 //! A case holds `input*` (the userdata), and either `expected.json` (kind,
 //! documents, carried files by path/mode/sha256, config URLs, warnings, all
 //! compared exactly) or `error.txt` (the exact error message). An optional
-//! `facts.json` sets the host facts (default: hostname `node-1`, address
-//! `10.0.0.21`). Every message is also checked to carry no secret.
+//! `facts.json` sets the host facts (`hostname`, `address`, `ipv6`; default:
+//! hostname `node-1`, address `10.0.0.21`, IPv6 address `2001:db8::21`). Every message is also checked to carry no secret.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -68,11 +68,13 @@ fn facts_of(case: &Path) -> HostFacts {
             HostFacts {
                 hostname: v["hostname"].as_str().map(str::to_owned),
                 default_address: v["address"].as_str().map(|a| a.parse().unwrap()),
+                default_ipv6: v["ipv6"].as_str().map(|a| a.parse().unwrap()),
             }
         }
         Err(_) => HostFacts {
             hostname: Some("node-1".into()),
             default_address: Some("10.0.0.21".parse().unwrap()),
+            default_ipv6: Some("2001:db8::21".parse().unwrap()),
         },
     }
 }

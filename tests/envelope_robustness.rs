@@ -1,7 +1,8 @@
 //! Malformed-input sweep for `envelope::unwrap`: truncated examples and
 //! fixtures, binary noise, a 64 MiB input, deep nesting (YAML, JSON, MIME,
-//! gzip), YAML alias bombs, gzip bombs, wrong types, invalid UTF-8,
-//! unknown Ignition versions. Every case must return (an error where the
+//! gzip, cloud-config archives inside MIME inside jinja), YAML alias bombs,
+//! gzip bombs, wrong types (archive entries too), include lists, invalid
+//! UTF-8, unknown Ignition versions. Every case must return (an error where the
 //! input is invalid) without panicking; no case may leak the marker secret.
 //!
 //! Durations are printed (`--nocapture`) for the docs, never asserted.
@@ -19,6 +20,7 @@ fn facts() -> HostFacts {
     HostFacts {
         hostname: Some("node-1".into()),
         default_address: Some("10.0.0.21".parse().unwrap()),
+        default_ipv6: Some("2001:db8::21".parse().unwrap()),
     }
 }
 
@@ -281,6 +283,40 @@ fn deep_nesting() {
         );
     }
     expect_err("MIME nested 150 deep", mime.as_bytes(), "MIME userdata");
+    let archive = format!("#cloud-config-archive\n{}", "- '#!/bin/sh'\n".repeat(1001));
+    expect_err(
+        "archive with 1001 entries",
+        archive.as_bytes(),
+        "cloud-config-archive: 1001 parts; at most 1000 are accepted",
+    );
+    // Archives and MIME messages inside each other (an archive's jinja
+    // entry is dispatched again once rendered): the depth bound holds.
+    let mut nested = String::from("#cloud-config\nkubeboot: {role: worker}\n");
+    for i in 0..8 {
+        let entry = format!(
+            "- {{type: text/jinja2, content: {}}}\n",
+            serde_json::to_string(&format!("## template: jinja\n{nested}")).unwrap()
+        );
+        nested = if i % 2 == 0 {
+            format!("#cloud-config-archive\n{entry}")
+        } else {
+            format!(
+                "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\nContent-Type: text/cloud-config-archive\n\n{entry}--b{i}--\n"
+            )
+        };
+        if i == 1 {
+            let u = unwrap(nested.as_bytes(), &facts()).unwrap();
+            assert_eq!(
+                u.documents[0].origin,
+                "MIME part 1 cloud-config-archive[0] cloud-config-archive[0] cloud-config kubeboot key"
+            );
+        }
+    }
+    expect_err(
+        "archives and MIME nested 8 deep",
+        nested.as_bytes(),
+        "envelopes are nested more than 6 deep",
+    );
     let mut many =
         String::from("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"q\"\n\n");
     for _ in 0..5000 {
@@ -399,6 +435,61 @@ fn wrong_types() {
             "mode: must be a decimal integer",
         ),
         (
+            "archive mapping",
+            "#cloud-config-archive\n{type: text/cloud-config}\n",
+            "cloud-config-archive: the top level must be a list of parts",
+        ),
+        (
+            "archive entry number",
+            "#cloud-config-archive\n- 1\n",
+            "cloud-config-archive[0]: must be a mapping",
+        ),
+        (
+            "archive entry list",
+            "#cloud-config-archive\n- [a]\n",
+            "cloud-config-archive[0]: must be a mapping",
+        ),
+        (
+            "archive type number",
+            "#cloud-config-archive\n- {type: 1, content: x}\n",
+            "cloud-config-archive[0]: type must be a string",
+        ),
+        (
+            "archive type without slash",
+            "#cloud-config-archive\n- {type: text, content: x}\n",
+            "is not a MIME type",
+        ),
+        (
+            "archive content list",
+            "#cloud-config-archive\n- {content: [x]}\n",
+            "cloud-config-archive[0]: content must be a string",
+        ),
+        (
+            "archive cloud-config entry a scalar",
+            "#cloud-config-archive\n- {type: text/cloud-config, content: '42'}\n",
+            "cloud-config-archive[0]: cloud-config: the top level must be a mapping",
+        ),
+        (
+            "archive jinja entry with a statement",
+            "#cloud-config-archive\n- {type: text/jinja2, content: \"## template: jinja\\n{% if x %}\"}\n",
+            "cloud-config-archive[0]: jinja template line 2",
+        ),
+        (
+            "include with a URL",
+            "#include\nhttp://10.0.0.2/x\n",
+            "#include userdata is not supported",
+        ),
+        (
+            "include-url part in MIME",
+            "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=q\n\n--q\nContent-Type: text/x-include-once-url\n\nhttp://10.0.0.2/x\n--q--\n",
+            "MIME part 1: text/x-include-once-url part is not supported",
+        ),
+        (
+            "include listing nothing",
+            "#include\n# later\n",
+            "#include userdata: carries no kubeboot config",
+        ),
+        (
             "mode float",
             r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/kubeboot/config.yaml","mode":4.2}]}}"#,
             "mode: must be a decimal integer",
@@ -501,6 +592,11 @@ fn secrets_never_reach_messages() {
         format!("kubeboot.config={SECRET} kubeboot.role=worker"),
         format!("kubeboot.config.sha256={SECRET} kubeboot.role=worker"),
         format!("token: {SECRET}\n"),
+        format!("#include\nhttps://boot.example/c?token={SECRET}\n"),
+        format!("#cloud-config-archive\n- {{type: '{SECRET}', content: x}}\n"),
+        format!(
+            "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=q\n\n--q\nContent-Type: text/x-include-url\n\nhttp://a/{SECRET}\n--q--\n"
+        ),
     ] {
         match unwrap(input.as_bytes(), &facts()) {
             Err(e) => assert!(

@@ -1,7 +1,9 @@
 //! Every metadata service against a loopback fake that behaves like the
 //! real one (paths, required headers, IMDSv2 tokens, base64 on Azure):
 //! 200, 404, empty 200, 5xx then 200, slow responses, refused headers,
-//! binary (gzip) and MIME bodies, and EC2's token failures.
+//! binary (gzip) and MIME bodies, and EC2's token failures and renewals
+//! (after a 401, near the end of the token's lifetime, refused renewal),
+//! each asserting the exact request sequence the fake saw.
 
 mod net_support;
 
@@ -448,5 +450,185 @@ fn azure_rejects_userdata_that_is_not_base64() {
     assert!(
         !err.retryable && err.to_string().contains("base64"),
         "{err}"
+    );
+}
+
+/// A fake IMDS with real token rules: `PUT /latest/api/token` issues
+/// `token-N` (N counts PUTs from 1) for the lifetime the client asks for,
+/// unless `refuse_put(N)` gives a status; a `GET /latest/user-data` with
+/// an unknown or expired token gets 401, otherwise `get(N, uses)`
+/// answers, `uses` being how many GETs that token made before.
+fn imds(
+    refuse_put: impl Fn(usize) -> Option<u16> + Send + Sync + 'static,
+    get: impl Fn(usize, usize) -> Reply + Send + Sync + 'static,
+) -> Server {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    // (lifetime end, uses so far) per issued token.
+    let tokens: Mutex<Vec<(Instant, usize)>> = Mutex::new(Vec::new());
+    Server::http(move |req, _| {
+        let mut tokens = tokens.lock().unwrap();
+        match (req.method.as_str(), req.path.as_str()) {
+            ("PUT", "/latest/api/token") => {
+                let Some(ttl) = req
+                    .header("X-aws-ec2-metadata-token-ttl-seconds")
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .filter(|t| (1..=21600).contains(t))
+                else {
+                    return status(400);
+                };
+                tokens.push((Instant::now() + Duration::from_secs(ttl), 0));
+                let n = tokens.len();
+                match refuse_put(n) {
+                    Some(code) => status(code),
+                    None => ok(format!("token-{n}").as_bytes()),
+                }
+            }
+            ("GET", "/latest/user-data") => {
+                let n = req
+                    .header("X-aws-ec2-metadata-token")
+                    .and_then(|t| t.strip_prefix("token-"))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|n| (1..=tokens.len()).contains(n));
+                let Some(n) = n else { return status(401) };
+                let (expires, uses) = &mut tokens[n - 1];
+                if Instant::now() >= *expires {
+                    return status(401);
+                }
+                *uses += 1;
+                let before = *uses - 1;
+                drop(tokens);
+                get(n, before)
+            }
+            _ => status(404),
+        }
+    })
+}
+
+/// The requests the fake saw, as `PUT ttl=300` / `GET token-1` lines.
+fn imds_sequence(server: &Server) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .map(|r| match (r.method.as_str(), r.path.as_str()) {
+            ("PUT", "/latest/api/token") => format!(
+                "PUT ttl={}",
+                r.header("X-aws-ec2-metadata-token-ttl-seconds")
+                    .unwrap_or("none")
+            ),
+            ("GET", "/latest/user-data") => format!(
+                "GET {}",
+                r.header("X-aws-ec2-metadata-token")
+                    .unwrap_or("without a token")
+            ),
+            (m, p) => format!("{m} {p}"),
+        })
+        .collect()
+}
+
+#[test]
+fn ec2_renews_the_token_after_a_401_and_uses_the_new_one() {
+    // token-1 works once (503), then IMDS invalidates it (401).
+    let server = imds(
+        |_| None,
+        |n, uses| match (n, uses) {
+            (1, 0) => status(503),
+            (2, 0) => ok(b"#cloud-config\n"),
+            _ => status(401),
+        },
+    );
+    match ec2::Ec2::with_retry(&server.base(), quick_retry()).fetch() {
+        Ok(Fetch::Found(got)) => assert_eq!(got, b"#cloud-config\n"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        imds_sequence(&server),
+        [
+            "PUT ttl=300",
+            "GET token-1",
+            "GET token-1",
+            "PUT ttl=300",
+            "GET token-2"
+        ]
+    );
+}
+
+#[test]
+fn ec2_renews_a_token_near_the_end_of_its_lifetime_before_using_it_again() {
+    // A 2 s token; the first GET takes 2.2 s and fails, so by the retry the
+    // token is past 1.6 s (renew_after) and also expired at the fake, which
+    // would answer 401: the sequence shows the renewal came first.
+    let server = imds(
+        |_| None,
+        |n, _| match n {
+            1 => {
+                std::thread::sleep(Duration::from_millis(2200));
+                status(503)
+            }
+            _ => ok(b"#cloud-config\n"),
+        },
+    );
+    let src =
+        ec2::Ec2::with_retry(&server.base(), quick_retry()).with_token_ttl(Duration::from_secs(2));
+    match src.fetch() {
+        Ok(Fetch::Found(got)) => assert_eq!(got, b"#cloud-config\n"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        imds_sequence(&server),
+        ["PUT ttl=2", "GET token-1", "PUT ttl=2", "GET token-2"]
+    );
+}
+
+#[test]
+fn ec2_refused_renewal_names_the_token_url_and_never_falls_back_to_v1() {
+    let server = imds(|n| (n == 2).then_some(403), |_, _| status(401));
+    let err = ec2::Ec2::with_retry(&server.base(), quick_retry())
+        .fetch()
+        .unwrap_err();
+    let msg = err.to_string();
+    println!("{msg}");
+    assert!(!err.retryable, "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "ec2 imdsv2 token PUT {}/latest/api/token (renewing the token after {}/latest/user-data answered HTTP 401 Unauthorized): failed (1 attempt in ",
+            server.base(),
+            server.base()
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("last: HTTP 403 Forbidden") && msg.contains("IMDSv1 is never used"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("token-1"),
+        "the token never reaches messages: {msg}"
+    );
+    assert_eq!(
+        imds_sequence(&server),
+        ["PUT ttl=300", "GET token-1", "PUT ttl=300"]
+    );
+}
+
+#[test]
+fn ec2_a_401_for_a_just_renewed_token_is_final() {
+    let server = imds(|_| None, |_, _| status(401));
+    let err = ec2::Ec2::with_retry(&server.base(), quick_retry())
+        .fetch()
+        .unwrap_err();
+    let msg = err.to_string();
+    println!("{msg}");
+    assert!(!err.retryable, "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "ec2 imdsv2 {}/latest/user-data: refused the IMDSv2 token it had just issued to replace one it refused (2 attempts in ",
+            server.base()
+        )) && msg.contains("last: HTTP 401 Unauthorized") && msg.contains("IMDSv1 is never used"),
+        "{msg}"
+    );
+    assert_eq!(
+        imds_sequence(&server),
+        ["PUT ttl=300", "GET token-1", "PUT ttl=300", "GET token-2"]
     );
 }

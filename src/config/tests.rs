@@ -10,6 +10,7 @@ fn facts() -> HostFacts {
     HostFacts {
         hostname: Some("Node-A".into()),
         default_address: Some("192.0.2.7".parse().unwrap()),
+        default_ipv6: None,
     }
 }
 

@@ -26,6 +26,7 @@ pub fn is_header(line: &str) -> bool {
 enum Fact {
     Hostname,
     Ipv4,
+    Ipv6,
 }
 
 /// Variables kubeboot can answer locally, in the spellings cloud-init
@@ -49,6 +50,14 @@ const KNOWN: &[(&str, Fact)] = &[
     ("ds.meta_data[\"local_ipv4\"]", Fact::Ipv4),
     ("v1.local_ipv4", Fact::Ipv4),
     ("local_ipv4", Fact::Ipv4),
+    // cloud-init defines `local-ipv6` in the datasource's meta-data only
+    // (VMware guestinfo: the address of the IPv6 default-route interface);
+    // there is no v1 or top-level alias, so none is accepted here.
+    ("ds.meta_data.local_ipv6", Fact::Ipv6),
+    ("ds.meta_data['local-ipv6']", Fact::Ipv6),
+    ("ds.meta_data[\"local-ipv6\"]", Fact::Ipv6),
+    ("ds.meta_data['local_ipv6']", Fact::Ipv6),
+    ("ds.meta_data[\"local_ipv6\"]", Fact::Ipv6),
 ];
 
 /// Renders a `## template: jinja` document: drops the header line and
@@ -129,7 +138,8 @@ fn statement_keyword(after_open: &str) -> String {
 
 fn known_summary() -> &'static str {
     "{{ ds.meta_data.local_hostname }}, {{ ds.meta_data.hostname }}, {{ v1.local_hostname }}, \
-     {{ local_hostname }}, {{ ds.meta_data.local_ipv4 }}, {{ v1.local_ipv4 }}, {{ local_ipv4 }}"
+     {{ local_hostname }}, {{ ds.meta_data.local_ipv4 }}, {{ v1.local_ipv4 }}, {{ local_ipv4 }}, \
+     {{ ds.meta_data.local_ipv6 }}"
 }
 
 /// The value of one `{{ expr }}`.
@@ -165,6 +175,11 @@ fn lookup(expr: &str, facts: &HostFacts) -> Result<String, EnvelopeError> {
                 "variable \"{shown}\" needs the IPv4 address of the default-route interface, which is not known"
             ))),
         },
+        Fact::Ipv6 => facts.default_ipv6.map(|a| a.to_string()).ok_or_else(|| {
+            EnvelopeError(format!(
+                "variable \"{shown}\" needs a global IPv6 address on the IPv6 default-route interface, which this host does not have"
+            ))
+        }),
     }
 }
 
@@ -176,6 +191,7 @@ mod tests {
         HostFacts {
             hostname: Some("cp-0".into()),
             default_address: Some("10.0.0.10".parse().unwrap()),
+            default_ipv6: Some("2001:db8:0:1::10".parse().unwrap()),
         }
     }
 
@@ -196,6 +212,41 @@ mod tests {
             r,
             "#cloud-config\nname: 'cp-0'\nip: 10.0.0.10\nh: cp-0/cp-0\n"
         );
+    }
+
+    #[test]
+    fn substitutes_the_ipv6_address_in_every_spelling() {
+        let t = "## template: jinja\na: {{ ds.meta_data.local_ipv6 }}\nb: '{{ ds.meta_data['local-ipv6'] }}'\nc: {{ ds.meta_data[\"local_ipv6\"] }}\nd: {{ds.meta_data['local_ipv6']}}\ne: {{ ds.meta_data[\"local-ipv6\"] }}\n";
+        let r = render(t, &facts()).unwrap();
+        assert_eq!(
+            r,
+            "a: 2001:db8:0:1::10\nb: '2001:db8:0:1::10'\nc: 2001:db8:0:1::10\nd: 2001:db8:0:1::10\ne: 2001:db8:0:1::10\n"
+        );
+        // The substituted plain scalar is a string to a YAML reader.
+        let v: serde_norway::Value = serde_norway::from_str(&r).unwrap();
+        assert_eq!(v["a"].as_str(), Some("2001:db8:0:1::10"));
+        // Dual stack: IPv4 and IPv6 side by side.
+        let r = render(
+            "## template: jinja\nips: [{{ ds.meta_data.local_ipv4 }}, '{{ ds.meta_data.local_ipv6 }}']\n",
+            &facts(),
+        )
+        .unwrap();
+        assert_eq!(r, "ips: [10.0.0.10, '2001:db8:0:1::10']\n");
+        // Names cloud-init does not define stay unknown.
+        for name in ["v1.local_ipv6", "local_ipv6", "ds.meta_data.ipv6"] {
+            let e = render(
+                &format!("## template: jinja\nx: {{{{ {name} }}}}\n"),
+                &facts(),
+            )
+            .unwrap_err()
+            .0;
+            assert!(
+                e.starts_with(&format!(
+                    "jinja template line 2: variable \"{name}\" is not known locally"
+                )),
+                "{e}"
+            );
+        }
     }
 
     #[test]
@@ -248,14 +299,23 @@ mod tests {
         let v6 = HostFacts {
             hostname: Some("a".into()),
             default_address: Some("fd00::1".parse().unwrap()),
+            default_ipv6: Some("fd00::1".parse().unwrap()),
         };
         let e = render("## template: jinja\nn: {{ local_ipv4 }}\n", &v6)
             .unwrap_err()
             .0;
         assert!(e.contains("IPv4 address"), "{e}");
+        let e = render(
+            "## template: jinja\nn: {{ ds.meta_data.local_ipv6 }}\n",
+            &none,
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("global IPv6 address"), "{e}");
         let odd = HostFacts {
             hostname: Some("a: b".into()),
             default_address: None,
+            default_ipv6: None,
         };
         let e = render("## template: jinja\nn: {{ local_hostname }}\n", &odd)
             .unwrap_err()

@@ -3,14 +3,17 @@
 //! unwrapped by its Content-Type, after its Content-Transfer-Encoding
 //! (base64, quoted-printable) is undone by `mailparse`.
 //!
-//! `text/cloud-config` and `text/jinja2` are read; `text/plain`,
+//! `text/cloud-config` and `text/jinja2` are read; `text/cloud-config-archive`
+//! is unpacked like `#cloud-config-archive`; `text/plain`,
 //! `text/x-not-multipart` and `application/octet-stream` are sniffed like
-//! top-level userdata; gzip parts are decompressed and sniffed; scripts,
-//! boothooks, include lists and unknown types are ignored with a warning.
+//! top-level userdata; gzip parts are decompressed and sniffed; include
+//! lists are refused (see [`super::include`]); scripts, boothooks and
+//! unknown types are ignored with a warning.
 //! Parts are numbered from 1 in document order, for messages.
 
 use super::{
-    EnvelopeError, HostFacts, Sniffed, Unwrapped, cloudconfig, decode, dispatch, jinja, sniff,
+    EnvelopeError, HostFacts, MAX_PARTS, Sniffed, Unwrapped, archive, cloudconfig, decode,
+    dispatch, include, jinja, sniff,
 };
 
 /// Content types cloud-init runs or fetches, which kubeboot ignores.
@@ -22,13 +25,7 @@ const IGNORED_TYPES: &[(&str, &str)] = &[
     ("text/cloud-boothook", "a boothook"),
     ("text/part-handler", "a part handler"),
     ("text/upstart-job", "an upstart job"),
-    ("text/x-include-url", "an include list"),
-    ("text/x-include-once-url", "an include list"),
-    ("text/cloud-config-archive", "a cloud-config archive"),
 ];
-
-/// More parts than this is not userdata anyone writes; refuse it.
-const MAX_PARTS: usize = 1000;
 
 pub(crate) fn unwrap(
     bytes: &[u8],
@@ -47,30 +44,10 @@ pub(crate) fn unwrap(
     }
     let mut u = Unwrapped::new("MIME multipart");
     for (i, part) in leaves.into_iter().enumerate() {
-        let n = i + 1;
-        let place = format!("MIME part {n}");
-        let found = part_contents(part, facts, depth).map_err(|e| e.at(&place))?;
-        let mut found = match found {
-            Some(f) => f,
-            None => continue,
-        };
-        found.warnings = found
-            .warnings
-            .into_iter()
-            .map(|w| format!("{place}: {w}"))
-            .collect();
-        for d in &mut found.documents {
-            d.origin = format!("{place} {}", d.origin);
+        let place = format!("MIME part {}", i + 1);
+        if let Some(found) = part_contents(part, facts, depth).map_err(|e| e.at(&place))? {
+            u.absorb_part(found, &place)?;
         }
-        for f in &found.files {
-            if u.files.iter().any(|g| g.path == f.path) {
-                return Err(EnvelopeError(format!(
-                    "{place}: {} is also carried by an earlier part",
-                    f.path
-                )));
-            }
-        }
-        u.absorb(found);
     }
     Ok(u)
 }
@@ -100,11 +77,7 @@ fn part_contents(
     depth: usize,
 ) -> Result<Option<Unwrapped>, EnvelopeError> {
     let ctype = part.ctype.mimetype.to_ascii_lowercase();
-    if let Some((_, what)) = IGNORED_TYPES.iter().find(|(t, _)| *t == ctype) {
-        let mut u = Unwrapped::new(ctype.clone());
-        u.warnings.push(format!(
-            "{ctype} part ignored: kubeboot does not run or fetch {what}"
-        ));
+    if let Some(u) = ignored_part(&ctype) {
         return Ok(Some(u));
     }
     let body = part
@@ -114,16 +87,10 @@ fn part_contents(
         return Ok(None);
     }
     let u = match ctype.as_str() {
-        // A cloud-config part may itself carry the jinja header.
-        "text/cloud-config" if sniff(&body) == Sniffed::Jinja => dispatch(&body, facts, depth + 1)?,
-        "text/cloud-config" => {
-            let text = decode::utf8(&body)?;
-            cloudconfig::unwrap(text)?
-        }
-        "text/jinja2" => {
-            let text = decode::utf8(&body)?;
-            let rendered = jinja::render(text, facts)?;
-            dispatch(rendered.as_bytes(), facts, depth + 1)?
+        "text/cloud-config" | "text/jinja2" => config_part(&ctype, &body, facts, depth)?,
+        "text/cloud-config-archive" => archive::unwrap(decode::utf8(&body)?, facts, depth + 1)?,
+        t if include::TYPES.contains(&t) => {
+            include::refuse(&format!("{t} part"), &String::from_utf8_lossy(&body))?
         }
         "text/plain"
         | "text/x-not-multipart"
@@ -132,12 +99,45 @@ fn part_contents(
         | "application/x-gzip" => dispatch(&body, facts, depth + 1)?,
         _ => {
             let mut u = Unwrapped::new(ctype.clone());
-            let shown: String = ctype.chars().filter(|c| !c.is_control()).take(64).collect();
-            u.warnings.push(format!("part of type {shown} ignored"));
+            u.warnings
+                .push(format!("part of type {} ignored", shown_type(&ctype)));
             u
         }
     };
     Ok(Some(u))
+}
+
+/// A `text/cloud-config` or `text/jinja2` part (of MIME or of an archive).
+pub(crate) fn config_part(
+    ctype: &str,
+    body: &[u8],
+    facts: &HostFacts,
+    depth: usize,
+) -> Result<Unwrapped, EnvelopeError> {
+    // A cloud-config part may itself carry the jinja header.
+    if ctype == "text/jinja2" || sniff(body) == Sniffed::Jinja {
+        let text = decode::utf8(body)?;
+        let rendered = jinja::render(text, facts)?;
+        return dispatch(rendered.as_bytes(), facts, depth + 1);
+    }
+    cloudconfig::unwrap(decode::utf8(body)?)
+}
+
+/// The warning for a part kubeboot never runs (scripts, boothooks, ...),
+/// or `None` for other types.
+pub(crate) fn ignored_part(ctype: &str) -> Option<Unwrapped> {
+    let (_, what) = IGNORED_TYPES.iter().find(|(t, _)| *t == ctype)?;
+    let mut u = Unwrapped::new(ctype.to_string());
+    u.warnings.push(format!(
+        "{ctype} part ignored: kubeboot does not run or fetch {what}"
+    ));
+    Some(u)
+}
+
+/// A content type as it may appear in a message (no control characters,
+/// at most 64 characters).
+pub(crate) fn shown_type(ctype: &str) -> String {
+    ctype.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
 #[cfg(test)]
@@ -149,6 +149,7 @@ mod tests {
         HostFacts {
             hostname: Some("w-1".into()),
             default_address: Some("10.0.0.31".parse().unwrap()),
+            default_ipv6: None,
         }
     }
 

@@ -1,6 +1,6 @@
-//! Envelopes: the formats userdata arrives in (cloud-config, MIME multipart,
-//! gzip, Cluster API `## template: jinja`, Ignition JSON, kernel arguments,
-//! a bare config file), unwrapped down to the config documents they carry
+//! Envelopes: the formats userdata arrives in (cloud-config, cloud-config
+//! archive, MIME multipart, gzip, Cluster API `## template: jinja`, Ignition
+//! JSON, kernel arguments, a bare config file), unwrapped down to the config documents they carry
 //! and the files they ask to be written.
 //!
 //! Pure: no host access beyond the [`HostFacts`] passed in for Cluster API
@@ -16,10 +16,12 @@
 
 use crate::host::HostFacts;
 
+mod archive;
 pub mod cloudconfig;
 pub mod cmdline;
 mod decode;
 pub mod ignition;
+mod include;
 pub mod jinja;
 mod mime;
 
@@ -28,6 +30,10 @@ pub const MAX_USERDATA_BYTES: usize = 16 * 1024 * 1024;
 
 /// How many envelopes may be nested (gzip › MIME › jinja › cloud-config is 4).
 const MAX_DEPTH: usize = 6;
+
+/// More MIME parts or archive entries than this is not userdata anyone
+/// writes; refuse it.
+const MAX_PARTS: usize = 1000;
 
 /// What was found inside one piece of userdata.
 #[derive(Debug, Default)]
@@ -61,6 +67,30 @@ impl Unwrapped {
         self.files.extend(other.files);
         self.config_urls.extend(other.config_urls);
         self.warnings.extend(other.warnings);
+    }
+
+    /// Appends what one part of a MIME message or archive found, `place`
+    /// (`MIME part 2`, `cloud-config-archive[1]`) prefixed to its warnings
+    /// and document origins. A PKI file carried by two parts is refused.
+    fn absorb_part(&mut self, mut found: Unwrapped, place: &str) -> Result<(), EnvelopeError> {
+        for f in &found.files {
+            if self.files.iter().any(|g| g.path == f.path) {
+                return Err(EnvelopeError(format!(
+                    "{place}: {} is also carried by an earlier part",
+                    f.path
+                )));
+            }
+        }
+        found.warnings = found
+            .warnings
+            .into_iter()
+            .map(|w| format!("{place}: {w}"))
+            .collect();
+        for d in &mut found.documents {
+            d.origin = format!("{place} {}", d.origin);
+        }
+        self.absorb(found);
+        Ok(())
     }
 
     fn is_empty(&self) -> bool {
@@ -137,10 +167,12 @@ impl EnvelopeError {
 
 /// Finds the config documents and carried files inside `bytes`.
 ///
-/// Accepts a bare kubeboot or kubeadm config file, `#cloud-config`, MIME
-/// multipart, gzip, Cluster API `## template: jinja`, Ignition 3.0.0–3.5.0
-/// JSON and a kernel command line. Fails when the input is malformed,
-/// exceeds [`MAX_USERDATA_BYTES`], or carries no kubeboot config at all.
+/// Accepts a bare kubeboot or kubeadm config file, `#cloud-config`,
+/// `#cloud-config-archive`, MIME multipart, gzip, Cluster API
+/// `## template: jinja`, Ignition 3.0.0–3.5.0 JSON and a kernel command
+/// line. Fails when the input is malformed, exceeds [`MAX_USERDATA_BYTES`],
+/// names URLs to include (`#include`, `text/x-include-url`), or carries no
+/// kubeboot config at all.
 pub fn unwrap(bytes: &[u8], facts: &HostFacts) -> Result<Unwrapped, EnvelopeError> {
     if bytes.len() > MAX_USERDATA_BYTES {
         return Err(EnvelopeError(format!(
@@ -176,7 +208,11 @@ enum Sniffed {
     Mime,
     Ignition,
     Script,
-    /// A cloud-init format kubeboot does not read (`#include`, boothooks, ...).
+    /// `#cloud-config-archive`.
+    Archive,
+    /// `#include` or `#include-once` (refused).
+    Include(&'static str),
+    /// A cloud-init format kubeboot does not read (boothooks, part handlers, ...).
     OtherCloudInit(&'static str),
     KernelArgs,
     Yaml,
@@ -194,7 +230,7 @@ fn sniff(bytes: &[u8]) -> Sniffed {
         return Sniffed::Jinja;
     }
     if first.starts_with("#cloud-config-archive") {
-        return Sniffed::OtherCloudInit("#cloud-config-archive");
+        return Sniffed::Archive;
     }
     if first.starts_with("#cloud-config-jsonp") {
         return Sniffed::OtherCloudInit("#cloud-config-jsonp");
@@ -202,9 +238,12 @@ fn sniff(bytes: &[u8]) -> Sniffed {
     if first.starts_with("#cloud-config") {
         return Sniffed::CloudConfig;
     }
+    for name in ["#include-once", "#include"] {
+        if first.starts_with(name) {
+            return Sniffed::Include(name);
+        }
+    }
     for (prefix, name) in [
-        ("#include-once", "#include-once"),
-        ("#include", "#include"),
         ("#cloud-boothook", "#cloud-boothook"),
         ("#part-handler", "#part-handler"),
         ("#upstart-job", "#upstart-job"),
@@ -260,6 +299,13 @@ fn dispatch(bytes: &[u8], facts: &HostFacts, depth: usize) -> Result<Unwrapped, 
             cloudconfig::unwrap(text)
         }
         Sniffed::Mime => mime::unwrap(bytes, facts, depth),
+        Sniffed::Archive => {
+            let text = decode::utf8(bytes).map_err(|e| e.at("cloud-config-archive"))?;
+            archive::unwrap(text, facts, depth)
+        }
+        Sniffed::Include(name) => {
+            include::refuse(&format!("{name} userdata"), &String::from_utf8_lossy(bytes))
+        }
         Sniffed::Ignition => ignition::unwrap(bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes)),
         Sniffed::Script => {
             let mut u = Unwrapped::new("shell script");
@@ -492,6 +538,7 @@ mod tests {
         HostFacts {
             hostname: Some("node-1".into()),
             default_address: Some("10.0.0.21".parse().unwrap()),
+            default_ipv6: None,
         }
     }
 
@@ -507,9 +554,15 @@ mod tests {
             Sniffed::CloudConfig
         );
         assert_eq!(sniff(b"\xef\xbb\xbf#cloud-config\n"), Sniffed::CloudConfig);
+        assert_eq!(sniff(b"#cloud-config-archive\n- a\n"), Sniffed::Archive);
+        assert_eq!(sniff(b"#include\nhttp://x\n"), Sniffed::Include("#include"));
         assert_eq!(
-            sniff(b"#cloud-config-archive\n- a\n"),
-            Sniffed::OtherCloudInit("#cloud-config-archive")
+            sniff(b"#include-once\nhttp://x\n"),
+            Sniffed::Include("#include-once")
+        );
+        assert_eq!(
+            sniff(b"#cloud-boothook\n"),
+            Sniffed::OtherCloudInit("#cloud-boothook")
         );
         assert_eq!(
             sniff(b"Content-Type: multipart/mixed; boundary=x\n"),

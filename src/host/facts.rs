@@ -1,5 +1,6 @@
-//! Facts about the host that defaults are derived from: the hostname and
-//! the address of the interface that holds the default route.
+//! Facts about the host that defaults are derived from: the hostname, the
+//! address of the interface that holds the default route, and the IPv6
+//! address of the interface that holds the IPv6 default route.
 //!
 //! Detection only reads local kernel state (`uname`, `/proc/net/route`,
 //! `getifaddrs`); it never sends a packet.
@@ -14,6 +15,11 @@ pub struct HostFacts {
     pub hostname: Option<String>,
     /// The primary address of the default-route interface.
     pub default_address: Option<IpAddr>,
+    /// The first global IPv6 address of the interface holding the IPv6
+    /// default route (without one: of the IPv4 default-route interface),
+    /// as cloud-init's `local-ipv6` is found. Set on dual-stack hosts too,
+    /// where [`HostFacts::default_address`] is the IPv4 one.
+    pub default_ipv6: Option<Ipv6Addr>,
 }
 
 impl HostFacts {
@@ -28,9 +34,13 @@ impl HostFacts {
             .filter(|h| !h.is_empty() && h != "(none)");
         let default_address =
             default_route_interface(proc).and_then(|iface| interface_address(&iface));
+        let default_ipv6 = ipv6_default_route_interface(proc)
+            .or_else(|| ipv4_default_route_interface(proc))
+            .and_then(|iface| interface_addresses(&iface).1);
         HostFacts {
             hostname,
             default_address,
+            default_ipv6,
         }
     }
 }
@@ -38,13 +48,15 @@ impl HostFacts {
 /// The interface of the IPv4 default route with the lowest metric, or of the
 /// IPv6 default route when there is no IPv4 one.
 pub fn default_route_interface(proc: &Path) -> Option<String> {
-    if let Ok(text) = std::fs::read_to_string(proc.join("net/route"))
-        && let Some(i) = parse_ipv4_default(&text)
-    {
-        return Some(i);
-    }
-    let text = std::fs::read_to_string(proc.join("net/ipv6_route")).ok()?;
-    parse_ipv6_default(&text)
+    ipv4_default_route_interface(proc).or_else(|| ipv6_default_route_interface(proc))
+}
+
+fn ipv4_default_route_interface(proc: &Path) -> Option<String> {
+    parse_ipv4_default(&std::fs::read_to_string(proc.join("net/route")).ok()?)
+}
+
+fn ipv6_default_route_interface(proc: &Path) -> Option<String> {
+    parse_ipv6_default(&std::fs::read_to_string(proc.join("net/ipv6_route")).ok()?)
 }
 
 fn parse_ipv4_default(text: &str) -> Option<String> {
@@ -88,8 +100,19 @@ fn parse_ipv6_default(text: &str) -> Option<String> {
 
 /// The first usable global address of `iface` (IPv4 preferred).
 fn interface_address(iface: &str) -> Option<IpAddr> {
-    let addrs = nix::ifaddrs::getifaddrs().ok()?;
-    let mut v6: Option<Ipv6Addr> = None;
+    match interface_addresses(iface) {
+        (Some(v4), _) => Some(IpAddr::V4(v4)),
+        (None, v6) => v6.map(IpAddr::V6),
+    }
+}
+
+/// The first usable IPv4 and the first usable IPv6 address of `iface`
+/// (not loopback, not link-local).
+fn interface_addresses(iface: &str) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return (None, None);
+    };
+    let (mut v4, mut v6): (Option<Ipv4Addr>, Option<Ipv6Addr>) = (None, None);
     for a in addrs {
         if a.interface_name != iface {
             continue;
@@ -97,8 +120,8 @@ fn interface_address(iface: &str) -> Option<IpAddr> {
         let Some(addr) = a.address else { continue };
         if let Some(sin) = addr.as_sockaddr_in() {
             let ip: Ipv4Addr = sin.ip();
-            if !ip.is_loopback() && !ip.is_link_local() {
-                return Some(IpAddr::V4(ip));
+            if !ip.is_loopback() && !ip.is_link_local() && v4.is_none() {
+                v4 = Some(ip);
             }
         } else if let Some(sin6) = addr.as_sockaddr_in6() {
             let ip = sin6.ip();
@@ -108,7 +131,7 @@ fn interface_address(iface: &str) -> Option<IpAddr> {
             }
         }
     }
-    v6.map(IpAddr::V6)
+    (v4, v6)
 }
 
 #[cfg(test)]
@@ -123,6 +146,29 @@ mod tests {
                  eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
         assert_eq!(parse_ipv4_default(t).as_deref(), Some("eth0"));
         assert_eq!(parse_ipv4_default("Iface\n"), None);
+    }
+
+    #[test]
+    fn each_family_finds_its_own_default_route_interface() {
+        let proc = std::env::temp_dir().join(format!("kubeboot-facts-{}", std::process::id()));
+        std::fs::create_dir_all(proc.join("net")).unwrap();
+        std::fs::write(
+            proc.join("net/route"),
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+             eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\n",
+        )
+        .unwrap();
+        std::fs::write(
+            proc.join("net/ipv6_route"),
+            "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003 eth1\n",
+        )
+        .unwrap();
+        assert_eq!(default_route_interface(&proc).as_deref(), Some("eth0"));
+        assert_eq!(ipv4_default_route_interface(&proc).as_deref(), Some("eth0"));
+        assert_eq!(ipv6_default_route_interface(&proc).as_deref(), Some("eth1"));
+        std::fs::remove_file(proc.join("net/ipv6_route")).unwrap();
+        assert_eq!(ipv6_default_route_interface(&proc), None);
+        let _ = std::fs::remove_dir_all(&proc);
     }
 
     #[test]
