@@ -248,14 +248,23 @@ fn server_errors_past_the_budget_are_retryable_failures_that_say_what_was_tried(
         assert!(err.retryable, "{}: {err}", svc.name);
         let msg = err.to_string();
         println!("{}: {msg}", svc.name);
+        // On a loaded machine the last attempt may be cut short by the end
+        // of the budget (its timeout is what is left), so it may report a
+        // timeout, and the server may not have seen it.
         assert!(
-            msg.contains("retry budget") && msg.contains("HTTP 503"),
+            msg.contains("retry budget") && (msg.contains("HTTP 503") || msg.contains("timed out")),
             "{}: {msg}",
             svc.name
         );
         let n = gets.load(Ordering::SeqCst);
+        let attempts: usize = msg
+            .split(" attempts")
+            .next()
+            .and_then(|head| head.rsplit(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|d| d.parse().ok())
+            .unwrap_or_else(|| panic!("{}: no attempt count in {msg}", svc.name));
         assert!(
-            n >= 2 && msg.contains(&format!("{n} attempts")),
+            n >= 2 && (n == attempts || n + 1 == attempts),
             "{}: {n} gets, {msg}",
             svc.name
         );
