@@ -17,7 +17,9 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use api_support::{Behaviour, State, answer, client_cn, status_reply};
-use cli_support::{kubeboot, render_control_plane as render, seed, text};
+use cli_support::{
+    fake_systemctl as systemctl_script, kubeboot, render_control_plane as render, seed, text,
+};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -103,26 +105,6 @@ fn cluster(name: &str, refuse: bool) -> Cluster {
         healthz: Server::http(|_, _| ok(b"ok")),
         systemctl,
     }
-}
-
-/// A fake systemctl; `restart kubelet` writes the kubeconfig the kubelet's
-/// TLS bootstrap would.
-fn fake_systemctl(dir: &Path, root: &Path) -> PathBuf {
-    let script = dir.join(format!(
-        "systemctl-{}",
-        root.file_name().unwrap().to_str().unwrap()
-    ));
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\ncase \"$*\" in *restart*kubelet*) mkdir -p '{root}/etc/kubernetes' && [ -f '{root}/etc/kubernetes/kubelet.conf' ] || echo 'apiVersion: v1' > '{root}/etc/kubernetes/kubelet.conf';; esac\nexit 0\n",
-            root = root.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
 }
 
 fn firstboot(root: &Path, systemctl: &Path, healthz: &Server, wait: &str) -> Output {
@@ -1284,4 +1266,16 @@ fn kubernetes_1_33_annotates_the_node_with_the_cri_socket() {
     );
     drop(state);
     std::fs::remove_dir_all(&c.dir).unwrap();
+}
+
+/// The fake systemctl for a run on `root` (its log beside the script).
+fn fake_systemctl(dir: &Path, root: &Path) -> PathBuf {
+    let name = root.file_name().unwrap().to_str().unwrap();
+    let script = dir.join(format!("systemctl-{name}"));
+    systemctl_script(
+        &script,
+        root,
+        &dir.join(format!("systemctl-{name}.log")),
+        false,
+    )
 }

@@ -17,7 +17,9 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use cli_support::{kubeboot, render_control_plane as control_plane, seed, text};
+use cli_support::{
+    fake_systemctl as systemctl_script, kubeboot, render_control_plane as control_plane, seed, text,
+};
 use kubeboot::api::discovery::sign_detached;
 use kubeboot::config::BootstrapToken;
 use kubeboot::secret::Secret;
@@ -81,26 +83,6 @@ fn ca_hash(cp: &Path) -> String {
     ]);
     assert!(o.status.success());
     text(&o.stdout).trim().to_string()
-}
-
-/// A fake systemctl: logs every call; `restart ... kubelet` plays the
-/// kubelet: it writes kubelet.conf as after a TLS bootstrap (when there is
-/// none, as on a joining node) and its rotated client certificate file.
-fn fake_systemctl(dir: &Path, root: &Path) -> (PathBuf, PathBuf) {
-    let log = dir.join("systemctl.log");
-    let script = dir.join("systemctl");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*)\n  mkdir -p '{root}/etc/kubernetes' '{root}/var/lib/kubelet/pki'\n  [ -f '{root}/etc/kubernetes/kubelet.conf' ] || echo 'apiVersion: v1' > '{root}/etc/kubernetes/kubelet.conf'\n  echo 'stand-in for the kubelet client cert and key' > '{root}/var/lib/kubelet/pki/kubelet-client-current.pem';;\nesac\nexit 0\n",
-            log = log.display(),
-            root = root.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (script, log)
 }
 
 fn firstboot(root: &Path, systemctl: &Path, healthz: &str, discovery_timeout: &str) -> Output {
@@ -802,4 +784,13 @@ fn a_wrong_certificate_key_is_refused() {
     );
     assert!(!root.join("etc/kubernetes/pki/ca.key").exists());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The fake systemctl and its log, in `dir`.
+fn fake_systemctl(dir: &Path, root: &Path) -> (PathBuf, PathBuf) {
+    let log = dir.join("systemctl.log");
+    (
+        systemctl_script(&dir.join("systemctl"), root, &log, true),
+        log,
+    )
 }

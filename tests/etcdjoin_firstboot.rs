@@ -51,7 +51,7 @@ use std::process::{Child, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cli_support::{kubeboot, seed, text};
+use cli_support::{fake_systemctl as systemctl_script, kubeboot, seed, text};
 use etcd_support::{ETCD, Kill, Ports, require, start_etcd, start_etcd_healthy, wait_healthy};
 use kubeboot::api::etcd::{ETCD_PODS_PATH, EtcdClient, Member};
 use kubeboot::config::BootstrapToken;
@@ -163,24 +163,6 @@ fn livez_on_b(config: Arc<rustls::ServerConfig>) -> u16 {
         }
     });
     port
-}
-
-/// A fake systemctl: `restart kubelet` writes the kubeconfig the kubelet's
-/// TLS bootstrap would; every call is logged.
-fn fake_systemctl(dir: &Path, root: &Path) -> PathBuf {
-    let script = dir.join("systemctl");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{dir}/systemctl.log'\ncase \"$*\" in *restart*kubelet*) mkdir -p '{root}/etc/kubernetes' && [ -f '{root}/etc/kubernetes/kubelet.conf' ] || echo 'apiVersion: v1' > '{root}/etc/kubernetes/kubelet.conf';; esac\nexit 0\n",
-            dir = dir.display(),
-            root = root.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
 }
 
 fn run_args<'a>(cmd: &'a str, root: &'a str, systemctl: &'a str, healthz: &'a str) -> Vec<&'a str> {
@@ -675,4 +657,14 @@ fn an_unreachable_etcd_fails_etcd_join_retryably_before_any_manifest() {
         assert!(!stderr.contains(secret) && !err.contains(secret));
     }
     std::fs::remove_dir_all(&c.dir).unwrap();
+}
+
+/// The fake systemctl, logging to `dir/systemctl.log`.
+fn fake_systemctl(dir: &Path, root: &Path) -> PathBuf {
+    systemctl_script(
+        &dir.join("systemctl"),
+        root,
+        &dir.join("systemctl.log"),
+        false,
+    )
 }

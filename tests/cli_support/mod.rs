@@ -52,3 +52,38 @@ pub fn seed(root: &std::path::Path, userdata: &str) {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, userdata).unwrap();
 }
+
+/// A fake `systemctl` at `script` for runs on `root` (pass it with
+/// `--systemctl`): appends its arguments to `log`, and `restart ... kubelet`
+/// plays the kubelet's TLS bootstrap by writing `etc/kubernetes/kubelet.conf`
+/// (when absent) and, with `client_cert`, the rotated client certificate
+/// `var/lib/kubelet/pki/kubelet-client-current.pem` that `kubelet-finalize`
+/// waits for.
+#[allow(dead_code)]
+pub fn fake_systemctl(
+    script: &std::path::Path,
+    root: &std::path::Path,
+    log: &std::path::Path,
+    client_cert: bool,
+) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let cert = if client_cert {
+        format!(
+            "  mkdir -p '{r}/var/lib/kubelet/pki'\n  echo 'stand-in for the kubelet client cert and key' > '{r}/var/lib/kubelet/pki/kubelet-client-current.pem'\n",
+            r = root.display()
+        )
+    } else {
+        String::new()
+    };
+    std::fs::write(
+        script,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*)\n  mkdir -p '{r}/etc/kubernetes'\n  [ -f '{r}/etc/kubernetes/kubelet.conf' ] || echo 'apiVersion: v1' > '{r}/etc/kubernetes/kubelet.conf'\n{cert};;\nesac\nexit 0\n",
+            log = log.display(),
+            r = root.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script.to_path_buf()
+}
