@@ -174,16 +174,16 @@ pub fn detect(paths: &Paths, declared: Option<&str>) -> Result<Detection, Error>
     if let Some(d) = dmi.platform() {
         return Ok(d);
     }
-    if let Some(dev) = disk::find_labelled(paths, disk::Kind::NoCloud) {
+    if let Some((dev, label)) = disk::find_labelled(paths, disk::Kind::NoCloud) {
         return Ok(Detection {
             platform: Platform::NoCloud,
-            reason: format!("block device {} is labelled cidata", dev.display()),
+            reason: format!("block device {} is labelled {label}", dev.display()),
         });
     }
-    if let Some(dev) = disk::find_labelled(paths, disk::Kind::ConfigDrive) {
+    if let Some((dev, label)) = disk::find_labelled(paths, disk::Kind::ConfigDrive) {
         return Ok(Detection {
             platform: Platform::ConfigDrive,
-            reason: format!("block device {} is labelled config-2", dev.display()),
+            reason: format!("block device {} is labelled {label}", dev.display()),
         });
     }
     if dmi.sys_vendor == "QEMU" {

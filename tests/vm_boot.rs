@@ -770,9 +770,9 @@ fn vm_boot_reads_a_cidata_disk() {
         .split("--- kubeboot config show")
         .nth(1)
         .expect("second read section");
-    // (the reason names the label family, "cidata", whatever its case)
+    // (the reason names the label as found on the disk)
     assert!(
-        second.contains("platform: nocloud (block device /dev/vdc is labelled cidata)"),
+        second.contains("platform: nocloud (block device /dev/vdc is labelled CIDATA)"),
         "the vfat disk was not detected by its label:\n{second}"
     );
     assert!(

@@ -127,12 +127,13 @@ const MAX_CONFIG_DISK: u64 = 64 * 1024 * 1024;
 
 /// Finds a block device labelled for `kind`, under the root: first
 /// `/dev/disk/by-label/<label>`, then a superblock scan of small devices
-/// from `/sys/class/block`.
-pub fn find_labelled(paths: &Paths, kind: Kind) -> Option<PathBuf> {
+/// from `/sys/class/block`. Returns the device and its label as found
+/// (`cidata` or `CIDATA`, ...).
+pub fn find_labelled(paths: &Paths, kind: Kind) -> Option<(PathBuf, String)> {
     for label in kind.labels() {
         let link = paths.host("/dev/disk/by-label").join(label);
         if fs::symlink_metadata(&link).is_ok() {
-            return Some(resolve_under_root(paths, &link));
+            return Some((resolve_under_root(paths, &link), label.to_string()));
         }
     }
     let entries = fs::read_dir(paths.host("/sys/class/block")).ok()?;
@@ -156,7 +157,7 @@ pub fn find_labelled(paths: &Paths, kind: Kind) -> Option<PathBuf> {
         if let Some((_, label)) = probe_label(&dev)
             && kind.labels().iter().any(|l| l.eq_ignore_ascii_case(&label))
         {
-            return Some(dev);
+            return Some((dev, label));
         }
     }
     None
@@ -372,7 +373,7 @@ impl Source for Disk {
         if let Some(dir) = &self.dir {
             return self.read_from(dir);
         }
-        let Some(dev) = find_labelled(&self.paths, self.kind) else {
+        let Some((dev, _)) = find_labelled(&self.paths, self.kind) else {
             return Ok(Fetch::Absent(format!(
                 "no block device labelled {}",
                 self.kind.labels().join(" or ")
@@ -428,10 +429,13 @@ mod tests {
             .unwrap();
         std::os::unix::fs::symlink("/dev/sr1", dir.join("dev/disk/by-label/config-2")).unwrap();
         let paths = Paths::new(&dir);
-        assert_eq!(find_labelled(&paths, Kind::NoCloud), Some(dir.join("sr0")));
+        assert_eq!(
+            find_labelled(&paths, Kind::NoCloud),
+            Some((dir.join("sr0"), "cidata".to_string()))
+        );
         assert_eq!(
             find_labelled(&paths, Kind::ConfigDrive),
-            Some(dir.join("dev/sr1"))
+            Some((dir.join("dev/sr1"), "config-2".to_string()))
         );
         fs::remove_dir_all(&dir).unwrap();
     }
