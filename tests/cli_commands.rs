@@ -421,3 +421,47 @@ fn journal_stream_gets_priority_prefixes() {
     assert!(text(&o.stderr).lines().all(|l| !l.starts_with('<')));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// README's first command, as a newcomer types it: `cargo run` must pick the
+/// `kubeboot` binary (src/bin/ holds a second one, so Cargo.toml needs
+/// `default-run`), and the arguments after `--` must render a control plane.
+#[test]
+fn readme_main_command_runs() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("cargo run"))
+        .expect("README.md has a `cargo run` command");
+    let (cargo_part, args) = line.split_once(" -- ").expect("`cargo run ... -- ARGS`");
+    assert!(!cargo_part.contains("--bin"), "{line}");
+    assert!(
+        readme.lines().any(|l| l.trim() == "cargo test"),
+        "README.md gives `cargo test`"
+    );
+    let extra_bins = std::fs::read_dir(repo.join("src/bin"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let manifest = std::fs::read_to_string(repo.join("Cargo.toml")).unwrap();
+    assert!(
+        extra_bins == 0
+            || manifest
+                .lines()
+                .any(|l| l.trim() == "default-run = \"kubeboot\""),
+        "src/bin/ has {extra_bins} more binaries: `cargo run` needs default-run = \"kubeboot\" in Cargo.toml"
+    );
+    let mut args: Vec<String> = args.split_whitespace().map(str::to_string).collect();
+    let root = tmpdir("readme");
+    let at = args.iter().position(|a| a == "--root").expect("--root") + 1;
+    args[at] = root.to_str().unwrap().to_string();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = kubeboot(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("rendered a control-plane"), "{out}");
+    assert!(
+        root.join("etc/kubernetes/manifests/kube-apiserver.yaml")
+            .is_file()
+    );
+}
