@@ -219,7 +219,7 @@ pub(crate) fn log_warnings(loaded: &Loaded) {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Version => {
-            println!("kubeboot {}", env!("CARGO_PKG_VERSION"));
+            crate::outln!("kubeboot {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
         Command::Config(ConfigCommand::Validate { files }) => {
@@ -239,7 +239,7 @@ pub fn run(cli: Cli) -> Result<()> {
                         // same rules as at boot: http:// only with a pin
                         crate::userdata::url::ConfigUrl::new(&u.url, u.sha256.as_deref(), None)
                             .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
-                        println!(
+                        crate::outln!(
                             "{name}: ok (points to {}, {pin}; that config is validated when fetched)",
                             u.url
                         );
@@ -248,7 +248,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 let loaded = config::from_unwrapped(unwrapped, &name, &facts)?;
                 log_warnings(&loaded);
-                println!(
+                crate::outln!(
                     "{name}: ok ({}, {})",
                     format_name(&loaded.format),
                     serde_json::to_value(loaded.settings.mode)
@@ -279,7 +279,7 @@ pub fn run(cli: Cli) -> Result<()> {
             print_settings(&loaded)
         }
         Command::Token(TokenCommand::Generate) => {
-            println!("{}", generate_token()?.expose());
+            crate::outln!("{}", generate_token()?.expose());
             Ok(())
         }
         Command::Certs(CertsCommand::CaHash { file }) => {
@@ -288,7 +288,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Error::Invalid(m) => Error::Invalid(format!("{}: {m}", file.display())),
                 other => other,
             })?;
-            println!("{hash}");
+            crate::outln!("{hash}");
             Ok(())
         }
         Command::Certs(CertsCommand::CheckExpiration { config, root }) => {
@@ -307,7 +307,7 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let rows =
                 crate::pki::check_expiration(&settings, &paths, time::OffsetDateTime::now_utc())?;
-            print!("{}", crate::pki::format_expiration_table(&rows));
+            crate::out!("{}", crate::pki::format_expiration_table(&rows));
             Ok(())
         }
         Command::Render(args) => crate::run::render(&args),
@@ -337,7 +337,7 @@ pub(crate) fn print_settings(loaded: &Loaded) -> Result<()> {
     });
     let text = serde_json::to_string_pretty(&out)
         .map_err(|e| Error::Failed(format!("encoding JSON: {e}")))?;
-    println!("{text}");
+    crate::outln!("{text}");
     Ok(())
 }
 

@@ -7,6 +7,25 @@
 
 #![deny(missing_docs)]
 
+/// `print!` that never panics: a reader that went away (`kubeboot render |
+/// head`, a journal that restarted) must not turn a run into a panic. A
+/// closed pipe is ignored; any other write error is logged.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::logging::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` that never panics (see [`out!`]).
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::out!("\n") };
+    ($($arg:tt)*) => {
+        $crate::out!("{}\n", format_args!($($arg)*))
+    };
+}
+
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -111,3 +111,15 @@ pub fn init(level: LevelFilter, to_syslog: bool) {
         log::set_max_level(level);
     }
 }
+
+/// Writes to stdout for [`crate::out!`]: a closed pipe is not an error
+/// worth a panic or a message; other failures are logged.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        log::warn!("writing to standard output: {e}");
+    }
+}

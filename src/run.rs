@@ -2,6 +2,7 @@
 //! `firstboot` (find the userdata, then init or join). They build a
 //! [`NodeRun`], hand the phase list to the runner, and record the outcome.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
@@ -146,7 +147,7 @@ fn wrap_phase(e: phases::PhaseError) -> Error {
 
 fn print_report(run: &RenderReport, total_ms: f64, root: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    println!(
+    crate::outln!(
         "rendered {} node ({}, Kubernetes {}) into {}:",
         match run.settings.mode {
             Mode::Init => "a control-plane (init)",
@@ -170,13 +171,13 @@ fn print_report(run: &RenderReport, total_ms: f64, root: &Path) {
             .strip_prefix(root)
             .map(|p| format!("/{}", p.display()))
             .unwrap_or_else(|_| w.path.display().to_string());
-        println!("  {mode}  {:<11} {rel:<52} {}", w.action, w.detail);
+        crate::outln!("  {mode}  {:<11} {rel:<52} {}", w.action, w.detail);
     }
-    println!("phases:");
+    crate::outln!("phases:");
     for r in &run.records {
         match r.outcome {
-            Outcome::Done => println!("  {:<20} {:>8.2} ms", r.name, r.millis),
-            other => println!(
+            Outcome::Done => crate::outln!("  {:<20} {:>8.2} ms", r.name, r.millis),
+            other => crate::outln!(
                 "  {:<20} {:>8}",
                 r.name,
                 serde_json::to_value(other)
@@ -186,7 +187,7 @@ fn print_report(run: &RenderReport, total_ms: f64, root: &Path) {
             ),
         }
     }
-    println!("total {total_ms:.2} ms ({} files)", seen.len());
+    crate::outln!("total {total_ms:.2} ms ({} files)", seen.len());
 }
 
 fn node_run<'a>(
@@ -364,7 +365,7 @@ pub fn show_auto(src: &SourceArgs) -> Result<()> {
 pub fn firstboot(args: &FirstbootArgs) -> Result<()> {
     let paths = Paths::new(&args.source.root);
     if status::marker_exists(&paths) && !args.opts.dry_run {
-        println!(
+        crate::outln!(
             "kubeboot: this node was bootstrapped already ({} exists); nothing to do",
             paths.host(status::MARKER).display()
         );
@@ -384,7 +385,7 @@ pub fn init_or_join(args: &RunArgs, init: bool) -> Result<()> {
                 phases::join_phases()
             };
             for p in &list {
-                println!("{:<24} {}", p.name, p.summary);
+                crate::outln!("{:<24} {}", p.name, p.summary);
             }
             return Ok(());
         }
@@ -486,7 +487,7 @@ fn run_node(
     let role = mode_name(mode).to_string();
     if effects == Effects::DryRun {
         for w in &run.written {
-            println!("[dry-run] {} {} {}", w.phase, w.action, w.path.display());
+            crate::outln!("[dry-run] {} {} {}", w.phase, w.action, w.path.display());
         }
     }
     let e = match result {
@@ -513,7 +514,7 @@ fn run_node(
                 if only.is_none() {
                     status::write_marker(paths)?;
                 }
-                println!("{}", st.console_line());
+                crate::outln!("{}", st.console_line());
             }
             return Ok(());
         }
@@ -537,5 +538,6 @@ fn write_failure(paths: &Paths, st: &Status) {
     if let Err(w) = status::write(paths, st) {
         log::error!("could not write the status file: {w}");
     }
-    eprintln!("{}", st.console_line());
+    // stderr: the console line of a failure (never a panic if it is closed)
+    let _ = writeln!(std::io::stderr().lock(), "{}", st.console_line());
 }

@@ -465,3 +465,23 @@ fn readme_main_command_runs() {
             .is_file()
     );
 }
+
+/// `kubeboot render ... | head -1`: a reader that goes away early must not
+/// turn a finished render into a panic (stdout is the journal at boot).
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    let root = tmpdir("closed-stdout");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args(["render", "--example", "control-plane", "--root"])
+        .arg(&root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the first line
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(root.join("etc/kubernetes/admin.conf").is_file());
+}
