@@ -245,6 +245,8 @@ fn check_first_run(c: &Cluster) -> (String, String) {
         p("POST", format!("{ks}/serviceaccounts")),
         p("POST", format!("{apps}/deployments")),
         p("POST", format!("{ks}/services")),
+        p("POST", format!("{ks}/configmaps")),
+        p("POST", format!("{apps}/daemonsets")),
         p("POST", format!("{ks}/serviceaccounts")),
         p("POST", format!("{RBAC}/clusterrolebindings")),
         p("POST", format!("{RBAC}/namespaces/kube-system/roles")),
@@ -252,8 +254,6 @@ fn check_first_run(c: &Cluster) -> (String, String) {
             "POST",
             format!("{RBAC}/namespaces/kube-system/rolebindings"),
         ),
-        p("POST", format!("{ks}/configmaps")),
-        p("POST", format!("{apps}/daemonsets")),
     ]);
     assert_eq!(seq, want);
 
@@ -534,23 +534,9 @@ fn check_addons(reqs: &[Request], api_port: u16, version: &str) {
     assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.10"));
     assert_eq!(spec.selector.unwrap()["k8s-app"], "kube-dns");
     assert_eq!(spec.ports.unwrap().len(), 3);
-    // kube-proxy
-    let acct: ServiceAccount = body(&reqs[6]);
-    ks(&acct.metadata, "kube-proxy");
-    let crb: ClusterRoleBinding = body(&reqs[7]);
-    assert_eq!(crb.metadata.name.as_deref(), Some("kubeadm:node-proxier"));
-    assert_eq!(crb.role_ref.name, "system:node-proxier");
-    assert_eq!(subjects(&crb.subjects), vec![sa("kube-proxy")]);
-    let role: Role = body(&reqs[8]);
-    ks(&role.metadata, "kube-proxy");
-    assert_eq!(
-        role.rules.unwrap()[0].resource_names.as_deref(),
-        Some(&["kube-proxy".to_string()][..])
-    );
-    let rb: RoleBinding = body(&reqs[9]);
-    ks(&rb.metadata, "kube-proxy");
-    assert_eq!(subjects(&rb.subjects), vec![g(GROUP)]);
-    let cm: ConfigMap = body(&reqs[10]);
+    // kube-proxy, in kubeadm's EnsureProxyAddon order: ConfigMap,
+    // DaemonSet, then ServiceAccount, ClusterRoleBinding, Role, RoleBinding
+    let cm: ConfigMap = body(&reqs[6]);
     ks(&cm.metadata, "kube-proxy");
     assert_eq!(
         cm.metadata.annotations.as_ref().expect("signed")[HASH],
@@ -572,7 +558,7 @@ fn check_addons(reqs: &[Request], api_port: u16, version: &str) {
         kc["clusters"][0]["cluster"]["server"],
         format!("https://127.0.0.1:{api_port}")
     );
-    let ds: DaemonSet = body(&reqs[11]);
+    let ds: DaemonSet = body(&reqs[7]);
     ks(&ds.metadata, "kube-proxy");
     assert_eq!(ds.metadata.labels.unwrap()["k8s-app"], "kube-proxy");
     assert_eq!(
@@ -582,10 +568,37 @@ fn check_addons(reqs: &[Request], api_port: u16, version: &str) {
     let pod = ds.spec.template.spec.unwrap();
     assert_eq!(pod.host_network, Some(true));
     assert_eq!(pod.service_account_name.as_deref(), Some("kube-proxy"));
+    let c = &pod.containers[0];
     assert_eq!(
-        pod.containers[0].image.as_deref(),
+        c.image.as_deref(),
         Some(format!("registry.k8s.io/kube-proxy:{version}").as_str())
     );
+    assert_eq!(
+        c.security_context.as_ref().unwrap().privileged,
+        Some(true),
+        "kubeadm runs kube-proxy privileged"
+    );
+    let tol = pod.tolerations.unwrap();
+    assert_eq!(tol.len(), 1, "one toleration, `operator: Exists`: {tol:?}");
+    assert_eq!(
+        (tol[0].key.as_deref(), tol[0].operator.as_deref()),
+        (None, Some("Exists"))
+    );
+    let acct: ServiceAccount = body(&reqs[8]);
+    ks(&acct.metadata, "kube-proxy");
+    let crb: ClusterRoleBinding = body(&reqs[9]);
+    assert_eq!(crb.metadata.name.as_deref(), Some("kubeadm:node-proxier"));
+    assert_eq!(crb.role_ref.name, "system:node-proxier");
+    assert_eq!(subjects(&crb.subjects), vec![sa("kube-proxy")]);
+    let role: Role = body(&reqs[10]);
+    ks(&role.metadata, "kube-proxy");
+    assert_eq!(
+        role.rules.unwrap()[0].resource_names.as_deref(),
+        Some(&["kube-proxy".to_string()][..])
+    );
+    let rb: RoleBinding = body(&reqs[11]);
+    ks(&rb.metadata, "kube-proxy");
+    assert_eq!(subjects(&rb.subjects), vec![g(GROUP)]);
 }
 
 fn assert_no_secret(secret: &str, o: &Output, status_text: &str) {
@@ -1153,12 +1166,12 @@ fn dns_disabled_installs_no_coredns() {
     assert_eq!(
         addon_posts(&reqs),
         [
+            "ConfigMap kube-proxy",
+            "DaemonSet kube-proxy",
             "ServiceAccount kube-proxy",
             "ClusterRoleBinding kubeadm:node-proxier",
             "Role kube-proxy",
             "RoleBinding kube-proxy",
-            "ConfigMap kube-proxy",
-            "DaemonSet kube-proxy",
         ]
     );
     assert!(

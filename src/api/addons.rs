@@ -5,6 +5,26 @@
 //! Order and update rules follow kubeadm: CoreDNS's ConfigMap is created or
 //! kept as it is (users edit the Corefile), its Deployment keeps an existing
 //! replica count, everything else is created or replaced.
+//!
+//! Checked against kubeadm's source (kubernetes/kubernetes, see
+//! `docs/operations.md` for the list): `phases/addons/dns/manifests.go` at
+//! commit 008b3652959ca58af8be3fb5b6ecfe9ae7638282 (Deployment, Service,
+//! Corefile, ClusterRole, ClusterRoleBinding, ServiceAccount field by field),
+//! `dns.go` of the `printManifest` era (creation order ConfigMap,
+//! ClusterRole, ClusterRoleBinding, ServiceAccount, Deployment, Service;
+//! replicas kept), `phases/addons/proxy/manifests.go` at commit
+//! abd60651f20b906e54ce2c89ad6d2b7790dba8a1 (DaemonSet: `privileged: true`,
+//! the one toleration `operator: Exists` since PR #101966 dropped
+//! `CriticalAddonsOnly` in 1.22) and `proxy.go` of the same era (creation
+//! order ConfigMap, DaemonSet, then ServiceAccount, ClusterRoleBinding, Role,
+//! RoleBinding).
+//!
+//! Known differences: kubeadm replaces a CoreDNS ConfigMap whose Corefile is
+//! still a default one and migrates an outdated custom one (CoreDNS
+//! `migration` library); kubeboot keeps any existing one. kubeadm appends
+//! its own `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` environment to the
+//! kube-proxy container; kubeboot adds none. kube-proxy's `config.conf` is
+//! the few fields kubeadm sets, not kubeadm's fully defaulted document.
 
 use std::collections::BTreeMap;
 
@@ -438,10 +458,10 @@ users:
 const PROXY_LABEL: (&str, &str) = ("k8s-app", "kube-proxy");
 
 fn kube_proxy_daemonset(s: &Settings) -> DaemonSet {
-    let mount = |name: &str, path: &str, ro: bool| VolumeMount {
+    let mount = |name: &str, path: &str, read_only: Option<bool>| VolumeMount {
         name: name.into(),
         mount_path: path.into(),
-        read_only: Some(ro),
+        read_only,
         ..Default::default()
     };
     let host_path = |name: &str, path: &str, type_: Option<&str>| Volume {
@@ -466,9 +486,10 @@ fn kube_proxy_daemonset(s: &Settings) -> DaemonSet {
             ..Default::default()
         }),
         volume_mounts: Some(vec![
-            mount("kube-proxy", PROXY_DIR, false),
-            mount("xtables-lock", "/run/xtables.lock", false),
-            mount("lib-modules", "/lib/modules", true),
+            // kubeadm's template names no readOnly for this one
+            mount("kube-proxy", PROXY_DIR, None),
+            mount("xtables-lock", "/run/xtables.lock", Some(false)),
+            mount("lib-modules", "/lib/modules", Some(true)),
         ]),
         env: Some(vec![EnvVar {
             name: "NODE_NAME".into(),
@@ -516,10 +537,9 @@ fn kube_proxy_daemonset(s: &Settings) -> DaemonSet {
                         host_path("xtables-lock", "/run/xtables.lock", Some("FileOrCreate")),
                         host_path("lib-modules", "/lib/modules", None),
                     ]),
-                    tolerations: Some(vec![
-                        toleration(Some("CriticalAddonsOnly"), None),
-                        toleration(None, None),
-                    ]),
+                    // every taint; kubeadm dropped the redundant
+                    // CriticalAddonsOnly entry in 1.22 (PR #101966)
+                    tolerations: Some(vec![toleration(None, None)]),
                     node_selector: linux(),
                     ..Default::default()
                 }),
@@ -530,13 +550,17 @@ fn kube_proxy_daemonset(s: &Settings) -> DaemonSet {
     }
 }
 
-/// kube-proxy in kubeadm's order: ServiceAccount `kube-proxy`,
-/// ClusterRoleBinding `kubeadm:node-proxier`, Role and RoleBinding
-/// `kube-proxy` (bootstrap tokens may read its ConfigMap), ConfigMap
-/// `kube-proxy` and DaemonSet `kube-proxy`.
+/// kube-proxy in the order kubeadm's `EnsureProxyAddon` creates it:
+/// ConfigMap `kube-proxy`, DaemonSet `kube-proxy`, then ServiceAccount
+/// `kube-proxy`, ClusterRoleBinding `kubeadm:node-proxier`, Role and
+/// RoleBinding `kube-proxy` (bootstrap tokens may read its ConfigMap).
+/// (`--print-manifest` prints them the other way round; the DaemonSet's
+/// pods wait for the ServiceAccount, which follows within the same run.)
 pub fn kube_proxy(s: &Settings) -> Result<Vec<ApiObject>, String> {
     let config = serde_norway::to_string(&kube_proxy_config(s))
         .map_err(|e| format!("KubeProxyConfiguration does not serialize: {e}"))?;
+    // kubeadm's template embeds it as a `|-` block: no final newline
+    let config = config.trim_end_matches('\n').to_string();
     // signed like kubeadm's generated kube-proxy ConfigMap
     let cm = sign_config_map(ConfigMap {
         metadata: named_meta("kube-proxy", &[("app", "kube-proxy")]),
@@ -550,6 +574,8 @@ pub fn kube_proxy(s: &Settings) -> Result<Vec<ApiObject>, String> {
         ..Default::default()
     });
     let mut out = vec![
+        object(&cm, Update::Replace),
+        object(&kube_proxy_daemonset(s), Update::Replace),
         object(&service_account("kube-proxy"), Update::Replace),
         crb(
             "kubeadm:node-proxier",
@@ -563,8 +589,6 @@ pub fn kube_proxy(s: &Settings) -> Result<Vec<ApiObject>, String> {
         "kube-proxy",
         vec![group(NODE_BOOTSTRAP_GROUP)],
     ));
-    out.push(object(&cm, Update::Replace));
-    out.push(object(&kube_proxy_daemonset(s), Update::Replace));
     Ok(out)
 }
 
@@ -597,6 +621,30 @@ mod tests {
         serde_json::from_value(o.body.clone()).unwrap()
     }
 
+    /// Tolerations as (key, operator, effect).
+    fn key_operator_effect(
+        t: Vec<Toleration>,
+    ) -> Vec<(Option<String>, Option<String>, Option<String>)> {
+        t.into_iter()
+            .map(|t| (t.key, t.operator, t.effect))
+            .collect()
+    }
+
+    /// A ClusterRoleBinding of `role` to the kube-system ServiceAccount `sa`.
+    fn assert_binds_service_account(o: &ApiObject, role: &str, sa: &str) {
+        let crb: k8s_openapi::api::rbac::v1::ClusterRoleBinding = typed(o);
+        assert_eq!(crb.role_ref.name, role);
+        let sub = &crb.subjects.unwrap()[0];
+        assert_eq!(
+            (
+                sub.kind.as_str(),
+                sub.name.as_str(),
+                sub.namespace.as_deref()
+            ),
+            ("ServiceAccount", sa, Some(KUBE_SYSTEM))
+        );
+    }
+
     #[test]
     fn objects_come_in_kubeadms_order_with_its_update_rules() {
         let objs = all(&control_plane_settings()).unwrap();
@@ -610,12 +658,14 @@ mod tests {
                 ("ServiceAccount kube-system/coredns", Update::Replace),
                 ("Deployment kube-system/coredns", Update::KeepReplicas),
                 ("Service kube-system/kube-dns", Update::Replace),
+                // kubeadm's EnsureProxyAddon: ConfigMap and DaemonSet first,
+                // then printOrCreateKubeProxyObjects' SA, CRB, Role, RB
+                ("ConfigMap kube-system/kube-proxy", Update::Replace),
+                ("DaemonSet kube-system/kube-proxy", Update::Replace),
                 ("ServiceAccount kube-system/kube-proxy", Update::Replace),
                 ("ClusterRoleBinding kubeadm:node-proxier", Update::Replace),
                 ("Role kube-system/kube-proxy", Update::Replace),
                 ("RoleBinding kube-system/kube-proxy", Update::Replace),
-                ("ConfigMap kube-system/kube-proxy", Update::Replace),
-                ("DaemonSet kube-system/kube-proxy", Update::Replace),
             ]
         );
         let dep = by_what(&objs, "Deployment kube-system/coredns");
@@ -647,6 +697,188 @@ mod tests {
         );
         assert!(cf.ends_with("    loadbalance\n}\n"), "{cf}");
         assert!(corefile("").contains("    cache 30\n    loop\n"));
+    }
+
+    /// Field by field against kubeadm's `dns/manifests.go` (commit
+    /// 008b3652959ca58af8be3fb5b6ecfe9ae7638282): the Corefile as its
+    /// template renders for `cluster.local`, the pod's ports, probes,
+    /// resources, security context and affinity, the ClusterRole and the
+    /// Service's annotations and target ports.
+    #[test]
+    fn coredns_matches_kubeadms_templates() {
+        let objs = coredns(&control_plane_settings()).unwrap();
+        let cm: ConfigMap = typed(&objs[0]);
+        assert_eq!(
+            cm.data.unwrap()["Corefile"],
+            ".:53 {\n    errors\n    health {\n       lameduck 5s\n    }\n    ready\n    \
+             kubernetes cluster.local in-addr.arpa ip6.arpa {\n       pods insecure\n       \
+             fallthrough in-addr.arpa ip6.arpa\n       ttl 30\n    }\n    prometheus :9153\n    \
+             forward . /etc/resolv.conf {\n       max_concurrent 1000\n    }\n    cache 30 {\n       \
+             disable success cluster.local\n       disable denial cluster.local\n    }\n    loop\n    \
+             reload\n    loadbalance\n}\n"
+        );
+
+        let role: ClusterRole = typed(&objs[1]);
+        let rules: Vec<(Vec<String>, Vec<String>, Vec<String>)> = role
+            .rules
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.api_groups.unwrap(), r.resources.unwrap(), r.verbs))
+            .collect();
+        let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            rules,
+            [
+                (
+                    v(&[""]),
+                    v(&["endpoints", "services", "pods", "namespaces"]),
+                    v(&["list", "watch"])
+                ),
+                (
+                    v(&["discovery.k8s.io"]),
+                    v(&["endpointslices"]),
+                    v(&["list", "watch"])
+                ),
+            ]
+        );
+        assert_binds_service_account(&objs[2], "system:coredns", "coredns");
+
+        let d: Deployment = typed(&objs[4]);
+        let strategy = d.spec.strategy.unwrap();
+        assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+        let pod = d.spec.template.spec.unwrap();
+        let term = &pod
+            .affinity
+            .unwrap()
+            .pod_anti_affinity
+            .unwrap()
+            .preferred_during_scheduling_ignored_during_execution
+            .unwrap()[0];
+        assert_eq!(term.weight, 100);
+        assert_eq!(
+            term.pod_affinity_term.topology_key,
+            "kubernetes.io/hostname"
+        );
+        let expr = &term
+            .pod_affinity_term
+            .label_selector
+            .as_ref()
+            .unwrap()
+            .match_expressions
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(
+            (
+                expr.key.as_str(),
+                expr.operator.as_str(),
+                expr.values.as_deref()
+            ),
+            ("k8s-app", "In", Some(&["kube-dns".to_string()][..]))
+        );
+        let c = &pod.containers[0];
+        assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+        let res = c.resources.as_ref().unwrap();
+        assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "170Mi");
+        let req = res.requests.as_ref().unwrap();
+        assert_eq!(
+            (req["cpu"].0.as_str(), req["memory"].0.as_str()),
+            ("100m", "70Mi")
+        );
+        let ports: Vec<(Option<&str>, i32, Option<&str>)> = c
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.name.as_deref(), p.container_port, p.protocol.as_deref()))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (Some("dns"), 53, Some("UDP")),
+                (Some("dns-tcp"), 53, Some("TCP")),
+                (Some("metrics"), 9153, Some("TCP")),
+                (Some("liveness-probe"), 8080, Some("TCP")),
+                (Some("readiness-probe"), 8181, Some("TCP")),
+            ]
+        );
+        let get = |p: &Option<Probe>| {
+            let h = p.as_ref().unwrap().http_get.clone().unwrap();
+            (h.path, h.port, h.scheme)
+        };
+        assert_eq!(
+            get(&c.liveness_probe),
+            (
+                Some("/health".into()),
+                IntOrString::String("liveness-probe".into()),
+                Some("HTTP".into())
+            )
+        );
+        assert_eq!(
+            c.liveness_probe.as_ref().unwrap().success_threshold,
+            Some(1)
+        );
+        assert_eq!(
+            get(&c.readiness_probe),
+            (
+                Some("/ready".into()),
+                IntOrString::String("readiness-probe".into()),
+                Some("HTTP".into())
+            )
+        );
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_string()][..])
+        );
+        assert_eq!(sc.privileged, None);
+        let mount = &c.volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                mount.name.as_str(),
+                mount.mount_path.as_str(),
+                mount.read_only
+            ),
+            ("config-volume", "/etc/coredns", Some(true))
+        );
+        let items = pod.volumes.unwrap()[0]
+            .config_map
+            .clone()
+            .unwrap()
+            .items
+            .unwrap();
+        assert_eq!(
+            (items[0].key.as_str(), items[0].path.as_str()),
+            ("Corefile", "Corefile")
+        );
+
+        let svc: Service = typed(&objs[5]);
+        let ann = svc.metadata.annotations.unwrap();
+        assert_eq!(
+            (
+                ann["prometheus.io/port"].as_str(),
+                ann["prometheus.io/scrape"].as_str()
+            ),
+            ("9153", "true")
+        );
+        let labels = svc.metadata.labels.unwrap();
+        assert_eq!(labels["kubernetes.io/cluster-service"], "true");
+        let targets: Vec<Option<IntOrString>> = svc
+            .spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| p.target_port)
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                Some(IntOrString::Int(53)),
+                Some(IntOrString::Int(53)),
+                Some(IntOrString::Int(9153))
+            ]
+        );
     }
 
     #[test]
@@ -714,12 +946,7 @@ mod tests {
         assert_eq!(pod.dns_policy.as_deref(), Some("Default"));
         assert_eq!(pod.service_account_name.as_deref(), Some("coredns"));
         assert_eq!(pod.node_selector.unwrap()["kubernetes.io/os"], "linux");
-        let tol: Vec<(Option<String>, Option<String>, Option<String>)> = pod
-            .tolerations
-            .unwrap()
-            .into_iter()
-            .map(|t| (t.key, t.operator, t.effect))
-            .collect();
+        let tol = key_operator_effect(pod.tolerations.unwrap());
         assert_eq!(
             tol,
             [
@@ -792,7 +1019,7 @@ mod tests {
             kube_proxy_image(&s),
             "mirror.example.test/k8s/kube-proxy:v1.33.0_vendor.1"
         );
-        let ds: DaemonSet = typed(&kube_proxy(&s).unwrap()[5]);
+        let ds: DaemonSet = typed(&kube_proxy(&s).unwrap()[1]);
         assert_eq!(
             ds.spec.template.spec.unwrap().containers[0]
                 .image
@@ -838,7 +1065,7 @@ mod tests {
 
     #[test]
     fn kube_proxy_configmap_is_signed_over_its_two_keys() {
-        let cm: ConfigMap = typed(&kube_proxy(&control_plane_settings()).unwrap()[4]);
+        let cm: ConfigMap = typed(&kube_proxy(&control_plane_settings()).unwrap()[0]);
         let data = cm.data.clone().unwrap();
         // config.conf sorts before kubeconfig.conf; values only
         let bytes = format!("{}{}", data["config.conf"], data["kubeconfig.conf"]);
@@ -852,25 +1079,43 @@ mod tests {
     fn kube_proxy_configmap_and_daemonset() {
         let mut s = control_plane_settings();
         let objs = kube_proxy(&s).unwrap();
-        let crb: k8s_openapi::api::rbac::v1::ClusterRoleBinding = typed(&objs[1]);
-        assert_eq!(crb.role_ref.name, "system:node-proxier");
-        let sub = &crb.subjects.unwrap()[0];
+        assert_binds_service_account(&objs[3], "system:node-proxier", "kube-proxy");
+        let role: k8s_openapi::api::rbac::v1::Role = typed(&objs[4]);
+        let rule = &role.rules.unwrap()[0];
         assert_eq!(
             (
-                sub.kind.as_str(),
-                sub.name.as_str(),
-                sub.namespace.as_deref()
+                rule.api_groups.as_deref(),
+                rule.resources.as_deref(),
+                rule.resource_names.as_deref(),
+                rule.verbs.as_slice()
             ),
-            ("ServiceAccount", "kube-proxy", Some(KUBE_SYSTEM))
+            (
+                Some(&[String::new()][..]),
+                Some(&["configmaps".to_string()][..]),
+                Some(&["kube-proxy".to_string()][..]),
+                &["get".to_string()][..]
+            )
         );
-        let role: k8s_openapi::api::rbac::v1::Role = typed(&objs[2]);
+        let rb: k8s_openapi::api::rbac::v1::RoleBinding = typed(&objs[5]);
         assert_eq!(
-            role.rules.unwrap()[0].resource_names.as_deref(),
-            Some(&["kube-proxy".to_string()][..])
+            (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
+            ("Role", "kube-proxy")
         );
-        let cm: ConfigMap = typed(&objs[4]);
+        let sub = &rb.subjects.unwrap()[0];
+        assert_eq!(
+            (sub.kind.as_str(), sub.name.as_str()),
+            ("Group", NODE_BOOTSTRAP_GROUP)
+        );
+        let cm: ConfigMap = typed(&objs[0]);
         assert_eq!(cm.metadata.labels.unwrap()["app"], "kube-proxy");
         let data = cm.data.unwrap();
+        // both keys are `|-` blocks in kubeadm's template
+        assert!(
+            !data["config.conf"].ends_with('\n'),
+            "{}",
+            data["config.conf"]
+        );
+        assert!(!data["kubeconfig.conf"].ends_with('\n'));
         let conf: Value = serde_norway::from_str(&data["config.conf"]).unwrap();
         assert_eq!(conf["kind"], "KubeProxyConfiguration");
         assert_eq!(conf["apiVersion"], "kubeproxy.config.k8s.io/v1alpha1");
@@ -891,15 +1136,32 @@ mod tests {
         );
         assert_eq!(kc["current-context"], "default");
 
-        let ds: DaemonSet = typed(&objs[5]);
+        let ds: DaemonSet = typed(&objs[1]);
         assert_eq!(ds.metadata.labels.unwrap()["k8s-app"], "kube-proxy");
-        let pod = ds.spec.template.spec.unwrap();
+        assert_eq!(
+            ds.spec.selector.match_labels.unwrap()["k8s-app"],
+            "kube-proxy"
+        );
+        assert_eq!(
+            ds.spec.update_strategy.unwrap().type_.as_deref(),
+            Some("RollingUpdate")
+        );
+        let tmpl = ds.spec.template;
+        assert_eq!(
+            tmpl.metadata.unwrap().labels.unwrap()["k8s-app"],
+            "kube-proxy"
+        );
+        let pod = tmpl.spec.unwrap();
         assert_eq!(pod.host_network, Some(true));
+        assert_eq!(pod.service_account_name.as_deref(), Some("kube-proxy"));
         assert_eq!(
             pod.priority_class_name.as_deref(),
             Some("system-node-critical")
         );
+        assert_eq!(pod.node_selector.unwrap()["kubernetes.io/os"], "linux");
         let c = &pod.containers[0];
+        assert_eq!(c.name, "kube-proxy");
+        assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
         assert_eq!(
             c.command.as_deref().unwrap(),
             [
@@ -908,24 +1170,59 @@ mod tests {
                 "--hostname-override=$(NODE_NAME)"
             ]
         );
-        let vols: Vec<(String, Option<String>)> = pod
+        // kubeadm still runs kube-proxy privileged (kubeadm#2948 is open)
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.privileged, Some(true));
+        assert!(sc.capabilities.is_none());
+        let env = &c.env.as_ref().unwrap()[0];
+        assert_eq!(env.name, "NODE_NAME");
+        assert_eq!(
+            env.value_from
+                .as_ref()
+                .and_then(|v| v.field_ref.as_ref())
+                .map(|f| f.field_path.as_str()),
+            Some("spec.nodeName")
+        );
+        let mounts: Vec<(&str, &str, Option<bool>)> = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("kube-proxy", "/var/lib/kube-proxy", None),
+                ("xtables-lock", "/run/xtables.lock", Some(false)),
+                ("lib-modules", "/lib/modules", Some(true)),
+            ]
+        );
+        // name, then the ConfigMap or the host path and its type
+        let vols: Vec<String> = pod
             .volumes
             .unwrap()
             .into_iter()
-            .map(|v| (v.name, v.host_path.and_then(|h| h.type_)))
+            .map(|v| {
+                let source = match (v.config_map, v.host_path) {
+                    (Some(c), None) => format!("configMap {}", c.name),
+                    (None, Some(h)) => format!("hostPath {} {:?}", h.path, h.type_),
+                    _ => "other".to_string(),
+                };
+                format!("{}: {source}", v.name)
+            })
             .collect();
         assert_eq!(
             vols,
             [
-                ("kube-proxy".into(), None),
-                ("xtables-lock".into(), Some("FileOrCreate".into())),
-                ("lib-modules".into(), None)
+                "kube-proxy: configMap kube-proxy",
+                "xtables-lock: hostPath /run/xtables.lock Some(\"FileOrCreate\")",
+                "lib-modules: hostPath /lib/modules None",
             ]
         );
-        // every taint tolerated
-        assert!(pod.tolerations.unwrap().iter().any(|t| t.key.is_none()
-            && t.effect.is_none()
-            && t.operator.as_deref() == Some("Exists")));
+        // every taint tolerated, by one `operator: Exists` and nothing else
+        let tol = key_operator_effect(pod.tolerations.unwrap());
+        assert_eq!(tol, [(None, Some("Exists".into()), None)]);
 
         // IPv6, dual-stack pods, no shared endpoint
         s.node.advertise_address = "fd00::10".parse().unwrap();
@@ -937,7 +1234,7 @@ mod tests {
         let conf = kube_proxy_config(&s);
         assert_eq!(conf["bindAddress"], "::");
         assert_eq!(conf["clusterCIDR"], "10.244.0.0/16,fd00:244::/56");
-        let cm: ConfigMap = typed(&kube_proxy(&s).unwrap()[4]);
+        let cm: ConfigMap = typed(&kube_proxy(&s).unwrap()[0]);
         assert!(cm.data.unwrap()["kubeconfig.conf"].contains("server: https://[fd00::10]:6443\n"));
         s.cluster.pod_subnets.clear();
         assert!(kube_proxy_config(&s).get("clusterCIDR").is_none());

@@ -8,9 +8,31 @@
 //! Sources: kubeadm's `constants.go` (`SupportedEtcdVersion`, `PauseVersion`,
 //! `CoreDNSVersion`), `manifests.go`/`local.go` probes, PR #126945 (scheduler
 //! `/livez` + `/readyz`, 1.32), PR #132776 (named `probe-port`, 1.34),
-//! `features.go` (`NodeLocalCRISocket` beta/on in 1.34). The 1.33/1.34 image
-//! tags are from release notes (kubeadm-facts.md marks them unconfirmed
-//! against a kubeadm binary); override with `etcd.local.imageTag` if needed.
+//! `features.go` (`NodeLocalCRISocket` beta/on in 1.34).
+//!
+//! What each image tag was checked against (kubernetes/kubernetes
+//! `cmd/kubeadm/app/constants/constants.go`; the etcd tag is per patch
+//! release, since the etcd bumps are backported to the three newest
+//! branches, so the row holds the newest tag seen):
+//!
+//! * **1.32** — all three confirmed in kubeadm's own file at commit
+//!   00886ac01fec1c8432967e8bb597828f46a9ba8b, a release-1.32 state (its
+//!   `SupportedEtcdVersion` ends at key 32, `32: "3.5.24-0"`;
+//!   `PauseVersion = "3.10"`; `CoreDNSVersion = "v1.11.3"`). The same file's
+//!   `DefaultEtcdVersion` still says `3.5.16-0`: earlier 1.32 patch
+//!   releases defaulted to an older etcd.
+//! * **1.33** — not found in kubeadm's own file: no stored release-1.33
+//!   version of `constants.go` could be read. Seen only in a third-party copy
+//!   of kubeadm's constants (`SupportedEtcdVersion` with
+//!   `33: "3.5.24-0"`) and in third-party tables (`CoreDNS v1.12.0` for
+//!   1.33, `pause 3.10` for 1.33). The 1.33.0 release had etcd `3.5.21-0`
+//!   (a kubernetes etcd-bump guide shows `33: "3.5.21-0"`). Unconfirmed.
+//! * **1.34** — not found in kubeadm's own file either. Seen only in the
+//!   same third-party copy (`34: "3.6.5-0"`; 1.34.0 shipped `3.6.4-0`), a
+//!   third-party test fixture quoting kubeadm's `CoreDNSVersion = "v1.12.1"`
+//!   for 1.34, and `PauseVersion = "3.10.1"` quoted for kubeadm 1.35 (3.10.1
+//!   for 1.34 itself is unconfirmed). Override with `etcd.local.imageTag` /
+//!   `dns.imageTag` if a mirror differs.
 
 /// The version-dependent facts for one Kubernetes minor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +170,25 @@ mod tests {
             r34.named_probe_port && r34.node_local_cri_socket && etcd_is_36_or_newer(r34.etcd_tag)
         );
         assert_eq!(facts("v1.33.2").minor, 33);
+    }
+
+    /// The image tags, as the module doc records them: 1.32 confirmed in
+    /// kubeadm's constants.go (commit 00886ac0…), 1.33/1.34 from
+    /// third-party copies only.
+    #[test]
+    fn image_tags_per_minor() {
+        let tags: Vec<(u32, &str, &str, &str)> = TABLE
+            .iter()
+            .map(|r| (r.minor, r.etcd_tag, r.pause_tag, r.coredns_tag))
+            .collect();
+        assert_eq!(
+            tags,
+            [
+                (32, "3.5.24-0", "3.10", "v1.11.3"),
+                (33, "3.5.24-0", "3.10", "v1.12.0"),
+                (34, "3.6.5-0", "3.10.1", "v1.12.1"),
+            ]
+        );
     }
 
     #[test]
