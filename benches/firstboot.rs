@@ -20,6 +20,8 @@
 
 #[path = "../tests/api_support/mod.rs"]
 mod api_support;
+#[path = "../tests/cli_support/mod.rs"]
+mod cli_support;
 #[path = "../tests/net_support/mod.rs"]
 mod net_support;
 
@@ -97,21 +99,14 @@ fn tls(resolver: Arc<dyn ResolvesServerCert>) -> Arc<rustls::ServerConfig> {
     )
 }
 
-/// A fake systemctl: `restart ... kubelet` writes the kubeconfig the real
-/// kubelet writes after its TLS bootstrap.
+/// The fake systemctl for a run on `root` (beside it; its log is discarded).
 fn fake_systemctl(root: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let script = root.with_extension("systemctl");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\ncase \"$*\" in *restart*kubelet*) mkdir -p '{r}/etc/kubernetes' && echo 'apiVersion: v1' > '{r}/etc/kubernetes/kubelet.conf';; esac\nexit 0\n",
-            r = root.display()
-        ),
+    cli_support::fake_systemctl(
+        &root.with_extension("systemctl"),
+        root,
+        Path::new("/dev/null"),
+        false,
     )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
 }
 
 /// One firstboot's figures (milliseconds).
@@ -125,27 +120,10 @@ struct Sample {
 }
 
 fn firstboot(root: &Path, userdata: &str, healthz: &str) -> Sample {
-    let seed = root.join("var/lib/cloud/seed/nocloud/user-data");
-    std::fs::create_dir_all(seed.parent().unwrap()).unwrap();
-    std::fs::write(seed, userdata).unwrap();
+    cli_support::seed(root, userdata);
     let systemctl = fake_systemctl(root);
-    let args = [
-        "firstboot",
-        "--root",
-        root.to_str().unwrap(),
-        "--platform",
-        "none",
-        "--ignore-preflight-errors",
-        "all",
-        "--systemctl",
-        systemctl.to_str().unwrap(),
-        "--kubelet-healthz-url",
-        healthz,
-        "--wait-timeout",
-        "20",
-        "--discovery-timeout",
-        "20",
-    ];
+    let args = cli_support::firstboot_args(root, &systemctl, healthz, "20", "20");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let t = Instant::now();
     kubeboot(&args);
     let wall = t.elapsed().as_secs_f64() * 1000.0;

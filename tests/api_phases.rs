@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use api_support::{Behaviour, State, answer, client_cn, status_reply};
 use cli_support::{
-    fake_systemctl as systemctl_script, kubeboot, render_control_plane as render, seed, text,
+    fake_systemctl as systemctl_script, firstboot_args, kubeboot, render_control_plane as render,
+    seed, text,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service, ServiceAccount};
@@ -108,23 +109,9 @@ fn cluster(name: &str, refuse: bool) -> Cluster {
 }
 
 fn firstboot(root: &Path, systemctl: &Path, healthz: &Server, wait: &str) -> Output {
-    kubeboot(&[
-        "firstboot",
-        "--root",
-        root.to_str().unwrap(),
-        "--platform",
-        "none",
-        "--ignore-preflight-errors",
-        "all",
-        "--systemctl",
-        systemctl.to_str().unwrap(),
-        "--kubelet-healthz-url",
-        &format!("{}/healthz", healthz.base()),
-        "--wait-timeout",
-        wait,
-        "--discovery-timeout",
-        "20",
-    ])
+    let healthz = format!("{}/healthz", healthz.base());
+    let args = firstboot_args(root, systemctl, &healthz, wait, "20");
+    kubeboot(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn status(root: &Path) -> (String, Value) {

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use cli_support::{
-    fake_systemctl as systemctl_script, kubeboot, render_control_plane as control_plane, seed, text,
+    fake_systemctl as systemctl_script, firstboot_args, kubeboot,
+    render_control_plane as control_plane, seed, text,
 };
 use kubeboot::api::discovery::sign_detached;
 use kubeboot::config::BootstrapToken;
@@ -86,24 +87,8 @@ fn ca_hash(cp: &Path) -> String {
 }
 
 fn firstboot(root: &Path, systemctl: &Path, healthz: &str, discovery_timeout: &str) -> Output {
-    let args = vec![
-        "firstboot",
-        "--root",
-        root.to_str().unwrap(),
-        "--platform",
-        "none",
-        "--ignore-preflight-errors",
-        "all",
-        "--systemctl",
-        systemctl.to_str().unwrap(),
-        "--kubelet-healthz-url",
-        healthz,
-        "--wait-timeout",
-        "20",
-        "--discovery-timeout",
-        discovery_timeout,
-    ];
-    kubeboot(&args)
+    let args = firstboot_args(root, systemctl, healthz, "20", discovery_timeout);
+    kubeboot(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn status(root: &Path) -> serde_json::Value {

@@ -87,3 +87,35 @@ pub fn fake_systemctl(
     std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
     script.to_path_buf()
 }
+
+/// The arguments of a `kubeboot firstboot` on a fake root: no platform
+/// probing, preflight errors ignored (the test host is not a node), the
+/// fake `systemctl`, a kubelet healthz stub, and the two time budgets (s).
+#[allow(dead_code)]
+pub fn firstboot_args(
+    root: &std::path::Path,
+    systemctl: &std::path::Path,
+    healthz_url: &str,
+    wait: &str,
+    discovery: &str,
+) -> Vec<String> {
+    [
+        "firstboot",
+        "--root",
+        root.to_str().unwrap(),
+        "--platform",
+        "none",
+        "--ignore-preflight-errors",
+        "all",
+        "--systemctl",
+        systemctl.to_str().unwrap(),
+        "--kubelet-healthz-url",
+        healthz_url,
+        "--wait-timeout",
+        wait,
+        "--discovery-timeout",
+        discovery,
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
