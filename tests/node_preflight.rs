@@ -616,6 +616,11 @@ fn firewalld_running_warns_with_the_ports_to_open() {
     let s = settings::control_plane();
     assert!(h.run(&s, &[]).is_ok(), "no firewalld process, no finding");
     h.file("proc/812/comm", "firewalld\n");
+    assert!(
+        h.run(&s, &[]).is_ok() && h.run(&s, &[]).findings.is_empty(),
+        "firewalld not installed: not looked for"
+    );
+    h.file("usr/sbin/firewalld", "#!/usr/bin/python3\n");
     let r = h.run(&s, &[]);
     assert_finding(
         &r,

@@ -260,8 +260,19 @@ impl Probes for HostProbes {
     }
 
     fn firewalld_running(&self) -> bool {
-        // /proc/<pid>/comm under the root: no process is spawned, and the
-        // (Python) daemon's comm is its script's name.
+        // Only where firewalld is installed; then /proc/<pid>/comm under the
+        // root: no process is spawned, and the (Python) daemon's comm is its
+        // script's name.
+        let installed = [
+            "/usr/sbin/firewalld",
+            "/sbin/firewalld",
+            "/usr/bin/firewalld",
+        ]
+        .iter()
+        .any(|p| self.paths.host(p).exists());
+        if !installed {
+            return false;
+        }
         let Ok(dir) = std::fs::read_dir(self.paths.host("/proc")) else {
             return false;
         };
