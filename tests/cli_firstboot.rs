@@ -438,21 +438,15 @@ fn control_plane_health_timeout_is_reported() {
         ),
     );
     let (systemctl, _) = fake_systemctl(&dir, &cp);
-    let args = [
-        "firstboot",
-        "--root",
-        cp.to_str().unwrap(),
-        "--platform",
-        "none",
-        "--ignore-preflight-errors",
-        "all",
-        "--systemctl",
-        systemctl.to_str().unwrap(),
-        "--kubelet-healthz-url",
+    // (discovery plays no part in an init)
+    let args = firstboot_args(
+        &cp,
+        &systemctl,
         &format!("{}/healthz", healthz.base()),
-        "--wait-timeout",
         "1",
-    ];
+        "20",
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = kubeboot(&args);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     let st = status(&cp);
