@@ -685,7 +685,7 @@ pub fn mark_control_plane_patch(node: &Node, taints: &[Taint]) -> Option<Value> 
     for t in taints {
         if !existing
             .iter()
-            .any(|e| e.key == t.key && e.effect == t.effect)
+            .any(|e| e.key == t.key && e.effect == t.effect.as_str())
         {
             let mut v = json!({"key": t.key, "effect": t.effect});
             if let (Some(val), Value::Object(m)) = (&t.value, &mut v) {
@@ -768,7 +768,7 @@ mod tests {
             token: None,
             description: None,
             ttl_seconds: 3600,
-            usages: vec!["signing".into(), "authentication".into()],
+            usages: crate::config::TokenUsage::ALL.to_vec(),
             groups: vec![NODE_BOOTSTRAP_GROUP.into()],
         };
         let now = time::macros::datetime!(2030-01-02 03:04:05.678 UTC);
@@ -926,7 +926,7 @@ mod tests {
         let taint = Taint {
             key: "node-role.kubernetes.io/control-plane".into(),
             value: None,
-            effect: "NoSchedule".into(),
+            effect: crate::config::TaintEffect::NoSchedule,
         };
         let mut node: Node = serde_json::from_value(json!({
             "metadata": {"name": "cp-1", "resourceVersion": "7", "labels": {"x": "y"}},

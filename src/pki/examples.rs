@@ -3,8 +3,8 @@
 //! would (kubeadm defaults).
 
 use crate::config::{
-    BootstrapToken, Cluster, Component, Endpoint, Etcd, Join, KeyAlgorithm, Mode, Node, Settings,
-    SuppliedCas,
+    BootstrapToken, Cluster, Component, Endpoint, Etcd, Join, KeyAlgorithm, Mode, Node, PullPolicy,
+    Settings, SuppliedCas,
 };
 use crate::secret::Secret;
 
@@ -57,7 +57,7 @@ pub fn control_plane_settings() -> Settings {
             taints: Vec::new(),
             kubelet_extra_args: Vec::new(),
             ignore_preflight_errors: Vec::new(),
-            image_pull_policy: "IfNotPresent".into(),
+            image_pull_policy: PullPolicy::IfNotPresent,
         },
         join: None,
         bootstrap_tokens: Vec::new(),

@@ -54,11 +54,11 @@ pub fn control_plane() -> Settings {
             taints: vec![Taint {
                 key: "node-role.kubernetes.io/control-plane".into(),
                 value: None,
-                effect: "NoSchedule".into(),
+                effect: TaintEffect::NoSchedule,
             }],
             kubelet_extra_args: vec![],
             ignore_preflight_errors: vec![],
-            image_pull_policy: "IfNotPresent".into(),
+            image_pull_policy: PullPolicy::IfNotPresent,
         },
         join: None,
         bootstrap_tokens: vec![],
@@ -79,7 +79,7 @@ pub fn worker() -> Settings {
     s.node.taints = vec![Taint {
         key: "dedicated".into(),
         value: Some("gpu".into()),
-        effect: "NoSchedule".into(),
+        effect: TaintEffect::NoSchedule,
     }];
     s.node.kubelet_extra_args = vec![Arg {
         name: "max-pods".into(),
