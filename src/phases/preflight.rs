@@ -441,6 +441,107 @@ impl Run<'_> {
     }
 }
 
+/// One group of kubeadm's checks: when it applies and what it checks.
+struct Check {
+    /// kubeadm's check names it reports (logged at debug level).
+    names: &'static str,
+    /// Whether the group applies to this node.
+    applies: fn(&Settings) -> bool,
+    /// Runs the group.
+    run: fn(&mut Run<'_>, &Settings, &dyn Probes),
+}
+
+fn always(_: &Settings) -> bool {
+    true
+}
+
+fn control_plane(s: &Settings) -> bool {
+    s.mode.is_control_plane()
+}
+
+fn local_etcd(s: &Settings) -> bool {
+    s.mode.is_control_plane() && s.cluster.etcd.is_local()
+}
+
+/// Every check, in the order kubeadm runs them (`kubeadm init` / `join`).
+const CHECKS: &[Check] = &[
+    Check {
+        names: "IsPrivilegedUser",
+        applies: always,
+        run: privileged_user,
+    },
+    Check {
+        names: "NumCPU, Mem",
+        applies: control_plane,
+        run: resources,
+    },
+    Check {
+        names: "KubernetesVersion",
+        applies: always,
+        run: kubernetes_version,
+    },
+    Check {
+        names: "SystemVerification",
+        applies: always,
+        run: |r, _, probes| system_verification(r, probes),
+    },
+    Check {
+        names: "Hostname",
+        applies: always,
+        run: hostname,
+    },
+    Check {
+        names: "Port-N",
+        applies: always,
+        run: ports,
+    },
+    Check {
+        names: "Firewalld, HTTPProxy, HTTPProxyCIDR",
+        applies: always,
+        run: |r, s, probes| network_checks(r, s, probes, &ports_to_open(s)),
+    },
+    Check {
+        names: "FileAvailable--etc-kubernetes-manifests-*, DirAvailable--etc-kubernetes-manifests",
+        applies: control_plane,
+        run: |r, s, _| manifests_checks(r, s),
+    },
+    Check {
+        names: "DirAvailable--var-lib-etcd",
+        applies: local_etcd,
+        run: etcd_data_dir,
+    },
+    Check {
+        names: "FileAvailable--etc-kubernetes-kubelet.conf, ...-bootstrap-kubelet.conf, ...-pki-ca.crt",
+        applies: |s| s.mode.is_join(),
+        run: join_files,
+    },
+    Check {
+        names: "FileContent--proc-sys-net-*",
+        applies: always,
+        run: forwarding,
+    },
+    Check {
+        names: "Swap",
+        applies: always,
+        run: swap,
+    },
+    Check {
+        names: "CRI",
+        applies: always,
+        run: cri,
+    },
+    Check {
+        names: "KubeletVersion, Service-Kubelet",
+        applies: always,
+        run: kubelet_checks,
+    },
+    Check {
+        names: "FileExisting-<tool>",
+        applies: always,
+        run: tools,
+    },
+];
+
 /// Runs every check that applies to the node's role. `ignore` is merged
 /// with the config's `ignorePreflightErrors`.
 pub fn run(s: &Settings, paths: &Paths, probes: &dyn Probes, ignore: &[String]) -> PreflightReport {
@@ -455,77 +556,82 @@ pub fn run(s: &Settings, paths: &Paths, probes: &dyn Probes, ignore: &[String]) 
         report: PreflightReport::default(),
         paths,
     };
-    let cp = s.mode.is_control_plane();
-    let local_etcd = cp && s.cluster.etcd.is_local();
+    for c in CHECKS {
+        if (c.applies)(s) {
+            log::debug!(target: "preflight", "checking {}", c.names);
+            (c.run)(&mut r, s, probes);
+        }
+    }
+    r.report
+}
 
+/// A check that passes when `ok`, else fails with `message()`.
+fn require(ok: bool, message: impl FnOnce() -> String) -> std::result::Result<(), String> {
+    if ok { Ok(()) } else { Err(message()) }
+}
+
+fn privileged_user(r: &mut Run<'_>, _: &Settings, probes: &dyn Probes) {
     let missing = probes.missing_capabilities();
     r.check(
         "IsPrivilegedUser",
         Severity::Error,
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
+        require(missing.is_empty(), || {
+            format!(
                 "kubeboot must run as root (missing capabilities: {})",
                 missing.join(", ")
-            ))
-        },
+            )
+        }),
     );
+}
 
-    if cp {
-        let n = probes.num_cpus();
-        r.check(
-            "NumCPU",
-            Severity::Error,
-            if n >= MIN_CPUS {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the number of available CPUs {n} is less than the required {MIN_CPUS}"
-                ))
-            },
-        );
-        let mib = probes.total_memory_bytes() / (1024 * 1024);
-        r.check(
-            "Mem",
-            Severity::Error,
-            if mib >= MIN_MEMORY_MIB {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the system RAM ({mib} MB) is less than the minimum {MIN_MEMORY_MIB} MB"
-                ))
-            },
-        );
-    }
+fn resources(r: &mut Run<'_>, _: &Settings, probes: &dyn Probes) {
+    let n = probes.num_cpus();
+    r.check(
+        "NumCPU",
+        Severity::Error,
+        require(n >= MIN_CPUS, || {
+            format!("the number of available CPUs {n} is less than the required {MIN_CPUS}")
+        }),
+    );
+    let mib = probes.total_memory_bytes() / (1024 * 1024);
+    r.check(
+        "Mem",
+        Severity::Error,
+        require(mib >= MIN_MEMORY_MIB, || {
+            format!("the system RAM ({mib} MB) is less than the minimum {MIN_MEMORY_MIB} MB")
+        }),
+    );
+}
 
+fn kubernetes_version(r: &mut Run<'_>, s: &Settings, _: &dyn Probes) {
     let (_, version_warning) = versions::for_version(&s.cluster.kubernetes_version);
     r.check(
         "KubernetesVersion",
         Severity::Warning,
         version_warning.map_or(Ok(()), Err),
     );
+}
 
-    system_verification(&mut r, probes);
-
+fn hostname(r: &mut Run<'_>, s: &Settings, _: &dyn Probes) {
     let name = &s.node.name;
     r.check(
         "Hostname",
         Severity::Error,
-        if is_rfc1123_subdomain(name) {
-            Ok(())
-        } else {
-            Err(format!(
+        require(is_rfc1123_subdomain(name), || {
+            format!(
                 "node name {name:?} is not a valid RFC 1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)"
-            ))
-        },
+            )
+        }),
     );
+}
 
+/// The ports this node's components listen on must be free.
+fn ports(r: &mut Run<'_>, s: &Settings, probes: &dyn Probes) {
     let mut ports = vec![10250u16];
-    if cp {
+    if control_plane(s) {
         ports.extend([s.node.bind_port, 10259, 10257]);
     }
-    if local_etcd {
+    if local_etcd(s) {
         ports.extend([2379, 2380, 2381]);
     }
     for port in ports {
@@ -536,32 +642,27 @@ pub fn run(s: &Settings, paths: &Paths, probes: &dyn Probes, ignore: &[String]) 
         };
         r.check(&format!("Port-{port}"), Severity::Error, outcome);
     }
+}
 
-    network_checks(&mut r, s, probes, &ports_to_open(s));
+fn etcd_data_dir(r: &mut Run<'_>, s: &Settings, _: &dyn Probes) {
+    let Etcd::Local { data_dir, .. } = &s.cluster.etcd else {
+        return;
+    };
+    let non_empty = std::fs::read_dir(r.paths.host(data_dir))
+        .map(|mut it| it.next().is_some())
+        .unwrap_or(false);
+    r.check(
+        &path_check_name("DirAvailable", data_dir),
+        Severity::Error,
+        require(!non_empty, || format!("{data_dir} is not empty")),
+    );
+}
 
-    if cp {
-        manifests_checks(&mut r, s);
-    }
-    if let (true, Etcd::Local { data_dir, .. }) = (local_etcd, &s.cluster.etcd) {
-        let dir = paths.host(data_dir);
-        let non_empty = std::fs::read_dir(&dir)
-            .map(|mut it| it.next().is_some())
-            .unwrap_or(false);
-        let outcome = if non_empty {
-            Err(format!("{data_dir} is not empty"))
-        } else {
-            Ok(())
-        };
-        r.check(
-            &path_check_name("DirAvailable", data_dir),
-            Severity::Error,
-            outcome,
-        );
-    }
-    if s.mode.is_join() {
-        r.file_available("/etc/kubernetes/kubelet.conf");
-        r.file_available("/etc/kubernetes/bootstrap-kubelet.conf");
-    }
+/// A joining node must not have a kubelet identity yet (a worker not even
+/// the cluster CA).
+fn join_files(r: &mut Run<'_>, s: &Settings, _: &dyn Probes) {
+    r.file_available("/etc/kubernetes/kubelet.conf");
+    r.file_available("/etc/kubernetes/bootstrap-kubelet.conf");
     if s.mode == Mode::JoinWorker {
         let ca = format!(
             "{}/ca.crt",
@@ -569,7 +670,10 @@ pub fn run(s: &Settings, paths: &Paths, probes: &dyn Probes, ignore: &[String]) 
         );
         r.file_available(&ca);
     }
+}
 
+/// IP forwarding for each address family the node uses; bridge netfilter.
+fn forwarding(r: &mut Run<'_>, s: &Settings, _: &dyn Probes) {
     let addrs = std::iter::once(s.node.advertise_address)
         .chain(s.cluster.service_subnets.iter().map(|n| n.addr()))
         .chain(s.cluster.pod_subnets.iter().map(|n| n.addr()));
@@ -599,18 +703,21 @@ pub fn run(s: &Settings, paths: &Paths, probes: &dyn Probes, ignore: &[String]) 
         Severity::Warning,
         "load the br_netfilter module and set net.bridge.bridge-nf-call-iptables = 1 if your network plugin needs it",
     );
+}
 
+fn swap(r: &mut Run<'_>, _: &Settings, _: &dyn Probes) {
     let swaps = r.read("/proc/swaps").unwrap_or_default();
+    let on = swaps.lines().skip(1).any(|l| !l.trim().is_empty());
     r.check(
         "Swap",
         Severity::Warning,
-        if swaps.lines().skip(1).any(|l| !l.trim().is_empty()) {
-            Err("swap is supported for cgroup v2 only; the kubelet is configured with failSwapOn: false and NoSwap".to_string())
-        } else {
-            Ok(())
-        },
+        require(!on, || {
+            "swap is supported for cgroup v2 only; the kubelet is configured with failSwapOn: false and NoSwap".to_string()
+        }),
     );
+}
 
+fn cri(r: &mut Run<'_>, s: &Settings, probes: &dyn Probes) {
     let socket = s
         .node
         .cri_socket
@@ -618,12 +725,13 @@ pub fn run(s: &Settings, paths: &Paths, probes: &dyn Probes, ignore: &[String]) 
         .unwrap_or(&s.node.cri_socket)
         .to_string();
     let outcome = probes
-        .cri_answers(&paths.host(&socket))
+        .cri_answers(&r.paths.host(&socket))
         .map_err(|e| format!("container runtime is not running: {e}"));
     r.check("CRI", Severity::Error, outcome);
+}
 
-    kubelet_checks(&mut r, s, probes);
-
+/// The host tools the kubelet and kube-proxy need (kubeadm's list).
+fn tools(r: &mut Run<'_>, _: &Settings, _: &dyn Probes) {
     for (tool, severity) in [
         ("ip", Severity::Error),
         ("iptables", Severity::Error),
@@ -641,7 +749,6 @@ pub fn run(s: &Settings, paths: &Paths, probes: &dyn Probes, ignore: &[String]) 
         };
         r.check(&format!("FileExisting-{tool}"), severity, outcome);
     }
-    r.report
 }
 
 /// The ports kubeadm's `Firewalld` check asks to open.
