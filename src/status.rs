@@ -47,20 +47,31 @@ pub struct Status {
 }
 
 impl Status {
-    /// A status for a failure before or during the phases.
-    pub fn failure(role: String, phase: Option<String>, error: &Error) -> Status {
+    /// A status for a successful run; `phase` is the last phase done.
+    pub fn success(role: String, phase: Option<String>) -> Status {
         Status {
-            result: "failure",
+            result: "success",
             role,
             phase,
-            error_class: Some(error.class().to_string()),
-            error: Some(error.to_string()),
-            retryable: error.retryable(),
+            error_class: None,
+            error: None,
+            retryable: false,
             source: None,
             phases: Vec::new(),
             total_millis: 0.0,
             version: env!("CARGO_PKG_VERSION"),
             finished_at: now_rfc3339(),
+        }
+    }
+
+    /// A status for a failure before or during the phases.
+    pub fn failure(role: String, phase: Option<String>, error: &Error) -> Status {
+        Status {
+            result: "failure",
+            error_class: Some(error.class().to_string()),
+            error: Some(error.to_string()),
+            retryable: error.retryable(),
+            ..Status::success(role, phase)
         }
     }
 
