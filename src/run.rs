@@ -180,7 +180,7 @@ fn mode_name(m: Mode) -> &'static str {
 
 fn detected_for(paths: &Paths, effects: Effects) -> Detected {
     let mut d = detect::detect(paths);
-    if effects == Effects::Render && !paths.host("/sys/fs/cgroup").exists() {
+    if effects == Effects::Render && !paths.cgroup_dir().exists() {
         // An image tree has no running system to inspect: use what a
         // systemd host with cgroup v2 needs (kubeadm's defaults).
         d.cgroup_version = 2;
@@ -200,7 +200,7 @@ fn ensure_root(root: &Path) -> Result<()> {
 pub fn render(args: &RenderArgs) -> Result<()> {
     ensure_root(&args.root)?;
     let paths = Paths::new(&args.root);
-    let facts = HostFacts::detect(Path::new("/proc"));
+    let facts = HostFacts::detect(Paths::this_machine_proc());
     let loaded = match (&args.example, &args.config) {
         (Some(name), _) => {
             let text = config::examples::by_name(name).ok_or_else(|| {
@@ -470,7 +470,7 @@ fn load_found(found: &Found, facts: &HostFacts, paths: &Paths, offline: bool) ->
 /// `config show --source auto`: resolve like firstboot, print the decision and the settings.
 pub fn show_auto(src: &SourceArgs) -> Result<()> {
     let paths = Paths::new(&src.root);
-    let facts = HostFacts::detect(&paths.host("/proc"));
+    let facts = HostFacts::detect(&paths.proc());
     let (found, explain) = find_userdata(src, &paths, false)?;
     for line in &explain {
         log::info!(target: "source", "{line}");
@@ -486,7 +486,7 @@ pub fn firstboot(args: &FirstbootArgs) -> Result<()> {
     if status::marker_exists(&paths) && !args.opts.dry_run {
         crate::outln!(
             "kubeboot: this node was bootstrapped already ({} exists); nothing to do",
-            paths.host(status::MARKER).display()
+            paths.marker().display()
         );
         return Ok(());
     }
@@ -633,7 +633,7 @@ fn find_and_load(
             write_failure(paths, &st);
         }
     };
-    let facts = HostFacts::detect(&paths.host("/proc"));
+    let facts = HostFacts::detect(&paths.proc());
     let offline = effects == Effects::DryRun;
     let (found, explain) =
         find_userdata(src, paths, offline).inspect_err(|e| record_failure(e, None))?;

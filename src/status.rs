@@ -12,9 +12,6 @@ use crate::host::Paths;
 use crate::host::fs::{self, Sync};
 use crate::phases::runner::PhaseRecord;
 
-/// Path of the run-once marker under the root.
-pub const MARKER: &str = "/var/lib/kubeboot/done";
-
 /// What `status.json` holds.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -128,7 +125,7 @@ pub fn write_marker(paths: &Paths) -> Result<(), Error> {
     let line = format!("{}\n", now_rfc3339());
     fs::write_atomic(
         paths.root(),
-        &paths.host(MARKER),
+        &paths.marker(),
         line.as_bytes(),
         0o644,
         Sync::Each,
@@ -138,5 +135,5 @@ pub fn write_marker(paths: &Paths) -> Result<(), Error> {
 
 /// Whether the marker exists (a previous run succeeded).
 pub fn marker_exists(paths: &Paths) -> bool {
-    paths.host(MARKER).exists()
+    paths.marker().exists()
 }
