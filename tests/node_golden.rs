@@ -55,8 +55,9 @@ fn render(s: &config::model::Settings, root: &Path) -> Vec<PathBuf> {
         hostname: Some(s.node.name.clone()),
         ..Default::default()
     };
-    let mut files = manifests::write_with(s, &paths, &host, Sync::Deferred).unwrap();
-    files.extend(kubeboot::kubelet::write_all(s, &det, &paths, Sync::Deferred).unwrap());
+    let mut files =
+        manifests::write_pods(&paths, &manifests::render_all(s, &host), Sync::Deferred).unwrap();
+    files.extend(kubeboot::kubelet::write_all(s, &det, &paths, Sync::Deferred, None).unwrap());
     files
 }
 

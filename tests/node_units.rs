@@ -154,7 +154,8 @@ fn kubelet_start_sequence_writes_config_then_reloads_enables_restarts() {
     };
     let s = settings::worker();
     let written =
-        kubelet::write_and_start(&s, &Detected::default(), &paths, &init, Sync::Deferred).unwrap();
+        kubelet::write_all(&s, &Detected::default(), &paths, Sync::Deferred, None).unwrap();
+    kubelet::start(&init).unwrap();
     assert_eq!(written.len(), 3);
     assert!(seen.get(), "config.yaml must exist before daemon-reload");
     assert_eq!(

@@ -125,7 +125,7 @@ pub(super) fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {
         // the kubelet's staticPodPath: present and empty on a worker, as kubeadm leaves it
         manifests::write_pods(&r.input.paths, &[], r.sync())?;
     }
-    for p in kubelet::write_all_with(
+    for p in kubelet::write_all(
         &r.input.settings,
         &r.input.detected,
         &r.input.paths,
