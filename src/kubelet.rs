@@ -275,8 +275,8 @@ pub fn start(init: &dyn InitSystem) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::examples::{control_plane, worker};
     use crate::host::detect::CgroupDriver;
-    use crate::manifests::test_settings::{control_plane, worker};
 
     fn det(hostname: &str) -> Detected {
         Detected {

@@ -1,8 +1,6 @@
 //! Preflight: every check passes on a healthy fake root and fails (with
 //! kubeadm's name and severity) when one thing about that root is broken.
 
-use kubeboot::{config, secret};
-
 #[path = "node_common/mod.rs"]
 mod node_common;
 

@@ -1,8 +1,6 @@
 //! The systemd units in `units/` (checked with `systemd-analyze verify`)
 //! and the kubelet start sequence against a recording init system.
 
-use kubeboot::{config, secret};
-
 #[path = "node_common/mod.rs"]
 mod node_common;
 

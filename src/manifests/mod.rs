@@ -394,10 +394,6 @@ pub(crate) fn component_pod(c: ComponentSpec) -> Pod {
 }
 
 #[cfg(test)]
-#[path = "../../tests/node_common/settings.rs"]
-pub(crate) mod test_settings;
-
-#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -477,7 +473,7 @@ mod tests {
 
     #[test]
     fn workers_have_no_static_pods() {
-        let s = test_settings::worker();
+        let s = crate::config::examples::worker();
         assert!(render_all(&s, &HostInputs::default()).is_empty());
     }
 }
