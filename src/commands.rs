@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, BootstrapToken};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::host::{HostFacts, Paths};
 use crate::run::{self, SourceArgs, load_file, log_warnings, read_input};
 
@@ -85,10 +85,7 @@ pub fn token_generate() -> Result<()> {
 /// `kubeboot certs ca-hash FILE`.
 pub fn certs_ca_hash(file: &Path) -> Result<()> {
     let pem = read_input(file)?;
-    let hash = crate::pki::ca_hash(&pem).map_err(|e| match e {
-        Error::Invalid(m) => Error::Invalid(format!("{}: {m}", file.display())),
-        other => other,
-    })?;
+    let hash = crate::pki::ca_hash(&pem).context(file.display())?;
     crate::outln!("{hash}");
     Ok(())
 }
