@@ -26,8 +26,6 @@
 //! phase through the shipped binary (`kubeboot firstboot`) is
 //! tests/etcdjoin_firstboot.rs.
 
-use kubeboot::{config, secret};
-
 #[path = "node_common/mod.rs"]
 mod node_common;
 
@@ -140,7 +138,8 @@ fn api_server(root_a: &Path, client_url: &str) -> Server {
 fn client(root: &Path, endpoints: Vec<String>, budget: Duration) -> EtcdClient {
     let pki = root.join("etc/kubernetes/pki/etcd");
     let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
-    let key = secret::Secret::new(String::from_utf8(read("healthcheck-client.key")).unwrap());
+    let key =
+        kubeboot::secret::Secret::new(String::from_utf8(read("healthcheck-client.key")).unwrap());
     EtcdClient::new(
         endpoints,
         &read("ca.crt"),
@@ -199,7 +198,7 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
         let k = std::fs::read_to_string(pki.join("healthcheck-client.key")).unwrap();
         (
             std::fs::read(pki.join("healthcheck-client.crt")).unwrap(),
-            secret::Secret::new(k),
+            kubeboot::secret::Secret::new(k),
         )
     };
     let err = endpoints_from_api(

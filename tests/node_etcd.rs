@@ -6,8 +6,6 @@
 //! `--watch-progress-notify-interval`, need etcd >= 3.6 and are covered by
 //! the version-table tests only.)
 
-use kubeboot::{config, secret};
-
 #[path = "node_common/mod.rs"]
 mod node_common;
 
