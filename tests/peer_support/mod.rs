@@ -21,7 +21,14 @@ pub fn missing(test: &str, what: &str, install: &str) {
     if required() {
         panic!("KUBEBOOT_REQUIRE_PEERS=1 and {line}");
     }
-    eprintln!("SKIP {line}");
+    skip_line(&format!("SKIP {line}"));
+}
+
+/// Writes `line` to the stderr handle itself: libtest captures what the
+/// print macros write for a passing test, and a SKIP line must show.
+pub fn skip_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// The path of `name` (an absolute path, or a program on `PATH`), or
