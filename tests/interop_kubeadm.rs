@@ -24,6 +24,8 @@ mod cli_support;
 mod net_support;
 #[path = "peer_support/mod.rs"]
 mod peer_support;
+#[path = "store_support/mod.rs"]
+mod store_support;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -35,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use cli_support::{kubeboot, render_control_plane, text, tmpdir};
-use net_support::{Reply, Request, Server, ok, tls_config, tls_config_with};
+use net_support::{Reply, Server, ok, tls_config};
 use serde_json::{Value, json};
 
 const KEY: &str = "7f3c1a9e5b2d4c6e8a0f1b3d5c7e9a2b4d6f8e0a1c3e5b7d9f2a4c6e8b0d1f3a";
@@ -300,48 +302,6 @@ fn download_certs_opens_what_kubeadm_encrypted_and_discovery_checks_its_signatur
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A generic object store for `kubeboot init`'s upload-certs phase (as
-/// admin.conf's client certificate): create (201, uid, 409 on a second
-/// create), get (404 when absent), put, and a JSON merge patch.
-fn init_api(pki: &Path) -> Server {
-    let store: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
-    Server::https(
-        tls_config_with(
-            &pki.join("apiserver.crt"),
-            &pki.join("apiserver.key"),
-            Some(&pki.join("ca.crt")),
-            false,
-        ),
-        move |req: &Request, i| {
-            let mut s = store.lock().unwrap();
-            let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-            match req.method.as_str() {
-                "GET" => match s.get(&req.path) {
-                    Some(o) => ok(&serde_json::to_vec(o).unwrap()),
-                    None => status(404, "NotFound"),
-                },
-                "POST" => {
-                    let name = body["metadata"]["name"].as_str().unwrap_or_default();
-                    let item = format!("{}/{name}", req.path);
-                    if s.contains_key(&item) {
-                        return status(409, "AlreadyExists");
-                    }
-                    let mut o = body.clone();
-                    o["metadata"]["uid"] = json!(format!("uid-{i}"));
-                    o["metadata"]["resourceVersion"] = json!(i.to_string());
-                    s.insert(item, o.clone());
-                    Reply::Respond(201, vec![], serde_json::to_vec(&o).unwrap())
-                }
-                "PUT" | "PATCH" => {
-                    s.insert(req.path.clone(), body.clone());
-                    ok(&serde_json::to_vec(&body).unwrap())
-                }
-                _ => status(405, "MethodNotAllowed"),
-            }
-        },
-    )
-}
-
 /// `kubeboot init`'s upload-certs stores values that kubeadm's decryption
 /// (the Go program) opens to the files on disk; under another key they do
 /// not open.
@@ -353,7 +313,7 @@ fn kubeadm_decrypts_what_upload_certs_stored() {
     };
     let root = render_control_plane(&dir);
     let pki = root.join("etc/kubernetes/pki");
-    let api = init_api(&pki);
+    let api = store_support::object_store(&pki, BTreeMap::new());
     let cfg = dir.join("init.yaml");
     std::fs::write(
         &cfg,
