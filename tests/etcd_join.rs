@@ -42,7 +42,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use etcd_support::{
-    ETCD, Ports, command, free_port, require, show, start_etcd, start_etcd_healthy, wait_healthy,
+    Bins, Ports, command, debian, free_port, pypi, show, start_etcd_healthy_with, start_etcd_with,
+    wait_healthy,
 };
 use kubeboot::api::etcd::{
     ETCD_PODS_PATH, EtcdClient, Promoted, endpoints_from_api, initial_cluster,
@@ -53,8 +54,6 @@ use kubeboot::host::fs::Sync;
 use kubeboot::{kubeconfig, manifests, pki};
 use net_support::{Reply, Server, ok, tls_config};
 use node_common::{TempRoot, settings};
-
-const ETCDCTL: &str = "/usr/bin/etcdctl";
 
 /// The shared CA files a joining control plane must have.
 const SHARED: [&str; 8] = [
@@ -77,9 +76,9 @@ fn node(name: &str, mode: Mode) -> Settings {
     s
 }
 
-fn etcdctl(root: &Path, endpoints: &str, args: &[&str]) -> Output {
+fn etcdctl(bins: &Bins, root: &Path, endpoints: &str, args: &[&str]) -> Output {
     let pki = root.join("etc/kubernetes/pki/etcd");
-    command(ETCDCTL)
+    command(&bins.etcdctl)
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoints}"))
         .arg(format!("--cacert={}", pki.join("ca.crt").display()))
@@ -152,9 +151,23 @@ fn client(root: &Path, endpoints: Vec<String>, budget: Duration) -> EtcdClient {
 
 #[test]
 fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
-    require(ETCD, "etcd-server");
-    require(ETCDCTL, "etcd-client");
-    let tmp = TempRoot::new("etcd-join");
+    if let Some(bins) = debian("etcd_join with etcd 3.4") {
+        stacked_join(&bins, "etcd-join");
+    }
+}
+
+#[test]
+fn a_second_control_plane_joins_stacked_etcd_35_as_learner_then_voter() {
+    if let Some(bins) = pypi("etcd_join with etcd 3.5") {
+        stacked_join(&bins, "etcd-join-35");
+    }
+}
+
+/// Node A runs etcd (`bins`) from its manifest; node B joins it as a
+/// learner, is promoted once its etcd runs from B's manifest, and both
+/// members serve.
+fn stacked_join(bins: &Bins, name: &str) {
+    let tmp = TempRoot::new(name);
     let now = time::OffsetDateTime::now_utc();
 
     // Node A: init.
@@ -165,7 +178,12 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
     let pod_a = manifests::etcd_with(&a, &manifests::HostInputs::default(), &[]).unwrap();
     manifests::write_pods(&paths_a, &[(manifests::ETCD, pod_a)], Sync::Deferred).unwrap();
     let ports_a = Ports::new();
-    let etcd_a = start_etcd_healthy(&root_a, &ports_a, &tmp.path().join("etcd-a.log"));
+    let etcd_a = start_etcd_healthy_with(
+        &bins.etcd,
+        &root_a,
+        &ports_a,
+        &tmp.path().join("etcd-a.log"),
+    );
 
     // Node B: the shared CAs (as download-certs or the userdata bring
     // them), then its own leaves (control-plane-prepare).
@@ -280,7 +298,8 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
 
     // The kubelet starts etcd B from it.
     let log_b = tmp.path().join("etcd-b.log");
-    let (mut etcd_b, flags_b) = start_etcd(&root_b, &|v| ports_b.rewrite(v), &log_b);
+    let (mut etcd_b, flags_b) =
+        start_etcd_with(&bins.etcd, &root_b, &|v| ports_b.rewrite(v), &log_b);
     assert_eq!(flags_b["initial-cluster-state"], "existing");
     assert_eq!(
         ports_b.rewrite(&flags_b["initial-cluster"]),
@@ -313,7 +332,7 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
     );
 
     let both = format!("{},{}", ports_a.client_url(), ports_b.client_url());
-    let list = etcdctl(&root_b, &ports_a.client_url(), &["member", "list"]);
+    let list = etcdctl(bins, &root_b, &ports_a.client_url(), &["member", "list"]);
     assert!(list.status.success(), "{}", show(&list));
     let text = String::from_utf8_lossy(&list.stdout).into_owned();
     let rows: Vec<Vec<&str>> = text
@@ -331,7 +350,7 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
     let b_row = rows.iter().find(|r| r[2] == "cp-b").unwrap();
     assert_eq!(b_row[3], ports_b.peer_url(), "{text}");
 
-    let health = etcdctl(&root_b, &both, &["endpoint", "health"]);
+    let health = etcdctl(bins, &root_b, &both, &["endpoint", "health"]);
     assert!(health.status.success(), "{}", show(&health));
     assert_eq!(
         String::from_utf8_lossy(&health.stdout)

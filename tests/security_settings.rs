@@ -327,9 +327,10 @@ fn check_modes(root: &Path, version: &str) {
             Some(0o600)
         } else if name.ends_with(".crt") {
             Some(0o644)
-        } else if name.ends_with(".conf") && rel.starts_with("etc/kubernetes/") {
-            Some(0o600)
-        } else if rel.starts_with("etc/kubernetes/manifests/") {
+        } else if (name.ends_with(".conf") && rel.starts_with("etc/kubernetes/"))
+            || rel.starts_with("etc/kubernetes/manifests/")
+        {
+            // kubeconfigs and static pod manifests
             Some(0o600)
         } else {
             None
