@@ -65,4 +65,5 @@ fi
 command -v kubectl >/dev/null || echo "test.sh: kubectl not found (no Debian package);" \
   "the kubeconfig tests that need it fail loudly" >&2
 
-exec cargo test --locked "$@"
+# --no-fail-fast: one failing test binary must not hide the others' results
+exec cargo test --locked --no-fail-fast "$@"
