@@ -46,10 +46,7 @@ pub fn config_validate(files: &[PathBuf]) -> Result<()> {
         crate::outln!(
             "{name}: ok ({}, {})",
             run::format_name(&loaded.format),
-            serde_json::to_value(loaded.settings.mode)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
+            loaded.settings.mode
         );
     }
     Ok(())
