@@ -18,6 +18,16 @@ pub struct Cli {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
     pub log_level: log::LevelFilter,
+    /// How long a command that writes under --root waits for another kubeboot run holding
+    /// `<root>/var/lib/kubeboot/lock`, in seconds, before it fails naming that run's pid.
+    #[arg(
+        long,
+        global = true,
+        env = "KUBEBOOT_LOCK_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECS"
+    )]
+    pub lock_timeout: u64,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -217,6 +227,7 @@ pub(crate) fn log_warnings(loaded: &Loaded) {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    let lock_wait = std::time::Duration::from_secs(cli.lock_timeout);
     match cli.command {
         Command::Version => {
             crate::outln!("kubeboot {}", env!("CARGO_PKG_VERSION"));
@@ -310,10 +321,10 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::out!("{}", crate::pki::format_expiration_table(&rows));
             Ok(())
         }
-        Command::Render(args) => crate::run::render(&args),
-        Command::Firstboot(args) => crate::run::firstboot(&args),
-        Command::Init(args) => crate::run::init_or_join(&args, true),
-        Command::Join(args) => crate::run::init_or_join(&args, false),
+        Command::Render(args) => crate::run::render(&args, lock_wait),
+        Command::Firstboot(args) => crate::run::firstboot(&args, lock_wait),
+        Command::Init(args) => crate::run::init_or_join(&args, true, lock_wait),
+        Command::Join(args) => crate::run::init_or_join(&args, false, lock_wait),
     }
 }
 

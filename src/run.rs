@@ -4,12 +4,13 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cli::{self, FirstbootArgs, PhaseCommand, RenderArgs, RunArgs, RunOpts, SourceArgs};
 use crate::config::{self, Loaded, Mode};
 use crate::error::{Error, Result};
 use crate::host::detect::{self, CgroupDriver, Detected};
+use crate::host::lock::RunLock;
 use crate::host::preflight::HostProbes;
 use crate::host::systemd::{InitSystem, Systemctl};
 use crate::host::{HostFacts, Paths};
@@ -74,9 +75,10 @@ fn ensure_root(root: &Path) -> Result<()> {
 }
 
 /// `kubeboot render`: every file a node needs, offline, then a report.
-pub fn render(args: &RenderArgs) -> Result<()> {
+pub fn render(args: &RenderArgs, lock_wait: Duration) -> Result<()> {
     ensure_root(&args.root)?;
     let paths = Paths::new(&args.root);
+    let _lock = RunLock::acquire(&paths, lock_wait)?;
     let facts = HostFacts::detect(Path::new("/proc"));
     let loaded = match (&args.example, &args.config) {
         (Some(name), _) => {
@@ -362,8 +364,15 @@ pub fn show_auto(src: &SourceArgs) -> Result<()> {
 }
 
 /// `kubeboot firstboot`: run once, from whatever userdata the node has.
-pub fn firstboot(args: &FirstbootArgs) -> Result<()> {
+pub fn firstboot(args: &FirstbootArgs, lock_wait: Duration) -> Result<()> {
     let paths = Paths::new(&args.source.root);
+    // Held from before the marker check to after the marker is written:
+    // a second run waits, then finds the marker.
+    let _lock = if args.opts.dry_run {
+        None
+    } else {
+        Some(RunLock::acquire(&paths, lock_wait)?)
+    };
     if status::marker_exists(&paths) && !args.opts.dry_run {
         crate::outln!(
             "kubeboot: this node was bootstrapped already ({} exists); nothing to do",
@@ -375,7 +384,7 @@ pub fn firstboot(args: &FirstbootArgs) -> Result<()> {
 }
 
 /// `kubeboot init` / `kubeboot join`.
-pub fn init_or_join(args: &RunArgs, init: bool) -> Result<()> {
+pub fn init_or_join(args: &RunArgs, init: bool, lock_wait: Duration) -> Result<()> {
     let paths = Paths::new(&args.source.root);
     let only = match &args.phase {
         Some(PhaseCommand::Phase { name }) if name == "list" => {
@@ -398,6 +407,11 @@ pub fn init_or_join(args: &RunArgs, init: bool) -> Result<()> {
             if init { "init" } else { "join" }
         )));
     }
+    let _lock = if args.opts.dry_run {
+        None
+    } else {
+        Some(RunLock::acquire(&paths, lock_wait)?)
+    };
     run_node(&args.source, &paths, &args.opts, only, Some(init))
 }
 

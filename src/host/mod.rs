@@ -4,6 +4,7 @@
 
 pub mod facts;
 pub mod fs;
+pub mod lock;
 pub mod paths;
 
 pub use facts::HostFacts;
