@@ -35,7 +35,9 @@ impl Log for Logger {
             Level::Warn => "warning: ",
             _ => "",
         };
-        let line = format!("{level}{prefix}{}", r.args());
+        // every line, whatever its origin, passes the one secret filter
+        let text = r.args().to_string();
+        let line = format!("{level}{prefix}{}", crate::secret::scrub(&text));
         // With stderr on the journal, a `<N>` prefix sets the priority
         // (sd-daemon(3)); journald strips it before echoing to the console.
         let priority = if self.journal {

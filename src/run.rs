@@ -317,7 +317,9 @@ fn load_found(found: &Found, facts: &HostFacts, paths: &Paths, offline: bool) ->
         .first()
         .filter(|_| unwrapped.documents.is_empty())
     else {
-        return config::from_unwrapped(unwrapped, &found.source, facts);
+        let loaded = config::from_unwrapped(unwrapped, &found.source, facts)?;
+        warn_if_readable_secret(found, &loaded, paths);
+        return Ok(loaded);
     };
     if offline {
         return Err(Error::Invalid(format!(
@@ -347,6 +349,34 @@ fn load_found(found: &Found, facts: &HostFacts, paths: &Paths, offline: bool) ->
         Ok(userdata::Fetch::Absent(why)) => Err(Error::NoUserdata(format!("{name}: {why}"))),
         Err(e) if e.retryable => Err(Error::Failed(e.to_string())),
         Err(e) => Err(Error::Invalid(e.to_string())),
+    }
+}
+
+/// Warns, as for a token on the kernel command line, when the kubeboot
+/// config file holds a token or certificate key and every local user may
+/// read it.
+fn warn_if_readable_secret(found: &Found, loaded: &Loaded, paths: &Paths) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = crate::host::paths::KUBEBOOT_CONFIG_PATH;
+    if !found.source.starts_with(&format!("kubeboot config {path}")) {
+        return;
+    }
+    let s = &loaded.settings;
+    let secret = s.join.is_some()
+        || s.certificate_key.is_some()
+        || s.bootstrap_tokens.iter().any(|t| t.token.is_some());
+    let mode = local::resolve_under_root(paths.root(), Path::new(path))
+        .and_then(std::fs::metadata)
+        .map(|m| m.permissions().mode() & 0o7777);
+    if let Ok(mode) = mode
+        && secret
+        && mode & 0o004 != 0
+    {
+        log::warn!(
+            target: "source",
+            "{path} (mode {mode:04o}) holds a bootstrap token or certificate key and is readable by every local user; \
+             make it 0600, or prefer kubeboot.config=<url> with kubeboot.config.sha256"
+        );
     }
 }
 
@@ -428,9 +458,12 @@ fn run_node(
     } else {
         Effects::Full
     };
+    // status.json records full runs only: a single-phase run (`init phase
+    // certs`) never replaces the record of the last first boot.
+    let record = effects == Effects::Full && only.is_none();
     // A failure before the phases: the status file says so (live runs only).
     let record_failure = |e: &Error, source: Option<String>| {
-        if effects == Effects::Full {
+        if record {
             let mut st = Status::failure("unknown".into(), None, e, e.retryable());
             st.source = source;
             st.total_millis = started.elapsed().as_secs_f64() * 1000.0;
@@ -506,7 +539,13 @@ fn run_node(
     }
     let e = match result {
         Ok(()) => {
-            if effects == Effects::Full {
+            if effects == Effects::Full && only.is_some() {
+                crate::outln!(
+                    "kubeboot: phase {} done in {total_millis:.0} ms (status.json keeps the record of the last full run)",
+                    only.as_deref().unwrap_or_default()
+                );
+            }
+            if record {
                 let st = Status {
                     result: "success",
                     role,
@@ -525,16 +564,14 @@ fn run_node(
                     finished_at: status::now_rfc3339(),
                 };
                 status::write(paths, &st)?;
-                if only.is_none() {
-                    status::write_marker(paths)?;
-                }
+                status::write_marker(paths)?;
                 crate::outln!("{}", st.console_line());
             }
             return Ok(());
         }
         Err(e) => e,
     };
-    if effects == Effects::Full {
+    if record {
         // preflight failures need the host fixed; a plain reboot will not help
         let retryable = e.error.retryable() && e.phase != "preflight";
         let mut st = Status::failure(role, Some(e.phase.to_string()), &e.error, retryable);

@@ -297,3 +297,365 @@ fn concurrent_pairs_on_one_root_leave_a_sound_tree() {
     assert_eq!(successes, PAIRS);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A control plane rendered into `dir/src` (for real CA material).
+fn rendered(dir: &Path) -> PathBuf {
+    let cfg = write(&dir.join("src.yaml"), CP);
+    let root = dir.join("src");
+    let o = kubeboot(&[
+        "render",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    root
+}
+
+fn render_into(cfg: &Path, root: &Path) -> Output {
+    kubeboot(&[
+        "render",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ])
+}
+
+/// A cloud-config for the control plane carrying `files` (path, mode,
+/// content) as base64 write_files entries.
+fn cloud_config(files: &[(&str, &str, Vec<u8>)]) -> String {
+    use base64::Engine;
+    let mut s = String::from(
+        "#cloud-config\nkubeboot:\n  role: control-plane\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\nwrite_files:\n",
+    );
+    for (path, perm, content) in files {
+        s += &format!(
+            "- path: {path}\n  permissions: '{perm}'\n  encoding: b64\n  content: {}\n",
+            base64::engine::general_purpose::STANDARD.encode(content)
+        );
+    }
+    s
+}
+
+#[test]
+fn carried_pki_files_get_kubeadms_modes_with_a_warning() {
+    let dir = tmpdir("pkimodes");
+    let src = rendered(&dir);
+    let pki = src.join("etc/kubernetes/pki");
+    let read = |n: &str| std::fs::read(pki.join(n)).unwrap();
+    let cfg = write(
+        &dir.join("ud.yaml"),
+        &cloud_config(&[
+            ("/etc/kubernetes/pki/ca.crt", "0666", read("ca.crt")),
+            ("/etc/kubernetes/pki/ca.key", "4755", read("ca.key")),
+            ("/etc/kubernetes/pki/sa.pub", "0644", read("sa.pub")),
+            ("/etc/kubernetes/pki/sa.key", "0600", read("sa.key")),
+            (
+                "/etc/kubernetes/pki/front-proxy-ca.crt",
+                "7777",
+                read("front-proxy-ca.crt"),
+            ),
+            (
+                "/etc/kubernetes/pki/front-proxy-ca.key",
+                "6777",
+                read("front-proxy-ca.key"),
+            ),
+        ]),
+    );
+    let root = dir.join("root");
+    let o = render_into(&cfg, &root);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let got = root.join("etc/kubernetes/pki");
+    for (name, want) in [
+        ("ca.crt", 0o644),
+        ("ca.key", 0o600),
+        ("sa.pub", 0o600),
+        ("sa.key", 0o600),
+        ("front-proxy-ca.crt", 0o644),
+        ("front-proxy-ca.key", 0o600),
+    ] {
+        assert_eq!(mode(&got.join(name)), want, "{name}");
+    }
+    for narrowed in [
+        "ca.crt",
+        "ca.key",
+        "sa.pub",
+        "front-proxy-ca.crt",
+        "front-proxy-ca.key",
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains("warning")
+                && l.contains(&format!("/etc/kubernetes/pki/{narrowed}"))
+                && l.contains("mode")),
+            "no warning naming {narrowed}: {err}"
+        );
+    }
+    assert!(
+        !err.lines()
+            .any(|l| l.contains("warning") && l.contains("/etc/kubernetes/pki/sa.key")),
+        "sa.key's mode was already right: {err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn write_files_naming_a_directory_kubeboot_needs_is_refused_at_validation() {
+    let dir = tmpdir("wfdir");
+    for path in [
+        "/etc/kubernetes/pki/",
+        "/etc/kubernetes/pki",
+        "/etc/kubernetes/pki/etcd",
+        "/etc/kubernetes/pki/etcd/",
+        "/etc/kubernetes/pki/x/",
+    ] {
+        let cfg = write(
+            &dir.join("ud.yaml"),
+            &cloud_config(&[(path, "0644", b"x".to_vec())]),
+        );
+        let o = kubeboot(&["config", "validate", cfg.to_str().unwrap()]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{path}: {err}");
+        assert!(err.contains("write_files[0]"), "{path}: {err}");
+        assert!(err.contains("directory"), "{path}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_empty_ca_key_beside_a_valid_ca_crt_is_named() {
+    let dir = tmpdir("emptykey");
+    let src = rendered(&dir);
+    let root = dir.join("root");
+    let pki = root.join("etc/kubernetes/pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    std::fs::copy(src.join("etc/kubernetes/pki/ca.crt"), pki.join("ca.crt")).unwrap();
+    std::fs::write(pki.join("ca.key"), b"").unwrap();
+    let cfg = write(&dir.join("cp.yaml"), CP);
+    let o = render_into(&cfg, &root);
+    let err = text(&o.stderr);
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    let last = err
+        .lines()
+        .filter(|l| l.starts_with("error"))
+        .last()
+        .unwrap_or("");
+    assert!(last.contains("ca.key"), "{err}");
+    assert!(!last.contains("apiserver.crt"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_single_phase_run_keeps_the_record_of_the_last_full_run() {
+    let dir = tmpdir("phasestatus");
+    let root = dir.join("root");
+    let cfg = write(&dir.join("cp.yaml"), CP);
+    let failed =
+        "{\n  \"result\": \"failure\",\n  \"role\": \"init\",\n  \"phase\": \"preflight\"\n}\n";
+    let st = write(&root.join("var/lib/kubeboot/status.json"), failed);
+    let o = kubeboot(&[
+        "init",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+        "phase",
+        "certs",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(root.join("etc/kubernetes/pki/ca.crt").exists());
+    assert_eq!(std::fs::read_to_string(&st).unwrap(), failed);
+    assert!(!root.join("var/lib/kubeboot/done").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const WORKER_TOKEN: &str = "abcdef.0123456789abcdef";
+
+fn worker_config() -> String {
+    format!(
+        "apiVersion: kubeboot.dev/v1alpha1\nrole: worker\nserver: 127.0.0.1:6443\ntoken: {WORKER_TOKEN}\ncaCertHash: sha256:{}\n",
+        "0".repeat(64)
+    )
+}
+
+#[test]
+fn a_world_readable_config_file_holding_a_token_is_warned_about() {
+    let dir = tmpdir("readable");
+    let root = dir.join("root");
+    let cfg = write(&root.join("etc/kubeboot/config.yaml"), &worker_config());
+    let show = |cfg_mode: u32| {
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(cfg_mode)).unwrap();
+        let o = kubeboot(&[
+            "config",
+            "show",
+            "--source",
+            "auto",
+            "--platform",
+            "none",
+            "--root",
+            root.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stderr)
+    };
+    let err = show(0o644);
+    assert!(
+        err.lines().any(|l| l.starts_with("warning")
+            && l.contains("/etc/kubeboot/config.yaml")
+            && l.contains("readable by every local user")),
+        "{err}"
+    );
+    assert!(!err.contains("0123456789abcdef"), "{err}");
+    let err = show(0o600);
+    assert!(!err.contains("readable by every local user"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn mkfifo(p: &Path) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        p,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+}
+
+/// Runs `kubeboot args`, killing it after 20 s (a blocked read).
+fn kubeboot_bounded(args: &[&str]) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            let o = child.wait_with_output().unwrap();
+            panic!("blocked: {args:?}: {}", text(&o.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_fifo_where_userdata_is_read_never_blocks() {
+    let dir = tmpdir("fifo");
+    // a file given on the command line
+    let f = dir.join("ud.fifo");
+    mkfifo(&f);
+    let o = kubeboot_bounded(&["config", "validate", f.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("ud.fifo") && err.contains("not a regular file"),
+        "{err}"
+    );
+    // the kubeboot config file and the NoCloud seed, found by --source auto
+    for at in [
+        "etc/kubeboot/config.yaml",
+        "var/lib/cloud/seed/nocloud/user-data",
+    ] {
+        let root = dir.join(at.replace('/', "-"));
+        mkfifo(&root.join(at));
+        for args in [
+            vec!["config", "show", "--source", "auto"],
+            vec!["firstboot", "--systemctl", "/bin/false"],
+        ] {
+            let mut args = args;
+            args.extend(["--platform", "none", "--root", root.to_str().unwrap()]);
+            let o = kubeboot_bounded(&args);
+            let err = text(&o.stderr);
+            assert_ne!(o.status.code(), Some(0), "{args:?}: {err}");
+            assert!(err.contains("not a regular file"), "{args:?}: {err}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A token and a certificate key pasted into the wrong fields: no error,
+/// log line or status file shows them (or the configured secret), and
+/// quoted values stay short.
+#[test]
+fn a_secret_pasted_into_the_wrong_field_is_never_echoed() {
+    const TOKEN: &str = "k9x2m4.q7w8e9r0t1y2u3i4";
+    const SECRET: &str = "q7w8e9r0t1y2u3i4";
+    let key = "0123456789abcdef".repeat(4);
+    let pin = format!("caCertHash: sha256:{}", "a".repeat(64));
+    let head = "apiVersion: kubeboot.dev/v1alpha1\nrole: worker\n";
+    let good = format!("server: 10.0.0.1:6443\ntoken: {TOKEN}\n");
+    let cases = [
+        format!("{head}server: {TOKEN}\ntoken: {TOKEN}\n{pin}\n"),
+        format!("{head}{good}caCertHash: {TOKEN}\n"),
+        format!("{head}{good}caCertHash: {key}\n"),
+        format!("{head}{good}{pin}\n{TOKEN}: 1\n"),
+        // the configured secret alone, as a key name and as the server
+        format!("{head}{good}{pin}\n{SECRET}: 1\n"),
+        format!("{head}server: {SECRET}\ntoken: {TOKEN}\n{pin}\n"),
+        format!("{head}{good}{pin}\nnode:\n  name: {key}\n"),
+        format!("{head}server: https://10.0.0.1:6443/{key}\ntoken: {TOKEN}\n{pin}\n"),
+        format!(
+            "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\ncertificateKey: {key}\nnode:\n  name: {key}\n"
+        ),
+        format!(
+            "## template: jinja\n#cloud-config\nkubeboot:\n  role: worker\n  server: '{{{{ {TOKEN} }}}}'\n"
+        ),
+        format!(
+            "#cloud-config\nwrite_files:\n- path: /etc/kubernetes/pki/ca.crt\n  encoding: {TOKEN}\n  content: x\n"
+        ),
+        format!(
+            "{head}{good}{pin}\nnode:\n  name: \"{}\"\n",
+            "x".repeat(300)
+        ),
+    ];
+    let dir = tmpdir("pasted");
+    let mut runs = 0;
+    for (i, case) in cases.iter().enumerate() {
+        let cfg = write(&dir.join(format!("c{i}.yaml")), case);
+        let root = dir.join(format!("root{i}"));
+        cli_support::seed(&root, case);
+        let validate = kubeboot(&["config", "validate", cfg.to_str().unwrap()]);
+        let fb = kubeboot(&[
+            "firstboot",
+            "--platform",
+            "none",
+            "--root",
+            root.to_str().unwrap(),
+            "--systemctl",
+            "/bin/false",
+        ]);
+        for o in [&validate, &fb] {
+            assert_ne!(o.status.code(), Some(0), "case {i} was accepted: {case}");
+            runs += 1;
+        }
+        let status =
+            std::fs::read_to_string(root.join("var/lib/kubeboot/status.json")).unwrap_or_default();
+        assert!(status.contains("\"failure\""), "case {i}: {status}");
+        for (what, t) in [
+            ("validate stderr", text(&validate.stderr)),
+            ("validate stdout", text(&validate.stdout)),
+            ("firstboot stderr", text(&fb.stderr)),
+            ("firstboot stdout", text(&fb.stdout)),
+            ("status.json", status),
+        ] {
+            assert!(!t.contains(SECRET), "case {i}: secret in {what}: {t}");
+            assert!(!t.contains(&key), "case {i}: key in {what}: {t}");
+            assert!(
+                !t.contains(&"x".repeat(60)),
+                "case {i}: a long value quoted in {what}: {t}"
+            );
+        }
+    }
+    eprintln!(
+        "pasted secrets: {} cases, {runs} runs, 0 echoes",
+        cases.len()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

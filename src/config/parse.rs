@@ -269,6 +269,7 @@ pub fn parse_documents(docs: &[Document]) -> Result<Parsed, Error> {
         let implicit = matches!(d.body, DocBody::Value(_))
             || d.origin.contains(crate::host::paths::KUBEBOOT_CONFIG_PATH);
         for v in values {
+            crate::secret::remember_in(&v);
             let once = |what: &str, seen: bool| -> Result<(), Error> {
                 if seen {
                     Err(invalid(

@@ -79,7 +79,17 @@ impl FsType {
 /// image: the ISO 9660 primary volume descriptor's volume identifier, or
 /// the FAT boot sector's volume label. `None` when neither is there.
 pub fn probe_label(dev: &Path) -> Option<(FsType, String)> {
-    let mut f = fs::File::open(dev).ok()?;
+    use std::os::unix::fs::FileTypeExt;
+    // A block device or an image file; never a FIFO (which would block).
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(dev)
+        .ok()?;
+    let t = f.metadata().ok()?.file_type();
+    if !(t.is_block_device() || t.is_file()) {
+        return None;
+    }
     let mut buf = vec![0u8; 0x8000 + 2048];
     let mut n = 0;
     while n < buf.len() {
@@ -225,9 +235,12 @@ impl Disk {
 
     fn read_from(&self, dir: &Path) -> Result<Fetch, SourceError> {
         let path = dir.join(self.kind.file());
+        // O_NONBLOCK: a FIFO on the medium must not hang the boot
         let f = fs::OpenOptions::new()
             .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
             .open(&path);
         let f = match f {
             Ok(f) => f,
@@ -240,6 +253,9 @@ impl Disk {
             }
             Err(e) => return Err(self.err(format!("opening {}: {e}", path.display()), false)),
         };
+        if !f.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(self.err(format!("{} is not a regular file", path.display()), false));
+        }
         let mut data = Vec::new();
         f.take(MAX_BODY + 1)
             .read_to_end(&mut data)
