@@ -83,7 +83,7 @@ pub struct RunOpts {
     /// Comma-separated phases to skip.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub skip_phases: Vec<String>,
-    /// Write under --root but start nothing and contact nothing; print what would be done.
+    /// Write nothing, start nothing, contact nothing: print each file that would be written and each API request that would be sent.
     #[arg(long)]
     pub dry_run: bool,
     /// Comma-separated preflight checks whose errors become warnings (kubeadm's names), or `all`.

@@ -529,12 +529,21 @@ fn run_node(
         skip: skip_all,
         only: only.clone(),
     };
+    if effects == Effects::DryRun {
+        crate::host::dryrun::begin(paths.root());
+    }
     let (records, result) = runner::run(&list, &mut run, &opts);
     let total_millis = started.elapsed().as_secs_f64() * 1000.0;
     let role = mode_name(mode).to_string();
     if effects == Effects::DryRun {
-        for w in &run.written {
-            crate::outln!("[dry-run] {} {} {}", w.phase, w.action, w.path.display());
+        let requests = if result.is_ok() {
+            phases::dry_run_requests(&run, &opts.skip)
+        } else {
+            Ok(Vec::new())
+        };
+        print_dry_run(paths, &crate::host::dryrun::end());
+        for line in requests? {
+            crate::outln!("[dry-run] would send {line}");
         }
     }
     let e = match result {
@@ -581,6 +590,36 @@ fn run_node(
         write_failure(paths, &st);
     }
     Err(wrap_phase(e))
+}
+
+/// The files and directories a dry run would write, one line each.
+fn print_dry_run(paths: &Paths, planned: &[crate::host::dryrun::Planned]) {
+    for p in planned {
+        let shown = p
+            .path
+            .strip_prefix(paths.root())
+            .map(|r| format!("/{}", r.display()))
+            .unwrap_or_else(|_| p.path.display().to_string());
+        if p.dir {
+            crate::outln!(
+                "[dry-run] would write directory {shown} mode {:04o} ({})",
+                p.mode,
+                p.action
+            );
+        } else {
+            crate::outln!(
+                "[dry-run] would write {shown} mode {:04o}, {} bytes ({})",
+                p.mode,
+                p.size,
+                p.action
+            );
+        }
+    }
+    crate::outln!(
+        "[dry-run] {} files and directories; nothing was written under {}",
+        planned.len(),
+        paths.root().display()
+    );
 }
 
 /// Records a failure: the status file (a failure to write it is logged, the

@@ -170,8 +170,8 @@ const MAX_QUOTED: usize = 40;
 /// Removes anything secret-shaped from a message, log line or status
 /// text: every secret this process has seen ([`remember_secrets`]), any
 /// `[a-z0-9]{6}.[a-z0-9]{16}` (a bootstrap token), any run of 64 or more
-/// hexadecimal digits not introduced by `sha256:` (a certificate key; a
-/// `sha256:` pin is public), and shortens every quoted value over
+/// hexadecimal digits not introduced by `sha256:` or `sha256 ` (a
+/// certificate key; a CA pin or a content digest is public), and shortens every quoted value over
 /// [`MAX_QUOTED`] characters. The one place messages pass before they are
 /// shown (error `Display`, every log line, the status file).
 pub fn scrub(text: &str) -> std::borrow::Cow<'_, str> {
@@ -220,7 +220,7 @@ fn redact_shapes(text: &str) -> Option<String> {
         }
         if b[i].is_ascii_hexdigit() && (i == 0 || !b[i - 1].is_ascii_hexdigit()) {
             let end = i + b[i..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
-            if end - i >= 64 && !text[..i].ends_with("sha256:") {
+            if end - i >= 64 && !after_sha256(&text[..i]) {
                 out.push_str(&text[copied..i]);
                 out.push_str("<redacted>");
                 copied = end;
@@ -235,6 +235,17 @@ fn redact_shapes(text: &str) -> Option<String> {
     }
     out.push_str(&text[copied..]);
     Some(out)
+}
+
+/// Whether `before` ends with `sha256` and one separator (`sha256:`,
+/// `sha256 `, `sha256=`, `sha256-`): what follows is a public digest (a CA
+/// pin, a content hash), not a certificate key.
+fn after_sha256(before: &str) -> bool {
+    let mut chars = before.chars().rev();
+    matches!(chars.next(), Some(':' | ' ' | '=' | '-'))
+        && before[..before.len() - 1]
+            .to_ascii_lowercase()
+            .ends_with("sha256")
 }
 
 /// Quoted values (`"..."`, as `{:?}` prints them) longer than
@@ -292,6 +303,8 @@ mod tests {
         assert!(!s.contains("q7w8e9r0t1y2u3i4"), "{s}");
         assert!(!s.contains(&key), "{s}");
         assert!(s.contains(&pin), "a sha256 pin is public: {s}");
+        let digest = format!("content sha256 {key} differs");
+        assert_eq!(scrub(&digest), digest);
         assert!(s.contains("abcdef.<redacted> kept"), "{s}");
         let long = format!("name \"{}\" is bad", "x".repeat(300));
         let s = scrub(&long);

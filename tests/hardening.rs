@@ -437,11 +437,7 @@ fn an_empty_ca_key_beside_a_valid_ca_crt_is_named() {
     let o = render_into(&cfg, &root);
     let err = text(&o.stderr);
     assert_ne!(o.status.code(), Some(0), "{err}");
-    let last = err
-        .lines()
-        .filter(|l| l.starts_with("error"))
-        .last()
-        .unwrap_or("");
+    let last = err.lines().rfind(|l| l.starts_with("error")).unwrap_or("");
     assert!(last.contains("ca.key"), "{err}");
     assert!(!last.contains("apiserver.crt"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -657,5 +653,91 @@ fn a_secret_pasted_into_the_wrong_field_is_never_echoed() {
         "pasted secrets: {} cases, {runs} runs, 0 echoes",
         cases.len()
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every file (path and mode) and its metadata under `root`, recursively.
+fn tree_state(root: &Path) -> Vec<(PathBuf, u32, Vec<u8>, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let bytes = if m.is_dir() {
+                stack.push(p.clone());
+                Vec::new()
+            } else {
+                std::fs::read(&p).unwrap()
+            };
+            out.push((p, m.permissions().mode(), bytes, m.modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_dry_run_writes_nothing_and_lists_files_and_requests() {
+    let dir = tmpdir("dryrun");
+    let cfg = write(&dir.join("cp.yaml"), CP);
+    // a fresh root: not even created
+    let fresh = dir.join("fresh");
+    let o = kubeboot(&[
+        "init",
+        "--dry-run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--root",
+        fresh.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(!fresh.exists(), "a dry run created --root");
+    let out = text(&o.stdout);
+    for line in [
+        "would write /etc/kubernetes/pki/ca.key mode 0600, ",
+        "would write /etc/kubernetes/pki/ca.crt mode 0644, ",
+        "would write /etc/kubernetes/admin.conf mode 0600, ",
+        "would write directory /etc/kubernetes/manifests mode 0700 (created)",
+        "would send POST /api/v1/namespaces/kube-system/configmaps (ConfigMap kube-system/kubeadm-config)",
+        "would send PATCH /api/v1/nodes/cp-1 (Node cp-1: control-plane label and taints)",
+        "would send POST /apis/apps/v1/namespaces/kube-system/deployments (Deployment kube-system/coredns)",
+    ] {
+        assert!(out.contains(line), "{line:?} not in:\n{out}");
+    }
+    assert!(out.contains("bytes (created)"), "{out}");
+    // an existing node: kept, replaced and created, nothing touched
+    let root = dir.join("node");
+    let o = render_into(&cfg, &root);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    std::fs::remove_file(root.join("etc/kubernetes/admin.conf")).unwrap();
+    let kubelet = root.join("var/lib/kubelet/config.yaml");
+    let mut edited = std::fs::read(&kubelet).unwrap();
+    edited.extend_from_slice(b"# edited\n");
+    std::fs::write(&kubelet, &edited).unwrap();
+    let before = tree_state(&root);
+    let o = kubeboot(&[
+        "init",
+        "--dry-run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(before == tree_state(&root), "a dry run changed the tree");
+    let out = text(&o.stdout);
+    for (file, action) in [
+        ("/etc/kubernetes/admin.conf", "created"),
+        ("/var/lib/kubelet/config.yaml", "replaced"),
+        ("/etc/kubernetes/manifests/kube-apiserver.yaml", "kept"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!("would write {file} mode"))
+                    && l.ends_with(&format!("({action})"))),
+            "{file} {action}:\n{out}"
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

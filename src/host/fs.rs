@@ -80,6 +80,20 @@ pub fn create_dir_all(root: &Path, dir: &Path, mode: u32) -> Result<(), FsError>
             .map_err(|e| FsError::new("creating directory", dir, e));
     }
     check_no_symlinks(root, dir)?;
+    if super::dryrun::active(dir) {
+        // recorded, with its missing parents (0755), instead of created
+        let mut missing = dir;
+        let mut leaf_mode = mode;
+        while missing.starts_with(root) && missing != root && !missing.is_dir() {
+            super::dryrun::create_dir(missing, leaf_mode);
+            leaf_mode = 0o755;
+            match missing.parent() {
+                Some(p) => missing = p,
+                None => break,
+            }
+        }
+        return Ok(());
+    }
     if dir.is_dir() {
         return Ok(());
     }
@@ -124,6 +138,9 @@ pub fn write_atomic(
     })?;
     create_dir_all(root, dir, 0o755)?;
     check_no_symlinks(root, path)?;
+    if super::dryrun::write(path, data, mode) {
+        return Ok(());
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -210,6 +227,9 @@ fn remove_stale_temps(dir: &Path, name: &str) {
 
 /// fsyncs a directory so a rename inside it is durable.
 pub fn fsync_dir(dir: &Path) -> Result<(), FsError> {
+    if super::dryrun::active(dir) {
+        return Ok(());
+    }
     let d = fs::File::open(dir).map_err(|e| FsError::new("opening directory", dir, e))?;
     d.sync_all()
         .map_err(|e| FsError::new("syncing directory", dir, e))
@@ -217,12 +237,18 @@ pub fn fsync_dir(dir: &Path) -> Result<(), FsError> {
 
 /// Flushes the whole filesystem holding `path` with one `syncfs(2)`.
 pub fn sync_filesystem(path: &Path) -> Result<(), FsError> {
+    if super::dryrun::active(path) {
+        return Ok(());
+    }
     let f = fs::File::open(path).map_err(|e| FsError::new("opening", path, e))?;
     rustix::fs::syncfs(&f).map_err(|e| FsError::new("syncing filesystem of", path, e.into()))
 }
 
 /// Reads a file, mapping "not found" to `Ok(None)`.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FsError> {
+    if let Some(Some(b)) = super::dryrun::read(path) {
+        return Ok(Some(b));
+    }
     match fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
