@@ -773,3 +773,53 @@ fn fake_systemctl(dir: &Path, root: &Path) -> (PathBuf, PathBuf) {
         log,
     )
 }
+
+/// A worker join at `--log-level trace`, with the syslog copy captured:
+/// the token secret (sent as a bearer token after discovery) is nowhere,
+/// not even inside a raw traffic dump.
+#[test]
+fn a_join_at_trace_level_shows_the_token_nowhere() {
+    let dir = tmpdir("join-trace");
+    let cp = control_plane(&dir);
+    let (api, _) = api_server(&cp);
+    let healthz = Server::http(|_, _| ok(b"ok"));
+    let root = dir.join("worker");
+    std::fs::create_dir_all(&root).unwrap();
+    seed(&root, &worker_userdata(api.port, &ca_hash(&cp)));
+    let (systemctl, _) = fake_systemctl(&dir, &root);
+    let syslog = cli_support::SyslogCapture::new(&dir);
+    let args = firstboot_args(
+        &root,
+        &systemctl,
+        &format!("{}/healthz", healthz.base()),
+        "20",
+        "20",
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args(["--log-level", "trace"])
+        .args(&args)
+        .env("KUBEBOOT_SYSLOG_SOCKET", &syslog.path)
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let with_auth = api
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.header("Authorization")
+                .is_some_and(|a| a.contains(TOKEN_SECRET))
+        })
+        .count();
+    assert!(
+        with_auth > 0,
+        "the bearer token was sent (so it could leak)"
+    );
+    assert!(
+        syslog.text().contains("[discovery]"),
+        "the syslog copy was captured"
+    );
+    cli_support::assert_no_canary(TOKEN_SECRET, &o, &syslog, &root);
+    eprintln!("trace canary sweep (join): 1 command, canary hits 0");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
