@@ -3,7 +3,8 @@
 //! Exit codes: 0 success, 1 failure (retrying may help, or the host is not
 //! fit), 2 invalid input or usage (fix the userdata or command line).
 
-use crate::host::fs::FsError;
+use std::io;
+use std::path::PathBuf;
 
 /// Exit code for invalid input or usage.
 pub const EXIT_INVALID: i32 = 2;
@@ -27,6 +28,9 @@ pub enum Error {
     Untrusted(String),
     /// No source held userdata (exit 1; the message lists what was tried).
     NoUserdata(String),
+    /// The host is not fit to become this node (a preflight check failed):
+    /// a rerun fails the same way until the host is fixed.
+    HostUnfit(String),
     /// Any other runtime failure.
     Failed(String),
 }
@@ -34,9 +38,11 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Invalid(m) | Error::Untrusted(m) | Error::NoUserdata(m) | Error::Failed(m) => {
-                f.write_str(&crate::secret::scrub(m))
-            }
+            Error::Invalid(m)
+            | Error::Untrusted(m)
+            | Error::NoUserdata(m)
+            | Error::HostUnfit(m)
+            | Error::Failed(m) => f.write_str(&crate::secret::scrub(m)),
             Error::Fs(e) => f.write_str(&crate::secret::scrub(&e.to_string())),
         }
     }
@@ -45,7 +51,7 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Fs(e) => e.source(),
+            Error::Fs(e) => std::error::Error::source(e),
             _ => None,
         }
     }
@@ -62,13 +68,17 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Invalid(_) => EXIT_INVALID,
-            Error::Fs(_) | Error::Failed(_) | Error::NoUserdata(_) | Error::Untrusted(_) => {
-                EXIT_FAILURE
-            }
+            Error::Fs(_)
+            | Error::Failed(_)
+            | Error::HostUnfit(_)
+            | Error::NoUserdata(_)
+            | Error::Untrusted(_) => EXIT_FAILURE,
         }
     }
 
-    /// Whether rerunning (rebooting) without changing the userdata may help.
+    /// Whether rerunning (rebooting) without changing the userdata or the
+    /// host may help. This and [`Error::class`] are the one place that
+    /// decides; the status file and the exit code only ask.
     pub fn retryable(&self) -> bool {
         matches!(self, Error::Fs(_) | Error::Failed(_))
     }
@@ -80,7 +90,32 @@ impl Error {
             Error::Fs(_) => "filesystem",
             Error::NoUserdata(_) => "no-userdata",
             Error::Untrusted(_) => "untrusted-cluster",
-            Error::Failed(_) => "failed",
+            // the status file's documented class for preflight failures
+            Error::Failed(_) | Error::HostUnfit(_) => "failed",
+        }
+    }
+}
+
+/// An I/O failure with the path it happened on.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {}: {source}", path.display())]
+pub struct FsError {
+    /// What was being done ("writing", "creating directory", ...).
+    pub op: &'static str,
+    /// The path involved.
+    pub path: PathBuf,
+    /// The underlying error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl FsError {
+    /// Wraps an I/O error with an operation and a path.
+    pub fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        FsError {
+            op,
+            path: path.into(),
+            source,
         }
     }
 }

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use rustix::fs::{FlockOperation, flock};
 
 use crate::error::Error;
+use crate::error::FsError;
 use crate::host::Paths;
-use crate::host::fs::{self, FsError};
+use crate::host::fs;
 
 /// The lock file under the root.
 pub const LOCK: &str = "/var/lib/kubeboot/lock";
