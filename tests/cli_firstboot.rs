@@ -823,3 +823,49 @@ fn a_join_at_trace_level_shows_the_token_nowhere() {
     eprintln!("trace canary sweep (join): 1 command, canary hits 0");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A fault on the second, CA-verified fetch of cluster-info (a 503, a
+/// server that never answers, a body over the 16 MiB limit) is a fault,
+/// not a verdict: retryable, never `untrusted-cluster`, and the message
+/// does not claim TLS verification failed.
+#[test]
+fn faults_on_the_verified_refetch_are_retryable_not_untrusted() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tmpdir("refetch");
+    let cp = control_plane(&dir);
+    let pin = ca_hash(&cp);
+    for fault in ["503", "timeout", "endless"] {
+        let seen = AtomicUsize::new(0);
+        let (api, _) = api_server_with(&cp, move |req| {
+            if req.path != "/api/v1/namespaces/kube-public/configmaps/cluster-info"
+                || seen.fetch_add(1, Ordering::SeqCst) == 0
+            {
+                return None; // the first (unverified) fetch is served normally
+            }
+            Some(match fault {
+                "503" => Reply::Respond(503, vec![], b"busy".to_vec()),
+                "timeout" => Reply::Hang(std::time::Duration::from_secs(8)),
+                _ => Reply::Endless(vec![b'{'; 64 * 1024]),
+            })
+        });
+        let root = dir.join(format!("worker-{fault}"));
+        std::fs::create_dir_all(&root).unwrap();
+        seed(&root, &worker_userdata(api.port, &pin));
+        let (systemctl, _) = fake_systemctl(&dir, &root);
+        let o = firstboot(&root, &systemctl, "http://127.0.0.1:9/healthz", "3");
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{fault}: {err}");
+        let st = status(&root);
+        assert_eq!(st["phase"], "discovery", "{fault}: {st}");
+        assert_ne!(st["errorClass"], "untrusted-cluster", "{fault}: {st}");
+        assert_eq!(st["retryable"], true, "{fault}: {st}");
+        let msg = st["error"].as_str().unwrap();
+        assert!(msg.contains("verified fetch"), "{fault}: {msg}");
+        assert!(!msg.contains("failed TLS verification"), "{fault}: {msg}");
+        assert!(
+            !root.join("etc/kubernetes/bootstrap-kubelet.conf").exists(),
+            "{fault}: join material written"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

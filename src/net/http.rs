@@ -328,7 +328,7 @@ fn classify<T>(e: ureq::Error, timeout: Duration) -> Step<T> {
         ureq::Error::HostNotFound => Step::Again("host not found".into()),
         ureq::Error::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
             // A certificate the roots do not vouch for will not improve with retries.
-            Step::Stop(format!("TLS: {io}"))
+            Step::Stop(format!("{TLS_FAILURE}{io}"))
         }
         ureq::Error::Io(io) => Step::Again(match io.kind() {
             std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
@@ -340,8 +340,8 @@ fn classify<T>(e: ureq::Error, timeout: Duration) -> Step<T> {
         ureq::Error::BodyExceedsLimit(_) => {
             Step::Stop(format!("response larger than {} MiB", MAX_BODY >> 20))
         }
-        ureq::Error::Rustls(e) => Step::Stop(format!("TLS: {e}")),
-        ureq::Error::Tls(e) => Step::Stop(format!("TLS: {e}")),
+        ureq::Error::Rustls(e) => Step::Stop(format!("{TLS_FAILURE}{e}")),
+        ureq::Error::Tls(e) => Step::Stop(format!("{TLS_FAILURE}{e}")),
         other => Step::Stop(other.to_string()),
     }
 }
@@ -361,6 +361,15 @@ pub(crate) fn shown_url(url: &str) -> String {
         format!("{scheme}://{host}{path}")
     }
 }
+
+/// Whether a permanent failure's reason (as [`send`] words it) is a failed
+/// TLS handshake: the server's certificate is not one the roots vouch for.
+pub(crate) fn is_tls_failure(why: &str) -> bool {
+    why.starts_with(TLS_FAILURE)
+}
+
+/// How [`classify`] starts the reason of a TLS failure.
+const TLS_FAILURE: &str = "TLS: ";
 
 /// "HTTP 404 Not Found".
 pub(crate) fn status_text(status: u16) -> String {
