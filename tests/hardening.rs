@@ -741,3 +741,38 @@ fn a_dry_run_writes_nothing_and_lists_files_and_requests() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn world_writable_directories_get_kubeadms_modes_and_etcd_data_is_0700() {
+    let dir = tmpdir("dirmodes");
+    let cfg = write(&dir.join("cp.yaml"), CP);
+    let root = dir.join("root");
+    let dirs = [
+        ("etc/kubernetes/manifests", 0o700),
+        ("etc/kubernetes/pki", 0o755),
+        ("var/lib/kubelet", 0o700),
+    ];
+    for (d, _) in dirs {
+        let p = root.join(d);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let o = render_into(&cfg, &root);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    for (d, want) in dirs {
+        assert_eq!(mode(&root.join(d)), want, "{d}");
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("warning") && l.contains(&format!("{d}: was mode 0777"))),
+            "no warning for {d}: {err}"
+        );
+    }
+    // the stacked etcd's data directory, as kubeadm creates it
+    assert_eq!(mode(&root.join("var/lib/etcd")), 0o700);
+    // a rerun has nothing to fix
+    let o = render_into(&cfg, &root);
+    assert!(o.status.success());
+    assert!(!text(&o.stderr).contains("was mode"), "{}", text(&o.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

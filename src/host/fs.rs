@@ -59,6 +59,9 @@ pub fn create_dir_all(root: &Path, dir: &Path, mode: u32) -> Result<(), FsError>
     }
     check_no_symlinks(root, dir)?;
     if super::dryrun::active(dir) {
+        if dir.is_dir() {
+            return super::dirs::fix_unsafe_mode(dir, mode, true);
+        }
         // recorded, with its missing parents (0755), instead of created
         let mut missing = dir;
         let mut leaf_mode = mode;
@@ -73,7 +76,7 @@ pub fn create_dir_all(root: &Path, dir: &Path, mode: u32) -> Result<(), FsError>
         return Ok(());
     }
     if dir.is_dir() {
-        return Ok(());
+        return super::dirs::fix_unsafe_mode(dir, mode, false);
     }
     if let Some(parent) = dir.parent()
         && !parent.is_dir()

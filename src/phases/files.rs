@@ -94,6 +94,13 @@ pub(super) fn write_pods(
 }
 
 pub(super) fn run_etcd(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    // kubeadm creates the local etcd's data directory 0700 before writing
+    // the manifest (cmd/kubeadm/app/cmd/phases/init/etcd.go), rather than
+    // leaving it to the kubelet's DirectoryOrCreate (0755).
+    if let crate::config::Etcd::Local { data_dir, .. } = &r.input.settings.cluster.etcd {
+        let dir = r.input.paths.host(data_dir);
+        fs::create_dir_all(r.input.paths.root(), &dir, 0o700)?;
+    }
     write_pods(r, "etcd", |n| n == manifests::ETCD)
 }
 
