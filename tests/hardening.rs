@@ -776,3 +776,144 @@ fn world_writable_directories_get_kubeadms_modes_and_etcd_data_is_0700() {
     assert!(!text(&o.stderr).contains("was mode"), "{}", text(&o.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn invalid_userdata_says_reading_userdata_failed() {
+    let dir = tmpdir("words");
+    let root = dir.join("root");
+    cli_support::seed(&root, "apiVersion: kubeboot.dev/v1alpha1\nrole: wizard\n");
+    let o = kubeboot(&[
+        "firstboot",
+        "--platform",
+        "none",
+        "--root",
+        root.to_str().unwrap(),
+        "--systemctl",
+        "/bin/false",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("kubeboot: reading userdata FAILED: "), "{err}");
+    assert!(
+        !err.contains("unknown FAILED") && !err.contains("phase -"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_failed_worker_lists_control_plane_phases_as_not_applicable() {
+    let dir = tmpdir("notapplicable");
+    let root = dir.join("root");
+    let port = net_support::closed_port();
+    cli_support::seed(
+        &root,
+        &worker_config().replace("127.0.0.1:6443", &format!("127.0.0.1:{port}")),
+    );
+    let o = kubeboot(&[
+        "firstboot",
+        "--platform",
+        "none",
+        "--root",
+        root.to_str().unwrap(),
+        "--systemctl",
+        "/bin/false",
+        "--ignore-preflight-errors",
+        "all",
+        "--discovery-timeout",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let st: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("var/lib/kubeboot/status.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(st["phase"], "discovery", "{st}");
+    let outcome = |name: &str| {
+        st["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no phase {name}: {st}"))["outcome"]
+            .clone()
+    };
+    assert_eq!(outcome("mark-control-plane"), "not-applicable", "{st}");
+    assert_eq!(outcome("kubelet-start"), "not-run", "{st}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn preflight_errors_are_one_line_per_check_printed_once() {
+    let dir = tmpdir("preflight");
+    let root = dir.join("root");
+    cli_support::seed(&root, CP);
+    let o = kubeboot(&[
+        "firstboot",
+        "--platform",
+        "none",
+        "--root",
+        root.to_str().unwrap(),
+        "--systemctl",
+        "/bin/false",
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let checks: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.split_once("[ERROR ").map(|(_, rest)| rest))
+        .collect();
+    assert!(!checks.is_empty(), "no preflight error listed: {err}");
+    for c in &checks {
+        assert_eq!(
+            checks.iter().filter(|d| *d == c).count(),
+            1,
+            "{c} printed more than once: {err}"
+        );
+        assert_eq!(
+            c.matches("[ERROR ").count(),
+            0,
+            "two checks on one line: {err}"
+        );
+    }
+    for l in err.lines() {
+        assert!(l.len() < 400, "a {}-character line: {l}", l.len());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn config_show_refuses_a_file_and_config_together() {
+    let dir = tmpdir("showboth");
+    let a = write(&dir.join("a.yaml"), CP);
+    let b = write(&dir.join("b.yaml"), &worker_config());
+    let o = kubeboot(&[
+        "config",
+        "show",
+        a.to_str().unwrap(),
+        "--config",
+        b.to_str().unwrap(),
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("not both"), "{err}");
+    assert!(o.stdout.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_upper_case_node_name_is_refused_like_kubeadm() {
+    let dir = tmpdir("nodename");
+    let cfg = write(
+        &dir.join("w.yaml"),
+        &format!("{}node:\n  name: Worker-01\n", worker_config()),
+    );
+    let o = kubeboot(&["config", "validate", cfg.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("node.name") && err.contains("Worker-01"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
