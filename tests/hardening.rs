@@ -706,6 +706,11 @@ fn a_dry_run_writes_nothing_and_lists_files_and_requests() {
         assert!(out.contains(line), "{line:?} not in:\n{out}");
     }
     assert!(out.contains("bytes (created)"), "{out}");
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("[certs] would write ca") && !err.contains("] wrote "),
+        "a dry run's log says it wrote: {err}"
+    );
     // an existing node: kept, replaced and created, nothing touched
     let root = dir.join("node");
     let o = render_into(&cfg, &root);

@@ -47,7 +47,11 @@ pub(super) fn run_userdata_files(r: &mut NodeRun<'_>) -> Result<(), Error> {
 
 fn record_report(r: &mut NodeRun<'_>, phase: &'static str, report: &pki::PkiReport) {
     for e in &report.entries {
-        log::info!(target: phase, "{}", e.summary());
+        let line = e.summary();
+        match line.strip_prefix("wrote") {
+            Some(rest) if r.wrote() != "wrote" => log::info!(target: phase, "{}{rest}", r.wrote()),
+            _ => log::info!(target: phase, "{line}"),
+        }
         let action = match &e.action {
             pki::Action::Created => "created",
             pki::Action::Kept => "kept",
@@ -87,7 +91,7 @@ pub(super) fn write_pods(
         .filter(|(n, _)| want(n))
         .collect();
     for p in manifests::write_pods(&r.input.paths, &pods, r.sync())? {
-        log::info!(target: phase, "wrote {}", p.display());
+        log::info!(target: phase, "{} {}", r.wrote(), p.display());
         r.record(phase, p, "written", String::new());
     }
     r.flush()
@@ -141,7 +145,7 @@ pub(super) fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {
         r.sync(),
         r.state.cluster_kubelet_config.as_deref(),
     )? {
-        log::info!(target: "kubelet-start", "wrote {}", p.display());
+        log::info!(target: "kubelet-start", "{} {}", r.wrote(), p.display());
         r.record("kubelet-start", p, "written", String::new());
     }
     // everything the kubelet will read is on disk before it starts

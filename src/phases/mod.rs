@@ -264,6 +264,15 @@ impl NodeRun<'_> {
         self.input.effects == Effects::Full
     }
 
+    /// "wrote", or "would write" in a dry run (whose writes stay in memory).
+    fn wrote(&self) -> &'static str {
+        if self.input.effects == Effects::DryRun {
+            "would write"
+        } else {
+            "wrote"
+        }
+    }
+
     fn record(&mut self, phase: &'static str, path: PathBuf, action: &str, detail: String) {
         self.state.written.push(Written {
             phase,
