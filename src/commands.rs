@@ -18,7 +18,7 @@ pub fn version() -> Result<()> {
 
 /// `kubeboot config validate FILE...`: exit 2 naming the field on the first invalid one.
 pub fn config_validate(files: &[PathBuf]) -> Result<()> {
-    let facts = HostFacts::detect(Path::new("/proc"));
+    let facts = HostFacts::detect(Paths::this_machine_proc());
     for f in files {
         let name = f.display().to_string();
         let bytes = read_input(f)?;
@@ -58,7 +58,7 @@ pub fn config_validate(files: &[PathBuf]) -> Result<()> {
 /// `kubeboot config show [FILE] [--source auto|file:PATH]`.
 pub fn config_show(file: Option<PathBuf>, source: &SourceArgs) -> Result<()> {
     let paths = Paths::new(&source.root);
-    let facts = HostFacts::detect(&paths.host("/proc"));
+    let facts = HostFacts::detect(&paths.proc());
     if file.is_some() && (source.config.is_some() || source.source.is_some()) {
         return Err(Error::Invalid(
             "config show: give the config either as FILE or with --config/--source, not both"
@@ -102,7 +102,7 @@ pub fn certs_ca_hash(file: &Path) -> Result<()> {
 /// `kubeboot certs check-expiration [--config FILE] [--root DIR]`.
 pub fn certs_check_expiration(config: Option<&Path>, root: &Path) -> Result<()> {
     let paths = Paths::new(root);
-    let facts = HostFacts::detect(&paths.host("/proc"));
+    let facts = HostFacts::detect(&paths.proc());
     let settings = match config {
         Some(f) => load_file(f, &facts)?.settings,
         None => {

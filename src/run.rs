@@ -181,7 +181,7 @@ fn mode_name(m: Mode) -> &'static str {
 
 fn detected_for(paths: &Paths, effects: Effects) -> Detected {
     let mut d = detect::detect(paths);
-    if effects == Effects::Render && !paths.host("/sys/fs/cgroup").exists() {
+    if effects == Effects::Render && !paths.cgroup_dir().exists() {
         // An image tree has no running system to inspect: use what a
         // systemd host with cgroup v2 needs (kubeadm's defaults).
         d.cgroup_version = 2;
@@ -202,7 +202,7 @@ pub fn render(args: &RenderArgs, lock_wait: Duration) -> Result<()> {
     ensure_root(&args.root)?;
     let paths = Paths::new(&args.root);
     let _lock = RunLock::acquire(&paths, lock_wait)?;
-    let facts = HostFacts::detect(Path::new("/proc"));
+    let facts = HostFacts::detect(Paths::this_machine_proc());
     let loaded = match (&args.example, &args.config) {
         (Some(name), _) => {
             let text = config::examples::by_name(name).ok_or_else(|| {
@@ -502,7 +502,7 @@ fn warn_if_readable_secret(found: &Found, loaded: &Loaded, paths: &Paths) {
 /// `config show --source auto`: resolve like firstboot, print the decision and the settings.
 pub fn show_auto(src: &SourceArgs) -> Result<()> {
     let paths = Paths::new(&src.root);
-    let facts = HostFacts::detect(&paths.host("/proc"));
+    let facts = HostFacts::detect(&paths.proc());
     let (found, explain) = find_userdata(src, &paths, false)?;
     for line in &explain {
         log::info!(target: "source", "{line}");
@@ -525,7 +525,7 @@ pub fn firstboot(args: &FirstbootArgs, lock_wait: Duration) -> Result<()> {
     if status::marker_exists(&paths) && !args.opts.dry_run {
         crate::outln!(
             "kubeboot: this node was bootstrapped already ({} exists); nothing to do",
-            paths.host(status::MARKER).display()
+            paths.marker().display()
         );
         return Ok(());
     }
@@ -583,77 +583,40 @@ fn run_node(
     // status.json records full runs only: a single-phase run (`init phase
     // certs`) never replaces the record of the last first boot.
     let record = effects == Effects::Full && run_opts.only.is_none();
-    // A failure before the phases: the status file says so (live runs only).
-    let record_failure = |e: &Error, source: Option<String>| {
-        if record {
-            let mut st = Status::failure("unknown".into(), None, e);
-            st.source = source;
-            st.total_millis = started.elapsed().as_secs_f64() * 1000.0;
-            write_failure(paths, &st);
-        }
-    };
-    let facts = HostFacts::detect(&paths.host("/proc"));
-    let offline = effects == Effects::DryRun;
-    let (found, explain) = match find_userdata(src, paths, offline) {
-        Ok(f) => f,
-        Err(e) => {
-            record_failure(&e, None);
-            return Err(e);
-        }
-    };
-    for line in &explain {
-        log::info!(target: "source", "{line}");
-    }
-    let loaded = match load_found(&found, &facts, paths, offline) {
-        Ok(l) => l,
-        Err(e) => {
-            record_failure(&e, Some(found.source.clone()));
-            return Err(e);
-        }
-    };
-    log_warnings(&loaded);
+    let (source, loaded) = find_and_load(src, paths, effects, record, started)?;
     let mode = loaded.settings.mode;
     if let Some(init) = expect_init
         && init != (mode == Mode::Init)
     {
         return Err(Error::Invalid(format!(
-            "{}: this configuration is for a {} node; run `kubeboot {}`",
-            found.source,
+            "{source}: this configuration is for a {} node; run `kubeboot {}`",
             mode_name(mode),
             if mode == Mode::Init { "init" } else { "join" }
         )));
     }
     let systemctl = Systemctl::with_program(run_opts.systemctl.clone());
-    let offline = Offline;
     let init_system: &dyn InitSystem = if effects == Effects::Full {
         &systemctl
     } else {
-        &offline
+        &Offline
     };
     let probes = HostProbes::new(paths);
     let mut ignore = loaded.settings.node.ignore_preflight_errors.clone();
     ignore.extend(run_opts.ignore_preflight_errors.iter().cloned());
     let mut run = node_run(&loaded, paths, effects, init_system, &probes, ignore);
-    run.input.budgets = Budgets {
-        discovery: std::time::Duration::from_secs(run_opts.discovery_timeout),
-        health: std::time::Duration::from_secs(run_opts.wait_timeout),
-        tls_bootstrap: std::time::Duration::from_secs(run_opts.wait_timeout),
-        kubelet_healthz: run_opts.kubelet_healthz_url.clone(),
-    };
+    run.input.budgets = budgets(run_opts);
     let list = phases::phases_for(mode);
     let mut skip_all: Vec<String> = run_opts.skip_phases.clone();
     skip_all.extend(loaded.settings.skip_phases.iter().cloned());
     runner::check_names(&list, &skip_all, "--skip-phases")?;
-    let only = run_opts.only.clone();
-    if let Some(o) = &only {
-        runner::check_names(&list, std::slice::from_ref(o), "phase")?;
+    let only = run_opts.only.as_deref();
+    if let Some(o) = only {
+        runner::check_names(&list, &[o.to_string()], "phase")?;
     }
     if effects == Effects::DryRun {
         crate::host::dryrun::begin(paths.root());
     }
-    let (records, result) = runner::run(&list, &mut run, &skip_all, only.as_deref());
-    let total_millis = started.elapsed().as_secs_f64() * 1000.0;
-    let role = mode_name(mode).to_string();
+    let (records, result) = runner::run(&list, &mut run, &skip_all, only);
     if effects == Effects::DryRun {
         let requests = if result.is_ok() {
             phases::dry_run_requests(&run, &skip_all)
@@ -664,49 +627,88 @@ fn run_node(
         for line in requests? {
             crate::outln!("[dry-run] would send {line}");
         }
+        return result.map_err(wrap_phase);
     }
-    let e = match result {
-        Ok(()) => {
-            if effects == Effects::Full && only.is_some() {
-                crate::outln!(
-                    "kubeboot: phase {} done in {total_millis:.0} ms (status.json keeps the record of the last full run)",
-                    only.as_deref().unwrap_or_default()
-                );
-            }
-            if record {
-                let st = Status {
-                    result: "success",
-                    role,
-                    phase: records
-                        .iter()
-                        .rev()
-                        .find(|r| r.outcome == Outcome::Done)
-                        .map(|r| r.name.to_string()),
-                    error_class: None,
-                    error: None,
-                    retryable: false,
-                    source: Some(found.source.clone()),
-                    phases: records,
-                    total_millis,
-                    version: env!("CARGO_PKG_VERSION"),
-                    finished_at: status::now_rfc3339(),
-                };
-                status::write(paths, &st)?;
-                status::write_marker(paths)?;
-                crate::outln!("{}", st.console_line());
-            }
-            return Ok(());
-        }
-        Err(e) => e,
+    if let (Some(phase), Ok(())) = (only, &result) {
+        crate::outln!(
+            "kubeboot: phase {phase} done in {:.0} ms (status.json keeps the record of the last full run)",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        return Ok(());
+    }
+    if !record {
+        return result.map_err(wrap_phase);
+    }
+    let mut st = match &result {
+        Ok(()) => Status::success(
+            mode_name(mode).to_string(),
+            records
+                .iter()
+                .rev()
+                .find(|r| r.outcome == Outcome::Done)
+                .map(|r| r.name.to_string()),
+        ),
+        Err(e) => Status::failure(
+            mode_name(mode).to_string(),
+            Some(e.phase.to_string()),
+            &e.error,
+        ),
     };
-    if record {
-        let mut st = Status::failure(role, Some(e.phase.to_string()), &e.error);
-        st.source = Some(found.source.clone());
-        st.phases = records;
-        st.total_millis = total_millis;
-        write_failure(paths, &st);
+    st.source = Some(source);
+    st.phases = records;
+    st.total_millis = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(()) => {
+            status::write(paths, &st)?;
+            status::write_marker(paths)?;
+            crate::outln!("{}", st.console_line());
+            Ok(())
+        }
+        Err(e) => {
+            write_failure(paths, &st);
+            Err(wrap_phase(e))
+        }
     }
-    Err(wrap_phase(e))
+}
+
+/// The bounds the command line sets.
+fn budgets(opts: &RunOptions) -> Budgets {
+    Budgets {
+        discovery: std::time::Duration::from_secs(opts.discovery_timeout),
+        health: std::time::Duration::from_secs(opts.wait_timeout),
+        tls_bootstrap: std::time::Duration::from_secs(opts.wait_timeout),
+        kubelet_healthz: opts.kubelet_healthz_url.clone(),
+    }
+}
+
+/// Finds and loads the userdata for a node run. A failure here, before the
+/// phases, is recorded in the status file too (live runs only).
+fn find_and_load(
+    src: &SourceArgs,
+    paths: &Paths,
+    effects: Effects,
+    record: bool,
+    started: Instant,
+) -> Result<(String, Loaded)> {
+    let record_failure = |e: &Error, source: Option<String>| {
+        if record {
+            let mut st = Status::failure("unknown".into(), None, e);
+            st.source = source;
+            st.total_millis = started.elapsed().as_secs_f64() * 1000.0;
+            write_failure(paths, &st);
+        }
+    };
+    let facts = HostFacts::detect(&paths.proc());
+    let offline = effects == Effects::DryRun;
+    let (found, explain) =
+        find_userdata(src, paths, offline).inspect_err(|e| record_failure(e, None))?;
+    for line in &explain {
+        log::info!(target: "source", "{line}");
+    }
+    let loaded = load_found(&found, &facts, paths, offline)
+        .inspect_err(|e| record_failure(e, Some(found.source.clone())))?;
+    log_warnings(&loaded);
+    Ok((found.source, loaded))
 }
 
 /// The files and directories a dry run would write, one line each.

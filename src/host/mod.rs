@@ -13,5 +13,6 @@ pub use facts::HostFacts;
 pub use paths::Paths;
 pub mod detect;
 pub mod disks;
+pub mod probes;
 pub mod proxy;
 pub mod systemd;
