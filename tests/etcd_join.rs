@@ -26,8 +26,6 @@
 //! phase through the shipped binary (`kubeboot firstboot`) is
 //! tests/etcdjoin_firstboot.rs.
 
-use kubeboot::{config, secret};
-
 #[path = "node_common/mod.rs"]
 mod node_common;
 
@@ -139,7 +137,8 @@ fn api_server(root_a: &Path, client_url: &str) -> Server {
 fn client(root: &Path, endpoints: Vec<String>, budget: Duration) -> EtcdClient {
     let pki = root.join("etc/kubernetes/pki/etcd");
     let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
-    let key = secret::Secret::new(String::from_utf8(read("healthcheck-client.key")).unwrap());
+    let key =
+        kubeboot::secret::Secret::new(String::from_utf8(read("healthcheck-client.key")).unwrap());
     EtcdClient::new(
         endpoints,
         &read("ca.crt"),
@@ -217,7 +216,7 @@ fn stacked_join(bins: &Bins, name: &str) {
         let k = std::fs::read_to_string(pki.join("healthcheck-client.key")).unwrap();
         (
             std::fs::read(pki.join("healthcheck-client.crt")).unwrap(),
-            secret::Secret::new(k),
+            kubeboot::secret::Secret::new(k),
         )
     };
     let err = endpoints_from_api(

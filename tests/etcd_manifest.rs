@@ -35,8 +35,6 @@
 //! from `kube-apiserver.yaml`, i.e. `apiserver-etcd-client`), and must be
 //! refused for a client certificate from another CA and for no certificate.
 
-use kubeboot::{config, secret};
-
 #[path = "node_common/mod.rs"]
 mod node_common;
 

@@ -41,8 +41,6 @@ mod net_support;
 #[path = "node_common/mod.rs"]
 mod node_common;
 
-use kubeboot::{config, secret};
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -229,7 +227,8 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 fn client(root: &Path, endpoint: &str) -> EtcdClient {
     let pki = root.join("etc/kubernetes/pki/etcd");
     let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
-    let key = secret::Secret::new(String::from_utf8(read("healthcheck-client.key")).unwrap());
+    let key =
+        kubeboot::secret::Secret::new(String::from_utf8(read("healthcheck-client.key")).unwrap());
     EtcdClient::new(
         vec![endpoint.to_string()],
         &read("ca.crt"),
@@ -316,7 +315,7 @@ fn cluster(name: &str, run_etcd: Option<&Bins>) -> Cluster {
     let ca = std::fs::read(pki_a.join("ca.crt")).unwrap();
     let token = BootstrapToken {
         id: TOKEN_ID.into(),
-        secret: secret::Secret::new(TOKEN_SECRET),
+        secret: kubeboot::secret::Secret::new(TOKEN_SECRET),
     };
     let kubelet_yaml = kubelet::config_yaml(&a, &kubeboot::host::detect::detect(&paths_a)).unwrap();
     let mut token_objs = BTreeMap::new();
@@ -325,7 +324,7 @@ fn cluster(name: &str, run_etcd: Option<&Bins>) -> Cluster {
             token_objs.insert(o.item.clone(), o.body.clone());
         }
     }
-    let key = api::certs::key_bytes(&secret::Secret::new(KEY)).unwrap();
+    let key = api::certs::key_bytes(&kubeboot::secret::Secret::new(KEY)).unwrap();
     let mut encrypted = Vec::new();
     for (n, (data_key, path)) in api::certs::layout(&a).into_iter().enumerate() {
         let plain = std::fs::read(paths_a.host(&path)).unwrap_or_default();

@@ -7,8 +7,6 @@
 //! purpose). The etcd 3.6 spellings of 1.34 are checked against etcd 3.6's
 //! own flag list in tests/etcd_manifest.rs.
 
-use kubeboot::{config, secret};
-
 #[path = "node_common/mod.rs"]
 mod node_common;
 

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kubeboot::pki::examples::control_plane_settings;
+use kubeboot::config::examples::pki_control_plane as control_plane_settings;
 use pki_support::*;
 
 fn probe() -> &'static Path {
