@@ -120,5 +120,34 @@ impl FsError {
     }
 }
 
+impl Error {
+    /// The same error (same class, exit code and retryability) with `what`
+    /// in front: `what: message`. The one way context (a file, a URL, a
+    /// step) is added where an error crosses an I/O boundary. A
+    /// filesystem error already names its path and is kept as it is.
+    pub fn context(self, what: impl std::fmt::Display) -> Error {
+        match self {
+            Error::Invalid(m) => Error::Invalid(format!("{what}: {m}")),
+            Error::Untrusted(m) => Error::Untrusted(format!("{what}: {m}")),
+            Error::NoUserdata(m) => Error::NoUserdata(format!("{what}: {m}")),
+            Error::HostUnfit(m) => Error::HostUnfit(format!("{what}: {m}")),
+            Error::Failed(m) => Error::Failed(format!("{what}: {m}")),
+            Error::Fs(e) => Error::Fs(e),
+        }
+    }
+}
+
+/// [`Error::context`] on a `Result`.
+pub trait Context<T> {
+    /// Adds `what` in front of the error, keeping its class.
+    fn context(self, what: impl std::fmt::Display) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
+    fn context(self, what: impl std::fmt::Display) -> Result<T> {
+        self.map_err(|e| e.into().context(what))
+    }
+}
+
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -171,14 +171,6 @@ impl InitSystem for Offline {
     }
 }
 
-fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Init => "init",
-        Mode::JoinControlPlane => "join-control-plane",
-        Mode::JoinWorker => "join-worker",
-    }
-}
-
 fn detected_for(paths: &Paths, effects: Effects) -> Detected {
     let mut d = detect::detect(paths);
     if effects == Effects::Render && !paths.cgroup_dir().exists() {
@@ -590,7 +582,7 @@ fn run_node(
     {
         return Err(Error::Invalid(format!(
             "{source}: this configuration is for a {} node; run `kubeboot {}`",
-            mode_name(mode),
+            mode.as_str(),
             if mode == Mode::Init { "init" } else { "join" }
         )));
     }
@@ -641,7 +633,7 @@ fn run_node(
     }
     let mut st = match &result {
         Ok(()) => Status::success(
-            mode_name(mode).to_string(),
+            mode.as_str().to_string(),
             records
                 .iter()
                 .rev()
@@ -649,7 +641,7 @@ fn run_node(
                 .map(|r| r.name.to_string()),
         ),
         Err(e) => Status::failure(
-            mode_name(mode).to_string(),
+            mode.as_str().to_string(),
             Some(e.phase.to_string()),
             &e.error,
         ),

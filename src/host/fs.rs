@@ -12,6 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::error::FsError;
+use crate::host::paths::HostPath;
 
 /// Refuses `path` when any existing component between `root` and `path`
 /// (inclusive) is a symlink: a write must never be redirected out of the root.
@@ -103,13 +104,8 @@ pub enum Sync {
 
 /// Atomically writes `data` to `path` with `mode`, creating parent
 /// directories with mode 0755. Never follows a symlink under `root`.
-pub fn write_atomic(
-    root: &Path,
-    path: &Path,
-    data: &[u8],
-    mode: u32,
-    sync: Sync,
-) -> Result<(), FsError> {
+pub fn write_atomic(target: &HostPath, data: &[u8], mode: u32, sync: Sync) -> Result<(), FsError> {
+    let (root, path) = (target.root(), target.path());
     let dir = path.parent().ok_or_else(|| {
         FsError::new(
             "writing",
@@ -266,8 +262,9 @@ mod tests {
     fn writes_with_mode_and_replaces() {
         let root = tmpdir("mode");
         let p = root.join("etc/kubernetes/pki/ca.key");
-        write_atomic(&root, &p, b"one", 0o600, Sync::Each).unwrap();
-        write_atomic(&root, &p, b"two", 0o600, Sync::Deferred).unwrap();
+        let paths = crate::host::Paths::new(&root);
+        write_atomic(&paths.rooted(&p), b"one", 0o600, Sync::Each).unwrap();
+        write_atomic(&paths.rooted(&p), b"two", 0o600, Sync::Deferred).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
@@ -328,14 +325,15 @@ mod tests {
         let root = tmpdir("link");
         let outside = tmpdir("link-outside");
         std::os::unix::fs::symlink(&outside, root.join("etc")).unwrap();
-        let err = write_atomic(&root, &root.join("etc/x"), b"x", 0o644, Sync::Each).unwrap_err();
+        let paths = crate::host::Paths::new(&root);
+        let err = write_atomic(&paths.rooted("/etc/x"), b"x", 0o644, Sync::Each).unwrap_err();
         assert!(err.to_string().contains("symlink"), "{err}");
         assert!(!outside.join("x").exists());
         // a symlinked final component is refused too
         fs::remove_file(root.join("etc")).unwrap();
         fs::create_dir(root.join("etc")).unwrap();
         std::os::unix::fs::symlink(outside.join("y"), root.join("etc/y")).unwrap();
-        assert!(write_atomic(&root, &root.join("etc/y"), b"y", 0o644, Sync::Each).is_err());
+        assert!(write_atomic(&paths.rooted("/etc/y"), b"y", 0o644, Sync::Each).is_err());
         assert!(!outside.join("y").exists());
         fs::remove_dir_all(&root).unwrap();
         fs::remove_dir_all(&outside).unwrap();

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use ureq::Agent;
 use ureq::tls::{RootCerts, TlsConfig};
 
+use crate::error::Error;
+
 /// The largest body any response may have (16 MiB).
 pub const MAX_BODY: u64 = 16 * 1024 * 1024;
 
@@ -205,13 +207,15 @@ pub(crate) fn agent_with_client_cert(
     roots: Vec<ureq::tls::Certificate<'static>>,
     cert_chain_pem: &[u8],
     key_pem: &[u8],
-) -> Result<Agent, String> {
+) -> Result<Agent, Error> {
     let chain = certs_from_pem(cert_chain_pem);
     if chain.is_empty() {
-        return Err("the client certificate holds no PEM CERTIFICATE".into());
+        return Err(Error::Failed(
+            "the client certificate holds no PEM CERTIFICATE".into(),
+        ));
     }
     let key = ureq::tls::PrivateKey::from_pem(key_pem)
-        .map_err(|_| "the client key is not a PEM private key".to_string())?;
+        .map_err(|_| Error::Failed("the client key is not a PEM private key".into()))?;
     Ok(agent_config(
         Some(roots),
         false,

@@ -33,7 +33,7 @@ pub(super) fn write_files(
                 )));
             }
             None => {
-                fs::write_atomic(r.input.paths.root(), &path, &f.content, f.mode, r.sync())?;
+                fs::write_atomic(&r.input.paths.rooted(&path), &f.content, f.mode, r.sync())?;
                 r.record(phase, path, "written", format!("mode {:04o}", f.mode));
             }
         }
@@ -176,8 +176,7 @@ pub(super) fn run_kubelet_finalize(r: &mut NodeRun<'_>) -> Result<(), Error> {
         return Ok(());
     }
     fs::write_atomic(
-        r.input.paths.root(),
-        &conf,
+        &r.input.paths.rooted(&conf),
         updated.as_bytes(),
         0o600,
         r.sync(),

@@ -28,14 +28,14 @@ pub const CERT_MODE: u32 = 0o644;
 
 /// Writes files under the root, remembering whether anything was written.
 pub(crate) struct Writer<'a> {
-    pub root: &'a Path,
+    pub paths: &'a Paths,
     pub sync: Sync,
     pub wrote: bool,
 }
 
 impl Writer<'_> {
     pub fn write(&mut self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
-        fs::write_atomic(self.root, path, data, mode, self.sync)?;
+        fs::write_atomic(&self.paths.rooted(path), data, mode, self.sync)?;
         self.wrote = true;
         Ok(())
     }
@@ -43,7 +43,7 @@ impl Writer<'_> {
     /// Writes and fsyncs (file and directory) whatever the sync mode: for a
     /// CA key, which must be durable before its certificate can appear.
     pub fn write_durable(&mut self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
-        fs::write_atomic(self.root, path, data, mode, Sync::Each)?;
+        fs::write_atomic(&self.paths.rooted(path), data, mode, Sync::Each)?;
         self.wrote = true;
         Ok(())
     }
@@ -59,7 +59,7 @@ impl Writer<'_> {
     /// Reads a file under the root (refusing symlinks); a missing or empty
     /// file is `None` (an empty file can only be left by a crash).
     pub fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
-        fs::check_no_symlinks(self.root, path)?;
+        fs::check_no_symlinks(self.paths.root(), path)?;
         Ok(fs::read_optional(path)?.filter(|b| !b.is_empty()))
     }
 }
@@ -195,7 +195,7 @@ pub(crate) fn ensure(
         now: now.replace_nanosecond(0).unwrap_or(now),
         rng: SystemRandom::new(),
         w: Writer {
-            root: paths.root(),
+            paths,
             sync,
             wrote: false,
         },
