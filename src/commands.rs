@@ -56,6 +56,12 @@ pub fn config_validate(files: &[PathBuf]) -> Result<()> {
 pub fn config_show(file: Option<PathBuf>, source: &SourceArgs) -> Result<()> {
     let paths = Paths::new(&source.root);
     let facts = HostFacts::detect(&paths.proc());
+    if file.is_some() && (source.config.is_some() || source.source.is_some()) {
+        return Err(Error::Invalid(
+            "config show: give the config either as FILE or with --config/--source, not both"
+                .into(),
+        ));
+    }
     let file = file.or(source.config.clone());
     let loaded = match (&file, source.source.as_deref()) {
         (Some(f), _) => load_file(f, &facts)?,

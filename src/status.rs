@@ -85,9 +85,12 @@ impl Status {
                     .count()
             ),
             _ => format!(
-                "kubeboot: {} FAILED in phase {}: {} ({}; details in /var/lib/kubeboot/status.json and the journal)",
-                self.role,
-                self.phase.as_deref().unwrap_or("-"),
+                "kubeboot: {}: {} ({}; details in /var/lib/kubeboot/status.json and the journal)",
+                match &self.phase {
+                    Some(phase) => format!("{} FAILED in phase {phase}", self.role),
+                    // before any phase: finding or reading the userdata
+                    None => "reading userdata FAILED".to_string(),
+                },
                 self.error
                     .as_deref()
                     .unwrap_or("unknown error")

@@ -304,6 +304,19 @@ impl Tree<'_> {
         let supplied = self.write_supplied(row, &crt, &keyp)?;
         let crt_bytes = self.w.read(&crt)?;
         let key_bytes = self.w.read(&keyp)?;
+        if crt_bytes.is_some()
+            && key_bytes.is_none()
+            && std::fs::symlink_metadata(&keyp).is_ok_and(|m| m.is_file() && m.len() == 0)
+        {
+            // Not external-CA mode: the key was there and lost its content.
+            return Err(Error::Invalid(format!(
+                "{}: the {} CA's private key is empty (beside {}); restore the key, or remove the \
+                 empty file to use the certificate as an external CA",
+                keyp.display(),
+                row.name,
+                crt.display()
+            )));
+        }
         let join = self.settings.mode == Mode::JoinControlPlane;
         let key = match &key_bytes {
             Some(b) => Some(Key::from_pem(b, &keyp.display().to_string())?),
