@@ -610,16 +610,7 @@ fn run_node(
     }
     let (records, result) = runner::run(&list, &mut run, &skip_all, only);
     if effects == Effects::DryRun {
-        let requests = if result.is_ok() {
-            phases::dry_run_requests(&run, &skip_all)
-        } else {
-            Ok(Vec::new())
-        };
-        print_dry_run(paths, &crate::host::dryrun::end());
-        for line in requests? {
-            crate::outln!("[dry-run] would send {line}");
-        }
-        return result.map_err(wrap_phase);
+        return finish_dry_run(paths, &run, &skip_all, result);
     }
     if let (Some(phase), Ok(())) = (only, &result) {
         crate::outln!(
@@ -631,6 +622,39 @@ fn run_node(
     if !record {
         return result.map_err(wrap_phase);
     }
+    record_outcome(paths, mode, source, records, result, started)
+}
+
+/// A dry run's report: the files it would write, then (when the phases
+/// passed) the API requests it would send.
+fn finish_dry_run(
+    paths: &Paths,
+    run: &NodeRun<'_>,
+    skip_all: &[String],
+    result: std::result::Result<(), phases::PhaseError>,
+) -> Result<()> {
+    let requests = if result.is_ok() {
+        phases::dry_run_requests(run, skip_all)
+    } else {
+        Ok(Vec::new())
+    };
+    print_dry_run(paths, &crate::host::dryrun::end());
+    for line in requests? {
+        crate::outln!("[dry-run] would send {line}");
+    }
+    result.map_err(wrap_phase)
+}
+
+/// Records a full run's outcome: status.json (and the marker on success)
+/// and the console line.
+fn record_outcome(
+    paths: &Paths,
+    mode: Mode,
+    source: String,
+    records: Vec<phases::PhaseRecord>,
+    result: std::result::Result<(), phases::PhaseError>,
+    started: Instant,
+) -> Result<()> {
     let mut st = match &result {
         Ok(()) => Status::success(
             mode.as_str().to_string(),

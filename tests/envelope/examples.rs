@@ -234,14 +234,16 @@ fn unwrap_finds_the_documents_in_every_example() {
                 assert!(!y.contains("{{"));
                 assert_eq!(
                     paths(&u),
+                    // kubeadm's modes for carried PKI files (certificates
+                    // 0644, keys and sa.pub 0600), whatever write_files says
                     vec![
-                        ("/etc/kubernetes/pki/ca.crt", 0o640),
+                        ("/etc/kubernetes/pki/ca.crt", 0o644),
                         ("/etc/kubernetes/pki/ca.key", 0o600),
-                        ("/etc/kubernetes/pki/etcd/ca.crt", 0o640),
+                        ("/etc/kubernetes/pki/etcd/ca.crt", 0o644),
                         ("/etc/kubernetes/pki/etcd/ca.key", 0o600),
-                        ("/etc/kubernetes/pki/front-proxy-ca.crt", 0o640),
+                        ("/etc/kubernetes/pki/front-proxy-ca.crt", 0o644),
                         ("/etc/kubernetes/pki/front-proxy-ca.key", 0o600),
-                        ("/etc/kubernetes/pki/sa.pub", 0o640),
+                        ("/etc/kubernetes/pki/sa.pub", 0o600),
                         ("/etc/kubernetes/pki/sa.key", 0o600),
                     ]
                 );

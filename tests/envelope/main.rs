@@ -2,7 +2,6 @@
 //! each former `tests/envelope_<name>.rs` is the module `<name>`; run one with
 //! `cargo test --test envelope <name>::`.
 
-
 mod archive_cloudinit;
 mod examples;
 mod fixtures;
