@@ -40,6 +40,10 @@ pub enum Reply {
     Slow(Duration, Vec<u8>),
     /// Close the connection without answering.
     Hang(Duration),
+    /// Start a response (status, headers announcing the whole body), send
+    /// half the body, then reset the connection (RST): a server or proxy
+    /// dying mid-response.
+    Reset(u16, Vec<u8>),
 }
 
 pub fn ok(body: &[u8]) -> Reply {
@@ -147,8 +151,10 @@ impl Server {
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                     let _ = stream.set_nodelay(true);
+                    // a second handle on the socket, to reset it (Reply::Reset)
+                    let raw = stream.try_clone().ok();
                     match tls {
-                        None => serve(stream, &*handler, &recorded, None, false),
+                        None => serve(stream, &*handler, &recorded, None, false, raw),
                         Some(cfg) => {
                             let Ok(mut conn) = rustls::ServerConnection::new(cfg) else {
                                 return;
@@ -169,6 +175,7 @@ impl Server {
                                 &recorded,
                                 client,
                                 keep_alive,
+                                raw,
                             )
                         }
                     }
@@ -193,9 +200,17 @@ fn serve<S: Read + Write>(
     recorded: &Mutex<Vec<Request>>,
     client_cert: Option<Vec<u8>>,
     keep_alive: bool,
+    raw: Option<TcpStream>,
 ) {
     let mut reader = BufReader::new(stream);
-    while let Some(again) = serve_one(&mut reader, handler, recorded, &client_cert, keep_alive) {
+    while let Some(again) = serve_one(
+        &mut reader,
+        handler,
+        recorded,
+        &client_cert,
+        keep_alive,
+        raw.as_ref(),
+    ) {
         if !again {
             return;
         }
@@ -209,6 +224,7 @@ fn serve_one<S: Read + Write>(
     recorded: &Mutex<Vec<Request>>,
     client_cert: &Option<Vec<u8>>,
     keep_alive: bool,
+    raw: Option<&TcpStream>,
 ) -> Option<bool> {
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -253,6 +269,21 @@ fn serve_one<S: Read + Write>(
     };
     let (code, extra, body) = match handler(&req, index) {
         Reply::Respond(code, extra, body) => (code, extra, body),
+        Reply::Reset(code, body) => {
+            let head = format!(
+                "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nContent-Type: application/json\r\n\r\n",
+                body.len()
+            );
+            let stream = reader.get_mut();
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body[..body.len() / 2]);
+            let _ = stream.flush();
+            if let Some(raw) = raw {
+                // linger 0: closing sends RST instead of FIN
+                let _ = rustix::net::sockopt::set_socket_linger(raw, Some(Duration::ZERO));
+            }
+            return None;
+        }
         Reply::Slow(d, body) => {
             std::thread::sleep(d);
             (200, vec![], body)
