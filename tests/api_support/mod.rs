@@ -880,10 +880,10 @@ impl Shared {
         }
     }
 
-    /// Records a failure; kubeboot gets a 400 saying so.
+    /// Records a failure (the state not locked); kubeboot gets a 400
+    /// saying so.
     fn fail(&self, msg: &str) -> Reply {
-        lock(&self.state).failures.push(msg.to_string());
-        status_reply(400, "BadRequest", &format!("API server stand-in: {msg}"))
+        fail_in(&mut lock(&self.state), msg)
     }
 
     /// Who is asking: `Err` with the 401 reply when a token is bad.
@@ -1024,7 +1024,7 @@ impl Shared {
             );
             return (
                 Answer {
-                    reply: self.fail(&msg),
+                    reply: fail_in(st, &msg),
                     status: 400,
                 },
                 who,
@@ -1078,7 +1078,7 @@ impl Shared {
             "list" => self.list(st, &t),
             "create" | "update" | "patch" => self.write(st, req, &t, verb),
             _ => Answer {
-                reply: self.fail(&format!("{} {}: not modelled", req.method, req.path)),
+                reply: fail_in(st, &format!("{} {}: not modelled", req.method, req.path)),
                 status: 400,
             },
         };
@@ -1142,7 +1142,7 @@ impl Shared {
                 Ok(false) => {}
                 Err(e) => {
                     return Answer {
-                        reply: self.fail(&e),
+                        reply: fail_in(st, &e),
                         status: 400,
                     };
                 }
@@ -1380,7 +1380,7 @@ impl Shared {
                 let msg = format!("{} {name:?} is invalid: {}", target.res.3, list.join("; "));
                 if t.is_none() {
                     // the stand-in's own write: its bug, not kubeboot's
-                    lock_free_fail(st, &format!("stand-in wrote an invalid object: {msg}"));
+                    let _ = fail_in(st, &format!("stand-in wrote an invalid object: {msg}"));
                 }
                 let mut body = status_body(422, "Invalid", &msg);
                 body["details"] = json!({"name": name, "kind": target.res.2, "causes": causes});
@@ -1457,8 +1457,10 @@ impl Shared {
     }
 }
 
-fn lock_free_fail(st: &mut State, msg: &str) {
+/// Records a failure in the locked state; the client gets a 400 saying so.
+fn fail_in(st: &mut State, msg: &str) -> Reply {
     st.failures.push(msg.to_string());
+    status_reply(400, "BadRequest", &format!("API server stand-in: {msg}"))
 }
 
 // --------------------------------------------------------------- helpers
