@@ -16,8 +16,8 @@ use std::process::{Command, Output};
 
 use api_support::{Fault, FaultKind, Options, StandIn, client_cn, kubelet_healthz};
 use cli_support::{
-    fake_systemctl as systemctl_script, firstboot_args, kubeboot, render_control_plane as render,
-    seed, text,
+    fake_systemctl_tls_bootstrap as systemctl_script, firstboot_args, kubeboot,
+    render_control_plane as render, seed, text,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service, ServiceAccount};

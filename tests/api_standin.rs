@@ -223,18 +223,20 @@ fn writes_are_validated_against_the_kubernetes_schema() {
 #[test]
 fn content_type_must_fit_the_verb() {
     let api = Api::new(Options::default());
-    for ct in ["text/plain", "", MERGE] {
+    for ct in ["text/plain", MERGE, "application/x-www-form-urlencoded"] {
         let (s, v) = api.admin("POST", CMS, ct, Some(&cm("x")));
         assert_eq!(s, 415, "POST as {ct:?}");
         assert_status(&v, 415, "UnsupportedMediaType");
     }
+    // none at all: the real server reads JSON (negotiate.go)
+    assert_eq!(api.admin("POST", CMS, "", Some(&cm("none"))).0, 201);
     assert_eq!(api.admin("POST", CMS, JSON, Some(&cm("x"))).0, 201);
     let item = format!("{CMS}/x");
     let (_, cur) = api.admin("GET", &item, "", None);
     assert_eq!(api.admin("PUT", &item, "text/plain", Some(&cur)).0, 415);
     let patch = json!({"data": {"c": "d"}});
-    for ct in [JSON, "text/plain"] {
-        assert_eq!(api.admin("PATCH", &item, ct, Some(&patch)).0, 415, "{ct}");
+    for ct in [JSON, "text/plain", ""] {
+        assert_eq!(api.admin("PATCH", &item, ct, Some(&patch)).0, 415, "{ct:?}");
     }
     for ct in [MERGE, "application/strategic-merge-patch+json"] {
         assert_eq!(api.admin("PATCH", &item, ct, Some(&patch)).0, 200, "{ct}");

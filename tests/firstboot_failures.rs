@@ -12,10 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use api_support::{
-    CLUSTER_INFO, Fault, FaultKind, Options, StandIn, cluster_info, kubeadm_rbac, kubelet_healthz,
-    token_secret,
-};
+use api_support::{CLUSTER_INFO, Fault, FaultKind, Options, StandIn, kubelet_healthz};
 use cli_support::{firstboot_args, render_control_plane, seed, text};
 use net_support::{Reply, Server, ok, tls_config};
 use serde_json::Value;
@@ -99,7 +96,7 @@ fn inert_systemctl(dir: &Path) -> PathBuf {
 }
 
 fn playing_systemctl(dir: &Path, root: &Path) -> PathBuf {
-    cli_support::fake_systemctl(
+    cli_support::fake_systemctl_tls_bootstrap(
         &dir.join("systemctl"),
         root,
         &dir.join("systemctl.log"),
@@ -152,22 +149,8 @@ fn join_cluster(name: &str, signer: bool, other_serving_ca: bool) -> Join {
             ..Options::default()
         },
     );
-    for o in kubeadm_rbac() {
-        api.insert(o);
-    }
-    api.insert(token_secret(
-        TOKEN_ID,
-        TOKEN_SECRET,
-        time::Duration::hours(1),
-    ));
     let ca = std::fs::read(cluster_pki.join("ca.crt")).unwrap();
-    api.insert(cluster_info(
-        &format!("https://127.0.0.1:{}", api.port()),
-        &ca,
-    ));
-    if signer {
-        api.sign_now();
-    }
+    api.seed_cluster(&ca, TOKEN_ID, TOKEN_SECRET);
     let root = dir.join("worker");
     seed(
         &root,
@@ -551,15 +534,15 @@ fn a_failing_metadata_service_is_reported_with_its_url_and_status() {
         .args(["--metadata-url", &server.base()])
         .output()
         .unwrap();
-    let st = assert_failed(
+    // no phase ran: the search for userdata failed first
+    assert_failed(
         &root,
         &o,
-        "userdata",
+        "",
         "no-userdata",
         false,
-        &["403", &server.base()],
+        &["gce metadata", &server.base(), "HTTP 403"],
     );
-    let _ = st;
     assert!(!server.requests().is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }

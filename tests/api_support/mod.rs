@@ -192,7 +192,27 @@ const RESOURCES: &[Resource] = &[
         true,
         Some("daemonset-apps-v1"),
     ),
+    (
+        "certificates.k8s.io",
+        "v1",
+        "certificatesigningrequests",
+        "CertificateSigningRequest",
+        false,
+        Some("certificatesigningrequest-certificates-v1"),
+    ),
 ];
+
+/// The bootstrap policy's built-in ClusterRoles the stand-in knows besides
+/// `cluster-admin` (kubernetes
+/// plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go):
+/// `system:node-bootstrapper` may create and read CSRs.
+fn builtin_cluster_role(name: &str) -> Option<Value> {
+    match name {
+        "system:node-bootstrapper" => Some(json!({"rules": [{"apiGroups": ["certificates.k8s.io"],
+            "resources": ["certificatesigningrequests"], "verbs": ["create", "get", "list", "watch"]}]})),
+        _ => None,
+    }
+}
 
 /// A parsed request URL.
 #[derive(Debug, Clone)]
@@ -566,6 +586,24 @@ impl StandIn {
 
     pub fn fault(&self, f: Fault) {
         self.state().faults.push(f);
+    }
+
+    /// What a kubeadm cluster has for a node to join: kubeadm's RBAC
+    /// ([`kubeadm_rbac`]), the bootstrap token `id.secret` (1 h left) and
+    /// cluster-info naming this server with the CA `ca_pem`, signed now
+    /// when the signer runs.
+    pub fn seed_cluster(&self, ca_pem: &[u8], id: &str, secret: &str) {
+        for o in kubeadm_rbac() {
+            self.insert(o);
+        }
+        self.insert(token_secret(id, secret, time::Duration::hours(1)));
+        self.insert(cluster_info(
+            &format!("https://127.0.0.1:{}", self.port()),
+            ca_pem,
+        ));
+        if self.shared.opts.signer {
+            self.sign_now();
+        }
     }
 
     /// The bootstrap signer's pass, now.
@@ -966,7 +1004,15 @@ impl Shared {
                     }
             })
         };
-        let cluster_role = |n: &str| st.objects.get(&format!("{rbac}/clusterroles/{n}"));
+        let builtin: Vec<(String, Value)> = ["system:node-bootstrapper"]
+            .iter()
+            .filter_map(|n| Some((n.to_string(), builtin_cluster_role(n)?)))
+            .collect();
+        let cluster_role = |n: &str| {
+            st.objects
+                .get(&format!("{rbac}/clusterroles/{n}"))
+                .or_else(|| builtin.iter().find(|(b, _)| b == n).map(|(_, r)| r))
+        };
         let crb = format!("{rbac}/clusterrolebindings/");
         for (path, b) in &st.objects {
             if path.starts_with(&crb) && subject_ok(b) && b["roleRef"]["kind"] == "ClusterRole" {
@@ -1004,14 +1050,24 @@ impl Shared {
             Err(a) => return (a, "(bad token)".into()),
         };
         let who = user.name.clone();
-        if matches!(
-            req.path.as_str(),
-            "/livez" | "/readyz" | "/healthz" | "/version"
-        ) {
+        let bare = req.path.split('?').next().unwrap_or("");
+        if matches!(bare, "/livez" | "/readyz" | "/healthz") {
             // system:public-info-viewer
             return (
                 Answer {
                     reply: ok(b"ok"),
+                    status: 200,
+                },
+                who,
+            );
+        }
+        if bare == "/version" {
+            let minor = self.opts.minor;
+            let v = json!({"major": "1", "minor": minor.to_string(),
+                "gitVersion": format!("v1.{minor}.0"), "platform": "linux/amd64"});
+            return (
+                Answer {
+                    reply: json_reply(200, &v),
                     status: 200,
                 },
                 who,
@@ -1178,7 +1234,11 @@ impl Shared {
                     | "application/strategic-merge-patch+json"
                     | "application/json-patch+json"
             ),
-            _ => media == "application/json",
+            // an empty Content-Type means the first serializer, JSON
+            // (apiserver endpoints/handlers/negotiation/negotiate.go
+            // NegotiateInputSerializerForMediaType); YAML and protobuf,
+            // which the real server also reads, are not modelled here
+            _ => media.is_empty() || media == "application/json",
         };
         if !fits {
             let msg = match verb {
@@ -1285,6 +1345,17 @@ impl Shared {
                 (path, cur, rv)
             }
         };
+        // a CSR's request must be a PEM certificate request
+        if t.res.2 == "certificatesigningrequests" {
+            let pem = obj["spec"]["request"]
+                .as_str()
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            if !pem.contains("-----BEGIN CERTIFICATE REQUEST-----") {
+                return Self::reject(422, "Invalid", "CertificateSigningRequest: spec.request: Invalid value: must be a PEM CERTIFICATE REQUEST".into());
+            }
+        }
         // the body must fit the URL
         if obj["apiVersion"] != t.api_version().as_str() || obj["kind"] != t.res.3 {
             return Self::reject(
@@ -1503,8 +1574,9 @@ pub fn token_secret(id: &str, secret: &str, expires_in: time::Duration) -> Value
 /// from kubeadm's source (cmd/kubeadm/app/phases/bootstraptoken/clusterinfo
 /// and node, uploadconfig, kubelet, copycerts, kubeconfig): anonymous may
 /// get cluster-info; the default node token group may get kubeadm-config,
-/// kubelet-config, kubeadm-certs and Nodes; `kubeadm:cluster-admins` is
-/// bound to cluster-admin.
+/// kubelet-config, kubeadm-certs and Nodes, and create CSRs
+/// (`system:node-bootstrapper`); `kubeadm:cluster-admins` is bound to
+/// cluster-admin.
 pub fn kubeadm_rbac() -> Vec<Value> {
     const GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
     let rbac = "rbac.authorization.k8s.io/v1";
@@ -1568,6 +1640,9 @@ pub fn kubeadm_rbac() -> Vec<Value> {
             "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]}),
         json!({"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": "kubeadm:get-nodes"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubeadm:get-nodes"},
+            "subjects": [group(GROUP)]}),
+        json!({"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": "kubeadm:kubelet-bootstrap"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node-bootstrapper"},
             "subjects": [group(GROUP)]}),
         json!({"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": "kubeadm:cluster-admins"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},

@@ -253,8 +253,16 @@ fn serve_one<S: Read + Write>(
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let mut body = vec![0u8; content_length];
-    let _ = reader.read_exact(&mut body);
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        read_chunked(reader)
+    } else {
+        let mut body = vec![0u8; content_length];
+        let _ = reader.read_exact(&mut body);
+        body
+    };
     let req = Request {
         method,
         path,
@@ -309,6 +317,37 @@ fn serve_one<S: Read + Write>(
     let _ = stream.write_all(&out);
     let _ = stream.flush();
     Some(keep_alive)
+}
+
+/// A `Transfer-Encoding: chunked` body (kubectl streams `-f` files so).
+fn read_chunked<R: BufRead>(reader: &mut R) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        if reader.read_line(&mut size).unwrap_or(0) == 0 {
+            return body;
+        }
+        let hex = size.trim().split(';').next().unwrap_or("");
+        let Ok(n) = usize::from_str_radix(hex, 16) else {
+            return body;
+        };
+        if n == 0 {
+            // trailers end with an empty line
+            loop {
+                let mut t = String::new();
+                if reader.read_line(&mut t).unwrap_or(0) == 0 || t.trim().is_empty() {
+                    return body;
+                }
+            }
+        }
+        let mut chunk = vec![0u8; n];
+        if reader.read_exact(&mut chunk).is_err() {
+            return body;
+        }
+        body.extend_from_slice(&chunk);
+        let mut crlf = String::new();
+        let _ = reader.read_line(&mut crlf);
+    }
 }
 
 /// A port on 127.0.0.1 nothing listens on (connections are refused).
