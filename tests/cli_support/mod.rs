@@ -82,6 +82,14 @@ pub fn fake_systemctl_tls_bootstrap(
     log: &std::path::Path,
     client_cert: bool,
 ) -> PathBuf {
+    let found = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "kubectl is required: the fake kubelet's TLS bootstrap sends its CSR with it"
+    );
     systemctl_script(script, root, log, client_cert, true)
 }
 
