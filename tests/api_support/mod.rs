@@ -16,7 +16,7 @@
 //!   strategic-merge-patch or json-patch for PATCH, else 415;
 //! - every written object (POST, PUT, and the result of a PATCH) is
 //!   validated against Kubernetes' own JSON schema for the target version
-//!   (tests/fixtures/k8s-schema, from PyPI `kubernetes-validate`, strict:
+//!   (tests/k8s-schema, from PyPI `kubernetes-validate`, strict:
 //!   unknown fields are errors); an invalid one gets 422 `Invalid` with a
 //!   `Status` naming the fields; kind, apiVersion, name and namespace must
 //!   fit the URL (400);
@@ -61,7 +61,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The fixture directory of one Kubernetes minor version's schemas.
 fn schema_dir(minor: u32) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/k8s-schema/v1.{minor}"))
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/k8s-schema/v1.{minor}"))
 }
 
 type Validators = Mutex<BTreeMap<(u32, &'static str), Arc<jsonschema::Validator>>>;
