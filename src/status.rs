@@ -12,9 +12,6 @@ use crate::host::Paths;
 use crate::host::fs::{self, Sync};
 use crate::phases::runner::PhaseRecord;
 
-/// Path of the run-once marker under the root.
-pub const MARKER: &str = "/var/lib/kubeboot/done";
-
 /// What `status.json` holds.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -47,20 +44,31 @@ pub struct Status {
 }
 
 impl Status {
-    /// A status for a failure before or during the phases.
-    pub fn failure(role: String, phase: Option<String>, error: &Error) -> Status {
+    /// A status for a successful run; `phase` is the last phase done.
+    pub fn success(role: String, phase: Option<String>) -> Status {
         Status {
-            result: "failure",
+            result: "success",
             role,
             phase,
-            error_class: Some(error.class().to_string()),
-            error: Some(error.to_string()),
-            retryable: error.retryable(),
+            error_class: None,
+            error: None,
+            retryable: false,
             source: None,
             phases: Vec::new(),
             total_millis: 0.0,
             version: env!("CARGO_PKG_VERSION"),
             finished_at: now_rfc3339(),
+        }
+    }
+
+    /// A status for a failure before or during the phases.
+    pub fn failure(role: String, phase: Option<String>, error: &Error) -> Status {
+        Status {
+            result: "failure",
+            error_class: Some(error.class().to_string()),
+            error: Some(error.to_string()),
+            retryable: error.retryable(),
+            ..Status::success(role, phase)
         }
     }
 
@@ -77,9 +85,12 @@ impl Status {
                     .count()
             ),
             _ => format!(
-                "kubeboot: {} FAILED in phase {}: {} ({}; details in /var/lib/kubeboot/status.json and the journal)",
-                self.role,
-                self.phase.as_deref().unwrap_or("-"),
+                "kubeboot: {}: {} ({}; details in /var/lib/kubeboot/status.json and the journal)",
+                match &self.phase {
+                    Some(phase) => format!("{} FAILED in phase {phase}", self.role),
+                    // before any phase: finding or reading the userdata
+                    None => "reading userdata FAILED".to_string(),
+                },
                 self.error
                     .as_deref()
                     .unwrap_or("unknown error")
@@ -108,7 +119,7 @@ pub fn write(paths: &Paths, status: &Status) -> Result<(), Error> {
     let mut text = serde_json::to_vec_pretty(status)
         .map_err(|e| Error::Failed(format!("encoding status: {e}")))?;
     text.push(b'\n');
-    fs::write_atomic(paths.root(), &paths.status_file(), &text, 0o644, Sync::Each)?;
+    fs::write_atomic(&paths.rooted(paths.status_file()), &text, 0o644, Sync::Each)?;
     Ok(())
 }
 
@@ -116,8 +127,7 @@ pub fn write(paths: &Paths, status: &Status) -> Result<(), Error> {
 pub fn write_marker(paths: &Paths) -> Result<(), Error> {
     let line = format!("{}\n", now_rfc3339());
     fs::write_atomic(
-        paths.root(),
-        &paths.host(MARKER),
+        &paths.rooted(paths.marker()),
         line.as_bytes(),
         0o644,
         Sync::Each,
@@ -127,5 +137,5 @@ pub fn write_marker(paths: &Paths) -> Result<(), Error> {
 
 /// Whether the marker exists (a previous run succeeded).
 pub fn marker_exists(paths: &Paths) -> bool {
-    paths.host(MARKER).exists()
+    paths.marker().exists()
 }

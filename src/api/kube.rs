@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::objects::{self, ApiObject, Update};
 use crate::config::Settings;
-use crate::error::Error;
+use crate::error::{Context, Error};
 use crate::host::Paths;
 use crate::host::fs;
 use crate::net::http::{self, Method, Retry};
@@ -61,7 +61,7 @@ impl Kube {
         cert_pem: &[u8],
         key_pem: &[u8],
         budget: Duration,
-    ) -> Result<Kube, String> {
+    ) -> Result<Kube, Error> {
         let agent = http::agent_with_client_cert(http::certs_from_pem(ca_pem), cert_pem, key_pem)?;
         Ok(Kube {
             agent,
@@ -79,18 +79,14 @@ impl Kube {
         file: &str,
         budget: Duration,
     ) -> Result<Kube, Error> {
-        let path = paths.host(format!("/etc/kubernetes/{file}"));
-        let bytes = fs::read_optional(&path)?.ok_or_else(|| {
-            Error::Failed(format!(
-                "{}: missing (the kubeconfig phase writes it)",
-                path.display()
-            ))
-        })?;
+        let path = paths.kubeconfig(file);
+        let bytes = fs::read_required(&path, "the kubeconfig phase writes it")?;
         let (cert, key) = crate::pki::kubeconfig::client_cert_and_key(&bytes, paths)
             .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))?;
-        let ca_path = paths.host(format!("{}/ca.crt", settings.cluster.certificates_dir));
-        let ca = fs::read_optional(&ca_path)?
-            .ok_or_else(|| Error::Failed(format!("{}: missing", ca_path.display())))?;
+        let ca = fs::read_required(
+            &paths.pki_file(&settings.cluster.certificates_dir, "ca.crt"),
+            "",
+        )?;
         Kube::new(
             &settings.control_plane_endpoint().url(),
             &ca,
@@ -98,7 +94,7 @@ impl Kube {
             key.expose().as_bytes(),
             budget,
         )
-        .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))
+        .context(path.display())
     }
 
     /// One request with retries; the final status and body.

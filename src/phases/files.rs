@@ -7,6 +7,7 @@ use super::NodeRun;
 use crate::envelope::CarriedFile;
 use crate::error::Error;
 use crate::host::fs;
+use crate::host::paths::KUBELET_CLIENT_CURRENT;
 use crate::pki::{self, kubeconfig};
 use crate::{kubelet, manifests};
 
@@ -32,7 +33,7 @@ pub(super) fn write_files(
                 )));
             }
             None => {
-                fs::write_atomic(r.input.paths.root(), &path, &f.content, f.mode, r.sync())?;
+                fs::write_atomic(&r.input.paths.rooted(&path), &f.content, f.mode, r.sync())?;
                 r.record(phase, path, "written", format!("mode {:04o}", f.mode));
             }
         }
@@ -47,7 +48,11 @@ pub(super) fn run_userdata_files(r: &mut NodeRun<'_>) -> Result<(), Error> {
 
 fn record_report(r: &mut NodeRun<'_>, phase: &'static str, report: &pki::PkiReport) {
     for e in &report.entries {
-        log::info!(target: phase, "{}", e.summary());
+        let line = e.summary();
+        match line.strip_prefix("wrote") {
+            Some(rest) if r.wrote() != "wrote" => log::info!(target: phase, "{}{rest}", r.wrote()),
+            _ => log::info!(target: phase, "{line}"),
+        }
         let action = match &e.action {
             pki::Action::Created => "created",
             pki::Action::Kept => "kept",
@@ -87,13 +92,20 @@ pub(super) fn write_pods(
         .filter(|(n, _)| want(n))
         .collect();
     for p in manifests::write_pods(&r.input.paths, &pods, r.sync())? {
-        log::info!(target: phase, "wrote {}", p.display());
+        log::info!(target: phase, "{} {}", r.wrote(), p.display());
         r.record(phase, p, "written", String::new());
     }
     r.flush()
 }
 
 pub(super) fn run_etcd(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    // kubeadm creates the local etcd's data directory 0700 before writing
+    // the manifest (cmd/kubeadm/app/cmd/phases/init/etcd.go), rather than
+    // leaving it to the kubelet's DirectoryOrCreate (0755).
+    if let crate::config::Etcd::Local { data_dir, .. } = &r.input.settings.cluster.etcd {
+        let dir = r.input.paths.host(data_dir);
+        fs::create_dir_all(r.input.paths.root(), &dir, 0o700)?;
+    }
     write_pods(r, "etcd", |n| n == manifests::ETCD)
 }
 
@@ -104,10 +116,7 @@ pub(super) fn run_control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
 pub(super) fn run_control_plane_prepare(r: &mut NodeRun<'_>) -> Result<(), Error> {
     // The shared CAs must be present: carried by the userdata (Cluster API
     // style) or downloaded with the certificate key (download-certs).
-    let ca = r.input.paths.host(format!(
-        "{}/ca.key",
-        r.input.settings.cluster.certificates_dir
-    ));
+    let ca = r.input.pki_file("ca.key");
     if !ca.exists() {
         return Err(Error::Failed(format!(
             "{}: missing; give certificateKey (the init node must have run upload-certs) or carry ca.crt/ca.key, sa.key/sa.pub, front-proxy-ca and etcd/ca in the userdata",
@@ -127,14 +136,14 @@ pub(super) fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {
         // the kubelet's staticPodPath: present and empty on a worker, as kubeadm leaves it
         manifests::write_pods(&r.input.paths, &[], r.sync())?;
     }
-    for p in kubelet::write_all_with(
+    for p in kubelet::write_all(
         &r.input.settings,
         &r.input.detected,
         &r.input.paths,
         r.sync(),
         r.state.cluster_kubelet_config.as_deref(),
     )? {
-        log::info!(target: "kubelet-start", "wrote {}", p.display());
+        log::info!(target: "kubelet-start", "{} {}", r.wrote(), p.display());
         r.record("kubelet-start", p, "written", String::new());
     }
     // everything the kubelet will read is on disk before it starts
@@ -148,31 +157,26 @@ pub(super) fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Where the kubelet keeps its rotating client certificate (cert and key in one file).
-pub const KUBELET_CLIENT_CURRENT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
-
 /// `kubelet-finalize` (kubeadm's enable-client-cert-rotation): once the
 /// kubelet has its own rotating client certificate, `kubelet.conf` refers
 /// to that file instead of embedding the certificate kubeboot issued, so
 /// rotation keeps it valid past the first year; then the kubelet restarts.
 /// When the kubelet has not written the file yet, nothing changes.
 pub(super) fn run_kubelet_finalize(r: &mut NodeRun<'_>) -> Result<(), Error> {
-    let pem = r.input.paths.host(KUBELET_CLIENT_CURRENT);
+    let pem = r.input.paths.kubelet_client_current();
     if !pem.exists() {
         log::info!(target: "kubelet-finalize", "{} does not exist yet; kubelet.conf keeps its embedded client certificate", pem.display());
         return Ok(());
     }
-    let conf = r.input.paths.host("/etc/kubernetes/kubelet.conf");
-    let text = fs::read_optional(&conf)?
-        .ok_or_else(|| Error::Failed(format!("{}: missing", conf.display())))?;
+    let conf = r.input.paths.kubelet_conf();
+    let text = fs::read_required(&conf, "")?;
     let updated = kubeconfig::reference_client_file(&text, KUBELET_CLIENT_CURRENT)
         .map_err(|e| Error::Failed(format!("{}: {e}", conf.display())))?;
     if updated.as_bytes() == text.as_slice() {
         return Ok(());
     }
     fs::write_atomic(
-        r.input.paths.root(),
-        &conf,
+        &r.input.paths.rooted(&conf),
         updated.as_bytes(),
         0o600,
         r.sync(),

@@ -44,6 +44,9 @@ pub enum Reply {
     /// half the body, then reset the connection (RST): a server or proxy
     /// dying mid-response.
     Reset(u16, Vec<u8>),
+    /// 200 without a length, then this chunk over and over until the
+    /// client goes away (an endless body).
+    Endless(Vec<u8>),
 }
 
 pub fn ok(body: &[u8]) -> Reply {
@@ -298,6 +301,12 @@ fn serve_one<S: Read + Write>(
         }
         Reply::Hang(d) => {
             std::thread::sleep(d);
+            return None;
+        }
+        Reply::Endless(chunk) => {
+            let stream = reader.get_mut();
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            while stream.write_all(&chunk).is_ok() {}
             return None;
         }
     };
