@@ -1286,17 +1286,17 @@ fn fake_systemctl(dir: &Path, root: &Path) -> PathBuf {
 #[test]
 fn init_api_phases_at_trace_level_show_the_token_nowhere() {
     use base64::Engine;
-    let c = cluster("init-trace", false);
+    let c = cluster("init-trace", 34);
     let syslog = cli_support::SyslogCapture::new(&c.dir);
     let healthz = format!("{}/healthz", c.healthz.base());
     let args = firstboot_args(&c.root, &c.systemctl, &healthz, "20", "20");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot"))
-        .args(["--log-level", "trace"])
-        .args(&args)
-        .env("KUBEBOOT_SYSLOG_SOCKET", &syslog.path)
-        .env_remove("JOURNAL_STREAM")
-        .output()
-        .unwrap();
+    let o = c.api.run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+            .args(["--log-level", "trace"])
+            .args(&args)
+            .env("KUBEBOOT_SYSLOG_SOCKET", &syslog.path)
+            .env_remove("JOURNAL_STREAM"),
+    );
     assert!(o.status.success(), "{}", text(&o.stderr));
     let reqs = api_requests(&c.api);
     let secret_post = reqs

@@ -15,7 +15,7 @@ mod net_support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use api_support::{Options, StandIn, kubelet_healthz};
+use api_support::{CLUSTER_INFO, Fault, FaultKind, Options, StandIn, kubelet_healthz};
 use base64::Engine;
 use cli_support::{
     fake_systemctl_tls_bootstrap as systemctl_script, firstboot_args, kubeboot,
@@ -759,11 +759,11 @@ fn fake_systemctl(dir: &Path, root: &Path) -> (PathBuf, PathBuf) {
 fn a_join_at_trace_level_shows_the_token_nowhere() {
     let dir = tmpdir("join-trace");
     let cp = control_plane(&dir);
-    let (api, _) = api_server(&cp);
+    let (api, _) = api_server(&cp, None);
     let healthz = Server::http(|_, _| ok(b"ok"));
     let root = dir.join("worker");
     std::fs::create_dir_all(&root).unwrap();
-    seed(&root, &worker_userdata(api.port, &ca_hash(&cp)));
+    seed(&root, &worker_userdata(api.port(), &ca_hash(&cp)));
     let (systemctl, _) = fake_systemctl(&dir, &root);
     let syslog = cli_support::SyslogCapture::new(&dir);
     let args = firstboot_args(
@@ -773,15 +773,16 @@ fn a_join_at_trace_level_shows_the_token_nowhere() {
         "20",
         "20",
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_kubeboot"))
-        .args(["--log-level", "trace"])
-        .args(&args)
-        .env("KUBEBOOT_SYSLOG_SOCKET", &syslog.path)
-        .env_remove("JOURNAL_STREAM")
-        .output()
-        .unwrap();
+    let o = api.run(
+        Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+            .args(["--log-level", "trace"])
+            .args(&args)
+            .env("KUBEBOOT_SYSLOG_SOCKET", &syslog.path)
+            .env_remove("JOURNAL_STREAM"),
+    );
     assert!(o.status.success(), "{}", text(&o.stderr));
     let with_auth = api
+        .server
         .requests()
         .iter()
         .filter(|r| {
@@ -808,27 +809,21 @@ fn a_join_at_trace_level_shows_the_token_nowhere() {
 /// does not claim TLS verification failed.
 #[test]
 fn faults_on_the_verified_refetch_are_retryable_not_untrusted() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     let dir = tmpdir("refetch");
     let cp = control_plane(&dir);
     let pin = ca_hash(&cp);
     for fault in ["503", "timeout", "endless"] {
-        let seen = AtomicUsize::new(0);
-        let (api, _) = api_server_with(&cp, move |req| {
-            if req.path != "/api/v1/namespaces/kube-public/configmaps/cluster-info"
-                || seen.fetch_add(1, Ordering::SeqCst) == 0
-            {
-                return None; // the first (unverified) fetch is served normally
-            }
-            Some(match fault {
-                "503" => Reply::Respond(503, vec![], b"busy".to_vec()),
-                "timeout" => Reply::Hang(std::time::Duration::from_secs(8)),
-                _ => Reply::Endless(vec![b'{'; 64 * 1024]),
-            })
-        });
+        // the first (unverified) fetch is served normally
+        let (api, _) = api_server(&cp, None);
+        let kind = match fault {
+            "503" => FaultKind::Status(503),
+            "timeout" => FaultKind::Hang(std::time::Duration::from_secs(8)),
+            _ => FaultKind::Endless,
+        };
+        api.fault(Fault::new("GET", CLUSTER_INFO, kind).skip(1));
         let root = dir.join(format!("worker-{fault}"));
         std::fs::create_dir_all(&root).unwrap();
-        seed(&root, &worker_userdata(api.port, &pin));
+        seed(&root, &worker_userdata(api.port(), &pin));
         let (systemctl, _) = fake_systemctl(&dir, &root);
         let o = firstboot(&root, &systemctl, "http://127.0.0.1:9/healthz", "3");
         let err = text(&o.stderr);

@@ -349,6 +349,10 @@ pub enum FaultKind {
     Reset,
     /// The normal answer, after this long.
     Slow(Duration),
+    /// No answer; the connection closed after this long.
+    Hang(Duration),
+    /// 200 and a body without end.
+    Endless,
 }
 
 /// Injects `kind` into requests whose method is `method` ("" for any) and
@@ -843,8 +847,8 @@ impl Shared {
                 let status = match k {
                     FaultKind::TooMany(_) => 429,
                     FaultKind::Status(s) => *s,
-                    FaultKind::Reset => 0,
-                    FaultKind::Slow(_) => 200,
+                    FaultKind::Reset | FaultKind::Hang(_) => 0,
+                    FaultKind::Slow(_) | FaultKind::Endless => 200,
                 };
                 if !matches!(k, FaultKind::Slow(_)) {
                     st.log.push(Logged {
@@ -887,6 +891,8 @@ impl Shared {
                 let body = status_body(200, "", "").to_string().repeat(4);
                 return Reply::Reset(200, body.into_bytes());
             }
+            Some(FaultKind::Hang(d)) => return Reply::Hang(d),
+            Some(FaultKind::Endless) => return Reply::Endless(vec![b'{'; 64 * 1024]),
             Some(FaultKind::Slow(d)) => std::thread::sleep(d),
             None => {}
         }
