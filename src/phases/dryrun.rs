@@ -29,9 +29,7 @@ pub fn dry_run_requests(r: &NodeRun<'_>, skip: &[String]) -> Result<Vec<String>,
                 let text = fs::read_optional(&path)?
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
                     .unwrap_or_default();
-                for o in
-                    api::objects::upload_config(&r.input.settings, &text).map_err(Error::Failed)?
-                {
+                for o in api::objects::upload_config(&r.input.settings, &text)? {
                     out.push(post(&o));
                 }
                 if !kubelet::node_local_cri_socket(&r.input.settings) {
@@ -72,7 +70,7 @@ pub fn dry_run_requests(r: &NodeRun<'_>, skip: &[String]) -> Result<Vec<String>,
                 }
             }
             if on("addon") {
-                for o in api::addons::all(&r.input.settings).map_err(Error::Failed)? {
+                for o in api::addons::all(&r.input.settings)? {
                     out.push(post(&o));
                 }
             }
