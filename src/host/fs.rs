@@ -314,7 +314,14 @@ mod tests {
         for p in [&dead, &old, &live] {
             fs::write(p, b"x").unwrap();
         }
-        write_atomic(&root, &dir.join("ca.key"), b"k", 0o600, Sync::Deferred).unwrap();
+        let paths = crate::host::Paths::new(&root);
+        write_atomic(
+            &paths.rooted(dir.join("ca.key")),
+            b"k",
+            0o600,
+            Sync::Deferred,
+        )
+        .unwrap();
         assert!(!dead.exists() && !old.exists());
         assert!(live.exists(), "a live writer's temp file is kept");
         fs::remove_dir_all(&root).unwrap();
