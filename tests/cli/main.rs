@@ -2,6 +2,8 @@
 //! each former `tests/cli_<name>.rs` is the module `<name>`; run one with
 //! `cargo test --test cli <name>::`.
 
+#[path = "../api_support/mod.rs"]
+mod api_support;
 #[path = "../cli_support/mod.rs"]
 mod cli_support;
 #[path = "../net_support/mod.rs"]

@@ -247,7 +247,8 @@ fn unwrap_finds_the_documents_in_every_example() {
                         ("/etc/kubernetes/pki/sa.key", 0o600),
                     ]
                 );
-                assert_eq!(u.warnings.len(), 2, "{:?}", u.warnings); // placeholder file, runcmd
+                // four modes set to kubeadm's, the placeholder file, runcmd
+                assert_eq!(u.warnings.len(), 6, "{:?}", u.warnings);
             }
             "worker.ign" => {
                 assert_eq!(u.kind, "ignition 3.3.0");
