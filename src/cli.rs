@@ -43,8 +43,21 @@ pub enum Command {
     /// Certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Show the outcome of kubeboot's runs on this node: first boot (also while it runs), renewals.
+    Status(StatusArgs),
     /// Print the version.
     Version,
+}
+
+/// Arguments of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Host root.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Print the status files as one JSON object (for scripts).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the configuration comes from, for commands that run a node.
@@ -79,12 +92,15 @@ pub struct RunOpts {
     /// Comma-separated preflight checks whose errors become warnings (kubeadm's names), or `all`.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub ignore_preflight_errors: Vec<String>,
-    /// How long token discovery may take, in seconds (kubeadm: 300).
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    pub discovery_timeout: u64,
-    /// How long each health wait (kubelet, control plane, TLS bootstrap) may take, in seconds (kubeadm: 240).
-    #[arg(long, value_name = "SECS", default_value_t = 240)]
-    pub wait_timeout: u64,
+    /// Deadline of token discovery in seconds, 0 for none (overrides `timeouts.discovery`; default: none for a join).
+    #[arg(long, value_name = "SECS")]
+    pub discovery_timeout: Option<u64>,
+    /// Deadline of each other wait (kubelet, control plane, TLS bootstrap, etcd and API calls) in seconds, 0 for none (overrides `timeouts.*`; default: kubeadm's, none for a join's waits on its cluster).
+    #[arg(long, value_name = "SECS")]
+    pub wait_timeout: Option<u64>,
+    /// Seconds between two progress lines of a wait (default 30; tests shorten it).
+    #[arg(long, value_name = "SECS", hide = true, default_value_t = 30.0)]
+    pub progress_interval: f64,
     /// The kubelet's healthz URL (its healthzPort; tests point it at 127.0.0.1).
     #[arg(
         long,
@@ -310,6 +326,7 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::out!("{}", crate::pki::format_expiration_table(&rows));
             Ok(())
         }
+        Command::Status(args) => crate::status_view::show(&args.root, args.json),
         Command::Render(args) => crate::run::render(&args),
         Command::Firstboot(args) => crate::run::firstboot(&args),
         Command::Init(args) => crate::run::init_or_join(&args, true),

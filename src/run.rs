@@ -4,7 +4,7 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cli::{self, FirstbootArgs, PhaseCommand, RenderArgs, RunArgs, RunOpts, SourceArgs};
 use crate::config::{self, Loaded, Mode};
@@ -465,12 +465,10 @@ fn run_node(
     let mut ignore = loaded.settings.node.ignore_preflight_errors.clone();
     ignore.extend(run_opts.ignore_preflight_errors.iter().cloned());
     let mut run = node_run(&loaded, paths, effects, init_system, &probes, ignore);
-    run.budgets = Budgets {
-        discovery: std::time::Duration::from_secs(run_opts.discovery_timeout),
-        health: std::time::Duration::from_secs(run_opts.wait_timeout),
-        tls_bootstrap: std::time::Duration::from_secs(run_opts.wait_timeout),
-        kubelet_healthz: run_opts.kubelet_healthz_url.clone(),
-    };
+    run.budgets = budgets(&loaded.settings, run_opts);
+    crate::progress::set_interval(Duration::from_secs_f64(
+        run_opts.progress_interval.clamp(0.001, 3600.0),
+    ));
     let list = phases::phases_for(mode);
     let mut skip_all: Vec<String> = run_opts.skip_phases.clone();
     skip_all.extend(loaded.settings.skip_phases.iter().cloned());
@@ -482,9 +480,23 @@ fn run_node(
         skip: skip_all,
         only: only.clone(),
     };
-    let (records, result) = runner::run(&list, &mut run, &opts);
-    let total_millis = started.elapsed().as_secs_f64() * 1000.0;
     let role = mode_name(mode).to_string();
+    let started_at = status::now_rfc3339();
+    let mut in_progress = |phase: &'static str, so_far: &[phases::PhaseRecord]| {
+        if effects != Effects::Full {
+            return;
+        }
+        let mut st = Status::in_progress(role.clone(), phase, started_at.clone());
+        st.source = Some(found.source.clone());
+        st.phases = so_far.to_vec();
+        st.total_millis = started.elapsed().as_secs_f64() * 1000.0;
+        // a status is a report: failing to write it does not stop the run
+        if let Err(e) = status::write_progress(paths, &st) {
+            log::warn!("could not write the status file: {e}");
+        }
+    };
+    let (records, result) = runner::run_observed(&list, &mut run, &opts, &mut in_progress);
+    let total_millis = started.elapsed().as_secs_f64() * 1000.0;
     if effects == Effects::DryRun {
         for w in &run.written {
             crate::outln!("[dry-run] {} {} {}", w.phase, w.action, w.path.display());
@@ -508,6 +520,7 @@ fn run_node(
                     phases: records,
                     total_millis,
                     version: env!("CARGO_PKG_VERSION"),
+                    started_at: Some(started_at),
                     finished_at: status::now_rfc3339(),
                 };
                 status::write(paths, &st)?;
@@ -524,12 +537,36 @@ fn run_node(
         // preflight failures need the host fixed; a plain reboot will not help
         let retryable = e.error.retryable() && e.phase != "preflight";
         let mut st = Status::failure(role, Some(e.phase.to_string()), &e.error, retryable);
+        st.started_at = Some(started_at);
         st.source = Some(found.source.clone());
         st.phases = records;
         st.total_millis = total_millis;
         write_failure(paths, &st);
     }
     Err(wrap_phase(e))
+}
+
+/// The run's budgets: the command line's `--discovery-timeout` and
+/// `--wait-timeout` (0: no deadline) win over the config's `timeouts`,
+/// which win over the defaults for the node's role
+/// ([`Budgets::for_mode`]).
+fn budgets(settings: &config::Settings, opts: &RunOpts) -> Budgets {
+    let secs = |s: u64| {
+        if s == 0 {
+            phases::NO_DEADLINE
+        } else {
+            Duration::from_secs(s)
+        }
+    };
+    let mut b = Budgets::for_mode(settings.mode, &settings.timeouts);
+    if let Some(d) = opts.discovery_timeout {
+        b.discovery = secs(d);
+    }
+    if let Some(w) = opts.wait_timeout.map(secs) {
+        (b.health, b.kubelet, b.tls_bootstrap, b.etcd, b.api) = (w, w, w, w, w);
+    }
+    b.kubelet_healthz = opts.kubelet_healthz_url.clone();
+    b
 }
 
 /// Records a failure: the status file (a failure to write it is logged, the
@@ -540,4 +577,72 @@ fn write_failure(paths: &Paths, st: &Status) {
     }
     // stderr: the console line of a failure (never a panic if it is closed)
     let _ = writeln!(std::io::stderr().lock(), "{}", st.console_line());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(discovery: Option<u64>, wait: Option<u64>) -> RunOpts {
+        RunOpts {
+            skip_phases: vec![],
+            dry_run: false,
+            ignore_preflight_errors: vec![],
+            discovery_timeout: discovery,
+            wait_timeout: wait,
+            progress_interval: 30.0,
+            kubelet_healthz_url: "http://127.0.0.1:1/healthz".into(),
+            systemctl: "systemctl".into(),
+        }
+    }
+
+    fn settings(text: &str) -> config::Settings {
+        let facts = HostFacts {
+            hostname: Some("n1".into()),
+            default_address: Some("192.0.2.7".parse().unwrap()),
+            default_ipv6: None,
+        };
+        let text = format!("apiVersion: kubeboot.dev/v1alpha1\n{text}");
+        config::load(text.as_bytes(), "test", &facts)
+            .unwrap()
+            .settings
+    }
+
+    const WORKER: &str = "role: worker\nserver: 10.0.0.10:6443\ntoken: abcdef.0123456789abcdef\nunsafeSkipCAVerification: true\n";
+
+    #[test]
+    fn a_join_waits_for_its_cluster_without_a_deadline_by_default() {
+        let b = budgets(&settings(WORKER), &opts(None, None));
+        for d in [b.discovery, b.kubelet, b.tls_bootstrap, b.etcd, b.api] {
+            assert_eq!(d, phases::NO_DEADLINE);
+        }
+        // this node's own control-plane components: kubeadm's 4 minutes
+        assert_eq!(b.health, Duration::from_secs(240));
+        assert_eq!(b.kubelet_healthz, "http://127.0.0.1:1/healthz");
+        // an init node keeps kubeadm's defaults
+        let b = budgets(&settings("role: control-plane\n"), &opts(None, None));
+        assert_eq!(b.kubelet, Duration::from_secs(240));
+        assert_eq!(b.tls_bootstrap, Duration::from_secs(300));
+        assert_eq!(b.etcd, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn timeouts_win_over_defaults_and_flags_over_timeouts() {
+        let s = settings(&format!(
+            "{WORKER}timeouts:\n  discovery: 10m\n  tlsBootstrap: 1m\n  controlPlaneComponentHealthCheck: 0\n"
+        ));
+        let b = budgets(&s, &opts(None, None));
+        assert_eq!(b.discovery, Duration::from_secs(600));
+        assert_eq!(b.tls_bootstrap, Duration::from_secs(60));
+        assert_eq!(b.health, phases::NO_DEADLINE);
+        assert_eq!(b.kubelet, phases::NO_DEADLINE);
+        let b = budgets(&s, &opts(Some(7), Some(0)));
+        assert_eq!(b.discovery, Duration::from_secs(7));
+        for d in [b.health, b.kubelet, b.tls_bootstrap, b.etcd, b.api] {
+            assert_eq!(d, phases::NO_DEADLINE);
+        }
+        let b = budgets(&s, &opts(Some(0), Some(3)));
+        assert_eq!(b.discovery, phases::NO_DEADLINE);
+        assert_eq!(b.tls_bootstrap, Duration::from_secs(3));
+    }
 }

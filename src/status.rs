@@ -19,7 +19,7 @@ pub const MARKER: &str = "/var/lib/kubeboot/done";
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
-    /// `success` or `failure`.
+    /// `success`, `failure`, or `in-progress` while the phases run.
     pub result: &'static str,
     /// `init`, `join-control-plane`, `join-worker`, or `unknown` when the config could not be read.
     pub role: String,
@@ -42,7 +42,11 @@ pub struct Status {
     pub total_millis: f64,
     /// kubeboot version.
     pub version: &'static str,
-    /// When it finished (RFC 3339, UTC).
+    /// When the phases started (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When it finished (RFC 3339, UTC); while in progress, when the
+    /// current phase started.
     pub finished_at: String,
 }
 
@@ -60,6 +64,25 @@ impl Status {
             phases: Vec::new(),
             total_millis: 0.0,
             version: env!("CARGO_PKG_VERSION"),
+            started_at: None,
+            finished_at: now_rfc3339(),
+        }
+    }
+
+    /// The status while `phase` runs (written at each phase's start).
+    pub fn in_progress(role: String, phase: &str, started_at: String) -> Status {
+        Status {
+            result: "in-progress",
+            role,
+            phase: Some(phase.to_string()),
+            error_class: None,
+            error: None,
+            retryable: false,
+            source: None,
+            phases: Vec::new(),
+            total_millis: 0.0,
+            version: env!("CARGO_PKG_VERSION"),
+            started_at: Some(started_at),
             finished_at: now_rfc3339(),
         }
     }
@@ -105,10 +128,21 @@ pub fn now_rfc3339() -> String {
 
 /// Writes the status file atomically and durably (0644).
 pub fn write(paths: &Paths, status: &Status) -> Result<(), Error> {
+    write_with(paths, status, Sync::Each)
+}
+
+/// Writes an `in-progress` status atomically but without an fsync of its
+/// own: it is replaced at the next phase, and the phases' own syncs (or
+/// the final, durable status) carry it to disk.
+pub fn write_progress(paths: &Paths, status: &Status) -> Result<(), Error> {
+    write_with(paths, status, Sync::Deferred)
+}
+
+fn write_with(paths: &Paths, status: &Status, sync: Sync) -> Result<(), Error> {
     let mut text = serde_json::to_vec_pretty(status)
         .map_err(|e| Error::Failed(format!("encoding status: {e}")))?;
     text.push(b'\n');
-    fs::write_atomic(paths.root(), &paths.status_file(), &text, 0o644, Sync::Each)?;
+    fs::write_atomic(paths.root(), &paths.status_file(), &text, 0o644, sync)?;
     Ok(())
 }
 

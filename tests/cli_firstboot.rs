@@ -21,8 +21,6 @@ use cli_support::{
     fake_systemctl as systemctl_script, firstboot_args, kubeboot,
     render_control_plane as control_plane, seed, text,
 };
-use kubeboot::api::discovery::sign_detached;
-use kubeboot::config::BootstrapToken;
 use kubeboot::secret::Secret;
 use net_support::{Reply, Server, ok, tls_config};
 
@@ -57,33 +55,8 @@ fn api_server_with(
             Reply::Respond(404, vec![], b"not found".to_vec())
         }
     });
-    let kubeconfig = format!(
-        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:{}\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {{}}\nusers: null\n",
-        base64::engine::general_purpose::STANDARD.encode(&ca),
-        server.port
-    );
-    let token = BootstrapToken {
-        id: TOKEN_ID.into(),
-        secret: Secret::new(TOKEN_SECRET),
-    };
-    let cm = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "cluster-info", "namespace": "kube-public"},
-        "data": {"kubeconfig": kubeconfig, format!("jws-kubeconfig-{TOKEN_ID}"): sign_detached(&kubeconfig, &token)},
-    });
-    *body.lock().unwrap() = serde_json::to_vec(&cm).unwrap();
+    *body.lock().unwrap() = cli_support::cluster_info(&ca, server.port, TOKEN_ID, TOKEN_SECRET);
     (server, ca)
-}
-
-fn ca_hash(cp: &Path) -> String {
-    let o = kubeboot(&[
-        "certs",
-        "ca-hash",
-        cp.join("etc/kubernetes/pki/ca.crt").to_str().unwrap(),
-    ]);
-    assert!(o.status.success());
-    text(&o.stdout).trim().to_string()
 }
 
 fn firstboot(root: &Path, systemctl: &Path, healthz: &str, discovery_timeout: &str) -> Output {
@@ -112,7 +85,10 @@ fn worker_joins_through_token_discovery() {
     let healthz = Server::http(|_, _| ok(b"ok"));
     let root = dir.join("worker");
     std::fs::create_dir_all(&root).unwrap();
-    seed(&root, &worker_userdata(api.port, &ca_hash(&cp)));
+    seed(
+        &root,
+        &worker_userdata(api.port, &cli_support::ca_hash(&cp)),
+    );
     let (systemctl, log) = fake_systemctl(&dir, &root);
 
     let o = firstboot(
@@ -492,7 +468,10 @@ fn worker_takes_the_clusters_kubelet_configuration() {
     let healthz = Server::http(|_, _| ok(b"ok"));
     let root = dir.join("worker");
     std::fs::create_dir_all(&root).unwrap();
-    seed(&root, &worker_userdata(api.port, &ca_hash(&cp)));
+    seed(
+        &root,
+        &worker_userdata(api.port, &cli_support::ca_hash(&cp)),
+    );
     let (systemctl, _) = fake_systemctl(&dir, &root);
     let o = firstboot(
         &root,
@@ -531,7 +510,10 @@ fn a_ready_node_with_the_same_name_is_refused() {
     });
     let root = dir.join("worker");
     std::fs::create_dir_all(&root).unwrap();
-    seed(&root, &worker_userdata(api.port, &ca_hash(&cp)));
+    seed(
+        &root,
+        &worker_userdata(api.port, &cli_support::ca_hash(&cp)),
+    );
     let (systemctl, log) = fake_systemctl(&dir, &root);
     let o = firstboot(&root, &systemctl, "http://127.0.0.1:9/healthz", "20");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
@@ -616,7 +598,7 @@ fn control_plane_join(dir: &Path, cert_key: &str) -> (PathBuf, PathBuf, Output, 
         &format!(
             "#cloud-config\nkubeboot:\n  role: control-plane\n  server: 127.0.0.1:{port}\n  token: {TOKEN_ID}.{TOKEN_SECRET}\n  caCertHash: {pin}\n  certificateKey: {cert_key}\n  node:\n    name: cp-2\n    advertiseAddress: 127.0.0.1\n    bindPort: {port}\n  cluster:\n    etcd:\n      external:\n        endpoints: [https://127.0.0.1:2379]\n        caFile: /etc/kubernetes/pki/etcd-external/ca.crt\n        certFile: /etc/kubernetes/pki/etcd-external/client.crt\n        keyFile: /etc/kubernetes/pki/etcd-external/client.key\n    controllerManager:\n      extraArgs: {{secure-port: \"{kcm}\"}}\n    scheduler:\n      extraArgs: {{secure-port: \"{sched}\"}}\n",
             port = api.port,
-            pin = ca_hash(&cp),
+            pin = cli_support::ca_hash(&cp),
             kcm = kcm.port,
             sched = sched.port,
         ),

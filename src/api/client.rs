@@ -28,8 +28,9 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
     // The verdict on a signature or pin is kept aside: it must not be
     // retried, and it is reported as "untrusted", not as a network failure.
     let mut untrusted: Option<Error> = None;
-    let result = http::retry(
+    let result = http::retry_watched(
         &policy,
+        &format!("cluster-info at {url}"),
         |timeout| match http::send(&insecure, Method::Get, &url, &[], timeout) {
             Step::Done(reply) if reply.status == 200 => {
                 match discovery::verify_cluster_info(
@@ -127,8 +128,9 @@ pub fn get_with_token(
     let roots = http::certs_from_pem(ca_pem);
     let agent = http::agent(Some(roots));
     let auth = format!("Bearer {}", token.expose());
-    match http::retry(
+    match http::retry_watched(
         &Retry::within(budget),
+        &format!("GET {url}"),
         |t| http::send(&agent, Method::Get, &url, &[("Authorization", &auth)], t),
         |r| http::status_text(r.status),
     ) {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::raw::{
     NodeConfig, RawArgs, RawCluster, RawComponent, RawDns, RawEnv, RawEtcd, RawExternalEtcd,
-    RawNode, RawProxy, RawTaint, RawToken, RawVolume,
+    RawNode, RawProxy, RawTaint, RawTimeouts, RawToken, RawVolume,
 };
 use crate::secret::Secret;
 
@@ -41,6 +41,49 @@ pub struct InitConfiguration {
     pub certificate_key: Option<Secret>,
     /// Phases to skip.
     pub skip_phases: Option<Vec<String>>,
+    /// v1beta4 `timeouts`.
+    pub timeouts: Option<KubeadmTimeouts>,
+}
+
+/// v1beta4 `timeouts` (kubernetes/kubernetes
+/// `cmd/kubeadm/app/apis/kubeadm/v1beta4/types.go`, `Timeouts`): the
+/// fields kubeboot honours; `upgradeManifests` is reported as not acted on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeadmTimeouts {
+    /// Control-plane component health (kubeadm default 4m).
+    #[serde(default, deserialize_with = "super::raw::duration_text")]
+    pub control_plane_component_health_check: Option<String>,
+    /// Kubelet health (4m).
+    #[serde(default, deserialize_with = "super::raw::duration_text")]
+    pub kubelet_health_check: Option<String>,
+    /// One API server request (1m).
+    #[serde(rename = "kubernetesAPICall")]
+    #[serde(default, deserialize_with = "super::raw::duration_text")]
+    pub kubernetes_api_call: Option<String>,
+    /// One etcd request (2m).
+    #[serde(rename = "etcdAPICall")]
+    #[serde(default, deserialize_with = "super::raw::duration_text")]
+    pub etcd_api_call: Option<String>,
+    /// TLS bootstrap of a joining node (5m).
+    #[serde(default, deserialize_with = "super::raw::duration_text")]
+    pub tls_bootstrap: Option<String>,
+    /// Discovery of a joining node (5m).
+    #[serde(default, deserialize_with = "super::raw::duration_text")]
+    pub discovery: Option<String>,
+}
+
+impl From<KubeadmTimeouts> for RawTimeouts {
+    fn from(t: KubeadmTimeouts) -> Self {
+        RawTimeouts {
+            discovery: t.discovery,
+            tls_bootstrap: t.tls_bootstrap,
+            kubelet_health_check: t.kubelet_health_check,
+            control_plane_component_health_check: t.control_plane_component_health_check,
+            etcd_api_call: t.etcd_api_call,
+            kubernetes_api_call: t.kubernetes_api_call,
+        }
+    }
 }
 
 /// A kubeadm bootstrap token.
@@ -248,6 +291,8 @@ pub struct JoinConfiguration {
     pub control_plane: Option<JoinControlPlane>,
     /// Phases to skip.
     pub skip_phases: Option<Vec<String>>,
+    /// v1beta4 `timeouts`.
+    pub timeouts: Option<KubeadmTimeouts>,
 }
 
 /// `discovery`.
@@ -287,6 +332,19 @@ pub struct JoinControlPlane {
     /// Certificate key.
     pub certificate_key: Option<Secret>,
 }
+
+/// The `timeouts` fields: kubeboot's canonical name and kubeadm's.
+pub const TIMEOUT_FIELDS: [(&str, &str); 6] = [
+    ("timeouts.discovery", "discovery"),
+    ("timeouts.tlsBootstrap", "tlsBootstrap"),
+    ("timeouts.kubeletHealthCheck", "kubeletHealthCheck"),
+    (
+        "timeouts.controlPlaneComponentHealthCheck",
+        "controlPlaneComponentHealthCheck",
+    ),
+    ("timeouts.etcdAPICall", "etcdAPICall"),
+    ("timeouts.kubernetesAPICall", "kubernetesAPICall"),
+];
 
 /// The field names to use in messages for values that came from kubeadm.
 pub fn names(init: bool, join: bool) -> Vec<(&'static str, String)> {
@@ -389,6 +447,14 @@ pub fn names(init: bool, join: bool) -> Vec<(&'static str, String)> {
                 "JoinConfiguration.controlPlane.certificateKey".to_string(),
             ),
         ]);
+    }
+    let doc = if join {
+        "JoinConfiguration"
+    } else {
+        "InitConfiguration"
+    };
+    for (canon, field) in TIMEOUT_FIELDS {
+        v.push((canon, format!("{doc}.timeouts.{field}")));
     }
     if init {
         v.extend([
@@ -498,6 +564,7 @@ pub fn to_raw(
         out.node = Some(node(i.node_registration, i.local_api_endpoint));
         out.certificate_key = i.certificate_key;
         out.skip_phases = i.skip_phases;
+        out.timeouts = i.timeouts.map(RawTimeouts::from);
         out.bootstrap_tokens = i.bootstrap_tokens.map(|ts| {
             ts.into_iter()
                 .map(|t| RawToken {
@@ -540,6 +607,7 @@ pub fn to_raw(
         out.certificate_key = key;
         out.node = Some(node(j.node_registration, ep));
         out.skip_phases = j.skip_phases;
+        out.timeouts = j.timeouts.map(RawTimeouts::from);
     }
     if errors.is_empty() {
         Ok(out)

@@ -40,25 +40,74 @@ pub enum Effects {
 }
 
 /// Bounds on the waits and network steps; tests shorten them.
+/// [`NO_DEADLINE`] means a wait retries until it succeeds (or fails for a
+/// reason no retry fixes).
 #[derive(Debug, Clone)]
 pub struct Budgets {
-    /// Token discovery (kubeadm: 5 min).
+    /// Token discovery and the join's reads with the bootstrap token
+    /// (kubeadm `timeouts.discovery`: 5 min).
     pub discovery: Duration,
-    /// Kubelet health and control-plane health (kubeadm: 4 min each).
+    /// Each control-plane component's health (kubeadm
+    /// `timeouts.controlPlaneComponentHealthCheck`: 4 min).
     pub health: Duration,
-    /// TLS bootstrap: waiting for the kubelet to write kubelet.conf (kubeadm: 5 min).
+    /// The kubelet's healthz (kubeadm `timeouts.kubeletHealthCheck`: 4 min).
+    pub kubelet: Duration,
+    /// TLS bootstrap: waiting for the kubelet to write kubelet.conf
+    /// (kubeadm `timeouts.tlsBootstrap`: 5 min).
     pub tls_bootstrap: Duration,
+    /// One etcd call with its retries, the learner's promotion included
+    /// (kubeadm `timeouts.etcdAPICall`: 2 min).
+    pub etcd: Duration,
+    /// One API server call with its retries (kubeadm
+    /// `timeouts.kubernetesAPICall`: 1 min; kubeboot's init keeps 4 min,
+    /// which also bounds its wait for the Node to register).
+    pub api: Duration,
     /// The kubelet's healthz URL.
     pub kubelet_healthz: String,
 }
 
+pub use crate::userdata::http::NO_DEADLINE;
+
 impl Default for Budgets {
+    /// kubeadm's defaults (an init node's budgets).
     fn default() -> Self {
         Budgets {
             discovery: api::client::DEFAULT_DISCOVERY_BUDGET,
             health: Duration::from_secs(240),
+            kubelet: Duration::from_secs(240),
             tls_bootstrap: Duration::from_secs(300),
+            etcd: Duration::from_secs(120),
+            api: Duration::from_secs(240),
             kubelet_healthz: "http://127.0.0.1:10248/healthz".into(),
+        }
+    }
+}
+
+impl Budgets {
+    /// The budgets of a node in `mode` with the config's `timeouts`.
+    ///
+    /// A join waits for the existing cluster without a deadline by default:
+    /// discovery, the reads with the token, the kubelet's health and TLS
+    /// bootstrap (both need the API server), etcd and API calls against
+    /// the cluster. Fleets boot in any order, and a worker that boots
+    /// before its control plane must join once it answers. Only this
+    /// node's own control-plane components keep kubeadm's 4 minutes. An
+    /// init node keeps kubeadm's defaults. Every value given in `timeouts`
+    /// wins over these defaults.
+    pub fn for_mode(mode: Mode, t: &crate::config::model::Timeouts) -> Budgets {
+        let base = Budgets::default();
+        let join = mode != Mode::Init;
+        let cluster = |d: Duration| if join { NO_DEADLINE } else { d };
+        Budgets {
+            discovery: t.discovery.unwrap_or(cluster(base.discovery)),
+            health: t
+                .control_plane_component_health_check
+                .unwrap_or(base.health),
+            kubelet: t.kubelet_health_check.unwrap_or(cluster(base.kubelet)),
+            tls_bootstrap: t.tls_bootstrap.unwrap_or(cluster(base.tls_bootstrap)),
+            etcd: t.etcd_api_call.unwrap_or(cluster(base.etcd)),
+            api: t.kubernetes_api_call.unwrap_or(cluster(base.api)),
+            kubelet_healthz: base.kubelet_healthz,
         }
     }
 }
@@ -511,7 +560,7 @@ fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
     let (cert, key) = kubeconfig::client_cert_and_key(&bytes, &r.paths)
         .map_err(|e| Error::Failed(format!("{}: {e}", admin.display())))?;
     let endpoints =
-        etcd::endpoints_from_api(&info.server, &info.ca_pem, &cert, &key, r.budgets.discovery)?;
+        etcd::endpoints_from_api(&info.server, &info.ca_pem, &cert, &key, r.budgets.api)?;
     log::info!(target: "etcd-join", "etcd client URLs from the etcd pods: {}", endpoints.join(","));
     let pki = |f: &str| -> Result<Vec<u8>, Error> {
         let p = r
@@ -524,7 +573,7 @@ fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
     let hc_key = String::from_utf8(pki("etcd/healthcheck-client.key")?)
         .map(crate::secret::Secret::new)
         .map_err(|_| Error::Failed("etcd/healthcheck-client.key is not PEM text".into()))?;
-    let mut client = etcd::EtcdClient::new(endpoints, &ca, &hc_cert, &hc_key, r.budgets.health)?;
+    let mut client = etcd::EtcdClient::new(endpoints, &ca, &hc_cert, &hc_key, r.budgets.etcd)?;
     let synced = client.sync_endpoints()?;
     log::info!(target: "etcd-join", "etcd endpoints from the member list: {}", synced.join(","));
     client.check_health()?;
@@ -549,7 +598,7 @@ fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
     }
     r.flush()?;
     let name = r.settings.node.name.clone();
-    match client.promote(joined.id, &name, r.budgets.health)? {
+    match client.promote(joined.id, &name, r.budgets.etcd)? {
         etcd::Promoted::Now(n) => {
             log::info!(target: "etcd-join", "member {name} ({:016x}) promoted to a voting member ({n} attempt(s))", joined.id)
         }
@@ -557,7 +606,7 @@ fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
             log::info!(target: "etcd-join", "member {name} ({:016x}) already is a voting member", joined.id)
         }
     }
-    client.wait_available(&etcd::client_url(adv), r.budgets.health)?;
+    client.wait_available(&etcd::client_url(adv), r.budgets.etcd)?;
     log::info!(target: "etcd-join", "every etcd member answers status");
     Ok(())
 }
@@ -566,6 +615,14 @@ fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
     let Some(join) = r.settings.join.clone() else {
         return Err(Error::Invalid("discovery: no join configuration".into()));
     };
+    let spread = r.settings.start_spread;
+    if r.live() && !spread.is_zero() {
+        // A fleet booted at once: each node waits a random part of the
+        // spread first, so their first requests do not arrive together.
+        let wait = crate::userdata::http::jitter(spread);
+        log::info!(target: "discovery", "start spread: waiting {} before the first request (random, up to {}; startSpread)", crate::progress::human(wait), crate::progress::human(spread));
+        std::thread::sleep(wait);
+    }
     let info = api::client::discover(&join, r.budgets.discovery)?;
     log::info!(target: "discovery", "cluster CA verified; API server {}", info.server);
     // ca.crt next to the kubeconfigs, as kubeadm writes it (0644).
@@ -642,7 +699,7 @@ fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {
 /// A client as the user of `file` (`admin.conf`'s is made once per run and
 /// shared); API calls retry within the health budget.
 fn admin_client(r: &NodeRun<'_>, file: &str) -> Result<api::kube::Kube, Error> {
-    let make = || api::kube::Kube::from_kubeconfig(&r.settings, &r.paths, file, r.budgets.health);
+    let make = || api::kube::Kube::from_kubeconfig(&r.settings, &r.paths, file, r.budgets.api);
     if file != "admin.conf" {
         return make();
     }
@@ -674,7 +731,7 @@ fn run_upload_config(r: &mut NodeRun<'_>) -> Result<(), Error> {
     // kubeadm 1.32/1.33 (NodeLocalCRISocket off) keep the CRI socket on the Node
     if !kubelet::node_local_cri_socket(&r.settings) {
         let (name, sock) = (&r.settings.node.name, &r.settings.node.cri_socket);
-        let set = kube.annotate_cri_socket(name, sock, r.budgets.health)?;
+        let set = kube.annotate_cri_socket(name, sock, r.budgets.api)?;
         log::info!(target: "upload-config", "Node {name}: annotation {}={sock} ({})", api::objects::ANNOTATION_CRI_SOCKET, if set { "set" } else { "already present" });
     }
     Ok(())
@@ -727,7 +784,7 @@ fn run_upload_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {
 fn run_mark_control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
     let kube = admin_client(r, "admin.conf")?;
     let name = &r.settings.node.name;
-    let changed = kube.mark_control_plane(name, &r.settings.node.taints, r.budgets.health)?;
+    let changed = kube.mark_control_plane(name, &r.settings.node.taints, r.budgets.api)?;
     let taints: Vec<String> = r
         .settings
         .node

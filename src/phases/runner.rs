@@ -87,6 +87,18 @@ pub fn run<C>(
     ctx: &mut C,
     opts: &RunOptions,
 ) -> (Vec<PhaseRecord>, Result<(), PhaseError>) {
+    run_observed(phases, ctx, opts, &mut |_, _| {})
+}
+
+/// [`run`], calling `on_start(name, records so far)` before each phase
+/// that runs (the caller records "in progress"), and telling systemd which
+/// phase runs ([`crate::progress::enter_phase`]).
+pub fn run_observed<C>(
+    phases: &[Phase<C>],
+    ctx: &mut C,
+    opts: &RunOptions,
+    on_start: &mut dyn FnMut(&'static str, &[PhaseRecord]),
+) -> (Vec<PhaseRecord>, Result<(), PhaseError>) {
     let mut records = Vec::with_capacity(phases.len());
     let mut result = Ok(());
     for p in phases {
@@ -119,6 +131,8 @@ pub fn run<C>(
             });
             continue;
         }
+        on_start(p.name, &records);
+        crate::progress::enter_phase(p.name, p.summary);
         log::info!(target: p.name, "start: {}", p.summary);
         let t = Instant::now();
         let r = (p.run)(ctx);

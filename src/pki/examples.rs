@@ -64,6 +64,8 @@ pub fn control_plane_settings() -> Settings {
         certificate_key: None,
         supplied_cas: SuppliedCas::default(),
         skip_phases: Vec::new(),
+        timeouts: Default::default(),
+        start_spread: std::time::Duration::ZERO,
         warnings: Vec::new(),
     }
 }
