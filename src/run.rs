@@ -525,6 +525,10 @@ fn run_node(
                 };
                 status::write(paths, &st)?;
                 if only.is_none() {
+                    if loaded.envelope.from_cluster_api() {
+                        status::write_cluster_api_sentinel(paths)?;
+                        log::info!(target: "kubeboot", "wrote Cluster API's {}", status::CLUSTER_API_SENTINEL);
+                    }
                     status::write_marker(paths)?;
                 }
                 crate::outln!("{}", st.console_line());

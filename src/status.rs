@@ -159,6 +159,27 @@ pub fn write_marker(paths: &Paths) -> Result<(), Error> {
     Ok(())
 }
 
+/// Cluster API's bootstrap sentinel file.
+pub const CLUSTER_API_SENTINEL: &str = "/run/cluster-api/bootstrap-success.complete";
+
+/// Writes Cluster API's sentinel after a successful bootstrap from Cluster
+/// API userdata. Cluster API's bootstrap contract ("Sentinel file",
+/// <https://cluster-api.sigs.k8s.io/developer/providers/contracts/bootstrap-config>)
+/// has the bootstrap data create it once the node is bootstrapped, so
+/// infrastructure providers can tell a failed bootstrap. Its content is
+/// `success`: some providers only test that it exists, KubeVirt's
+/// compares the content.
+pub fn write_cluster_api_sentinel(paths: &Paths) -> Result<(), Error> {
+    fs::write_atomic(
+        paths.root(),
+        &paths.host(CLUSTER_API_SENTINEL),
+        b"success",
+        0o644,
+        Sync::Each,
+    )?;
+    Ok(())
+}
+
 /// Whether the marker exists (a previous run succeeded).
 pub fn marker_exists(paths: &Paths) -> bool {
     paths.host(MARKER).exists()

@@ -104,6 +104,8 @@ fn worker_joins_through_token_discovery() {
         "secret in output"
     );
     assert!(out.contains("kubeboot: join-worker succeeded"), "{out}");
+    // not Cluster API userdata: no Cluster API sentinel
+    assert!(!root.join("run/cluster-api").exists());
 
     let st = status(&root);
     assert_eq!(st["result"], "success");
