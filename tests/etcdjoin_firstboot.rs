@@ -23,6 +23,12 @@
 //! - this test plays B's kubelet: once kubeboot wrote B's `etcd.yaml`, it
 //!   starts etcd B from that manifest.
 //!
+//! `two_control_planes_join_at_once_and_both_become_voters`: nodes C1 and
+//! C2 (127.0.0.3, 127.0.0.4) run `firstboot` at the same moment; the test
+//! starts the first learner's etcd only after the other node was refused
+//! with etcd's "too many learner members", so the learner limit is met;
+//! both must succeed and end as voting members (three in all).
+//!
 //! Asserted: status.json says success with etcd-join done; the member list
 //! has two started voting members (B promoted, not a learner) with B's
 //! peer URL; B's etcd serves B's own `etcd/server.crt`; a rerun of
@@ -68,14 +74,19 @@ const TOKEN_ID: &str = "abcdef";
 const TOKEN_SECRET: &str = "0123456789abcdef";
 /// Node B's advertise address: loopback, distinct from A's 127.0.0.1.
 const B_ADDR: &str = "127.0.0.2";
+/// The two nodes that join at once (their own addresses, so their etcds
+/// keep the real ports 2379/2380 there while the other tests use 127.0.0.2).
+const C1_ADDR: &str = "127.0.0.3";
+const C2_ADDR: &str = "127.0.0.4";
 
 fn node_a() -> Settings {
     let mut s = settings::control_plane();
     s.cluster.kubernetes_version = "v1.33.4".into();
     s.node.name = "cp-a".into();
     s.node.advertise_address = "127.0.0.1".parse().unwrap();
-    // B's API server stub on 127.0.0.2 serves A's apiserver certificate
-    s.cluster.cert_sans = vec![B_ADDR.into()];
+    // the joiners' API server stubs (127.0.0.2, and 127.0.0.3/4 for the
+    // concurrent joins) serve A's apiserver certificate
+    s.cluster.cert_sans = vec![B_ADDR.into(), C1_ADDR.into(), C2_ADDR.into()];
     s
 }
 
@@ -135,10 +146,10 @@ fn answer(api: &Api, req: &Request) -> Reply {
     }
 }
 
-/// An HTTPS server on 127.0.0.2 answering 200 to every request: B's API
-/// server's `/livez` for wait-control-plane (verified with the cluster CA).
-fn livez_on_b(config: Arc<rustls::ServerConfig>) -> u16 {
-    let listener = TcpListener::bind((B_ADDR, 0)).unwrap();
+/// An HTTPS server on `addr` answering 200 to every request: a joiner's
+/// API server's `/livez` for wait-control-plane (verified with the cluster CA).
+fn livez_on(addr: &str, config: Arc<rustls::ServerConfig>) -> u16 {
+    let listener = TcpListener::bind((addr, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
@@ -270,8 +281,16 @@ fn sorted(mut m: Vec<Member>) -> Vec<Member> {
     m
 }
 
-/// Node A, the fake API server serving its cluster, B's health stubs, and
-/// B's userdata (seeded under `root_b`).
+/// A node that joins: its userdata (seeded under `root`) and fake systemctl.
+struct Joiner {
+    /// Its NodeConfig (without apiVersion).
+    node_config: String,
+    root: PathBuf,
+    systemctl: PathBuf,
+}
+
+/// Node A, the fake API server serving its cluster, the joiners' health
+/// stubs, and the joiners (B alone, or the nodes joining at once).
 struct Cluster {
     dir: PathBuf,
     pki_a: PathBuf,
@@ -285,11 +304,20 @@ struct Cluster {
     node_config: String,
     root_b: PathBuf,
     systemctl: PathBuf,
+    /// Every joiner (B's fields above are the first one's).
+    joiners: Vec<Joiner>,
 }
 
-/// The cluster; with `run_etcd`, etcd A runs from its manifest (without,
-/// the etcd pod's annotation names a port nothing listens on).
+/// The cluster with one joiner, B; with `run_etcd`, etcd A runs from its
+/// manifest (without, the etcd pod's annotation names a port nothing
+/// listens on).
 fn cluster(name: &str, run_etcd: bool) -> Cluster {
+    cluster_with(name, run_etcd, &[("cp-b", B_ADDR)])
+}
+
+/// The cluster with the `joiners` (name, advertise address), each with its
+/// own root under the test's directory.
+fn cluster_with(name: &str, run_etcd: bool, joiners: &[(&str, &str)]) -> Cluster {
     let dir = cli_support::tmpdir("etcdjoin", name);
     let now = time::OffsetDateTime::now_utc();
 
@@ -343,11 +371,11 @@ fn cluster(name: &str, run_etcd: bool) -> Cluster {
         json!(ports_a.client_url());
     let pod_list =
         json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [etcd_pod]});
-    let node_b = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "cp-b", "labels": {"kubernetes.io/hostname": "cp-b"}}, "spec": {}});
-    let admin_objs = BTreeMap::from([
-        (ETCD_PODS_PATH.to_string(), pod_list),
-        ("/api/v1/nodes/cp-b".to_string(), node_b),
-    ]);
+    let mut admin_objs = BTreeMap::from([(ETCD_PODS_PATH.to_string(), pod_list)]);
+    for (n, _) in joiners {
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}}, "spec": {}});
+        admin_objs.insert(format!("/api/v1/nodes/{n}"), node);
+    }
     let state = Arc::new(Api {
         public: Mutex::default(),
         token: token_objs,
@@ -388,25 +416,39 @@ fn cluster(name: &str, run_etcd: bool) -> Cluster {
     let (kcm, sched) = (stub(), stub());
     let healthz = Server::http(|_, _| ok(b"ok"));
     let healthz_url = format!("{}/healthz", healthz.base());
-    let livez_port = livez_on_b(tls_config(
-        &pki_a.join("apiserver.crt"),
-        &pki_a.join("apiserver.key"),
-        None,
-    ));
-
-    // Node B: userdata for a control-plane join.
-    let root_b = dir.join("b");
     let pin = text(&kubeboot(&["certs", "ca-hash", pki_a.join("ca.crt").to_str().unwrap()]).stdout);
-    let node_config = format!(
-        "role: control-plane\nserver: 127.0.0.1:{api}\ntoken: {TOKEN_ID}.{TOKEN_SECRET}\ncaCertHash: {pin}\ncertificateKey: {KEY}\nnode:\n  name: cp-b\n  advertiseAddress: {B_ADDR}\n  bindPort: {livez_port}\ncluster:\n  kubernetesVersion: v1.33.4\n  controlPlaneEndpoint: 127.0.0.1:{api}\n  podSubnet: 10.244.0.0/16\n  controllerManager:\n    extraArgs:\n      secure-port: \"{kcm}\"\n  scheduler:\n    extraArgs:\n      secure-port: \"{sched}\"\n",
-        api = api_server.port,
-        pin = pin.trim(),
-        kcm = kcm.port,
-        sched = sched.port,
-    );
-    let indented: String = node_config.lines().map(|l| format!("  {l}\n")).collect();
-    seed(&root_b, &format!("#cloud-config\nkubeboot:\n{indented}"));
-    let systemctl = fake_systemctl(&dir, &root_b);
+    let joiners: Vec<Joiner> = joiners
+        .iter()
+        .map(|(node, addr)| {
+            let livez_port = livez_on(
+                addr,
+                tls_config(
+                    &pki_a.join("apiserver.crt"),
+                    &pki_a.join("apiserver.key"),
+                    None,
+                ),
+            );
+            // B keeps its historical root "b"; the others are named by node
+            let root = dir.join(if *node == "cp-b" { "b" } else { node });
+            let node_config = format!(
+                "role: control-plane\nserver: 127.0.0.1:{api}\ntoken: {TOKEN_ID}.{TOKEN_SECRET}\ncaCertHash: {pin}\ncertificateKey: {KEY}\nnode:\n  name: {node}\n  advertiseAddress: {addr}\n  bindPort: {livez_port}\ncluster:\n  kubernetesVersion: v1.33.4\n  controlPlaneEndpoint: 127.0.0.1:{api}\n  podSubnet: 10.244.0.0/16\n  controllerManager:\n    extraArgs:\n      secure-port: \"{kcm}\"\n  scheduler:\n    extraArgs:\n      secure-port: \"{sched}\"\n",
+                api = api_server.port,
+                pin = pin.trim(),
+                kcm = kcm.port,
+                sched = sched.port,
+            );
+            let indented: String = node_config.lines().map(|l| format!("  {l}\n")).collect();
+            seed(&root, &format!("#cloud-config\nkubeboot:\n{indented}"));
+            let sc_dir = dir.join(format!("sc-{node}"));
+            std::fs::create_dir_all(&sc_dir).unwrap();
+            let systemctl = fake_systemctl(&sc_dir, &root);
+            Joiner {
+                node_config,
+                root,
+                systemctl,
+            }
+        })
+        .collect();
     Cluster {
         dir,
         pki_a,
@@ -416,9 +458,10 @@ fn cluster(name: &str, run_etcd: bool) -> Cluster {
         state,
         _stubs: [kcm, sched, healthz],
         healthz_url,
-        node_config,
-        root_b,
-        systemctl,
+        node_config: joiners[0].node_config.clone(),
+        root_b: joiners[0].root.clone(),
+        systemctl: joiners[0].systemctl.clone(),
+        joiners,
     }
 }
 
@@ -667,4 +710,192 @@ fn fake_systemctl(dir: &Path, root: &Path) -> PathBuf {
         &dir.join("systemctl.log"),
         false,
     )
+}
+
+/// A running `kubeboot firstboot` whose stderr is collected as it comes.
+struct Running {
+    child: Option<Child>,
+    stderr: Arc<Mutex<String>>,
+}
+
+fn spawn_firstboot(j: &Joiner, healthz: &str) -> Running {
+    let (r, sc) = (j.root.to_str().unwrap(), j.systemctl.to_str().unwrap());
+    let mut args = run_args("firstboot", r, sc, healthz);
+    args.extend(["--platform", "none"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr: Arc<Mutex<String>> = Arc::default();
+    let sink = stderr.clone();
+    let mut pipe = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&text(&buf[..n]));
+        }
+    });
+    Running {
+        child: Some(child),
+        stderr,
+    }
+}
+
+/// Two control planes run `firstboot` at the same moment against etcd A and
+/// the API server stand-in. etcd allows one learner at a time: this test,
+/// playing both kubelets, starts the first learner's etcd only once the
+/// other node has been refused with "too many learner members", so the
+/// limit is really met; that node must wait and retry, not fail. End state:
+/// both succeed, and etcd has three started voting members.
+#[test]
+fn two_control_planes_join_at_once_and_both_become_voters() {
+    require(ETCD, "etcd-server");
+    let c = cluster_with(
+        "concurrent",
+        true,
+        &[("cp-c1", C1_ADDR), ("cp-c2", C2_ADDR)],
+    );
+    let started = Instant::now();
+    let mut nodes: Vec<Running> = c
+        .joiners
+        .iter()
+        .map(|j| spawn_firstboot(j, &c.healthz_url))
+        .collect();
+    let manifest = |i: usize| c.joiners[i].root.join("etc/kubernetes/manifests/etcd.yaml");
+    let all_stderr = |nodes: &[Running]| -> String {
+        nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("--- node {i}:\n{}\n", n.stderr.lock().unwrap()))
+            .collect()
+    };
+    let mut etcds: Vec<(usize, Kill, Ports, PathBuf)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut limit_met_by: Option<usize> = None;
+    while etcds.len() < 2 {
+        for n in nodes.iter_mut() {
+            if let Some(ch) = n.child.as_mut()
+                && let Some(st) = ch.try_wait().unwrap()
+                && !st.success()
+            {
+                panic!("a node failed: {st}\n{}", all_stderr(&nodes));
+            }
+        }
+        for i in 0..2 {
+            if etcds.iter().any(|e| e.0 == i) || !manifest(i).exists() {
+                continue;
+            }
+            let other = 1 - i;
+            // Hold back the first learner's etcd until the other node met
+            // the learner limit (its member add refused and retried).
+            if etcds.is_empty() {
+                if !nodes[other]
+                    .stderr
+                    .lock()
+                    .unwrap()
+                    .contains("too many learner members")
+                {
+                    continue;
+                }
+                limit_met_by = Some(other);
+            }
+            let ports = Ports::new();
+            let log = c.dir.join(format!("etcd-{i}.log"));
+            let (etcd, _) = start_etcd(
+                &c.joiners[i].root,
+                &|v| ports.rewrite_if(v, |h| h == "127.0.0.1"),
+                &log,
+            );
+            etcds.push((i, etcd, ports, log));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes did not both write etcd.yaml (learner limit met: {limit_met_by:?})\n{}",
+            all_stderr(&nodes)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut outcomes = Vec::new();
+    for n in nodes.iter_mut() {
+        let o = wait_child(n.child.take().unwrap(), Duration::from_secs(300));
+        outcomes.push((o.status, started.elapsed()));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    for (i, (status, _)) in outcomes.iter().enumerate() {
+        assert!(
+            status.success(),
+            "node {i}: {status}\n{}",
+            all_stderr(&nodes)
+        );
+    }
+    for (_, etcd, ports, log) in etcds.iter_mut() {
+        wait_healthy(etcd, ports.metrics, log, Duration::from_secs(90));
+    }
+    let waited = limit_met_by.expect("the learner limit was met");
+    let err_waited = nodes[waited].stderr.lock().unwrap().clone();
+    assert!(
+        err_waited.contains("[etcd-join] waiting for etcd member add")
+            && err_waited.contains("too many learner members"),
+        "{err_waited}"
+    );
+    for n in &nodes {
+        let e = n.stderr.lock().unwrap();
+        assert!(e.contains("added learner"), "{e}");
+        assert!(e.contains("promoted to a voting member"), "{e}");
+        for secret in [KEY, TOKEN_SECRET] {
+            assert!(!e.contains(secret), "a secret reached the output");
+        }
+    }
+    for j in &c.joiners {
+        let st: Value = serde_json::from_str(
+            &std::fs::read_to_string(j.root.join("var/lib/kubeboot/status.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(st["result"], "success", "{st}");
+        assert_eq!(st["role"], "join-control-plane", "{st}");
+    }
+
+    // The end state: three started voting members, the joiners with their
+    // own peer URLs; the same list from A and from each joiner.
+    let via_a = sorted(
+        client(&c.joiners[0].root, &c.ports_a.client_url())
+            .member_list()
+            .unwrap(),
+    );
+    assert_eq!(via_a.len(), 3, "{via_a:?}");
+    assert!(
+        via_a.iter().all(|m| !m.is_learner && !m.name.is_empty()),
+        "{via_a:?}"
+    );
+    let mut names: Vec<&str> = via_a.iter().map(|m| m.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["cp-a", "cp-c1", "cp-c2"]);
+    for (name, addr) in [("cp-c1", C1_ADDR), ("cp-c2", C2_ADDR)] {
+        let m = via_a.iter().find(|m| m.name == name).unwrap();
+        assert_eq!(m.peer_urls, [format!("https://{addr}:2380")]);
+    }
+    for (i, addr) in [(0, C1_ADDR), (1, C2_ADDR)] {
+        let own = sorted(
+            client(&c.joiners[i].root, &format!("https://{addr}:2379"))
+                .member_list()
+                .unwrap(),
+        );
+        assert_eq!(own, via_a);
+    }
+    let secs: Vec<String> = outcomes
+        .iter()
+        .map(|(_, t)| format!("{:.1} s", t.as_secs_f64()))
+        .collect();
+    eprintln!(
+        "figure: concurrent control-plane join: both succeeded ({}), node {waited} met the learner limit and retried; end state 3 voting members {names:?}, 0 learners",
+        secs.join(", ")
+    );
+    drop(etcds);
+    drop(c.etcd_a);
+    std::fs::remove_dir_all(&c.dir).unwrap();
 }
