@@ -129,7 +129,9 @@ pub(crate) fn retry<T>(
 ///
 /// The wait before a retry is drawn uniformly from zero to the backoff cap
 /// (full jitter); when the server sent `Retry-After` with a 429 or 503, the
-/// wait is that long plus the jitter, never less.
+/// wait is that long plus a jitter of up to as long again (or the cap, if
+/// larger): never less than asked, and a crowd told to come back together
+/// comes back spread out.
 pub(crate) fn retry_watched<T>(
     policy: &Retry,
     what: &str,
@@ -177,8 +179,14 @@ pub(crate) fn retry_watched<T>(
                     return Err(GaveUp::Budget(tried));
                 }
                 let asked = RETRY_AFTER.with(std::cell::Cell::take);
-                let wait = (asked.unwrap_or_default() + jitter(policy.cap(tried.attempts - 1)))
-                    .min(left - Duration::from_millis(50));
+                let cap = policy.cap(tried.attempts - 1);
+                // After Retry-After: never earlier, and spread over as long
+                // again, so clients told together do not return together.
+                let wait = match asked {
+                    Some(a) => a + jitter(cap.max(a)),
+                    None => jitter(cap),
+                }
+                .min(left - Duration::from_millis(50));
                 if what.is_empty() {
                     std::thread::sleep(wait);
                     continue;
