@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::NodeRun;
 use crate::error::Error;
 use crate::manifests;
-use crate::userdata::http::{self, Method, Retry, Step};
+use crate::net::http::{self, Method, Retry, Step};
 
 /// Polls `url` with GET until it answers 200, within `budget`.
 pub fn until_ok(what: &str, agent: &ureq::Agent, url: &str, budget: Duration) -> Result<(), Error> {
@@ -50,30 +50,34 @@ fn port_arg(args: &[crate::config::Arg], default: u16) -> u16 {
 /// the scheduler's `/livez` (their self-signed serving certs are not
 /// verified, as kubeadm does).
 pub fn control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
-    let budget = r.budgets.health;
+    let budget = r.input.budgets.health;
     until_ok(
         "kubelet",
         &http::agent(None),
-        &r.budgets.kubelet_healthz,
-        r.budgets.kubelet,
+        &r.input.budgets.kubelet_healthz,
+        r.input.budgets.kubelet,
     )?;
-    let ca_path = r
-        .paths
-        .host(format!("{}/ca.crt", r.settings.cluster.certificates_dir));
+    let ca_path = r.input.paths.host(format!(
+        "{}/ca.crt",
+        r.input.settings.cluster.certificates_dir
+    ));
     let ca = std::fs::read(&ca_path)
         .map_err(|e| Error::Failed(format!("reading {}: {e}", ca_path.display())))?;
     let roots = http::certs_from_pem(&ca);
-    let api = format!("{}/livez", r.settings.local_endpoint().url());
+    let api = format!("{}/livez", r.input.settings.local_endpoint().url());
     until_ok("kube-apiserver", &http::agent(Some(roots)), &api, budget)?;
     let unverified = http::agent_unverified();
-    let kcm = port_arg(&r.settings.cluster.controller_manager.extra_args, 10257);
+    let kcm = port_arg(
+        &r.input.settings.cluster.controller_manager.extra_args,
+        10257,
+    );
     until_ok(
         "kube-controller-manager",
         &unverified,
         &format!("https://127.0.0.1:{kcm}/healthz"),
         budget,
     )?;
-    let sched = port_arg(&r.settings.cluster.scheduler.extra_args, 10259);
+    let sched = port_arg(&r.input.settings.cluster.scheduler.extra_args, 10259);
     until_ok(
         "kube-scheduler",
         &unverified,
@@ -89,11 +93,11 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
     until_ok(
         "kubelet",
         &http::agent(None),
-        &r.budgets.kubelet_healthz,
-        r.budgets.kubelet,
+        &r.input.budgets.kubelet_healthz,
+        r.input.budgets.kubelet,
     )?;
-    let kubelet_conf = r.paths.host("/etc/kubernetes/kubelet.conf");
-    let budget = r.budgets.tls_bootstrap;
+    let kubelet_conf = r.input.paths.host("/etc/kubernetes/kubelet.conf");
+    let budget = r.input.budgets.tls_bootstrap;
     // Polled once a second, as kubeadm does.
     let poll = Retry {
         budget,
@@ -121,7 +125,7 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
         )));
     }
     log::info!(target: "wait-bootstrap", "TLS bootstrap done: {} written by the kubelet", kubelet_conf.display());
-    let bootstrap = r.paths.host("/etc/kubernetes/bootstrap-kubelet.conf");
+    let bootstrap = r.input.paths.host("/etc/kubernetes/bootstrap-kubelet.conf");
     match std::fs::remove_file(&bootstrap) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
