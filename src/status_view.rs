@@ -60,6 +60,8 @@ pub fn read_all(paths: &Paths) -> Result<Vec<Record>, Error> {
         }
         let name = if p == first {
             "first boot".to_string()
+        } else if p.file_name().is_some_and(|n| n == "renew-status.json") {
+            "certificate renewal".to_string()
         } else {
             p.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -127,10 +129,70 @@ fn next_step(v: &Value) -> String {
     }
 }
 
+/// A renewal report (`certs renew`'s status file: `certificates` rows with
+/// `name`, `outcome`, `expiresBefore`/`expiresAfter`, `message`) as text.
+fn render_renewal(r: &Record) -> String {
+    let v = &r.value;
+    let rows = v
+        .get("certificates")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let count = |o: &str| {
+        rows.iter()
+            .filter(|c| text(c, "outcome") == Some(o))
+            .count()
+    };
+    let mut out = format!("{} ({})\n", r.name, r.path.display());
+    out.push_str(&format!(
+        "  outcome:  {} ({} renewed, {} not due, {} cannot be signed here, {} failed)\n",
+        text(v, "result").unwrap_or("unknown"),
+        count("renewed"),
+        count("not-due"),
+        count("cannot-sign"),
+        count("failed"),
+    ));
+    if let Some(t) = text(v, "finishedAt") {
+        out.push_str(&format!("  finished: {t}\n"));
+    }
+    let next = if text(v, "result") == Some("success") {
+        "nothing: the timer renews again before the window closes"
+    } else {
+        "read the failed rows and `journalctl -u kubeboot-certs-renew`, fix the cause, then `kubeboot certs renew all --if-expiring-within 30d`"
+    };
+    out.push_str(&format!("  next:     {next}\n"));
+    let w = rows
+        .iter()
+        .filter_map(|c| text(c, "name").map(str::len))
+        .max()
+        .unwrap_or(0);
+    for c in &rows {
+        let mut line = format!(
+            "    {:<w$} {}",
+            text(c, "name").unwrap_or("?"),
+            text(c, "outcome").unwrap_or("?")
+        );
+        match (text(c, "expiresBefore"), text(c, "expiresAfter")) {
+            (Some(b), Some(a)) => line.push_str(&format!(" (was valid until {b}, now until {a})")),
+            (Some(b), None) => line.push_str(&format!(" (valid until {b})")),
+            _ => {}
+        }
+        if let Some(m) = text(c, "message").filter(|m| !m.is_empty()) {
+            line.push_str(&format!(": {m}"));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
 /// One status file as text: a header line, the step, the next step, and
 /// the timeline. `now` dates the running phase of an in-progress run.
 pub fn render(r: &Record, marker: bool, now: time::OffsetDateTime) -> String {
     let v = &r.value;
+    if v.get("certificates").is_some_and(Value::is_array) {
+        return render_renewal(r);
+    }
     let role = text(v, "role").unwrap_or("-");
     let phase = text(v, "phase").unwrap_or("-");
     let total = v.get("totalMillis").and_then(Value::as_f64).unwrap_or(0.0);
@@ -323,6 +385,39 @@ mod tests {
         assert!(fail("invalid-input", "-", false).contains("fix the userdata"));
         assert!(fail("failed", "preflight", false).contains("fix the host"));
         assert!(fail("failed", "wait-bootstrap", true).contains("a retry may help"));
+    }
+
+    #[test]
+    fn a_renewal_report_lists_its_certificates() {
+        let v = json!({"result": "failure", "certificates": [
+            {"name": "apiserver", "outcome": "renewed", "file": "/etc/kubernetes/pki/apiserver.crt",
+             "expiresBefore": "2026-12-01T00:00:00Z", "expiresAfter": "2027-12-01T00:00:00Z"},
+            {"name": "front-proxy-client", "outcome": "cannot-sign", "file": "x",
+             "expiresBefore": "2026-12-01T00:00:00Z", "message": "front-proxy-ca.key is not here"}],
+            "restarted": ["kube-apiserver"], "version": "0.1.0", "finishedAt": "2026-11-28T08:00:00Z"});
+        let r = Record {
+            name: "certificate renewal".into(),
+            path: "/var/lib/kubeboot/renew-status.json".into(),
+            value: v,
+        };
+        let out = render(&r, true, at("2026-11-28T08:00:00Z"));
+        assert!(
+            out.contains(
+                "outcome:  failure (1 renewed, 0 not due, 1 cannot be signed here, 0 failed)"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("apiserver          renewed (was valid until 2026-12-01T00:00:00Z, now until 2027-12-01T00:00:00Z)"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "cannot-sign (valid until 2026-12-01T00:00:00Z): front-proxy-ca.key is not here"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("kubeboot certs renew all"), "{out}");
     }
 
     #[test]
