@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::host::Paths;
-use crate::status::MARKER;
 
 /// Width of the longest bar of the timeline, in characters.
 const BAR_WIDTH: usize = 32;
@@ -80,7 +79,7 @@ pub fn read_all(paths: &Paths) -> Result<Vec<Record>, Error> {
 pub fn show(root: &Path, as_json: bool) -> Result<(), Error> {
     let paths = Paths::new(root);
     let records = read_all(&paths)?;
-    let marker = paths.host(MARKER).exists();
+    let marker = paths.marker().exists();
     if as_json {
         let mut files = serde_json::Map::new();
         for r in &records {

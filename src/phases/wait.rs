@@ -57,12 +57,7 @@ pub fn control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
         &r.input.budgets.kubelet_healthz,
         r.input.budgets.kubelet,
     )?;
-    let ca_path = r.input.paths.host(format!(
-        "{}/ca.crt",
-        r.input.settings.cluster.certificates_dir
-    ));
-    let ca = std::fs::read(&ca_path)
-        .map_err(|e| Error::Failed(format!("reading {}: {e}", ca_path.display())))?;
+    let ca = crate::host::fs::read_required(&r.input.pki_file("ca.crt"), "")?;
     let roots = http::certs_from_pem(&ca);
     let api = format!("{}/livez", r.input.settings.local_endpoint().url());
     until_ok("kube-apiserver", &http::agent(Some(roots)), &api, budget)?;
@@ -96,7 +91,7 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
         &r.input.budgets.kubelet_healthz,
         r.input.budgets.kubelet,
     )?;
-    let kubelet_conf = r.input.paths.host("/etc/kubernetes/kubelet.conf");
+    let kubelet_conf = r.input.paths.kubelet_conf();
     let budget = r.input.budgets.tls_bootstrap;
     // Polled once a second, as kubeadm does.
     let poll = Retry {
@@ -125,7 +120,7 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
         )));
     }
     log::info!(target: "wait-bootstrap", "TLS bootstrap done: {} written by the kubelet", kubelet_conf.display());
-    let bootstrap = r.input.paths.host("/etc/kubernetes/bootstrap-kubelet.conf");
+    let bootstrap = r.input.paths.bootstrap_kubelet_conf();
     match std::fs::remove_file(&bootstrap) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -27,6 +27,7 @@ pub const DEFAULT_DISCOVERY_BUDGET: Duration = Duration::from_secs(300);
 
 /// Runs token discovery against `join.api_server_endpoint` within `budget`.
 pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
+    let started = std::time::Instant::now();
     let url = format!("{}{CLUSTER_INFO_PATH}", join.api_server_endpoint.url());
     let insecure = http::agent_unverified();
     let policy = Retry::within(budget);
@@ -89,8 +90,15 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
     // Second fetch, now verifying the server with the CA we just pinned.
     let roots: Vec<ureq::tls::Certificate<'static>> = http::certs_from_pem(&info.ca_pem);
     let secure = http::agent(Some(roots));
-    let body = match http::retry(
-        &Retry::within(Duration::from_secs(30).min(budget)),
+    // What is left of the budget: a busy server (429, 503) or a slow one
+    // is waited for here as in the first fetch; only a TLS failure with the
+    // pinned CA is a verdict on the server.
+    let left = budget
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_secs(5));
+    let body = match http::retry_watched(
+        &Retry::within(left),
+        &format!("cluster-info over TLS verified with the pinned CA at {url}"),
         |t| http::send(&secure, Method::Get, &url, &[], t),
         |r| http::status_text(r.status),
     ) {
@@ -101,9 +109,15 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
                 http::status_text(reply.status)
             )));
         }
-        Err(http::GaveUp::Permanent(t) | http::GaveUp::Budget(t)) => {
+        Err(http::GaveUp::Permanent(t)) => {
             return Err(Error::Untrusted(format!(
                 "discovery from {url}: the API server failed TLS verification with the pinned CA ({t})"
+            )));
+        }
+        Err(http::GaveUp::Budget(t)) => {
+            return Err(Error::Failed(format!(
+                "discovery from {url}: the verified fetch gave up after {} s ({t})",
+                budget.as_secs()
             )));
         }
     };
