@@ -614,7 +614,8 @@ fn run_node(
     let role = mode.as_str().to_string();
     let started_at = status::now_rfc3339();
     let mut in_progress = |phase: &'static str, so_far: &[phases::PhaseRecord]| {
-        if effects != Effects::Full {
+        // status.json records full live runs only (not `init phase NAME`)
+        if effects != Effects::Full || only.is_some() {
             return;
         }
         let mut st = Status::in_progress(role.clone(), phase, started_at.clone());
