@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde_norway::Value;
 
-use super::kubeadm::{self, ClusterConfiguration, InitConfiguration, JoinConfiguration};
+use super::kubeadm::{self, Kind};
 use super::model::Warning;
 use super::raw::{self, NodeConfig, RawCluster, RawNode};
 use crate::envelope::{DocBody, Document};
@@ -42,7 +42,7 @@ pub struct Parsed {
     /// Prefix for every field path (e.g. `kubeboot.`).
     pub prefix: String,
     /// Canonical kubeboot field path → the name the user wrote.
-    pub names: BTreeMap<&'static str, String>,
+    pub names: BTreeMap<String, String>,
     /// Warnings (fields not acted on, documents ignored).
     pub warnings: Vec<Warning>,
 }
@@ -105,9 +105,9 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 /// One YAML document, classified.
 enum Doc {
     Kubeboot(Box<NodeConfig>),
-    Init(Box<InitConfiguration>, String),
-    Cluster(Box<ClusterConfiguration>, String),
-    Join(Box<JoinConfiguration>, String),
+    /// A kubeadm document (checked against the field table), its version
+    /// and the field-name errors found in it.
+    Kubeadm(Kind, Value, String, Vec<String>),
 }
 
 fn classify(
@@ -147,24 +147,7 @@ fn classify(
         }
         Some(v) if kubeadm::VERSIONS.contains(&v) => {
             let version = v.trim_start_matches("kubeadm.k8s.io/").to_string();
-            let note = "kubeadm field not acted on by kubeboot; ignored";
             match kind.as_deref() {
-                Some("InitConfiguration") => {
-                    let d = typed(value, origin, "InitConfiguration.", warnings, note)?;
-                    Ok(Some(Doc::Init(Box::new(d), version)))
-                }
-                Some("ClusterConfiguration") => {
-                    let mut d: ClusterConfiguration =
-                        typed(value, origin, "ClusterConfiguration.", warnings, note)?;
-                    if version == "v1beta3" {
-                        v1beta3_addons(&mut d, warnings);
-                    }
-                    Ok(Some(Doc::Cluster(Box::new(d), version)))
-                }
-                Some("JoinConfiguration") => {
-                    let d = typed(value, origin, "JoinConfiguration.", warnings, note)?;
-                    Ok(Some(Doc::Join(Box::new(d), version)))
-                }
                 Some(k @ ("ResetConfiguration" | "UpgradeConfiguration")) => {
                     warnings.push(Warning {
                         field: k.into(),
@@ -172,14 +155,27 @@ fn classify(
                     });
                     Ok(None)
                 }
-                other => Err(invalid(
-                    origin,
-                    "kind",
-                    format!(
-                        "{:?} is not a kubeadm kind kubeboot reads (InitConfiguration, ClusterConfiguration, JoinConfiguration)",
-                        other.unwrap_or("")
-                    ),
-                )),
+                other => {
+                    let Some(k) = other.and_then(Kind::from_name) else {
+                        return Err(invalid(
+                            origin,
+                            "kind",
+                            format!(
+                                "{:?} is not a kubeadm kind kubeboot reads (InitConfiguration, ClusterConfiguration, JoinConfiguration)",
+                                other.unwrap_or("")
+                            ),
+                        ));
+                    };
+                    let mut value = value;
+                    let checked = kubeadm::check(k, &version, &mut value);
+                    warnings.extend(checked.warnings);
+                    let errors = checked
+                        .errors
+                        .iter()
+                        .map(|(f, m)| format!("{origin}: {f}: {m}"))
+                        .collect();
+                    Ok(Some(Doc::Kubeadm(k, value, version, errors)))
+                }
             }
         }
         Some(v) if v.starts_with(kubeadm::GROUP) => Err(invalid(
@@ -213,25 +209,6 @@ fn classify(
     }
 }
 
-/// v1beta3 has no `dns.disabled` and no `proxy` (v1beta4 added them):
-/// kubeadm's strict decoder only warns about them, so kubeboot ignores them
-/// with a warning too rather than acting on a field the version lacks.
-fn v1beta3_addons(d: &mut ClusterConfiguration, warnings: &mut Vec<Warning>) {
-    let note = "not a kubeadm.k8s.io/v1beta3 field (v1beta4 added it); ignored, as kubeadm ignores it; use apiVersion kubeadm.k8s.io/v1beta4";
-    if d.dns.as_mut().and_then(|x| x.disabled.take()).is_some() {
-        warnings.push(Warning {
-            field: "ClusterConfiguration.dns.disabled".into(),
-            message: note.into(),
-        });
-    }
-    if d.proxy.take().is_some() {
-        warnings.push(Warning {
-            field: "ClusterConfiguration.proxy".into(),
-            message: note.into(),
-        });
-    }
-}
-
 /// Parses YAML text into its documents.
 fn yaml_documents(text: &str, origin: &str) -> Result<Vec<Value>, Error> {
     let mut out = Vec::new();
@@ -248,11 +225,13 @@ pub fn parse_documents(docs: &[Document]) -> Result<Parsed, Error> {
     let mut warnings = Vec::new();
     let mut kubeboot: Option<(NodeConfig, String, String)> = None;
     let mut kernel: Option<(NodeConfig, String)> = None;
-    let mut init: Option<(InitConfiguration, String)> = None;
-    let mut cluster: Option<(ClusterConfiguration, String)> = None;
-    let mut join: Option<(JoinConfiguration, String)> = None;
+    let mut init: Option<Value> = None;
+    let mut cluster: Option<Value> = None;
+    let mut join: Option<Value> = None;
     let mut version = String::new();
     let mut kubeadm_origin = String::new();
+    // every misnamed field of every kubeadm document, reported together
+    let mut field_errors: Vec<String> = Vec::new();
 
     for d in docs {
         let values = match &d.body {
@@ -294,21 +273,15 @@ pub fn parse_documents(docs: &[Document]) -> Result<Parsed, Error> {
                     }
                     kubeboot = Some((*c, d.origin.clone(), d.field_prefix.clone()));
                 }
-                Some(Doc::Init(c, v)) => {
-                    once("InitConfiguration", init.is_some())?;
-                    init = Some((*c, d.origin.clone()));
-                    version = v;
-                    kubeadm_origin = d.origin.clone();
-                }
-                Some(Doc::Cluster(c, v)) => {
-                    once("ClusterConfiguration", cluster.is_some())?;
-                    cluster = Some((*c, d.origin.clone()));
-                    version = v;
-                    kubeadm_origin = d.origin.clone();
-                }
-                Some(Doc::Join(c, v)) => {
-                    once("JoinConfiguration", join.is_some())?;
-                    join = Some((*c, d.origin.clone()));
+                Some(Doc::Kubeadm(kind, value, v, errors)) => {
+                    field_errors.extend(errors);
+                    let slot = match kind {
+                        Kind::Init => &mut init,
+                        Kind::Cluster => &mut cluster,
+                        _ => &mut join,
+                    };
+                    once(kind.name(), slot.is_some())?;
+                    *slot = Some(value);
                     version = v;
                     kubeadm_origin = d.origin.clone();
                 }
@@ -316,6 +289,9 @@ pub fn parse_documents(docs: &[Document]) -> Result<Parsed, Error> {
         }
     }
 
+    if !field_errors.is_empty() {
+        return Err(Error::Invalid(field_errors.join("\n")));
+    }
     let has_kubeadm = init.is_some() || cluster.is_some() || join.is_some();
     let sources = [kubeboot.is_some(), has_kubeadm, kernel.is_some()]
         .iter()
@@ -362,7 +338,7 @@ pub fn parse_documents(docs: &[Document]) -> Result<Parsed, Error> {
     if let Some((raw, origin)) = kernel {
         let mut names = BTreeMap::new();
         for (canon, arg) in KERNEL_NAMES {
-            names.insert(*canon, format!("kubeboot.{arg}"));
+            names.insert(canon.to_string(), format!("kubeboot.{arg}"));
         }
         return Ok(Parsed {
             raw,
@@ -391,18 +367,21 @@ pub fn parse_documents(docs: &[Document]) -> Result<Parsed, Error> {
                 "{kubeadm_origin}: a ClusterConfiguration alone does not say what this node does; add an InitConfiguration (first control plane) or a JoinConfiguration"
             )));
         }
-        let names = kubeadm::names(init.is_some(), is_join)
-            .into_iter()
-            .collect();
-        let raw = kubeadm::to_raw(init.map(|x| x.0), cluster.map(|x| x.0), join.map(|x| x.0))
-            .map_err(|errs| {
-                Error::Invalid(
-                    errs.into_iter()
-                        .map(|(f, m)| format!("{kubeadm_origin}: {f}: {m}"))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )
-            })?;
+        let names = kubeadm::names(init.is_some(), is_join);
+        let joined = |errs: Vec<(String, String)>| {
+            Error::Invalid(
+                errs.into_iter()
+                    .map(|(f, m)| format!("{kubeadm_origin}: {f}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        };
+        let value =
+            kubeadm::to_raw(init.as_ref(), cluster.as_ref(), join.as_ref()).map_err(joined)?;
+        let raw: NodeConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let field = kubeadm::rename(&names, &e.path().to_string());
+            invalid(&kubeadm_origin, &field, e.into_inner())
+        })?;
         return Ok(Parsed {
             raw,
             format: Format::Kubeadm(version),
