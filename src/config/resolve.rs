@@ -181,23 +181,21 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             );
         }
     }
+    // kubeboot's default stays ECDSA-P256 (kubeadm's is RSA-2048): 16 P-256
+    // keys take milliseconds, 16 RSA-2048 keys most of a second.
     let key_algorithm = match get(|c| c.key_algorithm.as_ref()).as_deref() {
-        None | Some("ECDSA-P256") => KeyAlgorithm::EcdsaP256,
-        Some("ECDSA-P384") => KeyAlgorithm::EcdsaP384,
-        Some(a @ ("RSA-2048" | "RSA-3072" | "RSA-4096")) => {
-            p.add(
-                "cluster.keyAlgorithm",
-                format!("{a} key generation is not supported; use ECDSA-P256 (default) or ECDSA-P384 (existing RSA CAs you supply are still loaded and used)"),
-            );
-            KeyAlgorithm::EcdsaP256
-        }
-        Some(a) => {
-            p.add(
-                "cluster.keyAlgorithm",
-                format!("{a:?} is not one of ECDSA-P256, ECDSA-P384"),
-            );
-            KeyAlgorithm::EcdsaP256
-        }
+        None => KeyAlgorithm::EcdsaP256,
+        Some(a) => match KeyAlgorithm::ALL.into_iter().find(|k| k.as_str() == a) {
+            Some(k) => k,
+            None => {
+                let all: Vec<&str> = KeyAlgorithm::ALL.iter().map(|k| k.as_str()).collect();
+                p.add(
+                    "cluster.keyAlgorithm",
+                    format!("{a:?} is not one of {}", all.join(", ")),
+                );
+                KeyAlgorithm::EcdsaP256
+            }
+        },
     };
     let mut validity = |canon: &str, v: Option<String>, default: u64| match v {
         None => default,

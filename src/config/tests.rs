@@ -246,12 +246,25 @@ fn kubeadm_errors_name_kubeadm_fields() {
         "{e}"
     );
     let e = err(
-        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nencryptionAlgorithm: RSA-2048\n",
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nencryptionAlgorithm: RSA-1024\n",
     );
     assert!(
-        e.contains("ClusterConfiguration.encryptionAlgorithm") && e.contains("ECDSA-P256"),
+        e.contains("ClusterConfiguration.encryptionAlgorithm") && e.contains("RSA-2048"),
         "{e}"
     );
+    for a in [
+        "RSA-2048",
+        "RSA-3072",
+        "RSA-4096",
+        "ECDSA-P256",
+        "ECDSA-P384",
+    ] {
+        let l = load(&format!(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nencryptionAlgorithm: {a}\n"
+        ))
+        .unwrap();
+        assert_eq!(l.settings.cluster.key_algorithm.as_str(), a);
+    }
 }
 
 #[test]
