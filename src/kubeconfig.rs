@@ -30,6 +30,11 @@ pub enum Server {
     ControlPlane,
     /// This node's advertise address and bind port.
     Local,
+    /// The kubelet's: [`Server::Local`] when kubeadm's
+    /// `ControlPlaneKubeletLocalMode` is on (1.33+ by default), else
+    /// [`Server::ControlPlane`] (kubeadm's `kubeconfig/kubelet` phase,
+    /// `cmd/kubeadm/app/phases/kubeconfig/kubeconfig.go`).
+    Kubelet,
 }
 
 /// One kubeconfig file of the table.
@@ -67,7 +72,7 @@ pub const KUBECONFIGS: &[KubeconfigRow] = &[
         file: "kubelet.conf",
         user: None,
         org: Some("system:nodes"),
-        server: Server::Local,
+        server: Server::Kubelet,
         init_only: true,
     },
     KubeconfigRow {
@@ -108,6 +113,10 @@ pub fn server_url(row: &KubeconfigRow, settings: &Settings) -> String {
     match row.server {
         Server::ControlPlane => settings.control_plane_endpoint(),
         Server::Local => settings.local_endpoint(),
+        Server::Kubelet if crate::kubelet::control_plane_kubelet_local_mode(settings) => {
+            settings.local_endpoint()
+        }
+        Server::Kubelet => settings.control_plane_endpoint(),
     }
     .url()
 }

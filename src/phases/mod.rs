@@ -574,7 +574,8 @@ fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
         .host(format!("{}/ca.crt", r.settings.cluster.certificates_dir));
     fs::write_atomic(r.paths.root(), &ca_path, &info.ca_pem, 0o644, r.sync())?;
     r.record("discovery", ca_path, "written", "cluster CA".into());
-    let text = kubeconfig::render_bootstrap(&info.server, &info.ca_pem, &join.token);
+    let server = kubelet::bootstrap_server(&r.settings, &info.server);
+    let text = kubeconfig::render_bootstrap(&server, &info.ca_pem, &join.token);
     let kc = r.paths.host("/etc/kubernetes/bootstrap-kubelet.conf");
     fs::write_atomic(r.paths.root(), &kc, text.as_bytes(), 0o600, r.sync())?;
     r.record(
