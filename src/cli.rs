@@ -94,6 +94,61 @@ pub enum CertsCommand {
     },
 }
 
+const INIT_PHASE_HELP: &str = "\
+Examples:
+  kubeboot init phase certs --config kubeadm.yaml
+  kubeboot init phase certs/apiserver --config kubeadm.yaml
+  kubeboot init --config kubeadm.yaml phase control-plane/all
+  kubeboot init phase list
+
+Phases (`NAME/all` runs every sub-phase; --skip-phases and skipPhases take the same names):
+";
+
+const JOIN_PHASE_HELP: &str = "\
+Examples:
+  kubeboot join phase kubelet-start --config join.yaml
+  kubeboot join phase control-plane-prepare/certs --config join.yaml
+  kubeboot join --config join.yaml phase control-plane-join/mark-control-plane
+  kubeboot join phase list
+
+Phases (`NAME/all` runs every sub-phase; --skip-phases and skipPhases take the same names):
+";
+
+/// The command line as clap sees it: [`Cli`] with `init phase` and
+/// `join phase` each given their own help (examples and the phase tree).
+/// `main`, completions and the man page all use this.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let phase_help = |init: bool| {
+        let (head, list) = if init {
+            (INIT_PHASE_HELP, crate::phases::plan::init_phases())
+        } else {
+            (JOIN_PHASE_HELP, crate::phases::plan::join_phases())
+        };
+        format!("{head}{}", crate::phases::runner::tree(&list))
+    };
+    Cli::command()
+        .mut_subcommand("init", |c| {
+            c.mut_subcommand("phase", |p| {
+                p.about("Run one init phase or sub-phase (`kubeboot init phase certs/apiserver`); `list` prints them")
+                    .after_help(phase_help(true))
+            })
+        })
+        .mut_subcommand("join", |c| {
+            c.mut_subcommand("phase", |p| {
+                p.about("Run one join phase or sub-phase (`kubeboot join phase kubelet-start`); `list` prints them")
+                    .after_help(phase_help(false))
+            })
+        })
+}
+
+/// Parses the process's arguments with [`command`].
+pub fn parse() -> std::result::Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let mut m = command().try_get_matches()?;
+    Cli::from_arg_matches_mut(&mut m)
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {

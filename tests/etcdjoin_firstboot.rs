@@ -509,8 +509,8 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
         "kubelet-start",
         "etcd-join",
         "wait-bootstrap",
+        "control-plane-join",
         "wait-control-plane",
-        "mark-control-plane",
     ] {
         assert!(done.contains(&p), "{p} not done: {done:?}");
     }

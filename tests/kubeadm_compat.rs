@@ -85,3 +85,280 @@ fn kubelet_conf_endpoint_follows_version_and_gate() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+const INIT: &str = "apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+nodeRegistration: {name: cp-1}
+localAPIEndpoint: {advertiseAddress: 10.0.0.10}
+";
+
+fn ok(o: &std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+/// Issue 11 item 1: phase options after the phase name (kubeadm's form, as
+/// docs/operations.md shows) and before it; `join phase --help` shows join's
+/// examples, not init's.
+#[test]
+fn phase_options_before_and_after_the_name() {
+    let dir = tmpdir("phase-options");
+    let cfg = dir.join("init.yaml");
+    std::fs::write(&cfg, INIT).unwrap();
+    let (c, a, b) = (cfg.to_str().unwrap(), dir.join("after"), dir.join("before"));
+    ok(&kubeboot(&[
+        "init",
+        "phase",
+        "certs",
+        "--config",
+        c,
+        "--root",
+        a.to_str().unwrap(),
+    ]));
+    ok(&kubeboot(&[
+        "init",
+        "--config",
+        c,
+        "--root",
+        b.to_str().unwrap(),
+        "phase",
+        "certs",
+    ]));
+    for root in [&a, &b] {
+        assert!(root.join("etc/kubernetes/pki/apiserver.crt").is_file());
+        assert!(
+            !root.join("etc/kubernetes/admin.conf").exists(),
+            "only certs ran"
+        );
+    }
+    let help = ok(&kubeboot(&["join", "phase", "--help"]));
+    assert!(help.contains("kubeboot join phase kubelet-start"), "{help}");
+    assert!(!help.contains("kubeboot init phase"), "{help}");
+    assert!(
+        help.contains("control-plane-join"),
+        "join's phases listed: {help}"
+    );
+    let help = ok(&kubeboot(&["init", "phase", "--help"]));
+    assert!(
+        help.contains("kubeboot init phase certs/apiserver"),
+        "{help}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 11 item 2: kubeadm's sub-phase names in `phase NAME`,
+/// `--skip-phases` and `skipPhases`; `phase list` prints the tree with
+/// kubeboot's own phases marked.
+#[test]
+fn sub_phases_in_phase_skip_phases_and_skip_phases_field() {
+    let dir = tmpdir("sub-phases");
+    let cfg = dir.join("init.yaml");
+    std::fs::write(&cfg, INIT).unwrap();
+    let c = cfg.to_str().unwrap();
+    let root = dir.join("one");
+    let r = root.to_str().unwrap();
+    let pki = root.join("etc/kubernetes/pki");
+    // a leaf alone needs its CA on disk
+    let o = kubeboot(&[
+        "init",
+        "phase",
+        "certs/apiserver",
+        "--config",
+        c,
+        "--root",
+        r,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("run `phase certs/ca` first"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(&kubeboot(&[
+        "init", "phase", "certs/ca", "--config", c, "--root", r,
+    ]));
+    ok(&kubeboot(&[
+        "init",
+        "phase",
+        "certs/apiserver",
+        "--config",
+        c,
+        "--root",
+        r,
+    ]));
+    let mut files: Vec<String> = std::fs::read_dir(&pki)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["apiserver.crt", "apiserver.key", "ca.crt", "ca.key"]
+    );
+    // openssl: the apiserver certificate chains to that CA
+    let v = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(pki.join("ca.crt"))
+        .arg(pki.join("apiserver.crt"))
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", text(&v.stdout));
+    ok(&kubeboot(&[
+        "init",
+        "phase",
+        "kubeconfig/scheduler",
+        "--config",
+        c,
+        "--root",
+        r,
+    ]));
+    let kdir = root.join("etc/kubernetes");
+    assert!(kdir.join("scheduler.conf").is_file() && !kdir.join("admin.conf").exists());
+    ok(&kubeboot(&[
+        "init",
+        "phase",
+        "control-plane/scheduler",
+        "--config",
+        c,
+        "--root",
+        r,
+    ]));
+    let pods: Vec<String> = std::fs::read_dir(kdir.join("manifests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(pods, ["kube-scheduler.yaml"]);
+
+    // --skip-phases with sub-phases: every cert but the service-account key
+    let two = dir.join("two");
+    ok(&kubeboot(&[
+        "init",
+        "phase",
+        "certs/all",
+        "--config",
+        c,
+        "--root",
+        two.to_str().unwrap(),
+        "--skip-phases",
+        "certs/sa,certs/front-proxy-client",
+    ]));
+    let p2 = two.join("etc/kubernetes/pki");
+    assert!(p2.join("etcd/peer.crt").is_file() && p2.join("front-proxy-ca.crt").is_file());
+    assert!(!p2.join("sa.key").exists() && !p2.join("front-proxy-client.crt").exists());
+
+    // skipPhases in kubeadm's form: validates, and a run accepts it
+    let skip = dir.join("skip.yaml");
+    std::fs::write(
+        &skip,
+        format!("{INIT}skipPhases: [addon/kube-proxy, certs/sa]\n"),
+    )
+    .unwrap();
+    ok(&kubeboot(&["config", "validate", skip.to_str().unwrap()]));
+    let three = dir.join("three");
+    ok(&kubeboot(&[
+        "init",
+        "--config",
+        skip.to_str().unwrap(),
+        "--root",
+        three.to_str().unwrap(),
+        "--dry-run",
+    ]));
+    assert!(three.join("etc/kubernetes/pki/ca.crt").is_file());
+    assert!(
+        !three.join("etc/kubernetes/pki/sa.key").exists(),
+        "skipPhases certs/sa"
+    );
+    // a misspelt sub-phase is refused by config validate, exit 2
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, format!("{INIT}skipPhases: [addon/kubeproxy]\n")).unwrap();
+    let o = kubeboot(&["config", "validate", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("addon/kube-proxy"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    let list = ok(&kubeboot(&["init", "phase", "list"]));
+    for l in [
+        "  /kube-proxy",
+        "  /apiserver-etcd-client",
+        "  /enable-client-cert-rotation",
+        "  /local",
+    ] {
+        assert!(list.contains(l), "{l}: {list}");
+    }
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("userdata-files") && l.ends_with("[kubeboot]")),
+        "{list}"
+    );
+    let list = ok(&kubeboot(&["join", "phase", "list"]));
+    for p in ["discovery", "download-certs"] {
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with(p) && l.ends_with("[kubeboot]")),
+            "{list}"
+        );
+    }
+    assert!(list.contains("control-plane-prepare") && list.contains("  /mark-control-plane"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 11 item 8: kubeadm's phase order (`cmd/kubeadm/app/cmd/init.go`,
+/// `join.go`, v1.32–v1.34): kubelet-finalize before addon; join marks the
+/// control plane (control-plane-join) before wait-control-plane.
+#[test]
+fn phase_order_is_kubeadms() {
+    let top = |cmd: &str| -> Vec<String> {
+        ok(&kubeboot(&[cmd, "phase", "list"]))
+            .lines()
+            .filter(|l| !l.starts_with(' '))
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect()
+    };
+    let init = top("init");
+    let kubeadm_init = [
+        "preflight",
+        "certs",
+        "kubeconfig",
+        "etcd",
+        "control-plane",
+        "kubelet-start",
+        "wait-control-plane",
+        "upload-config",
+        "upload-certs",
+        "mark-control-plane",
+        "bootstrap-token",
+        "kubelet-finalize",
+        "addon",
+        "show-join-command",
+    ];
+    let ours: Vec<&str> = init
+        .iter()
+        .map(String::as_str)
+        .filter(|p| *p != "userdata-files")
+        .collect();
+    assert_eq!(ours, kubeadm_init);
+    let join = top("join");
+    let kubeadm_join = [
+        "preflight",
+        "control-plane-prepare",
+        "kubelet-start",
+        "etcd-join",
+        "wait-bootstrap",
+        "control-plane-join",
+        "wait-control-plane",
+    ];
+    let ours: Vec<&str> = join
+        .iter()
+        .map(String::as_str)
+        .filter(|p| !["userdata-files", "discovery", "download-certs"].contains(p))
+        .collect();
+    assert_eq!(ours, kubeadm_join);
+}

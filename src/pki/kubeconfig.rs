@@ -396,6 +396,19 @@ pub fn ensure_kubeconfigs(
     now: OffsetDateTime,
     sync: Sync,
 ) -> Result<PkiReport> {
+    ensure_kubeconfigs_only(settings, paths, now, sync, &|_| true)
+}
+
+/// [`ensure_kubeconfigs`] for the files `want` names by kubeadm's
+/// `kubeconfig/<name>` sub-phase names (`admin`, `super-admin`, `kubelet`,
+/// `controller-manager`, `scheduler`: the file name without `.conf`).
+pub fn ensure_kubeconfigs_only(
+    settings: &Settings,
+    paths: &Paths,
+    now: OffsetDateTime,
+    sync: Sync,
+    want: &dyn Fn(&str) -> bool,
+) -> Result<PkiReport> {
     let now = now.replace_nanosecond(0).unwrap_or(now);
     let mut report = PkiReport::default();
     let mut w = Writer {
@@ -409,7 +422,7 @@ pub fn ensure_kubeconfigs(
     let ca = tree::load_ca(settings, paths, &w, "ca")?;
     let ca_pem = cert::to_pem(&ca.der);
     let rng = SystemRandom::new();
-    for row in rows(settings) {
+    for row in rows(settings).filter(|r| want(r.file.trim_end_matches(".conf"))) {
         let path: PathBuf = paths.kubernetes_dir().join(row.file);
         let want = Want {
             cluster: &settings.cluster.name,
