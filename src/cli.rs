@@ -47,6 +47,26 @@ pub enum Command {
     Certs(CertsCommand),
     /// Print the version.
     Version,
+    /// Print a shell completion script (`kubeboot completion bash > /etc/bash_completion.d/kubeboot`).
+    Completion {
+        /// bash, zsh or fish.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff), as installed as kubeboot.1.
+    #[command(hide = true)]
+    Man,
+}
+
+/// Shells `completion` writes for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CompletionShell {
+    /// GNU bash.
+    Bash,
+    /// zsh.
+    Zsh,
+    /// fish.
+    Fish,
 }
 
 /// `config` subcommands.
@@ -65,6 +85,43 @@ pub enum ConfigCommand {
         /// Source selection.
         #[command(flatten)]
         source: SourceArgs,
+    },
+    /// Print default configurations (like `kubeadm config print`), with kubeboot's defaults.
+    #[command(subcommand)]
+    Print(PrintCommand),
+    /// Container images (like `kubeadm config images`).
+    #[command(subcommand)]
+    Images(ImagesCommand),
+}
+
+/// `config print` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PrintCommand {
+    /// An InitConfiguration and ClusterConfiguration (kubeadm v1beta4) with kubeboot's defaults.
+    InitDefaults {
+        /// `kubeadm` (v1beta4 documents) or `kubeboot` (a NodeConfig).
+        #[arg(long, value_enum, default_value = "kubeadm")]
+        format: crate::kubeadm_cmds::PrintFormat,
+    },
+    /// A JoinConfiguration (kubeadm v1beta4) with kubeboot's defaults.
+    JoinDefaults {
+        /// `kubeadm` (v1beta4 documents) or `kubeboot` (a NodeConfig).
+        #[arg(long, value_enum, default_value = "kubeadm")]
+        format: crate::kubeadm_cmds::PrintFormat,
+    },
+}
+
+/// `config images` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Print the images a control-plane node runs, one per line, in kubeadm's order.
+    List {
+        /// Config file (any envelope); kubeboot's defaults when omitted.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Kubernetes version (overrides the config's).
+        #[arg(long, value_name = "VERSION")]
+        kubernetes_version: Option<String>,
     },
 }
 
@@ -156,6 +213,41 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Config(ConfigCommand::Validate { files }) => commands::config_validate(&files),
         Command::Config(ConfigCommand::Show { file, source }) => {
             commands::config_show(file, &source)
+        }
+        Command::Config(ConfigCommand::Print(p)) => {
+            let text = match p {
+                PrintCommand::InitDefaults { format } => {
+                    crate::kubeadm_cmds::init_defaults(format)?
+                }
+                PrintCommand::JoinDefaults { format } => {
+                    crate::kubeadm_cmds::join_defaults(format)?
+                }
+            };
+            crate::out!("{text}");
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Images(ImagesCommand::List {
+            config,
+            kubernetes_version,
+        })) => {
+            let s = crate::kubeadm_cmds::images_settings(
+                config.as_deref(),
+                kubernetes_version.as_deref(),
+            )?;
+            for i in crate::kubeadm_cmds::images(&s) {
+                crate::outln!("{i}");
+            }
+            Ok(())
+        }
+        Command::Completion { shell } => crate::kubeadm_cmds::completion(match shell {
+            CompletionShell::Bash => clap_complete::Shell::Bash,
+            CompletionShell::Zsh => clap_complete::Shell::Zsh,
+            CompletionShell::Fish => clap_complete::Shell::Fish,
+        }),
+        Command::Man => {
+            let roff = crate::kubeadm_cmds::man_page()?;
+            crate::out!("{}", String::from_utf8_lossy(&roff));
+            Ok(())
         }
         Command::Token(TokenCommand::Generate) => commands::token_generate(),
         Command::Certs(CertsCommand::CaHash { file }) => commands::certs_ca_hash(&file),
