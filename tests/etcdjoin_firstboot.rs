@@ -547,6 +547,14 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
             .is_some(),
         "{node}"
     );
+    // issue 11 item 7: on 1.33 (kubeadm's NodeLocalCRISocket off) the
+    // joined Node carries the CRI socket annotation, as kubeadm's
+    // kubelet-wait-bootstrap writes it, through kubelet.conf's client
+    assert_eq!(
+        node["metadata"]["annotations"]["kubeadm.alpha.kubernetes.io/cri-socket"],
+        "unix:///var/run/containerd/containerd.sock",
+        "{node}"
+    );
 
     // Two started voting members; B is one, with its peer URL.
     let via_b = client(root_b, &b_client);

@@ -332,6 +332,17 @@ pub fn client_cert_and_key(kubeconfig: &[u8], paths: &Paths) -> Result<(Vec<u8>,
     Ok((cert_pem, Secret::new(key)))
 }
 
+/// The current cluster's server URL of a kubeconfig.
+pub fn server(kubeconfig: &[u8]) -> Result<String, String> {
+    let kc: Kubeconfig =
+        serde_norway::from_slice(kubeconfig).map_err(|e| format!("not a kubeconfig: {e}"))?;
+    current(&kc)?
+        .cluster
+        .server
+        .clone()
+        .ok_or_else(|| "its current cluster has no server".to_string())
+}
+
 struct Want<'a> {
     cluster: &'a str,
     server: String,

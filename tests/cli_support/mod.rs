@@ -56,7 +56,8 @@ pub fn seed(root: &std::path::Path, userdata: &str) {
 /// A fake `systemctl` at `script` for runs on `root` (pass it with
 /// `--systemctl`): appends its arguments to `log`, and `restart ... kubelet`
 /// plays the kubelet's TLS bootstrap by writing `etc/kubernetes/kubelet.conf`
-/// (when absent) and, with `client_cert`, the rotated client certificate
+/// (when absent; a copy of admin.conf on a control plane, so the client
+/// certificate works against the test's API server, else a stub) and, with `client_cert`, the rotated client certificate
 /// `var/lib/kubelet/pki/kubelet-client-current.pem` that `kubelet-finalize`
 /// waits for.
 #[allow(dead_code)]
@@ -78,7 +79,7 @@ pub fn fake_systemctl(
     std::fs::write(
         script,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*)\n  mkdir -p '{r}/etc/kubernetes'\n  [ -f '{r}/etc/kubernetes/kubelet.conf' ] || echo 'apiVersion: v1' > '{r}/etc/kubernetes/kubelet.conf'\n{cert};;\nesac\nexit 0\n",
+            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*)\n  mkdir -p '{r}/etc/kubernetes'\n  [ -f '{r}/etc/kubernetes/kubelet.conf' ] || {{ [ -f '{r}/etc/kubernetes/admin.conf' ] && cp '{r}/etc/kubernetes/admin.conf' '{r}/etc/kubernetes/kubelet.conf' || echo 'apiVersion: v1' > '{r}/etc/kubernetes/kubelet.conf'; }}\n{cert};;\nesac\nexit 0\n",
             log = log.display(),
             r = root.display()
         ),
