@@ -752,7 +752,36 @@ fn a_refusing_api_server_fails_upload_config_within_bounds() {
 
 #[test]
 fn a_worker_joins_with_the_cluster_info_the_builders_produce() {
-    let c = cluster("worker", false);
+    worker_join("worker", None);
+}
+
+/// Issue 11 item 7: a worker joining a 1.33 cluster (kubeadm's
+/// NodeLocalCRISocket off) annotates its Node with the CRI socket after the
+/// TLS bootstrap, as the node (kubelet.conf), as kubeadm's
+/// kubelet-wait-bootstrap does.
+#[test]
+fn a_1_33_worker_annotates_its_node_with_the_cri_socket() {
+    worker_join("worker-133", Some("v1.33.4"));
+}
+
+/// RFC 7386 merge of `patch` into `target`.
+fn json_merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    json_merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+fn worker_join(name: &str, version: Option<&str>) {
+    let c = cluster(name, false);
     let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
     assert!(o.status.success(), "{}", text(&o.stderr));
     let (id, secret) = check_first_run(&c);
@@ -770,10 +799,24 @@ fn a_worker_joins_with_the_cluster_info_the_builders_produce() {
     let worker_api = Server::https(
         tls_config(&pki.join("apiserver.crt"), &pki.join("apiserver.key"), None),
         move |req, _| {
-            let objs = served.lock().unwrap();
+            let mut objs = served.lock().unwrap();
             let public = req.path.starts_with("/api/v1/namespaces/kube-public/");
+            // the Node, as the node itself (kubelet.conf) reads and patches it
+            let node = req.path.starts_with("/api/v1/nodes/");
+            if node && req.method == "PATCH" {
+                let patch: Value = serde_json::from_slice(&req.body).unwrap();
+                return match objs.get_mut(&req.path) {
+                    Some(o) => {
+                        json_merge(o, &patch);
+                        ok(&serde_json::to_vec(o).unwrap())
+                    }
+                    None => status_reply(404, "NotFound"),
+                };
+            }
             match objs.get(&req.path) {
-                Some(o) if public || req.header("Authorization") == Some(bearer.as_str()) => {
+                Some(o)
+                    if public || node || req.header("Authorization") == Some(bearer.as_str()) =>
+                {
                     ok(&serde_json::to_vec(o).unwrap())
                 }
                 Some(_) => status_reply(401, "Unauthorized"),
@@ -796,15 +839,42 @@ fn a_worker_joins_with_the_cluster_info_the_builders_produce() {
         cm["data"][format!("jws-kubeconfig-{id}")] =
             json!(kubeboot::api::discovery::sign_detached(&kubeconfig, &token));
         objs.insert(built[0].item.clone(), cm);
+        if version.is_some() {
+            objs.insert(
+                "/api/v1/nodes/worker-1".into(),
+                json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"}}),
+            );
+        }
     }
     let wroot = c.dir.join("worker");
+    if version.is_some() {
+        // what the kubelet leaves after its TLS bootstrap: kubelet.conf with
+        // a client certificate (here init's admin one) for this API server
+        let admin = std::fs::read_to_string(c.root.join("etc/kubernetes/admin.conf")).unwrap();
+        let kubelet_conf: String = admin
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("server: ") {
+                    format!("    server: https://127.0.0.1:{}", worker_api.port)
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::create_dir_all(wroot.join("etc/kubernetes")).unwrap();
+        std::fs::write(wroot.join("etc/kubernetes/kubelet.conf"), kubelet_conf).unwrap();
+    }
     let pin = text(&kubeboot(&["certs", "ca-hash", pki.join("ca.crt").to_str().unwrap()]).stdout);
     seed(
         &wroot,
         &format!(
-            "#cloud-config\nkubeboot:\n  role: worker\n  server: 127.0.0.1:{}\n  token: {id}.{secret}\n  caCertHash: {}\n  node:\n    name: worker-1\n",
+            "#cloud-config\nkubeboot:\n  role: worker\n  server: 127.0.0.1:{}\n  token: {id}.{secret}\n  caCertHash: {}\n  node:\n    name: worker-1\n{}",
             worker_api.port,
-            pin.trim()
+            pin.trim(),
+            version
+                .map(|v| format!("  cluster:\n    kubernetesVersion: {v}\n"))
+                .unwrap_or_default()
         ),
     );
     let wctl = fake_systemctl(&c.dir, &wroot);
@@ -835,6 +905,25 @@ fn a_worker_joins_with_the_cluster_info_the_builders_produce() {
         std::fs::read(wroot.join("etc/kubernetes/pki/ca.crt")).unwrap(),
         ca
     );
+    let node = objects
+        .lock()
+        .unwrap()
+        .get("/api/v1/nodes/worker-1")
+        .cloned()
+        .unwrap_or_default();
+    let patched = worker_api.requests().iter().any(|r| r.method == "PATCH");
+    if version.is_some() {
+        assert_eq!(
+            node["metadata"]["annotations"]["kubeadm.alpha.kubernetes.io/cri-socket"],
+            "unix:///var/run/containerd/containerd.sock",
+            "{node}"
+        );
+    } else {
+        assert!(
+            !patched,
+            "1.34 keeps the socket in instance-config.yaml, not on the Node"
+        );
+    }
     std::fs::remove_dir_all(&c.dir).unwrap();
 }
 
