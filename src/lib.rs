@@ -35,6 +35,8 @@ pub mod error;
 pub mod host;
 pub mod kubeadm_cmds;
 pub mod kubelet;
+#[cfg(test)]
+mod layers;
 pub mod logging;
 pub mod manifests;
 pub mod net;

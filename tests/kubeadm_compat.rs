@@ -3,6 +3,9 @@
 
 mod cli_support;
 
+#[path = "peer_support/mod.rs"]
+mod peer_support;
+
 use cli_support::{kubeboot, text};
 use std::path::Path;
 use std::process::Command;
@@ -12,8 +15,8 @@ fn tmpdir(name: &str) -> std::path::PathBuf {
 }
 
 /// The server of a kubeconfig's current cluster, as kubectl reads it.
-fn kubectl_server(kubeconfig: &Path) -> String {
-    let o = Command::new("kubectl")
+fn kubectl_server(kubectl: &Path, kubeconfig: &Path) -> String {
+    let o = Command::new(kubectl)
         .args(["config", "view", "--kubeconfig"])
         .arg(kubeconfig)
         .args(["-o", "jsonpath={.clusters[0].cluster.server}"])
@@ -43,6 +46,13 @@ controlPlaneEndpoint: lb.example.test:6443
 /// on from 1.33 (this node's API server); a featureGates entry overrides.
 #[test]
 fn kubelet_conf_endpoint_follows_version_and_gate() {
+    let Some(kubectl) = peer_support::tool(
+        "kubelet_conf_endpoint_follows_version_and_gate",
+        "kubectl",
+        "kubectl from dl.k8s.io",
+    ) else {
+        return;
+    };
     let dir = tmpdir("kubelet-endpoint");
     let cases = [
         ("v1.32.5", "", "https://lb.example.test:6443"),
@@ -72,14 +82,14 @@ fn kubelet_conf_endpoint_follows_version_and_gate() {
         ]);
         assert!(o.status.success(), "{}", text(&o.stderr));
         let kc = root.join("etc/kubernetes/kubelet.conf");
-        assert_eq!(&kubectl_server(&kc), want, "{version} {gates}");
+        assert_eq!(&kubectl_server(&kubectl, &kc), want, "{version} {gates}");
         // the other kubeconfigs do not move
         assert_eq!(
-            kubectl_server(&root.join("etc/kubernetes/admin.conf")),
+            kubectl_server(&kubectl, &root.join("etc/kubernetes/admin.conf")),
             "https://lb.example.test:6443"
         );
         assert_eq!(
-            kubectl_server(&root.join("etc/kubernetes/scheduler.conf")),
+            kubectl_server(&kubectl, &root.join("etc/kubernetes/scheduler.conf")),
             "https://10.0.0.10:6443"
         );
     }
@@ -487,17 +497,28 @@ fn completion_and_man_page_installed() {
     .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
     let page = root.join("usr/share/man/man1/kubeboot.1");
-    let o = Command::new("groff")
+    assert!(
+        root.join("usr/share/bash-completion/completions/kubeboot")
+            .is_file()
+    );
+    let Some(groff) = peer_support::tool(
+        "completion_and_man_page_installed",
+        "groff",
+        "apt-get install groff-base",
+    ) else {
+        return;
+    };
+    let o = Command::new(&groff)
         .args(["-man", "-Tutf8", "-ww", "-z"])
         .arg(&page)
         .output()
-        .expect("groff (groff-base)");
+        .unwrap();
     assert!(
         o.status.success() && o.stderr.is_empty(),
         "{}",
         text(&o.stderr)
     );
-    let o = Command::new("groff")
+    let o = Command::new(&groff)
         .args(["-man", "-Tascii"])
         .arg(&page)
         .output()
