@@ -239,14 +239,23 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Completion { shell } => crate::kubeadm_cmds::completion(match shell {
-            CompletionShell::Bash => clap_complete::Shell::Bash,
-            CompletionShell::Zsh => clap_complete::Shell::Zsh,
-            CompletionShell::Fish => clap_complete::Shell::Fish,
-        }),
+        Command::Completion { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut command(), "kubeboot", &mut out);
+            crate::out!("{}", String::from_utf8_lossy(&out));
+            Ok(())
+        }
         Command::Man => {
-            let roff = crate::kubeadm_cmds::man_page()?;
-            crate::out!("{}", String::from_utf8_lossy(&roff));
+            let mut out = Vec::new();
+            clap_mangen::Man::new(command())
+                .render(&mut out)
+                .map_err(|e| crate::error::Error::Failed(format!("rendering the man page: {e}")))?;
+            crate::out!("{}", String::from_utf8_lossy(&out));
             Ok(())
         }
         Command::Token(TokenCommand::Generate) => commands::token_generate(),

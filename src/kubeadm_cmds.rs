@@ -1,6 +1,7 @@
 //! The commands a kubeadm user reaches for besides init and join:
-//! `config print init-defaults|join-defaults`, `config images list`,
-//! `completion bash|zsh|fish`, and the man page.
+//! `config print init-defaults|join-defaults` and `config images list`
+//! (`completion` and the man page are generated from clap's definition in
+//! `cli.rs`).
 //!
 //! `config print` prints kubeadm v1beta4 documents (as `kubeadm config
 //! print`, `cmd/kubeadm/app/cmd/config.go`) holding the defaults *kubeboot*
@@ -197,22 +198,4 @@ pub fn images_settings(
         s.cluster.kubernetes_version = v.to_string();
     }
     Ok(s)
-}
-
-/// `completion SHELL`: the completion script for `kubeboot`.
-pub fn completion(shell: clap_complete::Shell) -> Result<()> {
-    let mut cmd = crate::cli::command();
-    let mut out = Vec::new();
-    clap_complete::generate(shell, &mut cmd, "kubeboot", &mut out);
-    crate::out!("{}", String::from_utf8_lossy(&out));
-    Ok(())
-}
-
-/// The man page (roff), `kubeboot.1`.
-pub fn man_page() -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    clap_mangen::Man::new(crate::cli::command())
-        .render(&mut out)
-        .map_err(|e| Error::Failed(format!("rendering the man page: {e}")))?;
-    Ok(out)
 }
