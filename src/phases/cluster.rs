@@ -27,7 +27,7 @@ pub(super) fn run_upload_config(r: &mut NodeRun<'_>) -> Result<(), Error> {
     })?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::Failed(format!("{}: not UTF-8 text", path.display())))?;
-    let mut objs = api::objects::upload_config(&r.input.settings, &text).map_err(Error::Failed)?;
+    let mut objs = api::objects::upload_config(&r.input.settings, &text)?;
     // sub-phases: `kubelet` is kubelet-config and its Role/RoleBinding,
     // `kubeadm` the rest (kubeadm-config and its RBAC)
     let (kubeadm, kubelet) = (r.wants("kubeadm"), r.wants("kubelet"));
@@ -127,10 +127,10 @@ pub(super) fn run_addon(r: &mut NodeRun<'_>) -> Result<(), Error> {
     let s = &r.input.settings;
     let mut objs = Vec::new();
     if r.wants("coredns") && !s.cluster.dns.disabled {
-        objs.extend(api::addons::coredns(s).map_err(Error::Failed)?);
+        objs.extend(api::addons::coredns(s)?);
     }
     if r.wants("kube-proxy") && !s.cluster.proxy.disabled {
-        objs.extend(api::addons::kube_proxy(s).map_err(Error::Failed)?);
+        objs.extend(api::addons::kube_proxy(s)?);
     }
     kube.apply_all("addon", &objs)
 }
