@@ -55,6 +55,8 @@ pub enum Command {
     /// Certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Show the outcome of kubeboot's runs on this node: first boot (also while it runs), renewals.
+    Status(StatusArgs),
     /// Print the version.
     Version,
     /// Print a shell completion script (`kubeboot completion bash > /etc/bash_completion.d/kubeboot`).
@@ -77,6 +79,17 @@ pub enum CompletionShell {
     Zsh,
     /// fish.
     Fish,
+}
+
+/// Arguments of `status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Host root.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Print the status files as one JSON object (for scripts).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `config` subcommands.
@@ -274,6 +287,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Certs(CertsCommand::CheckExpiration { config, root }) => {
             commands::certs_check_expiration(config.as_deref(), &root)
         }
+        Command::Status(args) => crate::status_view::show(&args.root, args.json),
         Command::Render(args) => run::render(&args, lock_wait),
         Command::Firstboot(args) => run::firstboot(&args, lock_wait),
         Command::Init(args) => run::init_or_join(&args, true, lock_wait),

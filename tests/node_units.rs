@@ -104,6 +104,10 @@ fn every_ordering_line_is_commented_and_kubelet_is_unordered() {
         "ExecStart=/usr/bin/kubeboot firstboot",
         "After=network-online.target",
         "Wants=network-online.target",
+        // sd_notify STATUS= from kubeboot reaches `systemctl status`
+        "NotifyAccess=main",
+        // a join waits for its cluster without a deadline
+        "TimeoutStartSec=infinity",
     ] {
         assert!(lines.contains(&must), "missing {must}");
     }

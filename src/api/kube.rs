@@ -129,8 +129,9 @@ impl Kube {
         path: &str,
     ) -> Result<(u16, Vec<u8>), Error> {
         let url = format!("{}{path}", self.base);
-        match http::retry(
+        match http::retry_watched(
             &Retry::within(self.budget),
+            &format!("{verb} {url}"),
             |t| {
                 http::send(
                     &self.agent,
@@ -232,7 +233,8 @@ impl Kube {
     /// Waits (within `budget`, polling) until Node `name` exists; returns it.
     pub fn wait_for_node(&self, name: &str, budget: Duration) -> Result<Node, Error> {
         let path = format!("/api/v1/nodes/{name}");
-        let deadline = Instant::now() + budget;
+        // None: no deadline
+        let deadline = Instant::now().checked_add(budget);
         let mut last;
         loop {
             let (status, body) = self.get(&path)?;
@@ -245,7 +247,7 @@ impl Kube {
                 404 => last = "not registered yet (404)".to_string(),
                 s => return Err(self.refused("GET", &path, s, &body, false)),
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::Failed(format!(
                     "Node {name:?}: {last} after {} s; is the kubelet running and registering?",
                     budget.as_secs()

@@ -133,7 +133,7 @@ const fn f(kind: Kind, path: &'static str, versions: In, act: Act) -> Field {
 }
 
 const PATCHES: &str = "patches are not applied by kubeboot";
-const TIMEOUTS: &str = "kubeboot's waits are set with --wait-timeout and --discovery-timeout";
+const TIMEOUTS: &str = "not used by kubeboot; its waits follow v1beta4 `timeouts` (or --wait-timeout and --discovery-timeout)";
 const DRY_RUN: &str = "use kubeboot's --dry-run";
 const PULL: &str = "kubeboot pulls no images itself; the kubelet pulls them";
 const CA_PATH: &str = "kubeboot writes the cluster CA to <certificatesDir>/ca.crt";
@@ -259,12 +259,12 @@ pub static FIELDS: &[Field] = &[
     f(Node, "patches", Both, Group),
     f(Node, "patches.directory", Both, Warn(PATCHES)),
     f(Node, "timeouts", V4, Group),
-    f(Node, "timeouts.controlPlaneComponentHealthCheck", V4, Warn(TIMEOUTS)),
-    f(Node, "timeouts.kubeletHealthCheck", V4, Warn(TIMEOUTS)),
-    f(Node, "timeouts.kubernetesAPICall", V4, Warn(TIMEOUTS)),
-    f(Node, "timeouts.etcdAPICall", V4, Warn(TIMEOUTS)),
-    f(Node, "timeouts.tlsBootstrap", V4, Warn(TIMEOUTS)),
-    f(Node, "timeouts.discovery", V4, Warn(TIMEOUTS)),
+    f(Node, "timeouts.controlPlaneComponentHealthCheck", V4, To("timeouts.controlPlaneComponentHealthCheck")),
+    f(Node, "timeouts.kubeletHealthCheck", V4, To("timeouts.kubeletHealthCheck")),
+    f(Node, "timeouts.kubernetesAPICall", V4, To("timeouts.kubernetesAPICall")),
+    f(Node, "timeouts.etcdAPICall", V4, To("timeouts.etcdAPICall")),
+    f(Node, "timeouts.tlsBootstrap", V4, To("timeouts.tlsBootstrap")),
+    f(Node, "timeouts.discovery", V4, To("timeouts.discovery")),
     f(Node, "timeouts.upgradeManifests", V4, Warn(TIMEOUTS)),
     // --- InitConfiguration --------------------------------------------------
     f(Init, "bootstrapTokens", Both, To("bootstrapTokens")),

@@ -76,6 +76,8 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
     let (join, token) = join(raw, mode, carried_pki, &mut p);
     let bootstrap_tokens = bootstrap_tokens(raw, mode, token, &mut p);
     let supplied_cas = supplied_cas(raw, &mut p);
+    let timeouts = timeouts(raw.timeouts.as_ref(), &mut p);
+    let start_spread = start_spread(raw.start_spread.as_deref(), &mut p);
     if !p.list.is_empty() {
         return Err(Error::Invalid(p.list.join("\n")));
     }
@@ -119,8 +121,59 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
         },
         supplied_cas,
         skip_phases: raw.skip_phases.clone().unwrap_or_default(),
+        timeouts,
+        start_spread,
         warnings,
     })
+}
+
+/// `startSpread`: a Go duration from 0 to 1 h.
+fn start_spread(v: Option<&str>, p: &mut Problems<'_>) -> std::time::Duration {
+    let Some(v) = v else {
+        return std::time::Duration::ZERO;
+    };
+    match parse_duration(v) {
+        Some(n) if n <= 3600 => std::time::Duration::from_secs(n),
+        _ => {
+            p.add(
+                "startSpread",
+                format!("{v:?} is not a duration from 0 to 1h like 30s"),
+            );
+            std::time::Duration::ZERO
+        }
+    }
+}
+
+/// The `timeouts` the config gives: each a Go duration; `0` is no deadline.
+fn timeouts(raw: Option<&super::raw::RawTimeouts>, p: &mut Problems<'_>) -> Timeouts {
+    let Some(t) = raw else {
+        return Timeouts::default();
+    };
+    let mut one = |canon: &str, v: &Option<String>| {
+        let v = v.as_deref()?;
+        match parse_duration(v) {
+            Some(0) => Some(std::time::Duration::MAX),
+            Some(n) => Some(std::time::Duration::from_secs(n)),
+            None => {
+                p.add(
+                    canon,
+                    format!("{v:?} is not a duration like 5m0s (0: no deadline)"),
+                );
+                None
+            }
+        }
+    };
+    Timeouts {
+        discovery: one("timeouts.discovery", &t.discovery),
+        tls_bootstrap: one("timeouts.tlsBootstrap", &t.tls_bootstrap),
+        kubelet_health_check: one("timeouts.kubeletHealthCheck", &t.kubelet_health_check),
+        control_plane_component_health_check: one(
+            "timeouts.controlPlaneComponentHealthCheck",
+            &t.control_plane_component_health_check,
+        ),
+        etcd_api_call: one("timeouts.etcdAPICall", &t.etcd_api_call),
+        kubernetes_api_call: one("timeouts.kubernetesAPICall", &t.kubernetes_api_call),
+    }
 }
 
 /// A string field of the cluster section.

@@ -662,3 +662,90 @@ cluster:
     let e = err("role: control-plane\ncluster:\n  proxy: {enabled: false}\n");
     assert!(e.contains("cluster.proxy") && e.contains("enabled"), "{e}");
 }
+
+#[test]
+fn v1beta4_timeouts_and_nodeconfig_timeouts_set_the_deadlines() {
+    use std::time::Duration;
+    let l = load(&format!(
+        "apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: 10.0.0.10:6443
+    token: abcdef.0123456789abcdef
+    caCertHashes: [{HASH}]
+timeouts:
+  discovery: 10m0s
+  tlsBootstrap: 0s
+  kubeletHealthCheck: 1m30s
+  controlPlaneComponentHealthCheck: 4m
+  etcdAPICall: 2m0s
+  kubernetesAPICall: 45s
+  upgradeManifests: 5m0s
+"
+    ))
+    .unwrap();
+    let t = &l.settings.timeouts;
+    assert_eq!(t.discovery, Some(Duration::from_secs(600)));
+    // 0 is no deadline
+    assert_eq!(t.tls_bootstrap, Some(Duration::MAX));
+    assert_eq!(t.kubelet_health_check, Some(Duration::from_secs(90)));
+    assert_eq!(
+        t.control_plane_component_health_check,
+        Some(Duration::from_secs(240))
+    );
+    assert_eq!(t.etcd_api_call, Some(Duration::from_secs(120)));
+    assert_eq!(t.kubernetes_api_call, Some(Duration::from_secs(45)));
+    // upgradeManifests is kubeadm's but not acted on
+    assert!(
+        l.settings
+            .warnings
+            .iter()
+            .any(|w| w.field.contains("timeouts.upgradeManifests")),
+        "{:?}",
+        l.settings.warnings
+    );
+    let json = serde_json::to_value(&l.settings).unwrap();
+    assert_eq!(json["timeouts"]["tlsBootstrap"], "none");
+    assert_eq!(json["timeouts"]["discovery"], "600s");
+
+    // The same in a NodeConfig, with startSpread; unset fields stay unset.
+    let l = load(&format!(
+        "apiVersion: kubeboot.dev/v1alpha1
+role: worker
+server: 10.0.0.10:6443
+token: abcdef.0123456789abcdef
+caCertHash: {HASH}
+startSpread: 20s
+timeouts:
+  discovery: 2m
+"
+    ))
+    .unwrap();
+    assert_eq!(
+        l.settings.timeouts.discovery,
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(l.settings.timeouts.tls_bootstrap, None);
+    assert_eq!(l.settings.start_spread, Duration::from_secs(20));
+
+    // Bad values name the field as the user wrote it.
+    let e = err(&format!(
+        "apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: 10.0.0.10:6443
+    token: abcdef.0123456789abcdef
+    caCertHashes: [{HASH}]
+timeouts:
+  discovery: soon
+"
+    ));
+    assert!(e.contains("JoinConfiguration.timeouts.discovery"), "{e}");
+    assert!(e.contains("\"soon\""), "{e}");
+    let e = err(
+        "role: worker\nserver: 10.0.0.10:6443\ntoken: abcdef.0123456789abcdef\nunsafeSkipCAVerification: true\nstartSpread: 2h\n",
+    );
+    assert!(e.contains("startSpread"), "{e}");
+}

@@ -93,6 +93,16 @@ impl Unwrapped {
         Ok(())
     }
 
+    /// True when a config document was carried at one of Cluster API's
+    /// kubeadm config paths ([`CLUSTER_API_CONFIG_PATHS`]).
+    pub fn from_cluster_api(&self) -> bool {
+        self.documents.iter().any(|d| {
+            CLUSTER_API_CONFIG_PATHS
+                .iter()
+                .any(|p| d.origin.ends_with(&format!(" {p}")))
+        })
+    }
+
     fn is_empty(&self) -> bool {
         self.documents.is_empty() && self.config_urls.is_empty()
     }
@@ -392,10 +402,18 @@ enum FileRole {
     Other,
 }
 
-/// Paths Cluster API's kubeadm bootstrap provider writes its kubeadm config to.
-const KUBEADM_CONFIG_PATHS: &[&str] = &[
+/// Where Cluster API's kubeadm bootstrap provider (CABPK) writes the
+/// kubeadm config of an init and of a join: a config carried there is
+/// Cluster API userdata.
+pub const CLUSTER_API_CONFIG_PATHS: [&str; 2] = [
     "/run/kubeadm/kubeadm.yaml",
     "/run/kubeadm/kubeadm-join-config.yaml",
+];
+
+/// Paths Cluster API's kubeadm bootstrap provider writes its kubeadm config to.
+const KUBEADM_CONFIG_PATHS: &[&str] = &[
+    CLUSTER_API_CONFIG_PATHS[0],
+    CLUSTER_API_CONFIG_PATHS[1],
     "/tmp/kubeadm.yaml",
     "/tmp/kubeadm-join-config.yaml",
     "/etc/kubeadm.yml",

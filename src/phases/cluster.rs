@@ -45,7 +45,7 @@ pub(super) fn run_upload_config(r: &mut NodeRun<'_>) -> Result<(), Error> {
             &r.input.settings.node.name,
             &r.input.settings.node.cri_socket,
         );
-        let set = kube.annotate_cri_socket(name, sock, r.input.budgets.health)?;
+        let set = kube.annotate_cri_socket(name, sock, r.input.budgets.api)?;
         log::info!(target: "upload-config", "Node {name}: annotation {}={sock} ({})", api::objects::ANNOTATION_CRI_SOCKET, if set { "set" } else { "already present" });
     }
     Ok(())
@@ -65,7 +65,7 @@ pub(super) fn run_mark_control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
     let kube = r.client(Client::Admin)?;
     let name = &r.input.settings.node.name;
     let changed =
-        kube.mark_control_plane(name, &r.input.settings.node.taints, r.input.budgets.health)?;
+        kube.mark_control_plane(name, &r.input.settings.node.taints, r.input.budgets.api)?;
     let taints: Vec<String> = r
         .input
         .settings

@@ -64,12 +64,21 @@ pub struct RunOptions {
     /// Comma-separated preflight checks whose errors become warnings (kubeadm's names), or `all`.
     #[arg(long, global = true, value_name = "LIST", value_delimiter = ',')]
     pub ignore_preflight_errors: Vec<String>,
-    /// How long token discovery may take, in seconds (kubeadm: 300).
-    #[arg(long, global = true, value_name = "SECS", default_value_t = DEFAULT_DISCOVERY_SECS)]
-    pub discovery_timeout: u64,
-    /// How long each health wait (kubelet, control plane, TLS bootstrap) may take, in seconds (kubeadm: 240).
-    #[arg(long, global = true, value_name = "SECS", default_value_t = DEFAULT_WAIT_SECS)]
-    pub wait_timeout: u64,
+    /// Deadline of token discovery in seconds, 0 for none (overrides `timeouts.discovery`; default: none for a join).
+    #[arg(long, global = true, value_name = "SECS")]
+    pub discovery_timeout: Option<u64>,
+    /// Deadline of each other wait (kubelet, control plane, TLS bootstrap, etcd and API calls) in seconds, 0 for none (overrides `timeouts.*`; default: kubeadm's, none for a join's waits on its cluster).
+    #[arg(long, global = true, value_name = "SECS")]
+    pub wait_timeout: Option<u64>,
+    /// Seconds between two progress lines of a wait (default 30; tests shorten it).
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        hide = true,
+        default_value_t = 30.0
+    )]
+    pub progress_interval: f64,
     /// The kubelet's healthz URL (its healthzPort; tests point it at 127.0.0.1).
     #[arg(
         long,
@@ -99,8 +108,9 @@ impl Default for RunOptions {
             skip_phases: Vec::new(),
             dry_run: false,
             ignore_preflight_errors: Vec::new(),
-            discovery_timeout: DEFAULT_DISCOVERY_SECS,
-            wait_timeout: DEFAULT_WAIT_SECS,
+            discovery_timeout: None,
+            wait_timeout: None,
+            progress_interval: 30.0,
             kubelet_healthz_url: DEFAULT_KUBELET_HEALTHZ.into(),
             systemctl: "systemctl".into(),
             only: None,
@@ -109,25 +119,74 @@ impl Default for RunOptions {
 }
 
 /// Bounds on the waits and network steps; tests shorten them.
+/// [`NO_DEADLINE`] means a wait retries until it succeeds (or fails for a
+/// reason no retry fixes).
 #[derive(Debug, Clone)]
 pub struct Budgets {
-    /// Token discovery (kubeadm: 5 min).
+    /// Token discovery and the join's reads with the bootstrap token
+    /// (kubeadm `timeouts.discovery`: 5 min).
     pub discovery: Duration,
-    /// Kubelet health and control-plane health (kubeadm: 4 min each).
+    /// Each control-plane component's health (kubeadm
+    /// `timeouts.controlPlaneComponentHealthCheck`: 4 min).
     pub health: Duration,
-    /// TLS bootstrap: waiting for the kubelet to write kubelet.conf (kubeadm: 5 min).
+    /// The kubelet's healthz (kubeadm `timeouts.kubeletHealthCheck`: 4 min).
+    pub kubelet: Duration,
+    /// TLS bootstrap: waiting for the kubelet to write kubelet.conf
+    /// (kubeadm `timeouts.tlsBootstrap`: 5 min).
     pub tls_bootstrap: Duration,
+    /// One etcd call with its retries, the learner's promotion included
+    /// (kubeadm `timeouts.etcdAPICall`: 2 min).
+    pub etcd: Duration,
+    /// One API server call with its retries (kubeadm
+    /// `timeouts.kubernetesAPICall`: 1 min; kubeboot's init keeps 4 min,
+    /// which also bounds its wait for the Node to register).
+    pub api: Duration,
     /// The kubelet's healthz URL.
     pub kubelet_healthz: String,
 }
 
+pub use crate::net::http::NO_DEADLINE;
+
 impl Default for Budgets {
+    /// kubeadm's defaults (an init node's budgets).
     fn default() -> Self {
         Budgets {
             discovery: api::discovery::DEFAULT_DISCOVERY_BUDGET,
             health: Duration::from_secs(DEFAULT_WAIT_SECS),
+            kubelet: Duration::from_secs(DEFAULT_WAIT_SECS),
             tls_bootstrap: Duration::from_secs(300),
+            etcd: Duration::from_secs(120),
+            api: Duration::from_secs(DEFAULT_WAIT_SECS),
             kubelet_healthz: DEFAULT_KUBELET_HEALTHZ.into(),
+        }
+    }
+}
+
+impl Budgets {
+    /// The budgets of a node in `mode` with the config's `timeouts`.
+    ///
+    /// A join waits for the existing cluster without a deadline by default:
+    /// discovery, the reads with the token, the kubelet's health and TLS
+    /// bootstrap (both need the API server), etcd and API calls against
+    /// the cluster. Fleets boot in any order, and a worker that boots
+    /// before its control plane must join once it answers. Only this
+    /// node's own control-plane components keep kubeadm's 4 minutes. An
+    /// init node keeps kubeadm's defaults. Every value given in `timeouts`
+    /// wins over these defaults.
+    pub fn for_mode(mode: crate::config::Mode, t: &crate::config::model::Timeouts) -> Budgets {
+        let base = Budgets::default();
+        let join = mode != crate::config::Mode::Init;
+        let cluster = |d: Duration| if join { NO_DEADLINE } else { d };
+        Budgets {
+            discovery: t.discovery.unwrap_or(cluster(base.discovery)),
+            health: t
+                .control_plane_component_health_check
+                .unwrap_or(base.health),
+            kubelet: t.kubelet_health_check.unwrap_or(cluster(base.kubelet)),
+            tls_bootstrap: t.tls_bootstrap.unwrap_or(cluster(base.tls_bootstrap)),
+            etcd: t.etcd_api_call.unwrap_or(cluster(base.etcd)),
+            api: t.kubernetes_api_call.unwrap_or(cluster(base.api)),
+            kubelet_healthz: base.kubelet_healthz,
         }
     }
 }
@@ -296,7 +355,7 @@ impl NodeRun<'_> {
         });
     }
 
-    /// An API client as `who`'s user; API calls retry within the health
+    /// An API client as `who`'s user; API calls retry within the API call
     /// budget. `admin.conf`'s is made once per run and shared.
     fn client(&self, who: Client) -> Result<api::kube::Kube, Error> {
         let make = || {
@@ -304,7 +363,7 @@ impl NodeRun<'_> {
                 &self.input.settings,
                 &self.input.paths,
                 who.kubeconfig(),
-                self.input.budgets.health,
+                self.input.budgets.api,
             )
         };
         if who != Client::Admin {

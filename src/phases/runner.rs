@@ -156,6 +156,19 @@ pub fn run<C: SubPhases>(
     skip: &[String],
     only: Option<&str>,
 ) -> (Vec<PhaseRecord>, Result<(), PhaseError>) {
+    run_observed(phases, ctx, skip, only, &mut |_, _| {})
+}
+
+/// [`run`], calling `on_start(name, records so far)` before each phase
+/// that runs (the caller records "in progress"), and telling systemd which
+/// phase runs ([`crate::progress::enter_phase`]).
+pub fn run_observed<C: SubPhases>(
+    phases: &[Phase<C>],
+    ctx: &mut C,
+    skip: &[String],
+    only: Option<&str>,
+    on_start: &mut dyn FnMut(&'static str, &[PhaseRecord]),
+) -> (Vec<PhaseRecord>, Result<(), PhaseError>) {
     let mut records = Vec::with_capacity(phases.len());
     let mut result = Ok(());
     for p in phases {
@@ -195,6 +208,8 @@ pub fn run<C: SubPhases>(
             });
             continue;
         }
+        on_start(p.name, &records);
+        crate::progress::enter_phase(p.name, p.summary);
         log::info!(target: p.name, "start: {}", p.summary);
         if !p.subs.is_empty() && subs.len() < p.subs.len() {
             log::info!(target: p.name, "sub-phases: {}", subs.join(", "));
