@@ -312,7 +312,7 @@ fn control_plane_security_settings_by_hand() {
 /// /work/shared/reference/kubeadm-facts.md, kubeconfig table): the current
 /// context's user, the client certificate's subject (read by openssl), and
 /// the server: controlPlaneEndpoint for admin.conf and super-admin.conf,
-/// the local API server for kubelet.conf (ControlPlaneKubeletLocalMode),
+/// the local API server for kubelet.conf from 1.33 (ControlPlaneKubeletLocalMode; 1.32: the endpoint),
 /// controller-manager.conf and scheduler.conf.
 fn check_kubeconfigs(root: &Path, docs: &BTreeMap<String, Value>, version: &str) {
     let endpoint = "https://cp.example.test:6443";
@@ -330,11 +330,16 @@ fn check_kubeconfigs(root: &Path, docs: &BTreeMap<String, Value>, version: &str)
             Some("system:masters"),
             endpoint,
         ),
+        // ControlPlaneKubeletLocalMode: default on from 1.33 only
         (
             "kubelet.conf",
             "system:node:cp-1",
             Some("system:nodes"),
-            local,
+            if version.starts_with("v1.32.") {
+                endpoint
+            } else {
+                local
+            },
         ),
         (
             "controller-manager.conf",
