@@ -124,13 +124,32 @@ pub fn render_loaded(loaded: &Loaded, paths: &Paths) -> Result<RenderReport> {
         only: None,
     };
     runner::check_names(&list, &opts.skip, "skipPhases")?;
-    let (records, result) = runner::run(&list, &mut run, &opts);
+    let (records, result) = run_phases(&list, &mut run, &opts);
     result.map_err(wrap_phase)?;
     Ok(RenderReport {
         settings: run.settings,
         written: run.written,
         records,
     })
+}
+
+/// Runs the phases, then makes whatever they wrote since the last sync
+/// durable (one `syncfs` at most; `NodeRun::finish`).
+fn run_phases<'a>(
+    list: &[phases::Phase<phases::NodeRun<'a>>],
+    run: &mut phases::NodeRun<'a>,
+    opts: &RunOptions,
+) -> (Vec<phases::PhaseRecord>, Result<(), phases::PhaseError>) {
+    let (records, mut result) = runner::run(list, run, opts);
+    if result.is_ok()
+        && let Err(error) = run.finish()
+    {
+        result = Err(runner::PhaseError {
+            phase: "sync",
+            error,
+        });
+    }
+    (records, result)
 }
 
 /// A failed phase's error as the command reports it: `phase X failed: ...`,
@@ -214,6 +233,7 @@ fn node_run<'a>(
         cluster_info: None,
         cluster_kubelet_config: None,
         admin: std::cell::OnceCell::new(),
+        unsynced: false,
     }
 }
 
@@ -482,7 +502,7 @@ fn run_node(
         skip: skip_all,
         only: only.clone(),
     };
-    let (records, result) = runner::run(&list, &mut run, &opts);
+    let (records, result) = run_phases(&list, &mut run, &opts);
     let total_millis = started.elapsed().as_secs_f64() * 1000.0;
     let role = mode_name(mode).to_string();
     if effects == Effects::DryRun {
