@@ -12,6 +12,14 @@ use std::process::{Command, Output};
 
 const KUBEBOOT: &str = env!("CARGO_BIN_EXE_kubeboot");
 
+/// The binary an image gets: the static release build when .ci/run made
+/// one (`KUBEBOOT_RELEASE_BIN`), else this test build.
+fn image_binary() -> PathBuf {
+    std::env::var_os("KUBEBOOT_RELEASE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(KUBEBOOT))
+}
+
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
@@ -128,7 +136,7 @@ fn check_sysext_tree(x: &Path, name: &str) {
     );
     assert_eq!(
         std::fs::read(x.join("usr/bin/kubeboot")).unwrap(),
-        std::fs::read(KUBEBOOT).unwrap(),
+        std::fs::read(image_binary()).unwrap(),
         "the binary in the image differs"
     );
     let unit = std::fs::read_to_string(x.join("usr/lib/systemd/system/kubeboot.service")).unwrap();
@@ -144,7 +152,7 @@ fn sysext_erofs_image_reads_back_with_fsck_erofs() {
     let img = dir.join("kubeboot.raw");
     ok(Command::new(repo("image/sysext/build-sysext.sh"))
         .arg(&img)
-        .arg(KUBEBOOT));
+        .arg(image_binary()));
     let x = dir.join("x");
     // fsck.erofs checks every inode and extracts without mounting
     ok(Command::new("fsck.erofs")
@@ -163,7 +171,7 @@ fn sysext_squashfs_image_lists_and_extracts_with_unsquashfs() {
     let img = dir.join("kubeboot-k8s.raw");
     ok(Command::new(repo("image/sysext/build-sysext.sh"))
         .arg(&img)
-        .arg(KUBEBOOT)
+        .arg(image_binary())
         .env("KUBEBOOT_SYSEXT_FS", "squashfs"));
     let list = ok(Command::new("unsquashfs").arg("-lln").arg(&img));
     let list = String::from_utf8_lossy(&list.stdout);
