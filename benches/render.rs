@@ -96,6 +96,8 @@ fn callgrind(cmd: Command, out: &Path) -> Option<u64> {
     let file = out.with_extension("callgrind");
     let o = Command::new("valgrind")
         .args(["--tool=callgrind", "--trace-children=no"])
+        // Go's asynchronous preemption signals trip callgrind's signal handling
+        .env("GODEBUG", "asyncpreemptoff=1")
         .arg(format!("--callgrind-out-file={}", file.display()))
         .arg(cmd.get_program())
         .args(cmd.get_args())
