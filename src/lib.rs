@@ -34,6 +34,8 @@ pub mod envelope;
 pub mod error;
 pub mod host;
 pub mod kubelet;
+#[cfg(test)]
+mod layers;
 pub mod logging;
 pub mod manifests;
 pub mod net;
