@@ -28,14 +28,14 @@ pub const CERT_MODE: u32 = 0o644;
 
 /// Writes files under the root, remembering whether anything was written.
 pub(crate) struct Writer<'a> {
-    pub root: &'a Path,
+    pub paths: &'a Paths,
     pub sync: Sync,
     pub wrote: bool,
 }
 
 impl Writer<'_> {
     pub fn write(&mut self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
-        fs::write_atomic(self.root, path, data, mode, self.sync)?;
+        fs::write_atomic(&self.paths.rooted(path), data, mode, self.sync)?;
         self.wrote = true;
         Ok(())
     }
@@ -56,7 +56,7 @@ impl Writer<'_> {
 
     /// As [`Writer::read`], but an empty file is `Some(empty)`.
     pub fn read_raw(&self, path: &Path) -> Result<Option<Vec<u8>>> {
-        fs::check_no_symlinks(self.root, path)?;
+        fs::check_no_symlinks(self.paths.root(), path)?;
         Ok(fs::read_optional(path)?)
     }
 }
@@ -192,7 +192,7 @@ pub(crate) fn ensure(
         now: now.replace_nanosecond(0).unwrap_or(now),
         rng: SystemRandom::new(),
         w: Writer {
-            root: paths.root(),
+            paths,
             sync,
             wrote: false,
         },
@@ -312,6 +312,17 @@ impl Tree<'_> {
         let lost_key = !join && !supplied && key_bytes.as_ref().is_some_and(|b| b.is_empty());
         if lost_key {
             crt_bytes = None;
+        }
+        if crt_bytes.is_some() && key_bytes.as_ref().is_some_and(|b| b.is_empty()) {
+            // A shared or supplied CA: not ours to remake, and not
+            // external-CA mode either (the key was there and lost its content).
+            return Err(Error::Invalid(format!(
+                "{}: the {} CA's private key is empty (beside {}); restore the key, or remove the \
+                 empty file to use the certificate as an external CA",
+                keyp.display(),
+                row.name,
+                crt.display()
+            )));
         }
         let key = match key_bytes.as_ref().filter(|b| !b.is_empty()) {
             Some(b) => Some(Key::from_pem(b, &keyp.display().to_string())?),

@@ -66,6 +66,40 @@ pub fn fake_systemctl(
     log: &std::path::Path,
     client_cert: bool,
 ) -> PathBuf {
+    systemctl_script(script, root, log, client_cert, false)
+}
+
+/// Like [`fake_systemctl`], but the TLS bootstrap is played for real
+/// against the API server: when `bootstrap-kubelet.conf` exists, `kubectl`
+/// with that kubeconfig (its server, CA and token, nothing else) sends the
+/// kubelet's CertificateSigningRequest, and only when the API server
+/// accepts it is kubelet.conf written. A bootstrap kubeconfig with a wrong
+/// server, CA or token leaves the TLS bootstrap unfinished.
+#[allow(dead_code)]
+pub fn fake_systemctl_tls_bootstrap(
+    script: &std::path::Path,
+    root: &std::path::Path,
+    log: &std::path::Path,
+    client_cert: bool,
+) -> PathBuf {
+    let found = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "kubectl is required: the fake kubelet's TLS bootstrap sends its CSR with it"
+    );
+    systemctl_script(script, root, log, client_cert, true)
+}
+
+fn systemctl_script(
+    script: &std::path::Path,
+    root: &std::path::Path,
+    log: &std::path::Path,
+    client_cert: bool,
+    csr: bool,
+) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let cert = if client_cert {
         format!(
@@ -75,10 +109,30 @@ pub fn fake_systemctl(
     } else {
         String::new()
     };
+    let bootstrap = if csr {
+        format!(
+            r#"  b='{r}/etc/kubernetes/bootstrap-kubelet.conf'
+  if [ -f "$b" ] && [ ! -f '{r}/etc/kubernetes/kubelet.conf' ]; then
+    export NO_PROXY=127.0.0.1 no_proxy=127.0.0.1
+    unset HTTP_PROXY HTTPS_PROXY http_proxy https_proxy
+    req=$(openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout /dev/null -subj /O=system:nodes/CN=system:node:fake 2>/dev/null | base64 -w0)
+    printf '{{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest","metadata":{{"name":"csr-%s"}},"spec":{{"request":"%s","signerName":"kubernetes.io/kube-apiserver-client-kubelet","usages":["digital signature","client auth"]}}}}' "$$" "$req" > '{r}/csr.json'
+    if ! kubectl --kubeconfig "$b" --request-timeout=5s create --raw /apis/certificates.k8s.io/v1/certificatesigningrequests -f '{r}/csr.json' >> '{log}.kubectl' 2>&1; then
+      echo 'TLS bootstrap: CSR refused' >> '{log}.kubectl'
+      exit 0
+    fi
+  fi
+"#,
+            r = root.display(),
+            log = log.display()
+        )
+    } else {
+        String::new()
+    };
     std::fs::write(
         script,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*)\n  mkdir -p '{r}/etc/kubernetes'\n  [ -f '{r}/etc/kubernetes/kubelet.conf' ] || echo 'apiVersion: v1' > '{r}/etc/kubernetes/kubelet.conf'\n{cert};;\nesac\nexit 0\n",
+            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*)\n  mkdir -p '{r}/etc/kubernetes'\n{bootstrap}  [ -f '{r}/etc/kubernetes/kubelet.conf' ] || echo 'apiVersion: v1' > '{r}/etc/kubernetes/kubelet.conf'\n{cert};;\nesac\nexit 0\n",
             log = log.display(),
             r = root.display()
         ),
@@ -118,4 +172,82 @@ pub fn firstboot_args(
     ]
     .map(str::to_string)
     .to_vec()
+}
+
+/// A syslog socket for one test: point the binary at it with
+/// `KUBEBOOT_SYSLOG_SOCKET`; every datagram it receives is kept.
+pub struct SyslogCapture {
+    pub path: PathBuf,
+    got: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl SyslogCapture {
+    pub fn new(dir: &std::path::Path) -> SyslogCapture {
+        let path = dir.join("syslog.sock");
+        let _ = std::fs::remove_file(&path);
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let got: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
+        let sink = got.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = sock.recv(&mut buf) {
+                let mut g = sink.lock().unwrap();
+                g.extend_from_slice(&buf[..n]);
+                g.push(b'\n');
+            }
+        });
+        SyslogCapture { path, got }
+    }
+
+    /// Everything received so far, as text.
+    pub fn text(&self) -> String {
+        // give the last datagrams a moment to arrive
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        String::from_utf8_lossy(&self.got.lock().unwrap()).into_owned()
+    }
+}
+
+/// The bytes of every hex-dump row in `text` (an HTTP library's raw
+/// traffic dump: 8 groups of 4 hex digits, then the characters), joined:
+/// a secret split across rows is found there.
+pub fn hex_dumps(text: &str) -> String {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let row = line.rsplit("] ").next().unwrap_or(line);
+        let groups: Vec<&str> = row.split(' ').take(8).collect();
+        let is_group =
+            |g: &&str| g.len() == 4 && g.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        if groups.len() == 8 && groups.iter().all(is_group) {
+            for g in groups {
+                for pair in [&g[..2], &g[2..]] {
+                    if let Ok(b) = u8::from_str_radix(pair, 16) {
+                        out.push(b);
+                    }
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Fails naming where `canary` was found: stdout, stderr, the syslog
+/// capture or the status file of `root`, as text or inside a hex dump.
+pub fn assert_no_canary(canary: &str, o: &Output, syslog: &SyslogCapture, root: &std::path::Path) {
+    assert!(!canary.is_empty());
+    let status =
+        std::fs::read_to_string(root.join("var/lib/kubeboot/status.json")).unwrap_or_default();
+    let (err, log) = (text(&o.stderr), syslog.text());
+    for (what, t) in [
+        ("stdout", text(&o.stdout)),
+        ("stderr", err.clone()),
+        ("syslog", log.clone()),
+        ("status.json", status),
+        ("a hex dump on stderr", hex_dumps(&err)),
+        ("a hex dump in syslog", hex_dumps(&log)),
+    ] {
+        if let Some(line) = t.lines().find(|l| l.contains(canary)) {
+            let shown: String = line.chars().take(400).collect();
+            panic!("canary {canary:?} in {what}: {shown}");
+        }
+    }
 }
