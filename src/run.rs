@@ -241,13 +241,34 @@ pub fn render_loaded(loaded: &Loaded, paths: &Paths) -> Result<RenderReport> {
     let list = phases::phases_for(loaded.settings.mode);
     let skip = &loaded.settings.skip_phases;
     runner::check_names(&list, skip, "skipPhases")?;
-    let (records, result) = runner::run(&list, &mut run, skip, None);
+    let (records, result) = run_phases(&list, &mut run, skip, None, &mut |_, _| {});
     result.map_err(wrap_phase)?;
     Ok(RenderReport {
         settings: run.input.settings,
         written: run.state.written,
         records,
     })
+}
+
+/// Runs the phases, then makes whatever they wrote since the last sync
+/// durable (one `syncfs` at most; `NodeRun::finish`).
+fn run_phases<'a>(
+    list: &[phases::Phase<phases::NodeRun<'a>>],
+    run: &mut phases::NodeRun<'a>,
+    skip: &[String],
+    only: Option<&str>,
+    on_start: &mut dyn FnMut(&'static str, &[phases::PhaseRecord]),
+) -> (Vec<phases::PhaseRecord>, Result<(), phases::PhaseError>) {
+    let (records, mut result) = runner::run_observed(list, run, skip, only, on_start);
+    if result.is_ok()
+        && let Err(error) = run.finish()
+    {
+        result = Err(runner::PhaseError {
+            phase: "sync",
+            error,
+        });
+    }
+    (records, result)
 }
 
 /// A failed phase's error as the command reports it: `phase X failed: ...`,
@@ -628,8 +649,7 @@ fn run_node(
             log::warn!("could not write the status file: {e}");
         }
     };
-    let (records, result) =
-        runner::run_observed(&list, &mut run, &skip_all, only, &mut in_progress);
+    let (records, result) = run_phases(&list, &mut run, &skip_all, only, &mut in_progress);
     if effects == Effects::DryRun {
         let requests = if result.is_ok() {
             phases::dry_run_requests(&run, &skip_all)

@@ -849,3 +849,51 @@ encryptionAlgorithm: RSA-2048
     assert!(sa.contains("Private-Key: (2048 bit"), "{sa}");
     std::fs::remove_dir_all(root).unwrap();
 }
+
+#[test]
+fn an_empty_ca_key_beside_its_certificate_makes_a_new_ca() {
+    // What a power cut can leave when the run that made the CA never reached
+    // its one syncfs: the key renamed into place (renames are journaled in
+    // order, the key first) but its data not written back yet. Nothing can
+    // trust that CA (the kubelet was never started), so it is made anew and
+    // every leaf it signed follows; a missing key would be external-CA mode.
+    let root = tmp("lostkey");
+    let s = control_plane_settings();
+    render(&s, &root);
+    let dir = pki(&root);
+    let old_crt = std::fs::read(dir.join("etcd/ca.crt")).unwrap();
+    std::fs::write(dir.join("etcd/ca.key"), b"").unwrap();
+    let (certs, _) = render(&s, &root);
+    match &certs.get("etcd-ca").unwrap().action {
+        Action::Regenerated(why) => assert!(why.contains("empty"), "{why}"),
+        a => panic!("{a:?}"),
+    }
+    assert_ne!(old_crt, std::fs::read(dir.join("etcd/ca.crt")).unwrap());
+    assert!(!std::fs::read(dir.join("etcd/ca.key")).unwrap().is_empty());
+    for leaf in ["etcd-server", "etcd-peer", "apiserver-etcd-client"] {
+        assert!(
+            matches!(certs.get(leaf).unwrap().action, Action::Regenerated(_)),
+            "{leaf}: {certs}"
+        );
+    }
+    assert_eq!(certs.get("ca").unwrap().action, Action::Kept);
+    let ca = dir.join("etcd/ca.crt");
+    for leaf in [
+        "etcd/server.crt",
+        "etcd/peer.crt",
+        "apiserver-etcd-client.crt",
+    ] {
+        let out = openssl(&[
+            "verify",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            dir.join(leaf).to_str().unwrap(),
+        ]);
+        assert!(out.contains(": OK"), "{leaf}: {out}");
+    }
+    // a missing (not empty) key is still external-CA mode: the leaves must be valid, and are
+    std::fs::remove_file(dir.join("front-proxy-ca.key")).unwrap();
+    let (certs, _) = render(&s, &root);
+    assert!(certs.get("front-proxy-ca").unwrap().externally_managed);
+    std::fs::remove_dir_all(&root).unwrap();
+}

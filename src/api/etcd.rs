@@ -134,7 +134,18 @@ pub fn endpoints_from_pods(body: &[u8]) -> Result<Vec<String>, Error> {
 
 /// The annotated client URLs and the number of etcd pods listed.
 fn pod_endpoints(body: &[u8]) -> Result<(Vec<String>, usize), Error> {
-    let list: k8s_openapi::List<k8s_openapi::api::core::v1::Pod> = serde_json::from_slice(body)
+    // Only the annotations are read: k8s-openapi's Pod decoder (PodSpec,
+    // Volume, PodStatus, ...) would cost some 150 KB of the binary for them.
+    #[derive(serde::Deserialize)]
+    struct PodList {
+        items: Vec<PodItem>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PodItem {
+        #[serde(default)]
+        metadata: super::objects::NodeMeta,
+    }
+    let list: PodList = serde_json::from_slice(body)
         .map_err(|e| Error::Failed(format!("{ETCD_PODS_PATH}: not a PodList: {e}")))?;
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();

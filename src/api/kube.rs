@@ -12,7 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Node;
 use serde_json::Value;
 
 use super::objects::{self, ApiObject, Update};
@@ -231,7 +230,7 @@ impl Kube {
     }
 
     /// Waits (within `budget`, polling) until Node `name` exists; returns it.
-    pub fn wait_for_node(&self, name: &str, budget: Duration) -> Result<Node, Error> {
+    pub fn wait_for_node(&self, name: &str, budget: Duration) -> Result<objects::Node, Error> {
         let path = format!("/api/v1/nodes/{name}");
         // None: no deadline
         let deadline = Instant::now().checked_add(budget);

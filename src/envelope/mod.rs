@@ -525,12 +525,12 @@ fn carry(
     place: &str,
     origin: String,
     path: &str,
-    content: Vec<u8>,
+    content: std::borrow::Cow<'_, [u8]>,
     mode: u32,
 ) -> Result<(), EnvelopeError> {
     match file_role(path, &content) {
         FileRole::KubebootConfig | FileRole::KubeadmConfig => {
-            let text = String::from_utf8(content).map_err(|e| {
+            let text = String::from_utf8(content.into_owned()).map_err(|e| {
                 EnvelopeError(format!(
                     "{place}: content is not valid UTF-8 (at byte {})",
                     e.utf8_error().valid_up_to()
@@ -575,7 +575,7 @@ fn carry(
             }
             u.files.push(CarriedFile {
                 path: path.to_string(),
-                content,
+                content: content.into_owned(),
                 mode: want,
             });
         }

@@ -38,7 +38,7 @@ pub(super) fn write_files(
             }
         }
     }
-    r.flush()
+    Ok(())
 }
 
 pub(super) fn run_userdata_files(r: &mut NodeRun<'_>) -> Result<(), Error> {
@@ -126,7 +126,7 @@ pub(super) fn write_pods(
         log::info!(target: phase, "{} {}", r.wrote(), p.display());
         r.record(phase, p, "written", String::new());
     }
-    r.flush()
+    Ok(())
 }
 
 pub(super) fn run_etcd(r: &mut NodeRun<'_>) -> Result<(), Error> {

@@ -58,7 +58,7 @@ pub(super) fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
     }
     r.state.cluster_kubelet_config = found.kubelet_config;
     r.state.cluster_info = Some(info);
-    r.flush()
+    Ok(())
 }
 
 pub(super) fn run_download_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {

@@ -292,6 +292,8 @@ pub struct RunState {
     /// The sub-phases of the running phase that were selected (all of them
     /// unless `phase NAME/SUB` or a skip narrowed it).
     pub subs: Vec<&'static str>,
+    /// Files were written since the last `syncfs`.
+    pub unsynced: bool,
 }
 
 impl runner::SubPhases for NodeRun<'_> {
@@ -312,20 +314,33 @@ pub struct NodeRun<'a> {
 
 impl NodeRun<'_> {
     fn sync(&self) -> Sync {
-        // Files are written without a per-file fsync and each phase that
-        // writes ends with one syncfs (`flush`), always before the kubelet
-        // is started: measured 72 fsyncs → 10 fsyncs + 7 syncfs for an init,
-        // 20–25 ms → 12–15 ms own time (benches/firstboot.rs). Nothing is
-        // visible outside the node before it is on disk; CA keys are still
-        // fsynced before their certificates (pki); an empty file left by a
-        // power cut counts as absent on the rerun; the status file and the
-        // run-once marker keep a per-file fsync.
-        Sync::Deferred
+        // One syncfs per run, before anything outside the process depends
+        // on the files: before the kubelet is (re)started, and before an
+        // etcd member is promoted (the cluster's quorum then counts on its
+        // manifest). No per-file fsync, no per-phase syncfs: measured 72
+        // fsyncs → 10 fsyncs + 7 syncfs → 1 syncfs for an init
+        // (docs/building.md). A power cut before that syncfs leaves empty
+        // or missing files, which the rerun treats as absent (a CA whose key
+        // is empty is made anew, pki/tree.rs); the status file and the
+        // run-once marker keep a per-file fsync and come after.
+        Sync::Batched
     }
 
-    /// One `syncfs` of the root's filesystem, at the end of a phase that wrote.
-    fn flush(&self) -> Result<(), Error> {
-        fs::sync_filesystem(self.input.paths.root()).map_err(Error::from)
+    /// One `syncfs` of the root's filesystem, when anything was written
+    /// since the last one.
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.state.unsynced {
+            fs::sync_filesystem(self.input.paths.root()).map_err(Error::from)?;
+            self.state.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// The end of a successful run: whatever a phase wrote after the last
+    /// sync (or a run that stopped before `kubelet-start`) is made durable
+    /// before the status file and the run-once marker say "done".
+    pub fn finish(&mut self) -> Result<(), Error> {
+        self.flush()
     }
 
     fn live(&self) -> bool {
@@ -347,6 +362,9 @@ impl NodeRun<'_> {
     }
 
     fn record(&mut self, phase: &'static str, path: PathBuf, action: &str, detail: String) {
+        if action != "kept" {
+            self.state.unsynced = true;
+        }
         self.state.written.push(Written {
             phase,
             path,

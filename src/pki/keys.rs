@@ -5,6 +5,7 @@
 //! PKCS#8), and the PEM encodings kubeadm writes (`EC PRIVATE KEY` for
 //! ECDSA, `PUBLIC KEY` for `sa.pub`).
 
+use std::cell::OnceCell;
 use std::fmt;
 
 use rcgen::{KeyPair, PublicKeyData};
@@ -17,8 +18,17 @@ use crate::config::KeyAlgorithm;
 use crate::error::{Error, Result};
 
 /// A private key that can sign certificates. `Debug` never shows it.
+///
+/// A generated key keeps ring's PKCS#8 document and the public point read
+/// out of it; the ring signing key (whose construction computes the public
+/// point again, as a consistency check) is built only when the key signs:
+/// for a CA, not for the 13 leaf and service-account keys of a control
+/// plane, so each of those costs one scalar multiplication, not two.
 pub struct Key {
-    pair: KeyPair,
+    alg: &'static rcgen::SignatureAlgorithm,
+    pkcs8: zeroize::Zeroizing<Vec<u8>>,
+    public: Vec<u8>,
+    pair: OnceCell<KeyPair>,
 }
 
 impl fmt::Debug for Key {
@@ -33,17 +43,45 @@ impl Key {
         let failed = |e: &dyn fmt::Display| {
             Error::Failed(format!("generating {} key: {e}", algorithm.as_str()))
         };
-        let alg = match algorithm {
-            KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            KeyAlgorithm::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        let (alg, ring_alg) = match algorithm {
+            KeyAlgorithm::EcdsaP256 => (
+                &rcgen::PKCS_ECDSA_P256_SHA256,
+                &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            ),
+            KeyAlgorithm::EcdsaP384 => (
+                &rcgen::PKCS_ECDSA_P384_SHA384,
+                &ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+            ),
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
                 let pkcs8 = rsa_pkcs8(algorithm.rsa_bits()).map_err(|e| failed(&e))?;
                 let pair = KeyPair::try_from(pkcs8.as_slice()).map_err(|e| failed(&e))?;
-                return Ok(Key { pair });
+                return Ok(Key::from_pair(pair));
             }
         };
-        let pair = KeyPair::generate_for(alg).map_err(|e| failed(&e))?;
-        Ok(Key { pair })
+        let doc = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            ring_alg,
+            &ring::rand::SystemRandom::new(),
+        )
+        .map_err(|_| failed(&"the system random source failed"))?;
+        let public = der::pkcs8_ec_public_point(doc.as_ref())
+            .ok_or_else(|| failed(&"no public point in the generated key"))?
+            .to_vec();
+        Ok(Key {
+            alg,
+            pkcs8: zeroize::Zeroizing::new(doc.as_ref().to_vec()),
+            public,
+            pair: OnceCell::new(),
+        })
+    }
+
+    /// A key from an rcgen key pair (loaded, or an RSA key made by `rsa`).
+    fn from_pair(pair: KeyPair) -> Key {
+        Key {
+            alg: pair.algorithm(),
+            pkcs8: zeroize::Zeroizing::new(pair.serialized_der().to_vec()),
+            public: pair.der_bytes().to_vec(),
+            pair: OnceCell::from(pair),
+        }
     }
 
     /// Loads a PEM private key: `RSA PRIVATE KEY` (PKCS#1), `EC PRIVATE KEY`
@@ -84,31 +122,30 @@ impl Key {
                 "{origin}: Ed25519 keys are not supported by Kubernetes' PKI (supported: RSA, ECDSA P-256, ECDSA P-384)"
             )));
         }
-        Ok(Key { pair })
+        Ok(Key::from_pair(pair))
     }
 
     /// The key in the PEM form kubeadm writes (client-go keyutil): SEC1
     /// `EC PRIVATE KEY` for ECDSA, PKCS#1 `RSA PRIVATE KEY` for RSA, PKCS#8
     /// `PRIVATE KEY` otherwise.
     pub fn to_pem(&self) -> String {
-        let pkcs8 = self.pair.serialized_der();
-        if let Some(sec1) = der::pkcs8_ec_to_sec1(pkcs8) {
+        if let Some(sec1) = der::pkcs8_ec_to_sec1(&self.pkcs8) {
             return super::pem_encode("EC PRIVATE KEY", sec1);
         }
-        match der::pkcs8_rsa_to_pkcs1(pkcs8) {
+        match der::pkcs8_rsa_to_pkcs1(&self.pkcs8) {
             Some(pkcs1) => super::pem_encode("RSA PRIVATE KEY", pkcs1),
-            None => super::pem_encode("PRIVATE KEY", pkcs8.to_vec()),
+            None => super::pem_encode("PRIVATE KEY", self.pkcs8.to_vec()),
         }
     }
 
     /// The DER SubjectPublicKeyInfo.
     pub fn spki_der(&self) -> Vec<u8> {
-        self.pair.subject_public_key_info()
+        self.subject_public_key_info()
     }
 
     /// The public key as a `PUBLIC KEY` PEM (PKIX), as in `sa.pub`.
     pub fn public_pem(&self) -> String {
-        self.pair.public_key_pem()
+        super::pem_encode("PUBLIC KEY", self.spki_der())
     }
 
     /// "ECDSA P-256", "RSA 2048", ...
@@ -116,9 +153,27 @@ impl Key {
         describe_spki_der(&self.spki_der())
     }
 
-    /// The rcgen key pair, for signing.
-    pub(crate) fn pair(&self) -> &KeyPair {
-        &self.pair
+    /// The rcgen key pair, for signing: built from the PKCS#8 document the
+    /// first time the key signs.
+    pub(crate) fn pair(&self) -> Result<&KeyPair> {
+        if let Some(p) = self.pair.get() {
+            return Ok(p);
+        }
+        let der = rustls::pki_types::PrivatePkcs8KeyDer::from(self.pkcs8.as_slice());
+        let p = KeyPair::from_pkcs8_der_and_sign_algo(&der, self.alg)
+            .map_err(|e| Error::Failed(format!("loading a generated key for signing: {e}")))?;
+        Ok(self.pair.get_or_init(|| p))
+    }
+}
+
+/// The subject public key of a certificate issued for this key.
+impl PublicKeyData for Key {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.alg
     }
 }
 

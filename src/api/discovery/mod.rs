@@ -233,7 +233,7 @@ pub fn node_is_ready(
     let path = format!("/api/v1/nodes/{name}");
     match get_with_token(&info.server, &path, &info.ca_pem, token, budget)? {
         (200, body) => {
-            let node: k8s_openapi::api::core::v1::Node = serde_json::from_slice(&body)
+            let node: super::objects::Node = serde_json::from_slice(&body)
                 .map_err(|e| Error::Failed(format!("{path}: not a Node: {e}")))?;
             Ok(node
                 .status
