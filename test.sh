@@ -25,6 +25,11 @@ debian=(
   qemu-system-x86:qemu-system-x86_64   # tests/vm_boot.rs: a real systemd boot (TCG)
   debootstrap:debootstrap              # ... builds that image's Debian base tree
   e2fsprogs:debugfs                    # ... mkfs.ext4 -d and debugfs, no mounts needed
+  groff-base:groff                     # groff checks the man page kubeboot generates
+  musl-tools:musl-gcc                  # the static release binary (.ci/run builds it; ring's C parts)
+  erofs-utils:mkfs.erofs               # tests/image_recipes.rs: the sysext image, read back by fsck.erofs
+  squashfs-tools:mksquashfs            # ... the squashfs sysext, read back by unsquashfs
+  mkosi:mkosi                          # ... `mkosi summary` checks image/mkosi/mkosi.conf
 )
 # PyPI package     the Python module the tests import
 pypi=(

@@ -7,11 +7,14 @@
 //! a loopback fake API server (tests/api_support) that stores what it is sent
 //! and answers like the real one (201 on create, the Node registered at once).
 //!
-//! Own time is the status file's `totalMillis` minus the wait phases
-//! (`wait-control-plane`, `wait-bootstrap`); `discovery` stays in (one API
-//! call against a loopback server) and is also reported alone. The whole
-//! process wall time is measured too. The 20 ms target is reported as
-//! PASS/FAIL and never fails the build.
+//! kubeboot's time is the whole process's wall time (spawn to exit: start-up,
+//! every phase, the status file and the marker) minus the wait phases
+//! (`wait-control-plane`, `wait-bootstrap`: time spent waiting on the fake
+//! servers) minus the fake systemctl's own shell time (its three calls,
+//! timed alone right after each run). `discovery` stays in (one API call
+//! against a loopback server) and is also reported alone. The status
+//! file's `totalMillis` minus the waits is printed for comparison. The
+//! 15 ms target (issue 9) is reported as PASS/FAIL and never fails the build.
 //!
 //! `cargo bench --bench firstboot`; `KUBEBOOT_BENCH_RUNS` (default 30),
 //! `KUBEBOOT_BENCH_DIR` (default the system temp dir; the file system
@@ -44,7 +47,8 @@ use rustls::sign::CertifiedKey;
 const TOKEN_ID: &str = "abcdef";
 const TOKEN_SECRET: &str = "0123456789abcdef";
 const WAITS: [&str; 2] = ["wait-control-plane", "wait-bootstrap"];
-const TARGET_MS: f64 = 20.0;
+/// Issue 9: a control-plane firstboot under 15 ms of kubeboot's own time.
+const TARGET_MS: f64 = 15.0;
 const WARMUP: usize = 2;
 
 /// The binary under test: this build's, or `KUBEBOOT_BENCH_BIN` (e.g. a
@@ -165,6 +169,12 @@ fn fake_systemctl(root: &Path) -> PathBuf {
 
 /// One firstboot's figures (milliseconds).
 struct Sample {
+    /// Whole-process wall time minus the waits on fakes minus the fake
+    /// systemctl's own shell time: what kubeboot itself costs, status file
+    /// and marker included.
+    honest: f64,
+    /// The fake systemctl's three calls, timed alone right after the run.
+    systemctl: f64,
     own: f64,
     total: f64,
     waits: f64,
@@ -205,9 +215,12 @@ fn firstboot(root: &Path, userdata: &str, healthz: &str) -> Sample {
     };
     let total = st["totalMillis"].as_f64().unwrap();
     let waits = sum(&WAITS);
+    let systemctl_ms = systemctl_calls(&systemctl);
     std::fs::remove_file(systemctl).unwrap();
     std::fs::remove_dir_all(root).unwrap();
     Sample {
+        honest: wall - waits - systemctl_ms,
+        systemctl: systemctl_ms,
         own: total - waits,
         total,
         waits,
@@ -235,8 +248,11 @@ fn report(name: &str, samples: &[Sample]) {
         );
     };
     println!("{name} ({} runs)", samples.len());
-    let own = pct(col(|s| s.own), 50.0);
-    line("own time (total - waits)", col(|s| s.own));
+    let own = pct(col(|s| s.honest), 50.0);
+    line("kubeboot's time (honest)", col(|s| s.honest));
+    println!("    = whole process wall - waits on fakes - fake systemctl's shell time");
+    line("  fake systemctl (excluded)", col(|s| s.systemctl));
+    line("status totalMillis - waits", col(|s| s.own));
     if samples[0].phases.iter().any(|(n, _)| n == "discovery") {
         line("  of which discovery", col(|s| s.discovery));
     }
@@ -264,7 +280,7 @@ fn report(name: &str, samples: &[Sample]) {
         );
     }
     println!(
-        "  target: median own time < {TARGET_MS} ms: {}",
+        "  target: median kubeboot's time < {TARGET_MS} ms: {}",
         if own < TARGET_MS { "PASS" } else { "FAIL" }
     );
 }
@@ -414,32 +430,20 @@ fn control_plane(base: &Path, runs: usize, healthz: &str) {
     );
 }
 
-/// The fake init system's share of `kubelet-start`: its three calls, timed alone.
-fn fake_systemctl_cost(base: &Path, runs: usize) {
-    let root = base.join("systemctl-alone");
-    let script = fake_systemctl(&root);
+/// The three calls `kubelet-start` makes, run on the fake systemctl alone:
+/// their time is the fake's, not kubeboot's (milliseconds).
+fn systemctl_calls(script: &Path) -> f64 {
     let calls: [&[&str]; 3] = [
         &["daemon-reload"],
         &["enable", "kubelet.service"],
         &["restart", "--no-block", "kubelet.service"],
     ];
-    let v: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            for args in calls {
-                let s = Command::new(&script).args(args).status().unwrap();
-                assert!(s.success());
-            }
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    println!(
-        "fake systemctl alone (3 calls of a /bin/sh script, counted in kubelet-start): median {:.2} ms, p90 {:.2} ms",
-        pct(v.clone(), 50.0),
-        pct(v, 90.0)
-    );
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::remove_file(script).unwrap();
+    let t = Instant::now();
+    for args in calls {
+        let s = Command::new(script).args(args).status().unwrap();
+        assert!(s.success());
+    }
+    t.elapsed().as_secs_f64() * 1000.0
 }
 
 fn main() {
@@ -468,6 +472,5 @@ fn main() {
         &w,
     );
     control_plane(&base, runs, &healthz);
-    fake_systemctl_cost(&base, runs);
     std::fs::remove_dir_all(&base).unwrap();
 }

@@ -33,6 +33,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod host;
+pub mod kubeadm_cmds;
 pub mod kubelet;
 #[cfg(test)]
 mod layers;
@@ -42,7 +43,9 @@ pub mod net;
 pub mod phases;
 pub mod pki;
 pub mod platform;
+pub mod progress;
 pub mod run;
 pub mod secret;
 pub mod status;
+pub mod status_view;
 pub mod userdata;

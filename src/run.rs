@@ -23,22 +23,24 @@ use crate::status::{self, Status};
 use crate::userdata::{self, Source, local, network};
 
 /// Where the configuration comes from, for commands that run a node.
+/// Global: `init phase certs --config F` and `init --config F phase certs`
+/// both work, as with kubeadm.
 #[derive(Debug, Args, Clone)]
 pub struct SourceArgs {
     /// A config file in any accepted envelope (kubeboot or kubeadm YAML, cloud-config, MIME, Ignition, gzip).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Where to look for userdata: `auto` (local sources, then the platform's) or `file:PATH`.
-    #[arg(long, value_name = "SPEC", conflicts_with = "config")]
+    #[arg(long, global = true, value_name = "SPEC", conflicts_with = "config")]
     pub source: Option<String>,
     /// Host root: every path kubeboot reads or writes is under it.
-    #[arg(long, value_name = "DIR", default_value = "/")]
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     /// Platform override (skips detection), e.g. aws, gcp, azure, openstack, hetzner, digitalocean, nocloud, none.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME")]
     pub platform: Option<String>,
     /// Base URL of the platform's metadata service (tests point it at 127.0.0.1).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL")]
     pub metadata_url: Option<String>,
 }
 
@@ -67,12 +69,13 @@ pub struct RunArgs {
     pub phase: Option<PhaseCommand>,
 }
 
-/// `init phase NAME` / `join phase NAME`.
+/// `init phase NAME` / `join phase NAME` (its help text is set per
+/// command by `cli::command`).
 #[derive(Debug, Subcommand)]
 pub enum PhaseCommand {
-    /// Run one phase by name (`kubeboot init phase certs`); `list` prints the phases.
+    /// Run one phase or sub-phase by name; `list` prints the phase tree.
     Phase {
-        /// Phase name.
+        /// Phase name (`certs`, `certs/apiserver`, `addon/all`), or `list`.
         name: String,
     },
 }
@@ -238,13 +241,34 @@ pub fn render_loaded(loaded: &Loaded, paths: &Paths) -> Result<RenderReport> {
     let list = phases::phases_for(loaded.settings.mode);
     let skip = &loaded.settings.skip_phases;
     runner::check_names(&list, skip, "skipPhases")?;
-    let (records, result) = runner::run(&list, &mut run, skip, None);
+    let (records, result) = run_phases(&list, &mut run, skip, None, &mut |_, _| {});
     result.map_err(wrap_phase)?;
     Ok(RenderReport {
         settings: run.input.settings,
         written: run.state.written,
         records,
     })
+}
+
+/// Runs the phases, then makes whatever they wrote since the last sync
+/// durable (one `syncfs` at most; `NodeRun::finish`).
+fn run_phases<'a>(
+    list: &[phases::Phase<phases::NodeRun<'a>>],
+    run: &mut phases::NodeRun<'a>,
+    skip: &[String],
+    only: Option<&str>,
+    on_start: &mut dyn FnMut(&'static str, &[phases::PhaseRecord]),
+) -> (Vec<phases::PhaseRecord>, Result<(), phases::PhaseError>) {
+    let (records, mut result) = runner::run_observed(list, run, skip, only, on_start);
+    if result.is_ok()
+        && let Err(error) = run.finish()
+    {
+        result = Err(runner::PhaseError {
+            phase: "sync",
+            error,
+        });
+    }
+    (records, result)
 }
 
 /// A failed phase's error as the command reports it: `phase X failed: ...`,
@@ -534,9 +558,7 @@ pub fn init_or_join(args: &RunArgs, init: bool, lock_wait: Duration) -> Result<(
             } else {
                 phases::join_phases()
             };
-            for p in &list {
-                crate::outln!("{:<24} {}", p.name, p.summary);
-            }
+            crate::out!("{}", runner::tree(&list));
             return Ok(());
         }
         Some(PhaseCommand::Phase { name }) => Some(name.clone()),
@@ -596,7 +618,10 @@ fn run_node(
     let mut ignore = loaded.settings.node.ignore_preflight_errors.clone();
     ignore.extend(run_opts.ignore_preflight_errors.iter().cloned());
     let mut run = node_run(&loaded, paths, effects, init_system, &probes, ignore);
-    run.input.budgets = budgets(run_opts);
+    run.input.budgets = budgets(&loaded.settings, run_opts);
+    crate::progress::set_interval(Duration::from_secs_f64(
+        run_opts.progress_interval.clamp(0.001, 3600.0),
+    ));
     let list = phases::phases_for(mode);
     let mut skip_all: Vec<String> = run_opts.skip_phases.clone();
     skip_all.extend(loaded.settings.skip_phases.iter().cloned());
@@ -608,9 +633,34 @@ fn run_node(
     if effects == Effects::DryRun {
         crate::host::dryrun::begin(paths.root());
     }
-    let (records, result) = runner::run(&list, &mut run, &skip_all, only);
+    let role = mode.as_str().to_string();
+    let started_at = status::now_rfc3339();
+    let mut in_progress = |phase: &'static str, so_far: &[phases::PhaseRecord]| {
+        // status.json records full live runs only (not `init phase NAME`)
+        if effects != Effects::Full || only.is_some() {
+            return;
+        }
+        let mut st = Status::in_progress(role.clone(), phase, started_at.clone());
+        st.source = Some(source.clone());
+        st.phases = so_far.to_vec();
+        st.total_millis = started.elapsed().as_secs_f64() * 1000.0;
+        // a status is a report: failing to write it does not stop the run
+        if let Err(e) = status::write_progress(paths, &st) {
+            log::warn!("could not write the status file: {e}");
+        }
+    };
+    let (records, result) = run_phases(&list, &mut run, &skip_all, only, &mut in_progress);
     if effects == Effects::DryRun {
-        return finish_dry_run(paths, &run, &skip_all, result);
+        let requests = if result.is_ok() {
+            phases::dry_run_requests(&run, &skip_all)
+        } else {
+            Ok(Vec::new())
+        };
+        print_dry_run(paths, &crate::host::dryrun::end());
+        for line in requests? {
+            crate::outln!("[dry-run] would send {line}");
+        }
+        return result.map_err(wrap_phase);
     }
     if let (Some(phase), Ok(())) = (only, &result) {
         crate::outln!(
@@ -622,61 +672,31 @@ fn run_node(
     if !record {
         return result.map_err(wrap_phase);
     }
-    record_outcome(paths, mode, source, records, result, started)
-}
-
-/// A dry run's report: the files it would write, then (when the phases
-/// passed) the API requests it would send.
-fn finish_dry_run(
-    paths: &Paths,
-    run: &NodeRun<'_>,
-    skip_all: &[String],
-    result: std::result::Result<(), phases::PhaseError>,
-) -> Result<()> {
-    let requests = if result.is_ok() {
-        phases::dry_run_requests(run, skip_all)
-    } else {
-        Ok(Vec::new())
-    };
-    print_dry_run(paths, &crate::host::dryrun::end());
-    for line in requests? {
-        crate::outln!("[dry-run] would send {line}");
-    }
-    result.map_err(wrap_phase)
-}
-
-/// Records a full run's outcome: status.json (and the marker on success)
-/// and the console line.
-fn record_outcome(
-    paths: &Paths,
-    mode: Mode,
-    source: String,
-    records: Vec<phases::PhaseRecord>,
-    result: std::result::Result<(), phases::PhaseError>,
-    started: Instant,
-) -> Result<()> {
     let mut st = match &result {
         Ok(()) => Status::success(
-            mode.as_str().to_string(),
+            role,
             records
                 .iter()
                 .rev()
                 .find(|r| r.outcome == Outcome::Done)
                 .map(|r| r.name.to_string()),
         ),
-        Err(e) => Status::failure(
-            mode.as_str().to_string(),
-            Some(e.phase.to_string()),
-            &e.error,
-        ),
+        Err(e) => Status::failure(role, Some(e.phase.to_string()), &e.error),
     };
+    st.started_at = Some(started_at);
     st.source = Some(source);
     st.phases = records;
     st.total_millis = started.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(()) => {
             status::write(paths, &st)?;
-            status::write_marker(paths)?;
+            if only.is_none() {
+                if loaded.envelope.from_cluster_api() {
+                    status::write_cluster_api_sentinel(paths)?;
+                    log::info!(target: "kubeboot", "wrote Cluster API's {}", status::CLUSTER_API_SENTINEL);
+                }
+                status::write_marker(paths)?;
+            }
             crate::outln!("{}", st.console_line());
             Ok(())
         }
@@ -687,14 +707,27 @@ fn record_outcome(
     }
 }
 
-/// The bounds the command line sets.
-fn budgets(opts: &RunOptions) -> Budgets {
-    Budgets {
-        discovery: std::time::Duration::from_secs(opts.discovery_timeout),
-        health: std::time::Duration::from_secs(opts.wait_timeout),
-        tls_bootstrap: std::time::Duration::from_secs(opts.wait_timeout),
-        kubelet_healthz: opts.kubelet_healthz_url.clone(),
+/// The run's budgets: the command line's `--discovery-timeout` and
+/// `--wait-timeout` (0: no deadline) win over the config's `timeouts`,
+/// which win over the defaults for the node's role
+/// ([`Budgets::for_mode`]).
+fn budgets(settings: &config::Settings, opts: &RunOptions) -> Budgets {
+    let secs = |s: u64| {
+        if s == 0 {
+            phases::NO_DEADLINE
+        } else {
+            Duration::from_secs(s)
+        }
+    };
+    let mut b = Budgets::for_mode(settings.mode, &settings.timeouts);
+    if let Some(d) = opts.discovery_timeout {
+        b.discovery = secs(d);
     }
+    if let Some(w) = opts.wait_timeout.map(secs) {
+        (b.health, b.kubelet, b.tls_bootstrap, b.etcd, b.api) = (w, w, w, w, w);
+    }
+    b.kubelet_healthz = opts.kubelet_healthz_url.clone();
+    b
 }
 
 /// Finds and loads the userdata for a node run. A failure here, before the
@@ -765,4 +798,73 @@ fn write_failure(paths: &Paths, st: &Status) {
     }
     // stderr: the console line of a failure (never a panic if it is closed)
     let _ = writeln!(std::io::stderr().lock(), "{}", st.console_line());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(discovery: Option<u64>, wait: Option<u64>) -> RunOptions {
+        RunOptions {
+            skip_phases: vec![],
+            dry_run: false,
+            ignore_preflight_errors: vec![],
+            discovery_timeout: discovery,
+            wait_timeout: wait,
+            progress_interval: 30.0,
+            kubelet_healthz_url: "http://127.0.0.1:1/healthz".into(),
+            systemctl: "systemctl".into(),
+            only: None,
+        }
+    }
+
+    fn settings(text: &str) -> config::Settings {
+        let facts = HostFacts {
+            hostname: Some("n1".into()),
+            default_address: Some("192.0.2.7".parse().unwrap()),
+            default_ipv6: None,
+        };
+        let text = format!("apiVersion: kubeboot.dev/v1alpha1\n{text}");
+        config::load(text.as_bytes(), "test", &facts)
+            .unwrap()
+            .settings
+    }
+
+    const WORKER: &str = "role: worker\nserver: 10.0.0.10:6443\ntoken: abcdef.0123456789abcdef\nunsafeSkipCAVerification: true\n";
+
+    #[test]
+    fn a_join_waits_for_its_cluster_without_a_deadline_by_default() {
+        let b = budgets(&settings(WORKER), &opts(None, None));
+        for d in [b.discovery, b.kubelet, b.tls_bootstrap, b.etcd, b.api] {
+            assert_eq!(d, phases::NO_DEADLINE);
+        }
+        // this node's own control-plane components: kubeadm's 4 minutes
+        assert_eq!(b.health, Duration::from_secs(240));
+        assert_eq!(b.kubelet_healthz, "http://127.0.0.1:1/healthz");
+        // an init node keeps kubeadm's defaults
+        let b = budgets(&settings("role: control-plane\n"), &opts(None, None));
+        assert_eq!(b.kubelet, Duration::from_secs(240));
+        assert_eq!(b.tls_bootstrap, Duration::from_secs(300));
+        assert_eq!(b.etcd, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn timeouts_win_over_defaults_and_flags_over_timeouts() {
+        let s = settings(&format!(
+            "{WORKER}timeouts:\n  discovery: 10m\n  tlsBootstrap: 1m\n  controlPlaneComponentHealthCheck: 0\n"
+        ));
+        let b = budgets(&s, &opts(None, None));
+        assert_eq!(b.discovery, Duration::from_secs(600));
+        assert_eq!(b.tls_bootstrap, Duration::from_secs(60));
+        assert_eq!(b.health, phases::NO_DEADLINE);
+        assert_eq!(b.kubelet, phases::NO_DEADLINE);
+        let b = budgets(&s, &opts(Some(7), Some(0)));
+        assert_eq!(b.discovery, Duration::from_secs(7));
+        for d in [b.health, b.kubelet, b.tls_bootstrap, b.etcd, b.api] {
+            assert_eq!(d, phases::NO_DEADLINE);
+        }
+        let b = budgets(&s, &opts(Some(0), Some(3)));
+        assert_eq!(b.discovery, phases::NO_DEADLINE);
+        assert_eq!(b.tls_bootstrap, Duration::from_secs(3));
+    }
 }

@@ -16,7 +16,7 @@ use crate::phases::runner::PhaseRecord;
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
-    /// `success` or `failure`.
+    /// `success`, `failure`, or `in-progress` while the phases run.
     pub result: &'static str,
     /// `init`, `join-control-plane`, `join-worker`, or `unknown` when the config could not be read.
     pub role: String,
@@ -39,7 +39,11 @@ pub struct Status {
     pub total_millis: f64,
     /// kubeboot version.
     pub version: &'static str,
-    /// When it finished (RFC 3339, UTC).
+    /// When the phases started (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When it finished (RFC 3339, UTC); while in progress, when the
+    /// current phase started.
     pub finished_at: String,
 }
 
@@ -57,6 +61,25 @@ impl Status {
             phases: Vec::new(),
             total_millis: 0.0,
             version: env!("CARGO_PKG_VERSION"),
+            started_at: None,
+            finished_at: now_rfc3339(),
+        }
+    }
+
+    /// The status while `phase` runs (written at each phase's start).
+    pub fn in_progress(role: String, phase: &str, started_at: String) -> Status {
+        Status {
+            result: "in-progress",
+            role,
+            phase: Some(phase.to_string()),
+            error_class: None,
+            error: None,
+            retryable: false,
+            source: None,
+            phases: Vec::new(),
+            total_millis: 0.0,
+            version: env!("CARGO_PKG_VERSION"),
+            started_at: Some(started_at),
             finished_at: now_rfc3339(),
         }
     }
@@ -116,10 +139,21 @@ pub fn now_rfc3339() -> String {
 
 /// Writes the status file atomically and durably (0644).
 pub fn write(paths: &Paths, status: &Status) -> Result<(), Error> {
+    write_with(paths, status, Sync::Each)
+}
+
+/// Writes an `in-progress` status atomically but without an fsync of its
+/// own: it is replaced at the next phase, and the phases' own syncs (or
+/// the final, durable status) carry it to disk.
+pub fn write_progress(paths: &Paths, status: &Status) -> Result<(), Error> {
+    write_with(paths, status, Sync::Deferred)
+}
+
+fn write_with(paths: &Paths, status: &Status, sync: Sync) -> Result<(), Error> {
     let mut text = serde_json::to_vec_pretty(status)
         .map_err(|e| Error::Failed(format!("encoding status: {e}")))?;
     text.push(b'\n');
-    fs::write_atomic(&paths.rooted(paths.status_file()), &text, 0o644, Sync::Each)?;
+    fs::write_atomic(&paths.rooted(paths.status_file()), &text, 0o644, sync)?;
     Ok(())
 }
 
@@ -129,6 +163,26 @@ pub fn write_marker(paths: &Paths) -> Result<(), Error> {
     fs::write_atomic(
         &paths.rooted(paths.marker()),
         line.as_bytes(),
+        0o644,
+        Sync::Each,
+    )?;
+    Ok(())
+}
+
+/// Cluster API's bootstrap sentinel file.
+pub const CLUSTER_API_SENTINEL: &str = "/run/cluster-api/bootstrap-success.complete";
+
+/// Writes Cluster API's sentinel after a successful bootstrap from Cluster
+/// API userdata. Cluster API's bootstrap contract ("Sentinel file",
+/// <https://cluster-api.sigs.k8s.io/developer/providers/contracts/bootstrap-config>)
+/// has the bootstrap data create it once the node is bootstrapped, so
+/// infrastructure providers can tell a failed bootstrap. Its content is
+/// `success`: some providers only test that it exists, KubeVirt's
+/// compares the content.
+pub fn write_cluster_api_sentinel(paths: &Paths) -> Result<(), Error> {
+    fs::write_atomic(
+        &paths.rooted(paths.host(CLUSTER_API_SENTINEL)),
+        b"success",
         0o644,
         Sync::Each,
     )?;

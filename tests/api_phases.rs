@@ -619,8 +619,8 @@ fn init_runs_the_api_phases_and_a_rerun_converges() {
             "upload-config",
             "mark-control-plane",
             "bootstrap-token",
-            "addon",
             "kubelet-finalize",
+            "addon",
             "show-join-command"
         ]
     );

@@ -193,7 +193,7 @@ fn join(dir: &Path, root: &Path, config: &str, skip: &str) -> Output {
     ])
 }
 
-const CP_SKIP: &str = "preflight,userdata-files,control-plane-prepare,kubelet-start,etcd-join,wait-bootstrap,wait-control-plane,mark-control-plane";
+const CP_SKIP: &str = "preflight,userdata-files,control-plane-prepare,kubelet-start,etcd-join,wait-bootstrap,control-plane-join,wait-control-plane";
 const WORKER_SKIP: &str = "preflight,userdata-files,kubelet-start,wait-bootstrap";
 
 fn no_secret(o: &Output) {

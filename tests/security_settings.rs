@@ -32,7 +32,7 @@ fn render(dir: &Path, version: &str) -> PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n  advertiseAddress: 10.0.0.5\ncluster:\n  kubernetesVersion: {version}\n  podSubnet: 10.244.0.0/16\n"
+            "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n  advertiseAddress: 10.0.0.5\ncluster:\n  kubernetesVersion: {version}\n  podSubnet: 10.244.0.0/16\n  controlPlaneEndpoint: cp.example.test:6443\n"
         ),
     )
     .unwrap();
@@ -123,8 +123,14 @@ fn control_plane_security_settings_by_hand() {
                 "etc/kubernetes/manifests/kube-scheduler.yaml",
                 "etc/kubernetes/manifests/etcd.yaml",
                 "var/lib/kubelet/config.yaml",
+                "etc/kubernetes/admin.conf",
+                "etc/kubernetes/super-admin.conf",
+                "etc/kubernetes/kubelet.conf",
+                "etc/kubernetes/controller-manager.conf",
+                "etc/kubernetes/scheduler.conf",
             ],
         );
+        check_kubeconfigs(&root, &docs, version);
         let doc = |f: &str| &docs[&format!("etc/kubernetes/manifests/{f}.yaml")];
 
         // kube-apiserver
@@ -300,6 +306,101 @@ fn control_plane_security_settings_by_hand() {
         check_modes(&root, version);
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The kubeconfigs as kubeadm's kubeconfig phase writes them (see
+/// /work/shared/reference/kubeadm-facts.md, kubeconfig table): the current
+/// context's user, the client certificate's subject (read by openssl), and
+/// the server: controlPlaneEndpoint for admin.conf and super-admin.conf,
+/// the local API server for kubelet.conf from 1.33 (ControlPlaneKubeletLocalMode; 1.32: the endpoint),
+/// controller-manager.conf and scheduler.conf.
+fn check_kubeconfigs(root: &Path, docs: &BTreeMap<String, Value>, version: &str) {
+    let endpoint = "https://cp.example.test:6443";
+    let local = "https://10.0.0.5:6443";
+    let want = [
+        (
+            "admin.conf",
+            "kubernetes-admin",
+            Some("kubeadm:cluster-admins"),
+            endpoint,
+        ),
+        (
+            "super-admin.conf",
+            "kubernetes-super-admin",
+            Some("system:masters"),
+            endpoint,
+        ),
+        // ControlPlaneKubeletLocalMode: default on from 1.33 only
+        (
+            "kubelet.conf",
+            "system:node:cp-1",
+            Some("system:nodes"),
+            if version.starts_with("v1.32.") {
+                endpoint
+            } else {
+                local
+            },
+        ),
+        (
+            "controller-manager.conf",
+            "system:kube-controller-manager",
+            None,
+            local,
+        ),
+        ("scheduler.conf", "system:kube-scheduler", None, local),
+    ];
+    for (file, user, org, server) in want {
+        let w = format!("{version} {file}");
+        let kc = &docs[&format!("etc/kubernetes/{file}")];
+        let current = kc["current-context"].as_str().unwrap();
+        let ctx = kc["contexts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == current)
+            .unwrap_or_else(|| panic!("{w}: no context {current}"));
+        assert_eq!(ctx["context"]["user"], user, "{w}");
+        let cluster = kc["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == ctx["context"]["cluster"])
+            .unwrap();
+        assert_eq!(cluster["cluster"]["server"], server, "{w}");
+        let u = kc["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == user)
+            .unwrap_or_else(|| panic!("{w}: no user {user}"));
+        let cert = u["user"]["client-certificate-data"].as_str().unwrap();
+        let pem_path = root.join(format!("{file}.client.pem"));
+        let pem = String::from_utf8(
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, cert).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(&pem_path, pem).unwrap();
+        let o = Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in"])
+            .arg(&pem_path)
+            .output()
+            .expect("openssl");
+        std::fs::remove_file(&pem_path).unwrap();
+        assert!(o.status.success(), "{w}: {}", text(&o.stderr));
+        let subject = text(&o.stdout);
+        let mut rdns: Vec<&str> = subject
+            .trim()
+            .trim_start_matches("subject=")
+            .split(',')
+            .collect();
+        rdns.sort();
+        let cn = format!("CN={user}");
+        let mut want_rdns = vec![cn.as_str()];
+        let o = org.map(|o| format!("O={o}"));
+        want_rdns.extend(o.as_deref());
+        want_rdns.sort();
+        assert_eq!(rdns, want_rdns, "{w}: subject {subject}");
+    }
 }
 
 /// Private keys and kubeconfigs 0600, certificates 0644, manifests 0600,

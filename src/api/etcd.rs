@@ -134,7 +134,18 @@ pub fn endpoints_from_pods(body: &[u8]) -> Result<Vec<String>, Error> {
 
 /// The annotated client URLs and the number of etcd pods listed.
 fn pod_endpoints(body: &[u8]) -> Result<(Vec<String>, usize), Error> {
-    let list: k8s_openapi::List<k8s_openapi::api::core::v1::Pod> = serde_json::from_slice(body)
+    // Only the annotations are read: k8s-openapi's Pod decoder (PodSpec,
+    // Volume, PodStatus, ...) would cost some 150 KB of the binary for them.
+    #[derive(serde::Deserialize)]
+    struct PodList {
+        items: Vec<PodItem>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PodItem {
+        #[serde(default)]
+        metadata: super::objects::NodeMeta,
+    }
+    let list: PodList = serde_json::from_slice(body)
         .map_err(|e| Error::Failed(format!("{ETCD_PODS_PATH}: not a PodList: {e}")))?;
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
@@ -175,8 +186,9 @@ pub fn endpoints_from_api(
         key.expose().as_bytes(),
     )
     .context("etcd-join: admin.conf")?;
-    let result = http::retry(
+    let result = http::retry_watched(
         &Retry::within(budget),
+        &format!("the etcd pods at {url}"),
         |t| match http::send(&agent, Method::Get, &url, &[], t) {
             Step::Done(r) if r.status == 200 => match pod_endpoints(&r.body) {
                 Ok((eps, _)) if !eps.is_empty() => Step::Done(eps),
@@ -302,6 +314,9 @@ type OnError<'f> = &'f dyn Fn(&str) -> Option<bool>;
 const NOT_IN_SYNC: &str = "in sync with leader";
 /// etcd's ErrMemberNotLearner: promoted already.
 const NOT_LEARNER: &str = "can only promote a learner member";
+/// etcd's ErrTooManyLearners: another learner is not promoted yet
+/// (`--max-learners`, 1 by default).
+const TOO_MANY_LEARNERS: &str = "too many learner members";
 /// etcd's ErrPeerURLExist.
 const PEER_EXISTS: &str = "Peer URLs already exists";
 
@@ -376,8 +391,10 @@ impl EtcdClient {
         let bytes = body.to_string().into_bytes();
         let mut n = 0usize;
         let mut last_url = String::new();
-        let result = http::retry(
+        let what = format!("etcd {step} ({})", self.endpoints.join(","));
+        let result = http::retry_watched(
             policy,
+            &what,
             |t| {
                 let url = format!("{}{path}", self.endpoints[n % self.endpoints.len()]);
                 n += 1;
@@ -434,12 +451,16 @@ impl EtcdClient {
     /// answer is the error.
     fn status_each(&self, endpoints: &[String], budget: Duration) -> Result<(), (String, String)> {
         let body = b"{}";
-        let deadline = std::time::Instant::now() + budget;
+        // None: no deadline
+        let deadline = std::time::Instant::now().checked_add(budget);
         for ep in endpoints {
             let url = format!("{ep}/v3/maintenance/status");
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let r = http::retry(
+            let left = deadline.map_or(http::NO_DEADLINE, |d| {
+                d.saturating_duration_since(std::time::Instant::now())
+            });
+            let r = http::retry_watched(
                 &Retry::within(left),
+                &format!("etcd status from {ep}"),
                 |t| self.post_once(&url, body, t, &|_| None),
                 |_| "ok".to_string(),
             );
@@ -484,8 +505,18 @@ impl EtcdClient {
             "/v3/cluster/member/add",
             &json!({"peerURLs": [peer_url], "isLearner": true}),
             &Retry::within(self.budget),
-            // an earlier attempt whose reply was lost may have added it
-            &|msg| msg.contains(PEER_EXISTS).then_some(false),
+            // an earlier attempt whose reply was lost may have added it;
+            // another node's learner not promoted yet (etcd allows one
+            // learner by default): wait for it, as for any busy peer
+            &|msg| {
+                if msg.contains(PEER_EXISTS) {
+                    Some(false)
+                } else if msg.contains(TOO_MANY_LEARNERS) {
+                    Some(true)
+                } else {
+                    None
+                }
+            },
         )?;
         let bad = |e: String| Error::Failed(format!("etcd-join member add: {e}"));
         if v.is_null() {
@@ -526,8 +557,10 @@ impl EtcdClient {
         let id_body = json!({"ID": id.to_string()}).to_string().into_bytes();
         let mut rounds = 0u32;
         let mut label = format!("{name} ({id:016x})");
-        let result = http::retry(
+        let what = format!("etcd member promote of {name} ({id:016x})");
+        let result = http::retry_watched(
             &policy,
+            &what,
             |t| {
                 rounds += 1;
                 let ep = &self.endpoints[(rounds as usize - 1) % self.endpoints.len()];

@@ -12,7 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Node;
 use serde_json::Value;
 
 use super::objects::{self, ApiObject, Update};
@@ -97,6 +96,30 @@ impl Kube {
         .context(path.display())
     }
 
+    /// A client as the node itself: `/etc/kubernetes/kubelet.conf`, which
+    /// the kubelet wrote after its TLS bootstrap (server and client
+    /// certificate from that file, embedded or referenced), verified with
+    /// the cluster CA. kubeadm's join uses this client for the CRI socket
+    /// annotation (`cmd/kubeadm/app/cmd/phases/join/kubelet.go`).
+    pub fn from_kubelet_conf(
+        settings: &Settings,
+        paths: &Paths,
+        budget: Duration,
+    ) -> Result<Kube, Error> {
+        let path = paths.host("/etc/kubernetes/kubelet.conf");
+        let bytes = fs::read_optional(&path)?
+            .ok_or_else(|| Error::Failed(format!("{}: missing", path.display())))?;
+        let server = crate::pki::kubeconfig::server(&bytes)
+            .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))?;
+        let (cert, key) = crate::pki::kubeconfig::client_cert_and_key(&bytes, paths)
+            .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))?;
+        let ca_path = paths.host(format!("{}/ca.crt", settings.cluster.certificates_dir));
+        let ca = fs::read_optional(&ca_path)?
+            .ok_or_else(|| Error::Failed(format!("{}: missing", ca_path.display())))?;
+        Kube::new(&server, &ca, &cert, key.expose().as_bytes(), budget)
+            .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))
+    }
+
     /// One request with retries; the final status and body.
     pub(super) fn call(
         &self,
@@ -105,8 +128,9 @@ impl Kube {
         path: &str,
     ) -> Result<(u16, Vec<u8>), Error> {
         let url = format!("{}{path}", self.base);
-        match http::retry(
+        match http::retry_watched(
             &Retry::within(self.budget),
+            &format!("{verb} {url}"),
             |t| {
                 http::send(
                     &self.agent,
@@ -206,9 +230,10 @@ impl Kube {
     }
 
     /// Waits (within `budget`, polling) until Node `name` exists; returns it.
-    pub fn wait_for_node(&self, name: &str, budget: Duration) -> Result<Node, Error> {
+    pub fn wait_for_node(&self, name: &str, budget: Duration) -> Result<objects::Node, Error> {
         let path = format!("/api/v1/nodes/{name}");
-        let deadline = Instant::now() + budget;
+        // None: no deadline
+        let deadline = Instant::now().checked_add(budget);
         let mut last;
         loop {
             let (status, body) = self.get(&path)?;
@@ -221,7 +246,7 @@ impl Kube {
                 404 => last = "not registered yet (404)".to_string(),
                 s => return Err(self.refused("GET", &path, s, &body, false)),
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::Failed(format!(
                     "Node {name:?}: {last} after {} s; is the kubelet running and registering?",
                     budget.as_secs()

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
@@ -646,6 +646,69 @@ pub fn cluster_info(server: &str, ca_pem: &[u8]) -> Vec<ApiObject> {
     out
 }
 
+/// The fields of a Node kubeboot reads. k8s-openapi's `Node` would do, but
+/// its decoder (every field of NodeStatus, NodeSpec, ...) costs some 100 KB
+/// of the binary for four fields (docs/building.md); objects kubeboot
+/// writes keep k8s-openapi's types. Taints stay JSON so that a patch
+/// carries the existing ones back unchanged (timeAdded included).
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct Node {
+    /// name, labels, annotations, resourceVersion.
+    #[serde(default)]
+    pub metadata: NodeMeta,
+    /// The taints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<NodeSpec>,
+    /// The conditions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<NodeStatus>,
+}
+
+/// A Node's metadata, as far as kubeboot reads it.
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeMeta {
+    /// The node name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// For optimistic concurrency in patches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+}
+
+/// A Node's spec: its taints, as JSON.
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct NodeSpec {
+    /// Taints (`key`, `value`, `effect`, `timeAdded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taints: Option<Vec<Value>>,
+}
+
+/// A Node's status: its conditions.
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct NodeStatus {
+    /// Conditions (`Ready`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<NodeCondition>>,
+}
+
+/// One Node condition.
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct NodeCondition {
+    /// `Ready`, `MemoryPressure`, ...
+    #[serde(rename = "type", default)]
+    pub type_: String,
+    /// `True`, `False`, `Unknown`.
+    #[serde(default)]
+    pub status: String,
+}
+
 /// The Node annotation kubeadm (with `NodeLocalCRISocket` off: 1.32 and
 /// 1.33 by default) sets in upload-config to remember the CRI socket.
 pub const ANNOTATION_CRI_SOCKET: &str = "kubeadm.alpha.kubernetes.io/cri-socket";
@@ -678,15 +741,12 @@ pub fn mark_control_plane_patch(node: &Node, taints: &[Taint]) -> Option<Value> 
         .as_ref()
         .and_then(|s| s.taints.clone())
         .unwrap_or_default();
-    let mut all: Vec<Value> = existing
-        .iter()
-        .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
-        .collect();
+    let mut all: Vec<Value> = existing.clone();
     let mut added = false;
     for t in taints {
         if !existing
             .iter()
-            .any(|e| e.key == t.key && e.effect == t.effect.as_str())
+            .any(|e| e["key"] == t.key.as_str() && e["effect"] == t.effect.as_str())
         {
             let mut v = json!({"key": t.key, "effect": t.effect});
             if let (Some(val), Value::Object(m)) = (&t.value, &mut v) {

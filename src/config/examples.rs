@@ -104,6 +104,8 @@ pub fn control_plane() -> Settings {
         certificate_key: None,
         supplied_cas: SuppliedCas::default(),
         skip_phases: vec![],
+        timeouts: Default::default(),
+        start_spread: std::time::Duration::ZERO,
         warnings: vec![],
     }
 }

@@ -6,6 +6,7 @@
 //! internally consistent.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -88,6 +89,15 @@ pub enum KeyAlgorithm {
     /// ECDSA over NIST P-384 with SHA-384.
     #[serde(rename = "ECDSA-P384")]
     EcdsaP384,
+    /// RSA 2048 bits (kubeadm's default), SHA-256 signatures.
+    #[serde(rename = "RSA-2048")]
+    Rsa2048,
+    /// RSA 3072 bits.
+    #[serde(rename = "RSA-3072")]
+    Rsa3072,
+    /// RSA 4096 bits.
+    #[serde(rename = "RSA-4096")]
+    Rsa4096,
 }
 
 impl KeyAlgorithm {
@@ -96,6 +106,28 @@ impl KeyAlgorithm {
         match self {
             KeyAlgorithm::EcdsaP256 => "ECDSA-P256",
             KeyAlgorithm::EcdsaP384 => "ECDSA-P384",
+            KeyAlgorithm::Rsa2048 => "RSA-2048",
+            KeyAlgorithm::Rsa3072 => "RSA-3072",
+            KeyAlgorithm::Rsa4096 => "RSA-4096",
+        }
+    }
+
+    /// Every algorithm, as `encryptionAlgorithm` spells it.
+    pub const ALL: [KeyAlgorithm; 5] = [
+        KeyAlgorithm::EcdsaP256,
+        KeyAlgorithm::EcdsaP384,
+        KeyAlgorithm::Rsa2048,
+        KeyAlgorithm::Rsa3072,
+        KeyAlgorithm::Rsa4096,
+    ];
+
+    /// The RSA modulus size (0 for ECDSA).
+    pub fn rsa_bits(self) -> usize {
+        match self {
+            KeyAlgorithm::Rsa2048 => 2048,
+            KeyAlgorithm::Rsa3072 => 3072,
+            KeyAlgorithm::Rsa4096 => 4096,
+            _ => 0,
         }
     }
 }
@@ -428,6 +460,47 @@ pub struct Join {
     pub certificate_key: Option<Secret>,
 }
 
+/// Deadlines of the waits as the config gives them (kubeadm v1beta4
+/// `timeouts` or NodeConfig `timeouts`). `None`: not given, the default
+/// applies; `Some(Duration::MAX)`: `0`, no deadline.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeouts {
+    // Shown by `config show` as `"300s"` or `"none"` (no deadline).
+    /// Token discovery.
+    #[serde(serialize_with = "ser_deadline")]
+    pub discovery: Option<Duration>,
+    /// The kubelet's TLS bootstrap.
+    #[serde(serialize_with = "ser_deadline")]
+    pub tls_bootstrap: Option<Duration>,
+    /// The kubelet's healthz.
+    #[serde(serialize_with = "ser_deadline")]
+    pub kubelet_health_check: Option<Duration>,
+    /// Each control-plane component's health.
+    #[serde(serialize_with = "ser_deadline")]
+    pub control_plane_component_health_check: Option<Duration>,
+    /// One etcd request with its retries.
+    #[serde(rename = "etcdAPICall")]
+    #[serde(serialize_with = "ser_deadline")]
+    pub etcd_api_call: Option<Duration>,
+    /// One API server request with its retries.
+    #[serde(rename = "kubernetesAPICall")]
+    #[serde(serialize_with = "ser_deadline")]
+    pub kubernetes_api_call: Option<Duration>,
+}
+
+fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}s", d.as_secs()))
+}
+
+fn ser_deadline<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        None => s.serialize_none(),
+        Some(d) if *d == Duration::MAX => s.serialize_str("none"),
+        Some(d) => s.serialize_str(&format!("{}s", d.as_secs())),
+    }
+}
+
 /// A single warning found while reading the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Warning {
@@ -459,6 +532,12 @@ pub struct Settings {
     pub supplied_cas: SuppliedCas,
     /// Phases the config asks to skip.
     pub skip_phases: Vec<String>,
+    /// Deadlines the config gives for the waits (unset: the defaults of
+    /// `phases::Budgets`).
+    pub timeouts: Timeouts,
+    /// The largest random delay before a join's first request (zero: none).
+    #[serde(serialize_with = "ser_secs")]
+    pub start_spread: Duration,
     /// Warnings gathered while reading (unknown fields, ignored values).
     pub warnings: Vec<Warning>,
 }

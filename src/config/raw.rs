@@ -58,6 +58,55 @@ pub struct NodeConfig {
     pub pki: Option<RawPki>,
     /// Phases to skip.
     pub skip_phases: Option<Vec<String>>,
+    /// Deadlines of the waits (kubeadm v1beta4 `timeouts`, same names).
+    pub timeouts: Option<RawTimeouts>,
+    /// A random delay from zero to this (Go duration) before the first
+    /// request of a join, so a fleet booted at once spreads its load.
+    pub start_spread: Option<String>,
+}
+
+/// A duration field as text: a Go duration string, or a bare number (`0`,
+/// which YAML reads as an integer) as its digits.
+pub(crate) fn duration_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        S(String),
+        N(u64),
+    }
+    Ok(Option::<Text>::deserialize(d)?.map(|t| match t {
+        Text::S(s) => s,
+        Text::N(n) => n.to_string(),
+    }))
+}
+
+/// Deadlines of the waits, as Go durations (`5m`, `4m0s`); `0` means no
+/// deadline. The names and meanings are kubeadm v1beta4's `Timeouts`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// Validating the API server's identity (token discovery).
+    #[serde(default, deserialize_with = "duration_text")]
+    pub discovery: Option<String>,
+    /// The kubelet's TLS bootstrap (kubelet.conf written).
+    #[serde(default, deserialize_with = "duration_text")]
+    pub tls_bootstrap: Option<String>,
+    /// The kubelet's healthz.
+    #[serde(default, deserialize_with = "duration_text")]
+    pub kubelet_health_check: Option<String>,
+    /// Each control-plane component's health endpoint.
+    #[serde(default, deserialize_with = "duration_text")]
+    pub control_plane_component_health_check: Option<String>,
+    /// One etcd request (with its retries).
+    #[serde(rename = "etcdAPICall")]
+    #[serde(default, deserialize_with = "duration_text")]
+    pub etcd_api_call: Option<String>,
+    /// One API server request (with its retries).
+    #[serde(rename = "kubernetesAPICall")]
+    #[serde(default, deserialize_with = "duration_text")]
+    pub kubernetes_api_call: Option<String>,
 }
 
 /// Cluster-wide settings.

@@ -76,6 +76,8 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
     let (join, token) = join(raw, mode, carried_pki, &mut p);
     let bootstrap_tokens = bootstrap_tokens(raw, mode, token, &mut p);
     let supplied_cas = supplied_cas(raw, &mut p);
+    let timeouts = timeouts(raw.timeouts.as_ref(), &mut p);
+    let start_spread = start_spread(raw.start_spread.as_deref(), &mut p);
     if !p.list.is_empty() {
         return Err(Error::Invalid(p.list.join("\n")));
     }
@@ -119,8 +121,59 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
         },
         supplied_cas,
         skip_phases: raw.skip_phases.clone().unwrap_or_default(),
+        timeouts,
+        start_spread,
         warnings,
     })
+}
+
+/// `startSpread`: a Go duration from 0 to 1 h.
+fn start_spread(v: Option<&str>, p: &mut Problems<'_>) -> std::time::Duration {
+    let Some(v) = v else {
+        return std::time::Duration::ZERO;
+    };
+    match parse_duration(v) {
+        Some(n) if n <= 3600 => std::time::Duration::from_secs(n),
+        _ => {
+            p.add(
+                "startSpread",
+                format!("{v:?} is not a duration from 0 to 1h like 30s"),
+            );
+            std::time::Duration::ZERO
+        }
+    }
+}
+
+/// The `timeouts` the config gives: each a Go duration; `0` is no deadline.
+fn timeouts(raw: Option<&super::raw::RawTimeouts>, p: &mut Problems<'_>) -> Timeouts {
+    let Some(t) = raw else {
+        return Timeouts::default();
+    };
+    let mut one = |canon: &str, v: &Option<String>| {
+        let v = v.as_deref()?;
+        match parse_duration(v) {
+            Some(0) => Some(std::time::Duration::MAX),
+            Some(n) => Some(std::time::Duration::from_secs(n)),
+            None => {
+                p.add(
+                    canon,
+                    format!("{v:?} is not a duration like 5m0s (0: no deadline)"),
+                );
+                None
+            }
+        }
+    };
+    Timeouts {
+        discovery: one("timeouts.discovery", &t.discovery),
+        tls_bootstrap: one("timeouts.tlsBootstrap", &t.tls_bootstrap),
+        kubelet_health_check: one("timeouts.kubeletHealthCheck", &t.kubelet_health_check),
+        control_plane_component_health_check: one(
+            "timeouts.controlPlaneComponentHealthCheck",
+            &t.control_plane_component_health_check,
+        ),
+        etcd_api_call: one("timeouts.etcdAPICall", &t.etcd_api_call),
+        kubernetes_api_call: one("timeouts.kubernetesAPICall", &t.kubernetes_api_call),
+    }
 }
 
 /// A string field of the cluster section.
@@ -314,21 +367,20 @@ fn certificates(rc: Option<&RawCluster>, p: &mut Problems<'_>) -> Certificates {
     }
 }
 
+/// `encryptionAlgorithm`: all of kubeadm's values. kubeboot's default
+/// stays ECDSA-P256 (kubeadm's is RSA-2048): 16 P-256 keys take
+/// milliseconds, 16 RSA-2048 keys seconds (docs/building.md).
 fn key_algorithm(a: Option<&str>, p: &mut Problems<'_>) -> KeyAlgorithm {
-    match a {
-        None | Some("ECDSA-P256") => KeyAlgorithm::EcdsaP256,
-        Some("ECDSA-P384") => KeyAlgorithm::EcdsaP384,
-        Some(a @ ("RSA-2048" | "RSA-3072" | "RSA-4096")) => {
+    let Some(a) = a else {
+        return KeyAlgorithm::EcdsaP256;
+    };
+    match KeyAlgorithm::ALL.into_iter().find(|k| k.as_str() == a) {
+        Some(k) => k,
+        None => {
+            let all: Vec<&str> = KeyAlgorithm::ALL.iter().map(|k| k.as_str()).collect();
             p.add(
                 "cluster.keyAlgorithm",
-                format!("{a} key generation is not supported; use ECDSA-P256 (default) or ECDSA-P384 (existing RSA CAs you supply are still loaded and used)"),
-            );
-            KeyAlgorithm::EcdsaP256
-        }
-        Some(a) => {
-            p.add(
-                "cluster.keyAlgorithm",
-                format!("{a:?} is not one of ECDSA-P256, ECDSA-P384"),
+                format!("{a:?} is not one of {}", all.join(", ")),
             );
             KeyAlgorithm::EcdsaP256
         }

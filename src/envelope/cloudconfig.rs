@@ -8,6 +8,8 @@
 //! `permissions` an octal string such as `'0600'` (default 0644).
 //! Other entries are ignored with a warning that names only the path.
 
+use std::borrow::Cow;
+
 use serde_norway::Value;
 
 use super::{DocBody, Document, EnvelopeError, FileRole, Unwrapped, decode};
@@ -121,36 +123,41 @@ fn write_file(u: &mut Unwrapped, i: usize, entry: &Value) -> Result<(), Envelope
     )
 }
 
-/// The `content` value as bytes (a string, or empty).
-fn content_bytes(v: Option<&Value>) -> Result<Vec<u8>, EnvelopeError> {
+/// The `content` value as bytes (a string, or empty), borrowed: a large
+/// entry is not copied before kubeboot knows whether it keeps it.
+fn content_bytes(v: Option<&Value>) -> Result<&[u8], EnvelopeError> {
     match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::String(s)) => Ok(s.as_bytes()),
         Some(_) => Err(EnvelopeError("content must be a string".into())),
     }
 }
 
-/// Applies a cloud-init `encoding`.
-fn decode_content(raw: Vec<u8>, encoding: &str) -> Result<Vec<u8>, EnvelopeError> {
-    match encoding.trim().to_ascii_lowercase().as_str() {
-        "" | "text/plain" => Ok(raw),
-        "b64" | "base64" => decode::base64(&raw).map_err(|e| e.at("content")),
-        // Raw gzip cannot live in a YAML string: cloud-init documents it as a
-        // `!!binary` scalar, which serde_norway hands over as its base64 text.
-        "gz" | "gzip" => {
-            let zipped =
-                decode::base64(&raw).map_err(|e| e.at("content (gz needs a !!binary scalar)"))?;
-            decode::gunzip(&zipped).map_err(|e| e.at("content"))
-        }
-        "gz+b64" | "gz+base64" | "gzip+b64" | "gzip+base64" => {
-            let zipped = decode::base64(&raw).map_err(|e| e.at("content"))?;
-            decode::gunzip(&zipped).map_err(|e| e.at("content"))
-        }
-        other => Err(EnvelopeError(format!(
-            "encoding {} is not one of {ENCODINGS}",
-            super::shown_value(other, 16)
-        ))),
-    }
+/// Applies a cloud-init `encoding` (plain text stays borrowed).
+fn decode_content<'a>(raw: &'a [u8], encoding: &str) -> Result<Cow<'a, [u8]>, EnvelopeError> {
+    Ok(Cow::Owned(
+        match encoding.trim().to_ascii_lowercase().as_str() {
+            "" | "text/plain" => return Ok(Cow::Borrowed(raw)),
+            "b64" | "base64" => decode::base64(raw).map_err(|e| e.at("content"))?,
+            // Raw gzip cannot live in a YAML string: cloud-init documents it as a
+            // `!!binary` scalar, which serde_norway hands over as its base64 text.
+            "gz" | "gzip" => {
+                let zipped = decode::base64(raw)
+                    .map_err(|e| e.at("content (gz needs a !!binary scalar)"))?;
+                decode::gunzip(&zipped).map_err(|e| e.at("content"))?
+            }
+            "gz+b64" | "gz+base64" | "gzip+b64" | "gzip+base64" => {
+                let zipped = decode::base64(raw).map_err(|e| e.at("content"))?;
+                decode::gunzip(&zipped).map_err(|e| e.at("content"))?
+            }
+            other => {
+                return Err(EnvelopeError(format!(
+                    "encoding {} is not one of {ENCODINGS}",
+                    super::shown_value(other, 16)
+                )));
+            }
+        },
+    ))
 }
 
 /// Parses `permissions` (an octal string; default 0644).

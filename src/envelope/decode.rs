@@ -28,31 +28,56 @@ pub(crate) fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
 
 /// Decodes base64 the way cloud-init (Python's `b64decode`) does: ASCII
 /// whitespace is skipped and padding is optional.
+///
+/// Decoded in chunks of 4 KiB of base64 (whole quanta, so only the last
+/// chunk can hold padding) straight into an output of the final size: no
+/// whitespace-free copy of the whole input is made.
 pub(crate) fn base64(text: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
-    let compact: Vec<u8> = text
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    const CHUNK: usize = 4096;
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new()
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
             .with_decode_allow_trailing_bits(true),
     );
-    engine
-        .decode(&compact)
-        .map_err(|e| EnvelopeError(format!("not valid base64 ({})", describe_base64_error(&e))))
+    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 3);
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut offset = 0;
+    let mut flush = |chunk: &mut Vec<u8>, out: &mut Vec<u8>| {
+        let r = engine.decode_vec(&chunk[..], out).map_err(|e| {
+            EnvelopeError(format!(
+                "not valid base64 ({})",
+                describe_base64_error(&e, offset)
+            ))
+        });
+        offset += chunk.len();
+        chunk.clear();
+        r
+    };
+    for &b in text {
+        if b.is_ascii_whitespace() {
+            continue;
+        }
+        if chunk.len() == CHUNK {
+            flush(&mut chunk, &mut out)?;
+        }
+        chunk.push(b);
+    }
+    flush(&mut chunk, &mut out)?;
+    Ok(out)
 }
 
 /// Describes a base64 error without echoing the offending byte (it may be
 /// part of a secret).
-fn describe_base64_error(e: &base64::DecodeError) -> String {
+/// `base` is where the failing chunk starts in the whitespace-free input.
+fn describe_base64_error(e: &base64::DecodeError, base: usize) -> String {
     match e {
-        base64::DecodeError::InvalidByte(at, _) => format!("invalid character at offset {at}"),
-        base64::DecodeError::InvalidLength(n) => format!("invalid length {n}"),
+        base64::DecodeError::InvalidByte(at, _) => {
+            format!("invalid character at offset {}", base + at)
+        }
+        base64::DecodeError::InvalidLength(n) => format!("invalid length {}", base + n),
         base64::DecodeError::InvalidLastSymbol { offset, .. } => {
-            format!("invalid last symbol at offset {offset}")
+            format!("invalid last symbol at offset {}", base + offset)
         }
         base64::DecodeError::InvalidPadding => "invalid padding".into(),
     }
@@ -120,6 +145,27 @@ pub(crate) fn yaml_error(e: serde_norway::Error) -> EnvelopeError {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn base64_across_chunks_matches_a_whole_decode() {
+        use base64::Engine;
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 3) as u8).collect();
+        let enc = base64::engine::general_purpose::STANDARD.encode(&data);
+        // line-wrapped at 76 like `base64`, with CRLF and indentation
+        let wrapped: String = enc
+            .as_bytes()
+            .chunks(76)
+            .map(|l| format!("  {}\r\n", std::str::from_utf8(l).unwrap()))
+            .collect();
+        assert_eq!(base64(wrapped.as_bytes()).unwrap(), data);
+        assert_eq!(base64(enc.trim_end_matches('=').as_bytes()).unwrap(), data);
+        // the offset of a bad character counts from the start, past the first chunk
+        let mut bad = enc.clone().into_bytes();
+        bad[5000] = b'*';
+        let e = base64(&bad).unwrap_err().to_string();
+        assert!(e.contains("offset 5000"), "{e}");
+        assert!(!e.contains('*'), "{e}");
+    }
 
     fn gzip(data: &[u8]) -> Vec<u8> {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());

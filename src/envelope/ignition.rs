@@ -179,7 +179,7 @@ fn file(u: &mut Unwrapped, i: usize, f: &Value) -> Result<(), EnvelopeError> {
             &format!("{at} ({shown})"),
             format!("{at} {path}"),
             path,
-            Vec::new(),
+            Vec::new().into(),
             mode,
         );
     };
@@ -200,7 +200,7 @@ fn file(u: &mut Unwrapped, i: usize, f: &Value) -> Result<(), EnvelopeError> {
             &format!("{at} ({shown})"),
             format!("{at} {path}"),
             path,
-            content,
+            content.into(),
             mode,
         );
     }

@@ -93,6 +93,16 @@ impl Unwrapped {
         Ok(())
     }
 
+    /// True when a config document was carried at one of Cluster API's
+    /// kubeadm config paths ([`CLUSTER_API_CONFIG_PATHS`]).
+    pub fn from_cluster_api(&self) -> bool {
+        self.documents.iter().any(|d| {
+            CLUSTER_API_CONFIG_PATHS
+                .iter()
+                .any(|p| d.origin.ends_with(&format!(" {p}")))
+        })
+    }
+
     fn is_empty(&self) -> bool {
         self.documents.is_empty() && self.config_urls.is_empty()
     }
@@ -392,10 +402,18 @@ enum FileRole {
     Other,
 }
 
-/// Paths Cluster API's kubeadm bootstrap provider writes its kubeadm config to.
-const KUBEADM_CONFIG_PATHS: &[&str] = &[
+/// Where Cluster API's kubeadm bootstrap provider (CABPK) writes the
+/// kubeadm config of an init and of a join: a config carried there is
+/// Cluster API userdata.
+pub const CLUSTER_API_CONFIG_PATHS: [&str; 2] = [
     "/run/kubeadm/kubeadm.yaml",
     "/run/kubeadm/kubeadm-join-config.yaml",
+];
+
+/// Paths Cluster API's kubeadm bootstrap provider writes its kubeadm config to.
+const KUBEADM_CONFIG_PATHS: &[&str] = &[
+    CLUSTER_API_CONFIG_PATHS[0],
+    CLUSTER_API_CONFIG_PATHS[1],
     "/tmp/kubeadm.yaml",
     "/tmp/kubeadm-join-config.yaml",
     "/etc/kubeadm.yml",
@@ -507,12 +525,12 @@ fn carry(
     place: &str,
     origin: String,
     path: &str,
-    content: Vec<u8>,
+    content: std::borrow::Cow<'_, [u8]>,
     mode: u32,
 ) -> Result<(), EnvelopeError> {
     match file_role(path, &content) {
         FileRole::KubebootConfig | FileRole::KubeadmConfig => {
-            let text = String::from_utf8(content).map_err(|e| {
+            let text = String::from_utf8(content.into_owned()).map_err(|e| {
                 EnvelopeError(format!(
                     "{place}: content is not valid UTF-8 (at byte {})",
                     e.utf8_error().valid_up_to()
@@ -557,7 +575,7 @@ fn carry(
             }
             u.files.push(CarriedFile {
                 path: path.to_string(),
-                content,
+                content: content.into_owned(),
                 mode: want,
             });
         }

@@ -98,8 +98,13 @@ pub fn create_dir_all(root: &Path, dir: &Path, mode: u32) -> Result<(), FsError>
 pub enum Sync {
     /// fsync the file and its directory on every write.
     Each,
-    /// Leave syncing to a later [`sync_filesystem`] call (one `syncfs`).
+    /// No per-file fsync; the function that wrote the files ends with one
+    /// [`sync_filesystem`] (`syncfs`) when it wrote anything.
     Deferred,
+    /// No per-file fsync and no `syncfs` either: the caller issues one
+    /// [`sync_filesystem`] for the whole run before anything depends on the
+    /// files (a node run syncs once, before the kubelet starts).
+    Batched,
 }
 
 /// Atomically writes `data` to `path` with `mode`, creating parent

@@ -95,29 +95,73 @@ pub(crate) enum GaveUp {
     Permanent(Tried),
 }
 
+/// A budget with no deadline: the loop retries transient failures until
+/// they stop (a worker waiting for its control plane to come up).
+pub const NO_DEADLINE: Duration = Duration::MAX;
+
+std::thread_local! {
+    /// The wait a server asked for with `Retry-After` on its last 429/503
+    /// (set by [`send`], taken by the retry loop on the same thread).
+    static RETRY_AFTER: std::cell::Cell<Option<Duration>> = const { std::cell::Cell::new(None) };
+}
+
+/// The longest `Retry-After` honoured: a larger value is read as this, so
+/// a confused server cannot park a node for hours.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
 /// Runs `once` until it gives a final answer, a permanent failure, or the
 /// budget is spent. `once` gets the timeout for this attempt.
 pub(crate) fn retry<T>(
     policy: &Retry,
+    once: impl FnMut(Duration) -> Step<T>,
+    describe: impl Fn(&T) -> String,
+) -> Result<(T, Tried), GaveUp> {
+    retry_watched(policy, "", once, describe)
+}
+
+/// [`retry`] that reports while it waits: with a non-empty `what`, the
+/// first retry and then one retry at least every progress interval (30 s)
+/// log a line and set systemd's status (see [`crate::progress`]): what is
+/// awaited, why, the attempt, the time so far and the next try.
+///
+/// The wait before a retry is drawn uniformly from zero to the backoff cap
+/// (full jitter); when the server sent `Retry-After` with a 429 or 503, the
+/// wait is that long plus a jitter of up to as long again (or the cap, if
+/// larger): never less than asked, and a crowd told to come back together
+/// comes back spread out.
+pub(crate) fn retry_watched<T>(
+    policy: &Retry,
+    what: &str,
     mut once: impl FnMut(Duration) -> Step<T>,
     describe: impl Fn(&T) -> String,
 ) -> Result<(T, Tried), GaveUp> {
     let start = Instant::now();
-    let deadline = start + policy.budget;
+    // None: no deadline (the budget does not fit in an Instant).
+    let deadline = start.checked_add(policy.budget);
+    let remaining =
+        || deadline.map_or(NO_DEADLINE, |d| d.saturating_duration_since(Instant::now()));
     let mut tried = Tried::default();
+    let mut last_report: Option<Instant> = None;
     loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
         // Always make at least one attempt, even with a tiny budget.
         let timeout = policy
             .attempt_timeout
-            .min(remaining)
+            .min(remaining())
             .max(Duration::from_millis(50));
         tried.attempts += 1;
+        RETRY_AFTER.with(|c| c.set(None));
         let step = once(timeout);
         tried.elapsed_ms = start.elapsed().as_millis();
         match step {
             Step::Done(v) => {
                 tried.last = describe(&v);
+                if last_report.is_some() {
+                    crate::progress::report(&format!(
+                        "{what}: ready after {} ({} attempts)",
+                        crate::progress::human(start.elapsed()),
+                        tried.attempts
+                    ));
+                }
                 return Ok((v, tried));
             }
             Step::Stop(why) => {
@@ -126,21 +170,66 @@ pub(crate) fn retry<T>(
             }
             Step::Again(why) => {
                 tried.last = why;
-                let remaining = deadline.saturating_duration_since(Instant::now());
+                let left = remaining();
                 // Not worth another attempt in less than 50 ms.
-                if remaining <= Duration::from_millis(50) {
+                if left <= Duration::from_millis(50) {
                     return Err(GaveUp::Budget(tried));
                 }
-                let wait = jitter(policy.cap(tried.attempts - 1))
-                    .min(remaining - Duration::from_millis(50));
-                std::thread::sleep(wait);
+                let asked = RETRY_AFTER.with(std::cell::Cell::take);
+                let cap = policy.cap(tried.attempts - 1);
+                // After Retry-After: never earlier, and spread over as long
+                // again, so clients told together do not return together.
+                let wait = match asked {
+                    Some(a) => a + jitter(cap.max(a)),
+                    None => jitter(cap),
+                }
+                .min(left - Duration::from_millis(50));
+                if what.is_empty() {
+                    std::thread::sleep(wait);
+                    continue;
+                }
+                let mut why = tried.last.clone();
+                if let Some(a) = asked {
+                    why.push_str(&format!(", Retry-After {} s", a.as_secs()));
+                }
+                // The first retry reports; then a line at least every
+                // interval, in the middle of a long backoff too.
+                let wake = Instant::now() + wait;
+                let every = crate::progress::interval();
+                loop {
+                    let now = Instant::now();
+                    if last_report.is_none_or(|t| now.duration_since(t) >= every) {
+                        crate::progress::report(&crate::progress::waiting_line(
+                            what,
+                            &why,
+                            tried.attempts,
+                            start.elapsed(),
+                            wake.saturating_duration_since(now),
+                        ));
+                        last_report = Some(now);
+                    }
+                    let next_line = last_report.map_or(now, |t| t + every);
+                    if next_line >= wake {
+                        std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+                        break;
+                    }
+                    std::thread::sleep(next_line.saturating_duration_since(Instant::now()));
+                }
             }
         }
     }
 }
 
+/// The `Retry-After` of a reply in seconds (RFC 9110: delay-seconds; an
+/// HTTP date is not used by the API server and is ignored), capped at
+/// [`MAX_RETRY_AFTER`].
+fn retry_after(value: Option<&str>) -> Option<Duration> {
+    let secs: u64 = value?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
 /// A uniformly random duration in `[0, cap]` (full jitter).
-fn jitter(cap: Duration) -> Duration {
+pub(crate) fn jitter(cap: Duration) -> Duration {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 8];
     // If the system RNG fails (it does not on Linux), wait the full cap:
@@ -311,6 +400,12 @@ pub(crate) fn send(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     if status >= 500 || status == 429 {
+        let asked = retry_after(
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+        );
+        RETRY_AFTER.with(|c| c.set(asked));
         return Step::Again(status_text(status));
     }
     match resp.body_mut().with_config().limit(MAX_BODY).read_to_vec() {
@@ -444,6 +539,70 @@ mod tests {
             }
             _ => panic!("expected success"),
         }
+    }
+
+    #[test]
+    fn no_deadline_retries_until_success() {
+        let policy = Retry {
+            budget: NO_DEADLINE,
+            attempt_timeout: Duration::from_millis(50),
+            first_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        };
+        let mut n = 0;
+        let out = retry_watched(
+            &policy,
+            "a test peer",
+            |t| {
+                // the attempt timeout stays bounded without a deadline
+                assert!(t <= Duration::from_millis(50));
+                n += 1;
+                if n < 40 {
+                    Step::Again("connection refused".into())
+                } else {
+                    Step::Done(n)
+                }
+            },
+            |v| format!("got {v}"),
+        );
+        assert!(matches!(out, Ok((40, ref t)) if t.attempts == 40), "{n}");
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_capped() {
+        assert_eq!(retry_after(Some("3")), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(Some(" 7 ")), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(Some("86400")), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(retry_after(None), None);
+        let policy = Retry {
+            budget: Duration::from_secs(30),
+            attempt_timeout: Duration::from_millis(50),
+            first_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(1),
+        };
+        let start = Instant::now();
+        let mut n = 0;
+        let out = retry(
+            &policy,
+            |_| {
+                n += 1;
+                if n == 1 {
+                    // what `send` records for a 429 with Retry-After: 1
+                    RETRY_AFTER.with(|c| c.set(Some(Duration::from_secs(1))));
+                    Step::Again("HTTP 429".into())
+                } else {
+                    Step::Done(())
+                }
+            },
+            |_| String::new(),
+        );
+        assert!(out.is_ok());
+        assert!(
+            start.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

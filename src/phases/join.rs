@@ -15,6 +15,14 @@ pub(super) fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
     let Some(join) = r.input.settings.join.clone() else {
         return Err(Error::Invalid("discovery: no join configuration".into()));
     };
+    let spread = r.input.settings.start_spread;
+    if r.live() && !spread.is_zero() {
+        // A fleet booted at once: each node waits a random part of the
+        // spread first, so their first requests do not arrive together.
+        let wait = crate::net::http::jitter(spread);
+        log::info!(target: "discovery", "start spread: waiting {} before the first request (random, up to {}; startSpread)", crate::progress::human(wait), crate::progress::human(spread));
+        std::thread::sleep(wait);
+    }
     let found = api::discovery::join(
         &join,
         &r.input.settings.node.name,
@@ -30,7 +38,8 @@ pub(super) fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
         r.sync(),
     )?;
     r.record("discovery", ca_path, "written", "cluster CA".into());
-    let text = kubeconfig::render_bootstrap(&info.server, &info.ca_pem, &join.token);
+    let server = crate::kubelet::bootstrap_server(&r.input.settings, &info.server);
+    let text = kubeconfig::render_bootstrap(&server, &info.ca_pem, &join.token);
     let kc = r.input.paths.bootstrap_kubelet_conf();
     fs::write_atomic(&r.input.paths.rooted(&kc), text.as_bytes(), 0o600, r.sync())?;
     r.record(
@@ -49,7 +58,7 @@ pub(super) fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
     }
     r.state.cluster_kubelet_config = found.kubelet_config;
     r.state.cluster_info = Some(info);
-    r.flush()
+    Ok(())
 }
 
 pub(super) fn run_download_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {
@@ -100,8 +109,8 @@ pub(super) fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
         healthcheck: (&hc_cert, &hc_key),
         advertise: r.input.settings.node.advertise_address,
         name: &name,
-        api_budget: r.input.budgets.discovery,
-        etcd_budget: r.input.budgets.health,
+        api_budget: r.input.budgets.api,
+        etcd_budget: r.input.budgets.etcd,
     };
     api::etcd::join(&inputs, |members| {
         let Some(pod) = manifests::etcd_with(&r.input.settings, &r.input.host_inputs, members)

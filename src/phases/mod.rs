@@ -56,29 +56,39 @@ pub enum Effects {
 #[derive(Debug, clap::Args, Clone)]
 pub struct RunOptions {
     /// Comma-separated phases to skip.
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[arg(long, global = true, value_name = "LIST", value_delimiter = ',')]
     pub skip_phases: Vec<String>,
     /// Write nothing, start nothing, contact nothing: print each file that would be written and each API request that would be sent.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub dry_run: bool,
     /// Comma-separated preflight checks whose errors become warnings (kubeadm's names), or `all`.
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[arg(long, global = true, value_name = "LIST", value_delimiter = ',')]
     pub ignore_preflight_errors: Vec<String>,
-    /// How long token discovery may take, in seconds (kubeadm: 300).
-    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_DISCOVERY_SECS)]
-    pub discovery_timeout: u64,
-    /// How long each health wait (kubelet, control plane, TLS bootstrap) may take, in seconds (kubeadm: 240).
-    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_WAIT_SECS)]
-    pub wait_timeout: u64,
+    /// Deadline of token discovery in seconds, 0 for none (overrides `timeouts.discovery`; default: none for a join).
+    #[arg(long, global = true, value_name = "SECS")]
+    pub discovery_timeout: Option<u64>,
+    /// Deadline of each other wait (kubelet, control plane, TLS bootstrap, etcd and API calls) in seconds, 0 for none (overrides `timeouts.*`; default: kubeadm's, none for a join's waits on its cluster).
+    #[arg(long, global = true, value_name = "SECS")]
+    pub wait_timeout: Option<u64>,
+    /// Seconds between two progress lines of a wait (default 30; tests shorten it).
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        hide = true,
+        default_value_t = 30.0
+    )]
+    pub progress_interval: f64,
     /// The kubelet's healthz URL (its healthzPort; tests point it at 127.0.0.1).
     #[arg(
         long,
+        global = true,
         value_name = "URL",
         default_value = DEFAULT_KUBELET_HEALTHZ
     )]
     pub kubelet_healthz_url: String,
     /// The systemctl program to drive units with (a wrapper in image builds or tests).
-    #[arg(long, value_name = "PATH", default_value = "systemctl")]
+    #[arg(long, global = true, value_name = "PATH", default_value = "systemctl")]
     pub systemctl: String,
     /// Run only this phase (`init phase NAME`); not a flag of its own.
     #[arg(skip)]
@@ -98,8 +108,9 @@ impl Default for RunOptions {
             skip_phases: Vec::new(),
             dry_run: false,
             ignore_preflight_errors: Vec::new(),
-            discovery_timeout: DEFAULT_DISCOVERY_SECS,
-            wait_timeout: DEFAULT_WAIT_SECS,
+            discovery_timeout: None,
+            wait_timeout: None,
+            progress_interval: 30.0,
             kubelet_healthz_url: DEFAULT_KUBELET_HEALTHZ.into(),
             systemctl: "systemctl".into(),
             only: None,
@@ -108,25 +119,74 @@ impl Default for RunOptions {
 }
 
 /// Bounds on the waits and network steps; tests shorten them.
+/// [`NO_DEADLINE`] means a wait retries until it succeeds (or fails for a
+/// reason no retry fixes).
 #[derive(Debug, Clone)]
 pub struct Budgets {
-    /// Token discovery (kubeadm: 5 min).
+    /// Token discovery and the join's reads with the bootstrap token
+    /// (kubeadm `timeouts.discovery`: 5 min).
     pub discovery: Duration,
-    /// Kubelet health and control-plane health (kubeadm: 4 min each).
+    /// Each control-plane component's health (kubeadm
+    /// `timeouts.controlPlaneComponentHealthCheck`: 4 min).
     pub health: Duration,
-    /// TLS bootstrap: waiting for the kubelet to write kubelet.conf (kubeadm: 5 min).
+    /// The kubelet's healthz (kubeadm `timeouts.kubeletHealthCheck`: 4 min).
+    pub kubelet: Duration,
+    /// TLS bootstrap: waiting for the kubelet to write kubelet.conf
+    /// (kubeadm `timeouts.tlsBootstrap`: 5 min).
     pub tls_bootstrap: Duration,
+    /// One etcd call with its retries, the learner's promotion included
+    /// (kubeadm `timeouts.etcdAPICall`: 2 min).
+    pub etcd: Duration,
+    /// One API server call with its retries (kubeadm
+    /// `timeouts.kubernetesAPICall`: 1 min; kubeboot's init keeps 4 min,
+    /// which also bounds its wait for the Node to register).
+    pub api: Duration,
     /// The kubelet's healthz URL.
     pub kubelet_healthz: String,
 }
 
+pub use crate::net::http::NO_DEADLINE;
+
 impl Default for Budgets {
+    /// kubeadm's defaults (an init node's budgets).
     fn default() -> Self {
         Budgets {
             discovery: api::discovery::DEFAULT_DISCOVERY_BUDGET,
             health: Duration::from_secs(DEFAULT_WAIT_SECS),
+            kubelet: Duration::from_secs(DEFAULT_WAIT_SECS),
             tls_bootstrap: Duration::from_secs(300),
+            etcd: Duration::from_secs(120),
+            api: Duration::from_secs(DEFAULT_WAIT_SECS),
             kubelet_healthz: DEFAULT_KUBELET_HEALTHZ.into(),
+        }
+    }
+}
+
+impl Budgets {
+    /// The budgets of a node in `mode` with the config's `timeouts`.
+    ///
+    /// A join waits for the existing cluster without a deadline by default:
+    /// discovery, the reads with the token, the kubelet's health and TLS
+    /// bootstrap (both need the API server), etcd and API calls against
+    /// the cluster. Fleets boot in any order, and a worker that boots
+    /// before its control plane must join once it answers. Only this
+    /// node's own control-plane components keep kubeadm's 4 minutes. An
+    /// init node keeps kubeadm's defaults. Every value given in `timeouts`
+    /// wins over these defaults.
+    pub fn for_mode(mode: crate::config::Mode, t: &crate::config::model::Timeouts) -> Budgets {
+        let base = Budgets::default();
+        let join = mode != crate::config::Mode::Init;
+        let cluster = |d: Duration| if join { NO_DEADLINE } else { d };
+        Budgets {
+            discovery: t.discovery.unwrap_or(cluster(base.discovery)),
+            health: t
+                .control_plane_component_health_check
+                .unwrap_or(base.health),
+            kubelet: t.kubelet_health_check.unwrap_or(cluster(base.kubelet)),
+            tls_bootstrap: t.tls_bootstrap.unwrap_or(cluster(base.tls_bootstrap)),
+            etcd: t.etcd_api_call.unwrap_or(cluster(base.etcd)),
+            api: t.kubernetes_api_call.unwrap_or(cluster(base.api)),
+            kubelet_healthz: base.kubelet_healthz,
         }
     }
 }
@@ -229,6 +289,17 @@ pub struct RunState {
     pub cluster_kubelet_config: Option<String>,
     /// The bootstrap tokens `bootstrap-token` created (given or generated), in config order.
     pub tokens: Vec<BootstrapToken>,
+    /// The sub-phases of the running phase that were selected (all of them
+    /// unless `phase NAME/SUB` or a skip narrowed it).
+    pub subs: Vec<&'static str>,
+    /// Files were written since the last `syncfs`.
+    pub unsynced: bool,
+}
+
+impl runner::SubPhases for NodeRun<'_> {
+    fn select_subs(&mut self, subs: Vec<&'static str>) {
+        self.state.subs = subs;
+    }
 }
 
 /// Everything the phases of one run share.
@@ -243,24 +314,42 @@ pub struct NodeRun<'a> {
 
 impl NodeRun<'_> {
     fn sync(&self) -> Sync {
-        // Files are written without a per-file fsync and each phase that
-        // writes ends with one syncfs (`flush`), always before the kubelet
-        // is started: measured 72 fsyncs → 10 fsyncs + 7 syncfs for an init,
-        // 20–25 ms → 12–15 ms own time (benches/firstboot.rs). Nothing is
-        // visible outside the node before it is on disk; CA keys are still
-        // fsynced before their certificates (pki); an empty file left by a
-        // power cut counts as absent on the rerun; the status file and the
-        // run-once marker keep a per-file fsync.
-        Sync::Deferred
+        // One syncfs per run, before anything outside the process depends
+        // on the files: before the kubelet is (re)started, and before an
+        // etcd member is promoted (the cluster's quorum then counts on its
+        // manifest). No per-file fsync, no per-phase syncfs: measured 72
+        // fsyncs → 10 fsyncs + 7 syncfs → 1 syncfs for an init
+        // (docs/building.md). A power cut before that syncfs leaves empty
+        // or missing files, which the rerun treats as absent (a CA whose key
+        // is empty is made anew, pki/tree.rs); the status file and the
+        // run-once marker keep a per-file fsync and come after.
+        Sync::Batched
     }
 
-    /// One `syncfs` of the root's filesystem, at the end of a phase that wrote.
-    fn flush(&self) -> Result<(), Error> {
-        fs::sync_filesystem(self.input.paths.root()).map_err(Error::from)
+    /// One `syncfs` of the root's filesystem, when anything was written
+    /// since the last one.
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.state.unsynced {
+            fs::sync_filesystem(self.input.paths.root()).map_err(Error::from)?;
+            self.state.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// The end of a successful run: whatever a phase wrote after the last
+    /// sync (or a run that stopped before `kubelet-start`) is made durable
+    /// before the status file and the run-once marker say "done".
+    pub fn finish(&mut self) -> Result<(), Error> {
+        self.flush()
     }
 
     fn live(&self) -> bool {
         self.input.effects == Effects::Full
+    }
+
+    /// Whether sub-phase `sub` of the running phase was selected.
+    fn wants(&self, sub: &str) -> bool {
+        self.state.subs.contains(&sub)
     }
 
     /// "wrote", or "would write" in a dry run (whose writes stay in memory).
@@ -273,6 +362,9 @@ impl NodeRun<'_> {
     }
 
     fn record(&mut self, phase: &'static str, path: PathBuf, action: &str, detail: String) {
+        if action != "kept" {
+            self.state.unsynced = true;
+        }
         self.state.written.push(Written {
             phase,
             path,
@@ -281,7 +373,7 @@ impl NodeRun<'_> {
         });
     }
 
-    /// An API client as `who`'s user; API calls retry within the health
+    /// An API client as `who`'s user; API calls retry within the API call
     /// budget. `admin.conf`'s is made once per run and shared.
     fn client(&self, who: Client) -> Result<api::kube::Kube, Error> {
         let make = || {
@@ -289,7 +381,7 @@ impl NodeRun<'_> {
                 &self.input.settings,
                 &self.input.paths,
                 who.kubeconfig(),
-                self.input.budgets.health,
+                self.input.budgets.api,
             )
         };
         if who != Client::Admin {

@@ -1,10 +1,12 @@
 //! Bounded, jittered waits: the kubelet's healthz, the control-plane
 //! components' health endpoints, and the kubelet's TLS bootstrap.
 //!
-//! Every wait has a budget and ends with an error that says what was
-//! polled, how often, and the last answer; never an unbounded loop.
+//! Every wait has a budget (which may be "no deadline": a joining node
+//! waits for its cluster as long as it takes) and logs a progress line at
+//! least every 30 s while it waits; a bounded wait ends with an error that
+//! says what was polled, how often, and the last answer.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::NodeRun;
 use crate::error::Error;
@@ -13,8 +15,9 @@ use crate::net::http::{self, Method, Retry, Step};
 
 /// Polls `url` with GET until it answers 200, within `budget`.
 pub fn until_ok(what: &str, agent: &ureq::Agent, url: &str, budget: Duration) -> Result<(), Error> {
-    let r = http::retry(
+    let r = http::retry_watched(
         &Retry::within(budget),
+        &format!("{what} health at {url}"),
         |t| match http::send(agent, Method::Get, url, &[], t) {
             Step::Done(reply) if reply.status == 200 => Step::Done(()),
             Step::Done(reply) => Step::Again(http::status_text(reply.status)),
@@ -52,7 +55,7 @@ pub fn control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
         "kubelet",
         &http::agent(None),
         &r.input.budgets.kubelet_healthz,
-        budget,
+        r.input.budgets.kubelet,
     )?;
     let ca = crate::host::fs::read_required(&r.input.pki_file("ca.crt"), "")?;
     let roots = http::certs_from_pem(&ca);
@@ -86,28 +89,59 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
         "kubelet",
         &http::agent(None),
         &r.input.budgets.kubelet_healthz,
-        r.input.budgets.health,
+        r.input.budgets.kubelet,
     )?;
     let kubelet_conf = r.input.paths.kubelet_conf();
-    let start = Instant::now();
-    while !kubelet_conf.exists() {
-        if start.elapsed() >= r.input.budgets.tls_bootstrap {
-            return Err(Error::Failed(format!(
-                "the kubelet did not finish its TLS bootstrap within {} s: {} was not written (is the CSR approved? `journalctl -u kubelet`)",
-                r.input.budgets.tls_bootstrap.as_secs(),
-                kubelet_conf.display()
-            )));
-        }
-        std::thread::sleep(Duration::from_secs(1).min(r.input.budgets.tls_bootstrap));
+    let budget = r.input.budgets.tls_bootstrap;
+    // Polled once a second, as kubeadm does.
+    let poll = Retry {
+        budget,
+        attempt_timeout: Duration::from_secs(1),
+        first_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(1),
+    };
+    let waited = http::retry_watched(
+        &poll,
+        &format!("the kubelet's TLS bootstrap ({})", kubelet_conf.display()),
+        |_| {
+            if kubelet_conf.exists() {
+                Step::Done(())
+            } else {
+                Step::Again("not written yet: the kubelet's CSR is not approved and signed yet (`journalctl -u kubelet`)".into())
+            }
+        },
+        |_| "written".into(),
+    );
+    if waited.is_err() {
+        return Err(Error::Failed(format!(
+            "the kubelet did not finish its TLS bootstrap within {} s: {} was not written (is the CSR approved? `journalctl -u kubelet`)",
+            budget.as_secs(),
+            kubelet_conf.display()
+        )));
     }
     log::info!(target: "wait-bootstrap", "TLS bootstrap done: {} written by the kubelet", kubelet_conf.display());
     let bootstrap = r.input.paths.bootstrap_kubelet_conf();
     match std::fs::remove_file(&bootstrap) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::Failed(format!(
-            "removing {}: {e}",
-            bootstrap.display()
-        ))),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::Failed(format!(
+                "removing {}: {e}",
+                bootstrap.display()
+            )));
+        }
     }
+    // kubeadm's join (kubelet-wait-bootstrap, `cmd/kubeadm/app/cmd/phases/join/kubelet.go`,
+    // v1.32/v1.33): with NodeLocalCRISocket off, the Node gets the
+    // `kubeadm.alpha.kubernetes.io/cri-socket` annotation, written as the
+    // node itself (kubelet.conf). From 1.34 the socket is in instance-config.yaml.
+    if !crate::kubelet::node_local_cri_socket(&r.input.settings) {
+        let s = &r.input.settings;
+        let kube =
+            crate::api::kube::Kube::from_kubelet_conf(s, &r.input.paths, r.input.budgets.health)?;
+        let (name, sock) = (&s.node.name, &s.node.cri_socket);
+        let set = kube.annotate_cri_socket(name, sock, r.input.budgets.health)?;
+        log::info!(target: "wait-bootstrap", "Node {name}: annotation {}={sock} ({})", crate::api::objects::ANNOTATION_CRI_SOCKET, if set { "set" } else { "already present" });
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! ExtKeyUsage, sorted DNS SANs then IPs), and inspecting an existing one
 //! (subject, SANs, usages, validity, signature) for load-or-create.
 
+use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
 
 use rcgen::{
@@ -28,12 +29,16 @@ pub enum Eku {
 
 /// Subject alternative names: DNS names de-duplicated and sorted, IPs
 /// de-duplicated in first-seen order (kubeadm's `AltNames` handling).
+/// Adding is O(log n) per DNS name and O(1) per IP, so thousands of
+/// `apiServer.certSANs` cost linear-ish time, not a sort per insert.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sans {
-    /// DNS names, sorted.
-    pub dns: Vec<String>,
+    /// DNS names, sorted (byte order).
+    pub dns: BTreeSet<String>,
     /// IP addresses, in order.
     pub ips: Vec<IpAddr>,
+    /// The same IPs, for O(1) de-duplication.
+    seen_ips: HashSet<IpAddr>,
 }
 
 impl Sans {
@@ -42,9 +47,8 @@ impl Sans {
         match entry.parse::<IpAddr>() {
             Ok(ip) => self.add_ip(ip),
             Err(_) => {
-                if !self.dns.iter().any(|d| d == entry) {
-                    self.dns.push(entry.to_string());
-                    self.dns.sort();
+                if !self.dns.contains(entry) {
+                    self.dns.insert(entry.to_string());
                 }
             }
         }
@@ -52,22 +56,24 @@ impl Sans {
 
     /// Adds an IP address.
     pub fn add_ip(&mut self, ip: IpAddr) {
-        if !self.ips.contains(&ip) {
+        if self.seen_ips.insert(ip) {
             self.ips.push(ip);
         }
     }
 
-    /// The entries of `self` that `other` does not contain, for messages.
+    /// The entries of `self` that `other` does not contain (DNS names
+    /// compared case-insensitively), for messages.
     pub fn missing_from(&self, other: &Sans) -> Vec<String> {
+        let theirs: HashSet<String> = other.dns.iter().map(|d| d.to_ascii_lowercase()).collect();
         let dns = self
             .dns
             .iter()
-            .filter(|d| !other.dns.iter().any(|o| o.eq_ignore_ascii_case(d)))
+            .filter(|d| !theirs.contains(&d.to_ascii_lowercase()))
             .cloned();
         let ips = self
             .ips
             .iter()
-            .filter(|i| !other.ips.contains(i))
+            .filter(|i| !other.seen_ips.contains(i))
             .map(|i| i.to_string());
         dns.chain(ips).collect()
     }
@@ -172,13 +178,13 @@ pub fn issue(
         params.use_authority_key_identifier_extension = true;
     }
     let cert = match signer {
-        None => params.self_signed(subject_key.pair()),
+        None => params.self_signed(subject_key.pair()?),
         Some(s) => {
             let issuer =
-                Issuer::from_ca_cert_der(&s.cert_der.into(), s.key.pair()).map_err(|e| {
+                Issuer::from_ca_cert_der(&s.cert_der.into(), s.key.pair()?).map_err(|e| {
                     Error::Invalid(format!("{}: reading the CA certificate: {e}", what()))
                 })?;
-            params.signed_by(subject_key.pair(), &issuer)
+            params.signed_by(subject_key, &issuer)
         }
     };
     cert.map(|c| c.der().to_vec())

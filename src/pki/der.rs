@@ -150,6 +150,38 @@ pub(crate) fn pkcs8_ec_to_sec1(pkcs8: &[u8]) -> Option<Vec<u8>> {
     Some(tlv(TAG_SEQUENCE, &body))
 }
 
+/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo` whose
+/// algorithm is rsaEncryption (None for any other key).
+pub(crate) fn pkcs8_rsa_to_pkcs1(pkcs8: &[u8]) -> Option<Vec<u8>> {
+    let (outer, _) = read_tlv(pkcs8)?;
+    let parts = elements(outer.content)?;
+    let alg = elements(parts.get(1)?.content)?;
+    if alg.first()?.content != OID_RSA_ENCRYPTION {
+        return None;
+    }
+    let inner = parts.get(2)?;
+    (inner.tag == TAG_OCTET_STRING).then(|| inner.content.to_vec())
+}
+
+/// The public point (the `[1] publicKey` BIT STRING's bits) inside a
+/// PKCS#8 EC key, as ring's `generate_pkcs8` writes it: read, not computed.
+pub(crate) fn pkcs8_ec_public_point(pkcs8: &[u8]) -> Option<&[u8]> {
+    let (outer, _) = read_tlv(pkcs8)?;
+    let parts = elements(outer.content)?;
+    let inner = parts.get(2)?;
+    if inner.tag != TAG_OCTET_STRING {
+        return None;
+    }
+    let (ec, _) = read_tlv(inner.content)?;
+    let public = elements(ec.content)?.into_iter().find(|f| f.tag == 0xa1)?;
+    let (bits, _) = read_tlv(public.content)?;
+    match bits.content.split_first() {
+        // BIT STRING with no unused bits
+        Some((0, point)) if bits.tag == 0x03 && !point.is_empty() => Some(point),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +204,7 @@ mod tests {
         assert!(pkcs1_to_pkcs8(b"garbage").is_none());
         assert!(sec1_to_pkcs8(&[0x30, 0x00]).is_none());
         assert!(pkcs8_ec_to_sec1(&[]).is_none());
+        assert!(pkcs8_ec_public_point(&[]).is_none());
+        assert!(pkcs8_ec_public_point(&[0x30, 0x00]).is_none());
     }
 }

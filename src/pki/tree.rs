@@ -40,14 +40,6 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Writes and fsyncs (file and directory) whatever the sync mode: for a
-    /// CA key, which must be durable before its certificate can appear.
-    pub fn write_durable(&mut self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
-        fs::write_atomic(&self.paths.rooted(path), data, mode, Sync::Each)?;
-        self.wrote = true;
-        Ok(())
-    }
-
     /// With deferred syncing, one `syncfs` covering everything written.
     pub fn finish(&self, dir: &Path) -> Result<()> {
         if self.wrote && self.sync == Sync::Deferred {
@@ -59,8 +51,13 @@ impl Writer<'_> {
     /// Reads a file under the root (refusing symlinks); a missing or empty
     /// file is `None` (an empty file can only be left by a crash).
     pub fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        Ok(self.read_raw(path)?.filter(|b| !b.is_empty()))
+    }
+
+    /// As [`Writer::read`], but an empty file is `Some(empty)`.
+    pub fn read_raw(&self, path: &Path) -> Result<Option<Vec<u8>>> {
         fs::check_no_symlinks(self.paths.root(), path)?;
-        Ok(fs::read_optional(path)?.filter(|b| !b.is_empty()))
+        Ok(fs::read_optional(path)?)
     }
 }
 
@@ -188,6 +185,7 @@ pub(crate) fn ensure(
     paths: &Paths,
     now: OffsetDateTime,
     sync: Sync,
+    want: &dyn Fn(&str) -> bool,
 ) -> Result<PkiReport> {
     let mut t = Tree {
         settings,
@@ -207,12 +205,31 @@ pub(crate) fn ensure(
     }
     for row in table::rows(settings) {
         if row.is_ca() {
-            t.ca(row)?;
-        } else {
+            if want(row.name) {
+                t.ca(row)?;
+            } else if table::rows(settings).any(|l| l.ca == Some(row.name) && want(l.name)) {
+                // a selected leaf needs this CA: it must already be on disk
+                let (crt, _) = t.files(row.stem);
+                if !crt.exists()
+                    && supplied(settings, row.name).is_none_or(|m| m.cert_pem.is_none())
+                {
+                    return Err(Error::Failed(format!(
+                        "{}: missing; run `phase certs/{}` first",
+                        crt.display(),
+                        row.name
+                    )));
+                }
+                let n = t.report.entries.len();
+                t.ca(row)?;
+                t.report.entries.truncate(n);
+            }
+        } else if want(row.name) {
             t.leaf(row)?;
         }
     }
-    t.service_account()?;
+    if want("sa") {
+        t.service_account()?;
+    }
     t.w.finish(&t.dir)?;
     Ok(t.report)
 }
@@ -302,13 +319,23 @@ impl Tree<'_> {
     fn ca(&mut self, row: &'static CertRow) -> Result<()> {
         let (crt, keyp) = self.files(row.stem);
         let supplied = self.write_supplied(row, &crt, &keyp)?;
-        let crt_bytes = self.w.read(&crt)?;
-        let key_bytes = self.w.read(&keyp)?;
-        if crt_bytes.is_some()
-            && key_bytes.is_none()
-            && std::fs::symlink_metadata(&keyp).is_ok_and(|m| m.is_file() && m.len() == 0)
-        {
-            // Not external-CA mode: the key was there and lost its content.
+        let mut crt_bytes = self.w.read(&crt)?;
+        let key_bytes = self.w.read_raw(&keyp)?;
+        let join = self.settings.mode == Mode::JoinControlPlane;
+        // An empty CA key beside its certificate is what a power cut leaves
+        // when the run that made the CA never reached its one syncfs: the
+        // key's data was not written back yet, the renames were (journaled
+        // in order: the key is renamed before its certificate). That run
+        // never started the kubelet nor uploaded anything, so nothing can
+        // trust this CA yet: make a new one (its leaves then fail their
+        // check and are reissued). A *missing* key stays external-CA mode.
+        let lost_key = !join && !supplied && key_bytes.as_ref().is_some_and(|b| b.is_empty());
+        if lost_key {
+            crt_bytes = None;
+        }
+        if crt_bytes.is_some() && key_bytes.as_ref().is_some_and(|b| b.is_empty()) {
+            // A shared or supplied CA: not ours to remake, and not
+            // external-CA mode either (the key was there and lost its content).
             return Err(Error::Invalid(format!(
                 "{}: the {} CA's private key is empty (beside {}); restore the key, or remove the \
                  empty file to use the certificate as an external CA",
@@ -317,8 +344,7 @@ impl Tree<'_> {
                 crt.display()
             )));
         }
-        let join = self.settings.mode == Mode::JoinControlPlane;
-        let key = match &key_bytes {
+        let key = match key_bytes.as_ref().filter(|b| !b.is_empty()) {
             Some(b) => Some(Key::from_pem(b, &keyp.display().to_string())?),
             None => None,
         };
@@ -380,14 +406,21 @@ impl Tree<'_> {
             (None, None) => {
                 let k = Key::generate(self.settings.cluster.key_algorithm)?;
                 let der = self.issue_ca(row, &k)?;
-                // With deferred syncing a crash could otherwise leave ca.crt
-                // without ca.key, which reads as external-CA mode and would
-                // never converge; a key without its certificate does.
-                self.w
-                    .write_durable(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
+                // The key first: after a power cut the certificate never
+                // exists without the key's directory entry (see `lost_key`).
+                self.w.write(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
                 self.w
                     .write(&crt, cert::to_pem(&der).as_bytes(), CERT_MODE)?;
-                (der, Some(k), Action::Created)
+                let action = if lost_key {
+                    Action::Regenerated(
+                        "the key file was empty (a power cut before the run that made this CA synced it); \
+                         nothing can trust that CA yet, so a new one was made"
+                            .into(),
+                    )
+                } else {
+                    Action::Created
+                };
+                (der, Some(k), action)
             }
         };
         let info = cert::inspect(&der, &crt.display().to_string())?;

@@ -177,7 +177,11 @@ fn is_absent(e: &io::Error) -> bool {
 /// for procfs and sysfs files, whose reported size is 0 or a page.
 pub(crate) fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
     let f = open_regular(path)?;
-    let mut out = Vec::new();
+    // Sized from the file's length (procfs/sysfs report 0 or a page and
+    // grow as usual): a 10 MB file takes 10 MB, not the 16 MiB doubling
+    // would give it.
+    let hint = f.metadata()?.len().min(MAX_USERDATA_BYTES as u64 + 1) as usize;
+    let mut out = Vec::with_capacity(hint + 1);
     f.take(MAX_USERDATA_BYTES as u64 + 1)
         .read_to_end(&mut out)?;
     if out.len() > MAX_USERDATA_BYTES {

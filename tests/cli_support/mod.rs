@@ -132,7 +132,7 @@ fn systemctl_script(
     std::fs::write(
         script,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*)\n  mkdir -p '{r}/etc/kubernetes'\n{bootstrap}  [ -f '{r}/etc/kubernetes/kubelet.conf' ] || echo 'apiVersion: v1' > '{r}/etc/kubernetes/kubelet.conf'\n{cert};;\nesac\nexit 0\n",
+            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*)\n  mkdir -p '{r}/etc/kubernetes'\n{bootstrap}  [ -f '{r}/etc/kubernetes/kubelet.conf' ] || {{ [ -f '{r}/etc/kubernetes/admin.conf' ] && cp '{r}/etc/kubernetes/admin.conf' '{r}/etc/kubernetes/kubelet.conf' || echo 'apiVersion: v1' > '{r}/etc/kubernetes/kubelet.conf'; }}\n{cert};;\nesac\nexit 0\n",
             log = log.display(),
             r = root.display()
         ),
@@ -153,6 +153,19 @@ pub fn firstboot_args(
     wait: &str,
     discovery: &str,
 ) -> Vec<String> {
+    let mut v = firstboot_args_no_deadline(root, systemctl, healthz_url);
+    v.extend(["--wait-timeout", wait, "--discovery-timeout", discovery].map(str::to_string));
+    v
+}
+
+/// [`firstboot_args`] without the time budgets: the defaults for the role
+/// (a join waits for its cluster without a deadline).
+#[allow(dead_code)]
+pub fn firstboot_args_no_deadline(
+    root: &std::path::Path,
+    systemctl: &std::path::Path,
+    healthz_url: &str,
+) -> Vec<String> {
     [
         "firstboot",
         "--root",
@@ -165,13 +178,45 @@ pub fn firstboot_args(
         systemctl.to_str().unwrap(),
         "--kubelet-healthz-url",
         healthz_url,
-        "--wait-timeout",
-        wait,
-        "--discovery-timeout",
-        discovery,
     ]
     .map(str::to_string)
     .to_vec()
+}
+
+/// The CA pin (`sha256:<hex>`) of a rendered control plane's CA, from
+/// `kubeboot certs ca-hash`.
+#[allow(dead_code)]
+pub fn ca_hash(cp: &std::path::Path) -> String {
+    let o = kubeboot(&[
+        "certs",
+        "ca-hash",
+        cp.join("etc/kubernetes/pki/ca.crt").to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    text(&o.stdout).trim().to_string()
+}
+
+/// The `kube-public/cluster-info` ConfigMap (JSON bytes) a cluster with CA
+/// `ca` (PEM) serves at `https://127.0.0.1:<port>`, signed for the token
+/// `id.secret` as the bootstrap signer signs it.
+#[allow(dead_code)]
+pub fn cluster_info(ca: &[u8], port: u16, id: &str, secret: &str) -> Vec<u8> {
+    use base64::Engine;
+    let kubeconfig = format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:{port}\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {{}}\nusers: null\n",
+        base64::engine::general_purpose::STANDARD.encode(ca),
+    );
+    let token = kubeboot::config::BootstrapToken {
+        id: id.into(),
+        secret: kubeboot::secret::Secret::new(secret),
+    };
+    let cm = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+        "data": {"kubeconfig": kubeconfig, format!("jws-kubeconfig-{id}"): kubeboot::api::discovery::sign_detached(&kubeconfig, &token)},
+    });
+    serde_json::to_vec(&cm).unwrap()
 }
 
 /// A syslog socket for one test: point the binary at it with

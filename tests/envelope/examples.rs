@@ -82,9 +82,16 @@ fn cloud_configs_pass_cloud_init_schema() {
     }
     // cloud-init's schema command does not render jinja: validate what
     // kubeboot (and cloud-init) render the template to.
-    let capi = String::from_utf8(example("capi-kubeadm-init.cloud-config.yaml")).unwrap();
-    let rendered = envelope::jinja::render(&capi, &facts()).unwrap();
-    cloud_init_schema("capi-rendered", &rendered);
+    for name in [
+        "capi-kubeadm-init.cloud-config.yaml",
+        "capi-kubeadm-join-worker.cloud-config.yaml",
+        "capi-kubeadm-join-controlplane.cloud-config.yaml",
+    ] {
+        let capi = String::from_utf8(example(name)).unwrap();
+        let rendered = envelope::jinja::render(&capi, &facts()).unwrap();
+        assert!(!rendered.contains("{{"), "{name}");
+        cloud_init_schema(&format!("{name} rendered"), &rendered);
+    }
     // the cloud-config part of the MIME example
     let mime = example("worker-multipart.mime");
     let mail = mailparse::parse_mail(&mime).unwrap();
@@ -172,6 +179,8 @@ fn example_ca_is_real_and_workers_pin_it() {
         "worker.cloud-config.yaml",
         "worker.kubeboot.yaml",
         "pxe-worker.cmdline",
+        "capi-kubeadm-join-worker.cloud-config.yaml",
+        "capi-kubeadm-join-controlplane.cloud-config.yaml",
     ] {
         let text = String::from_utf8(example(name)).unwrap();
         assert!(
@@ -234,9 +243,9 @@ fn unwrap_finds_the_documents_in_every_example() {
                 assert!(!y.contains("{{"));
                 assert_eq!(
                     paths(&u),
-                    // kubeadm's modes for carried PKI files (certificates
-                    // 0644, keys and sa.pub 0600), whatever write_files says
                     vec![
+                        // the example says 0640; carried PKI files get
+                        // kubeadm's modes (certificates 0644, sa.pub and keys 0600)
                         ("/etc/kubernetes/pki/ca.crt", 0o644),
                         ("/etc/kubernetes/pki/ca.key", 0o600),
                         ("/etc/kubernetes/pki/etcd/ca.crt", 0o644),
@@ -247,8 +256,63 @@ fn unwrap_finds_the_documents_in_every_example() {
                         ("/etc/kubernetes/pki/sa.key", 0o600),
                     ]
                 );
-                // four modes set to kubeadm's, the placeholder file, runcmd
-                assert_eq!(u.warnings.len(), 6, "{:?}", u.warnings);
+                let (modes, other): (Vec<&String>, Vec<&String>) = u
+                    .warnings
+                    .iter()
+                    .partition(|w| w.contains("kubeadm's mode"));
+                assert_eq!(other.len(), 2, "{:?}", u.warnings); // placeholder file, runcmd
+                assert_eq!(modes.len(), 4, "{modes:?}"); // the three CA certificates and sa.pub
+            }
+            "capi-kubeadm-join-worker.cloud-config.yaml"
+            | "capi-kubeadm-join-controlplane.cloud-config.yaml" => {
+                let cp = name.contains("controlplane");
+                assert_eq!(u.kind, "jinja › cloud-config");
+                assert_eq!(
+                    origins(&u),
+                    vec![if cp {
+                        "write_files[8] /run/kubeadm/kubeadm-join-config.yaml"
+                    } else {
+                        "write_files[0] /run/kubeadm/kubeadm-join-config.yaml"
+                    }]
+                );
+                assert!(u.from_cluster_api(), "{name}");
+                let DocBody::Yaml(y) = &u.documents[0].body else {
+                    panic!()
+                };
+                assert!(
+                    y.contains("kind: JoinConfiguration") && !y.contains("{{"),
+                    "{y}"
+                );
+                assert_eq!(y.contains("controlPlane:"), cp, "{y}");
+                // CA material rides along for a control-plane join only,
+                // exactly the init example's (the same cluster)
+                let init =
+                    envelope::unwrap(&example("capi-kubeadm-init.cloud-config.yaml"), &facts())
+                        .unwrap();
+                if cp {
+                    assert_eq!(paths(&u), paths(&init));
+                    for (a, b) in u.files.iter().zip(&init.files) {
+                        assert_eq!(a.content, b.content, "{}", a.path);
+                    }
+                } else {
+                    assert!(u.files.is_empty());
+                }
+                // placeholder file, runcmd; for the control plane also the four
+                // CA file modes set to kubeadm's (as for the init example)
+                let want = if cp { 6 } else { 2 };
+                assert_eq!(u.warnings.len(), want, "{:?}", u.warnings);
+                // kubeboot reads it as the join it is
+                let loaded = kubeboot::config::from_unwrapped(u, &name, &facts()).unwrap();
+                assert_eq!(
+                    loaded.settings.mode,
+                    if cp {
+                        kubeboot::config::Mode::JoinControlPlane
+                    } else {
+                        kubeboot::config::Mode::JoinWorker
+                    }
+                );
+                let join = loaded.settings.join.as_ref().unwrap();
+                assert_eq!(join.api_server_endpoint.url(), "https://10.0.0.10:6443");
             }
             "worker.ign" => {
                 assert_eq!(u.kind, "ignition 3.3.0");

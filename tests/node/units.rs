@@ -104,6 +104,10 @@ fn every_ordering_line_is_commented_and_kubelet_is_unordered() {
         "ExecStart=/usr/bin/kubeboot firstboot",
         "After=network-online.target",
         "Wants=network-online.target",
+        // sd_notify STATUS= from kubeboot reaches `systemctl status`
+        "NotifyAccess=main",
+        // a join waits for its cluster without a deadline
+        "TimeoutStartSec=infinity",
     ] {
         assert!(lines.contains(&must), "missing {must}");
     }
@@ -112,6 +116,22 @@ fn every_ordering_line_is_commented_and_kubelet_is_unordered() {
             .lines()
             .any(|l| l.starts_with("RefuseManualStart=") || l.starts_with("RefuseManualStop="))
     );
+}
+
+/// cloud-init 24.3 renamed its network stage cloud-init.service →
+/// cloud-init-network.service (canonical/cloud-init#5489): the unit orders
+/// after both names, so it waits for write_files on old and new images.
+#[test]
+fn orders_after_cloud_init_old_and_new_network_stage() {
+    let text = unit_text();
+    let after: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("After="))
+        .flat_map(str::split_whitespace)
+        .collect();
+    for unit in ["cloud-init.service", "cloud-init-network.service"] {
+        assert!(after.contains(&unit), "no After={unit}: {after:?}");
+    }
 }
 
 /// Checks, at daemon-reload time, that the kubelet files are already on disk.

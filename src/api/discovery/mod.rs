@@ -27,6 +27,7 @@ pub const DEFAULT_DISCOVERY_BUDGET: Duration = Duration::from_secs(300);
 
 /// Runs token discovery against `join.api_server_endpoint` within `budget`.
 pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
+    let started = std::time::Instant::now();
     let url = format!("{}{CLUSTER_INFO_PATH}", join.api_server_endpoint.url());
     let insecure = http::agent_unverified();
     let policy = Retry::within(budget);
@@ -35,8 +36,9 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
     // The verdict on a signature or pin is kept aside: it must not be
     // retried, and it is reported as "untrusted", not as a network failure.
     let mut untrusted: Option<Error> = None;
-    let result = http::retry(
+    let result = http::retry_watched(
         &policy,
+        &format!("cluster-info at {url}"),
         |timeout| match http::send(&insecure, Method::Get, &url, &[], timeout) {
             Step::Done(reply) if reply.status == 200 => {
                 match verify::verify_cluster_info(
@@ -88,8 +90,15 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
     // Second fetch, now verifying the server with the CA we just pinned.
     let roots: Vec<ureq::tls::Certificate<'static>> = http::certs_from_pem(&info.ca_pem);
     let secure = http::agent(Some(roots));
-    let body = match http::retry(
-        &Retry::within(Duration::from_secs(30).min(budget)),
+    // What is left of the budget: a busy server (429, 503) or a slow one
+    // is waited for here as in the first fetch; only a TLS failure with the
+    // pinned CA is a verdict on the server.
+    let left = budget
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_secs(5));
+    let body = match http::retry_watched(
+        &Retry::within(left),
+        &format!("cluster-info over TLS verified with the pinned CA at {url}"),
         |t| http::send(&secure, Method::Get, &url, &[], t),
         |r| http::status_text(r.status),
     ) {
@@ -176,8 +185,9 @@ pub fn get_with_token(
     let roots = http::certs_from_pem(ca_pem);
     let agent = http::agent(Some(roots));
     let auth = format!("Bearer {}", token.expose());
-    match http::retry(
+    match http::retry_watched(
         &Retry::within(budget),
+        &format!("GET {url}"),
         |t| http::send(&agent, Method::Get, &url, &[("Authorization", &auth)], t),
         |r| http::status_text(r.status),
     ) {
@@ -223,7 +233,7 @@ pub fn node_is_ready(
     let path = format!("/api/v1/nodes/{name}");
     match get_with_token(&info.server, &path, &info.ca_pem, token, budget)? {
         (200, body) => {
-            let node: k8s_openapi::api::core::v1::Node = serde_json::from_slice(&body)
+            let node: super::objects::Node = serde_json::from_slice(&body)
                 .map_err(|e| Error::Failed(format!("{path}: not a Node: {e}")))?;
             Ok(node
                 .status
