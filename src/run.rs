@@ -651,16 +651,7 @@ fn run_node(
     };
     let (records, result) = run_phases(&list, &mut run, &skip_all, only, &mut in_progress);
     if effects == Effects::DryRun {
-        let requests = if result.is_ok() {
-            phases::dry_run_requests(&run, &skip_all)
-        } else {
-            Ok(Vec::new())
-        };
-        print_dry_run(paths, &crate::host::dryrun::end());
-        for line in requests? {
-            crate::outln!("[dry-run] would send {line}");
-        }
-        return result.map_err(wrap_phase);
+        return finish_dry_run(paths, &run, &skip_all, result);
     }
     if let (Some(phase), Ok(())) = (only, &result) {
         crate::outln!(
@@ -672,31 +663,76 @@ fn run_node(
     if !record {
         return result.map_err(wrap_phase);
     }
+    let outcome = RunRecord {
+        role,
+        started_at,
+        source,
+        from_cluster_api: loaded.envelope.from_cluster_api(),
+    };
+    record_outcome(paths, outcome, records, result, started)
+}
+
+/// A dry run's report: the files it would write, then (when the phases
+/// passed) the API requests it would send.
+fn finish_dry_run(
+    paths: &Paths,
+    run: &NodeRun<'_>,
+    skip_all: &[String],
+    result: std::result::Result<(), phases::PhaseError>,
+) -> Result<()> {
+    let requests = if result.is_ok() {
+        phases::dry_run_requests(run, skip_all)
+    } else {
+        Ok(Vec::new())
+    };
+    print_dry_run(paths, &crate::host::dryrun::end());
+    for line in requests? {
+        crate::outln!("[dry-run] would send {line}");
+    }
+    result.map_err(wrap_phase)
+}
+
+/// What a full run's record says besides its phases.
+struct RunRecord {
+    role: String,
+    started_at: String,
+    source: String,
+    from_cluster_api: bool,
+}
+
+/// Records a full run's outcome: status.json (and, on success, Cluster
+/// API's sentinel where the userdata came from it, and the run-once
+/// marker) and the console line.
+fn record_outcome(
+    paths: &Paths,
+    o: RunRecord,
+    records: Vec<phases::PhaseRecord>,
+    result: std::result::Result<(), phases::PhaseError>,
+    started: Instant,
+) -> Result<()> {
     let mut st = match &result {
         Ok(()) => Status::success(
-            role,
+            o.role,
             records
                 .iter()
                 .rev()
                 .find(|r| r.outcome == Outcome::Done)
                 .map(|r| r.name.to_string()),
         ),
-        Err(e) => Status::failure(role, Some(e.phase.to_string()), &e.error),
+        Err(e) => Status::failure(o.role, Some(e.phase.to_string()), &e.error),
     };
-    st.started_at = Some(started_at);
-    st.source = Some(source);
+    st.started_at = Some(o.started_at);
+    st.source = Some(o.source);
     st.phases = records;
     st.total_millis = started.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(()) => {
             status::write(paths, &st)?;
-            if only.is_none() {
-                if loaded.envelope.from_cluster_api() {
-                    status::write_cluster_api_sentinel(paths)?;
-                    log::info!(target: "kubeboot", "wrote Cluster API's {}", status::CLUSTER_API_SENTINEL);
-                }
-                status::write_marker(paths)?;
+            if o.from_cluster_api {
+                status::write_cluster_api_sentinel(paths)?;
+                log::info!(target: "kubeboot", "wrote Cluster API's {}", status::CLUSTER_API_SENTINEL);
             }
+            status::write_marker(paths)?;
             crate::outln!("{}", st.console_line());
             Ok(())
         }

@@ -2,7 +2,8 @@
 //! token generate, certs ca-hash/check-expiration, exit codes and messages,
 //! and a malformed-input sweep through the command line.
 
-mod cli_support;
+#[allow(unused_imports)]
+use crate::cli_support;
 
 use cli_support::{kubeboot, text};
 use std::collections::BTreeMap;

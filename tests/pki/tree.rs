@@ -1,7 +1,8 @@
 //! The certificate tree checked with real openssl: chains, subjects, key
 //! usages, SANs, modes, the CA pin hash, reruns, regeneration of one leaf.
 
-mod pki_support;
+#[allow(unused_imports)]
+use crate::pki_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

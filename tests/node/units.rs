@@ -1,8 +1,8 @@
 //! The systemd units in `units/` (checked with `systemd-analyze verify`)
 //! and the kubelet start sequence against a recording init system.
 
-#[path = "node_common/mod.rs"]
-mod node_common;
+#[allow(unused_imports)]
+use crate::node_common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -3,7 +3,8 @@
 //! sha256 pins that match and do not, untrusted CAs, http only when
 //! pinned, bounded redirects and sizes.
 
-mod net_support;
+#[allow(unused_imports)]
+use crate::net_support;
 
 use std::sync::Arc;
 

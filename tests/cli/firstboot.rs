@@ -8,9 +8,12 @@
 //! written), no userdata (exit 1, status lists what was tried), an invalid
 //! config (exit 2, no secret in the status file).
 
-mod api_support;
-mod cli_support;
-mod net_support;
+#[allow(unused_imports)]
+use crate::api_support;
+#[allow(unused_imports)]
+use crate::cli_support;
+#[allow(unused_imports)]
+use crate::net_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,7 +2,8 @@
 //! `--skip-phases`, single-phase runs (`init phase certs`), phase-name
 //! checking, and role/command mismatches.
 
-mod cli_support;
+#[allow(unused_imports)]
+use crate::cli_support;
 
 use cli_support::{kubeboot, text};
 use std::path::{Path, PathBuf};

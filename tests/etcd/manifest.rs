@@ -35,14 +35,14 @@
 //! from `kube-apiserver.yaml`, i.e. `apiserver-etcd-client`), and must be
 //! refused for a client certificate from another CA and for no certificate.
 
-#[path = "node_common/mod.rs"]
-mod node_common;
+#[allow(unused_imports)]
+use crate::node_common;
 
-#[path = "etcd_support/mod.rs"]
-mod etcd_support;
+#[allow(unused_imports)]
+use crate::etcd_support;
 
-#[path = "pod_support/mod.rs"]
-mod pod_support;
+#[allow(unused_imports)]
+use crate::pod_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -197,7 +197,7 @@ fn real_etcd_35_runs_the_rendered_pods_of_1_32_and_1_33() {
 /// exists; and the 3.5-only spellings are gone.
 #[test]
 fn etcd_36_flags_of_1_34_are_in_etcd_36s_own_flag_list() {
-    let fixture = include_str!("fixtures/etcd-3.6.5-flags.txt");
+    let fixture = include_str!("../fixtures/etcd-3.6.5-flags.txt");
     let mut known = BTreeMap::new();
     let mut gates = Vec::new();
     for line in fixture.lines().filter(|l| !l.starts_with('#')) {

@@ -3,9 +3,11 @@
 //! the carried CAs; and `config show --source auto` / `firstboot` reading a
 //! metadata service given with --platform and --metadata-url (loopback).
 
-mod cli_support;
+#[allow(unused_imports)]
+use crate::cli_support;
 
-mod net_support;
+#[allow(unused_imports)]
+use crate::net_support;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,8 +2,8 @@
 //! volumes and envs, IPv6, control-plane join, and a YAML round trip of
 //! every manifest back into a k8s-openapi Pod.
 
-#[path = "node_common/mod.rs"]
-mod node_common;
+#[allow(unused_imports)]
+use crate::node_common;
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;

@@ -3,9 +3,10 @@
 //! rejects another CA's, and a real etcd 3.4 runs on our etcd certificates
 //! with client and peer certificate authentication.
 
-#[path = "peer_support/mod.rs"]
-mod peer_support;
-mod pki_support;
+#[allow(unused_imports)]
+use crate::peer_support;
+#[allow(unused_imports)]
+use crate::pki_support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
 //! and PKCS#8) sign leaves that openssl verifies; inline CA material is
 //! written or refused; external-CA mode keeps leaves and refuses to invent.
 
-mod pki_support;
+#[allow(unused_imports)]
+use crate::pki_support;
 
 use std::path::Path;
 

@@ -1,8 +1,8 @@
 //! Preflight: every check passes on a healthy fake root and fails (with
 //! kubeadm's name and severity) when one thing about that root is broken.
 
-#[path = "node_common/mod.rs"]
-mod node_common;
+#[allow(unused_imports)]
+use crate::node_common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;

@@ -1,13 +1,13 @@
 //! Golden trees: a control-plane node and a worker rendered into temp
 //! roots (manifests + kubelet files), compared with `tests/golden/<case>/`.
-//! Regenerate with `KUBEBOOT_UPDATE_GOLDEN=1 cargo test --test node_golden`.
+//! Regenerate with `KUBEBOOT_UPDATE_GOLDEN=1 cargo test --test node golden::`.
 //!
 //! These files hold no keys, serials or timestamps (the PKI and kubeconfig
 //! trees, which do, are compared by their own tests), so they are compared
 //! byte for byte, together with every file's mode.
 
-#[path = "node_common/mod.rs"]
-mod node_common;
+#[allow(unused_imports)]
+use crate::node_common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
