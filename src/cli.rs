@@ -170,6 +170,75 @@ pub enum ConfigCommand {
 pub enum TokenCommand {
     /// Print a new random bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`).
     Generate,
+    /// Create a bootstrap token in the cluster (kubeadm's bootstrap-token-<id> Secret) and print it.
+    Create(TokenCreateArgs),
+    /// List the cluster's bootstrap tokens (ids, expiry, usages; never the secrets).
+    List(TokenClientArgs),
+    /// Delete bootstrap tokens by id (or whole token).
+    Delete {
+        /// Token ids (`abcdef`) or tokens.
+        #[arg(required = true, value_name = "ID", value_parser = secret_arg)]
+        ids: Vec<crate::secret::Secret>,
+        /// Cluster access.
+        #[command(flatten)]
+        client: TokenClientArgs,
+    },
+}
+
+/// Keeps a command-line value that may be a secret out of `Debug` output.
+fn secret_arg(s: &str) -> std::result::Result<crate::secret::Secret, String> {
+    Ok(crate::secret::Secret::new(s))
+}
+
+/// How the `token` commands reach the cluster.
+#[derive(Debug, Args)]
+pub struct TokenClientArgs {
+    /// Kubeconfig whose user may manage Secrets in kube-system; its server and CA are used.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/kubernetes/admin.conf"
+    )]
+    pub kubeconfig: PathBuf,
+    /// How long requests may retry (transport errors, 5xx, 429), in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+}
+
+/// Arguments of `token create`.
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// The token to create (`[a-z0-9]{6}.[a-z0-9]{16}`); a random one when omitted.
+    #[arg(value_name = "TOKEN", value_parser = secret_arg)]
+    pub token: Option<crate::secret::Secret>,
+    /// Time to live (Go duration, e.g. 24h, 720h); 0 = never expires.
+    #[arg(long, value_name = "DURATION", default_value = "24h0m0s")]
+    pub ttl: String,
+    /// Comma-separated usages: signing, authentication.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "signing,authentication"
+    )]
+    pub usages: Vec<String>,
+    /// Comma-separated extra groups the token authenticates as.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "system:bootstrappers:kubeadm:default-node-token"
+    )]
+    pub groups: Vec<String>,
+    /// A human description of the token.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// Print the worker NodeConfig that joins with the new token instead of the token alone.
+    #[arg(long)]
+    pub print_join_config: bool,
+    /// Cluster access.
+    #[command(flatten)]
+    pub client: TokenClientArgs,
 }
 
 /// `certs` subcommands.
@@ -278,10 +347,7 @@ pub fn run(cli: Cli) -> Result<()> {
             log_warnings(&loaded);
             print_settings(&loaded)
         }
-        Command::Token(TokenCommand::Generate) => {
-            crate::outln!("{}", generate_token()?.expose());
-            Ok(())
-        }
+        Command::Token(cmd) => crate::api::tokens::run(cmd),
         Command::Certs(CertsCommand::CaHash { file }) => {
             let pem = read_input(&file)?;
             let hash = crate::pki::ca_hash(&pem).map_err(|e| match e {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
-use api_support::{Behaviour, State, answer, client_cn, status_reply};
+use api_support::{Behaviour, State, client_cn, status_reply};
 use cli_support::{
     fake_systemctl as systemctl_script, firstboot_args, kubeboot, render_control_plane as render,
     seed, text,
@@ -26,7 +26,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service, ServiceAccoun
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kubeboot::config::BootstrapToken;
 use kubeboot::secret::Secret as S;
-use net_support::{Request, Server, ok, tls_config, tls_config_with};
+use net_support::{Request, Server, ok, tls_config};
 use serde_json::{Value, json};
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -62,7 +62,6 @@ fn cluster(name: &str, refuse: bool) -> Cluster {
     let root = render(&dir);
     let pki = root.join("etc/kubernetes/pki");
     let state: Arc<Mutex<State>> = Arc::default();
-    let s = state.clone();
     // the kubelet registers cp-1 on the third look; admin.conf may not
     // bind its own group (as on a fresh cluster)
     let how = Behaviour {
@@ -70,25 +69,7 @@ fn cluster(name: &str, refuse: bool) -> Cluster {
         node_after: 2,
         refuse_cluster_admins_binding: true,
     };
-    let api = Server::https(
-        tls_config_with(
-            &pki.join("apiserver.crt"),
-            &pki.join("apiserver.key"),
-            Some(&pki.join("ca.crt")),
-            true,
-        ),
-        move |req, _| {
-            if req.path == "/livez" {
-                ok(b"ok")
-            } else if req.client_cert.is_none() {
-                status_reply(401, "Unauthorized")
-            } else if refuse {
-                status_reply(403, "Forbidden")
-            } else {
-                answer(&s, &how, req)
-            }
-        },
-    );
+    let api = api_support::serve(&pki, state.clone(), how, refuse);
     let (kcm, sched) = (tls_ok(&pki), tls_ok(&pki));
     let userdata = format!(
         "#cloud-config\nkubeboot:\n  role: control-plane\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {}\n  cluster:\n    podSubnet: 10.244.0.0/16\n    controllerManager:\n      extraArgs:\n        secure-port: \"{}\"\n    scheduler:\n      extraArgs:\n        secure-port: \"{}\"\n",

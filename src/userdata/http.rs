@@ -176,6 +176,8 @@ pub(crate) enum Method<'b> {
     PutJson(&'b [u8]),
     /// A PATCH with a JSON merge patch body (RFC 7386).
     MergePatch(&'b [u8]),
+    /// A DELETE without a body.
+    Delete,
 }
 
 /// Builds an agent: no proxy (metadata services must be reached directly),
@@ -284,6 +286,7 @@ pub(crate) fn send(
         Method::MergePatch(body) => prepare(agent.patch(url), timeout, headers)
             .header("Content-Type", "application/merge-patch+json")
             .send(body),
+        Method::Delete => prepare(agent.delete(url), timeout, headers).call(),
     };
     let mut resp = match result {
         Ok(r) => r,

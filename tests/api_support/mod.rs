@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
-use crate::net_support::{Reply, Request, ok};
+use crate::net_support::{Reply, Request, Server, ok, tls_config_with};
 
 /// The store, by URL path.
 #[derive(Default)]
@@ -92,6 +92,11 @@ pub fn answer(state: &Mutex<State>, how: &Behaviour, req: &Request) -> Reply {
             st.objects.insert(item, body.clone());
             Reply::Respond(201, vec![], serde_json::to_vec(&body).unwrap())
         }
+        "GET" if req.path.contains('?') || is_collection(&req.path) => list(&st, req, &rv),
+        "DELETE" => match st.objects.remove(&req.path) {
+            Some(_) => ok(br#"{"kind":"Status","apiVersion":"v1","status":"Success"}"#),
+            None => status_reply(404, "NotFound"),
+        },
         "GET" => {
             if req.path == node_path && !st.objects.contains_key(&req.path) {
                 st.node_gets += 1;
@@ -146,4 +151,74 @@ pub fn answer(state: &Mutex<State>, how: &Behaviour, req: &Request) -> Reply {
         }
         _ => status_reply(405, "MethodNotAllowed"),
     }
+}
+
+/// True for a collection path (`/api/v1/namespaces/<ns>/<resource>`,
+/// `/apis/<group>/<version>/namespaces/<ns>/<resource>`).
+fn is_collection(path: &str) -> bool {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.first() {
+        Some(&"api") => parts.len() == 5 || parts.len() == 3,
+        Some(&"apis") => parts.len() == 6 || parts.len() == 4,
+        _ => false,
+    }
+}
+
+/// A list of the objects directly under a collection, filtered by a
+/// `fieldSelector=type=<t>` as the API server supports it for Secrets.
+fn list(st: &State, req: &Request, rv: &str) -> Reply {
+    let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
+    let mut want_type = None;
+    for kv in query.split('&').filter(|q| !q.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let v = v.replace("%3D", "=").replace("%2F", "/");
+        match (k, v.split_once('=')) {
+            ("fieldSelector", Some(("type", t))) => want_type = Some(t.to_string()),
+            _ => return status_reply(400, &format!("BadRequest: unsupported query {kv}")),
+        }
+    }
+    let prefix = format!("{path}/");
+    let mut names: Vec<&String> = st
+        .objects
+        .keys()
+        .filter(|k| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
+        .collect();
+    names.sort();
+    let items: Vec<Value> = names
+        .into_iter()
+        .map(|k| st.objects[k].clone())
+        .filter(|o| want_type.as_deref().is_none_or(|t| o["type"] == t))
+        .collect();
+    let body = json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": items});
+    ok(&serde_json::to_vec(&body).unwrap())
+}
+
+/// The stand-in on a loopback port, serving `apiserver.crt` from `pki` and
+/// requiring a client certificate from its `ca.crt` (401 without one);
+/// with `refuse_all` every authenticated request is refused with 403.
+pub fn serve(
+    pki: &std::path::Path,
+    state: std::sync::Arc<Mutex<State>>,
+    how: Behaviour,
+    refuse_all: bool,
+) -> Server {
+    Server::https(
+        tls_config_with(
+            &pki.join("apiserver.crt"),
+            &pki.join("apiserver.key"),
+            Some(&pki.join("ca.crt")),
+            true,
+        ),
+        move |req, _| {
+            if req.path == "/livez" {
+                ok(b"ok")
+            } else if req.client_cert.is_none() {
+                status_reply(401, "Unauthorized")
+            } else if refuse_all {
+                status_reply(403, "Forbidden")
+            } else {
+                answer(&state, &how, req)
+            }
+        },
+    )
 }
