@@ -249,6 +249,8 @@ pub enum CertsCommand {
         /// CA certificate (PEM), e.g. /etc/kubernetes/pki/ca.crt.
         file: PathBuf,
     },
+    /// Renew leaf certificates and kubeconfig client certificates (kubeadm's names, or `all`).
+    Renew(CertsRenewArgs),
     /// Show the expiry of every certificate under --root.
     CheckExpiration {
         /// Config file (any envelope); defaults are used when omitted.
@@ -258,6 +260,29 @@ pub enum CertsCommand {
         #[arg(long, value_name = "DIR", default_value = "/")]
         root: PathBuf,
     },
+}
+
+/// Arguments of `certs renew`.
+#[derive(Debug, Args)]
+pub struct CertsRenewArgs {
+    /// `all`, or kubeadm's certificate names: apiserver, apiserver-kubelet-client,
+    /// front-proxy-client, etcd-server, etcd-peer, etcd-healthcheck-client,
+    /// apiserver-etcd-client, admin.conf, super-admin.conf, controller-manager.conf, scheduler.conf.
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Renew only certificates that expire within this window (Go duration like 720h, or days like 30d).
+    #[arg(long, value_name = "DURATION")]
+    pub if_expiring_within: Option<String>,
+    /// Config file (any envelope) for certificatesDir, validity, key algorithm and etcd mode;
+    /// default: /etc/kubeboot/config.yaml under --root when present, else the defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Host root.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Do not change the static pod manifests (restart the components yourself).
+    #[arg(long)]
+    pub no_restart: bool,
 }
 
 /// Reads a file given on the command line (bounded like every userdata
@@ -357,6 +382,7 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::outln!("{hash}");
             Ok(())
         }
+        Command::Certs(CertsCommand::Renew(args)) => crate::pki::renew::run(&args),
         Command::Certs(CertsCommand::CheckExpiration { config, root }) => {
             let paths = Paths::new(&root);
             let facts = HostFacts::detect(&paths.host("/proc"));

@@ -11,6 +11,7 @@ pub mod cert;
 mod der;
 pub mod examples;
 pub mod keys;
+pub mod renew;
 pub mod table;
 pub(crate) mod tree;
 

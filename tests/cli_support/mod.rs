@@ -28,12 +28,16 @@ pub fn tmpdir(prefix: &str, name: &str) -> PathBuf {
 /// A control plane rendered by the binary into `dir/cp` (node cp-1,
 /// advertising 127.0.0.1), for its certificates and kubeconfigs.
 pub fn render_control_plane(dir: &std::path::Path) -> PathBuf {
-    let cfg = dir.join("cp.yaml");
-    std::fs::write(
-        &cfg,
+    render_config(
+        dir,
         "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n  advertiseAddress: 127.0.0.1\n",
     )
-    .unwrap();
+}
+
+/// The node of config `yaml` rendered by the binary into `dir/cp`.
+pub fn render_config(dir: &std::path::Path, yaml: &str) -> PathBuf {
+    let cfg = dir.join("cp.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
     let root = dir.join("cp");
     let o = kubeboot(&[
         "render",
