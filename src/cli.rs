@@ -43,8 +43,40 @@ pub enum Command {
     /// Certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Undo what kubeboot did to this node (like `kubeadm reset`): remove its etcd member, then its files.
+    Reset(ResetArgs),
     /// Print the version.
     Version,
+}
+
+/// Arguments of `reset`.
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Host root.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Config file (any envelope) for certificatesDir and the etcd mode; default:
+    /// /etc/kubeboot/config.yaml under --root when present, else the defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print what would be removed; remove and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Reset even when this node's etcd member cannot be removed safely (quorum, unreachable).
+    #[arg(long)]
+    pub force: bool,
+    /// Keep the certificate directory (/etc/kubernetes/pki).
+    #[arg(long)]
+    pub keep_pki: bool,
+    /// Comma-separated etcd client URLs to reach the cluster through (default: etcd.yaml's advertise-client-urls).
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// How long etcd calls may retry, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+    /// The systemctl program (stops kubelet.service).
+    #[arg(long, value_name = "PATH", default_value = "systemctl")]
+    pub systemctl: String,
 }
 
 /// Where the configuration comes from, for commands that run a node.
@@ -402,6 +434,7 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::out!("{}", crate::pki::format_expiration_table(&rows));
             Ok(())
         }
+        Command::Reset(args) => crate::reset::run(&args),
         Command::Render(args) => crate::run::render(&args),
         Command::Firstboot(args) => crate::run::firstboot(&args),
         Command::Init(args) => crate::run::init_or_join(&args, true),

@@ -39,6 +39,7 @@ pub mod manifests;
 pub mod phases;
 pub mod pki;
 pub mod platform;
+pub mod reset;
 pub mod run;
 pub mod secret;
 pub mod status;

@@ -38,11 +38,11 @@ mod etcd_support;
 mod net_support;
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use etcd_support::{
-    ETCD, Ports, command, free_port, require, show, start_etcd, start_etcd_healthy, wait_healthy,
+    ETCD, ETCDCTL, Ports, etcdctl, free_port, require, show, start_etcd, start_etcd_healthy,
+    wait_healthy,
 };
 use kubeboot::api::etcd::{
     ETCD_PODS_PATH, EtcdClient, Promoted, endpoints_from_api, initial_cluster,
@@ -54,20 +54,6 @@ use kubeboot::{kubeconfig, manifests, pki};
 use net_support::{Reply, Server, ok, tls_config};
 use node_common::{TempRoot, settings};
 
-const ETCDCTL: &str = "/usr/bin/etcdctl";
-
-/// The shared CA files a joining control plane must have.
-const SHARED: [&str; 8] = [
-    "ca.crt",
-    "ca.key",
-    "sa.key",
-    "sa.pub",
-    "front-proxy-ca.crt",
-    "front-proxy-ca.key",
-    "etcd/ca.crt",
-    "etcd/ca.key",
-];
-
 fn node(name: &str, mode: Mode) -> Settings {
     let mut s = settings::control_plane();
     s.mode = mode;
@@ -75,26 +61,6 @@ fn node(name: &str, mode: Mode) -> Settings {
     s.node.name = name.into();
     s.node.advertise_address = "127.0.0.1".parse().unwrap();
     s
-}
-
-fn etcdctl(root: &Path, endpoints: &str, args: &[&str]) -> Output {
-    let pki = root.join("etc/kubernetes/pki/etcd");
-    command(ETCDCTL)
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoints}"))
-        .arg(format!("--cacert={}", pki.join("ca.crt").display()))
-        .arg(format!(
-            "--cert={}",
-            pki.join("healthcheck-client.crt").display()
-        ))
-        .arg(format!(
-            "--key={}",
-            pki.join("healthcheck-client.key").display()
-        ))
-        .args(["--dial-timeout=10s", "--command-timeout=15s"])
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 /// An HTTPS API server with A's apiserver certificate that requires a
@@ -171,7 +137,7 @@ fn a_second_control_plane_joins_stacked_etcd_as_learner_then_voter() {
     // them), then its own leaves (control-plane-prepare).
     let root_b = tmp.path().join("b");
     let paths_b = Paths::new(&root_b);
-    for f in SHARED {
+    for f in etcd_support::SHARED {
         let from = root_a.join("etc/kubernetes/pki").join(f);
         let to = root_b.join("etc/kubernetes/pki").join(f);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();

@@ -575,6 +575,30 @@ pub fn write_status(paths: &Paths, report: &Report) -> Result<()> {
     Ok(())
 }
 
+/// The node's settings for commands run on a node after its bootstrap
+/// (`certs renew`, `reset`): from `config` when given, else from
+/// `/etc/kubeboot/config.yaml` under the root when present, else the
+/// defaults. The flag says whether a file was read.
+pub fn node_settings(paths: &Paths, config: Option<&std::path::Path>) -> Result<(Settings, bool)> {
+    let facts = crate::host::HostFacts::detect(&paths.host("/proc"));
+    let node_config = paths.kubeboot_config();
+    let file = config
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| node_config.exists().then_some(node_config));
+    Ok(match &file {
+        Some(f) => (crate::cli::load_file(f, &facts)?.settings, true),
+        None => (
+            crate::config::load(
+                crate::config::examples::MINIMAL_CONTROL_PLANE.as_bytes(),
+                "defaults",
+                &facts,
+            )?
+            .settings,
+            false,
+        ),
+    })
+}
+
 /// Runs `certs renew`: renews, writes the renewal status file, prints one
 /// line per certificate; fails (exit 1) when a certificate that was due
 /// could not be renewed.
@@ -589,24 +613,7 @@ pub fn run(args: &crate::cli::CertsRenewArgs) -> Result<()> {
         None => None,
     };
     let paths = Paths::new(&args.root);
-    let facts = crate::host::HostFacts::detect(&paths.host("/proc"));
-    let node_config = paths.kubeboot_config();
-    let file = args
-        .config
-        .clone()
-        .or_else(|| node_config.exists().then_some(node_config));
-    let (settings, from_file) = match &file {
-        Some(f) => (crate::cli::load_file(f, &facts)?.settings, true),
-        None => (
-            crate::config::load(
-                crate::config::examples::MINIMAL_CONTROL_PLANE.as_bytes(),
-                "defaults",
-                &facts,
-            )?
-            .settings,
-            false,
-        ),
-    };
+    let (settings, from_file) = node_settings(&paths, args.config.as_deref())?;
     let opts = Options {
         names,
         window_seconds,

@@ -224,3 +224,41 @@ pub fn start_etcd_healthy(root: &Path, ports: &Ports, log: &Path) -> Kill {
     wait_healthy(&mut etcd, ports.metrics, log, Duration::from_secs(90));
     etcd
 }
+
+/// Debian's etcdctl (package etcd-client).
+pub const ETCDCTL: &str = "/usr/bin/etcdctl";
+
+/// `etcdctl` (API v3) against `endpoints` as the healthcheck client of the
+/// node whose PKI is under `root`.
+pub fn etcdctl(root: &Path, endpoints: &str, args: &[&str]) -> Output {
+    let pki = root.join("etc/kubernetes/pki/etcd");
+    command(ETCDCTL)
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg(format!("--cacert={}", pki.join("ca.crt").display()))
+        .arg(format!(
+            "--cert={}",
+            pki.join("healthcheck-client.crt").display()
+        ))
+        .arg(format!(
+            "--key={}",
+            pki.join("healthcheck-client.key").display()
+        ))
+        .args(["--dial-timeout=10s", "--command-timeout=15s"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The shared CA files every control-plane node of a cluster has (under
+/// the certificate directory).
+pub const SHARED: [&str; 8] = [
+    "ca.crt",
+    "ca.key",
+    "sa.key",
+    "sa.pub",
+    "front-proxy-ca.crt",
+    "front-proxy-ca.key",
+    "etcd/ca.crt",
+    "etcd/ca.key",
+];
