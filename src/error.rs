@@ -3,7 +3,8 @@
 //! Exit codes: 0 success, 1 failure (retrying may help, or the host is not
 //! fit), 2 invalid input or usage (fix the userdata or command line).
 
-use crate::host::fs::FsError;
+use std::io;
+use std::path::PathBuf;
 
 /// Exit code for invalid input or usage.
 pub const EXIT_INVALID: i32 = 2;
@@ -26,6 +27,10 @@ pub enum Error {
     /// No source held userdata (exit 1; the message lists what was tried).
     #[error("{0}")]
     NoUserdata(String),
+    /// The host is not fit to become this node (a preflight check failed):
+    /// a rerun fails the same way until the host is fixed.
+    #[error("{0}")]
+    HostUnfit(String),
     /// Any other runtime failure.
     #[error("{0}")]
     Failed(String),
@@ -36,13 +41,17 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Invalid(_) => EXIT_INVALID,
-            Error::Fs(_) | Error::Failed(_) | Error::NoUserdata(_) | Error::Untrusted(_) => {
-                EXIT_FAILURE
-            }
+            Error::Fs(_)
+            | Error::Failed(_)
+            | Error::HostUnfit(_)
+            | Error::NoUserdata(_)
+            | Error::Untrusted(_) => EXIT_FAILURE,
         }
     }
 
-    /// Whether rerunning (rebooting) without changing the userdata may help.
+    /// Whether rerunning (rebooting) without changing the userdata or the
+    /// host may help. This and [`Error::class`] are the one place that
+    /// decides; the status file and the exit code only ask.
     pub fn retryable(&self) -> bool {
         matches!(self, Error::Fs(_) | Error::Failed(_))
     }
@@ -54,7 +63,32 @@ impl Error {
             Error::Fs(_) => "filesystem",
             Error::NoUserdata(_) => "no-userdata",
             Error::Untrusted(_) => "untrusted-cluster",
-            Error::Failed(_) => "failed",
+            // the status file's documented class for preflight failures
+            Error::Failed(_) | Error::HostUnfit(_) => "failed",
+        }
+    }
+}
+
+/// An I/O failure with the path it happened on.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {}: {source}", path.display())]
+pub struct FsError {
+    /// What was being done ("writing", "creating directory", ...).
+    pub op: &'static str,
+    /// The path involved.
+    pub path: PathBuf,
+    /// The underlying error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl FsError {
+    /// Wraps an I/O error with an operation and a path.
+    pub fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        FsError {
+            op,
+            path: path.into(),
+            source,
         }
     }
 }

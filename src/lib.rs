@@ -28,14 +28,15 @@ macro_rules! outln {
 
 pub mod api;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod host;
-pub mod kubeconfig;
 pub mod kubelet;
 pub mod logging;
 pub mod manifests;
+pub mod net;
 pub mod phases;
 pub mod pki;
 pub mod platform;

@@ -21,7 +21,7 @@ use std::str::FromStr;
 
 use crate::error::Error;
 use crate::host::Paths;
-use crate::userdata::disk;
+use crate::host::disks;
 
 /// A platform kubeboot knows how to read userdata on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -174,13 +174,13 @@ pub fn detect(paths: &Paths, declared: Option<&str>) -> Result<Detection, Error>
     if let Some(d) = dmi.platform() {
         return Ok(d);
     }
-    if let Some((dev, label)) = disk::find_labelled(paths, disk::Kind::NoCloud) {
+    if let Some((dev, label)) = disks::find_labelled(paths, disks::Kind::NoCloud) {
         return Ok(Detection {
             platform: Platform::NoCloud,
             reason: format!("block device {} is labelled {label}", dev.display()),
         });
     }
-    if let Some((dev, label)) = disk::find_labelled(paths, disk::Kind::ConfigDrive) {
+    if let Some((dev, label)) = disks::find_labelled(paths, disks::Kind::ConfigDrive) {
         return Ok(Detection {
             platform: Platform::ConfigDrive,
             reason: format!("block device {} is labelled {label}", dev.display()),

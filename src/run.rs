@@ -3,20 +3,143 @@
 //! [`NodeRun`], hand the phase list to the runner, and record the outcome.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::cli::{self, FirstbootArgs, PhaseCommand, RenderArgs, RunArgs, RunOpts, SourceArgs};
+use clap::{Args, Subcommand};
+
 use crate::config::{self, Loaded, Mode};
 use crate::error::{Error, Result};
 use crate::host::detect::{self, CgroupDriver, Detected};
-use crate::host::preflight::HostProbes;
 use crate::host::systemd::{InitSystem, Systemctl};
 use crate::host::{HostFacts, Paths};
-use crate::phases::{self, Budgets, Effects, NodeRun, Outcome, RunOptions, runner};
+use crate::phases::preflight::HostProbes;
+use crate::phases::{
+    self, Budgets, Capabilities, Effects, Inputs, NodeRun, Outcome, RunOptions, RunState, runner,
+};
 use crate::platform;
 use crate::status::{self, Status};
 use crate::userdata::{self, Source, local, network};
+
+/// Where the configuration comes from, for commands that run a node.
+#[derive(Debug, Args, Clone)]
+pub struct SourceArgs {
+    /// A config file in any accepted envelope (kubeboot or kubeadm YAML, cloud-config, MIME, Ignition, gzip).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where to look for userdata: `auto` (local sources, then the platform's) or `file:PATH`.
+    #[arg(long, value_name = "SPEC", conflicts_with = "config")]
+    pub source: Option<String>,
+    /// Host root: every path kubeboot reads or writes is under it.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Platform override (skips detection), e.g. aws, gcp, azure, openstack, hetzner, digitalocean, nocloud, none.
+    #[arg(long, value_name = "NAME")]
+    pub platform: Option<String>,
+    /// Base URL of the platform's metadata service (tests point it at 127.0.0.1).
+    #[arg(long, value_name = "URL")]
+    pub metadata_url: Option<String>,
+}
+
+/// Arguments of `firstboot`.
+#[derive(Debug, Args)]
+pub struct FirstbootArgs {
+    /// Source selection.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Run options.
+    #[command(flatten)]
+    pub opts: RunOptions,
+}
+
+/// Arguments of `init` and `join`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Source selection.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Run options.
+    #[command(flatten)]
+    pub opts: RunOptions,
+    /// Run a single phase (`phase NAME`) instead of all.
+    #[command(subcommand)]
+    pub phase: Option<PhaseCommand>,
+}
+
+/// `init phase NAME` / `join phase NAME`.
+#[derive(Debug, Subcommand)]
+pub enum PhaseCommand {
+    /// Run one phase by name (`kubeboot init phase certs`); `list` prints the phases.
+    Phase {
+        /// Phase name.
+        name: String,
+    },
+}
+
+/// Arguments of `render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Config file (any envelope).
+    #[arg(long, value_name = "FILE", required_unless_present = "example")]
+    pub config: Option<PathBuf>,
+    /// Render a built-in example instead: `control-plane` or `worker`.
+    #[arg(long, value_name = "NAME", conflicts_with = "config")]
+    pub example: Option<String>,
+    /// Directory to render the node's files into.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+}
+
+/// Reads a file given on the command line (bounded like every userdata
+/// source); a missing, unreadable or oversized file is invalid input.
+pub fn read_input(path: &std::path::Path) -> Result<Vec<u8>> {
+    crate::userdata::local::read_bounded(path)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// Loads and validates a config file (any envelope).
+pub fn load_file(path: &std::path::Path, facts: &HostFacts) -> Result<Loaded> {
+    let bytes = read_input(path)?;
+    config::load(&bytes, &path.display().to_string(), facts)
+}
+
+/// Logs the config's warnings, each naming its field or place.
+pub fn log_warnings(loaded: &Loaded) {
+    for w in &loaded.settings.warnings {
+        if w.field.is_empty() {
+            // envelope warnings already say where in the userdata they are
+            log::warn!("{}: {}", loaded.source, w.message);
+        } else {
+            log::warn!("{}: {}: {}", loaded.origin, w.field, w.message);
+        }
+    }
+}
+
+/// The config format's name, as `config show`/`validate` print it.
+pub fn format_name(f: &config::parse::Format) -> String {
+    match f {
+        config::parse::Format::Kubeboot => "kubeboot NodeConfig".into(),
+        config::parse::Format::Kubeadm(v) => format!("kubeadm {v}"),
+        config::parse::Format::KernelArgs => "kernel command line".into(),
+    }
+}
+
+/// Prints the resolved settings as JSON (secrets redacted).
+pub fn print_settings(loaded: &Loaded) -> Result<()> {
+    let out = serde_json::json!({
+        "source": loaded.origin,
+        "format": format_name(&loaded.format),
+        "envelope": loaded.envelope.kind,
+        "carriedFiles": loaded.envelope.files.iter().map(|f| serde_json::json!({
+            "path": f.path, "mode": format!("{:04o}", f.mode), "bytes": f.content.len()
+        })).collect::<Vec<_>>(),
+        "settings": loaded.settings,
+    });
+    let text = serde_json::to_string_pretty(&out)
+        .map_err(|e| Error::Failed(format!("encoding JSON: {e}")))?;
+    crate::outln!("{text}");
+    Ok(())
+}
 
 /// An init system for offline runs: any call is a bug, reported as an error.
 struct Offline;
@@ -87,14 +210,14 @@ pub fn render(args: &RenderArgs) -> Result<()> {
             })?;
             config::load(text.as_bytes(), &format!("built-in example {name}"), &facts)?
         }
-        (None, Some(f)) => cli::load_file(f, &facts)?,
+        (None, Some(f)) => load_file(f, &facts)?,
         (None, None) => {
             return Err(Error::Invalid(
                 "render: give --config FILE or --example NAME".into(),
             ));
         }
     };
-    cli::log_warnings(&loaded);
+    log_warnings(&loaded);
     let start = Instant::now();
     let report = render_loaded(&loaded, &paths)?;
     let total = start.elapsed().as_secs_f64() * 1000.0;
@@ -119,16 +242,13 @@ pub fn render_loaded(loaded: &Loaded, paths: &Paths) -> Result<RenderReport> {
     let probes = HostProbes::new(paths);
     let mut run = node_run(loaded, paths, Effects::Render, &init, &probes, Vec::new());
     let list = phases::phases_for(loaded.settings.mode);
-    let opts = RunOptions {
-        skip: loaded.settings.skip_phases.clone(),
-        only: None,
-    };
-    runner::check_names(&list, &opts.skip, "skipPhases")?;
-    let (records, result) = runner::run(&list, &mut run, &opts);
+    let skip = &loaded.settings.skip_phases;
+    runner::check_names(&list, skip, "skipPhases")?;
+    let (records, result) = runner::run(&list, &mut run, skip, None);
     result.map_err(wrap_phase)?;
     Ok(RenderReport {
-        settings: run.settings,
-        written: run.written,
+        settings: run.input.settings,
+        written: run.state.written,
         records,
     })
 }
@@ -141,6 +261,7 @@ fn wrap_phase(e: phases::PhaseError) -> Error {
         Error::Invalid(_) => Error::Invalid(msg),
         Error::Untrusted(_) => Error::Untrusted(msg),
         Error::NoUserdata(_) => Error::NoUserdata(msg),
+        Error::HostUnfit(_) => Error::HostUnfit(msg),
         Error::Fs(_) | Error::Failed(_) => Error::Failed(msg),
     }
 }
@@ -199,21 +320,19 @@ fn node_run<'a>(
     ignore: Vec<String>,
 ) -> NodeRun<'a> {
     NodeRun {
-        settings: loaded.settings.clone(),
-        paths: paths.clone(),
-        effects,
-        init,
-        probes,
-        carried: loaded.envelope.files.clone(),
-        now: time::OffsetDateTime::now_utc(),
-        detected: detected_for(paths, effects),
-        host_inputs: crate::manifests::HostInputs::detect(paths, std::env::vars()),
-        ignore_preflight: ignore,
-        budgets: Budgets::default(),
-        written: Vec::new(),
-        cluster_info: None,
-        cluster_kubelet_config: None,
-        admin: std::cell::OnceCell::new(),
+        input: Inputs {
+            settings: loaded.settings.clone(),
+            paths: paths.clone(),
+            effects,
+            carried: loaded.envelope.files.clone(),
+            now: time::OffsetDateTime::now_utc(),
+            detected: detected_for(paths, effects),
+            host_inputs: crate::manifests::HostInputs::detect(paths, std::env::vars()),
+            ignore_preflight: ignore,
+            budgets: Budgets::default(),
+        },
+        caps: Capabilities::new(init, probes),
+        state: RunState::default(),
     }
 }
 
@@ -232,7 +351,7 @@ fn find_userdata(src: &SourceArgs, paths: &Paths, offline: bool) -> Result<(Foun
         return Ok((
             Found {
                 source: f.display().to_string(),
-                bytes: cli::read_input(f)?,
+                bytes: read_input(f)?,
             },
             vec![],
         ));
@@ -244,7 +363,7 @@ fn find_userdata(src: &SourceArgs, paths: &Paths, offline: bool) -> Result<(Foun
             return Ok((
                 Found {
                     source: f.display().to_string(),
-                    bytes: cli::read_input(f)?,
+                    bytes: read_input(f)?,
                 },
                 vec![],
             ));
@@ -357,8 +476,8 @@ pub fn show_auto(src: &SourceArgs) -> Result<()> {
         log::info!(target: "source", "{line}");
     }
     let loaded = load_found(&found, &facts, &paths, false)?;
-    cli::log_warnings(&loaded);
-    cli::print_settings(&loaded)
+    log_warnings(&loaded);
+    print_settings(&loaded)
 }
 
 /// `kubeboot firstboot`: run once, from whatever userdata the node has.
@@ -371,7 +490,7 @@ pub fn firstboot(args: &FirstbootArgs) -> Result<()> {
         );
         return Ok(());
     }
-    run_node(&args.source, &paths, &args.opts, None, None)
+    run_node(&args.source, &paths, &args.opts, None)
 }
 
 /// `kubeboot init` / `kubeboot join`.
@@ -398,14 +517,17 @@ pub fn init_or_join(args: &RunArgs, init: bool) -> Result<()> {
             if init { "init" } else { "join" }
         )));
     }
-    run_node(&args.source, &paths, &args.opts, only, Some(init))
+    let opts = RunOptions {
+        only,
+        ..args.opts.clone()
+    };
+    run_node(&args.source, &paths, &opts, Some(init))
 }
 
 fn run_node(
     src: &SourceArgs,
     paths: &Paths,
-    run_opts: &RunOpts,
-    only: Option<String>,
+    run_opts: &RunOptions,
     expect_init: Option<bool>,
 ) -> Result<()> {
     let started = Instant::now();
@@ -417,7 +539,7 @@ fn run_node(
     // A failure before the phases: the status file says so (live runs only).
     let record_failure = |e: &Error, source: Option<String>| {
         if effects == Effects::Full {
-            let mut st = Status::failure("unknown".into(), None, e, e.retryable());
+            let mut st = Status::failure("unknown".into(), None, e);
             st.source = source;
             st.total_millis = started.elapsed().as_secs_f64() * 1000.0;
             write_failure(paths, &st);
@@ -442,7 +564,7 @@ fn run_node(
             return Err(e);
         }
     };
-    cli::log_warnings(&loaded);
+    log_warnings(&loaded);
     let mode = loaded.settings.mode;
     if let Some(init) = expect_init
         && init != (mode == Mode::Init)
@@ -465,7 +587,7 @@ fn run_node(
     let mut ignore = loaded.settings.node.ignore_preflight_errors.clone();
     ignore.extend(run_opts.ignore_preflight_errors.iter().cloned());
     let mut run = node_run(&loaded, paths, effects, init_system, &probes, ignore);
-    run.budgets = Budgets {
+    run.input.budgets = Budgets {
         discovery: std::time::Duration::from_secs(run_opts.discovery_timeout),
         health: std::time::Duration::from_secs(run_opts.wait_timeout),
         tls_bootstrap: std::time::Duration::from_secs(run_opts.wait_timeout),
@@ -475,18 +597,15 @@ fn run_node(
     let mut skip_all: Vec<String> = run_opts.skip_phases.clone();
     skip_all.extend(loaded.settings.skip_phases.iter().cloned());
     runner::check_names(&list, &skip_all, "--skip-phases")?;
+    let only = run_opts.only.clone();
     if let Some(o) = &only {
         runner::check_names(&list, std::slice::from_ref(o), "phase")?;
     }
-    let opts = RunOptions {
-        skip: skip_all,
-        only: only.clone(),
-    };
-    let (records, result) = runner::run(&list, &mut run, &opts);
+    let (records, result) = runner::run(&list, &mut run, &skip_all, only.as_deref());
     let total_millis = started.elapsed().as_secs_f64() * 1000.0;
     let role = mode_name(mode).to_string();
     if effects == Effects::DryRun {
-        for w in &run.written {
+        for w in &run.state.written {
             crate::outln!("[dry-run] {} {} {}", w.phase, w.action, w.path.display());
         }
     }
@@ -521,9 +640,7 @@ fn run_node(
         Err(e) => e,
     };
     if effects == Effects::Full {
-        // preflight failures need the host fixed; a plain reboot will not help
-        let retryable = e.error.retryable() && e.phase != "preflight";
-        let mut st = Status::failure(role, Some(e.phase.to_string()), &e.error, retryable);
+        let mut st = Status::failure(role, Some(e.phase.to_string()), &e.error);
         st.source = Some(found.source.clone());
         st.phases = records;
         st.total_millis = total_millis;

@@ -48,14 +48,14 @@ pub struct Status {
 
 impl Status {
     /// A status for a failure before or during the phases.
-    pub fn failure(role: String, phase: Option<String>, error: &Error, retryable: bool) -> Status {
+    pub fn failure(role: String, phase: Option<String>, error: &Error) -> Status {
         Status {
             result: "failure",
             role,
             phase,
             error_class: Some(error.class().to_string()),
             error: Some(error.to_string()),
-            retryable,
+            retryable: error.retryable(),
             source: None,
             phases: Vec::new(),
             total_millis: 0.0,

@@ -50,7 +50,8 @@ use kubeboot::api::etcd::{
 use kubeboot::config::model::{Mode, Settings};
 use kubeboot::host::Paths;
 use kubeboot::host::fs::Sync;
-use kubeboot::{kubeconfig, manifests, pki};
+use kubeboot::manifests;
+use kubeboot::pki::{self, kubeconfig};
 use net_support::{Reply, Server, ok, tls_config};
 use node_common::{TempRoot, settings};
 

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kubeboot::host::Paths;
+use kubeboot::host::disks::{FsType, Kind, probe_label};
 use kubeboot::platform::{Platform, detect};
-use kubeboot::userdata::disk::{Disk, FsType, Kind, probe_label};
+use kubeboot::userdata::disk::Disk;
 use kubeboot::userdata::{Fetch, Source};
 use net_support::*;
 

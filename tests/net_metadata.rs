@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
-use kubeboot::userdata::http::Retry;
+use kubeboot::net::http::Retry;
 use kubeboot::userdata::{
     Fetch, Source, SourceError, azure, digitalocean, ec2, gce, hetzner, openstack,
 };

@@ -328,7 +328,8 @@ fn metadata_url_replaces_the_real_address_for_every_cloud() {
 
 #[test]
 fn first_found_reports_every_source_asked() {
-    use kubeboot::userdata::disk::{Disk, Kind};
+    use kubeboot::host::disks::Kind;
+    use kubeboot::userdata::disk::Disk;
     use kubeboot::userdata::network::{Search, first_found};
     use kubeboot::userdata::{Source, gce, openstack};
     let server = Server::http(|req, _| match req.path.as_str() {

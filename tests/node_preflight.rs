@@ -13,7 +13,7 @@ use std::path::Path;
 use kubeboot::config::model::Settings;
 use kubeboot::host::Paths;
 use kubeboot::host::fs::Sync;
-use kubeboot::host::preflight::{self, HostProbes, PreflightReport, Probes, Severity};
+use kubeboot::phases::preflight::{self, HostProbes, PreflightReport, Probes, Severity};
 use node_common::{TempRoot, settings};
 
 const TCP_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";

@@ -328,7 +328,7 @@ fn external_ca_mode_keeps_valid_leaves_and_refuses_to_invent() {
 
     // kubeconfigs too
     std::fs::remove_file(root.join("etc/kubernetes/scheduler.conf")).unwrap();
-    let e = kubeboot::kubeconfig::ensure_kubeconfigs(&s, &paths, now, Sync::Deferred)
+    let e = kubeboot::pki::kubeconfig::ensure_kubeconfigs(&s, &paths, now, Sync::Deferred)
         .unwrap_err()
         .to_string();
     assert!(

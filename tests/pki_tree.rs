@@ -662,7 +662,7 @@ fn expiration_table() {
     let now = time::OffsetDateTime::now_utc();
     render_at(&s, &root, now);
     std::fs::remove_file(pki(&root).join("front-proxy-client.crt")).unwrap();
-    let rows = pki::check_expiration(&s, &Paths::new(&root), now).unwrap();
+    let rows = pki::expiry::check_expiration(&s, &Paths::new(&root), now).unwrap();
     let names: Vec<_> = rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
@@ -683,7 +683,7 @@ fn expiration_table() {
             "etcd-ca"
         ]
     );
-    let table = pki::format_expiration_table(&rows);
+    let table = pki::expiry::format_expiration_table(&rows);
     assert!(
         table.starts_with("!MISSING! front-proxy-client\n"),
         "{table}"
@@ -701,7 +701,7 @@ fn expiration_table() {
     assert!(ca.contains(" 9y ") || ca.contains(" 10y "), "{ca}");
     // without ca.key the CA is externally managed
     std::fs::remove_file(pki(&root).join("ca.key")).unwrap();
-    let rows = pki::check_expiration(&s, &Paths::new(&root), now).unwrap();
+    let rows = pki::expiry::check_expiration(&s, &Paths::new(&root), now).unwrap();
     assert!(
         rows.iter()
             .find(|r| r.name == "apiserver")

@@ -40,8 +40,8 @@ use ureq::Agent;
 
 use crate::error::Error;
 use crate::manifests::EtcdMember;
+use crate::net::http::{self, Method, Retry, Step};
 use crate::secret::Secret;
-use crate::userdata::http::{self, Method, Retry, Step};
 
 /// The API path listing the etcd static pods (kubeadm's label selector).
 pub const ETCD_PODS_PATH: &str =
@@ -634,6 +634,79 @@ impl EtcdClient {
             ))
         })
     }
+}
+
+/// What [`join`] needs: where the API server is (and its CA), the
+/// credentials to read the etcd pods (`admin.conf`'s client certificate)
+/// and to talk to etcd (`etcd/ca.crt`, `etcd/healthcheck-client`), and
+/// this node's identity.
+pub struct JoinInputs<'a> {
+    /// The API server URL (from discovery).
+    pub server: &'a str,
+    /// The cluster CA, PEM.
+    pub cluster_ca: &'a [u8],
+    /// `admin.conf`'s client certificate (PEM) and key.
+    pub admin: (&'a [u8], &'a Secret),
+    /// `etcd/ca.crt`, PEM.
+    pub etcd_ca: &'a [u8],
+    /// `etcd/healthcheck-client.crt` (PEM) and key.
+    pub healthcheck: (&'a [u8], &'a Secret),
+    /// This node's advertise address (its peer and client URLs).
+    pub advertise: IpAddr,
+    /// This node's name (the member name).
+    pub name: &'a str,
+    /// Bound on reading the etcd pods from the API server.
+    pub api_budget: Duration,
+    /// Bound on each etcd step (health, add, promote, availability).
+    pub etcd_budget: Duration,
+}
+
+/// kubeadm's etcd-join (1.32–1.34, learner mode): the existing members'
+/// client URLs from the etcd pods' annotation (read as `admin.conf`'s
+/// user), synced with the member list; every member answers `status`
+/// (check-etcd) before anything changes; `member add` as a learner with
+/// this node's peer URL (reused on a rerun); `write_manifest` with the
+/// full `--initial-cluster` (the caller writes etcd.yaml with
+/// `--initial-cluster-state=existing`); `member promote` once the learner
+/// (started by the kubelet from that manifest) has caught up; then every
+/// member, this one included, answers `status`.
+pub fn join(
+    j: &JoinInputs<'_>,
+    write_manifest: impl FnOnce(&[EtcdMember]) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let endpoints = endpoints_from_api(j.server, j.cluster_ca, j.admin.0, j.admin.1, j.api_budget)?;
+    log::info!(target: "etcd-join", "etcd client URLs from the etcd pods: {}", endpoints.join(","));
+    let mut client = EtcdClient::new(
+        endpoints,
+        j.etcd_ca,
+        j.healthcheck.0,
+        j.healthcheck.1,
+        j.etcd_budget,
+    )?;
+    let synced = client.sync_endpoints()?;
+    log::info!(target: "etcd-join", "etcd endpoints from the member list: {}", synced.join(","));
+    client.check_health()?;
+    log::info!(target: "etcd-join", "check-etcd: every etcd member answers status");
+    let peer_url = peer_url(j.advertise);
+    let joined = client.join_member(&peer_url)?;
+    if joined.added {
+        log::info!(target: "etcd-join", "added learner {:016x} with peer URL {peer_url}", joined.id);
+    } else {
+        log::info!(target: "etcd-join", "member {:016x} already has peer URL {peer_url}; not adding another", joined.id);
+    }
+    write_manifest(&initial_cluster(&joined.members, &peer_url))?;
+    let name = j.name;
+    match client.promote(joined.id, name, j.etcd_budget)? {
+        Promoted::Now(n) => {
+            log::info!(target: "etcd-join", "member {name} ({:016x}) promoted to a voting member ({n} attempt(s))", joined.id)
+        }
+        Promoted::Already => {
+            log::info!(target: "etcd-join", "member {name} ({:016x}) already is a voting member", joined.id)
+        }
+    }
+    client.wait_available(&client_url(j.advertise), j.etcd_budget)?;
+    log::info!(target: "etcd-join", "every etcd member answers status");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,14 +5,13 @@
 //! mark-control-plane.
 //!
 //! Every request is retried with bounded, jittered backoff on transport
-//! failures, 5xx and 429 (`userdata::http`). Create-or-update: POST; on
+//! failures, 5xx and 429 (`net::http`). Create-or-update: POST; on
 //! 409 GET the existing object and PUT ours with its resourceVersion
 //! (a PUT conflict starts over, a few times). Errors name the method, URL
 //! and status; for Secrets the server's message is left out.
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use k8s_openapi::api::core::v1::Node;
 use serde_json::Value;
 
@@ -21,7 +20,7 @@ use crate::config::Settings;
 use crate::error::Error;
 use crate::host::Paths;
 use crate::host::fs;
-use crate::userdata::http::{self, Method, Retry};
+use crate::net::http::{self, Method, Retry};
 
 /// What create-or-update did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +38,7 @@ pub enum Applied {
 #[derive(Clone)]
 pub struct Kube {
     agent: ureq::Agent,
-    base: String,
+    pub(super) base: String,
     budget: Duration,
 }
 
@@ -87,7 +86,7 @@ impl Kube {
                 path.display()
             ))
         })?;
-        let (cert, key) = crate::kubeconfig::client_cert_and_key(&bytes, paths)
+        let (cert, key) = crate::pki::kubeconfig::client_cert_and_key(&bytes, paths)
             .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))?;
         let ca_path = paths.host(format!("{}/ca.crt", settings.cluster.certificates_dir));
         let ca = fs::read_optional(&ca_path)?
@@ -103,7 +102,12 @@ impl Kube {
     }
 
     /// One request with retries; the final status and body.
-    fn call(&self, method: Method<'_>, verb: &str, path: &str) -> Result<(u16, Vec<u8>), Error> {
+    pub(super) fn call(
+        &self,
+        method: Method<'_>,
+        verb: &str,
+        path: &str,
+    ) -> Result<(u16, Vec<u8>), Error> {
         let url = format!("{}{path}", self.base);
         match http::retry(
             &Retry::within(self.budget),
@@ -125,7 +129,14 @@ impl Kube {
         }
     }
 
-    fn refused(&self, verb: &str, path: &str, status: u16, body: &[u8], sensitive: bool) -> Error {
+    pub(super) fn refused(
+        &self,
+        verb: &str,
+        path: &str,
+        status: u16,
+        body: &[u8],
+        sensitive: bool,
+    ) -> Error {
         let msg = match (sensitive, status_message(body)) {
             (false, Some(m)) => format!(": {m}"),
             _ => String::new(),
@@ -311,120 +322,6 @@ pub fn updated(ours: &Value, existing: &Value, update: Update) -> Value {
         }
     }
     out
-}
-
-/// upload-certs as kubeadm's `UploadCerts` does it: a new short-lived
-/// bootstrap token ([`objects::certs_owner_token_spec`], 2 hours, generated
-/// with the crate's token generator; only its public id is logged), its
-/// Secret read back for its UID, then `kube-system/kubeadm-certs` (the
-/// `encrypted` files) with a controller reference to that Secret and the
-/// RBAC to read it. When the token expires the token cleaner deletes its
-/// Secret and garbage collection deletes kubeadm-certs with it.
-///
-/// On a rerun kubeadm piles up one such token per run (each lives 2 h);
-/// here the token that owned the previous kubeadm-certs is expired at once
-/// instead (a merge patch of its `expiration` to `now`, after kubeadm-certs
-/// has a new owner, so the collector keeps the Secret), when it is still
-/// there and carries kubeadm's description: at most one live owner token.
-/// Returns the new token's id.
-pub fn upload_certs(
-    kube: &Kube,
-    encrypted: Vec<(&str, Vec<u8>)>,
-    now: time::OffsetDateTime,
-) -> Result<String, Error> {
-    let previous = match kube.get(super::certs::SECRET_PATH)? {
-        (200, body) => serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| objects::certs_owner_name(&v)),
-        (404, _) => None,
-        (s, body) => return Err(kube.refused("GET", super::certs::SECRET_PATH, s, &body, true)),
-    };
-    let spec = objects::certs_owner_token_spec();
-    let mut created = None;
-    // a fresh id that exists already (1 in 36^6) is drawn again, never replaced
-    for _ in 0..3 {
-        let token = crate::cli::generate_token()?;
-        let obj = objects::object(&objects::token_secret(&spec, &token, now), Update::Replace);
-        match kube.create(&obj)? {
-            (200 | 201, _) => {
-                created = Some((token.id, obj.item));
-                break;
-            }
-            (409, _) => continue,
-            (s, body) => return Err(kube.refused("POST", &obj.collection, s, &body, true)),
-        }
-    }
-    let Some((id, item)) = created else {
-        return Err(Error::Failed(
-            "upload-certs: every generated token id already existed (3 tries)".into(),
-        ));
-    };
-    let name = format!("bootstrap-token-{id}");
-    // read back for the UID, as kubeadm's getSecretOwnerRef does
-    let uid = match kube.get(&item)? {
-        (200, body) => serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.pointer("/metadata/uid")?.as_str().map(str::to_string))
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| {
-                Error::Failed(format!(
-                    "GET {}{item}: the Secret has no metadata.uid to own kubeadm-certs",
-                    kube.base
-                ))
-            })?,
-        (s, body) => return Err(kube.refused("GET", &item, s, &body, true)),
-    };
-    log::info!(target: "upload-certs", "created Secret kube-system/{name} (no usages, expires in 2 h); kubeadm-certs is deleted with it");
-    kube.apply_all(
-        "upload-certs",
-        &objects::kubeadm_certs(encrypted, objects::secret_controller_ref(&name, &uid)),
-    )?;
-    if let Some(old) = previous.filter(|o| *o != name) {
-        retire_certs_owner(kube, &old, now);
-    }
-    Ok(id)
-}
-
-/// Expires the token Secret `name` that owned the previous kubeadm-certs,
-/// when it is still there and is kubeadm's certs token. Only logs on
-/// failure: the new kubeadm-certs is in place and the old token expires
-/// by itself within 2 hours.
-fn retire_certs_owner(kube: &Kube, name: &str, now: time::OffsetDateTime) {
-    let path = format!("/api/v1/namespaces/{}/secrets/{name}", objects::KUBE_SYSTEM);
-    let is_certs_token = |body: &[u8]| -> bool {
-        let Ok(v) = serde_json::from_slice::<Value>(body) else {
-            return false;
-        };
-        let description = v
-            .pointer("/data/description")
-            .and_then(Value::as_str)
-            .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok());
-        v.get("type").and_then(Value::as_str) == Some(objects::BOOTSTRAP_TOKEN_TYPE)
-            && description.as_deref() == Some(objects::CERTS_TOKEN_DESCRIPTION.as_bytes())
-    };
-    let outcome = match kube.get(&path) {
-        Ok((200, body)) if is_certs_token(&body) => {
-            let patch = objects::expire_token_patch(now).to_string();
-            match kube.call(Method::MergePatch(patch.as_bytes()), "PATCH", &path) {
-                Ok((200, _)) => Ok("expired it (the token cleaner deletes it)"),
-                Ok((404, _)) => Ok("it is gone already"),
-                Ok((s, _)) => Err(format!("PATCH {path}: {}", http::status_text(s))),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-        Ok((200, _)) => Ok("left alone: not kubeadm's certs token"),
-        Ok((404, _)) => Ok("it is gone already"),
-        Ok((s, _)) => Err(format!("GET {path}: {}", http::status_text(s))),
-        Err(e) => Err(e.to_string()),
-    };
-    match outcome {
-        Ok(what) => {
-            log::info!(target: "upload-certs", "previous owner of kubeadm-certs, Secret kube-system/{name}: {what}")
-        }
-        Err(e) => {
-            log::warn!(target: "upload-certs", "could not expire the previous owner of kubeadm-certs, Secret kube-system/{name} (it expires by itself): {e}")
-        }
-    }
 }
 
 /// Ensures the `kubeadm:cluster-admins` ClusterRoleBinding as kubeadm does:

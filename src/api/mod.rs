@@ -3,7 +3,6 @@
 
 pub mod addons;
 pub mod certs;
-pub mod client;
 pub mod discovery;
 pub mod etcd;
 pub mod kube;

@@ -45,10 +45,10 @@ pub fn client(kubeconfig: &Path, budget: Duration) -> Result<Kube> {
         ))
     })?;
     let bad = |e: String| Error::Invalid(format!("{}: {e}", kubeconfig.display()));
-    let (server, ca) = crate::kubeconfig::server_and_ca(&bytes).map_err(bad)?;
+    let (server, ca) = crate::pki::kubeconfig::server_and_ca(&bytes).map_err(bad)?;
     // client files named relative to / (kubelet-finalize style) resolve on this host
     let paths = crate::host::Paths::new(Path::new("/"));
-    let (cert, key) = crate::kubeconfig::client_cert_and_key(&bytes, &paths).map_err(bad)?;
+    let (cert, key) = crate::pki::kubeconfig::client_cert_and_key(&bytes, &paths).map_err(bad)?;
     Kube::new(&server, &ca, &cert, key.expose().as_bytes(), budget).map_err(bad)
 }
 
@@ -77,7 +77,7 @@ pub fn spec(
     let usages: Vec<String> = usages.iter().filter(|u| !u.is_empty()).cloned().collect();
     let groups: Vec<String> = groups.iter().filter(|g| !g.is_empty()).cloned().collect();
     let token = match token {
-        Some(t) => Some(crate::config::resolve::parse_token(t).ok_or_else(|| {
+        Some(t) => Some(crate::config::BootstrapToken::parse(t).ok_or_else(|| {
             Error::Invalid(
                 "TOKEN: not of the form [a-z0-9]{6}.[a-z0-9]{16} (value not shown)".into(),
             )
@@ -144,7 +144,7 @@ pub fn create(
 ) -> Result<BootstrapToken> {
     let token = match &spec.token {
         Some(t) => t.clone(),
-        None => crate::cli::generate_token()?,
+        None => crate::config::BootstrapToken::generate()?,
     };
     let secret = objects::token_secret(spec, &token, now);
     let obj = objects::object(&secret, Update::Replace);
@@ -159,7 +159,7 @@ pub fn create(
             "POST {}{}: {} (creating Secret {KUBE_SYSTEM}/bootstrap-token-{}; the server's message is not shown for Secrets)",
             kube.base(),
             obj.collection,
-            crate::userdata::http::status_text(s),
+            crate::net::http::status_text(s),
             token.id
         ))),
     }
@@ -203,7 +203,7 @@ pub fn from_secret(secret: &Value) -> std::result::Result<Listed, String> {
     let secret_ok = data_str(data, "token-secret")
         .map(Secret::new)
         .is_some_and(|s| {
-            crate::config::resolve::parse_token(&Secret::new(format!("{id}.{}", s.expose())))
+            crate::config::BootstrapToken::parse(&Secret::new(format!("{id}.{}", s.expose())))
                 .is_some()
         });
     if !secret_ok {
@@ -250,7 +250,7 @@ pub fn list(kube: &Kube) -> Result<Vec<Listed>> {
         return Err(Error::Failed(format!(
             "GET {}{path}: {}",
             kube.base(),
-            crate::userdata::http::status_text(status)
+            crate::net::http::status_text(status)
         )));
     }
     let v: Value = serde_json::from_slice(&body)
@@ -281,7 +281,7 @@ pub fn id_of(arg: &str) -> Result<String> {
     if id_ok(arg) {
         return Ok(arg.to_string());
     }
-    match crate::config::resolve::parse_token(&Secret::new(arg)) {
+    match crate::config::BootstrapToken::parse(&Secret::new(arg)) {
         Some(t) => Ok(t.id),
         None => Err(Error::Invalid(
             "token delete: an argument is neither a token id ([a-z0-9]{6}) nor a token (value not shown)"
@@ -302,7 +302,7 @@ pub fn delete(kube: &Kube, id: &str) -> Result<()> {
         s => Err(Error::Failed(format!(
             "DELETE {}{path}: {}",
             kube.base(),
-            crate::userdata::http::status_text(s)
+            crate::net::http::status_text(s)
         ))),
     }
 }
@@ -330,7 +330,7 @@ pub fn format_list(tokens: &[Listed], now: OffsetDateTime) -> String {
         let (ttl, exp) = match t.expires {
             None => ("<forever>".to_string(), "<never>".to_string()),
             Some(e) => (
-                crate::pki::short_duration(e - now),
+                crate::pki::expiry::short_duration(e - now),
                 e.format(&Rfc3339).unwrap_or_default(),
             ),
         };
@@ -343,7 +343,7 @@ pub fn format_list(tokens: &[Listed], now: OffsetDateTime) -> String {
             none(t.groups.join(",")),
         ]);
     }
-    crate::pki::columns(&rows)
+    crate::pki::expiry::columns(&rows)
 }
 
 /// Runs a `token create|list|delete` command line.
@@ -353,7 +353,7 @@ pub fn run(cmd: crate::cli::TokenCommand) -> Result<()> {
         |c: &crate::cli::TokenClientArgs| client(&c.kubeconfig, Duration::from_secs(c.timeout));
     match cmd {
         TokenCommand::Generate => {
-            crate::outln!("{}", crate::cli::generate_token()?.expose());
+            crate::outln!("{}", crate::config::BootstrapToken::generate()?.expose());
             Ok(())
         }
         TokenCommand::Create(a) => {
@@ -378,7 +378,7 @@ pub fn run(cmd: crate::cli::TokenCommand) -> Result<()> {
             );
             if a.print_join_config {
                 let bytes = fs::read_optional(&a.client.kubeconfig)?.unwrap_or_default();
-                let (server, ca) = crate::kubeconfig::server_and_ca(&bytes).map_err(|e| {
+                let (server, ca) = crate::pki::kubeconfig::server_and_ca(&bytes).map_err(|e| {
                     Error::Invalid(format!("{}: {e}", a.client.kubeconfig.display()))
                 })?;
                 let hash = crate::pki::ca_hash(&ca)?;

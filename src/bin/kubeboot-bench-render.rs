@@ -78,7 +78,7 @@ fn render(root: &Path, sync: Sync, p384: bool) -> Result<usize, String> {
     let paths = Paths::new(root);
     let now = time::OffsetDateTime::now_utc();
     let certs = kubeboot::pki::ensure_tree(&s, &paths, now, sync).map_err(|e| e.to_string())?;
-    let kcs = kubeboot::kubeconfig::ensure_kubeconfigs(&s, &paths, now, sync)
+    let kcs = kubeboot::pki::kubeconfig::ensure_kubeconfigs(&s, &paths, now, sync)
         .map_err(|e| e.to_string())?;
     Ok(certs.entries.len() + kcs.entries.len())
 }

@@ -12,8 +12,10 @@ pub mod model;
 pub mod parse;
 pub mod raw;
 pub mod resolve;
+pub mod token;
 
 pub use model::*;
+pub use token::BootstrapToken;
 
 use crate::envelope::{self, Unwrapped};
 use crate::error::Error;

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::token::BootstrapToken;
 use crate::secret::Secret;
 
 /// What this node does in the cluster.
@@ -90,28 +91,6 @@ impl std::fmt::Display for Endpoint {
 impl Serialize for Endpoint {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
-    }
-}
-
-/// A bootstrap token `<id>.<secret>`; the secret half never prints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BootstrapToken {
-    /// The public six-character id.
-    pub id: String,
-    /// The sixteen-character secret.
-    pub secret: Secret,
-}
-
-impl BootstrapToken {
-    /// The full `<id>.<secret>` string, for the API and bootstrap kubeconfig only.
-    pub fn expose(&self) -> String {
-        format!("{}.{}", self.id, self.secret.expose())
-    }
-}
-
-impl Serialize for BootstrapToken {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{}.<redacted>", self.id))
     }
 }
 

@@ -11,9 +11,9 @@ use ipnet::IpNet;
 use super::model::*;
 use super::parse::Parsed;
 use super::raw::{RawArgs, RawComponent, RawEnv, RawVolume};
+use super::token::BootstrapToken;
 use crate::error::Error;
 use crate::host::HostFacts;
-use crate::secret::Secret;
 
 /// Kubernetes minors kubeboot renders manifests for.
 pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 32..=34;
@@ -459,16 +459,19 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
         }
     }
     let unsafe_skip = raw.unsafe_skip_ca_verification.unwrap_or(false);
-    let token = raw.token.as_ref().and_then(|t| match parse_token(t) {
-        Some(tok) => Some(tok),
-        None => {
-            p.add(
+    let token = raw
+        .token
+        .as_ref()
+        .and_then(|t| match BootstrapToken::parse(t) {
+            Some(tok) => Some(tok),
+            None => {
+                p.add(
                 "token",
                 "is not a bootstrap token of the form [a-z0-9]{6}.[a-z0-9]{16} (value not shown)",
             );
-            None
-        }
-    });
+                None
+            }
+        });
     let join = if mode.is_join() {
         let server = match &raw.server {
             Some(s) => parse_endpoint(s, None).map_err(|m| p.add("server", m)).ok(),
@@ -529,18 +532,21 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             });
         }
         for (i, t) in raw_tokens.iter().enumerate() {
-            let tok = t.token.as_ref().and_then(|s| match parse_token(s) {
-                Some(tok) => Some(tok),
-                None => {
-                    p.add(
-                        "bootstrapTokens",
-                        format!(
-                            "[{i}].token is not [a-z0-9]{{6}}.[a-z0-9]{{16}} (value not shown)"
-                        ),
-                    );
-                    None
-                }
-            });
+            let tok = t
+                .token
+                .as_ref()
+                .and_then(|s| match BootstrapToken::parse(s) {
+                    Some(tok) => Some(tok),
+                    None => {
+                        p.add(
+                            "bootstrapTokens",
+                            format!(
+                                "[{i}].token is not [a-z0-9]{{6}}.[a-z0-9]{{16}} (value not shown)"
+                            ),
+                        );
+                        None
+                    }
+                });
             let ttl_seconds = match &t.ttl {
                 None => 24 * 3600,
                 Some(s) => parse_duration(s).unwrap_or_else(|| {
@@ -729,25 +735,6 @@ fn component(c: Option<&RawComponent>) -> Component {
             extra_volumes: volumes(c.extra_volumes.as_ref()),
             extra_envs: envs(c.extra_envs.as_ref()),
         },
-    }
-}
-
-/// Parses `<id>.<secret>` with kubeadm's alphabet and lengths.
-pub fn parse_token(t: &Secret) -> Option<BootstrapToken> {
-    let s = t.expose();
-    let (id, secret) = s.split_once('.')?;
-    let ok = |p: &str, n: usize| {
-        p.len() == n
-            && p.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    };
-    if ok(id, 6) && ok(secret, 16) {
-        Some(BootstrapToken {
-            id: id.to_string(),
-            secret: Secret::new(secret),
-        })
-    } else {
-        None
     }
 }
 

@@ -399,8 +399,10 @@ fn helpers() {
             .unwrap_err()
             .contains("10.244.0.0/16")
     );
-    let t = crate::cli::generate_token().unwrap();
-    assert!(resolve::parse_token(&crate::secret::Secret::new(t.expose())).is_some());
+    let t = crate::config::BootstrapToken::generate().unwrap();
+    assert!(
+        crate::config::BootstrapToken::parse(&crate::secret::Secret::new(t.expose())).is_some()
+    );
 }
 
 const INIT_V1BETA4_ADDONS: &str = "apiVersion: kubeadm.k8s.io/v1beta4

@@ -9,31 +9,9 @@
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// An I/O failure with the path it happened on.
-#[derive(Debug, thiserror::Error)]
-#[error("{op} {}: {source}", path.display())]
-pub struct FsError {
-    /// What was being done ("writing", "creating directory", ...).
-    pub op: &'static str,
-    /// The path involved.
-    pub path: PathBuf,
-    /// The underlying error.
-    #[source]
-    pub source: io::Error,
-}
-
-impl FsError {
-    /// Wraps an I/O error with an operation and a path.
-    pub fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        FsError {
-            op,
-            path: path.into(),
-            source,
-        }
-    }
-}
+use crate::error::FsError;
 
 /// Refuses `path` when any existing component between `root` and `path`
 /// (inclusive) is a symlink: a write must never be redirected out of the root.
@@ -183,6 +161,7 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("kubeboot-fs-{name}-{}", std::process::id()));

@@ -9,6 +9,6 @@ pub mod paths;
 pub use facts::HostFacts;
 pub use paths::Paths;
 pub mod detect;
-pub mod preflight;
+pub mod disks;
 pub mod proxy;
 pub mod systemd;

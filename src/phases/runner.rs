@@ -58,15 +58,6 @@ pub struct PhaseError {
     pub error: Error,
 }
 
-/// How to run a phase list.
-#[derive(Debug, Default, Clone)]
-pub struct RunOptions {
-    /// Phase names to skip.
-    pub skip: Vec<String>,
-    /// Run only this phase.
-    pub only: Option<String>,
-}
-
 /// Checks that every name in `names` is a phase of `phases`.
 pub fn check_names<C>(phases: &[Phase<C>], names: &[String], what: &str) -> Result<(), Error> {
     for n in names {
@@ -85,7 +76,8 @@ pub fn check_names<C>(phases: &[Phase<C>], names: &[String], what: &str) -> Resu
 pub fn run<C>(
     phases: &[Phase<C>],
     ctx: &mut C,
-    opts: &RunOptions,
+    skip: &[String],
+    only: Option<&str>,
 ) -> (Vec<PhaseRecord>, Result<(), PhaseError>) {
     let mut records = Vec::with_capacity(phases.len());
     let mut result = Ok(());
@@ -98,8 +90,8 @@ pub fn run<C>(
             });
             continue;
         }
-        let selected = opts.only.as_deref().is_none_or(|o| o == p.name);
-        if !selected || opts.skip.iter().any(|s| s == p.name) {
+        let selected = only.is_none_or(|o| o == p.name);
+        if !selected || skip.iter().any(|s| s == p.name) {
             if selected {
                 log::info!(target: p.name, "skipped on request");
             }
@@ -203,7 +195,7 @@ mod tests {
     #[test]
     fn order_run_if_failure_and_not_run() {
         let mut c = Ctx::default();
-        let (rec, r) = run(&phases(), &mut c, &RunOptions::default());
+        let (rec, r) = run(&phases(), &mut c, &[], None);
         assert_eq!(c.ran, vec!["a", "c"]);
         let e = r.unwrap_err();
         assert_eq!(e.to_string(), "phase c failed: disk on fire");
@@ -225,25 +217,14 @@ mod tests {
             applies: true,
             ..Default::default()
         };
-        let opts = RunOptions {
-            skip: vec!["c".into()],
-            only: None,
-        };
-        let (_, r) = run(&phases(), &mut c, &opts);
+        let (_, r) = run(&phases(), &mut c, &["c".into()], None);
         assert!(r.is_ok());
         assert_eq!(c.ran, vec!["a", "b", "d"]);
         let mut c = Ctx {
             applies: true,
             ..Default::default()
         };
-        let (rec, r) = run(
-            &phases(),
-            &mut c,
-            &RunOptions {
-                skip: vec![],
-                only: Some("b".into()),
-            },
-        );
+        let (rec, r) = run(&phases(), &mut c, &[], Some("b"));
         assert!(r.is_ok());
         assert_eq!(c.ran, vec!["b"]);
         assert_eq!(rec.iter().filter(|r| r.outcome == Outcome::Done).count(), 1);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::NodeRun;
 use crate::error::Error;
 use crate::manifests;
-use crate::userdata::http::{self, Method, Retry, Step};
+use crate::net::http::{self, Method, Retry, Step};
 
 /// Polls `url` with GET until it answers 200, within `budget`.
 pub fn until_ok(what: &str, agent: &ureq::Agent, url: &str, budget: Duration) -> Result<(), Error> {
@@ -47,30 +47,34 @@ fn port_arg(args: &[crate::config::Arg], default: u16) -> u16 {
 /// the scheduler's `/livez` (their self-signed serving certs are not
 /// verified, as kubeadm does).
 pub fn control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
-    let budget = r.budgets.health;
+    let budget = r.input.budgets.health;
     until_ok(
         "kubelet",
         &http::agent(None),
-        &r.budgets.kubelet_healthz,
+        &r.input.budgets.kubelet_healthz,
         budget,
     )?;
-    let ca_path = r
-        .paths
-        .host(format!("{}/ca.crt", r.settings.cluster.certificates_dir));
+    let ca_path = r.input.paths.host(format!(
+        "{}/ca.crt",
+        r.input.settings.cluster.certificates_dir
+    ));
     let ca = std::fs::read(&ca_path)
         .map_err(|e| Error::Failed(format!("reading {}: {e}", ca_path.display())))?;
     let roots = http::certs_from_pem(&ca);
-    let api = format!("{}/livez", r.settings.local_endpoint().url());
+    let api = format!("{}/livez", r.input.settings.local_endpoint().url());
     until_ok("kube-apiserver", &http::agent(Some(roots)), &api, budget)?;
     let unverified = http::agent_unverified();
-    let kcm = port_arg(&r.settings.cluster.controller_manager.extra_args, 10257);
+    let kcm = port_arg(
+        &r.input.settings.cluster.controller_manager.extra_args,
+        10257,
+    );
     until_ok(
         "kube-controller-manager",
         &unverified,
         &format!("https://127.0.0.1:{kcm}/healthz"),
         budget,
     )?;
-    let sched = port_arg(&r.settings.cluster.scheduler.extra_args, 10259);
+    let sched = port_arg(&r.input.settings.cluster.scheduler.extra_args, 10259);
     until_ok(
         "kube-scheduler",
         &unverified,
@@ -86,23 +90,23 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
     until_ok(
         "kubelet",
         &http::agent(None),
-        &r.budgets.kubelet_healthz,
-        r.budgets.health,
+        &r.input.budgets.kubelet_healthz,
+        r.input.budgets.health,
     )?;
-    let kubelet_conf = r.paths.host("/etc/kubernetes/kubelet.conf");
+    let kubelet_conf = r.input.paths.host("/etc/kubernetes/kubelet.conf");
     let start = Instant::now();
     while !kubelet_conf.exists() {
-        if start.elapsed() >= r.budgets.tls_bootstrap {
+        if start.elapsed() >= r.input.budgets.tls_bootstrap {
             return Err(Error::Failed(format!(
                 "the kubelet did not finish its TLS bootstrap within {} s: {} was not written (is the CSR approved? `journalctl -u kubelet`)",
-                r.budgets.tls_bootstrap.as_secs(),
+                r.input.budgets.tls_bootstrap.as_secs(),
                 kubelet_conf.display()
             )));
         }
-        std::thread::sleep(Duration::from_secs(1).min(r.budgets.tls_bootstrap));
+        std::thread::sleep(Duration::from_secs(1).min(r.input.budgets.tls_bootstrap));
     }
     log::info!(target: "wait-bootstrap", "TLS bootstrap done: {} written by the kubelet", kubelet_conf.display());
-    let bootstrap = r.paths.host("/etc/kubernetes/bootstrap-kubelet.conf");
+    let bootstrap = r.input.paths.host("/etc/kubernetes/bootstrap-kubelet.conf");
     match std::fs::remove_file(&bootstrap) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

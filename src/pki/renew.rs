@@ -242,7 +242,7 @@ fn read_current(src: &Source, w: &Writer<'_>, paths: &Paths) -> Result<Option<Ce
             let Some(b) = w.read(path)? else {
                 return Ok(None);
             };
-            let (cert_pem, key) = crate::kubeconfig::client_cert_and_key(&b, paths)
+            let (cert_pem, key) = crate::pki::kubeconfig::client_cert_and_key(&b, paths)
                 .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
             let der = cert::der_from_pem(&cert_pem, &path.display().to_string())?;
             Ok(Some((der, Some(key.expose().as_bytes().to_vec()))))
@@ -322,8 +322,8 @@ impl Renewer<'_> {
                 row.outcome = Outcome::NotDue;
                 row.message = format!(
                     "{} left, outside the {} window",
-                    super::short_duration(left),
-                    super::short_duration(time::Duration::seconds(
+                    super::expiry::short_duration(left),
+                    super::expiry::short_duration(time::Duration::seconds(
                         i64::try_from(window).unwrap_or(i64::MAX)
                     ))
                 );
@@ -423,7 +423,7 @@ impl Renewer<'_> {
                 .or_else(|_| {
                     // the embedded PEM may differ in layout from ours: match the exact bytes
                     let (c, k) =
-                        crate::kubeconfig::client_cert_and_key(text.as_bytes(), self.paths)?;
+                        crate::pki::kubeconfig::client_cert_and_key(text.as_bytes(), self.paths)?;
                     rewrite_kubeconfig(&text, &c, k.expose().as_bytes(), &cert_pem, &key_pem_new)
                 })
                 .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))?;
@@ -586,7 +586,7 @@ pub fn node_settings(paths: &Paths, config: Option<&std::path::Path>) -> Result<
         .map(std::path::Path::to_path_buf)
         .or_else(|| node_config.exists().then_some(node_config));
     Ok(match &file {
-        Some(f) => (crate::cli::load_file(f, &facts)?.settings, true),
+        Some(f) => (crate::run::load_file(f, &facts)?.settings, true),
         None => (
             crate::config::load(
                 crate::config::examples::MINIMAL_CONTROL_PLANE.as_bytes(),

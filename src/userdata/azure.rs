@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use super::http::{MetadataGet, Retry};
+use super::metadata::MetadataGet;
 use super::{Fetch, Source, SourceError};
+use crate::net::http::Retry;
 
 /// The real IMDS base URL (the default; tests pass 127.0.0.1).
 pub const DEFAULT_BASE_URL: &str = "http://169.254.169.254";

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use ureq::Agent;
 
-use super::http::{self, Method, Reply, Retry, Step, Tried};
+use super::metadata;
 use super::{Fetch, Source, SourceError};
+use crate::net::http::{self, Method, Reply, Retry, Step, Tried};
 use crate::secret::Secret;
 
 /// The real IMDS base URL (the default; tests pass 127.0.0.1).
@@ -163,7 +164,7 @@ impl Ec2 {
                     retryable: false,
                 }),
             },
-            Err(gave_up) => Err(http::gave_up_error(&name, gave_up, HOP_LIMIT_HINT)),
+            Err(gave_up) => Err(metadata::gave_up_error(&name, gave_up, HOP_LIMIT_HINT)),
         }
     }
 }
@@ -217,7 +218,7 @@ impl Source for Ec2 {
             let why = match round {
                 Ok((Got::Reply(reply), tried)) => {
                     add(&mut total, tried, start);
-                    return http::interpret(&self.name(), reply, &total);
+                    return metadata::interpret(&self.name(), reply, &total);
                 }
                 Ok((Got::Renew(why), mut tried)) => {
                     if why == Renew::Age {
@@ -239,7 +240,7 @@ impl Source for Ec2 {
                     } else {
                         http::GaveUp::Permanent(tried)
                     };
-                    return Err(http::gave_up_error(&self.name(), gave_up, ""));
+                    return Err(metadata::gave_up_error(&self.name(), gave_up, ""));
                 }
             };
             if why == Renew::Unauthorized {

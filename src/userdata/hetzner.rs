@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use super::http::{MetadataGet, Retry};
+use super::metadata::MetadataGet;
 use super::{Fetch, Source, SourceError};
+use crate::net::http::Retry;
 
 /// The real metadata service base URL (the default; tests pass 127.0.0.1).
 pub const DEFAULT_BASE_URL: &str = "http://169.254.169.254";

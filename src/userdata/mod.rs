@@ -42,7 +42,7 @@ pub mod disk;
 pub mod ec2;
 pub mod gce;
 pub mod hetzner;
-pub mod http;
+pub mod metadata;
 pub mod network;
 pub mod openstack;
 pub mod url;

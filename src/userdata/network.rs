@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
-use super::disk::{Disk, Kind};
+use super::disk::Disk;
 use super::url::{ConfigUrl, ConfigUrlSource};
 use super::{Source, azure, digitalocean, ec2, gce, hetzner, openstack};
 use crate::host::Paths;
+use crate::host::disks::Kind;
 use crate::platform::Platform;
 
 /// The default overall time a network source may spend (all attempts and

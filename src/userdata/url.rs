@@ -15,10 +15,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::http::{self, Method, Reply, Retry, Step};
+use super::metadata;
 use super::{Fetch, Source, SourceError};
 use crate::error::Error;
 use crate::host::Paths;
+use crate::net::http::{self, Method, Reply, Retry, Step};
 use crate::platform::cmdline_arg;
 
 /// Redirects followed per attempt.
@@ -233,10 +234,10 @@ impl Source for ConfigUrlSource {
         ) {
             Ok(v) => v,
             Err(g) => {
-                return Err(http::gave_up_error(&self.name(), g, ""));
+                return Err(metadata::gave_up_error(&self.name(), g, ""));
             }
         };
-        let found = http::interpret(&self.name(), reply, &tried)?;
+        let found = metadata::interpret(&self.name(), reply, &tried)?;
         if let (Fetch::Found(bytes), Some(want)) = (&found, &self.cfg.sha256) {
             let got = ring::digest::digest(&ring::digest::SHA256, bytes);
             if got.as_ref() != want {

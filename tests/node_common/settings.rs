@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use crate::config::BootstrapToken;
 use crate::config::model::*;
 use crate::secret::Secret;
 

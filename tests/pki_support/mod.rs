@@ -23,8 +23,8 @@ pub fn tmp(name: &str) -> PathBuf {
 pub fn render_at(settings: &Settings, root: &Path, now: OffsetDateTime) -> (PkiReport, PkiReport) {
     let paths = Paths::new(root);
     let certs = kubeboot::pki::ensure_tree(settings, &paths, now, Sync::Deferred).unwrap();
-    let kcs =
-        kubeboot::kubeconfig::ensure_kubeconfigs(settings, &paths, now, Sync::Deferred).unwrap();
+    let kcs = kubeboot::pki::kubeconfig::ensure_kubeconfigs(settings, &paths, now, Sync::Deferred)
+        .unwrap();
     (certs, kcs)
 }
 

@@ -1,11 +1,7 @@
-//! Token discovery, as `kubeadm join` does it: fetch the `kube-public/
-//! cluster-info` ConfigMap without trusting the server, check the detached
-//! JWS signature the bootstrap signer made with the join token, pin the CA
-//! public key, then fetch again over TLS verified with that CA and require
-//! the same bytes.
-//!
-//! This file holds the verification logic (pure); the HTTP fetches are in
-//! [`super::client`].
+//! The verification half of token discovery (pure): the detached JWS
+//! signature the bootstrap signer made with the join token over the
+//! cluster-info kubeconfig, and the CA public key pin. The HTTP fetches are
+//! in the parent module.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -1,16 +1,23 @@
-//! HTTP side of token discovery: fetch `kube-public/cluster-info` without
-//! trusting the server, verify it ([`super::discovery`]), then fetch it again
-//! over TLS verified with the pinned CA and require identical content.
+//! Token discovery, as `kubeadm join` does it: fetch `kube-public/
+//! cluster-info` without trusting the server, verify it ([`verify`]: the
+//! detached JWS and the CA pin), then fetch it again over TLS verified with
+//! the pinned CA and require identical content; then the join checks made
+//! with the bootstrap token ([`join`]).
 //!
 //! The API server endpoint comes from the config, so tests point it at a
 //! loopback server.
 
+pub mod verify;
+
 use std::time::Duration;
 
-use super::discovery::{self, ClusterInfo};
+pub use verify::{
+    ClusterInfo, ConfigMap, pins_of, sign_detached, verify_cluster_info, verify_detached,
+};
+
 use crate::config::Join;
 use crate::error::Error;
-use crate::userdata::http::{self, Method, Retry, Step};
+use crate::net::http::{self, Method, Retry, Step};
 
 /// Path of the cluster-info ConfigMap.
 pub const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
@@ -32,7 +39,7 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
         &policy,
         |timeout| match http::send(&insecure, Method::Get, &url, &[], timeout) {
             Step::Done(reply) if reply.status == 200 => {
-                match discovery::verify_cluster_info(
+                match verify::verify_cluster_info(
                     &reply.body,
                     &join.token,
                     &join.ca_cert_hashes,
@@ -99,7 +106,7 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
             )));
         }
     };
-    let cm: discovery::ConfigMap = serde_json::from_slice(&body).map_err(|e| {
+    let cm: ConfigMap = serde_json::from_slice(&body).map_err(|e| {
         Error::Failed(format!(
             "discovery from {url}: verified cluster-info is not JSON: {e}"
         ))
@@ -110,6 +117,35 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
         )));
     }
     Ok(info)
+}
+
+/// What a joining node learns from the cluster before it writes anything.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    /// The verified cluster information (API server, CA).
+    pub info: ClusterInfo,
+    /// The cluster's KubeletConfiguration (kube-system/kubelet-config), when
+    /// it has one the token may read.
+    pub kubelet_config: Option<String>,
+}
+
+/// kubeadm join's discovery: token discovery within `budget`, then, as
+/// kubeadm does, refuse to impersonate a Node named `node_name` that is up
+/// (invalid input: the node name must change), then read the kubelet
+/// configuration the cluster was initialised with.
+pub fn join(join: &Join, node_name: &str, budget: Duration) -> Result<Discovered, Error> {
+    let info = discover(join, budget)?;
+    log::info!(target: "discovery", "cluster CA verified; API server {}", info.server);
+    if node_is_ready(&info, &join.token, node_name, budget)? {
+        return Err(Error::Invalid(format!(
+            "a Node named {node_name:?} already exists in the cluster and is Ready; give this machine another node.name (or delete that Node)"
+        )));
+    }
+    let kubelet_config = cluster_kubelet_config(&info, &join.token, budget)?;
+    Ok(Discovered {
+        info,
+        kubelet_config,
+    })
 }
 
 /// A GET against the API server with the bootstrap token, over TLS verified
@@ -150,7 +186,7 @@ pub fn cluster_kubelet_config(
     let path = "/api/v1/namespaces/kube-system/configmaps/kubelet-config";
     match get_with_token(&info.server, path, &info.ca_pem, token, budget)? {
         (200, body) => {
-            let cm: discovery::ConfigMap = serde_json::from_slice(&body)
+            let cm: ConfigMap = serde_json::from_slice(&body)
                 .map_err(|e| Error::Failed(format!("{path}: not a ConfigMap: {e}")))?;
             Ok(cm.data.get("kubelet").cloned())
         }

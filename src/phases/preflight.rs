@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::NodeRun;
 use crate::config::model::{Etcd, Mode, Settings};
 use crate::error::{Error, Result};
 use crate::host::Paths;
@@ -113,7 +114,7 @@ impl PreflightReport {
             return Ok(self);
         }
         let errs: Vec<String> = self.errors().map(|f| f.to_string()).collect();
-        Err(Error::Failed(format!(
+        Err(Error::HostUnfit(format!(
             "preflight found {} error(s): {}; fix them, or skip a check with --ignore-preflight-errors=<name>",
             errs.len(),
             errs.join("; ")
@@ -664,7 +665,7 @@ fn network_checks(r: &mut Run<'_>, s: &Settings, probes: &dyn Probes, ports: &[u
     r.check("Firewalld", Severity::Warning, outcome);
 
     let env = probes.proxy_env();
-    let via = |host: &str, port: u16| super::proxy::proxy_for(&env, "https", host, port);
+    let via = |host: &str, port: u16| crate::host::proxy::proxy_for(&env, "https", host, port);
     let endpoint = |host: &str, port: u16| {
         crate::config::Endpoint {
             host: host.to_string(),
@@ -878,6 +879,21 @@ fn kubelet_checks(r: &mut Run<'_>, s: &Settings, probes: &dyn Probes) {
             Err("kubelet.service unit file not found; install the kubelet package".to_string())
         },
     );
+}
+
+/// The `preflight` phase: runs the checks, logs the warnings, fails on
+/// an error that is not ignored.
+pub fn phase(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let report = run(
+        &r.input.settings,
+        &r.input.paths,
+        r.caps.probes,
+        &r.input.ignore_preflight,
+    );
+    for w in report.warnings() {
+        log::warn!(target: "preflight", "{w}");
+    }
+    report.into_result().map(|_| ())
 }
 
 #[cfg(test)]

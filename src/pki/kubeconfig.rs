@@ -13,14 +13,14 @@ use ring::rand::SystemRandom;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::cert::{self, Eku, Sans};
+use super::keys::Key;
+use super::tree::{self, Ca, LeafSpec, Writer};
+use super::{Action, Entry, PkiReport, SECRET_MODE};
 use crate::config::{Mode, Settings};
 use crate::error::{Error, Result};
 use crate::host::Paths;
 use crate::host::fs::Sync;
-use crate::pki::cert::{self, Eku, Sans};
-use crate::pki::keys::Key;
-use crate::pki::tree::{self, Ca, LeafSpec, Writer};
-use crate::pki::{Action, Entry, PkiReport, SECRET_MODE};
 use crate::secret::Secret;
 
 /// Which API server URL a kubeconfig points at.
@@ -45,6 +45,9 @@ pub struct KubeconfigRow {
     pub server: Server,
     /// Written by `init` only (not on a control-plane join).
     pub init_only: bool,
+    /// Its client certificate is kubeadm's to renew (listed by `certs
+    /// check-expiration`); false for kubelet.conf, which the kubelet rotates.
+    pub renewed: bool,
 }
 
 /// kubeadm's kubeconfig files, in its sub-phase order.
@@ -55,6 +58,7 @@ pub const KUBECONFIGS: &[KubeconfigRow] = &[
         org: Some("kubeadm:cluster-admins"),
         server: Server::ControlPlane,
         init_only: false,
+        renewed: true,
     },
     KubeconfigRow {
         file: "super-admin.conf",
@@ -62,6 +66,7 @@ pub const KUBECONFIGS: &[KubeconfigRow] = &[
         org: Some("system:masters"),
         server: Server::ControlPlane,
         init_only: true,
+        renewed: true,
     },
     KubeconfigRow {
         file: "kubelet.conf",
@@ -69,6 +74,7 @@ pub const KUBECONFIGS: &[KubeconfigRow] = &[
         org: Some("system:nodes"),
         server: Server::Local,
         init_only: true,
+        renewed: false,
     },
     KubeconfigRow {
         file: "controller-manager.conf",
@@ -76,6 +82,7 @@ pub const KUBECONFIGS: &[KubeconfigRow] = &[
         org: None,
         server: Server::Local,
         init_only: false,
+        renewed: true,
     },
     KubeconfigRow {
         file: "scheduler.conf",
@@ -83,6 +90,7 @@ pub const KUBECONFIGS: &[KubeconfigRow] = &[
         org: None,
         server: Server::Local,
         init_only: false,
+        renewed: true,
     },
 ];
 

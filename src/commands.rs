@@ -1,0 +1,115 @@
+//! The bodies of the commands that do not run a node: `config validate`,
+//! `config show`, `token generate`, `certs ca-hash`, `certs
+//! check-expiration`, `version`. `cli.rs` parses and dispatches here and to
+//! `run` (the node commands); nothing here knows about clap.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, BootstrapToken};
+use crate::error::{Error, Result};
+use crate::host::{HostFacts, Paths};
+use crate::run::{self, SourceArgs, load_file, log_warnings, read_input};
+
+/// `kubeboot version`.
+pub fn version() -> Result<()> {
+    crate::outln!("kubeboot {}", env!("CARGO_PKG_VERSION"));
+    Ok(())
+}
+
+/// `kubeboot config validate FILE...`: exit 2 naming the field on the first invalid one.
+pub fn config_validate(files: &[PathBuf]) -> Result<()> {
+    let facts = HostFacts::detect(Path::new("/proc"));
+    for f in files {
+        let name = f.display().to_string();
+        let bytes = read_input(f)?;
+        let unwrapped = crate::envelope::unwrap(&bytes, &facts)
+            .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+        if unwrapped.documents.is_empty() && !unwrapped.config_urls.is_empty() {
+            for u in &unwrapped.config_urls {
+                let pin = if u.sha256.is_some() {
+                    "content pinned by sha256"
+                } else {
+                    "not pinned"
+                };
+                // same rules as at boot: http:// only with a pin
+                crate::userdata::url::ConfigUrl::new(&u.url, u.sha256.as_deref(), None)
+                    .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+                crate::outln!(
+                    "{name}: ok (points to {}, {pin}; that config is validated when fetched)",
+                    u.url
+                );
+            }
+            continue;
+        }
+        let loaded = config::from_unwrapped(unwrapped, &name, &facts)?;
+        log_warnings(&loaded);
+        crate::outln!(
+            "{name}: ok ({}, {})",
+            run::format_name(&loaded.format),
+            serde_json::to_value(loaded.settings.mode)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `kubeboot config show [FILE] [--source auto|file:PATH]`.
+pub fn config_show(file: Option<PathBuf>, source: &SourceArgs) -> Result<()> {
+    let paths = Paths::new(&source.root);
+    let facts = HostFacts::detect(&paths.host("/proc"));
+    let file = file.or(source.config.clone());
+    let loaded = match (&file, source.source.as_deref()) {
+        (Some(f), _) => load_file(f, &facts)?,
+        (None, Some(spec)) if spec.starts_with("file:") => {
+            load_file(Path::new(&spec[5..]), &facts)?
+        }
+        (None, Some(_)) => return run::show_auto(source),
+        (None, None) => {
+            return Err(Error::Invalid(
+                "config show: give a FILE or --source auto|file:PATH".into(),
+            ));
+        }
+    };
+    log_warnings(&loaded);
+    run::print_settings(&loaded)
+}
+
+/// `kubeboot token generate`.
+pub fn token_generate() -> Result<()> {
+    crate::outln!("{}", BootstrapToken::generate()?.expose());
+    Ok(())
+}
+
+/// `kubeboot certs ca-hash FILE`.
+pub fn certs_ca_hash(file: &Path) -> Result<()> {
+    let pem = read_input(file)?;
+    let hash = crate::pki::ca_hash(&pem).map_err(|e| match e {
+        Error::Invalid(m) => Error::Invalid(format!("{}: {m}", file.display())),
+        other => other,
+    })?;
+    crate::outln!("{hash}");
+    Ok(())
+}
+
+/// `kubeboot certs check-expiration [--config FILE] [--root DIR]`.
+pub fn certs_check_expiration(config: Option<&Path>, root: &Path) -> Result<()> {
+    let paths = Paths::new(root);
+    let facts = HostFacts::detect(&paths.host("/proc"));
+    let settings = match config {
+        Some(f) => load_file(f, &facts)?.settings,
+        None => {
+            config::load(
+                config::examples::MINIMAL_CONTROL_PLANE.as_bytes(),
+                "defaults",
+                &facts,
+            )?
+            .settings
+        }
+    };
+    let rows =
+        crate::pki::expiry::check_expiration(&settings, &paths, time::OffsetDateTime::now_utc())?;
+    crate::out!("{}", crate::pki::expiry::format_expiration_table(&rows));
+    Ok(())
+}

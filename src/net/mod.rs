@@ -1,0 +1,4 @@
+//! The network layer under everything that talks HTTP: agents, TLS roots,
+//! requests, retries with jitter inside a budget.
+
+pub mod http;

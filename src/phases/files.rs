@@ -1,0 +1,190 @@
+//! The phases that write the node's files: `userdata-files`, `certs`,
+//! `kubeconfig`, `etcd`, `control-plane`, `control-plane-prepare`,
+//! `kubelet-start` and `kubelet-finalize`. Each calls a pure renderer
+//! (`pki`, `manifests`, `kubelet`) and `host::fs`, and records what it wrote.
+
+use super::NodeRun;
+use crate::envelope::CarriedFile;
+use crate::error::Error;
+use crate::host::fs;
+use crate::pki::{self, kubeconfig};
+use crate::{kubelet, manifests};
+
+/// Writes files brought by the userdata or the cluster: absent → written
+/// with their mode; present with the same bytes (cloud-init already wrote
+/// them, or a rerun) → kept; present and different → refused, since a CA
+/// must never be replaced behind the user's back.
+pub(super) fn write_files(
+    r: &mut NodeRun<'_>,
+    phase: &'static str,
+    files: &[CarriedFile],
+) -> Result<(), Error> {
+    for f in files {
+        let path = r.input.paths.host(&f.path);
+        match fs::read_optional(&path)? {
+            Some(existing) if existing == f.content => {
+                r.record(phase, path, "kept", "already on disk".into());
+            }
+            Some(_) => {
+                return Err(Error::Failed(format!(
+                    "{}: exists with different content than {phase} brings; refusing to overwrite it (remove it to use the new copy)",
+                    path.display()
+                )));
+            }
+            None => {
+                fs::write_atomic(r.input.paths.root(), &path, &f.content, f.mode, r.sync())?;
+                r.record(phase, path, "written", format!("mode {:04o}", f.mode));
+            }
+        }
+    }
+    r.flush()
+}
+
+pub(super) fn run_userdata_files(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let files = r.input.carried.clone();
+    write_files(r, "userdata-files", &files)
+}
+
+fn record_report(r: &mut NodeRun<'_>, phase: &'static str, report: &pki::PkiReport) {
+    for e in &report.entries {
+        log::info!(target: phase, "{}", e.summary());
+        let action = match &e.action {
+            pki::Action::Created => "created",
+            pki::Action::Kept => "kept",
+            pki::Action::Regenerated(_) => "regenerated",
+            pki::Action::Supplied => "supplied",
+        };
+        let detail = match e.not_after {
+            Some(t) => format!("{}, until {}", e.algorithm, t.date()),
+            None => e.algorithm.clone(),
+        };
+        for p in &e.paths {
+            r.record(phase, p.clone(), action, detail.clone());
+        }
+    }
+}
+
+pub(super) fn run_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let report = pki::ensure_tree(&r.input.settings, &r.input.paths, r.input.now, r.sync())?;
+    record_report(r, "certs", &report);
+    Ok(())
+}
+
+pub(super) fn run_kubeconfigs(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let report =
+        kubeconfig::ensure_kubeconfigs(&r.input.settings, &r.input.paths, r.input.now, r.sync())?;
+    record_report(r, "kubeconfig", &report);
+    Ok(())
+}
+
+pub(super) fn write_pods(
+    r: &mut NodeRun<'_>,
+    phase: &'static str,
+    want: fn(&str) -> bool,
+) -> Result<(), Error> {
+    let pods: Vec<_> = manifests::render_all(&r.input.settings, &r.input.host_inputs)
+        .into_iter()
+        .filter(|(n, _)| want(n))
+        .collect();
+    for p in manifests::write_pods(&r.input.paths, &pods, r.sync())? {
+        log::info!(target: phase, "wrote {}", p.display());
+        r.record(phase, p, "written", String::new());
+    }
+    r.flush()
+}
+
+pub(super) fn run_etcd(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    write_pods(r, "etcd", |n| n == manifests::ETCD)
+}
+
+pub(super) fn run_control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    write_pods(r, "control-plane", |n| n != manifests::ETCD)
+}
+
+pub(super) fn run_control_plane_prepare(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    // The shared CAs must be present: carried by the userdata (Cluster API
+    // style) or downloaded with the certificate key (download-certs).
+    let ca = r.input.paths.host(format!(
+        "{}/ca.key",
+        r.input.settings.cluster.certificates_dir
+    ));
+    if !ca.exists() {
+        return Err(Error::Failed(format!(
+            "{}: missing; give certificateKey (the init node must have run upload-certs) or carry ca.crt/ca.key, sa.key/sa.pub, front-proxy-ca and etcd/ca in the userdata",
+            ca.display()
+        )));
+    }
+    run_certs(r)?;
+    run_kubeconfigs(r)?;
+    write_pods(r, "control-plane-prepare", |n| n != manifests::ETCD)
+}
+
+pub(super) fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    for n in &r.input.detected.notes {
+        log::info!(target: "kubelet-start", "detected: {n}");
+    }
+    if !r.input.settings.mode.is_control_plane() {
+        // the kubelet's staticPodPath: present and empty on a worker, as kubeadm leaves it
+        manifests::write_pods(&r.input.paths, &[], r.sync())?;
+    }
+    for p in kubelet::write_all_with(
+        &r.input.settings,
+        &r.input.detected,
+        &r.input.paths,
+        r.sync(),
+        r.state.cluster_kubelet_config.as_deref(),
+    )? {
+        log::info!(target: "kubelet-start", "wrote {}", p.display());
+        r.record("kubelet-start", p, "written", String::new());
+    }
+    // everything the kubelet will read is on disk before it starts
+    r.flush()?;
+    if r.live() {
+        kubelet::start(r.caps.init)?;
+        log::info!(target: "kubelet-start", "kubelet restarted (systemctl restart --no-block kubelet)");
+    } else {
+        log::info!(target: "kubelet-start", "would run: systemctl daemon-reload; systemctl enable kubelet; systemctl restart --no-block kubelet");
+    }
+    Ok(())
+}
+
+/// Where the kubelet keeps its rotating client certificate (cert and key in one file).
+pub const KUBELET_CLIENT_CURRENT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
+
+/// `kubelet-finalize` (kubeadm's enable-client-cert-rotation): once the
+/// kubelet has its own rotating client certificate, `kubelet.conf` refers
+/// to that file instead of embedding the certificate kubeboot issued, so
+/// rotation keeps it valid past the first year; then the kubelet restarts.
+/// When the kubelet has not written the file yet, nothing changes.
+pub(super) fn run_kubelet_finalize(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let pem = r.input.paths.host(KUBELET_CLIENT_CURRENT);
+    if !pem.exists() {
+        log::info!(target: "kubelet-finalize", "{} does not exist yet; kubelet.conf keeps its embedded client certificate", pem.display());
+        return Ok(());
+    }
+    let conf = r.input.paths.host("/etc/kubernetes/kubelet.conf");
+    let text = fs::read_optional(&conf)?
+        .ok_or_else(|| Error::Failed(format!("{}: missing", conf.display())))?;
+    let updated = kubeconfig::reference_client_file(&text, KUBELET_CLIENT_CURRENT)
+        .map_err(|e| Error::Failed(format!("{}: {e}", conf.display())))?;
+    if updated.as_bytes() == text.as_slice() {
+        return Ok(());
+    }
+    fs::write_atomic(
+        r.input.paths.root(),
+        &conf,
+        updated.as_bytes(),
+        0o600,
+        r.sync(),
+    )?;
+    r.record(
+        "kubelet-finalize",
+        conf,
+        "written",
+        format!("client certificate from {KUBELET_CLIENT_CURRENT}"),
+    );
+    r.flush()?;
+    r.caps.init.restart(kubelet::KUBELET_UNIT)?;
+    log::info!(target: "kubelet-finalize", "kubelet.conf now uses {KUBELET_CLIENT_CURRENT}; kubelet restarted");
+    Ok(())
+}

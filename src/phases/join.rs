@@ -1,0 +1,132 @@
+//! The join phases that talk to the cluster: `discovery`,
+//! `download-certs` and `etcd-join`. The protocols are `api`'s
+//! ([`api::discovery::join`], [`api::certs::download`],
+//! [`api::etcd::join`]); these bodies read and write the node's files
+//! around them.
+
+use super::{Client, NodeRun};
+use crate::api;
+use crate::error::Error;
+use crate::host::fs;
+use crate::manifests;
+use crate::pki::kubeconfig;
+
+pub(super) fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let Some(join) = r.input.settings.join.clone() else {
+        return Err(Error::Invalid("discovery: no join configuration".into()));
+    };
+    let found = api::discovery::join(
+        &join,
+        &r.input.settings.node.name,
+        r.input.budgets.discovery,
+    )?;
+    let info = found.info;
+    // ca.crt next to the kubeconfigs, as kubeadm writes it (0644).
+    let ca_path = r.input.pki_file("ca.crt");
+    fs::write_atomic(
+        r.input.paths.root(),
+        &ca_path,
+        &info.ca_pem,
+        0o644,
+        r.sync(),
+    )?;
+    r.record("discovery", ca_path, "written", "cluster CA".into());
+    let text = kubeconfig::render_bootstrap(&info.server, &info.ca_pem, &join.token);
+    let kc = r.input.paths.host("/etc/kubernetes/bootstrap-kubelet.conf");
+    fs::write_atomic(r.input.paths.root(), &kc, text.as_bytes(), 0o600, r.sync())?;
+    r.record(
+        "discovery",
+        kc,
+        "written",
+        "token auth (tls-bootstrap-token-user)".into(),
+    );
+    match &found.kubelet_config {
+        Some(_) => {
+            log::info!(target: "discovery", "using the cluster's kubelet configuration (kube-system/kubelet-config)")
+        }
+        None => {
+            log::info!(target: "discovery", "the cluster has no readable kube-system/kubelet-config; the kubelet configuration is derived from this node's settings")
+        }
+    }
+    r.state.cluster_kubelet_config = found.kubelet_config;
+    r.state.cluster_info = Some(info);
+    r.flush()
+}
+
+pub(super) fn run_download_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let (Some(join), Some(info)) = (&r.input.settings.join, &r.state.cluster_info) else {
+        return Err(Error::Failed(
+            "download-certs needs the discovery phase first".into(),
+        ));
+    };
+    let Some(ck) = &join.certificate_key else {
+        return Err(Error::Invalid("download-certs: no certificateKey".into()));
+    };
+    let files = api::certs::download(
+        info,
+        &join.token,
+        &r.input.settings,
+        ck,
+        r.input.budgets.discovery,
+    )?;
+    // the same keep/refuse rules as files carried by the userdata
+    super::files::write_files(r, "download-certs", &files)
+}
+
+/// kubeadm's etcd-join ([`api::etcd::join`]), with `admin.conf`'s client
+/// certificate for the etcd pods and etcd's health-check client for etcd;
+/// etcd.yaml is written when the member list is known.
+pub(super) fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let Some(info) = r.state.cluster_info.clone() else {
+        return Err(Error::Failed(
+            "etcd-join needs the discovery phase first".into(),
+        ));
+    };
+    let admin = r
+        .input
+        .paths
+        .kubernetes_dir()
+        .join(Client::Admin.kubeconfig());
+    let bytes = fs::read_optional(&admin)?.ok_or_else(|| {
+        Error::Failed(format!(
+            "{}: missing (control-plane-prepare writes it)",
+            admin.display()
+        ))
+    })?;
+    let (cert, key) = kubeconfig::client_cert_and_key(&bytes, &r.input.paths)
+        .map_err(|e| Error::Failed(format!("{}: {e}", admin.display())))?;
+    let pki = |f: &str| -> Result<Vec<u8>, Error> {
+        let p = r.input.pki_file(f);
+        fs::read_optional(&p)?.ok_or_else(|| Error::Failed(format!("{}: missing", p.display())))
+    };
+    let ca = pki("etcd/ca.crt")?;
+    let hc_cert = pki("etcd/healthcheck-client.crt")?;
+    let hc_key = String::from_utf8(pki("etcd/healthcheck-client.key")?)
+        .map(crate::secret::Secret::new)
+        .map_err(|_| Error::Failed("etcd/healthcheck-client.key is not PEM text".into()))?;
+    let name = r.input.settings.node.name.clone();
+    let inputs = api::etcd::JoinInputs {
+        server: &info.server,
+        cluster_ca: &info.ca_pem,
+        admin: (&cert, &key),
+        etcd_ca: &ca,
+        healthcheck: (&hc_cert, &hc_key),
+        advertise: r.input.settings.node.advertise_address,
+        name: &name,
+        api_budget: r.input.budgets.discovery,
+        etcd_budget: r.input.budgets.health,
+    };
+    api::etcd::join(&inputs, |members| {
+        let Some(pod) = manifests::etcd_with(&r.input.settings, &r.input.host_inputs, members)
+        else {
+            return Err(Error::Failed(
+                "etcd-join: this node has no local etcd to render".into(),
+            ));
+        };
+        for p in manifests::write_pods(&r.input.paths, &[(manifests::ETCD, pod)], r.sync())? {
+            log::info!(target: "etcd-join", "wrote {}", p.display());
+            r.record("etcd-join", p, "written", String::new());
+        }
+        r.flush()
+    })
+}
