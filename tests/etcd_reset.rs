@@ -129,26 +129,7 @@ fn members(via: &Node) -> Vec<(String, bool, bool)> {
 
 /// Every file under `dir` except etcd's own data (which the running etcd changes).
 fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd {
-            let p = e.unwrap().path();
-            if p.starts_with(dir.join("var/lib/etcd")) {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    cli_support::files_under(dir, &["var/lib/etcd"])
 }
 
 fn reset(node: &Node, systemctl: &Path, extra: &[&str]) -> Output {
@@ -207,15 +188,7 @@ fn reset_removes_its_member_through_the_others_and_refuses_to_break_quorum() {
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join("status.json"), "{}\n").unwrap();
     std::fs::write(state.join("done"), "2026-11-28T00:00:00Z\n").unwrap();
-    let log = dir.join("systemctl.log");
-    let systemctl = dir.join("systemctl");
-    std::fs::write(
-        &systemctl,
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (systemctl, log) = cli_support::recording_systemctl(&dir);
 
     // 1. cp-b down: removing cp-c would leave 2 voters, 1 answering
     drop(eb);
