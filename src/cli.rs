@@ -218,6 +218,10 @@ pub struct CertsRenewArgs {
     /// Do not change the static pod manifests (restart the components yourself).
     #[arg(long)]
     pub no_restart: bool,
+    /// After changing etcd's manifest, wait up to this many seconds for the kubelet to restart etcd
+    /// (a new, healthy process) before changing the API server's (only when etcd answered before; 0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 180)]
+    pub restart_wait: u64,
 }
 
 /// Runs a parsed command line.

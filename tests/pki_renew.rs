@@ -57,7 +57,9 @@ fn short_lived(name: &str) -> (PathBuf, PathBuf) {
 fn renew(root: &Path, args: &[&str]) -> Output {
     let mut all = vec!["certs", "renew"];
     all.extend_from_slice(args);
-    all.extend_from_slice(&["--root", root.to_str().unwrap()]);
+    // nothing runs these nodes' etcd: never wait for a restart (an etcd
+    // of someone else's on 127.0.0.1:2381 must not be mistaken for ours)
+    all.extend_from_slice(&["--restart-wait", "0", "--root", root.to_str().unwrap()]);
     kubeboot(&all)
 }
 

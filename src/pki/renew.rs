@@ -119,6 +119,10 @@ pub struct Report {
     pub certificates: Vec<Row>,
     /// Static pods whose manifests were changed, in the order changed.
     pub restarted: Vec<String>,
+    /// What was seen of etcd's restart before the API server's manifest
+    /// changed (a new etcd process, healthy), when etcd answered before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restart_checks: Vec<String>,
     /// kubeboot's version.
     pub version: String,
     /// When the run finished, RFC 3339.
@@ -154,6 +158,9 @@ pub struct Options {
     pub key_algorithm: Option<KeyAlgorithm>,
     /// Change the affected static pod manifests.
     pub restart_pods: bool,
+    /// How long to wait for the kubelet to restart etcd (a new process,
+    /// healthy) before the next manifest changes (0: do not wait).
+    pub restart_wait: std::time::Duration,
 }
 
 /// Checks names against kubeadm's list; `all` alone means every one.
@@ -527,6 +534,7 @@ pub fn renew(
     // everything renewed is on disk before any pod is restarted
     r.w.finish(&paths.kubernetes_dir())?;
     let mut restarted = Vec::new();
+    let mut checks = Vec::new();
     if opts.restart_pods {
         let stamp = rfc3339(now);
         for (pod, uses) in PODS {
@@ -544,9 +552,18 @@ pub fn renew(
                 .map_err(|_| Error::Failed(format!("{}: not UTF-8 text", path.display())))?;
             let new = bump_annotation(&text, &stamp)
                 .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))?;
+            // etcd is waited for (the API server needs it back) when it
+            // answers now: its process start time before the change
+            let etcd_before = (pod == "etcd" && !opts.restart_wait.is_zero())
+                .then(|| etcd_metrics_url(&text))
+                .flatten()
+                .and_then(|url| etcd_started_at(&url).map(|t| (url, t)));
             fs::write_atomic(paths.root(), &path, new.as_bytes(), 0o600, Sync::Each)?;
             log::info!(target: "renew", "changed {} so the kubelet restarts {pod}", path.display());
             restarted.push(pod.to_string());
+            if let Some((url, before)) = etcd_before {
+                checks.push(wait_etcd_restart(&url, before, opts.restart_wait));
+            }
         }
     }
     let mut report = Report {
@@ -554,11 +571,80 @@ pub fn renew(
         window: opts.window_seconds.map(crate::api::objects::go_duration),
         certificates: rows,
         restarted,
+        restart_checks: checks,
         version: env!("CARGO_PKG_VERSION").to_string(),
         finished_at: crate::status::now_rfc3339(),
     };
     report.result = if report.ok() { "success" } else { "failure" }.into();
     Ok(report)
+}
+
+/// etcd's metrics URL (`--listen-metrics-urls`, plain HTTP on loopback in
+/// kubeadm's manifest), which serves `/metrics` and `/health` without
+/// credentials.
+fn etcd_metrics_url(manifest: &str) -> Option<String> {
+    manifest.lines().find_map(|l| {
+        let v = l.trim_start().strip_prefix("- --listen-metrics-urls=")?;
+        let first = v.split(',').next()?.trim().trim_end_matches('/');
+        first.starts_with("http://").then(|| first.to_string())
+    })
+}
+
+/// GET `url` once (2 s): the body of a 200 answer.
+fn get_once(url: &str) -> Option<Vec<u8>> {
+    let agent = crate::net::http::agent(None);
+    match crate::net::http::send(
+        &agent,
+        crate::net::http::Method::Get,
+        url,
+        &[],
+        std::time::Duration::from_secs(2),
+    ) {
+        crate::net::http::Step::Done(r) if r.status == 200 => Some(r.body),
+        _ => None,
+    }
+}
+
+/// The `process_start_time_seconds` etcd reports on its metrics listener.
+fn etcd_started_at(metrics_url: &str) -> Option<f64> {
+    let body = get_once(&format!("{metrics_url}/metrics"))?;
+    String::from_utf8_lossy(&body).lines().find_map(|l| {
+        l.strip_prefix("process_start_time_seconds ")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Waits until a new etcd process (another start time than `before`) says
+/// it is healthy on `/health`, within `budget`; the line says what was seen.
+fn wait_etcd_restart(metrics_url: &str, before: f64, budget: std::time::Duration) -> String {
+    let start = std::time::Instant::now();
+    log::info!(target: "renew", "waiting up to {} s for the kubelet to restart etcd ({metrics_url})", budget.as_secs());
+    loop {
+        let restarted = etcd_started_at(metrics_url).is_some_and(|t| t != before);
+        let healthy = || {
+            get_once(&format!("{metrics_url}/health"))
+                .is_some_and(|b| String::from_utf8_lossy(&b).contains("\"health\":\"true\""))
+        };
+        if restarted && healthy() {
+            let line = format!(
+                "etcd restarted and is healthy ({metrics_url}, {} s after its manifest changed)",
+                start.elapsed().as_secs()
+            );
+            log::info!(target: "renew", "{line}");
+            return line;
+        }
+        if start.elapsed() >= budget {
+            let line = format!(
+                "etcd was not seen restarted and healthy on {metrics_url} within {} s; going on (is the kubelet running?)",
+                budget.as_secs()
+            );
+            log::warn!(target: "renew", "{line}");
+            return line;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 /// `/var/lib/kubeboot/renew-status.json`.
@@ -619,6 +705,7 @@ pub fn run(args: &crate::cli::CertsRenewArgs) -> Result<()> {
         window_seconds,
         key_algorithm: from_file.then_some(settings.cluster.key_algorithm),
         restart_pods: !args.no_restart,
+        restart_wait: std::time::Duration::from_secs(args.restart_wait),
     };
     let result = renew(&settings, &paths, &opts, OffsetDateTime::now_utc());
     let report = match result {
@@ -636,6 +723,7 @@ pub fn run(args: &crate::cli::CertsRenewArgs) -> Result<()> {
                     message: e.to_string(),
                 }],
                 restarted: Vec::new(),
+                restart_checks: Vec::new(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 finished_at: crate::status::now_rfc3339(),
             };
@@ -656,6 +744,9 @@ pub fn run(args: &crate::cli::CertsRenewArgs) -> Result<()> {
         crate::outln!("no static pod restarted");
     } else {
         crate::outln!("restarting static pods: {}", report.restarted.join(", "));
+    }
+    for c in &report.restart_checks {
+        crate::outln!("{c}");
     }
     write_status(&paths, &report)?;
     if report.ok() {
