@@ -324,7 +324,11 @@ struct Cleanup {
 
 impl Cleanup {
     fn path(&mut self, root: &Path, p: &Path, dry_run: bool) -> Result<()> {
-        crate::host::fs::check_no_symlinks(root, p)?;
+        // a symlinked directory on the way could lead outside the root; a
+        // symlink at `p` itself is removed as a link (never followed)
+        if let Some(parent) = p.parent() {
+            crate::host::fs::check_no_symlinks(root, parent)?;
+        }
         let Ok(meta) = std::fs::symlink_metadata(p) else {
             return Ok(());
         };
@@ -348,7 +352,11 @@ impl Cleanup {
 
     /// The contents of `dir` (kubeadm's `CleanDir`): the directory stays.
     fn contents(&mut self, root: &Path, dir: &Path, dry_run: bool) -> Result<()> {
-        crate::host::fs::check_no_symlinks(root, dir)?;
+        if let Err(e) = crate::host::fs::check_no_symlinks(root, dir) {
+            log::warn!(target: "reset", "{e}; leaving {} as it is (clean it by hand)", dir.display());
+            self.left.push(dir.to_path_buf());
+            return Ok(());
+        }
         let Ok(rd) = std::fs::read_dir(dir) else {
             return Ok(());
         };
@@ -433,7 +441,7 @@ pub fn reset(settings: &Settings, paths: &Paths, opts: &Options) -> Result<()> {
     }
     for p in &c.left {
         crate::outln!(
-            "[reset] left {} (a mount point; unmount it and remove it by hand)",
+            "[reset] left {} (a mount point or a symlinked directory; remove it by hand)",
             p.display()
         );
     }

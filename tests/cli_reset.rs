@@ -144,3 +144,51 @@ fn keep_pki_keeps_the_certificates_and_the_configured_etcd_dir_is_emptied() {
         "{out}"
     );
 }
+
+#[test]
+fn symlinks_are_removed_as_links_and_never_followed() {
+    let dir = tmpdir("reset", "symlinks");
+    let root = dir.join("root");
+    let outside = dir.join("outside");
+    put(&outside, "precious", "keep me\n");
+    put(&outside, "dir/also-precious", "keep me too\n");
+    // a link inside a cleaned directory, to a file outside the root
+    put(
+        &root,
+        "etc/kubernetes/manifests/kube-apiserver.yaml",
+        "kind: Pod\n",
+    );
+    std::os::unix::fs::symlink(
+        outside.join("precious"),
+        root.join("etc/kubernetes/manifests/link.yaml"),
+    )
+    .unwrap();
+    // a cleaned directory that is itself a symlink to a directory outside
+    std::fs::create_dir_all(root.join("var/lib")).unwrap();
+    std::os::unix::fs::symlink(outside.join("dir"), root.join("var/lib/kubelet")).unwrap();
+    let (script, _) = recording_systemctl(&dir);
+    let o = reset(&root, &script, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(!root.join("etc/kubernetes/manifests/link.yaml").exists());
+    assert!(
+        !root
+            .join("etc/kubernetes/manifests/kube-apiserver.yaml")
+            .exists()
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.join("precious")).unwrap(),
+        "keep me\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.join("dir/also-precious")).unwrap(),
+        "keep me too\n"
+    );
+    assert!(
+        out.contains(&format!(
+            "[reset] left {}",
+            root.join("var/lib/kubelet").display()
+        )),
+        "{out}"
+    );
+}
