@@ -18,7 +18,7 @@ pub fn version() -> Result<()> {
 
 /// `kubeboot config validate FILE...`: exit 2 naming the field on the first invalid one.
 pub fn config_validate(files: &[PathBuf]) -> Result<()> {
-    let facts = HostFacts::detect(Path::new("/proc"));
+    let facts = HostFacts::detect(Paths::this_machine_proc());
     for f in files {
         let name = f.display().to_string();
         let bytes = read_input(f)?;
@@ -58,7 +58,7 @@ pub fn config_validate(files: &[PathBuf]) -> Result<()> {
 /// `kubeboot config show [FILE] [--source auto|file:PATH]`.
 pub fn config_show(file: Option<PathBuf>, source: &SourceArgs) -> Result<()> {
     let paths = Paths::new(&source.root);
-    let facts = HostFacts::detect(&paths.host("/proc"));
+    let facts = HostFacts::detect(&paths.proc());
     let file = file.or(source.config.clone());
     let loaded = match (&file, source.source.as_deref()) {
         (Some(f), _) => load_file(f, &facts)?,
@@ -96,7 +96,7 @@ pub fn certs_ca_hash(file: &Path) -> Result<()> {
 /// `kubeboot certs check-expiration [--config FILE] [--root DIR]`.
 pub fn certs_check_expiration(config: Option<&Path>, root: &Path) -> Result<()> {
     let paths = Paths::new(root);
-    let facts = HostFacts::detect(&paths.host("/proc"));
+    let facts = HostFacts::detect(&paths.proc());
     let settings = match config {
         Some(f) => load_file(f, &facts)?.settings,
         None => {

@@ -209,13 +209,6 @@ fn go_quote(s: &str) -> String {
     out
 }
 
-/// Writes the kubelet files under `paths` (directory 0700): the flags env
-/// (0644), the instance config (0644) where used, then config.yaml (0600,
-/// per the design; kubeadm uses 0644). Returns the files written.
-pub fn write_all(s: &Settings, det: &Detected, paths: &Paths, sync: Sync) -> Result<Vec<PathBuf>> {
-    write_all_with(s, det, paths, sync, None)
-}
-
 /// The cluster's KubeletConfiguration (from kube-system/kubelet-config, as
 /// `kubeadm join` uses it), adapted to this host: the cgroup driver is set
 /// to the one the local container runtime uses ("derive, don't demand").
@@ -239,10 +232,12 @@ pub fn from_cluster(doc: &str, det: &Detected) -> Result<String> {
         .map_err(|e| Error::Failed(format!("encoding the kubelet configuration: {e}")))
 }
 
-/// Like [`write_all`]; with `cluster_config`, config.yaml is the cluster's
-/// KubeletConfiguration adapted by [`from_cluster`] instead of one derived
-/// from the settings.
-pub fn write_all_with(
+/// Writes the kubelet files under `paths` (directory 0700): the flags env
+/// (0644), the instance config (0644) where used, then config.yaml (0600,
+/// per the design; kubeadm uses 0644): with `cluster_config` (a join),
+/// the cluster's KubeletConfiguration adapted by [`from_cluster`], else one
+/// derived from the settings. Returns the files written.
+pub fn write_all(
     s: &Settings,
     det: &Detected,
     paths: &Paths,
@@ -277,25 +272,11 @@ pub fn start(init: &dyn InitSystem) -> Result<()> {
     init.restart(KUBELET_UNIT)
 }
 
-/// Writes the kubelet files, then starts the kubelet: the whole
-/// kubelet-start phase.
-pub fn write_and_start(
-    s: &Settings,
-    det: &Detected,
-    paths: &Paths,
-    init: &dyn InitSystem,
-    sync: Sync,
-) -> Result<Vec<PathBuf>> {
-    let written = write_all(s, det, paths, sync)?;
-    start(init)?;
-    Ok(written)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::examples::{control_plane, worker};
     use crate::host::detect::CgroupDriver;
-    use crate::manifests::test_settings::{control_plane, worker};
 
     fn det(hostname: &str) -> Detected {
         Detected {

@@ -34,6 +34,9 @@ pub mod envelope;
 pub mod error;
 pub mod host;
 pub mod kubelet;
+#[cfg(test)]
+mod layers;
+pub mod lifecycle;
 pub mod logging;
 pub mod manifests;
 pub mod net;

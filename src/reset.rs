@@ -458,21 +458,6 @@ pub fn reset(settings: &Settings, paths: &Paths, opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Runs `kubeboot reset` from the command line.
-pub fn run(args: &crate::cli::ResetArgs) -> Result<()> {
-    let paths = Paths::new(&args.root);
-    let (settings, _) = crate::pki::renew::node_settings(&paths, args.config.as_deref())?;
-    let opts = Options {
-        dry_run: args.dry_run,
-        force: args.force,
-        keep_pki: args.keep_pki,
-        etcd_endpoints: args.etcd_endpoints.clone(),
-        systemctl: args.systemctl.clone(),
-        timeout: Duration::from_secs(args.timeout),
-    };
-    reset(&settings, &paths, &opts)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,7 +180,7 @@ fn mode_name(m: Mode) -> &'static str {
 
 fn detected_for(paths: &Paths, effects: Effects) -> Detected {
     let mut d = detect::detect(paths);
-    if effects == Effects::Render && !paths.host("/sys/fs/cgroup").exists() {
+    if effects == Effects::Render && !paths.cgroup_dir().exists() {
         // An image tree has no running system to inspect: use what a
         // systemd host with cgroup v2 needs (kubeadm's defaults).
         d.cgroup_version = 2;
@@ -200,7 +200,7 @@ fn ensure_root(root: &Path) -> Result<()> {
 pub fn render(args: &RenderArgs) -> Result<()> {
     ensure_root(&args.root)?;
     let paths = Paths::new(&args.root);
-    let facts = HostFacts::detect(Path::new("/proc"));
+    let facts = HostFacts::detect(Paths::this_machine_proc());
     let loaded = match (&args.example, &args.config) {
         (Some(name), _) => {
             let text = config::examples::by_name(name).ok_or_else(|| {
@@ -470,7 +470,7 @@ fn load_found(found: &Found, facts: &HostFacts, paths: &Paths, offline: bool) ->
 /// `config show --source auto`: resolve like firstboot, print the decision and the settings.
 pub fn show_auto(src: &SourceArgs) -> Result<()> {
     let paths = Paths::new(&src.root);
-    let facts = HostFacts::detect(&paths.host("/proc"));
+    let facts = HostFacts::detect(&paths.proc());
     let (found, explain) = find_userdata(src, &paths, false)?;
     for line in &explain {
         log::info!(target: "source", "{line}");
@@ -486,7 +486,7 @@ pub fn firstboot(args: &FirstbootArgs) -> Result<()> {
     if status::marker_exists(&paths) && !args.opts.dry_run {
         crate::outln!(
             "kubeboot: this node was bootstrapped already ({} exists); nothing to do",
-            paths.host(status::MARKER).display()
+            paths.marker().display()
         );
         return Ok(());
     }
@@ -536,7 +536,95 @@ fn run_node(
     } else {
         Effects::Full
     };
-    // A failure before the phases: the status file says so (live runs only).
+    let (source, loaded) = find_and_load(src, paths, effects, started)?;
+    let mode = loaded.settings.mode;
+    if let Some(init) = expect_init
+        && init != (mode == Mode::Init)
+    {
+        return Err(Error::Invalid(format!(
+            "{source}: this configuration is for a {} node; run `kubeboot {}`",
+            mode_name(mode),
+            if mode == Mode::Init { "init" } else { "join" }
+        )));
+    }
+    let systemctl = Systemctl::with_program(run_opts.systemctl.clone());
+    let init_system: &dyn InitSystem = if effects == Effects::Full {
+        &systemctl
+    } else {
+        &Offline
+    };
+    let probes = HostProbes::new(paths);
+    let mut ignore = loaded.settings.node.ignore_preflight_errors.clone();
+    ignore.extend(run_opts.ignore_preflight_errors.iter().cloned());
+    let mut run = node_run(&loaded, paths, effects, init_system, &probes, ignore);
+    run.input.budgets = budgets(run_opts);
+    let list = phases::phases_for(mode);
+    let mut skip_all: Vec<String> = run_opts.skip_phases.clone();
+    skip_all.extend(loaded.settings.skip_phases.iter().cloned());
+    runner::check_names(&list, &skip_all, "--skip-phases")?;
+    let only = run_opts.only.as_deref();
+    if let Some(o) = only {
+        runner::check_names(&list, &[o.to_string()], "phase")?;
+    }
+    let (records, result) = runner::run(&list, &mut run, &skip_all, only);
+    if effects == Effects::DryRun {
+        for w in &run.state.written {
+            crate::outln!("[dry-run] {} {} {}", w.phase, w.action, w.path.display());
+        }
+        return result.map_err(wrap_phase);
+    }
+    let mut st = match &result {
+        Ok(()) => Status::success(
+            mode_name(mode).to_string(),
+            records
+                .iter()
+                .rev()
+                .find(|r| r.outcome == Outcome::Done)
+                .map(|r| r.name.to_string()),
+        ),
+        Err(e) => Status::failure(
+            mode_name(mode).to_string(),
+            Some(e.phase.to_string()),
+            &e.error,
+        ),
+    };
+    st.source = Some(source);
+    st.phases = records;
+    st.total_millis = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(()) => {
+            status::write(paths, &st)?;
+            if only.is_none() {
+                status::write_marker(paths)?;
+            }
+            crate::outln!("{}", st.console_line());
+            Ok(())
+        }
+        Err(e) => {
+            write_failure(paths, &st);
+            Err(wrap_phase(e))
+        }
+    }
+}
+
+/// The bounds the command line sets.
+fn budgets(opts: &RunOptions) -> Budgets {
+    Budgets {
+        discovery: std::time::Duration::from_secs(opts.discovery_timeout),
+        health: std::time::Duration::from_secs(opts.wait_timeout),
+        tls_bootstrap: std::time::Duration::from_secs(opts.wait_timeout),
+        kubelet_healthz: opts.kubelet_healthz_url.clone(),
+    }
+}
+
+/// Finds and loads the userdata for a node run. A failure here, before the
+/// phases, is recorded in the status file too (live runs only).
+fn find_and_load(
+    src: &SourceArgs,
+    paths: &Paths,
+    effects: Effects,
+    started: Instant,
+) -> Result<(String, Loaded)> {
     let record_failure = |e: &Error, source: Option<String>| {
         if effects == Effects::Full {
             let mut st = Status::failure("unknown".into(), None, e);
@@ -545,108 +633,17 @@ fn run_node(
             write_failure(paths, &st);
         }
     };
-    let facts = HostFacts::detect(&paths.host("/proc"));
+    let facts = HostFacts::detect(&paths.proc());
     let offline = effects == Effects::DryRun;
-    let (found, explain) = match find_userdata(src, paths, offline) {
-        Ok(f) => f,
-        Err(e) => {
-            record_failure(&e, None);
-            return Err(e);
-        }
-    };
+    let (found, explain) =
+        find_userdata(src, paths, offline).inspect_err(|e| record_failure(e, None))?;
     for line in &explain {
         log::info!(target: "source", "{line}");
     }
-    let loaded = match load_found(&found, &facts, paths, offline) {
-        Ok(l) => l,
-        Err(e) => {
-            record_failure(&e, Some(found.source.clone()));
-            return Err(e);
-        }
-    };
+    let loaded = load_found(&found, &facts, paths, offline)
+        .inspect_err(|e| record_failure(e, Some(found.source.clone())))?;
     log_warnings(&loaded);
-    let mode = loaded.settings.mode;
-    if let Some(init) = expect_init
-        && init != (mode == Mode::Init)
-    {
-        return Err(Error::Invalid(format!(
-            "{}: this configuration is for a {} node; run `kubeboot {}`",
-            found.source,
-            mode_name(mode),
-            if mode == Mode::Init { "init" } else { "join" }
-        )));
-    }
-    let systemctl = Systemctl::with_program(run_opts.systemctl.clone());
-    let offline = Offline;
-    let init_system: &dyn InitSystem = if effects == Effects::Full {
-        &systemctl
-    } else {
-        &offline
-    };
-    let probes = HostProbes::new(paths);
-    let mut ignore = loaded.settings.node.ignore_preflight_errors.clone();
-    ignore.extend(run_opts.ignore_preflight_errors.iter().cloned());
-    let mut run = node_run(&loaded, paths, effects, init_system, &probes, ignore);
-    run.input.budgets = Budgets {
-        discovery: std::time::Duration::from_secs(run_opts.discovery_timeout),
-        health: std::time::Duration::from_secs(run_opts.wait_timeout),
-        tls_bootstrap: std::time::Duration::from_secs(run_opts.wait_timeout),
-        kubelet_healthz: run_opts.kubelet_healthz_url.clone(),
-    };
-    let list = phases::phases_for(mode);
-    let mut skip_all: Vec<String> = run_opts.skip_phases.clone();
-    skip_all.extend(loaded.settings.skip_phases.iter().cloned());
-    runner::check_names(&list, &skip_all, "--skip-phases")?;
-    let only = run_opts.only.clone();
-    if let Some(o) = &only {
-        runner::check_names(&list, std::slice::from_ref(o), "phase")?;
-    }
-    let (records, result) = runner::run(&list, &mut run, &skip_all, only.as_deref());
-    let total_millis = started.elapsed().as_secs_f64() * 1000.0;
-    let role = mode_name(mode).to_string();
-    if effects == Effects::DryRun {
-        for w in &run.state.written {
-            crate::outln!("[dry-run] {} {} {}", w.phase, w.action, w.path.display());
-        }
-    }
-    let e = match result {
-        Ok(()) => {
-            if effects == Effects::Full {
-                let st = Status {
-                    result: "success",
-                    role,
-                    phase: records
-                        .iter()
-                        .rev()
-                        .find(|r| r.outcome == Outcome::Done)
-                        .map(|r| r.name.to_string()),
-                    error_class: None,
-                    error: None,
-                    retryable: false,
-                    source: Some(found.source.clone()),
-                    phases: records,
-                    total_millis,
-                    version: env!("CARGO_PKG_VERSION"),
-                    finished_at: status::now_rfc3339(),
-                };
-                status::write(paths, &st)?;
-                if only.is_none() {
-                    status::write_marker(paths)?;
-                }
-                crate::outln!("{}", st.console_line());
-            }
-            return Ok(());
-        }
-        Err(e) => e,
-    };
-    if effects == Effects::Full {
-        let mut st = Status::failure(role, Some(e.phase.to_string()), &e.error);
-        st.source = Some(found.source.clone());
-        st.phases = records;
-        st.total_millis = total_millis;
-        write_failure(paths, &st);
-    }
-    Err(wrap_phase(e))
+    Ok((found.source, loaded))
 }
 
 /// Records a failure: the status file (a failure to write it is logged, the

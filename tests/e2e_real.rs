@@ -31,8 +31,6 @@
 //! The token secret is never printed: commands that return it have only
 //! their stderr shown.
 
-use kubeboot::{config, secret};
-
 #[path = "node_common/mod.rs"]
 mod node_common;
 

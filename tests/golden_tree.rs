@@ -32,7 +32,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use base64::Engine;
-use kubeboot::{config, secret};
 
 #[path = "node_common/mod.rs"]
 mod node_common;

@@ -5,6 +5,8 @@
 //! through a directory; already-mounted disks are read in place.
 
 mod net_support;
+#[path = "peer_support/mod.rs"]
+mod peer_support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -60,6 +62,29 @@ fn vfat(dir: &Path, label: &str, out: &Path) {
     }
 }
 
+/// A mount error that means "this machine does not let us mount" (std's
+/// text for EPERM, EACCES, ENODEV), not a wrong mount.
+fn cannot_mount_here(msg: &str) -> bool {
+    ["(os error 1)", "(os error 13)", "(os error 19)"]
+        .iter()
+        .any(|e| msg.contains(e))
+}
+
+/// A losetup failure that means there is no loop device to be had here
+/// (none free, no /dev/loop-control, not permitted), not a bad image.
+fn no_loop_device_here(msg: &str) -> bool {
+    [
+        "cannot find an unused loop device",
+        "Permission denied",
+        "Operation not permitted",
+        "No such file or directory",
+        "No such device",
+        "could not find any free loop device",
+    ]
+    .iter()
+    .any(|e| msg.contains(e))
+}
+
 /// A loop device for `image`, detached when dropped.
 struct Loop(String);
 impl Loop {
@@ -68,7 +93,13 @@ impl Loop {
             .args(["-f", "--show", "-r"])
             .arg(image)
             .output()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                assert!(
+                    !peer_support::required(),
+                    "KUBEBOOT_REQUIRE_PEERS=1 and losetup (util-linux) cannot run: {e}"
+                );
+                format!("No such file or directory: losetup: {e}")
+            })?;
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
         }
@@ -148,15 +179,30 @@ fn fetch_disk(name: &str, kind: Kind, fstype: FsType, build: fn(&Path, &str, &Pa
                         msg.contains("read-only") && msg.contains(fstype_name(fstype)),
                         "{msg}"
                     );
-                    println!(
-                        "{name}: SKIP loop mount: this machine cannot mount it ({msg}); reading through a directory"
+                    // Only "not allowed / no driver here" may skip the mount:
+                    // EPERM, EACCES (no CAP_SYS_ADMIN, a container), ENODEV
+                    // (no driver for the filesystem). EINVAL (a bad
+                    // superblock, the wrong type tried) and the rest are
+                    // kubeboot's fault and fail the test.
+                    assert!(
+                        cannot_mount_here(&msg),
+                        "{name}: mounting the disk failed for a reason other than this machine not allowing it: {msg}"
                     );
+                    peer_support::skip_line(&format!(
+                        "SKIP {name} loop mount: this machine cannot mount it ({msg}); reading through a directory"
+                    ));
                     false
                 }
             }
         }
         Err(e) => {
-            println!("{name}: SKIP loop mount: no loop device ({e}); reading through a directory");
+            assert!(
+                no_loop_device_here(&e),
+                "{name}: losetup failed for a reason other than no loop device here: {e}"
+            );
+            peer_support::skip_line(&format!(
+                "SKIP {name} loop mount: no loop device ({e}); reading through a directory"
+            ));
             false
         }
     };

@@ -69,7 +69,7 @@ fn fetch(
     pin: Option<&str>,
     ca: Option<std::path::PathBuf>,
 ) -> Result<Fetch, SourceError> {
-    ConfigUrlSource::with_retry(ConfigUrl::new(url, pin, ca).unwrap(), impatient_retry()).fetch()
+    ConfigUrlSource::with_retry(ConfigUrl::new(url, pin, ca).unwrap(), quick_retry()).fetch()
 }
 
 #[test]

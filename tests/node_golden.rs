@@ -6,8 +6,6 @@
 //! trees, which do, are compared by their own tests), so they are compared
 //! byte for byte, together with every file's mode.
 
-use kubeboot::{config, secret};
-
 #[path = "node_common/mod.rs"]
 mod node_common;
 
@@ -40,13 +38,13 @@ fn tree(root: &Path) -> BTreeMap<String, (u32, String)> {
     out
 }
 
-fn render(s: &config::model::Settings, root: &Path) -> Vec<PathBuf> {
+fn render(s: &kubeboot::config::model::Settings, root: &Path) -> Vec<PathBuf> {
     let paths = Paths::new(root);
     // The host inputs are pinned so the golden tree does not depend on
     // this machine: one distribution CA directory, one proxy variable.
     let host = HostInputs {
         ca_trust_dirs: vec!["/usr/share/ca-certificates".into()],
-        proxy_env: vec![config::model::EnvVar {
+        proxy_env: vec![kubeboot::config::model::EnvVar {
             name: "NO_PROXY".into(),
             value: "10.0.0.0/8".into(),
         }],
@@ -55,12 +53,13 @@ fn render(s: &config::model::Settings, root: &Path) -> Vec<PathBuf> {
         hostname: Some(s.node.name.clone()),
         ..Default::default()
     };
-    let mut files = manifests::write_with(s, &paths, &host, Sync::Deferred).unwrap();
-    files.extend(kubeboot::kubelet::write_all(s, &det, &paths, Sync::Deferred).unwrap());
+    let mut files =
+        manifests::write_pods(&paths, &manifests::render_all(s, &host), Sync::Deferred).unwrap();
+    files.extend(kubeboot::kubelet::write_all(s, &det, &paths, Sync::Deferred, None).unwrap());
     files
 }
 
-fn compare(case: &str, s: &config::model::Settings) {
+fn compare(case: &str, s: &kubeboot::config::model::Settings) {
     let root = TempRoot::new(&format!("golden-{case}"));
     render(s, root.path());
     let got = tree(root.path());

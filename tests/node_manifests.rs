@@ -2,8 +2,6 @@
 //! volumes and envs, IPv6, control-plane join, and a YAML round trip of
 //! every manifest back into a k8s-openapi Pod.
 
-use kubeboot::{config, secret};
-
 #[path = "node_common/mod.rs"]
 mod node_common;
 

@@ -1,8 +1,6 @@
 //! Preflight: every check passes on a healthy fake root and fails (with
 //! kubeadm's name and severity) when one thing about that root is broken.
 
-use kubeboot::{config, secret};
-
 #[path = "node_common/mod.rs"]
 mod node_common;
 
@@ -378,7 +376,13 @@ fn port_probe_binds_when_there_is_no_procfs() {
 fn manifests_dir_empty_or_ours() {
     let s = settings::control_plane();
     let h = Host::healthy("manifests-ours");
-    kubeboot::manifests::write_all(&s, &h.paths(), Sync::Deferred).unwrap();
+    let host = kubeboot::manifests::HostInputs::detect(&h.paths(), std::env::vars());
+    kubeboot::manifests::write_pods(
+        &h.paths(),
+        &kubeboot::manifests::render_all(&s, &host),
+        Sync::Deferred,
+    )
+    .unwrap();
     assert!(
         h.run(&s, &[]).findings.is_empty(),
         "our own manifests must pass (rerun)"

@@ -1,8 +1,6 @@
 //! The systemd units in `units/` (checked with `systemd-analyze verify`)
 //! and the kubelet start sequence against a recording init system.
 
-use kubeboot::{config, secret};
-
 #[path = "node_common/mod.rs"]
 mod node_common;
 
@@ -231,7 +229,8 @@ fn kubelet_start_sequence_writes_config_then_reloads_enables_restarts() {
     };
     let s = settings::worker();
     let written =
-        kubelet::write_and_start(&s, &Detected::default(), &paths, &init, Sync::Deferred).unwrap();
+        kubelet::write_all(&s, &Detected::default(), &paths, Sync::Deferred, None).unwrap();
+    kubelet::start(&init).unwrap();
     assert_eq!(written.len(), 3);
     assert!(seen.get(), "config.yaml must exist before daemon-reload");
     assert_eq!(

@@ -3,6 +3,8 @@
 //! rejects another CA's, and a real etcd 3.4 runs on our etcd certificates
 //! with client and peer certificate authentication.
 
+#[path = "peer_support/mod.rs"]
+mod peer_support;
 mod pki_support;
 
 use std::net::TcpListener;
@@ -11,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kubeboot::pki::examples::control_plane_settings;
+use kubeboot::config::examples::pki_control_plane as control_plane_settings;
 use pki_support::*;
 
 fn probe() -> &'static Path {
@@ -348,8 +350,10 @@ fn real_etcd_serves_with_our_certificates() {
                 "{text}"
             );
         }
-        Err(_) => eprintln!(
-            "note: etcdctl not installed (Debian etcd-client); checked /health with Go only"
+        Err(_) => peer_support::missing(
+            "pki_peers etcdctl health (checked /health with Go only)",
+            "etcdctl",
+            "apt-get install etcd-client",
         ),
     }
     // the apiserver's etcd client certificate works too

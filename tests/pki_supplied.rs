@@ -7,9 +7,9 @@ mod pki_support;
 use std::path::Path;
 
 use kubeboot::config::CaMaterial;
+use kubeboot::config::examples::pki_control_plane as control_plane_settings;
 use kubeboot::host::Paths;
 use kubeboot::host::fs::Sync;
-use kubeboot::pki::examples::control_plane_settings;
 use kubeboot::pki::{self, Action};
 use kubeboot::secret::Secret;
 use pki_support::*;

@@ -7,9 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use kubeboot::config::examples::{
+    pki_control_plane as control_plane_settings, pki_worker as worker_settings,
+};
 use kubeboot::config::{Etcd, KeyAlgorithm};
 use kubeboot::host::Paths;
-use kubeboot::pki::examples::{control_plane_settings, worker_settings};
 use kubeboot::pki::{self, Action};
 use pki_support::*;
 

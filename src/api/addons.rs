@@ -609,7 +609,7 @@ pub fn all(s: &Settings) -> Result<Vec<ApiObject>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::examples::control_plane_settings;
+    use crate::config::examples::pki_control_plane as control_plane_settings;
 
     fn by_what<'a>(objs: &'a [ApiObject], what: &str) -> &'a ApiObject {
         objs.iter()

@@ -347,4 +347,18 @@ mod tests {
         assert_eq!(k, [0x0f; 32]);
         assert!(key_bytes(&Secret::new("zz".repeat(32))).is_err());
     }
+
+    /// The length check at its edge: an empty file seals to exactly nonce
+    /// and tag (28 bytes) and opens to nothing; anything shorter (down to
+    /// no bytes at all, shorter than the nonce) is refused, never a panic.
+    #[test]
+    fn the_shortest_sealed_value_opens_and_shorter_ones_are_refused() {
+        let key = [7u8; 32];
+        let blob = encrypt(&key, [1; 12], b"").unwrap();
+        assert_eq!(blob.len(), NONCE_LEN + AES_256_GCM.tag_len());
+        assert_eq!(decrypt(&key, &blob), Some(vec![]));
+        for n in 0..blob.len() {
+            assert_eq!(decrypt(&key, &blob[..n]), None, "{n} bytes");
+        }
+    }
 }

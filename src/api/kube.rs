@@ -79,18 +79,14 @@ impl Kube {
         file: &str,
         budget: Duration,
     ) -> Result<Kube, Error> {
-        let path = paths.host(format!("/etc/kubernetes/{file}"));
-        let bytes = fs::read_optional(&path)?.ok_or_else(|| {
-            Error::Failed(format!(
-                "{}: missing (the kubeconfig phase writes it)",
-                path.display()
-            ))
-        })?;
+        let path = paths.kubeconfig(file);
+        let bytes = fs::read_required(&path, "the kubeconfig phase writes it")?;
         let (cert, key) = crate::pki::kubeconfig::client_cert_and_key(&bytes, paths)
             .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))?;
-        let ca_path = paths.host(format!("{}/ca.crt", settings.cluster.certificates_dir));
-        let ca = fs::read_optional(&ca_path)?
-            .ok_or_else(|| Error::Failed(format!("{}: missing", ca_path.display())))?;
+        let ca = fs::read_required(
+            &paths.pki_file(&settings.cluster.certificates_dir, "ca.crt"),
+            "",
+        )?;
         Kube::new(
             &settings.control_plane_endpoint().url(),
             &ca,

@@ -685,7 +685,7 @@ pub fn mark_control_plane_patch(node: &Node, taints: &[Taint]) -> Option<Value> 
     for t in taints {
         if !existing
             .iter()
-            .any(|e| e.key == t.key && e.effect == t.effect)
+            .any(|e| e.key == t.key && e.effect == t.effect.as_str())
         {
             let mut v = json!({"key": t.key, "effect": t.effect});
             if let (Some(val), Value::Object(m)) = (&t.value, &mut v) {
@@ -768,7 +768,7 @@ mod tests {
             token: None,
             description: None,
             ttl_seconds: 3600,
-            usages: vec!["signing".into(), "authentication".into()],
+            usages: crate::config::TokenUsage::ALL.to_vec(),
             groups: vec![NODE_BOOTSTRAP_GROUP.into()],
         };
         let now = time::macros::datetime!(2030-01-02 03:04:05.678 UTC);
@@ -798,7 +798,7 @@ mod tests {
 
     #[test]
     fn cluster_configuration_is_v1beta4() {
-        let mut s = crate::pki::examples::control_plane_settings();
+        let mut s = crate::config::examples::pki_control_plane();
         s.cluster.control_plane_endpoint = None;
         let cc = cluster_configuration(&s);
         assert_eq!(cc["apiVersion"], "kubeadm.k8s.io/v1beta4");
@@ -849,7 +849,7 @@ mod tests {
             signed.metadata.annotations.unwrap()[COMPONENT_CONFIG_HASH],
             "sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
         );
-        let s = crate::pki::examples::control_plane_settings();
+        let s = crate::config::examples::pki_control_plane();
         let objs = upload_config(&s, "kind: KubeletConfiguration\n").unwrap();
         let kc: ConfigMap = serde_json::from_value(objs[3].body.clone()).unwrap();
         assert_eq!(objs[3].update, Update::Replace);
@@ -904,7 +904,7 @@ mod tests {
 
     #[test]
     fn cluster_configuration_reflects_the_addons() {
-        let mut s = crate::pki::examples::control_plane_settings();
+        let mut s = crate::config::examples::pki_control_plane();
         let cc = cluster_configuration(&s);
         assert_eq!((&cc["dns"], &cc["proxy"]), (&json!({}), &json!({})));
         s.cluster.dns = crate::config::Dns {
@@ -926,7 +926,7 @@ mod tests {
         let taint = Taint {
             key: "node-role.kubernetes.io/control-plane".into(),
             value: None,
-            effect: "NoSchedule".into(),
+            effect: crate::config::TaintEffect::NoSchedule,
         };
         let mut node: Node = serde_json::from_value(json!({
             "metadata": {"name": "cp-1", "resourceVersion": "7", "labels": {"x": "y"}},

@@ -22,13 +22,10 @@ use time::format_description::well_known::Rfc3339;
 
 use super::kube::Kube;
 use super::objects::{self, BOOTSTRAP_TOKEN_TYPE, KUBE_SYSTEM, Update};
-use crate::config::{BootstrapToken, BootstrapTokenSpec};
+use crate::config::{BootstrapToken, BootstrapTokenSpec, TokenUsage};
 use crate::error::{Error, Result};
 use crate::host::fs;
 use crate::secret::Secret;
-
-/// The usages kubeadm knows (`bootstrapapi.KnownTokenUsages`).
-pub const KNOWN_USAGES: [&str; 2] = ["signing", "authentication"];
 
 /// The Secrets collection of kube-system.
 fn secrets_path() -> String {
@@ -89,15 +86,20 @@ pub fn spec(
             "--ttl: {ttl:?} is not a duration like 24h, 30m or 0 (never expires)"
         ))
     })?;
-    for u in &usages {
-        if !KNOWN_USAGES.contains(&u.as_str()) {
-            return Err(Error::Invalid(format!(
-                "--usages: {u:?} is not one of {}",
-                KNOWN_USAGES.join(", ")
-            )));
-        }
-    }
-    if !groups.is_empty() && !usages.iter().any(|u| u == "authentication") {
+    // the usages kubeadm knows (`bootstrapapi.KnownTokenUsages`)
+    let usages = usages
+        .iter()
+        .map(|u| {
+            TokenUsage::parse(u).ok_or_else(|| {
+                let known: Vec<&str> = TokenUsage::ALL.iter().map(|k| k.as_str()).collect();
+                Error::Invalid(format!(
+                    "--usages: {u:?} is not one of {}",
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if !groups.is_empty() && !usages.contains(&TokenUsage::Authentication) {
         return Err(Error::Invalid(
             "--groups: extra groups need the authentication usage (--usages authentication)".into(),
         ));
@@ -344,69 +346,6 @@ pub fn format_list(tokens: &[Listed], now: OffsetDateTime) -> String {
         ]);
     }
     crate::pki::expiry::columns(&rows)
-}
-
-/// Runs a `token create|list|delete` command line.
-pub fn run(cmd: crate::cli::TokenCommand) -> Result<()> {
-    use crate::cli::TokenCommand;
-    let connect =
-        |c: &crate::cli::TokenClientArgs| client(&c.kubeconfig, Duration::from_secs(c.timeout));
-    match cmd {
-        TokenCommand::Generate => {
-            crate::outln!("{}", crate::config::BootstrapToken::generate()?.expose());
-            Ok(())
-        }
-        TokenCommand::Create(a) => {
-            let spec = spec(
-                a.token.as_ref(),
-                &a.ttl,
-                &a.usages,
-                &a.groups,
-                a.description.clone(),
-            )?;
-            let kube = connect(&a.client)?;
-            let token = create(&kube, &spec, OffsetDateTime::now_utc())?;
-            log::info!(
-                "created bootstrap token {} (Secret {KUBE_SYSTEM}/bootstrap-token-{}, {})",
-                token.id,
-                token.id,
-                if spec.ttl_seconds == 0 {
-                    "never expires".to_string()
-                } else {
-                    format!("expires in {}", objects::go_duration(spec.ttl_seconds))
-                }
-            );
-            if a.print_join_config {
-                let bytes = fs::read_optional(&a.client.kubeconfig)?.unwrap_or_default();
-                let (server, ca) = crate::pki::kubeconfig::server_and_ca(&bytes).map_err(|e| {
-                    Error::Invalid(format!("{}: {e}", a.client.kubeconfig.display()))
-                })?;
-                let hash = crate::pki::ca_hash(&ca)?;
-                crate::out!("{}", join_config(&server, &token, &hash));
-            } else {
-                crate::outln!("{}.{}", token.id, token.secret.expose());
-            }
-            Ok(())
-        }
-        TokenCommand::List(c) => {
-            let kube = connect(&c)?;
-            let tokens = list(&kube)?;
-            crate::out!("{}", format_list(&tokens, OffsetDateTime::now_utc()));
-            Ok(())
-        }
-        TokenCommand::Delete { ids, client: c } => {
-            let ids = ids
-                .iter()
-                .map(|a| id_of(a.expose()))
-                .collect::<Result<Vec<_>>>()?;
-            let kube = connect(&c)?;
-            for id in ids {
-                delete(&kube, &id)?;
-                crate::outln!("bootstrap token {id:?} deleted");
-            }
-            Ok(())
-        }
-    }
 }
 
 #[cfg(test)]

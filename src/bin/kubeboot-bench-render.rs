@@ -17,9 +17,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use kubeboot::config::KeyAlgorithm;
+use kubeboot::config::examples::pki_control_plane as control_plane_settings;
 use kubeboot::host::Paths;
 use kubeboot::host::fs::Sync;
-use kubeboot::pki::examples::control_plane_settings;
 
 struct Opts {
     runs: usize,

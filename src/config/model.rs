@@ -94,6 +94,82 @@ impl Serialize for Endpoint {
     }
 }
 
+/// A closed set of strings the configuration accepts, as an enum: parsed
+/// once by `resolve` (`parse` is `None` for any other string), printed and
+/// serialized as the string.
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the documented order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The value as the configuration spells it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The value spelled `s`, if it is one.
+            pub fn parse(s: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// What a bootstrap token may be used for.
+    TokenUsage {
+        /// Signing the cluster-info ConfigMap.
+        Signing = "signing",
+        /// Authenticating as a bootstrapping kubelet.
+        Authentication = "authentication",
+    }
+}
+
+string_enum! {
+    /// A taint's effect.
+    TaintEffect {
+        /// `NoSchedule`.
+        NoSchedule = "NoSchedule",
+        /// `PreferNoSchedule`.
+        PreferNoSchedule = "PreferNoSchedule",
+        /// `NoExecute`.
+        NoExecute = "NoExecute",
+    }
+}
+
+string_enum! {
+    /// The static pods' image pull policy.
+    PullPolicy {
+        /// `Always`.
+        Always = "Always",
+        /// `IfNotPresent` (the default).
+        IfNotPresent = "IfNotPresent",
+        /// `Never`.
+        Never = "Never",
+    }
+}
+
 /// A bootstrap token to create on an init node.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -104,8 +180,8 @@ pub struct BootstrapTokenSpec {
     pub description: Option<String>,
     /// Time to live in seconds (0 = never expires). Default 24h.
     pub ttl_seconds: u64,
-    /// `signing`, `authentication`.
-    pub usages: Vec<String>,
+    /// What it may be used for.
+    pub usages: Vec<TokenUsage>,
     /// Extra groups; default `system:bootstrappers:kubeadm:default-node-token`.
     pub groups: Vec<String>,
 }
@@ -118,8 +194,8 @@ pub struct Taint {
     /// Optional value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
-    pub effect: String,
+    /// What it does.
+    pub effect: TaintEffect,
 }
 
 /// One `--name=value` argument; order is kept and duplicates are allowed
@@ -331,7 +407,7 @@ pub struct Node {
     /// Preflight checks to ignore (kubeadm's names, or `all`).
     pub ignore_preflight_errors: Vec<String>,
     /// Image pull policy.
-    pub image_pull_policy: String,
+    pub image_pull_policy: PullPolicy,
 }
 
 /// How a joining node finds and trusts the cluster.

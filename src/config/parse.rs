@@ -245,125 +245,25 @@ fn yaml_documents(text: &str, origin: &str) -> Result<Vec<Value>, Error> {
 
 /// Parses the documents found in one piece of userdata into one raw config.
 pub fn parse_documents(docs: &[Document]) -> Result<Parsed, Error> {
-    let mut warnings = Vec::new();
-    let mut kubeboot: Option<(NodeConfig, String, String)> = None;
-    let mut kernel: Option<(NodeConfig, String)> = None;
-    let mut init: Option<(InitConfiguration, String)> = None;
-    let mut cluster: Option<(ClusterConfiguration, String)> = None;
-    let mut join: Option<(JoinConfiguration, String)> = None;
-    let mut version = String::new();
-    let mut kubeadm_origin = String::new();
-
+    let mut found = Found::default();
     for d in docs {
-        let values = match &d.body {
-            DocBody::Yaml(text) => yaml_documents(text, &d.origin)?,
-            DocBody::Value(v) => vec![v.clone()],
-            DocBody::KernelArgs(args) => {
-                let c = kernel_args(args, &d.origin, &mut warnings)?;
-                if kernel.replace((c, d.origin.clone())).is_some() {
-                    return Err(invalid(&d.origin, "", "kernel arguments given twice"));
-                }
-                continue;
-            }
-        };
-        let implicit = matches!(d.body, DocBody::Value(_))
-            || d.origin.contains(crate::host::paths::KUBEBOOT_CONFIG_PATH);
-        for v in values {
-            let once = |what: &str, seen: bool| -> Result<(), Error> {
-                if seen {
-                    Err(invalid(
-                        &d.origin,
-                        "",
-                        format!("a second {what} was found; give exactly one"),
-                    ))
-                } else {
-                    Ok(())
-                }
-            };
-            match classify(v, &d.origin, &d.field_prefix, implicit, &mut warnings)? {
-                None => {}
-                Some(Doc::Kubeboot(c)) => {
-                    if let Some((_, o, _)) = &kubeboot {
-                        return Err(invalid(
-                            &d.origin,
-                            "",
-                            format!(
-                                "a second kubeboot NodeConfig was found (the first came from {o}); give exactly one"
-                            ),
-                        ));
-                    }
-                    kubeboot = Some((*c, d.origin.clone(), d.field_prefix.clone()));
-                }
-                Some(Doc::Init(c, v)) => {
-                    once("InitConfiguration", init.is_some())?;
-                    init = Some((*c, d.origin.clone()));
-                    version = v;
-                    kubeadm_origin = d.origin.clone();
-                }
-                Some(Doc::Cluster(c, v)) => {
-                    once("ClusterConfiguration", cluster.is_some())?;
-                    cluster = Some((*c, d.origin.clone()));
-                    version = v;
-                    kubeadm_origin = d.origin.clone();
-                }
-                Some(Doc::Join(c, v)) => {
-                    once("JoinConfiguration", join.is_some())?;
-                    join = Some((*c, d.origin.clone()));
-                    version = v;
-                    kubeadm_origin = d.origin.clone();
-                }
-            }
-        }
+        found.add(d)?;
     }
-
-    let has_kubeadm = init.is_some() || cluster.is_some() || join.is_some();
-    let sources = [kubeboot.is_some(), has_kubeadm, kernel.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
-    if sources > 1 {
-        let mut found = Vec::new();
-        if let Some((_, o, _)) = &kubeboot {
-            found.push(format!("a kubeboot NodeConfig ({o})"));
-        }
-        if has_kubeadm {
-            found.push(format!("kubeadm documents ({kubeadm_origin})"));
-        }
-        if let Some((_, o)) = &kernel {
-            found.push(format!("kubeboot.* kernel arguments ({o})"));
-        }
-        return Err(Error::Invalid(format!(
-            "the userdata holds more than one node configuration: {}; keep one",
-            found.join(" and ")
-        )));
-    }
-
+    found.only_one_source()?;
+    let Found {
+        warnings,
+        kubeboot,
+        kernel,
+        kubeadm,
+    } = found;
     if let Some((raw, origin, prefix)) = kubeboot {
-        if let Some(v) = raw
-            .api_version
-            .as_deref()
-            .filter(|v| *v != raw::API_VERSION)
-        {
-            return Err(invalid(
-                &origin,
-                &format!("{prefix}apiVersion"),
-                format!("{v:?} is not {:?}", raw::API_VERSION),
-            ));
-        }
-        return Ok(Parsed {
-            raw,
-            format: Format::Kubeboot,
-            origin,
-            prefix,
-            names: BTreeMap::new(),
-            warnings,
-        });
+        return from_kubeboot(raw, origin, prefix, warnings);
     }
     if let Some((raw, origin)) = kernel {
-        let mut names = BTreeMap::new();
-        for (canon, arg) in KERNEL_NAMES {
-            names.insert(*canon, format!("kubeboot.{arg}"));
-        }
+        let names = KERNEL_NAMES
+            .iter()
+            .map(|(canon, arg)| (*canon, format!("kubeboot.{arg}")))
+            .collect();
         return Ok(Parsed {
             raw,
             format: Format::KernelArgs,
@@ -373,44 +273,8 @@ pub fn parse_documents(docs: &[Document]) -> Result<Parsed, Error> {
             warnings,
         });
     }
-    if has_kubeadm {
-        if init.is_some() && join.is_some() {
-            return Err(Error::Invalid(format!(
-                "{kubeadm_origin}: both an InitConfiguration and a JoinConfiguration were found; a node either inits or joins"
-            )));
-        }
-        let is_join = join.is_some();
-        if cluster.is_some() && is_join {
-            warnings.push(Warning {
-                field: "ClusterConfiguration".into(),
-                message: "a joining node takes the cluster configuration from the cluster; only etcd/certificate settings are used".into(),
-            });
-        }
-        if init.is_none() && join.is_none() {
-            return Err(Error::Invalid(format!(
-                "{kubeadm_origin}: a ClusterConfiguration alone does not say what this node does; add an InitConfiguration (first control plane) or a JoinConfiguration"
-            )));
-        }
-        let names = kubeadm::names(init.is_some(), is_join)
-            .into_iter()
-            .collect();
-        let raw = kubeadm::to_raw(init.map(|x| x.0), cluster.map(|x| x.0), join.map(|x| x.0))
-            .map_err(|errs| {
-                Error::Invalid(
-                    errs.into_iter()
-                        .map(|(f, m)| format!("{kubeadm_origin}: {f}: {m}"))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )
-            })?;
-        return Ok(Parsed {
-            raw,
-            format: Format::Kubeadm(version),
-            origin: kubeadm_origin,
-            prefix: String::new(),
-            names,
-            warnings,
-        });
+    if kubeadm.any() {
+        return kubeadm.into_parsed(warnings);
     }
     let origins: Vec<&str> = docs.iter().map(|d| d.origin.as_str()).collect();
     Err(Error::Invalid(if origins.is_empty() {
@@ -421,6 +285,186 @@ pub fn parse_documents(docs: &[Document]) -> Result<Parsed, Error> {
             origins.join(", ")
         )
     }))
+}
+
+/// The configuration documents found so far, by kind.
+#[derive(Default)]
+struct Found {
+    warnings: Vec<Warning>,
+    /// A kubeboot NodeConfig, where it came from and its field prefix.
+    kubeboot: Option<(NodeConfig, String, String)>,
+    /// `kubeboot.*` kernel arguments and where they came from.
+    kernel: Option<(NodeConfig, String)>,
+    kubeadm: KubeadmDocs,
+}
+
+/// kubeadm's documents (at most one of each kind).
+#[derive(Default)]
+struct KubeadmDocs {
+    init: Option<InitConfiguration>,
+    cluster: Option<ClusterConfiguration>,
+    join: Option<JoinConfiguration>,
+    /// The API version of the last one (`v1beta4`).
+    version: String,
+    /// Where the last one came from.
+    origin: String,
+}
+
+impl Found {
+    /// Classifies the documents of `d` into their kinds; a kind found twice
+    /// is refused.
+    fn add(&mut self, d: &Document) -> Result<(), Error> {
+        let values = match &d.body {
+            DocBody::Yaml(text) => yaml_documents(text, &d.origin)?,
+            DocBody::Value(v) => vec![v.clone()],
+            DocBody::KernelArgs(args) => {
+                let c = kernel_args(args, &d.origin, &mut self.warnings)?;
+                if self.kernel.replace((c, d.origin.clone())).is_some() {
+                    return Err(invalid(&d.origin, "", "kernel arguments given twice"));
+                }
+                return Ok(());
+            }
+        };
+        let implicit = matches!(d.body, DocBody::Value(_))
+            || d.origin.contains(crate::host::paths::KUBEBOOT_CONFIG_PATH);
+        for v in values {
+            let doc = classify(v, &d.origin, &d.field_prefix, implicit, &mut self.warnings)?;
+            let k = &mut self.kubeadm;
+            let (what, seen) = match doc {
+                None => continue,
+                Some(Doc::Kubeboot(c)) => {
+                    if let Some((_, o, _)) = &self.kubeboot {
+                        return Err(invalid(
+                            &d.origin,
+                            "",
+                            format!(
+                                "a second kubeboot NodeConfig was found (the first came from {o}); give exactly one"
+                            ),
+                        ));
+                    }
+                    self.kubeboot = Some((*c, d.origin.clone(), d.field_prefix.clone()));
+                    continue;
+                }
+                Some(Doc::Init(c, v)) => {
+                    k.version = v;
+                    ("InitConfiguration", k.init.replace(*c).is_some())
+                }
+                Some(Doc::Cluster(c, v)) => {
+                    k.version = v;
+                    ("ClusterConfiguration", k.cluster.replace(*c).is_some())
+                }
+                Some(Doc::Join(c, v)) => {
+                    k.version = v;
+                    ("JoinConfiguration", k.join.replace(*c).is_some())
+                }
+            };
+            if seen {
+                return Err(invalid(
+                    &d.origin,
+                    "",
+                    format!("a second {what} was found; give exactly one"),
+                ));
+            }
+            k.origin = d.origin.clone();
+        }
+        Ok(())
+    }
+
+    /// Refuses userdata that holds more than one node configuration.
+    fn only_one_source(&self) -> Result<(), Error> {
+        let mut found = Vec::new();
+        if let Some((_, o, _)) = &self.kubeboot {
+            found.push(format!("a kubeboot NodeConfig ({o})"));
+        }
+        if self.kubeadm.any() {
+            found.push(format!("kubeadm documents ({})", self.kubeadm.origin));
+        }
+        if let Some((_, o)) = &self.kernel {
+            found.push(format!("kubeboot.* kernel arguments ({o})"));
+        }
+        if found.len() > 1 {
+            return Err(Error::Invalid(format!(
+                "the userdata holds more than one node configuration: {}; keep one",
+                found.join(" and ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn from_kubeboot(
+    raw: NodeConfig,
+    origin: String,
+    prefix: String,
+    warnings: Vec<Warning>,
+) -> Result<Parsed, Error> {
+    if let Some(v) = raw
+        .api_version
+        .as_deref()
+        .filter(|v| *v != raw::API_VERSION)
+    {
+        return Err(invalid(
+            &origin,
+            &format!("{prefix}apiVersion"),
+            format!("{v:?} is not {:?}", raw::API_VERSION),
+        ));
+    }
+    Ok(Parsed {
+        raw,
+        format: Format::Kubeboot,
+        origin,
+        prefix,
+        names: BTreeMap::new(),
+        warnings,
+    })
+}
+
+impl KubeadmDocs {
+    fn any(&self) -> bool {
+        self.init.is_some() || self.cluster.is_some() || self.join.is_some()
+    }
+
+    /// One raw configuration from kubeadm's documents: an Init or a Join
+    /// (not both), with or without a ClusterConfiguration.
+    fn into_parsed(self, mut warnings: Vec<Warning>) -> Result<Parsed, Error> {
+        let origin = self.origin;
+        if self.init.is_some() && self.join.is_some() {
+            return Err(Error::Invalid(format!(
+                "{origin}: both an InitConfiguration and a JoinConfiguration were found; a node either inits or joins"
+            )));
+        }
+        let is_join = self.join.is_some();
+        if self.cluster.is_some() && is_join {
+            warnings.push(Warning {
+                field: "ClusterConfiguration".into(),
+                message: "a joining node takes the cluster configuration from the cluster; only etcd/certificate settings are used".into(),
+            });
+        }
+        if self.init.is_none() && self.join.is_none() {
+            return Err(Error::Invalid(format!(
+                "{origin}: a ClusterConfiguration alone does not say what this node does; add an InitConfiguration (first control plane) or a JoinConfiguration"
+            )));
+        }
+        let names = kubeadm::names(self.init.is_some(), is_join)
+            .into_iter()
+            .collect();
+        let raw = kubeadm::to_raw(self.init, self.cluster, self.join).map_err(|errs| {
+            Error::Invalid(
+                errs.into_iter()
+                    .map(|(f, m)| format!("{origin}: {f}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+        Ok(Parsed {
+            raw,
+            format: Format::Kubeadm(self.version),
+            origin,
+            prefix: String::new(),
+            names,
+            warnings,
+        })
+    }
 }
 
 /// Canonical field → kernel argument name (without `kubeboot.`).

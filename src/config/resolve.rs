@@ -10,7 +10,9 @@ use ipnet::IpNet;
 
 use super::model::*;
 use super::parse::Parsed;
-use super::raw::{RawArgs, RawComponent, RawEnv, RawVolume};
+use super::raw::{
+    NodeConfig, RawArgs, RawCluster, RawComponent, RawEnv, RawNode, RawToken, RawVolume,
+};
 use super::token::BootstrapToken;
 use crate::error::Error;
 use crate::host::HostFacts;
@@ -46,7 +48,10 @@ impl Problems<'_> {
     }
 }
 
-/// Turns a parsed raw configuration into validated settings.
+/// Turns a parsed raw configuration into validated settings. Each section
+/// of the configuration is resolved by its own function below, in the
+/// order the problems are reported; every problem is collected before the
+/// result is refused.
 ///
 /// `carried_pki` is true when the userdata also carries CA files (Cluster
 /// API style); then a control-plane join needs no certificate key.
@@ -56,10 +61,77 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
         parsed: &parsed,
         list: Vec::new(),
     };
+    let mode = role(raw, &mut p);
+    let rc = raw.cluster.as_ref();
+    let (name, kubernetes_version) = cluster_identity(rc, &mut p);
+    let bind_port = raw.node.as_ref().and_then(|n| n.bind_port).unwrap_or(6443);
+    if bind_port == 0 {
+        p.add("node.bindPort", "must be between 1 and 65535");
+    }
+    let net = networking(rc, bind_port, &mut p);
+    let certs = certificates(rc, &mut p);
+    let (etcd, etcd_component) = etcd(rc, &mut p);
+    let (dns, proxy) = addons(rc, &mut p);
+    let node = node(raw, mode, facts, bind_port, &mut p);
+    let (join, token) = join(raw, mode, carried_pki, &mut p);
+    let bootstrap_tokens = bootstrap_tokens(raw, mode, token, &mut p);
+    let supplied_cas = supplied_cas(raw, &mut p);
+    if !p.list.is_empty() {
+        return Err(Error::Invalid(p.list.join("\n")));
+    }
+    let cluster = Cluster {
+        name,
+        kubernetes_version,
+        control_plane_endpoint: net.control_plane_endpoint,
+        pod_subnets: net.pod_subnets,
+        service_subnets: net.service_subnets,
+        dns_domain: net.dns_domain,
+        image_repository: certs.image_repository,
+        cert_sans: certs.cert_sans,
+        key_algorithm: certs.key_algorithm,
+        cert_validity_seconds: certs.cert_validity_seconds,
+        ca_validity_seconds: certs.ca_validity_seconds,
+        certificates_dir: certs.certificates_dir,
+        etcd,
+        api_server: component(rc.and_then(|c| c.api_server.as_ref())),
+        controller_manager: component(rc.and_then(|c| c.controller_manager.as_ref())),
+        scheduler: component(rc.and_then(|c| c.scheduler.as_ref())),
+        etcd_component,
+        feature_gates: rc
+            .and_then(|c| c.feature_gates.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        dns,
+        proxy,
+    };
+    let Parsed { warnings, .. } = parsed;
+    Ok(Settings {
+        mode,
+        cluster,
+        node,
+        join,
+        bootstrap_tokens,
+        certificate_key: if mode == Mode::Init {
+            raw.certificate_key.clone()
+        } else {
+            None
+        },
+        supplied_cas,
+        skip_phases: raw.skip_phases.clone().unwrap_or_default(),
+        warnings,
+    })
+}
 
-    // --- role -------------------------------------------------------------
+/// A string field of the cluster section.
+fn field(rc: Option<&RawCluster>, f: fn(&RawCluster) -> Option<&String>) -> Option<String> {
+    rc.and_then(f).cloned()
+}
+
+/// `role`, with the join material it comes with → the node's mode.
+fn role(raw: &NodeConfig, p: &mut Problems<'_>) -> Mode {
     let has_join_material = raw.server.is_some() || raw.token.is_some();
-    let mode = match raw.role.as_deref() {
+    match raw.role.as_deref() {
         Some("control-plane") | Some("controlplane") | Some("master") => {
             if has_join_material {
                 Mode::JoinControlPlane
@@ -79,19 +151,19 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             p.add("role", "missing; expected \"control-plane\" or \"worker\"");
             Mode::JoinWorker
         }
-    };
+    }
+}
 
-    // --- cluster ----------------------------------------------------------
-    let rc = raw.cluster.as_ref();
-    let get = |f: fn(&super::raw::RawCluster) -> Option<&String>| rc.and_then(f).cloned();
-    let name = get(|c| c.name.as_ref()).unwrap_or_else(|| "kubernetes".into());
+/// `cluster.name` and `cluster.kubernetesVersion`.
+fn cluster_identity(rc: Option<&RawCluster>, p: &mut Problems<'_>) -> (String, String) {
+    let name = field(rc, |c| c.name.as_ref()).unwrap_or_else(|| "kubernetes".into());
     if !is_dns_label_ish(&name) {
         p.add(
             "cluster.name",
             format!("{name:?} is not a valid name (lowercase letters, digits, '-', '.')"),
         );
     }
-    let kubernetes_version = match get(|c| c.kubernetes_version.as_ref()) {
+    let version = match field(rc, |c| c.kubernetes_version.as_ref()) {
         None => DEFAULT_KUBERNETES_VERSION.to_string(),
         Some(v) => match parse_version(&v) {
             Some((1, minor, patch)) if SUPPORTED_MINORS.contains(&minor) => {
@@ -114,21 +186,25 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             }
         },
     };
+    (name, version)
+}
 
-    let node_rc = raw.node.as_ref();
-    let bind_port = node_rc.and_then(|n| n.bind_port).unwrap_or(6443);
-    if bind_port == 0 {
-        p.add("node.bindPort", "must be between 1 and 65535");
-    }
+/// The cluster's addresses: control-plane endpoint, subnets, DNS domain.
+struct Networking {
+    control_plane_endpoint: Option<Endpoint>,
+    service_subnets: Vec<IpNet>,
+    pod_subnets: Vec<IpNet>,
+    dns_domain: String,
+}
 
-    let control_plane_endpoint = get(|c| c.control_plane_endpoint.as_ref()).and_then(|s| {
+fn networking(rc: Option<&RawCluster>, bind_port: u16, p: &mut Problems<'_>) -> Networking {
+    let control_plane_endpoint = field(rc, |c| c.control_plane_endpoint.as_ref()).and_then(|s| {
         parse_endpoint(&s, Some(bind_port))
             .map_err(|m| p.add("cluster.controlPlaneEndpoint", m))
             .ok()
     });
-
     let service_subnets = parse_subnets(
-        &get(|c| c.service_subnet.as_ref()).unwrap_or_else(|| DEFAULT_SERVICE_SUBNET.into()),
+        &field(rc, |c| c.service_subnet.as_ref()).unwrap_or_else(|| DEFAULT_SERVICE_SUBNET.into()),
     )
     .map_err(|m| p.add("cluster.serviceSubnet", m))
     .unwrap_or_default();
@@ -146,7 +222,7 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             );
         }
     }
-    let pod_subnets = match get(|c| c.pod_subnet.as_ref()) {
+    let pod_subnets = match field(rc, |c| c.pod_subnet.as_ref()) {
         None => Vec::new(),
         Some(s) => parse_subnets(&s)
             .map_err(|m| p.add("cluster.podSubnet", m))
@@ -162,16 +238,34 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             }
         }
     }
-
-    let dns_domain = get(|c| c.dns_domain.as_ref()).unwrap_or_else(|| "cluster.local".into());
+    let dns_domain = field(rc, |c| c.dns_domain.as_ref()).unwrap_or_else(|| "cluster.local".into());
     if !is_dns_subdomain(&dns_domain) {
         p.add(
             "cluster.dnsDomain",
             format!("{dns_domain:?} is not a DNS domain"),
         );
     }
+    Networking {
+        control_plane_endpoint,
+        service_subnets,
+        pod_subnets,
+        dns_domain,
+    }
+}
+
+/// Images and certificates: repository, SANs, key algorithm, validity, directory.
+struct Certificates {
+    image_repository: String,
+    cert_sans: Vec<String>,
+    key_algorithm: KeyAlgorithm,
+    cert_validity_seconds: u64,
+    ca_validity_seconds: u64,
+    certificates_dir: String,
+}
+
+fn certificates(rc: Option<&RawCluster>, p: &mut Problems<'_>) -> Certificates {
     let image_repository =
-        get(|c| c.image_repository.as_ref()).unwrap_or_else(|| "registry.k8s.io".into());
+        field(rc, |c| c.image_repository.as_ref()).unwrap_or_else(|| "registry.k8s.io".into());
     let cert_sans = rc.and_then(|c| c.cert_sans.clone()).unwrap_or_default();
     for san in &cert_sans {
         if san.parse::<IpAddr>().is_err() && !is_dns_subdomain(san.trim_start_matches("*.")) {
@@ -181,7 +275,47 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             );
         }
     }
-    let key_algorithm = match get(|c| c.key_algorithm.as_ref()).as_deref() {
+    let key_algorithm = key_algorithm(field(rc, |c| c.key_algorithm.as_ref()).as_deref(), p);
+    let mut validity = |canon: &str, v: Option<String>, default: u64| match v {
+        None => default,
+        Some(s) => match parse_duration(&s) {
+            Some(0) | None => {
+                p.add(
+                    canon,
+                    format!("{s:?} is not a positive duration like 8760h"),
+                );
+                default
+            }
+            Some(n) => n,
+        },
+    };
+    let cert_validity_seconds = validity(
+        "cluster.certificateValidity",
+        field(rc, |c| c.certificate_validity.as_ref()),
+        8760 * 3600,
+    );
+    let ca_validity_seconds = validity(
+        "cluster.caCertificateValidity",
+        field(rc, |c| c.ca_certificate_validity.as_ref()),
+        87600 * 3600,
+    );
+    let certificates_dir =
+        field(rc, |c| c.certificates_dir.as_ref()).unwrap_or_else(|| "/etc/kubernetes/pki".into());
+    if !certificates_dir.starts_with('/') {
+        p.add("cluster.certificatesDir", "must be an absolute path");
+    }
+    Certificates {
+        image_repository,
+        cert_sans,
+        key_algorithm,
+        cert_validity_seconds,
+        ca_validity_seconds,
+        certificates_dir,
+    }
+}
+
+fn key_algorithm(a: Option<&str>, p: &mut Problems<'_>) -> KeyAlgorithm {
+    match a {
         None | Some("ECDSA-P256") => KeyAlgorithm::EcdsaP256,
         Some("ECDSA-P384") => KeyAlgorithm::EcdsaP384,
         Some(a @ ("RSA-2048" | "RSA-3072" | "RSA-4096")) => {
@@ -198,36 +332,11 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             );
             KeyAlgorithm::EcdsaP256
         }
-    };
-    let mut validity = |canon: &str, v: Option<String>, default: u64| match v {
-        None => default,
-        Some(s) => match parse_duration(&s) {
-            Some(0) | None => {
-                p.add(
-                    canon,
-                    format!("{s:?} is not a positive duration like 8760h"),
-                );
-                default
-            }
-            Some(n) => n,
-        },
-    };
-    let cert_validity_seconds = validity(
-        "cluster.certificateValidity",
-        get(|c| c.certificate_validity.as_ref()),
-        8760 * 3600,
-    );
-    let ca_validity_seconds = validity(
-        "cluster.caCertificateValidity",
-        get(|c| c.ca_certificate_validity.as_ref()),
-        87600 * 3600,
-    );
-    let certificates_dir =
-        get(|c| c.certificates_dir.as_ref()).unwrap_or_else(|| "/etc/kubernetes/pki".into());
-    if !certificates_dir.starts_with('/') {
-        p.add("cluster.certificatesDir", "must be an absolute path");
     }
+}
 
+/// `cluster.etcd`: local (with its certificate SANs and image) or external.
+fn etcd(rc: Option<&RawCluster>, p: &mut Problems<'_>) -> (Etcd, Component) {
     let re = rc.and_then(|c| c.etcd.as_ref());
     let etcd = match re.and_then(|e| e.external.as_ref()) {
         Some(x) => {
@@ -267,11 +376,16 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             image_tag: re.and_then(|e| e.image_tag.clone()),
         },
     };
-    let etcd_component = Component {
+    let component = Component {
         extra_args: args(re.and_then(|e| e.extra_args.as_ref())),
         extra_volumes: Vec::new(),
         extra_envs: envs(re.and_then(|e| e.extra_envs.as_ref())),
     };
+    (etcd, component)
+}
+
+/// `cluster.dns` and `cluster.proxy`: the addons and their images.
+fn addons(rc: Option<&RawCluster>, p: &mut Problems<'_>) -> (Dns, Proxy) {
     let rdns = rc.and_then(|c| c.dns.as_ref());
     let dns = Dns {
         disabled: rdns.and_then(|d| d.disabled).unwrap_or(false),
@@ -305,14 +419,19 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             .and_then(|p| p.disabled)
             .unwrap_or(false),
     };
-    let feature_gates = rc
-        .and_then(|c| c.feature_gates.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    (dns, proxy)
+}
 
-    // --- node -------------------------------------------------------------
-    let node_name = match node_rc
+/// The `node` section: name, address, taints, pull policy, CRI socket.
+fn node(
+    raw: &NodeConfig,
+    mode: Mode,
+    facts: &HostFacts,
+    bind_port: u16,
+    p: &mut Problems<'_>,
+) -> Node {
+    let node_rc = raw.node.as_ref();
+    let name = match node_rc
         .and_then(|n| n.name.clone())
         .or_else(|| facts.hostname.clone())
     {
@@ -322,10 +441,68 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             String::new()
         }
     };
-    if !node_name.is_empty() && !is_dns_subdomain(&node_name) {
-        p.add("node.name", format!("{node_name:?} is not a valid node name (RFC 1123: lowercase letters, digits, '-', '.')"));
+    if !name.is_empty() && !is_dns_subdomain(&name) {
+        p.add(
+            "node.name",
+            format!(
+                "{name:?} is not a valid node name (RFC 1123: lowercase letters, digits, '-', '.')"
+            ),
+        );
     }
-    let advertise_address = match node_rc.and_then(|n| n.advertise_address.clone()) {
+    let advertise_address = advertise_address(node_rc, mode, facts, p);
+    let taints = taints(node_rc, mode, p);
+    let image_pull_policy = match node_rc.and_then(|n| n.image_pull_policy.as_deref()) {
+        None => PullPolicy::IfNotPresent,
+        Some(s) => PullPolicy::parse(s).unwrap_or_else(|| {
+            p.add(
+                "node.imagePullPolicy",
+                format!("{s:?} is not Always, IfNotPresent or Never"),
+            );
+            PullPolicy::IfNotPresent
+        }),
+    };
+    let cri_socket = node_rc
+        .and_then(|n| n.cri_socket.clone())
+        .unwrap_or_else(|| DEFAULT_CRI_SOCKET.into());
+    let cri_socket = if cri_socket.starts_with('/') {
+        format!("unix://{cri_socket}")
+    } else {
+        cri_socket
+    };
+    if !cri_socket.starts_with("unix:///") {
+        p.add(
+            "node.criSocket",
+            format!("{cri_socket:?} is not a unix socket path"),
+        );
+    }
+    Node {
+        name,
+        advertise_address,
+        bind_port,
+        cri_socket,
+        labels: node_rc
+            .and_then(|n| n.labels.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        taints,
+        kubelet_extra_args: args(node_rc.and_then(|n| n.kubelet_extra_args.as_ref())),
+        ignore_preflight_errors: node_rc
+            .and_then(|n| n.ignore_preflight_errors.clone())
+            .unwrap_or_default(),
+        image_pull_policy,
+    }
+}
+
+/// `node.advertiseAddress`, else the default-route address (a worker may
+/// have none: it advertises nothing).
+fn advertise_address(
+    node_rc: Option<&RawNode>,
+    mode: Mode,
+    facts: &HostFacts,
+    p: &mut Problems<'_>,
+) -> IpAddr {
+    match node_rc.and_then(|n| n.advertise_address.clone()) {
         Some(a) => match a.parse::<IpAddr>() {
             Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
                 p.add(
@@ -354,15 +531,18 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
                 IpAddr::from([0, 0, 0, 0])
             }
         },
-    };
-    let taints = match node_rc.and_then(|n| n.taints.as_ref()) {
+    }
+}
+
+/// `node.taints`; a control-plane node without any gets kubeadm's taint.
+fn taints(node_rc: Option<&RawNode>, mode: Mode, p: &mut Problems<'_>) -> Vec<Taint> {
+    match node_rc.and_then(|n| n.taints.as_ref()) {
         Some(ts) => ts
             .iter()
-            .map(|t| {
-                if !matches!(
-                    t.effect.as_str(),
-                    "NoSchedule" | "PreferNoSchedule" | "NoExecute"
-                ) {
+            .map(|t| Taint {
+                key: t.key.clone(),
+                value: t.value.clone(),
+                effect: TaintEffect::parse(&t.effect).unwrap_or_else(|| {
                     p.add(
                         "node.taints",
                         format!(
@@ -370,77 +550,37 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
                             t.effect
                         ),
                     );
-                }
-                Taint {
-                    key: t.key.clone(),
-                    value: t.value.clone(),
-                    effect: t.effect.clone(),
-                }
+                    TaintEffect::NoSchedule
+                }),
             })
             .collect(),
         None if mode.is_control_plane() => {
             vec![Taint {
                 key: CONTROL_PLANE_TAINT.into(),
                 value: None,
-                effect: "NoSchedule".into(),
+                effect: TaintEffect::NoSchedule,
             }]
         }
         None => Vec::new(),
-    };
-    let image_pull_policy = node_rc
-        .and_then(|n| n.image_pull_policy.clone())
-        .unwrap_or_else(|| "IfNotPresent".into());
-    if !matches!(
-        image_pull_policy.as_str(),
-        "Always" | "IfNotPresent" | "Never"
-    ) {
-        p.add(
-            "node.imagePullPolicy",
-            format!("{image_pull_policy:?} is not Always, IfNotPresent or Never"),
-        );
     }
-    let cri_socket = node_rc
-        .and_then(|n| n.cri_socket.clone())
-        .unwrap_or_else(|| DEFAULT_CRI_SOCKET.into());
-    let cri_socket = if cri_socket.starts_with('/') {
-        format!("unix://{cri_socket}")
-    } else {
-        cri_socket
-    };
-    if !cri_socket.starts_with("unix:///") {
-        p.add(
-            "node.criSocket",
-            format!("{cri_socket:?} is not a unix socket path"),
-        );
-    }
-    let node = Node {
-        name: node_name,
-        advertise_address,
-        bind_port,
-        cri_socket,
-        labels: node_rc
-            .and_then(|n| n.labels.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        taints,
-        kubelet_extra_args: args(node_rc.and_then(|n| n.kubelet_extra_args.as_ref())),
-        ignore_preflight_errors: node_rc
-            .and_then(|n| n.ignore_preflight_errors.clone())
-            .unwrap_or_default(),
-        image_pull_policy,
-    };
+}
 
-    // --- join -------------------------------------------------------------
-    let certificate_key = raw.certificate_key.clone();
-    if let Some(k) = &certificate_key
-        && (k.expose().len() != 64 || !k.expose().bytes().all(|b| b.is_ascii_hexdigit()))
-    {
+/// `token`, when given (a join needs it; an init may create it).
+fn join_token(raw: &NodeConfig, p: &mut Problems<'_>) -> Option<BootstrapToken> {
+    let t = raw.token.as_ref()?;
+    let parsed = BootstrapToken::parse(t);
+    if parsed.is_none() {
         p.add(
-            "certificateKey",
-            "must be 64 hexadecimal characters (a 32-byte AES key); value not shown",
+            "token",
+            "is not a bootstrap token of the form [a-z0-9]{6}.[a-z0-9]{16} (value not shown)",
         );
     }
+    parsed
+}
+
+/// The CA pins (`caCertHash` first, then `caCertHashes`) and the field
+/// name messages use for them.
+fn ca_pins(raw: &NodeConfig, p: &mut Problems<'_>) -> (Vec<String>, &'static str) {
     let mut hashes: Vec<String> = raw.ca_cert_hashes.clone().unwrap_or_default();
     if let Some(h) = &raw.ca_cert_hash {
         hashes.insert(0, h.clone());
@@ -458,226 +598,206 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             );
         }
     }
+    (hashes, hash_field)
+}
+
+/// The join material: server, token, CA pins, certificate key. The token
+/// is returned apart too: an init node may be given the one it creates.
+fn join(
+    raw: &NodeConfig,
+    mode: Mode,
+    carried_pki: bool,
+    p: &mut Problems<'_>,
+) -> (Option<Join>, Option<BootstrapToken>) {
+    let certificate_key = raw.certificate_key.clone();
+    if let Some(k) = &certificate_key
+        && (k.expose().len() != 64 || !k.expose().bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        p.add(
+            "certificateKey",
+            "must be 64 hexadecimal characters (a 32-byte AES key); value not shown",
+        );
+    }
+    let (hashes, hash_field) = ca_pins(raw, p);
     let unsafe_skip = raw.unsafe_skip_ca_verification.unwrap_or(false);
-    let token = raw
-        .token
-        .as_ref()
-        .and_then(|t| match BootstrapToken::parse(t) {
-            Some(tok) => Some(tok),
-            None => {
-                p.add(
-                "token",
-                "is not a bootstrap token of the form [a-z0-9]{6}.[a-z0-9]{16} (value not shown)",
-            );
-                None
-            }
-        });
-    let join = if mode.is_join() {
-        let server = match &raw.server {
-            Some(s) => parse_endpoint(s, None).map_err(|m| p.add("server", m)).ok(),
-            None => {
-                p.add(
-                    "server",
-                    "missing: a joining node needs the API server endpoint (host:port)",
-                );
-                None
-            }
-        };
-        if raw.token.is_none() {
-            p.add("token", "missing: a joining node needs a bootstrap token");
-        }
-        if hashes.is_empty() && !unsafe_skip {
-            p.add(
-                hash_field,
-                "missing: pin the cluster CA with sha256:<hex> (kubeboot certs ca-hash ca.crt), or set unsafeSkipCAVerification: true to join without verifying the API server",
-            );
-        }
-        if mode == Mode::JoinControlPlane && certificate_key.is_none() && !carried_pki {
-            p.add(
-                "certificateKey",
-                "missing: a control-plane join needs the certificate key to download the shared CAs (or carry the CA files in the userdata)",
-            );
-        }
-        match (server, token.clone()) {
-            (Some(api_server_endpoint), Some(token)) => Some(Join {
-                api_server_endpoint,
-                token,
-                ca_cert_hashes: hashes.clone(),
-                unsafe_skip_ca_verification: unsafe_skip,
-                certificate_key: certificate_key.clone(),
-            }),
-            _ => None,
-        }
-    } else {
+    let token = join_token(raw, p);
+    if !mode.is_join() {
         if raw.ca_cert_hash.is_some() || raw.ca_cert_hashes.is_some() {
             p.add(
                 hash_field,
                 "only used when joining; an init node has no server to pin",
             );
         }
-        None
+        return (None, token);
+    }
+    let server = match &raw.server {
+        Some(s) => parse_endpoint(s, None).map_err(|m| p.add("server", m)).ok(),
+        None => {
+            p.add(
+                "server",
+                "missing: a joining node needs the API server endpoint (host:port)",
+            );
+            None
+        }
     };
+    if raw.token.is_none() {
+        p.add("token", "missing: a joining node needs a bootstrap token");
+    }
+    if hashes.is_empty() && !unsafe_skip {
+        p.add(
+            hash_field,
+            "missing: pin the cluster CA with sha256:<hex> (kubeboot certs ca-hash ca.crt), or set unsafeSkipCAVerification: true to join without verifying the API server",
+        );
+    }
+    if mode == Mode::JoinControlPlane && certificate_key.is_none() && !carried_pki {
+        p.add(
+            "certificateKey",
+            "missing: a control-plane join needs the certificate key to download the shared CAs (or carry the CA files in the userdata)",
+        );
+    }
+    let join = match (server, token.clone()) {
+        (Some(api_server_endpoint), Some(token)) => Some(Join {
+            api_server_endpoint,
+            token,
+            ca_cert_hashes: hashes,
+            unsafe_skip_ca_verification: unsafe_skip,
+            certificate_key,
+        }),
+        _ => None,
+    };
+    (join, token)
+}
 
-    // --- bootstrap tokens (init) ------------------------------------------
-    let bootstrap_tokens = if mode == Mode::Init {
-        let raw_tokens = raw.bootstrap_tokens.as_deref().unwrap_or_default();
-        let mut out = Vec::new();
-        if raw_tokens.is_empty() {
-            out.push(BootstrapTokenSpec {
-                token: token.clone(),
-                description: None,
-                ttl_seconds: 24 * 3600,
-                usages: vec!["signing".into(), "authentication".into()],
-                groups: vec![DEFAULT_TOKEN_GROUP.into()],
-            });
-        }
-        for (i, t) in raw_tokens.iter().enumerate() {
-            let tok = t
-                .token
-                .as_ref()
-                .and_then(|s| match BootstrapToken::parse(s) {
-                    Some(tok) => Some(tok),
-                    None => {
-                        p.add(
-                            "bootstrapTokens",
-                            format!(
-                                "[{i}].token is not [a-z0-9]{{6}}.[a-z0-9]{{16}} (value not shown)"
-                            ),
-                        );
-                        None
-                    }
-                });
-            let ttl_seconds = match &t.ttl {
-                None => 24 * 3600,
-                Some(s) => parse_duration(s).unwrap_or_else(|| {
-                    p.add(
-                        "bootstrapTokens",
-                        format!("[{i}].ttl {s:?} is not a duration like 24h"),
-                    );
-                    24 * 3600
-                }),
-            };
-            let usages = t
-                .usages
-                .clone()
-                .unwrap_or_else(|| vec!["signing".into(), "authentication".into()]);
-            for u in &usages {
-                if !matches!(u.as_str(), "signing" | "authentication") {
-                    p.add(
-                        "bootstrapTokens",
-                        format!("[{i}].usages: {u:?} is not signing or authentication"),
-                    );
-                }
-            }
-            let groups = t
-                .groups
-                .clone()
-                .unwrap_or_else(|| vec![DEFAULT_TOKEN_GROUP.into()]);
-            for g in &groups {
-                if !g.starts_with("system:bootstrappers:") {
-                    p.add(
-                        "bootstrapTokens",
-                        format!("[{i}].groups: {g:?} must start with system:bootstrappers:"),
-                    );
-                }
-            }
-            out.push(BootstrapTokenSpec {
-                token: tok,
-                description: t.description.clone(),
-                ttl_seconds,
-                usages,
-                groups,
-            });
-        }
-        out
-    } else {
+/// `bootstrapTokens` (init only); none given means one default token,
+/// `token` when that is given, else generated by the bootstrap-token phase.
+fn bootstrap_tokens(
+    raw: &NodeConfig,
+    mode: Mode,
+    token: Option<BootstrapToken>,
+    p: &mut Problems<'_>,
+) -> Vec<BootstrapTokenSpec> {
+    if mode != Mode::Init {
         if raw.bootstrap_tokens.is_some() {
             p.add(
                 "bootstrapTokens",
                 "only an init node creates bootstrap tokens",
             );
         }
-        Vec::new()
-    };
+        return Vec::new();
+    }
+    let raw_tokens = raw.bootstrap_tokens.as_deref().unwrap_or_default();
+    if raw_tokens.is_empty() {
+        return vec![BootstrapTokenSpec {
+            token,
+            description: None,
+            ttl_seconds: 24 * 3600,
+            usages: TokenUsage::ALL.to_vec(),
+            groups: vec![DEFAULT_TOKEN_GROUP.into()],
+        }];
+    }
+    raw_tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| bootstrap_token(i, t, p))
+        .collect()
+}
 
-    // --- supplied CAs -----------------------------------------------------
-    let mut supplied_cas = SuppliedCas::default();
-    if let Some(pki) = &raw.pki {
-        for (canon, src, dst) in [
-            ("pki.ca", &pki.ca, &mut supplied_cas.ca),
-            (
-                "pki.frontProxyCa",
-                &pki.front_proxy_ca,
-                &mut supplied_cas.front_proxy_ca,
-            ),
-            ("pki.etcdCa", &pki.etcd_ca, &mut supplied_cas.etcd_ca),
-        ] {
-            if let Some(ca) = src {
-                if let Some(c) = &ca.cert {
-                    if !c.contains("-----BEGIN CERTIFICATE-----") {
-                        p.add(
-                            canon,
-                            "cert: expected a PEM certificate (-----BEGIN CERTIFICATE-----)",
-                        );
-                    }
-                } else if ca.key.is_some() {
-                    p.add(canon, "key given without cert");
+/// One entry of `bootstrapTokens`.
+fn bootstrap_token(i: usize, t: &RawToken, p: &mut Problems<'_>) -> BootstrapTokenSpec {
+    let token = t.token.as_ref().and_then(|s| {
+        let parsed = BootstrapToken::parse(s);
+        if parsed.is_none() {
+            p.add(
+                "bootstrapTokens",
+                format!("[{i}].token is not [a-z0-9]{{6}}.[a-z0-9]{{16}} (value not shown)"),
+            );
+        }
+        parsed
+    });
+    let ttl_seconds = match &t.ttl {
+        None => 24 * 3600,
+        Some(s) => parse_duration(s).unwrap_or_else(|| {
+            p.add(
+                "bootstrapTokens",
+                format!("[{i}].ttl {s:?} is not a duration like 24h"),
+            );
+            24 * 3600
+        }),
+    };
+    let usages = match &t.usages {
+        None => TokenUsage::ALL.to_vec(),
+        Some(us) => us
+            .iter()
+            .filter_map(|u| {
+                let usage = TokenUsage::parse(u);
+                if usage.is_none() {
+                    p.add(
+                        "bootstrapTokens",
+                        format!("[{i}].usages: {u:?} is not signing or authentication"),
+                    );
                 }
-                if let Some(k) = &ca.key
-                    && !k.expose().contains("PRIVATE KEY-----")
-                {
-                    p.add(canon, "key: expected a PEM private key (value not shown)");
-                }
-                dst.cert_pem = ca.cert.clone();
-                dst.key_pem = ca.key.clone();
-            }
+                usage
+            })
+            .collect(),
+    };
+    let groups = t
+        .groups
+        .clone()
+        .unwrap_or_else(|| vec![DEFAULT_TOKEN_GROUP.into()]);
+    for g in &groups {
+        if !g.starts_with("system:bootstrappers:") {
+            p.add(
+                "bootstrapTokens",
+                format!("[{i}].groups: {g:?} must start with system:bootstrappers:"),
+            );
         }
     }
-
-    let skip_phases = raw.skip_phases.clone().unwrap_or_default();
-
-    if !p.list.is_empty() {
-        return Err(Error::Invalid(p.list.join("\n")));
+    BootstrapTokenSpec {
+        token,
+        description: t.description.clone(),
+        ttl_seconds,
+        usages,
+        groups,
     }
+}
 
-    let cluster = Cluster {
-        name,
-        kubernetes_version,
-        control_plane_endpoint,
-        pod_subnets,
-        service_subnets,
-        dns_domain,
-        image_repository,
-        cert_sans,
-        key_algorithm,
-        cert_validity_seconds,
-        ca_validity_seconds,
-        certificates_dir,
-        etcd,
-        api_server: component(rc.and_then(|c| c.api_server.as_ref())),
-        controller_manager: component(rc.and_then(|c| c.controller_manager.as_ref())),
-        scheduler: component(rc.and_then(|c| c.scheduler.as_ref())),
-        etcd_component,
-        feature_gates,
-        dns,
-        proxy,
+/// `pki`: CA certificates and keys supplied in the config.
+fn supplied_cas(raw: &NodeConfig, p: &mut Problems<'_>) -> SuppliedCas {
+    let mut supplied_cas = SuppliedCas::default();
+    let Some(pki) = &raw.pki else {
+        return supplied_cas;
     };
-    let Parsed { warnings, .. } = parsed;
-    Ok(Settings {
-        mode,
-        cluster,
-        node,
-        join,
-        bootstrap_tokens,
-        certificate_key: if mode == Mode::Init {
-            certificate_key
-        } else {
-            None
-        },
-        supplied_cas,
-        skip_phases,
-        warnings,
-    })
+    for (canon, src, dst) in [
+        ("pki.ca", &pki.ca, &mut supplied_cas.ca),
+        (
+            "pki.frontProxyCa",
+            &pki.front_proxy_ca,
+            &mut supplied_cas.front_proxy_ca,
+        ),
+        ("pki.etcdCa", &pki.etcd_ca, &mut supplied_cas.etcd_ca),
+    ] {
+        let Some(ca) = src else {
+            continue;
+        };
+        if let Some(c) = &ca.cert {
+            if !c.contains("-----BEGIN CERTIFICATE-----") {
+                p.add(
+                    canon,
+                    "cert: expected a PEM certificate (-----BEGIN CERTIFICATE-----)",
+                );
+            }
+        } else if ca.key.is_some() {
+            p.add(canon, "key given without cert");
+        }
+        if let Some(k) = &ca.key
+            && !k.expose().contains("PRIVATE KEY-----")
+        {
+            p.add(canon, "key: expected a PEM private key (value not shown)");
+        }
+        dst.cert_pem = ca.cert.clone();
+        dst.key_pem = ca.key.clone();
+    }
+    supplied_cas
 }
 
 fn args(a: Option<&RawArgs>) -> Vec<Arg> {

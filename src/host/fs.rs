@@ -136,6 +136,19 @@ pub fn write_atomic(
     result
 }
 
+/// Reads a file that an earlier step must have written: absent is a
+/// failure naming the path and `hint` (who writes it), read errors carry
+/// the path. The one helper for "read this or say why not".
+pub fn read_required(path: &Path, hint: &str) -> Result<Vec<u8>, crate::error::Error> {
+    read_optional(path)?.ok_or_else(|| {
+        crate::error::Error::Failed(if hint.is_empty() {
+            format!("{}: missing", path.display())
+        } else {
+            format!("{}: missing ({hint})", path.display())
+        })
+    })
+}
+
 /// fsyncs a directory so a rename inside it is durable.
 pub fn fsync_dir(dir: &Path) -> Result<(), FsError> {
     let d = fs::File::open(dir).map_err(|e| FsError::new("opening directory", dir, e))?;

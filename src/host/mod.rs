@@ -10,5 +10,6 @@ pub use facts::HostFacts;
 pub use paths::Paths;
 pub mod detect;
 pub mod disks;
+pub mod probes;
 pub mod proxy;
 pub mod systemd;

@@ -67,7 +67,66 @@ impl Paths {
     pub fn proc_cmdline(&self) -> PathBuf {
         self.host("/proc/cmdline")
     }
+
+    /// `/proc` under the root: where host facts about the node are read.
+    /// The rule: a command that acts on a node (firstboot, init, join,
+    /// `config show`, `certs check-expiration`) reads `<root>/proc`, so a
+    /// test root supplies its own facts; a command with no node to look at
+    /// (`render` into an image tree, `config validate`) reads the running
+    /// machine's `/proc` ([`Paths::this_machine_proc`]).
+    pub fn proc(&self) -> PathBuf {
+        self.host("/proc")
+    }
+
+    /// The running machine's `/proc` (see [`Paths::proc`] for when).
+    pub fn this_machine_proc() -> &'static Path {
+        Path::new("/proc")
+    }
+
+    /// A kubeconfig under `/etc/kubernetes` (`admin.conf`).
+    pub fn kubeconfig(&self, file: &str) -> PathBuf {
+        self.kubernetes_dir().join(file)
+    }
+
+    /// `/etc/kubernetes/kubelet.conf`.
+    pub fn kubelet_conf(&self) -> PathBuf {
+        self.kubeconfig("kubelet.conf")
+    }
+
+    /// `/etc/kubernetes/bootstrap-kubelet.conf`.
+    pub fn bootstrap_kubelet_conf(&self) -> PathBuf {
+        self.kubeconfig("bootstrap-kubelet.conf")
+    }
+
+    /// A file of the certificate directory (`ca.crt`, `etcd/ca.key`).
+    pub fn pki_file(&self, certificates_dir: &str, file: &str) -> PathBuf {
+        self.pki_dir(certificates_dir).join(file)
+    }
+
+    /// Where the kubelet keeps its rotating client certificate (cert and
+    /// key in one file): [`KUBELET_CLIENT_CURRENT`].
+    pub fn kubelet_client_current(&self) -> PathBuf {
+        self.host(KUBELET_CLIENT_CURRENT)
+    }
+
+    /// `/var/lib/kubeboot/done`: the run-once marker.
+    pub fn marker(&self) -> PathBuf {
+        self.state_dir().join("done")
+    }
+
+    /// `/run/kubeboot`: kubeboot's runtime directory (config disk mounts).
+    pub fn run_dir(&self) -> PathBuf {
+        self.host("/run/kubeboot")
+    }
+
+    /// `/sys/fs/cgroup`.
+    pub fn cgroup_dir(&self) -> PathBuf {
+        self.host("/sys/fs/cgroup")
+    }
 }
+
+/// The kubelet's rotating client certificate, as kubelet.conf names it.
+pub const KUBELET_CLIENT_CURRENT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
 
 /// Where a kubeboot config file lives on a node (and inside envelopes).
 pub const KUBEBOOT_CONFIG_PATH: &str = "/etc/kubeboot/config.yaml";

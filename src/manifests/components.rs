@@ -95,16 +95,11 @@ fn finish(
     args: &[Arg],
     spec: ComponentSpec,
 ) -> Pod {
-    let pull = &s.node.image_pull_policy;
     component_pod(ComponentSpec {
         command: command(spec.name, args),
         volumes: merge_volumes(spec.volumes, &comp.extra_volumes),
         env: merge_env(&host.proxy_env, &comp.extra_envs),
-        image_pull_policy: if pull.is_empty() {
-            "IfNotPresent".to_string()
-        } else {
-            pull.clone()
-        },
+        image_pull_policy: s.node.image_pull_policy.to_string(),
         ..spec
     })
 }

@@ -4,7 +4,7 @@
 //!
 //! The renderers are pure functions from [`Settings`] (plus the few host
 //! facts in [`HostInputs`]) to `k8s_openapi` [`Pod`] values; only
-//! [`write_all`] touches the disk. Everything that depends on the
+//! [`write_pods`] touches the disk. Everything that depends on the
 //! Kubernetes minor comes from the one table in [`versions`].
 //!
 //! Shape (kubeadm `staticpod.ComponentPod`): labels `component` and
@@ -131,26 +131,9 @@ pub fn manifest_path(paths: &Paths, component: &str) -> PathBuf {
     paths.manifests_dir().join(format!("{component}.yaml"))
 }
 
-/// Renders and writes this node's static pods (0600, directory 0700,
-/// created on workers too), reading [`HostInputs`] from the host and the
-/// process environment. Returns the files written (none on a worker).
-pub fn write_all(s: &Settings, paths: &Paths, sync: Sync) -> Result<Vec<PathBuf>> {
-    let host = HostInputs::detect(paths, std::env::vars());
-    write_with(s, paths, &host, sync)
-}
-
-/// [`write_all`] with explicit host inputs.
-pub fn write_with(
-    s: &Settings,
-    paths: &Paths,
-    host: &HostInputs,
-    sync: Sync,
-) -> Result<Vec<PathBuf>> {
-    write_pods(paths, &render_all(s, host), sync)
-}
-
-/// Writes already-rendered pods (e.g. an etcd pod rendered with the
-/// member list of a control-plane join) to the manifests directory.
+/// Writes rendered pods ([`render_all`], or an etcd pod rendered with the
+/// member list of a control-plane join) to the manifests directory (0600,
+/// directory 0700, created on workers too). Returns the files written.
 pub fn write_pods(paths: &Paths, pods: &[(&str, Pod)], sync: Sync) -> Result<Vec<PathBuf>> {
     let mut written = Vec::with_capacity(pods.len());
     // Workers get the (empty) directory too: it is the kubelet's
@@ -411,10 +394,6 @@ pub(crate) fn component_pod(c: ComponentSpec) -> Pod {
 }
 
 #[cfg(test)]
-#[path = "../../tests/node_common/settings.rs"]
-pub(crate) mod test_settings;
-
-#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -494,7 +473,7 @@ mod tests {
 
     #[test]
     fn workers_have_no_static_pods() {
-        let s = test_settings::worker();
+        let s = crate::config::examples::worker();
         assert!(render_all(&s, &HostInputs::default()).is_empty());
     }
 }

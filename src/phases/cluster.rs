@@ -96,9 +96,7 @@ pub(super) fn run_bootstrap_token(r: &mut NodeRun<'_>) -> Result<(), Error> {
     }
     r.state.tokens = tokens;
     objs.extend(api::objects::bootstrap_rbac());
-    let ca_path = r.input.pki_file("ca.crt");
-    let ca = fs::read_optional(&ca_path)?
-        .ok_or_else(|| Error::Failed(format!("{}: missing", ca_path.display())))?;
+    let ca = fs::read_required(&r.input.pki_file("ca.crt"), "")?;
     let server = r.input.settings.control_plane_endpoint().url();
     objs.extend(api::objects::cluster_info(&server, &ca));
     kube.apply_all("bootstrap-token", &objs)
@@ -134,12 +132,7 @@ pub(super) fn run_show_join_command(r: &mut NodeRun<'_>) -> Result<(), Error> {
         log::info!(target: "show-join-command", "no bootstrap token was created; create one with `kubeadm token create`");
         return Ok(());
     };
-    let ca_path = r.input.paths.host(format!(
-        "{}/ca.crt",
-        r.input.settings.cluster.certificates_dir
-    ));
-    let ca = fs::read_optional(&ca_path)?
-        .ok_or_else(|| Error::Failed(format!("{}: missing", ca_path.display())))?;
+    let ca = fs::read_required(&r.input.pki_file("ca.crt"), "")?;
     let hash = pki::ca_hash(&ca)?;
     let text = api::objects::join_config(
         &r.input.settings.control_plane_endpoint().to_string(),

@@ -7,6 +7,7 @@ use super::NodeRun;
 use crate::envelope::CarriedFile;
 use crate::error::Error;
 use crate::host::fs;
+use crate::host::paths::KUBELET_CLIENT_CURRENT;
 use crate::pki::{self, kubeconfig};
 use crate::{kubelet, manifests};
 
@@ -104,10 +105,7 @@ pub(super) fn run_control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
 pub(super) fn run_control_plane_prepare(r: &mut NodeRun<'_>) -> Result<(), Error> {
     // The shared CAs must be present: carried by the userdata (Cluster API
     // style) or downloaded with the certificate key (download-certs).
-    let ca = r.input.paths.host(format!(
-        "{}/ca.key",
-        r.input.settings.cluster.certificates_dir
-    ));
+    let ca = r.input.pki_file("ca.key");
     if !ca.exists() {
         return Err(Error::Failed(format!(
             "{}: missing; give certificateKey (the init node must have run upload-certs) or carry ca.crt/ca.key, sa.key/sa.pub, front-proxy-ca and etcd/ca in the userdata",
@@ -127,7 +125,7 @@ pub(super) fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {
         // the kubelet's staticPodPath: present and empty on a worker, as kubeadm leaves it
         manifests::write_pods(&r.input.paths, &[], r.sync())?;
     }
-    for p in kubelet::write_all_with(
+    for p in kubelet::write_all(
         &r.input.settings,
         &r.input.detected,
         &r.input.paths,
@@ -148,23 +146,19 @@ pub(super) fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Where the kubelet keeps its rotating client certificate (cert and key in one file).
-pub const KUBELET_CLIENT_CURRENT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
-
 /// `kubelet-finalize` (kubeadm's enable-client-cert-rotation): once the
 /// kubelet has its own rotating client certificate, `kubelet.conf` refers
 /// to that file instead of embedding the certificate kubeboot issued, so
 /// rotation keeps it valid past the first year; then the kubelet restarts.
 /// When the kubelet has not written the file yet, nothing changes.
 pub(super) fn run_kubelet_finalize(r: &mut NodeRun<'_>) -> Result<(), Error> {
-    let pem = r.input.paths.host(KUBELET_CLIENT_CURRENT);
+    let pem = r.input.paths.kubelet_client_current();
     if !pem.exists() {
         log::info!(target: "kubelet-finalize", "{} does not exist yet; kubelet.conf keeps its embedded client certificate", pem.display());
         return Ok(());
     }
-    let conf = r.input.paths.host("/etc/kubernetes/kubelet.conf");
-    let text = fs::read_optional(&conf)?
-        .ok_or_else(|| Error::Failed(format!("{}: missing", conf.display())))?;
+    let conf = r.input.paths.kubelet_conf();
+    let text = fs::read_required(&conf, "")?;
     let updated = kubeconfig::reference_client_file(&text, KUBELET_CLIENT_CURRENT)
         .map_err(|e| Error::Failed(format!("{}: {e}", conf.display())))?;
     if updated.as_bytes() == text.as_slice() {

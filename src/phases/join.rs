@@ -32,7 +32,7 @@ pub(super) fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
     )?;
     r.record("discovery", ca_path, "written", "cluster CA".into());
     let text = kubeconfig::render_bootstrap(&info.server, &info.ca_pem, &join.token);
-    let kc = r.input.paths.host("/etc/kubernetes/bootstrap-kubelet.conf");
+    let kc = r.input.paths.bootstrap_kubelet_conf();
     fs::write_atomic(r.input.paths.root(), &kc, text.as_bytes(), 0o600, r.sync())?;
     r.record(
         "discovery",
@@ -82,23 +82,11 @@ pub(super) fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
             "etcd-join needs the discovery phase first".into(),
         ));
     };
-    let admin = r
-        .input
-        .paths
-        .kubernetes_dir()
-        .join(Client::Admin.kubeconfig());
-    let bytes = fs::read_optional(&admin)?.ok_or_else(|| {
-        Error::Failed(format!(
-            "{}: missing (control-plane-prepare writes it)",
-            admin.display()
-        ))
-    })?;
+    let admin = r.input.paths.kubeconfig(Client::Admin.kubeconfig());
+    let bytes = fs::read_required(&admin, "control-plane-prepare writes it")?;
     let (cert, key) = kubeconfig::client_cert_and_key(&bytes, &r.input.paths)
         .map_err(|e| Error::Failed(format!("{}: {e}", admin.display())))?;
-    let pki = |f: &str| -> Result<Vec<u8>, Error> {
-        let p = r.input.pki_file(f);
-        fs::read_optional(&p)?.ok_or_else(|| Error::Failed(format!("{}: missing", p.display())))
-    };
+    let pki = |f: &str| -> Result<Vec<u8>, Error> { fs::read_required(&r.input.pki_file(f), "") };
     let ca = pki("etcd/ca.crt")?;
     let hc_cert = pki("etcd/healthcheck-client.crt")?;
     let hc_key = String::from_utf8(pki("etcd/healthcheck-client.key")?)

@@ -33,7 +33,6 @@ use crate::host::fs::{self, Sync};
 use crate::host::systemd::InitSystem;
 use crate::manifests;
 
-pub use files::KUBELET_CLIENT_CURRENT;
 pub use plan::{init_phases, join_phases, phases_for};
 use preflight::Probes;
 pub use runner::{Outcome, Phase, PhaseError, PhaseRecord};

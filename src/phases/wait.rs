@@ -54,12 +54,7 @@ pub fn control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
         &r.input.budgets.kubelet_healthz,
         budget,
     )?;
-    let ca_path = r.input.paths.host(format!(
-        "{}/ca.crt",
-        r.input.settings.cluster.certificates_dir
-    ));
-    let ca = std::fs::read(&ca_path)
-        .map_err(|e| Error::Failed(format!("reading {}: {e}", ca_path.display())))?;
+    let ca = crate::host::fs::read_required(&r.input.pki_file("ca.crt"), "")?;
     let roots = http::certs_from_pem(&ca);
     let api = format!("{}/livez", r.input.settings.local_endpoint().url());
     until_ok("kube-apiserver", &http::agent(Some(roots)), &api, budget)?;
@@ -93,7 +88,7 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
         &r.input.budgets.kubelet_healthz,
         r.input.budgets.health,
     )?;
-    let kubelet_conf = r.input.paths.host("/etc/kubernetes/kubelet.conf");
+    let kubelet_conf = r.input.paths.kubelet_conf();
     let start = Instant::now();
     while !kubelet_conf.exists() {
         if start.elapsed() >= r.input.budgets.tls_bootstrap {
@@ -106,7 +101,7 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
         std::thread::sleep(Duration::from_secs(1).min(r.input.budgets.tls_bootstrap));
     }
     log::info!(target: "wait-bootstrap", "TLS bootstrap done: {} written by the kubelet", kubelet_conf.display());
-    let bootstrap = r.input.paths.host("/etc/kubernetes/bootstrap-kubelet.conf");
+    let bootstrap = r.input.paths.bootstrap_kubelet_conf();
     match std::fs::remove_file(&bootstrap) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

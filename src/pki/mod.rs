@@ -9,7 +9,6 @@
 
 pub mod cert;
 mod der;
-pub mod examples;
 pub mod expiry;
 pub mod keys;
 pub mod kubeconfig;

@@ -153,6 +153,8 @@ pub struct Options {
     pub names: Vec<String>,
     /// Renew only what expires within this many seconds.
     pub window_seconds: Option<u64>,
+    /// The window as the status file shows it (`720h0m0s`).
+    pub window_label: Option<String>,
     /// The key algorithm for new keys; `None` = the old key's (ECDSA
     /// P-384 stays P-384, anything else becomes P-256).
     pub key_algorithm: Option<KeyAlgorithm>,
@@ -199,7 +201,8 @@ pub fn parse_window(s: &str) -> Option<u64> {
     }
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+/// RFC 3339 in UTC, whole seconds (`2026-11-28T08:00:31Z`).
+pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
@@ -568,12 +571,12 @@ pub fn renew(
     }
     let mut report = Report {
         result: String::new(),
-        window: opts.window_seconds.map(crate::api::objects::go_duration),
+        window: opts.window_label.clone(),
         certificates: rows,
         restarted,
         restart_checks: checks,
         version: env!("CARGO_PKG_VERSION").to_string(),
-        finished_at: crate::status::now_rfc3339(),
+        finished_at: rfc3339(OffsetDateTime::now_utc()),
     };
     report.result = if report.ok() { "success" } else { "failure" }.into();
     Ok(report)
@@ -659,117 +662,6 @@ pub fn write_status(paths: &Paths, report: &Report) -> Result<()> {
     text.push(b'\n');
     fs::write_atomic(paths.root(), &status_file(paths), &text, 0o644, Sync::Each)?;
     Ok(())
-}
-
-/// The node's settings for commands run on a node after its bootstrap
-/// (`certs renew`, `reset`): from `config` when given, else from
-/// `/etc/kubeboot/config.yaml` under the root when present, else the
-/// defaults. The flag says whether a file was read.
-pub fn node_settings(paths: &Paths, config: Option<&std::path::Path>) -> Result<(Settings, bool)> {
-    let facts = crate::host::HostFacts::detect(&paths.host("/proc"));
-    let node_config = paths.kubeboot_config();
-    let file = config
-        .map(std::path::Path::to_path_buf)
-        .or_else(|| node_config.exists().then_some(node_config));
-    Ok(match &file {
-        Some(f) => (crate::run::load_file(f, &facts)?.settings, true),
-        None => (
-            crate::config::load(
-                crate::config::examples::MINIMAL_CONTROL_PLANE.as_bytes(),
-                "defaults",
-                &facts,
-            )?
-            .settings,
-            false,
-        ),
-    })
-}
-
-/// Runs `certs renew`: renews, writes the renewal status file, prints one
-/// line per certificate; fails (exit 1) when a certificate that was due
-/// could not be renewed.
-pub fn run(args: &crate::cli::CertsRenewArgs) -> Result<()> {
-    let names = resolve_names(&args.names)?;
-    let window_seconds = match &args.if_expiring_within {
-        Some(w) => Some(parse_window(w).ok_or_else(|| {
-            Error::Invalid(format!(
-                "--if-expiring-within: {w:?} is not a duration like 720h or 30d"
-            ))
-        })?),
-        None => None,
-    };
-    let paths = Paths::new(&args.root);
-    let (settings, from_file) = node_settings(&paths, args.config.as_deref())?;
-    let opts = Options {
-        names,
-        window_seconds,
-        key_algorithm: from_file.then_some(settings.cluster.key_algorithm),
-        restart_pods: !args.no_restart,
-        restart_wait: std::time::Duration::from_secs(args.restart_wait),
-    };
-    let result = renew(&settings, &paths, &opts, OffsetDateTime::now_utc());
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let failed = Report {
-                result: "failure".into(),
-                window: window_seconds.map(crate::api::objects::go_duration),
-                certificates: vec![Row {
-                    name: "all".into(),
-                    outcome: Outcome::Failed,
-                    file: String::new(),
-                    expires_before: None,
-                    expires_after: None,
-                    message: e.to_string(),
-                }],
-                restarted: Vec::new(),
-                restart_checks: Vec::new(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                finished_at: crate::status::now_rfc3339(),
-            };
-            write_status(&paths, &failed)?;
-            return Err(e);
-        }
-    };
-    for row in &report.certificates {
-        let line = describe(row);
-        // stdout reaches the journal under the timer's unit too; problems
-        // also go to the log at warning level
-        if matches!(row.outcome, Outcome::CannotSign | Outcome::Failed) {
-            log::warn!(target: "renew", "{line}");
-        }
-        crate::outln!("{line}");
-    }
-    if report.restarted.is_empty() {
-        crate::outln!("no static pod restarted");
-    } else {
-        crate::outln!("restarting static pods: {}", report.restarted.join(", "));
-    }
-    for c in &report.restart_checks {
-        crate::outln!("{c}");
-    }
-    write_status(&paths, &report)?;
-    if report.ok() {
-        log::info!(
-            target: "renew",
-            "{} certificate(s) renewed; status in {}",
-            report.renewed(),
-            status_file(&paths).display()
-        );
-        Ok(())
-    } else {
-        let bad: Vec<&str> = report
-            .certificates
-            .iter()
-            .filter(|r| matches!(r.outcome, Outcome::CannotSign | Outcome::Failed))
-            .map(|r| r.name.as_str())
-            .collect();
-        Err(Error::Failed(format!(
-            "certificate renewal: {} could not be renewed (see above and {})",
-            bad.join(", "),
-            status_file(&paths).display()
-        )))
-    }
 }
 
 /// One line per certificate, as printed and logged.

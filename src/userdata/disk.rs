@@ -107,7 +107,7 @@ impl Disk {
             Some((t, _)) => vec![t],
             None => vec![FsType::Iso9660, FsType::Vfat],
         };
-        let base = self.paths.host("/run/kubeboot");
+        let base = self.paths.run_dir();
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)

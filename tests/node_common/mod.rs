@@ -1,10 +1,11 @@
 //! Helpers shared by the `node_*` integration tests. Each test crate
-//! includes this with `#[path = "node_common/mod.rs"] mod node_common;`
-//! after `use kubeboot::{config, secret};`.
+//! includes this with `#[path = "node_common/mod.rs"] mod node_common;`.
 
 #![allow(dead_code)]
 
-pub mod settings;
+/// The one set of example settings (`kubeboot::config::examples`).
+#[allow(unused_imports)]
+pub use kubeboot::config::examples as settings;
 
 use std::path::{Path, PathBuf};
 

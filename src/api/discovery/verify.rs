@@ -221,6 +221,66 @@ mod tests {
         assert!(verify_detached("x.y.z", "payload", &t).is_err());
     }
 
+    /// Two signature bytes flipped by the same bit: the comparison must
+    /// still see the difference (an XOR-accumulating compare would not).
+    #[test]
+    fn a_signature_with_two_equal_flips_is_refused() {
+        let t = token();
+        let jws = sign_detached("payload", &t);
+        let (head, sig) = jws.split_once("..").unwrap();
+        let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        raw[0] ^= 0x01;
+        raw[1] ^= 0x01;
+        let forged = format!("{head}..{}", URL_SAFE_NO_PAD.encode(&raw));
+        assert!(verify_detached(&forged, "payload", &t).is_err());
+    }
+
+    /// cluster-info for `ca_pem` at server `https://10.0.0.1:6443`, signed for `t`.
+    fn cluster_info(ca_pem: &str, t: &BootstrapToken) -> Vec<u8> {
+        let kc = format!(
+            "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://10.0.0.1:6443\n  name: \"\"\nkind: Config\n",
+            base64::engine::general_purpose::STANDARD.encode(ca_pem)
+        );
+        let jws = sign_detached(&kc, t);
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+            "data": {"kubeconfig": kc, format!("jws-kubeconfig-{}", t.id): jws},
+        }))
+        .unwrap()
+    }
+
+    /// A correctly signed cluster-info is trusted only when its CA matches a
+    /// pin (in any hex case), unless pinning is skipped on purpose.
+    #[test]
+    fn the_pin_decides_unless_skipped() {
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".into()])
+            .unwrap()
+            .cert
+            .pem();
+        let other = rcgen::generate_simple_self_signed(vec!["other".into()])
+            .unwrap()
+            .cert
+            .pem();
+        let t = token();
+        let body = cluster_info(&ca, &t);
+        let pin = pins_of(ca.as_bytes()).unwrap().remove(0);
+        let other_pin = pins_of(other.as_bytes()).unwrap().remove(0);
+        assert_ne!(pin, other_pin);
+        let info = verify_cluster_info(&body, &t, std::slice::from_ref(&pin), false).unwrap();
+        assert_eq!(info.server, "https://10.0.0.1:6443");
+        assert_eq!(info.ca_pem, ca.as_bytes());
+        verify_cluster_info(&body, &t, &[pin.to_uppercase()], false).unwrap();
+        let err =
+            verify_cluster_info(&body, &t, std::slice::from_ref(&other_pin), false).unwrap_err();
+        assert!(matches!(err, Error::Untrusted(_)), "{err}");
+        assert!(
+            err.to_string().contains(&pin),
+            "names the offered CA: {err}"
+        );
+        verify_cluster_info(&body, &t, &[other_pin], true).unwrap();
+    }
+
     #[test]
     fn known_vector() {
         // HMAC-SHA256 of a fixed input, computed independently with
