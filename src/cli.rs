@@ -20,6 +20,16 @@ pub struct Cli {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
     pub log_level: log::LevelFilter,
+    /// How long a command that writes under --root waits for another kubeboot run holding
+    /// `<root>/var/lib/kubeboot/lock`, in seconds, before it fails naming that run's pid.
+    #[arg(
+        long,
+        global = true,
+        env = "KUBEBOOT_LOCK_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECS"
+    )]
+    pub lock_timeout: u64,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -113,6 +123,7 @@ pub enum CertsCommand {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    let lock_wait = std::time::Duration::from_secs(cli.lock_timeout);
     match cli.command {
         Command::Version => commands::version(),
         Command::Config(ConfigCommand::Validate { files }) => commands::config_validate(&files),
@@ -126,14 +137,14 @@ pub fn run(cli: Cli) -> Result<()> {
             lifecycle::token_delete(&ids, &client)
         }
         Command::Certs(CertsCommand::CaHash { file }) => commands::certs_ca_hash(&file),
-        Command::Certs(CertsCommand::Renew(args)) => lifecycle::certs_renew(&args),
+        Command::Certs(CertsCommand::Renew(args)) => lifecycle::certs_renew(&args, lock_wait),
         Command::Certs(CertsCommand::CheckExpiration { config, root }) => {
             commands::certs_check_expiration(config.as_deref(), &root)
         }
-        Command::Reset(args) => lifecycle::reset(&args),
-        Command::Render(args) => run::render(&args),
-        Command::Firstboot(args) => run::firstboot(&args),
-        Command::Init(args) => run::init_or_join(&args, true),
-        Command::Join(args) => run::init_or_join(&args, false),
+        Command::Reset(args) => lifecycle::reset(&args, lock_wait),
+        Command::Render(args) => run::render(&args, lock_wait),
+        Command::Firstboot(args) => run::firstboot(&args, lock_wait),
+        Command::Init(args) => run::init_or_join(&args, true, lock_wait),
+        Command::Join(args) => run::init_or_join(&args, false, lock_wait),
     }
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, BootstrapToken};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::host::{HostFacts, Paths};
 use crate::run::{self, SourceArgs, load_file, log_warnings, read_input};
 
@@ -46,10 +46,7 @@ pub fn config_validate(files: &[PathBuf]) -> Result<()> {
         crate::outln!(
             "{name}: ok ({}, {})",
             run::format_name(&loaded.format),
-            serde_json::to_value(loaded.settings.mode)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
+            loaded.settings.mode
         );
     }
     Ok(())
@@ -59,6 +56,12 @@ pub fn config_validate(files: &[PathBuf]) -> Result<()> {
 pub fn config_show(file: Option<PathBuf>, source: &SourceArgs) -> Result<()> {
     let paths = Paths::new(&source.root);
     let facts = HostFacts::detect(&paths.proc());
+    if file.is_some() && (source.config.is_some() || source.source.is_some()) {
+        return Err(Error::Invalid(
+            "config show: give the config either as FILE or with --config/--source, not both"
+                .into(),
+        ));
+    }
     let file = file.or(source.config.clone());
     let loaded = match (&file, source.source.as_deref()) {
         (Some(f), _) => load_file(f, &facts)?,
@@ -85,10 +88,7 @@ pub fn token_generate() -> Result<()> {
 /// `kubeboot certs ca-hash FILE`.
 pub fn certs_ca_hash(file: &Path) -> Result<()> {
     let pem = read_input(file)?;
-    let hash = crate::pki::ca_hash(&pem).map_err(|e| match e {
-        Error::Invalid(m) => Error::Invalid(format!("{}: {m}", file.display())),
-        other => other,
-    })?;
+    let hash = crate::pki::ca_hash(&pem).context(file.display())?;
     crate::outln!("{hash}");
     Ok(())
 }

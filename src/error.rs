@@ -12,28 +12,55 @@ pub const EXIT_INVALID: i32 = 2;
 pub const EXIT_FAILURE: i32 = 1;
 
 /// Any error kubeboot reports.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Display` passes every message through [`crate::secret::scrub`]:
+/// whatever a message quotes (a value pasted into the wrong field, a URL,
+/// a server's answer), no token, certificate key or known secret reaches
+/// the console, the journal or the status file, and quoted values are short.
+#[derive(Debug)]
 pub enum Error {
     /// The configuration or userdata is invalid (names the field or file).
-    #[error("{0}")]
     Invalid(String),
     /// A file-system operation failed.
-    #[error(transparent)]
-    Fs(#[from] FsError),
+    Fs(FsError),
     /// The cluster could not be trusted (signature or CA pin mismatch):
     /// retrying will not help; the join material must be fixed.
-    #[error("{0}")]
     Untrusted(String),
     /// No source held userdata (exit 1; the message lists what was tried).
-    #[error("{0}")]
     NoUserdata(String),
     /// The host is not fit to become this node (a preflight check failed):
     /// a rerun fails the same way until the host is fixed.
-    #[error("{0}")]
     HostUnfit(String),
     /// Any other runtime failure.
-    #[error("{0}")]
     Failed(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Invalid(m)
+            | Error::Untrusted(m)
+            | Error::NoUserdata(m)
+            | Error::HostUnfit(m)
+            | Error::Failed(m) => f.write_str(&crate::secret::scrub(m)),
+            Error::Fs(e) => f.write_str(&crate::secret::scrub(&e.to_string())),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Fs(e) => std::error::Error::source(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<FsError> for Error {
+    fn from(e: FsError) -> Self {
+        Error::Fs(e)
+    }
 }
 
 impl Error {
@@ -90,6 +117,35 @@ impl FsError {
             path: path.into(),
             source,
         }
+    }
+}
+
+impl Error {
+    /// The same error (same class, exit code and retryability) with `what`
+    /// in front: `what: message`. The one way context (a file, a URL, a
+    /// step) is added where an error crosses an I/O boundary. A
+    /// filesystem error already names its path and is kept as it is.
+    pub fn context(self, what: impl std::fmt::Display) -> Error {
+        match self {
+            Error::Invalid(m) => Error::Invalid(format!("{what}: {m}")),
+            Error::Untrusted(m) => Error::Untrusted(format!("{what}: {m}")),
+            Error::NoUserdata(m) => Error::NoUserdata(format!("{what}: {m}")),
+            Error::HostUnfit(m) => Error::HostUnfit(format!("{what}: {m}")),
+            Error::Failed(m) => Error::Failed(format!("{what}: {m}")),
+            Error::Fs(e) => Error::Fs(e),
+        }
+    }
+}
+
+/// [`Error::context`] on a `Result`.
+pub trait Context<T> {
+    /// Adds `what` in front of the error, keeping its class.
+    fn context(self, what: impl std::fmt::Display) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
+    fn context(self, what: impl std::fmt::Display) -> Result<T> {
+        self.map_err(|e| e.into().context(what))
     }
 }
 

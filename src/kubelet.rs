@@ -257,7 +257,7 @@ pub fn write_all(
     files.push((dir.join(CONFIG_FILE), config, 0o600));
     let mut written = Vec::with_capacity(files.len());
     for (path, body, mode) in files {
-        write_atomic(paths.root(), &path, body.as_bytes(), mode, sync)?;
+        write_atomic(&paths.rooted(&path), body.as_bytes(), mode, sync)?;
         written.push(path);
     }
     Ok(written)

@@ -218,7 +218,7 @@ pub fn node_settings(paths: &Paths, config: Option<&std::path::Path>) -> Result<
 /// Runs `certs renew`: renews, writes the renewal status file, prints one
 /// line per certificate; fails (exit 1) when a certificate that was due
 /// could not be renewed.
-pub fn certs_renew(args: &CertsRenewArgs) -> Result<()> {
+pub fn certs_renew(args: &CertsRenewArgs, lock_wait: Duration) -> Result<()> {
     let names = renew::resolve_names(&args.names)?;
     let window_seconds = match &args.if_expiring_within {
         Some(w) => Some(renew::parse_window(w).ok_or_else(|| {
@@ -229,6 +229,8 @@ pub fn certs_renew(args: &CertsRenewArgs) -> Result<()> {
         None => None,
     };
     let paths = Paths::new(&args.root);
+    // never beside a first boot (or another renewal) writing the same files
+    let _lock = crate::host::lock::RunLock::acquire(&paths, lock_wait)?;
     let (settings, from_file) = node_settings(&paths, args.config.as_deref())?;
     let opts = renew::Options {
         names,
@@ -312,8 +314,13 @@ pub fn certs_renew(args: &CertsRenewArgs) -> Result<()> {
 }
 
 /// Runs `kubeboot reset` from the command line.
-pub fn reset(args: &ResetArgs) -> Result<()> {
+pub fn reset(args: &ResetArgs, lock_wait: Duration) -> Result<()> {
     let paths = Paths::new(&args.root);
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(crate::host::lock::RunLock::acquire(&paths, lock_wait)?)
+    };
     let (settings, _) = node_settings(&paths, args.config.as_deref())?;
     let opts = crate::reset::Options {
         dry_run: args.dry_run,

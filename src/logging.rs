@@ -17,7 +17,7 @@ struct Logger {
 
 impl Log for Logger {
     fn enabled(&self, m: &Metadata<'_>) -> bool {
-        m.level() <= self.level
+        m.level() <= self.level && library_may_log(m.target(), m.level())
     }
 
     fn log(&self, r: &Record<'_>) {
@@ -35,7 +35,9 @@ impl Log for Logger {
             Level::Warn => "warning: ",
             _ => "",
         };
-        let line = format!("{level}{prefix}{}", r.args());
+        // every line, whatever its origin, passes the one secret filter
+        let text = r.args().to_string();
+        let line = format!("{level}{prefix}{}", crate::secret::scrub(&text));
         // With stderr on the journal, a `<N>` prefix sets the priority
         // (sd-daemon(3)); journald strips it before echoing to the console.
         let priority = if self.journal {
@@ -57,6 +59,17 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+/// The HTTP and TLS libraries log the raw traffic (request and response
+/// bytes, headers included: a bearer token, a metadata session token, the
+/// userdata itself) at debug and trace. None of that may reach a log, at
+/// any level: only their warnings and errors pass. kubeboot logs its own
+/// request lines, headers redacted, at trace (target `http`).
+fn library_may_log(target: &str, level: Level) -> bool {
+    const RAW_TRAFFIC: &[&str] = &["ureq", "ureq_proto", "rustls", "rustls_pki_types", "webpki"];
+    let krate = target.split("::").next().unwrap_or(target);
+    !RAW_TRAFFIC.contains(&krate) || level <= Level::Warn
 }
 
 fn journal_priority(l: Level) -> &'static str {
@@ -91,14 +104,18 @@ fn stderr_is_journal() -> bool {
 /// `/dev/log` when it exists, unless stderr already goes to the journal
 /// (kubeboot.service's `StandardError=journal+console`).
 pub fn init(level: LevelFilter, to_syslog: bool) {
-    let syslog = if to_syslog && std::path::Path::new("/dev/log").exists() && !stderr_is_journal() {
+    // Tests point the syslog copy at a socket of their own.
+    let socket = std::env::var_os("KUBEBOOT_SYSLOG_SOCKET")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/dev/log".into());
+    let syslog = if to_syslog && socket.exists() && !stderr_is_journal() {
         let f = syslog::Formatter3164 {
             facility: syslog::Facility::LOG_DAEMON,
             hostname: None,
             process: "kubeboot".into(),
             pid: std::process::id(),
         };
-        syslog::unix(f).ok().map(Mutex::new)
+        syslog::unix_custom(f, &socket).ok().map(Mutex::new)
     } else {
         None
     };
@@ -121,5 +138,28 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>) {
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
         log::warn!("writing to standard output: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_libraries_log_only_warnings() {
+        for t in [
+            "ureq",
+            "ureq::unversioned::transport",
+            "ureq_proto::util",
+            "rustls::conn",
+        ] {
+            assert!(!library_may_log(t, Level::Trace), "{t}");
+            assert!(!library_may_log(t, Level::Debug), "{t}");
+            assert!(!library_may_log(t, Level::Info), "{t}");
+            assert!(library_may_log(t, Level::Warn), "{t}");
+        }
+        for t in ["kubeboot", "http", "certs", "source", "ureqx"] {
+            assert!(library_may_log(t, Level::Trace), "{t}");
+        }
     }
 }

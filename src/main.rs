@@ -11,6 +11,7 @@ fn main() {
             e.exit();
         }
     };
+    kubeboot::secret::remember_secrets();
     kubeboot::logging::init(cli.log_level, true);
     if let Err(e) = kubeboot::cli::run(cli) {
         let msg = e.to_string();

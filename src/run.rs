@@ -4,13 +4,14 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 
 use crate::config::{self, Loaded, Mode};
 use crate::error::{Error, Result};
 use crate::host::detect::{self, CgroupDriver, Detected};
+use crate::host::lock::RunLock;
 use crate::host::systemd::{InitSystem, Systemctl};
 use crate::host::{HostFacts, Paths};
 use crate::phases::preflight::HostProbes;
@@ -170,14 +171,6 @@ impl InitSystem for Offline {
     }
 }
 
-fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Init => "init",
-        Mode::JoinControlPlane => "join-control-plane",
-        Mode::JoinWorker => "join-worker",
-    }
-}
-
 fn detected_for(paths: &Paths, effects: Effects) -> Detected {
     let mut d = detect::detect(paths);
     if effects == Effects::Render && !paths.cgroup_dir().exists() {
@@ -197,9 +190,10 @@ fn ensure_root(root: &Path) -> Result<()> {
 }
 
 /// `kubeboot render`: every file a node needs, offline, then a report.
-pub fn render(args: &RenderArgs) -> Result<()> {
+pub fn render(args: &RenderArgs, lock_wait: Duration) -> Result<()> {
     ensure_root(&args.root)?;
     let paths = Paths::new(&args.root);
+    let _lock = RunLock::acquire(&paths, lock_wait)?;
     let facts = HostFacts::detect(Paths::this_machine_proc());
     let loaded = match (&args.example, &args.config) {
         (Some(name), _) => {
@@ -434,7 +428,9 @@ fn load_found(found: &Found, facts: &HostFacts, paths: &Paths, offline: bool) ->
         .first()
         .filter(|_| unwrapped.documents.is_empty())
     else {
-        return config::from_unwrapped(unwrapped, &found.source, facts);
+        let loaded = config::from_unwrapped(unwrapped, &found.source, facts)?;
+        warn_if_readable_secret(found, &loaded, paths);
+        return Ok(loaded);
     };
     if offline {
         return Err(Error::Invalid(format!(
@@ -467,6 +463,34 @@ fn load_found(found: &Found, facts: &HostFacts, paths: &Paths, offline: bool) ->
     }
 }
 
+/// Warns, as for a token on the kernel command line, when the kubeboot
+/// config file holds a token or certificate key and every local user may
+/// read it.
+fn warn_if_readable_secret(found: &Found, loaded: &Loaded, paths: &Paths) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = crate::host::paths::KUBEBOOT_CONFIG_PATH;
+    if !found.source.starts_with(&format!("kubeboot config {path}")) {
+        return;
+    }
+    let s = &loaded.settings;
+    let secret = s.join.is_some()
+        || s.certificate_key.is_some()
+        || s.bootstrap_tokens.iter().any(|t| t.token.is_some());
+    let mode = local::resolve_under_root(paths.root(), Path::new(path))
+        .and_then(std::fs::metadata)
+        .map(|m| m.permissions().mode() & 0o7777);
+    if let Ok(mode) = mode
+        && secret
+        && mode & 0o004 != 0
+    {
+        log::warn!(
+            target: "source",
+            "{path} (mode {mode:04o}) holds a bootstrap token or certificate key and is readable by every local user; \
+             make it 0600, or prefer kubeboot.config=<url> with kubeboot.config.sha256"
+        );
+    }
+}
+
 /// `config show --source auto`: resolve like firstboot, print the decision and the settings.
 pub fn show_auto(src: &SourceArgs) -> Result<()> {
     let paths = Paths::new(&src.root);
@@ -481,8 +505,15 @@ pub fn show_auto(src: &SourceArgs) -> Result<()> {
 }
 
 /// `kubeboot firstboot`: run once, from whatever userdata the node has.
-pub fn firstboot(args: &FirstbootArgs) -> Result<()> {
+pub fn firstboot(args: &FirstbootArgs, lock_wait: Duration) -> Result<()> {
     let paths = Paths::new(&args.source.root);
+    // Held from before the marker check to after the marker is written:
+    // a second run waits, then finds the marker.
+    let _lock = if args.opts.dry_run {
+        None
+    } else {
+        Some(RunLock::acquire(&paths, lock_wait)?)
+    };
     if status::marker_exists(&paths) && !args.opts.dry_run {
         crate::outln!(
             "kubeboot: this node was bootstrapped already ({} exists); nothing to do",
@@ -494,7 +525,7 @@ pub fn firstboot(args: &FirstbootArgs) -> Result<()> {
 }
 
 /// `kubeboot init` / `kubeboot join`.
-pub fn init_or_join(args: &RunArgs, init: bool) -> Result<()> {
+pub fn init_or_join(args: &RunArgs, init: bool, lock_wait: Duration) -> Result<()> {
     let paths = Paths::new(&args.source.root);
     let only = match &args.phase {
         Some(PhaseCommand::Phase { name }) if name == "list" => {
@@ -521,6 +552,11 @@ pub fn init_or_join(args: &RunArgs, init: bool) -> Result<()> {
         only,
         ..args.opts.clone()
     };
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(RunLock::acquire(&paths, lock_wait)?)
+    };
     run_node(&args.source, &paths, &opts, Some(init))
 }
 
@@ -536,14 +572,17 @@ fn run_node(
     } else {
         Effects::Full
     };
-    let (source, loaded) = find_and_load(src, paths, effects, started)?;
+    // status.json records full runs only: a single-phase run (`init phase
+    // certs`) never replaces the record of the last first boot.
+    let record = effects == Effects::Full && run_opts.only.is_none();
+    let (source, loaded) = find_and_load(src, paths, effects, record, started)?;
     let mode = loaded.settings.mode;
     if let Some(init) = expect_init
         && init != (mode == Mode::Init)
     {
         return Err(Error::Invalid(format!(
             "{source}: this configuration is for a {} node; run `kubeboot {}`",
-            mode_name(mode),
+            mode.as_str(),
             if mode == Mode::Init { "init" } else { "join" }
         )));
     }
@@ -566,16 +605,35 @@ fn run_node(
     if let Some(o) = only {
         runner::check_names(&list, &[o.to_string()], "phase")?;
     }
+    if effects == Effects::DryRun {
+        crate::host::dryrun::begin(paths.root());
+    }
     let (records, result) = runner::run(&list, &mut run, &skip_all, only);
     if effects == Effects::DryRun {
-        for w in &run.state.written {
-            crate::outln!("[dry-run] {} {} {}", w.phase, w.action, w.path.display());
+        let requests = if result.is_ok() {
+            phases::dry_run_requests(&run, &skip_all)
+        } else {
+            Ok(Vec::new())
+        };
+        print_dry_run(paths, &crate::host::dryrun::end());
+        for line in requests? {
+            crate::outln!("[dry-run] would send {line}");
         }
+        return result.map_err(wrap_phase);
+    }
+    if let (Some(phase), Ok(())) = (only, &result) {
+        crate::outln!(
+            "kubeboot: phase {phase} done in {:.0} ms (status.json keeps the record of the last full run)",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        return Ok(());
+    }
+    if !record {
         return result.map_err(wrap_phase);
     }
     let mut st = match &result {
         Ok(()) => Status::success(
-            mode_name(mode).to_string(),
+            mode.as_str().to_string(),
             records
                 .iter()
                 .rev()
@@ -583,7 +641,7 @@ fn run_node(
                 .map(|r| r.name.to_string()),
         ),
         Err(e) => Status::failure(
-            mode_name(mode).to_string(),
+            mode.as_str().to_string(),
             Some(e.phase.to_string()),
             &e.error,
         ),
@@ -594,9 +652,7 @@ fn run_node(
     match result {
         Ok(()) => {
             status::write(paths, &st)?;
-            if only.is_none() {
-                status::write_marker(paths)?;
-            }
+            status::write_marker(paths)?;
             crate::outln!("{}", st.console_line());
             Ok(())
         }
@@ -623,10 +679,11 @@ fn find_and_load(
     src: &SourceArgs,
     paths: &Paths,
     effects: Effects,
+    record: bool,
     started: Instant,
 ) -> Result<(String, Loaded)> {
     let record_failure = |e: &Error, source: Option<String>| {
-        if effects == Effects::Full {
+        if record {
             let mut st = Status::failure("unknown".into(), None, e);
             st.source = source;
             st.total_millis = started.elapsed().as_secs_f64() * 1000.0;
@@ -644,6 +701,36 @@ fn find_and_load(
         .inspect_err(|e| record_failure(e, Some(found.source.clone())))?;
     log_warnings(&loaded);
     Ok((found.source, loaded))
+}
+
+/// The files and directories a dry run would write, one line each.
+fn print_dry_run(paths: &Paths, planned: &[crate::host::dryrun::Planned]) {
+    for p in planned {
+        let shown = p
+            .path
+            .strip_prefix(paths.root())
+            .map(|r| format!("/{}", r.display()))
+            .unwrap_or_else(|_| p.path.display().to_string());
+        if p.dir {
+            crate::outln!(
+                "[dry-run] would write directory {shown} mode {:04o} ({})",
+                p.mode,
+                p.action
+            );
+        } else {
+            crate::outln!(
+                "[dry-run] would write {shown} mode {:04o}, {} bytes ({})",
+                p.mode,
+                p.size,
+                p.action
+            );
+        }
+    }
+    crate::outln!(
+        "[dry-run] {} files and directories; nothing was written under {}",
+        planned.len(),
+        paths.root().display()
+    );
 }
 
 /// Records a failure: the status file (a failure to write it is logged, the

@@ -85,9 +85,12 @@ impl Status {
                     .count()
             ),
             _ => format!(
-                "kubeboot: {} FAILED in phase {}: {} ({}; details in /var/lib/kubeboot/status.json and the journal)",
-                self.role,
-                self.phase.as_deref().unwrap_or("-"),
+                "kubeboot: {}: {} ({}; details in /var/lib/kubeboot/status.json and the journal)",
+                match &self.phase {
+                    Some(phase) => format!("{} FAILED in phase {phase}", self.role),
+                    // before any phase: finding or reading the userdata
+                    None => "reading userdata FAILED".to_string(),
+                },
                 self.error
                     .as_deref()
                     .unwrap_or("unknown error")
@@ -116,7 +119,7 @@ pub fn write(paths: &Paths, status: &Status) -> Result<(), Error> {
     let mut text = serde_json::to_vec_pretty(status)
         .map_err(|e| Error::Failed(format!("encoding status: {e}")))?;
     text.push(b'\n');
-    fs::write_atomic(paths.root(), &paths.status_file(), &text, 0o644, Sync::Each)?;
+    fs::write_atomic(&paths.rooted(paths.status_file()), &text, 0o644, Sync::Each)?;
     Ok(())
 }
 
@@ -124,8 +127,7 @@ pub fn write(paths: &Paths, status: &Status) -> Result<(), Error> {
 pub fn write_marker(paths: &Paths) -> Result<(), Error> {
     let line = format!("{}\n", now_rfc3339());
     fs::write_atomic(
-        paths.root(),
-        &paths.marker(),
+        &paths.rooted(paths.marker()),
         line.as_bytes(),
         0o644,
         Sync::Each,

@@ -1260,3 +1260,38 @@ fn fake_systemctl(dir: &Path, root: &Path) -> PathBuf {
         false,
     )
 }
+
+/// init's API phases at `--log-level trace`, with the syslog copy
+/// captured: the generated token secret travels in the Secret's body (as
+/// base64) and back in the server's answer, but reaches no log, not even
+/// inside a raw traffic dump.
+#[test]
+fn init_api_phases_at_trace_level_show_the_token_nowhere() {
+    use base64::Engine;
+    let c = cluster("init-trace", false);
+    let syslog = cli_support::SyslogCapture::new(&c.dir);
+    let healthz = format!("{}/healthz", c.healthz.base());
+    let args = firstboot_args(&c.root, &c.systemctl, &healthz, "20", "20");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args(["--log-level", "trace"])
+        .args(&args)
+        .env("KUBEBOOT_SYSLOG_SOCKET", &syslog.path)
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let reqs = api_requests(&c.api);
+    let secret_post = reqs
+        .iter()
+        .find(|r| r.method == "POST" && r.path.ends_with("/secrets"))
+        .expect("the token Secret was created");
+    let s: Secret = body(secret_post);
+    let data = s.data.unwrap();
+    let token_secret = String::from_utf8(data["token-secret"].0.clone()).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&token_secret);
+    for canary in [&token_secret, &b64] {
+        cli_support::assert_no_canary(canary, &o, &syslog, &c.root);
+    }
+    eprintln!("trace canary sweep (init API phases): 1 command, canary hits 0");
+    std::fs::remove_dir_all(&c.dir).unwrap();
+}

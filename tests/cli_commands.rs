@@ -24,6 +24,8 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
             let m = e.metadata().unwrap();
             if m.is_dir() {
                 stack.push(e.path());
+            } else if e.path().ends_with("var/lib/kubeboot/lock") {
+                // the run lock names its last holder's pid: run state, not node files
             } else {
                 out.insert(
                     e.path(),

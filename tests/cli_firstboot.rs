@@ -773,3 +773,99 @@ fn fake_systemctl(dir: &Path, root: &Path) -> (PathBuf, PathBuf) {
         log,
     )
 }
+
+/// A worker join at `--log-level trace`, with the syslog copy captured:
+/// the token secret (sent as a bearer token after discovery) is nowhere,
+/// not even inside a raw traffic dump.
+#[test]
+fn a_join_at_trace_level_shows_the_token_nowhere() {
+    let dir = tmpdir("join-trace");
+    let cp = control_plane(&dir);
+    let (api, _) = api_server(&cp);
+    let healthz = Server::http(|_, _| ok(b"ok"));
+    let root = dir.join("worker");
+    std::fs::create_dir_all(&root).unwrap();
+    seed(&root, &worker_userdata(api.port, &ca_hash(&cp)));
+    let (systemctl, _) = fake_systemctl(&dir, &root);
+    let syslog = cli_support::SyslogCapture::new(&dir);
+    let args = firstboot_args(
+        &root,
+        &systemctl,
+        &format!("{}/healthz", healthz.base()),
+        "20",
+        "20",
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args(["--log-level", "trace"])
+        .args(&args)
+        .env("KUBEBOOT_SYSLOG_SOCKET", &syslog.path)
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let with_auth = api
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.header("Authorization")
+                .is_some_and(|a| a.contains(TOKEN_SECRET))
+        })
+        .count();
+    assert!(
+        with_auth > 0,
+        "the bearer token was sent (so it could leak)"
+    );
+    assert!(
+        syslog.text().contains("[discovery]"),
+        "the syslog copy was captured"
+    );
+    cli_support::assert_no_canary(TOKEN_SECRET, &o, &syslog, &root);
+    eprintln!("trace canary sweep (join): 1 command, canary hits 0");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A fault on the second, CA-verified fetch of cluster-info (a 503, a
+/// server that never answers, a body over the 16 MiB limit) is a fault,
+/// not a verdict: retryable, never `untrusted-cluster`, and the message
+/// does not claim TLS verification failed.
+#[test]
+fn faults_on_the_verified_refetch_are_retryable_not_untrusted() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tmpdir("refetch");
+    let cp = control_plane(&dir);
+    let pin = ca_hash(&cp);
+    for fault in ["503", "timeout", "endless"] {
+        let seen = AtomicUsize::new(0);
+        let (api, _) = api_server_with(&cp, move |req| {
+            if req.path != "/api/v1/namespaces/kube-public/configmaps/cluster-info"
+                || seen.fetch_add(1, Ordering::SeqCst) == 0
+            {
+                return None; // the first (unverified) fetch is served normally
+            }
+            Some(match fault {
+                "503" => Reply::Respond(503, vec![], b"busy".to_vec()),
+                "timeout" => Reply::Hang(std::time::Duration::from_secs(8)),
+                _ => Reply::Endless(vec![b'{'; 64 * 1024]),
+            })
+        });
+        let root = dir.join(format!("worker-{fault}"));
+        std::fs::create_dir_all(&root).unwrap();
+        seed(&root, &worker_userdata(api.port, &pin));
+        let (systemctl, _) = fake_systemctl(&dir, &root);
+        let o = firstboot(&root, &systemctl, "http://127.0.0.1:9/healthz", "3");
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{fault}: {err}");
+        let st = status(&root);
+        assert_eq!(st["phase"], "discovery", "{fault}: {st}");
+        assert_ne!(st["errorClass"], "untrusted-cluster", "{fault}: {st}");
+        assert_eq!(st["retryable"], true, "{fault}: {st}");
+        let msg = st["error"].as_str().unwrap();
+        assert!(msg.contains("verified fetch"), "{fault}: {msg}");
+        assert!(!msg.contains("failed TLS verification"), "{fault}: {msg}");
+        assert!(
+            !root.join("etc/kubernetes/bootstrap-kubelet.conf").exists(),
+            "{fault}: join material written"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -225,3 +225,164 @@ fn kernel_command_line_config_url_is_fetched_once_and_pinned() {
     assert!(err.contains(&hex), "{err}");
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// Runs `kubeboot args` at `--log-level trace` with the syslog copy
+/// captured; returns the output and the capture.
+fn traced(dir: &Path, args: &[&str]) -> (std::process::Output, cli_support::SyslogCapture) {
+    let syslog = cli_support::SyslogCapture::new(dir);
+    let o = Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args(["--log-level", "trace"])
+        .args(args)
+        .env("KUBEBOOT_SYSLOG_SOCKET", &syslog.path)
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    (o, syslog)
+}
+
+/// A worker cloud-config whose comment carries `canary`: userdata content
+/// must never be logged, at any level.
+fn userdata_with(canary: &str) -> Vec<u8> {
+    let mut u = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("image/examples/worker.cloud-config.yaml"),
+    )
+    .unwrap();
+    u.extend_from_slice(format!("\n# {canary}\n").as_bytes());
+    u
+}
+
+/// EC2 (IMDSv2: its session token is a canary too), GCE and a config URL
+/// at `--log-level trace`: neither the userdata nor the session token
+/// reaches stderr, stdout, syslog or the status file; an endless metadata
+/// body ends at its limit without flooding stderr.
+#[test]
+fn no_userdata_or_session_token_at_trace_level() {
+    const CANARY: &str = "canary-userdata-7f3e9a1c";
+    const SESSION: &str = "imdsv2-session-canary-52b8d0";
+    let dir = tmpdir("trace");
+    let mut commands = 0;
+    let userdata = userdata_with(CANARY);
+    let ec2_userdata = userdata.clone();
+    let ec2 = Server::http(
+        move |req, _| match (req.method.as_str(), req.path.as_str()) {
+            ("PUT", "/latest/api/token") => ok(SESSION.as_bytes()),
+            ("GET", "/latest/user-data")
+                if req.header("X-aws-ec2-metadata-token") == Some(SESSION) =>
+            {
+                ok(&ec2_userdata)
+            }
+            _ => Reply::Respond(401, vec![], vec![]),
+        },
+    );
+    let gce_userdata = userdata.clone();
+    let gce = Server::http(move |req, _| {
+        if req.path == "/computeMetadata/v1/instance/attributes/user-data" {
+            ok(&gce_userdata)
+        } else {
+            Reply::Respond(404, vec![], vec![])
+        }
+    });
+    for (platform, server) in [("aws", &ec2), ("gcp", &gce)] {
+        let root = dir.join(platform);
+        std::fs::create_dir_all(&root).unwrap();
+        for cmd in [
+            vec!["config", "show", "--source", "auto"],
+            vec![
+                "firstboot",
+                "--systemctl",
+                "/bin/false",
+                "--discovery-timeout",
+                "1",
+            ],
+        ] {
+            let mut args = cmd.clone();
+            args.extend(["--root", root.to_str().unwrap(), "--platform", platform]);
+            let base = server.base();
+            args.extend(["--metadata-url", &base]);
+            let (o, syslog) = traced(&dir, &args);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains("using ") && err.contains("127.0.0.1"),
+                "{platform} {cmd:?}: userdata not found: {err}"
+            );
+            cli_support::assert_no_canary(CANARY, &o, &syslog, &root);
+            cli_support::assert_no_canary(SESSION, &o, &syslog, &root);
+            commands += 1;
+        }
+    }
+    // a config URL on the kernel command line (pinned)
+    let url_userdata = userdata.clone();
+    let hex = {
+        let d = ring::digest::digest(&ring::digest::SHA256, &userdata);
+        d.as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let cfg = Server::http(move |_, _| ok(&url_userdata));
+    let root = dir.join("url");
+    std::fs::create_dir_all(root.join("proc")).unwrap();
+    std::fs::write(
+        root.join("proc/cmdline"),
+        format!(
+            "ro kubeboot.config={}/w.yaml kubeboot.config.sha256={hex}\n",
+            cfg.base()
+        ),
+    )
+    .unwrap();
+    for cmd in [
+        vec!["config", "show", "--source", "auto"],
+        vec![
+            "firstboot",
+            "--systemctl",
+            "/bin/false",
+            "--discovery-timeout",
+            "1",
+        ],
+    ] {
+        let mut args = cmd.clone();
+        args.extend(["--root", root.to_str().unwrap(), "--platform", "none"]);
+        let (o, syslog) = traced(&dir, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("fetched"), "{cmd:?}: {err}");
+        cli_support::assert_no_canary(CANARY, &o, &syslog, &root);
+        commands += 1;
+    }
+    // an endless body: stops at the 16 MiB limit, a few lines of stderr
+    let endless = Server::http(|_, _| Reply::Endless(vec![b'A'; 64 * 1024]));
+    let root = dir.join("endless");
+    std::fs::create_dir_all(&root).unwrap();
+    let start = std::time::Instant::now();
+    let base = endless.base();
+    let (o, _syslog) = traced(
+        &dir,
+        &[
+            "config",
+            "show",
+            "--source",
+            "auto",
+            "--root",
+            root.to_str().unwrap(),
+            "--platform",
+            "gcp",
+            "--metadata-url",
+            &base,
+        ],
+    );
+    commands += 1;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("larger than 16 MiB"), "{err}");
+    assert!(
+        o.stderr.len() < 64 * 1024,
+        "{} bytes of stderr for an endless body",
+        o.stderr.len()
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}",
+        start.elapsed()
+    );
+    eprintln!("trace canary sweep (sources): {commands} commands, canary hits 0");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -134,7 +134,8 @@ fn members(bins: &Bins, via: &Node) -> Vec<(String, bool, bool)> {
 
 /// Every file under `dir` except etcd's own data (which the running etcd changes).
 fn files(dir: &Path) -> Vec<PathBuf> {
-    cli_support::files_under(dir, &["var/lib/etcd"])
+    // the run lock is kubeboot's, held while it works
+    cli_support::files_under(dir, &["var/lib/etcd", "var/lib/kubeboot/lock"])
 }
 
 fn reset(node: &Node, systemctl: &Path, extra: &[&str]) -> Output {

@@ -194,7 +194,10 @@ fn listing(root: &Path, hostname: Option<&str>) -> String {
                 stack.push(p);
             } else {
                 let rel = format!("/{}", p.strip_prefix(root).unwrap().display());
-                files.insert(rel, p);
+                // the run lock holds the last holder's pid: run state, not node content
+                if rel != "/var/lib/kubeboot/lock" {
+                    files.insert(rel, p);
+                }
             }
         }
     }

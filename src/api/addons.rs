@@ -52,6 +52,7 @@ use super::objects::{
     object, read_configmap, sign_config_map,
 };
 use crate::config::Settings;
+use crate::error::Error;
 use crate::manifests::versions;
 
 /// kubeadm's default image repository (CoreDNS lives one level deeper there).
@@ -361,10 +362,12 @@ fn dns_service(ip: String) -> Service {
 /// ClusterRole and ClusterRoleBinding `system:coredns`, ServiceAccount
 /// `coredns`, Deployment `coredns` (keeps an existing replica count) and
 /// Service `kube-dns` at the tenth address of the first service subnet.
-pub fn coredns(s: &Settings) -> Result<Vec<ApiObject>, String> {
-    let ip = s
-        .cluster_dns_ip()
-        .ok_or("networking.serviceSubnet: too small for the cluster DNS address (10th IP)")?;
+pub fn coredns(s: &Settings) -> Result<Vec<ApiObject>, Error> {
+    let ip = s.cluster_dns_ip().ok_or_else(|| {
+        Error::Failed(
+            "networking.serviceSubnet: too small for the cluster DNS address (10th IP)".into(),
+        )
+    })?;
     let cm = ConfigMap {
         metadata: meta("coredns", Some(KUBE_SYSTEM)),
         data: Some(BTreeMap::from([(
@@ -556,9 +559,9 @@ fn kube_proxy_daemonset(s: &Settings) -> DaemonSet {
 /// RoleBinding `kube-proxy` (bootstrap tokens may read its ConfigMap).
 /// (`--print-manifest` prints them the other way round; the DaemonSet's
 /// pods wait for the ServiceAccount, which follows within the same run.)
-pub fn kube_proxy(s: &Settings) -> Result<Vec<ApiObject>, String> {
+pub fn kube_proxy(s: &Settings) -> Result<Vec<ApiObject>, Error> {
     let config = serde_norway::to_string(&kube_proxy_config(s))
-        .map_err(|e| format!("KubeProxyConfiguration does not serialize: {e}"))?;
+        .map_err(|e| Error::Failed(format!("KubeProxyConfiguration does not serialize: {e}")))?;
     // kubeadm's template embeds it as a `|-` block: no final newline
     let config = config.trim_end_matches('\n').to_string();
     // signed like kubeadm's generated kube-proxy ConfigMap
@@ -595,7 +598,7 @@ pub fn kube_proxy(s: &Settings) -> Result<Vec<ApiObject>, String> {
 /// Everything the `addon` phase applies: CoreDNS unless `dns.disabled`,
 /// then kube-proxy unless `proxy.disabled` (kubeadm skips a disabled addon
 /// and leaves whatever is in the cluster alone).
-pub fn all(s: &Settings) -> Result<Vec<ApiObject>, String> {
+pub fn all(s: &Settings) -> Result<Vec<ApiObject>, Error> {
     let mut out = Vec::new();
     if !s.cluster.dns.disabled {
         out.extend(coredns(s)?);
@@ -920,7 +923,7 @@ mod tests {
         assert_eq!(meta.annotations.unwrap()["prometheus.io/port"], "9153");
         s.cluster.service_subnets = vec!["10.96.0.0/29".parse().unwrap()];
         let e = coredns(&s).err().unwrap();
-        assert!(e.contains("serviceSubnet"), "{e}");
+        assert!(e.to_string().contains("serviceSubnet"), "{e}");
     }
 
     #[test]

@@ -38,7 +38,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use ureq::Agent;
 
-use crate::error::Error;
+use crate::error::{Context, Error};
 use crate::manifests::EtcdMember;
 use crate::net::http::{self, Method, Retry, Step};
 use crate::secret::Secret;
@@ -174,7 +174,7 @@ pub fn endpoints_from_api(
         cert_pem,
         key.expose().as_bytes(),
     )
-    .map_err(|e| Error::Failed(format!("etcd-join: admin.conf: {e}")))?;
+    .context("etcd-join: admin.conf")?;
     let result = http::retry(
         &Retry::within(budget),
         |t| match http::send(&agent, Method::Get, &url, &[], t) {
@@ -326,7 +326,7 @@ impl EtcdClient {
             cert_pem,
             key.expose().as_bytes(),
         )
-        .map_err(|e| Error::Failed(format!("etcd-join: etcd/healthcheck-client: {e}")))?;
+        .context("etcd-join: etcd/healthcheck-client")?;
         Ok(EtcdClient {
             agent,
             endpoints: endpoints

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::objects::{self, ApiObject, Update};
 use crate::config::Settings;
-use crate::error::Error;
+use crate::error::{Context, Error};
 use crate::host::Paths;
 use crate::host::fs;
 use crate::net::http::{self, Method, Retry};
@@ -61,7 +61,7 @@ impl Kube {
         cert_pem: &[u8],
         key_pem: &[u8],
         budget: Duration,
-    ) -> Result<Kube, String> {
+    ) -> Result<Kube, Error> {
         let agent = http::agent_with_client_cert(http::certs_from_pem(ca_pem), cert_pem, key_pem)?;
         Ok(Kube {
             agent,
@@ -94,7 +94,7 @@ impl Kube {
             key.expose().as_bytes(),
             budget,
         )
-        .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))
+        .context(path.display())
     }
 
     /// One request with retries; the final status and body.

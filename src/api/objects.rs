@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::config::{BootstrapToken, BootstrapTokenSpec, Etcd, Settings, Taint};
+use crate::error::Error;
 
 /// `kube-system`.
 pub const KUBE_SYSTEM: &str = "kube-system";
@@ -407,9 +408,9 @@ pub fn sign_config_map(mut cm: ConfigMap) -> ConfigMap {
 /// YAML) and `kube-system/kubelet-config` (key `kubelet`: the bytes of the
 /// node's `/var/lib/kubelet/config.yaml`), each with the Role and
 /// RoleBinding that let nodes and bootstrap tokens read it.
-pub fn upload_config(s: &Settings, kubelet_config: &str) -> Result<Vec<ApiObject>, String> {
+pub fn upload_config(s: &Settings, kubelet_config: &str) -> Result<Vec<ApiObject>, Error> {
     let yaml = serde_norway::to_string(&cluster_configuration(s))
-        .map_err(|e| format!("ClusterConfiguration does not serialize: {e}"))?;
+        .map_err(|e| Error::Failed(format!("ClusterConfiguration does not serialize: {e}")))?;
     let mut out = vec![object(
         &config_map(
             KUBEADM_CONFIG,

@@ -46,7 +46,8 @@ pub fn client(kubeconfig: &Path, budget: Duration) -> Result<Kube> {
     // client files named relative to / (kubelet-finalize style) resolve on this host
     let paths = crate::host::Paths::new(Path::new("/"));
     let (cert, key) = crate::pki::kubeconfig::client_cert_and_key(&bytes, &paths).map_err(bad)?;
-    Kube::new(&server, &ca, &cert, key.expose().as_bytes(), budget).map_err(bad)
+    Kube::new(&server, &ca, &cert, key.expose().as_bytes(), budget)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", kubeconfig.display())))
 }
 
 /// The worker NodeConfig that joins with `token` (the 5 lines kubeboot reads).

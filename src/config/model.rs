@@ -13,16 +13,59 @@ use serde::Serialize;
 use super::token::BootstrapToken;
 use crate::secret::Secret;
 
-/// What this node does in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// First control-plane node: `kubeadm init`.
-    Init,
-    /// Additional control-plane node: `kubeadm join --control-plane`.
-    JoinControlPlane,
-    /// Worker node: `kubeadm join`.
-    JoinWorker,
+/// A closed set of strings the configuration accepts, as an enum: parsed
+/// once by `resolve` (`parse` is `None` for any other string), printed and
+/// serialized as the string.
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the documented order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The value as the configuration spells it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The value spelled `s`, if it is one.
+            pub fn parse(s: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// What this node does in the cluster: its role as the status file and
+    /// `config show` name it (the config's `role` plus whether it joins).
+    Mode {
+        /// First control-plane node: `kubeadm init`.
+        Init = "init",
+        /// Additional control-plane node: `kubeadm join --control-plane`.
+        JoinControlPlane = "join-control-plane",
+        /// Worker node: `kubeadm join`.
+        JoinWorker = "join-worker",
+    }
 }
 
 impl Mode {
@@ -92,48 +135,6 @@ impl Serialize for Endpoint {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
-}
-
-/// A closed set of strings the configuration accepts, as an enum: parsed
-/// once by `resolve` (`parse` is `None` for any other string), printed and
-/// serialized as the string.
-macro_rules! string_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name {
-            $($(#[$vdoc])* $variant,)+
-        }
-
-        impl $name {
-            /// Every value, in the documented order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            /// The value as the configuration spells it.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-
-            /// The value spelled `s`, if it is one.
-            pub fn parse(s: &str) -> Option<$name> {
-                $name::ALL.iter().copied().find(|v| v.as_str() == s)
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-    };
 }
 
 string_enum! {

@@ -328,6 +328,7 @@ impl Found {
         let implicit = matches!(d.body, DocBody::Value(_))
             || d.origin.contains(crate::host::paths::KUBEBOOT_CONFIG_PATH);
         for v in values {
+            crate::secret::remember_in(&v);
             let doc = classify(v, &d.origin, &d.field_prefix, implicit, &mut self.warnings)?;
             let k = &mut self.kubeadm;
             let (what, seen) = match doc {

@@ -431,12 +431,13 @@ fn node(
     p: &mut Problems<'_>,
 ) -> Node {
     let node_rc = raw.node.as_ref();
-    let name = match node_rc
-        .and_then(|n| n.name.clone())
-        .or_else(|| facts.hostname.clone())
-    {
-        Some(n) => n.to_lowercase(),
-        None => {
+    // A name given in the config is used as written and must already be a
+    // lowercase DNS subdomain (kubeadm validates it, it does not change it);
+    // the hostname fallback is lowercased as kubeadm's GetHostname does.
+    let name = match (node_rc.and_then(|n| n.name.clone()), facts.hostname.clone()) {
+        (Some(n), _) => n,
+        (None, Some(h)) => h.to_lowercase(),
+        (None, None) => {
             p.add("node.name", "not given and the hostname is unknown; set it");
             String::new()
         }

@@ -277,17 +277,19 @@ mod tests {
         assert_eq!(
             files,
             vec![
-                ("/etc/kubernetes/pki/ca.crt", 0o640),
+                ("/etc/kubernetes/pki/ca.crt", 0o644),
                 ("/etc/kubernetes/pki/ca.key", 0o600),
                 ("/etc/kubernetes/pki/sa.key", 0o600),
-                ("/etc/kubernetes/pki/sa.pub", 0o644),
+                ("/etc/kubernetes/pki/sa.pub", 0o600),
             ]
         );
         assert_eq!(u.files[1].content, b"KEY");
         assert_eq!(
             u.warnings,
             vec![
-                "write_files[2] (/etc/kubernetes/pki/sa.key): private key mode 0644 narrowed to 0600"
+                "write_files[0] (/etc/kubernetes/pki/ca.crt): mode 0640 set to 0644, kubeadm's mode for certificates",
+                "write_files[2] (/etc/kubernetes/pki/sa.key): mode 0644 set to 0600, kubeadm's mode for private keys and sa.pub",
+                "write_files[3] (/etc/kubernetes/pki/sa.pub): mode 0644 set to 0600, kubeadm's mode for private keys and sa.pub",
             ]
         );
         // Debug never shows content
@@ -337,11 +339,18 @@ mod tests {
                 "{perm}: {e}"
             );
         }
-        for (perm, want) in [("0600", 0o600), ("'0o640'", 0o640), ("'755'", 0o755)] {
+        // the parsed mode shows in the warning (PKI files get kubeadm's mode)
+        for (perm, want) in [("0600", "0600"), ("'0o640'", "0640"), ("'755'", "0755")] {
             let y = format!(
                 "#cloud-config\nwrite_files:\n- path: /etc/kubernetes/pki/ca.crt\n  permissions: {perm}\n  content: x\n"
             );
-            assert_eq!(unwrap(&y).unwrap().files[0].mode, want, "{perm}");
+            let u = unwrap(&y).unwrap();
+            assert_eq!(u.files[0].mode, 0o644, "{perm}");
+            assert!(
+                u.warnings[0].contains(&format!("mode {want} set to")),
+                "{perm}: {:?}",
+                u.warnings
+            );
         }
     }
 

@@ -129,7 +129,7 @@ pub struct CarriedFile {
     pub path: String,
     /// Decoded content (may be a private key: never print it).
     pub content: Vec<u8>,
-    /// File mode (default 0644; private keys are narrowed to at most 0600).
+    /// File mode: kubeadm's for PKI files (0600 keys and sa.pub, 0644 certificates).
     pub mode: u32,
 }
 
@@ -448,6 +448,20 @@ fn shown_value(v: &str, max: usize) -> String {
     }
 }
 
+/// kubeadm's mode for a file under the PKI directory, whatever the
+/// userdata asks: 0600 for private keys and `sa.pub` (kubeadm writes the
+/// service-account public key with the key's mode), 0644 for certificates
+/// and anything else (never setuid/setgid/sticky, never group/world-writable).
+/// See kubeadm's `pkiutil.WriteKey` / `WritePublicKey` (0600) and
+/// `WriteCert` (0644) in cmd/kubeadm/app/util/pkiutil/pki_helpers.go.
+fn pki_file_mode(path: &str) -> u32 {
+    if path.ends_with(".key") || path.ends_with("/sa.pub") {
+        0o600
+    } else {
+        0o644
+    }
+}
+
 /// Checks that a carried path is absolute and has no `.`/`..` components.
 fn check_carried_path(path: &str) -> Result<(), EnvelopeError> {
     if !path.starts_with('/') {
@@ -458,8 +472,32 @@ fn check_carried_path(path: &str) -> Result<(), EnvelopeError> {
             "path must not contain \".\" or \"..\" components".into(),
         ));
     }
+    if path.ends_with('/') {
+        return Err(EnvelopeError(format!(
+            "path {path} ends with \"/\": it names a directory, not a file"
+        )));
+    }
+    if DIRECTORIES_KUBEBOOT_NEEDS.contains(&path) {
+        return Err(EnvelopeError(format!(
+            "path {path} is a directory kubeboot needs; a file cannot take its place"
+        )));
+    }
     Ok(())
 }
+
+/// Directories kubeboot (like kubeadm) creates and writes into: a carried
+/// file may not be written in their place.
+const DIRECTORIES_KUBEBOOT_NEEDS: &[&str] = &[
+    "/etc/kubernetes",
+    "/etc/kubernetes/pki",
+    "/etc/kubernetes/pki/etcd",
+    "/etc/kubernetes/manifests",
+    "/etc/kubeboot",
+    "/var/lib/kubelet",
+    "/var/lib/kubelet/pki",
+    "/var/lib/etcd",
+    "/var/lib/kubeboot",
+];
 
 /// Collects carried files by role into `u`. `place` names the entry for
 /// messages (`write_files[2] (/etc/kubeboot/config.yaml)`), `origin` names
@@ -506,18 +544,21 @@ fn carry(
                     "{place}: the same path is given twice"
                 )));
             }
-            let mut mode = mode;
-            if path.ends_with(".key") && mode & 0o077 != 0 {
+            let want = pki_file_mode(path);
+            if mode != want {
                 u.warnings.push(format!(
-                    "{place}: private key mode {mode:04o} narrowed to {:04o}",
-                    mode & 0o700
+                    "{place}: mode {mode:04o} set to {want:04o}, kubeadm's mode for {}",
+                    if want == 0o600 {
+                        "private keys and sa.pub"
+                    } else {
+                        "certificates"
+                    }
                 ));
-                mode &= 0o700;
             }
             u.files.push(CarriedFile {
                 path: path.to_string(),
                 content,
-                mode,
+                mode: want,
             });
         }
         FileRole::Other => {

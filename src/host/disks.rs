@@ -69,7 +69,17 @@ impl FsType {
 /// image: the ISO 9660 primary volume descriptor's volume identifier, or
 /// the FAT boot sector's volume label. `None` when neither is there.
 pub fn probe_label(dev: &Path) -> Option<(FsType, String)> {
-    let mut f = fs::File::open(dev).ok()?;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    // A block device or an image file; never a FIFO (which would block).
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(dev)
+        .ok()?;
+    let t = f.metadata().ok()?.file_type();
+    if !(t.is_block_device() || t.is_file()) {
+        return None;
+    }
     let mut buf = vec![0u8; 0x8000 + 2048];
     let mut n = 0;
     while n < buf.len() {

@@ -12,6 +12,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::error::FsError;
+use crate::host::paths::HostPath;
 
 /// Refuses `path` when any existing component between `root` and `path`
 /// (inclusive) is a symlink: a write must never be redirected out of the root.
@@ -58,8 +59,25 @@ pub fn create_dir_all(root: &Path, dir: &Path, mode: u32) -> Result<(), FsError>
             .map_err(|e| FsError::new("creating directory", dir, e));
     }
     check_no_symlinks(root, dir)?;
-    if dir.is_dir() {
+    if super::dryrun::active(dir) {
+        if dir.is_dir() {
+            return super::dirs::fix_unsafe_mode(dir, mode, true);
+        }
+        // recorded, with its missing parents (0755), instead of created
+        let mut missing = dir;
+        let mut leaf_mode = mode;
+        while missing.starts_with(root) && missing != root && !missing.is_dir() {
+            super::dryrun::create_dir(missing, leaf_mode);
+            leaf_mode = 0o755;
+            match missing.parent() {
+                Some(p) => missing = p,
+                None => break,
+            }
+        }
         return Ok(());
+    }
+    if dir.is_dir() {
+        return super::dirs::fix_unsafe_mode(dir, mode, false);
     }
     if let Some(parent) = dir.parent()
         && !parent.is_dir()
@@ -86,13 +104,8 @@ pub enum Sync {
 
 /// Atomically writes `data` to `path` with `mode`, creating parent
 /// directories with mode 0755. Never follows a symlink under `root`.
-pub fn write_atomic(
-    root: &Path,
-    path: &Path,
-    data: &[u8],
-    mode: u32,
-    sync: Sync,
-) -> Result<(), FsError> {
+pub fn write_atomic(target: &HostPath, data: &[u8], mode: u32, sync: Sync) -> Result<(), FsError> {
+    let (root, path) = (target.root(), target.path());
     let dir = path.parent().ok_or_else(|| {
         FsError::new(
             "writing",
@@ -102,12 +115,15 @@ pub fn write_atomic(
     })?;
     create_dir_all(root, dir, 0o755)?;
     check_no_symlinks(root, path)?;
+    if super::dryrun::write(path, data, mode) {
+        return Ok(());
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.kubeboot-tmp"));
-    let _ = fs::remove_file(&tmp);
+    remove_stale_temps(dir, &name);
+    let tmp = dir.join(temp_name(&name));
     let result = (|| {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -136,6 +152,56 @@ pub fn write_atomic(
     result
 }
 
+/// Counts temp files made by this process, so that no two writers (two
+/// processes, or two threads of one) ever share a temp name.
+static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+const TEMP_SUFFIX: &str = ".kubeboot-tmp";
+
+/// `.<name>.<pid>-<n>.kubeboot-tmp`: unique per process and per write.
+fn temp_name(name: &str) -> String {
+    let n = TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(".{name}.{}-{n}{TEMP_SUFFIX}", std::process::id())
+}
+
+/// Removes temp files for `name` left in `dir` by a run that died before
+/// its rename (a crash, a power cut): those of a process that no longer
+/// exists. A live process's temp file is never touched.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let old_fixed = format!(".{name}{TEMP_SUFFIX}");
+    let prefix = format!(".{name}.");
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(file) = file.to_str() else {
+            continue;
+        };
+        let stale = if file == old_fixed {
+            // the fixed name of earlier versions: no writer uses it now
+            true
+        } else {
+            let Some((pid, n)) = file
+                .strip_prefix(&prefix)
+                .and_then(|f| f.strip_suffix(TEMP_SUFFIX))
+                .and_then(|f| f.split_once('-'))
+            else {
+                continue;
+            };
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            // another file's temp (`.<name>.<more>.<pid>-<n>`) does not parse
+            if !digits(pid) || !digits(n) {
+                continue;
+            }
+            !Path::new("/proc").join(pid).exists()
+        };
+        if stale {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Reads a file that an earlier step must have written: absent is a
 /// failure naming the path and `hint` (who writes it), read errors carry
 /// the path. The one helper for "read this or say why not".
@@ -151,6 +217,9 @@ pub fn read_required(path: &Path, hint: &str) -> Result<Vec<u8>, crate::error::E
 
 /// fsyncs a directory so a rename inside it is durable.
 pub fn fsync_dir(dir: &Path) -> Result<(), FsError> {
+    if super::dryrun::active(dir) {
+        return Ok(());
+    }
     let d = fs::File::open(dir).map_err(|e| FsError::new("opening directory", dir, e))?;
     d.sync_all()
         .map_err(|e| FsError::new("syncing directory", dir, e))
@@ -158,12 +227,18 @@ pub fn fsync_dir(dir: &Path) -> Result<(), FsError> {
 
 /// Flushes the whole filesystem holding `path` with one `syncfs(2)`.
 pub fn sync_filesystem(path: &Path) -> Result<(), FsError> {
+    if super::dryrun::active(path) {
+        return Ok(());
+    }
     let f = fs::File::open(path).map_err(|e| FsError::new("opening", path, e))?;
     rustix::fs::syncfs(&f).map_err(|e| FsError::new("syncing filesystem of", path, e.into()))
 }
 
 /// Reads a file, mapping "not found" to `Ok(None)`.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FsError> {
+    if let Some(Some(b)) = super::dryrun::read(path) {
+        return Ok(Some(b));
+    }
     match fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -187,18 +262,19 @@ mod tests {
     fn writes_with_mode_and_replaces() {
         let root = tmpdir("mode");
         let p = root.join("etc/kubernetes/pki/ca.key");
-        write_atomic(&root, &p, b"one", 0o600, Sync::Each).unwrap();
-        write_atomic(&root, &p, b"two", 0o600, Sync::Deferred).unwrap();
+        let paths = crate::host::Paths::new(&root);
+        write_atomic(&paths.rooted(&p), b"one", 0o600, Sync::Each).unwrap();
+        write_atomic(&paths.rooted(&p), b"two", 0o600, Sync::Deferred).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        assert!(
-            !root
-                .join("etc/kubernetes/pki/.ca.key.kubeboot-tmp")
-                .exists()
-        );
+        let left: Vec<_> = fs::read_dir(root.join("etc/kubernetes/pki"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["ca.key"], "no temp file left");
         sync_filesystem(&root).unwrap();
         fs::remove_dir_all(&root).unwrap();
     }
@@ -219,18 +295,52 @@ mod tests {
     }
 
     #[test]
+    fn temp_names_are_unique_and_stale_ones_are_removed() {
+        let a = temp_name("ca.key");
+        let b = temp_name("ca.key");
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with(&format!(".ca.key.{}-", std::process::id())),
+            "{a}"
+        );
+        let root = tmpdir("stale");
+        let dir = root.join("pki");
+        fs::create_dir_all(&dir).unwrap();
+        // a dead run's temp (pid 0 is never a process in /proc), the old
+        // fixed name, and one of a live process (this one)
+        let dead = dir.join(format!(".ca.key.0-7{TEMP_SUFFIX}"));
+        let old = dir.join(format!(".ca.key{TEMP_SUFFIX}"));
+        let live = dir.join(format!(".ca.key.{}-999{TEMP_SUFFIX}", std::process::id()));
+        for p in [&dead, &old, &live] {
+            fs::write(p, b"x").unwrap();
+        }
+        let paths = crate::host::Paths::new(&root);
+        write_atomic(
+            &paths.rooted(dir.join("ca.key")),
+            b"k",
+            0o600,
+            Sync::Deferred,
+        )
+        .unwrap();
+        assert!(!dead.exists() && !old.exists());
+        assert!(live.exists(), "a live writer's temp file is kept");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn refuses_symlink_escape() {
         let root = tmpdir("link");
         let outside = tmpdir("link-outside");
         std::os::unix::fs::symlink(&outside, root.join("etc")).unwrap();
-        let err = write_atomic(&root, &root.join("etc/x"), b"x", 0o644, Sync::Each).unwrap_err();
+        let paths = crate::host::Paths::new(&root);
+        let err = write_atomic(&paths.rooted("/etc/x"), b"x", 0o644, Sync::Each).unwrap_err();
         assert!(err.to_string().contains("symlink"), "{err}");
         assert!(!outside.join("x").exists());
         // a symlinked final component is refused too
         fs::remove_file(root.join("etc")).unwrap();
         fs::create_dir(root.join("etc")).unwrap();
         std::os::unix::fs::symlink(outside.join("y"), root.join("etc/y")).unwrap();
-        assert!(write_atomic(&root, &root.join("etc/y"), b"y", 0o644, Sync::Each).is_err());
+        assert!(write_atomic(&paths.rooted("/etc/y"), b"y", 0o644, Sync::Each).is_err());
         assert!(!outside.join("y").exists());
         fs::remove_dir_all(&root).unwrap();
         fs::remove_dir_all(&outside).unwrap();

@@ -2,8 +2,11 @@
 //! file writes with modes, and facts read from the host (hostname, default
 //! route address).
 
+pub mod dirs;
+pub mod dryrun;
 pub mod facts;
 pub mod fs;
+pub mod lock;
 pub mod paths;
 
 pub use facts::HostFacts;

@@ -119,6 +119,22 @@ impl Paths {
         self.host("/run/kubeboot")
     }
 
+    /// `path` with this root, for a write: a path this `Paths` resolved
+    /// (under the root) is kept; any other is taken as a host path and
+    /// resolved under the root, so the pair always matches.
+    pub fn rooted(&self, path: impl AsRef<Path>) -> HostPath {
+        let path = path.as_ref();
+        let path = if path.starts_with(&self.root) {
+            path.to_path_buf()
+        } else {
+            self.host(path)
+        };
+        HostPath {
+            root: self.root.clone(),
+            path,
+        }
+    }
+
     /// `/sys/fs/cgroup`.
     pub fn cgroup_dir(&self) -> PathBuf {
         self.host("/sys/fs/cgroup")
@@ -127,6 +143,27 @@ impl Paths {
 
 /// The kubelet's rotating client certificate, as kubelet.conf names it.
 pub const KUBELET_CLIENT_CURRENT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
+
+/// A path together with the root it lies under: what [`crate::host::fs::write_atomic`]
+/// takes, so a write cannot be given a root that is not the path's own.
+/// Built only by [`Paths::rooted`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPath {
+    root: PathBuf,
+    path: PathBuf,
+}
+
+impl HostPath {
+    /// The root (`--root`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The full path, under the root.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
 
 /// Where a kubeboot config file lives on a node (and inside envelopes).
 pub const KUBEBOOT_CONFIG_PATH: &str = "/etc/kubeboot/config.yaml";

@@ -141,7 +141,7 @@ pub fn write_pods(paths: &Paths, pods: &[(&str, Pod)], sync: Sync) -> Result<Vec
     create_dir_all(paths.root(), &paths.manifests_dir(), 0o700)?;
     for (component, pod) in pods {
         let path = manifest_path(paths, component);
-        write_atomic(paths.root(), &path, to_yaml(pod)?.as_bytes(), 0o600, sync)?;
+        write_atomic(&paths.rooted(&path), to_yaml(pod)?.as_bytes(), 0o600, sync)?;
         written.push(path);
     }
     Ok(written)

@@ -191,6 +191,19 @@ mod tests {
         );
     }
 
+    /// The major version decides before the minor: 2.x is newer than any
+    /// row, 0.x older, whatever its minor.
+    #[test]
+    fn other_major_versions_use_the_nearest_end_of_the_table() {
+        let newest = TABLE[TABLE.len() - 1].minor;
+        let (r, w) = for_version("v2.0.0");
+        assert_eq!(r.minor, newest);
+        assert!(w.unwrap().contains("v2.0.0"));
+        let (r, w) = for_version(&format!("v0.{newest}.0"));
+        assert_eq!(r.minor, TABLE[0].minor);
+        assert!(w.is_some());
+    }
+
     #[test]
     fn out_of_range_uses_nearest_with_warning() {
         let (r, w) = for_version("v1.40.0");

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use ureq::Agent;
 use ureq::tls::{RootCerts, TlsConfig};
 
+use crate::error::Error;
+
 /// The largest body any response may have (16 MiB).
 pub const MAX_BODY: u64 = 16 * 1024 * 1024;
 
@@ -207,13 +209,15 @@ pub(crate) fn agent_with_client_cert(
     roots: Vec<ureq::tls::Certificate<'static>>,
     cert_chain_pem: &[u8],
     key_pem: &[u8],
-) -> Result<Agent, String> {
+) -> Result<Agent, Error> {
     let chain = certs_from_pem(cert_chain_pem);
     if chain.is_empty() {
-        return Err("the client certificate holds no PEM CERTIFICATE".into());
+        return Err(Error::Failed(
+            "the client certificate holds no PEM CERTIFICATE".into(),
+        ));
     }
     let key = ureq::tls::PrivateKey::from_pem(key_pem)
-        .map_err(|_| "the client key is not a PEM private key".to_string())?;
+        .map_err(|_| Error::Failed("the client key is not a PEM private key".into()))?;
     Ok(agent_config(
         Some(roots),
         false,
@@ -269,6 +273,23 @@ pub(crate) fn send(
     timeout: Duration,
 ) -> Step<Reply> {
     const JSON: &str = "application/json";
+    if log::log_enabled!(target: "http", log::Level::Trace) {
+        let verb = match method {
+            Method::Get => "GET",
+            Method::Put | Method::PutJson(_) => "PUT",
+            Method::PostJson(_) => "POST",
+            Method::MergePatch(_) => "PATCH",
+            Method::Delete => "DELETE",
+        };
+        // header names only: values (a bearer token, a session token) never
+        let names: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
+        log::trace!(
+            target: "http",
+            "{verb} {} (headers {}: values not shown)",
+            shown_url(url),
+            if names.is_empty() { "-".to_string() } else { names.join(", ") }
+        );
+    }
     let result = match method {
         Method::Get => prepare(agent.get(url), timeout, headers).call(),
         Method::Put => prepare(agent.put(url), timeout, headers).send_empty(),
@@ -315,7 +336,7 @@ fn classify<T>(e: ureq::Error, timeout: Duration) -> Step<T> {
         ureq::Error::HostNotFound => Step::Again("host not found".into()),
         ureq::Error::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
             // A certificate the roots do not vouch for will not improve with retries.
-            Step::Stop(format!("TLS: {io}"))
+            Step::Stop(format!("{TLS_FAILURE}{io}"))
         }
         ureq::Error::Io(io) => Step::Again(match io.kind() {
             std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
@@ -327,11 +348,36 @@ fn classify<T>(e: ureq::Error, timeout: Duration) -> Step<T> {
         ureq::Error::BodyExceedsLimit(_) => {
             Step::Stop(format!("response larger than {} MiB", MAX_BODY >> 20))
         }
-        ureq::Error::Rustls(e) => Step::Stop(format!("TLS: {e}")),
-        ureq::Error::Tls(e) => Step::Stop(format!("TLS: {e}")),
+        ureq::Error::Rustls(e) => Step::Stop(format!("{TLS_FAILURE}{e}")),
+        ureq::Error::Tls(e) => Step::Stop(format!("{TLS_FAILURE}{e}")),
         other => Step::Stop(other.to_string()),
     }
 }
+
+/// A URL as logs may show it: no user info, no query string.
+pub(crate) fn shown_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let path = match path.split_once('?') {
+        Some((p, _)) => format!("{p}?<query not shown>"),
+        None => path.to_string(),
+    };
+    if scheme.is_empty() {
+        format!("{host}{path}")
+    } else {
+        format!("{scheme}://{host}{path}")
+    }
+}
+
+/// Whether a permanent failure's reason (as [`send`] words it) is a failed
+/// TLS handshake: the server's certificate is not one the roots vouch for.
+pub(crate) fn is_tls_failure(why: &str) -> bool {
+    why.starts_with(TLS_FAILURE)
+}
+
+/// How [`classify`] starts the reason of a TLS failure.
+const TLS_FAILURE: &str = "TLS: ";
 
 /// "HTTP 404 Not Found".
 pub(crate) fn status_text(status: u16) -> String {
@@ -402,6 +448,18 @@ mod tests {
             }
             _ => panic!("expected success"),
         }
+    }
+
+    #[test]
+    fn shown_urls_drop_user_info_and_query() {
+        assert_eq!(
+            shown_url("https://u:p@10.0.0.1:6443/api?token=x"),
+            "https://10.0.0.1:6443/api?<query not shown>"
+        );
+        assert_eq!(
+            shown_url("http://127.0.0.1:1/a/b"),
+            "http://127.0.0.1:1/a/b"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub(super) fn run_upload_config(r: &mut NodeRun<'_>) -> Result<(), Error> {
     })?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::Failed(format!("{}: not UTF-8 text", path.display())))?;
-    let objs = api::objects::upload_config(&r.input.settings, &text).map_err(Error::Failed)?;
+    let objs = api::objects::upload_config(&r.input.settings, &text)?;
     kube.apply_all("upload-config", &objs)?;
     // kubeadm 1.32/1.33 (NodeLocalCRISocket off) keep the CRI socket on the Node
     if !kubelet::node_local_cri_socket(&r.input.settings) {
@@ -114,7 +114,7 @@ pub(super) fn run_addon(r: &mut NodeRun<'_>) -> Result<(), Error> {
         }
     }
     let kube = r.client(Client::Admin)?;
-    let objs = api::addons::all(&r.input.settings).map_err(Error::Failed)?;
+    let objs = api::addons::all(&r.input.settings)?;
     kube.apply_all("addon", &objs)
 }
 

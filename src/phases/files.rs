@@ -33,7 +33,7 @@ pub(super) fn write_files(
                 )));
             }
             None => {
-                fs::write_atomic(r.input.paths.root(), &path, &f.content, f.mode, r.sync())?;
+                fs::write_atomic(&r.input.paths.rooted(&path), &f.content, f.mode, r.sync())?;
                 r.record(phase, path, "written", format!("mode {:04o}", f.mode));
             }
         }
@@ -48,7 +48,11 @@ pub(super) fn run_userdata_files(r: &mut NodeRun<'_>) -> Result<(), Error> {
 
 fn record_report(r: &mut NodeRun<'_>, phase: &'static str, report: &pki::PkiReport) {
     for e in &report.entries {
-        log::info!(target: phase, "{}", e.summary());
+        let line = e.summary();
+        match line.strip_prefix("wrote") {
+            Some(rest) if r.wrote() != "wrote" => log::info!(target: phase, "{}{rest}", r.wrote()),
+            _ => log::info!(target: phase, "{line}"),
+        }
         let action = match &e.action {
             pki::Action::Created => "created",
             pki::Action::Kept => "kept",
@@ -88,13 +92,20 @@ pub(super) fn write_pods(
         .filter(|(n, _)| want(n))
         .collect();
     for p in manifests::write_pods(&r.input.paths, &pods, r.sync())? {
-        log::info!(target: phase, "wrote {}", p.display());
+        log::info!(target: phase, "{} {}", r.wrote(), p.display());
         r.record(phase, p, "written", String::new());
     }
     r.flush()
 }
 
 pub(super) fn run_etcd(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    // kubeadm creates the local etcd's data directory 0700 before writing
+    // the manifest (cmd/kubeadm/app/cmd/phases/init/etcd.go), rather than
+    // leaving it to the kubelet's DirectoryOrCreate (0755).
+    if let crate::config::Etcd::Local { data_dir, .. } = &r.input.settings.cluster.etcd {
+        let dir = r.input.paths.host(data_dir);
+        fs::create_dir_all(r.input.paths.root(), &dir, 0o700)?;
+    }
     write_pods(r, "etcd", |n| n == manifests::ETCD)
 }
 
@@ -132,7 +143,7 @@ pub(super) fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {
         r.sync(),
         r.state.cluster_kubelet_config.as_deref(),
     )? {
-        log::info!(target: "kubelet-start", "wrote {}", p.display());
+        log::info!(target: "kubelet-start", "{} {}", r.wrote(), p.display());
         r.record("kubelet-start", p, "written", String::new());
     }
     // everything the kubelet will read is on disk before it starts
@@ -165,8 +176,7 @@ pub(super) fn run_kubelet_finalize(r: &mut NodeRun<'_>) -> Result<(), Error> {
         return Ok(());
     }
     fs::write_atomic(
-        r.input.paths.root(),
-        &conf,
+        &r.input.paths.rooted(&conf),
         updated.as_bytes(),
         0o600,
         r.sync(),

@@ -24,8 +24,7 @@ pub(super) fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
     // ca.crt next to the kubeconfigs, as kubeadm writes it (0644).
     let ca_path = r.input.pki_file("ca.crt");
     fs::write_atomic(
-        r.input.paths.root(),
-        &ca_path,
+        &r.input.paths.rooted(&ca_path),
         &info.ca_pem,
         0o644,
         r.sync(),
@@ -33,7 +32,7 @@ pub(super) fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
     r.record("discovery", ca_path, "written", "cluster CA".into());
     let text = kubeconfig::render_bootstrap(&info.server, &info.ca_pem, &join.token);
     let kc = r.input.paths.bootstrap_kubelet_conf();
-    fs::write_atomic(r.input.paths.root(), &kc, text.as_bytes(), 0o600, r.sync())?;
+    fs::write_atomic(&r.input.paths.rooted(&kc), text.as_bytes(), 0o600, r.sync())?;
     r.record(
         "discovery",
         kc,

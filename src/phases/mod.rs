@@ -10,6 +10,7 @@
 //! learned, tokens created).
 
 mod cluster;
+mod dryrun;
 mod files;
 mod join;
 pub mod plan;
@@ -33,6 +34,7 @@ use crate::host::fs::{self, Sync};
 use crate::host::systemd::InitSystem;
 use crate::manifests;
 
+pub use dryrun::dry_run_requests;
 pub use plan::{init_phases, join_phases, phases_for};
 use preflight::Probes;
 pub use runner::{Outcome, Phase, PhaseError, PhaseRecord};
@@ -42,7 +44,8 @@ pub use runner::{Outcome, Phase, PhaseError, PhaseRecord};
 pub enum Effects {
     /// Everything: preflight, starting the kubelet, network, waits.
     Full,
-    /// `--dry-run`: write under --root, start nothing, contact nothing.
+    /// `--dry-run`: write nothing under --root (writes go to the in-memory
+    /// overlay of [`crate::host::dryrun`]), start nothing, contact nothing.
     DryRun,
     /// `render`: offline file phases only, into an image or test tree.
     Render,
@@ -55,7 +58,7 @@ pub struct RunOptions {
     /// Comma-separated phases to skip.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub skip_phases: Vec<String>,
-    /// Write under --root but start nothing and contact nothing; print what would be done.
+    /// Write nothing, start nothing, contact nothing: print each file that would be written and each API request that would be sent.
     #[arg(long)]
     pub dry_run: bool,
     /// Comma-separated preflight checks whose errors become warnings (kubeadm's names), or `all`.
@@ -258,6 +261,15 @@ impl NodeRun<'_> {
 
     fn live(&self) -> bool {
         self.input.effects == Effects::Full
+    }
+
+    /// "wrote", or "would write" in a dry run (whose writes stay in memory).
+    fn wrote(&self) -> &'static str {
+        if self.input.effects == Effects::DryRun {
+            "would write"
+        } else {
+            "wrote"
+        }
     }
 
     fn record(&mut self, phase: &'static str, path: PathBuf, action: &str, detail: String) {

@@ -97,11 +97,13 @@ impl PreflightReport {
         if self.is_ok() {
             return Ok(self);
         }
+        // one line per failed check: the console line shows the first
+        // (the count), the log one line per check
         let errs: Vec<String> = self.errors().map(|f| f.to_string()).collect();
         Err(Error::HostUnfit(format!(
-            "preflight found {} error(s): {}; fix them, or skip a check with --ignore-preflight-errors=<name>",
+            "preflight found {} error(s); fix them, or skip a check with --ignore-preflight-errors=<name>:\n{}",
             errs.len(),
-            errs.join("; ")
+            errs.join("\n")
         )))
     }
 }

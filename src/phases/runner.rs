@@ -83,9 +83,15 @@ pub fn run<C>(
     let mut result = Ok(());
     for p in phases {
         if result.is_err() {
+            // a phase that would not have applied is not-applicable, not not-run
+            let outcome = if (p.run_if)(ctx) {
+                Outcome::NotRun
+            } else {
+                Outcome::NotApplicable
+            };
             records.push(PhaseRecord {
                 name: p.name,
-                outcome: Outcome::NotRun,
+                outcome,
                 millis: 0.0,
             });
             continue;

@@ -39,7 +39,7 @@ pub fn check_expiration(
     now: OffsetDateTime,
 ) -> Result<Vec<ExpirationRow>> {
     let w = tree::Writer {
-        root: paths.root(),
+        paths,
         sync: Sync::Deferred,
         wrote: false,
     };

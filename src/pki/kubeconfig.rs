@@ -412,7 +412,7 @@ pub fn ensure_kubeconfigs(
     let now = now.replace_nanosecond(0).unwrap_or(now);
     let mut report = PkiReport::default();
     let mut w = Writer {
-        root: paths.root(),
+        paths,
         sync,
         wrote: false,
     };

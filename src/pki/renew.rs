@@ -509,7 +509,7 @@ pub fn renew(
         now,
         rng: SystemRandom::new(),
         w: Writer {
-            root: paths.root(),
+            paths,
             sync: Sync::Deferred,
             wrote: false,
         },
@@ -561,7 +561,7 @@ pub fn renew(
                 .then(|| etcd_metrics_url(&text))
                 .flatten()
                 .and_then(|url| etcd_started_at(&url).map(|t| (url, t)));
-            fs::write_atomic(paths.root(), &path, new.as_bytes(), 0o600, Sync::Each)?;
+            fs::write_atomic(&paths.rooted(&path), new.as_bytes(), 0o600, Sync::Each)?;
             log::info!(target: "renew", "changed {} so the kubelet restarts {pod}", path.display());
             restarted.push(pod.to_string());
             if let Some((url, before)) = etcd_before {
@@ -660,7 +660,7 @@ pub fn write_status(paths: &Paths, report: &Report) -> Result<()> {
     let mut text = serde_json::to_vec_pretty(report)
         .map_err(|e| Error::Failed(format!("encoding the renewal status: {e}")))?;
     text.push(b'\n');
-    fs::write_atomic(paths.root(), &status_file(paths), &text, 0o644, Sync::Each)?;
+    fs::write_atomic(&paths.rooted(status_file(paths)), &text, 0o644, Sync::Each)?;
     Ok(())
 }
 

@@ -28,14 +28,14 @@ pub const CERT_MODE: u32 = 0o644;
 
 /// Writes files under the root, remembering whether anything was written.
 pub(crate) struct Writer<'a> {
-    pub root: &'a Path,
+    pub paths: &'a Paths,
     pub sync: Sync,
     pub wrote: bool,
 }
 
 impl Writer<'_> {
     pub fn write(&mut self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
-        fs::write_atomic(self.root, path, data, mode, self.sync)?;
+        fs::write_atomic(&self.paths.rooted(path), data, mode, self.sync)?;
         self.wrote = true;
         Ok(())
     }
@@ -43,7 +43,7 @@ impl Writer<'_> {
     /// Writes and fsyncs (file and directory) whatever the sync mode: for a
     /// CA key, which must be durable before its certificate can appear.
     pub fn write_durable(&mut self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
-        fs::write_atomic(self.root, path, data, mode, Sync::Each)?;
+        fs::write_atomic(&self.paths.rooted(path), data, mode, Sync::Each)?;
         self.wrote = true;
         Ok(())
     }
@@ -59,7 +59,7 @@ impl Writer<'_> {
     /// Reads a file under the root (refusing symlinks); a missing or empty
     /// file is `None` (an empty file can only be left by a crash).
     pub fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
-        fs::check_no_symlinks(self.root, path)?;
+        fs::check_no_symlinks(self.paths.root(), path)?;
         Ok(fs::read_optional(path)?.filter(|b| !b.is_empty()))
     }
 }
@@ -195,7 +195,7 @@ pub(crate) fn ensure(
         now: now.replace_nanosecond(0).unwrap_or(now),
         rng: SystemRandom::new(),
         w: Writer {
-            root: paths.root(),
+            paths,
             sync,
             wrote: false,
         },
@@ -304,6 +304,19 @@ impl Tree<'_> {
         let supplied = self.write_supplied(row, &crt, &keyp)?;
         let crt_bytes = self.w.read(&crt)?;
         let key_bytes = self.w.read(&keyp)?;
+        if crt_bytes.is_some()
+            && key_bytes.is_none()
+            && std::fs::symlink_metadata(&keyp).is_ok_and(|m| m.is_file() && m.len() == 0)
+        {
+            // Not external-CA mode: the key was there and lost its content.
+            return Err(Error::Invalid(format!(
+                "{}: the {} CA's private key is empty (beside {}); restore the key, or remove the \
+                 empty file to use the certificate as an external CA",
+                keyp.display(),
+                row.name,
+                crt.display()
+            )));
+        }
         let join = self.settings.mode == Mode::JoinControlPlane;
         let key = match &key_bytes {
             Some(b) => Some(Key::from_pem(b, &keyp.display().to_string())?),

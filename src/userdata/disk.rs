@@ -59,9 +59,12 @@ impl Disk {
 
     fn read_from(&self, dir: &Path) -> Result<Fetch, SourceError> {
         let path = dir.join(self.kind.file());
+        // O_NONBLOCK: a FIFO on the medium must not hang the boot
         let f = fs::OpenOptions::new()
             .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
             .open(&path);
         let f = match f {
             Ok(f) => f,
@@ -74,6 +77,9 @@ impl Disk {
             }
             Err(e) => return Err(self.err(format!("opening {}: {e}", path.display()), false)),
         };
+        if !f.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(self.err(format!("{} is not a regular file", path.display()), false));
+        }
         let mut data = Vec::new();
         f.take(MAX_BODY + 1)
             .read_to_end(&mut data)

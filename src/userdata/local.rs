@@ -176,13 +176,7 @@ fn is_absent(e: &io::Error) -> bool {
 /// Reads at most [`MAX_USERDATA_BYTES`]; a longer file is an error. Works
 /// for procfs and sysfs files, whose reported size is 0 or a page.
 pub(crate) fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
-    let f = std::fs::File::open(path)?;
-    if f.metadata()?.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::IsADirectory,
-            "is a directory, not a file",
-        ));
-    }
+    let f = open_regular(path)?;
     let mut out = Vec::new();
     f.take(MAX_USERDATA_BYTES as u64 + 1)
         .read_to_end(&mut out)?;
@@ -193,6 +187,39 @@ pub(crate) fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
         ));
     }
     Ok(out)
+}
+
+/// Opens `path` for reading without blocking (`O_NONBLOCK`: opening a FIFO
+/// with no writer would otherwise wait forever) and refuses anything but a
+/// regular file: a FIFO, socket or device is not userdata.
+pub(crate) fn open_regular(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let t = f.metadata()?.file_type();
+    if t.is_file() {
+        return Ok(f);
+    }
+    let what = if t.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "is a directory, not a file",
+        ));
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a file"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("is {what}, not a regular file; userdata is read from regular files only"),
+    ))
 }
 
 /// Resolves the absolute host path `abs` under `root`, following symlinks

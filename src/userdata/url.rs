@@ -243,7 +243,7 @@ impl Source for ConfigUrlSource {
             if got.as_ref() != want {
                 return Err(self.err(
                     format!(
-                        "content sha256 {} does not match the pinned {} ({tried})",
+                        "content sha256 {} does not match the pinned sha256 {} ({tried})",
                         to_hex(got.as_ref()),
                         to_hex(want)
                     ),

@@ -164,3 +164,81 @@ pub fn recording_systemctl(dir: &std::path::Path) -> (PathBuf, PathBuf) {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     (script, log)
 }
+
+/// A syslog socket for one test: point the binary at it with
+/// `KUBEBOOT_SYSLOG_SOCKET`; every datagram it receives is kept.
+pub struct SyslogCapture {
+    pub path: PathBuf,
+    got: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl SyslogCapture {
+    pub fn new(dir: &std::path::Path) -> SyslogCapture {
+        let path = dir.join("syslog.sock");
+        let _ = std::fs::remove_file(&path);
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let got: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
+        let sink = got.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = sock.recv(&mut buf) {
+                let mut g = sink.lock().unwrap();
+                g.extend_from_slice(&buf[..n]);
+                g.push(b'\n');
+            }
+        });
+        SyslogCapture { path, got }
+    }
+
+    /// Everything received so far, as text.
+    pub fn text(&self) -> String {
+        // give the last datagrams a moment to arrive
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        String::from_utf8_lossy(&self.got.lock().unwrap()).into_owned()
+    }
+}
+
+/// The bytes of every hex-dump row in `text` (an HTTP library's raw
+/// traffic dump: 8 groups of 4 hex digits, then the characters), joined:
+/// a secret split across rows is found there.
+pub fn hex_dumps(text: &str) -> String {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let row = line.rsplit("] ").next().unwrap_or(line);
+        let groups: Vec<&str> = row.split(' ').take(8).collect();
+        let is_group =
+            |g: &&str| g.len() == 4 && g.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        if groups.len() == 8 && groups.iter().all(is_group) {
+            for g in groups {
+                for pair in [&g[..2], &g[2..]] {
+                    if let Ok(b) = u8::from_str_radix(pair, 16) {
+                        out.push(b);
+                    }
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Fails naming where `canary` was found: stdout, stderr, the syslog
+/// capture or the status file of `root`, as text or inside a hex dump.
+pub fn assert_no_canary(canary: &str, o: &Output, syslog: &SyslogCapture, root: &std::path::Path) {
+    assert!(!canary.is_empty());
+    let status =
+        std::fs::read_to_string(root.join("var/lib/kubeboot/status.json")).unwrap_or_default();
+    let (err, log) = (text(&o.stderr), syslog.text());
+    for (what, t) in [
+        ("stdout", text(&o.stdout)),
+        ("stderr", err.clone()),
+        ("syslog", log.clone()),
+        ("status.json", status),
+        ("a hex dump on stderr", hex_dumps(&err)),
+        ("a hex dump in syslog", hex_dumps(&log)),
+    ] {
+        if let Some(line) = t.lines().find(|l| l.contains(canary)) {
+            let shown: String = line.chars().take(400).collect();
+            panic!("canary {canary:?} in {what}: {shown}");
+        }
+    }
+}

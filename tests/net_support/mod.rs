@@ -40,6 +40,9 @@ pub enum Reply {
     Slow(Duration, Vec<u8>),
     /// Close the connection without answering.
     Hang(Duration),
+    /// 200 without a length, then this chunk over and over until the
+    /// client goes away (an endless body).
+    Endless(Vec<u8>),
 }
 
 pub fn ok(body: &[u8]) -> Reply {
@@ -259,6 +262,12 @@ fn serve_one<S: Read + Write>(
         }
         Reply::Hang(d) => {
             std::thread::sleep(d);
+            return None;
+        }
+        Reply::Endless(chunk) => {
+            let stream = reader.get_mut();
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            while stream.write_all(&chunk).is_ok() {}
             return None;
         }
     };

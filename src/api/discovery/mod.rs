@@ -100,9 +100,22 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
                 http::status_text(reply.status)
             )));
         }
-        Err(http::GaveUp::Permanent(t) | http::GaveUp::Budget(t)) => {
+        // Only a failed TLS handshake against the pinned CA says the server
+        // is not the cluster we pinned; a 503, a timeout or an oversized
+        // body on this fetch is a fault like any other: retryable.
+        Err(http::GaveUp::Permanent(t)) if http::is_tls_failure(&t.last) => {
             return Err(Error::Untrusted(format!(
                 "discovery from {url}: the API server failed TLS verification with the pinned CA ({t})"
+            )));
+        }
+        Err(http::GaveUp::Permanent(t)) => {
+            return Err(Error::Failed(format!(
+                "discovery from {url}: the verified fetch failed ({t})"
+            )));
+        }
+        Err(http::GaveUp::Budget(t)) => {
+            return Err(Error::Failed(format!(
+                "discovery from {url}: the verified fetch gave up within its budget ({t})"
             )));
         }
     };
