@@ -88,15 +88,69 @@ impl ResolvesServerCert for PkiCert {
 }
 
 fn tls(resolver: Arc<dyn ResolvesServerCert>) -> Arc<rustls::ServerConfig> {
-    Arc::new(
-        rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_cert_resolver(resolver),
-    )
+    tls_with(resolver, false)
+}
+
+/// Like [`tls`]; with `client_auth`, asking for a client certificate and
+/// taking any: the API server stand-in reads the user from it (each run
+/// has a new CA, so nothing is verified here; the tests verify against the
+/// cluster CA).
+fn tls_with(resolver: Arc<dyn ResolvesServerCert>, client_auth: bool) -> Arc<rustls::ServerConfig> {
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap();
+    let builder = if client_auth {
+        builder.with_client_cert_verifier(Arc::new(AnyClientCert))
+    } else {
+        builder.with_no_client_auth()
+    };
+    Arc::new(builder.with_cert_resolver(resolver))
+}
+
+#[derive(Debug)]
+struct AnyClientCert;
+
+fn algorithms() -> rustls::crypto::WebPkiSupportedAlgorithms {
+    rustls::crypto::ring::default_provider().signature_verification_algorithms
+}
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+    // the handshake signatures are checked: the client holds the key
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &algorithms())
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &algorithms())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        algorithms().supported_schemes()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
 }
 
 /// The fake systemctl for a run on `root` (beside it; its log is discarded).
@@ -284,17 +338,20 @@ fn control_plane(base: &Path, runs: usize, healthz: &str) {
     // The health servers answer with the certificate the run under test
     // has just generated (the API server's is verified against its new CA).
     let pki = Arc::new(PkiCert(Mutex::new(PathBuf::new())));
-    // A new object store per run: `reset` swaps it before each firstboot.
-    let store: Arc<Mutex<Arc<Mutex<api_support::State>>>> = Arc::default();
-    let current = store.clone();
-    let how = api_support::Behaviour {
-        node: "cp-1".into(),
+    // A new stand-in store per run, swapped in before each firstboot: the
+    // Node registered at once, no racing writers (a timeline, not a test).
+    let opts = api_support::Options {
+        node: Some("cp-1".into()),
         node_after: 0,
-        refuse_cluster_admins_binding: false,
+        kubelet_updates: 0,
+        signer: false,
+        ..api_support::Options::default()
     };
-    let apiserver = Server::https_keep_alive(tls(pki.clone()), move |req, _| {
-        let state = current.lock().unwrap().clone();
-        api_support::answer(&state, &how, req)
+    let store = Arc::new(Mutex::new(api_support::Shared::new(opts.clone())));
+    let current = store.clone();
+    let apiserver = Server::https_keep_alive(tls_with(pki.clone(), true), move |req, _| {
+        let shared = current.lock().unwrap().clone();
+        shared.handle(req)
     });
     let kcm = Server::https(tls(pki.clone()), |_, _| ok(b"ok"));
     let sched = Server::https(tls(pki.clone()), |_, _| ok(b"ok"));
@@ -305,10 +362,12 @@ fn control_plane(base: &Path, runs: usize, healthz: &str) {
     let samples = measure(runs, |i| {
         let root = base.join(format!("cp-{i}"));
         *pki.0.lock().unwrap() = root.join("etc/kubernetes/pki");
-        *store.lock().unwrap() = Arc::default();
+        *store.lock().unwrap() = api_support::Shared::new(opts.clone());
         let sample = firstboot(&root, &userdata, healthz);
-        let st = store.lock().unwrap().clone();
-        let objects = &st.lock().unwrap().objects;
+        let shared = store.lock().unwrap().clone();
+        let st = shared.state.lock().unwrap();
+        assert!(st.failures.is_empty(), "{:?}", st.failures);
+        let objects = &st.objects;
         for must in [
             "/api/v1/namespaces/kube-system/configmaps/kubeadm-config",
             "/api/v1/namespaces/kube-system/configmaps/kubelet-config",

@@ -11,20 +11,17 @@ mod api_support;
 mod cli_support;
 mod net_support;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output};
 
-use api_support::{Behaviour, State, client_cn, status_reply};
+use api_support::{Fault, FaultKind, Options, StandIn, client_cn, kubelet_healthz};
 use cli_support::{
-    fake_systemctl as systemctl_script, firstboot_args, kubeboot, render_control_plane as render,
-    seed, text,
+    fake_systemctl_tls_bootstrap as systemctl_script, firstboot_args, kubeboot,
+    render_control_plane as render, seed, text,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kubeboot::config::BootstrapToken;
 use kubeboot::secret::Secret as S;
 use net_support::{Request, Server, ok, tls_config};
 use serde_json::{Value, json};
@@ -36,8 +33,7 @@ fn tmpdir(name: &str) -> PathBuf {
 struct Cluster {
     dir: PathBuf,
     root: PathBuf,
-    api: Server,
-    state: Arc<Mutex<State>>,
+    api: StandIn,
     _kcm: Server,
     _sched: Server,
     healthz: Server,
@@ -55,25 +51,29 @@ fn tls_ok(pki: &Path) -> Server {
     )
 }
 
-/// A rendered control plane, its fake API server (mutual TLS with the
-/// cluster CA) and health stubs, with userdata for an init on that port.
-fn cluster(name: &str, refuse: bool) -> Cluster {
+/// A rendered control plane, the strict API server stand-in (client
+/// certificates from the cluster CA, Kubernetes 1.`minor` schemas; the
+/// kubelet registers cp-1 on the third look and updates it once after a
+/// read) and health stubs (the kubelet's answers 503 twice first), with
+/// userdata for an init on that port.
+fn cluster(name: &str, minor: u32) -> Cluster {
     let dir = tmpdir(name);
     let root = render(&dir);
     let pki = root.join("etc/kubernetes/pki");
-    let state: Arc<Mutex<State>> = Arc::default();
-    // the kubelet registers cp-1 on the third look; admin.conf may not
-    // bind its own group (as on a fresh cluster)
-    let how = Behaviour {
-        node: "cp-1".into(),
-        node_after: 2,
-        refuse_cluster_admins_binding: true,
-    };
-    let api = api_support::serve(&pki, state.clone(), how, refuse);
+    let api = StandIn::start_pki(
+        &pki,
+        Options {
+            minor,
+            node: Some("cp-1".into()),
+            ..Options::default()
+        },
+    );
     let (kcm, sched) = (tls_ok(&pki), tls_ok(&pki));
     let userdata = format!(
         "#cloud-config\nkubeboot:\n  role: control-plane\n  node:\n    name: cp-1\n    advertiseAddress: 127.0.0.1\n    bindPort: {}\n  cluster:\n    podSubnet: 10.244.0.0/16\n    controllerManager:\n      extraArgs:\n        secure-port: \"{}\"\n    scheduler:\n      extraArgs:\n        secure-port: \"{}\"\n",
-        api.port, kcm.port, sched.port
+        api.port(),
+        kcm.port,
+        sched.port
     );
     seed(&root, &userdata);
     let systemctl = fake_systemctl(&dir, &root);
@@ -81,18 +81,19 @@ fn cluster(name: &str, refuse: bool) -> Cluster {
         dir,
         root,
         api,
-        state,
         _kcm: kcm,
         _sched: sched,
-        healthz: Server::http(|_, _| ok(b"ok")),
+        healthz: kubelet_healthz(2),
         systemctl,
     }
 }
 
-fn firstboot(root: &Path, systemctl: &Path, healthz: &Server, wait: &str) -> Output {
+/// `kubeboot firstboot` on `root`, watched by the stand-in (a failure in
+/// it kills kubeboot and fails the test at once).
+fn firstboot(api: &StandIn, root: &Path, systemctl: &Path, healthz: &Server, wait: &str) -> Output {
     let healthz = format!("{}/healthz", healthz.base());
     let args = firstboot_args(root, systemctl, &healthz, wait, "20");
-    kubeboot(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    api.run(Command::new(env!("CARGO_BIN_EXE_kubeboot")).args(&args))
 }
 
 fn status(root: &Path) -> (String, Value) {
@@ -101,8 +102,9 @@ fn status(root: &Path) -> (String, Value) {
     (s, v)
 }
 
-fn api_requests(api: &Server) -> Vec<Request> {
-    api.requests()
+fn api_requests(api: &StandIn) -> Vec<Request> {
+    api.server
+        .requests()
         .into_iter()
         .filter(|r| r.path != "/livez")
         .collect()
@@ -186,6 +188,8 @@ fn check_first_run(c: &Cluster) -> (String, String) {
         ),
         p("GET", "/api/v1/nodes/cp-1".into()), // 404: not registered yet
         p("GET", "/api/v1/nodes/cp-1".into()),
+        p("GET", "/api/v1/nodes/cp-1".into()), // the kubelet updates it right after
+        p("PATCH", "/api/v1/nodes/cp-1".into()), // 409: stale resourceVersion
         p("GET", "/api/v1/nodes/cp-1".into()),
         p("PATCH", "/api/v1/nodes/cp-1".into()),
         p("POST", format!("{ks}/secrets")),
@@ -298,8 +302,7 @@ fn check_first_run(c: &Cluster) -> (String, String) {
     );
     // mark-control-plane: the patched node has the labels and both taints
     let node: Node =
-        serde_json::from_value(c.state.lock().unwrap().objects["/api/v1/nodes/cp-1"].clone())
-            .unwrap();
+        serde_json::from_value(c.api.state().objects["/api/v1/nodes/cp-1"].clone()).unwrap();
     assert!(
         node.metadata.annotations.is_none(),
         "1.34 (NodeLocalCRISocket on): no cri-socket annotation"
@@ -332,10 +335,15 @@ fn check_first_run(c: &Cluster) -> (String, String) {
             ),
         ]
     );
-    let patch: Value = body(&reqs[11]);
+    let stale: Value = body(&reqs[11]);
+    let patch: Value = body(&reqs[13]);
+    assert_ne!(
+        stale["metadata"]["resourceVersion"], patch["metadata"]["resourceVersion"],
+        "the retry carries the fresh resourceVersion"
+    );
     assert!(patch["metadata"]["resourceVersion"].is_string(), "{patch}");
     // bootstrap-token
-    let secret: Secret = body(&reqs[12]);
+    let secret: Secret = body(&reqs[14]);
     assert_eq!(
         secret.type_.as_deref(),
         Some("bootstrap.kubernetes.io/token")
@@ -357,13 +365,13 @@ fn check_first_run(c: &Cluster) -> (String, String) {
         left > time::Duration::hours(23) && left <= time::Duration::hours(24),
         "ttl 24h: {left}"
     );
-    let cr: ClusterRole = body(&reqs[13]);
+    let cr: ClusterRole = body(&reqs[15]);
     assert_eq!(cr.metadata.name.as_deref(), Some("kubeadm:get-nodes"));
     assert_eq!(
         cr.rules.unwrap()[0].resources.as_deref(),
         Some(&["nodes".to_string()][..])
     );
-    let crbs: Vec<Binding> = reqs[14..18]
+    let crbs: Vec<Binding> = reqs[16..20]
         .iter()
         .map(|r| {
             let b: ClusterRoleBinding = body(r);
@@ -399,18 +407,18 @@ fn check_first_run(c: &Cluster) -> (String, String) {
             ),
         ]
     );
-    let ci: ConfigMap = body(&reqs[18]);
+    let ci: ConfigMap = body(&reqs[20]);
     assert_eq!(ci.metadata.name.as_deref(), Some("cluster-info"));
     assert_eq!(ci.metadata.namespace.as_deref(), Some("kube-public"));
     let kubeconfig = &ci.data.as_ref().unwrap()["kubeconfig"];
     assert!(
         kubeconfig.contains(&format!(
             "server: https://127.0.0.1:{}\n  name: \"\"\n",
-            c.api.port
+            c.api.port()
         )),
         "{kubeconfig}"
     );
-    let role: Role = body(&reqs[19]);
+    let role: Role = body(&reqs[21]);
     assert_eq!(
         role.metadata.name.as_deref(),
         Some("kubeadm:bootstrap-signer-clusterinfo")
@@ -419,14 +427,14 @@ fn check_first_run(c: &Cluster) -> (String, String) {
         role.rules.unwrap()[0].resource_names.as_deref(),
         Some(&["cluster-info".to_string()][..])
     );
-    let rb: RoleBinding = body(&reqs[20]);
+    let rb: RoleBinding = body(&reqs[22]);
     assert_eq!(
         subjects(&rb.subjects),
         vec![("User".into(), "system:anonymous".into())]
     );
     check_addons(
-        &reqs[21..],
-        c.api.port,
+        &reqs[23..],
+        c.api.port(),
         cc["kubernetesVersion"].as_str().unwrap(),
     );
     (id, sec)
@@ -581,8 +589,8 @@ fn assert_no_secret(secret: &str, o: &Output, status_text: &str) {
 
 #[test]
 fn init_runs_the_api_phases_and_a_rerun_converges() {
-    let c = cluster("init", false);
-    let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
+    let c = cluster("init", 34);
+    let o = firstboot(&c.api, &c.root, &c.systemctl, &c.healthz, "20");
     assert!(
         o.status.success(),
         "stdout:\n{}\nstderr:\n{}",
@@ -634,7 +642,7 @@ fn init_runs_the_api_phases_and_a_rerun_converges() {
         "{err}"
     );
     assert!(
-        err.contains(&format!("server: 127.0.0.1:{}", c.api.port)),
+        err.contains(&format!("server: 127.0.0.1:{}", c.api.port())),
         "{err}"
     );
     assert!(
@@ -642,24 +650,41 @@ fn init_runs_the_api_phases_and_a_rerun_converges() {
         "{err}"
     );
 
-    // The controller manager signs cluster-info; a rerun must keep that.
-    let ci = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
-    c.state.lock().unwrap().objects.get_mut(ci).unwrap()["data"]["jws-kubeconfig-abcdef"] =
-        json!("sig");
+    // The controller manager signs cluster-info for the first token.
+    let ci = api_support::CLUSTER_INFO;
+    c.api.sign_now();
+    let sig1 = format!("jws-kubeconfig-{id}");
+    assert!(c.api.state().objects[ci]["data"][&sig1].is_string());
     // A user scales CoreDNS and edits its Corefile; a rerun keeps both.
     let dep = "/apis/apps/v1/namespaces/kube-system/deployments/coredns";
     let corefile = "/api/v1/namespaces/kube-system/configmaps/coredns";
-    {
-        let mut st = c.state.lock().unwrap();
-        st.objects.get_mut(dep).unwrap()["spec"]["replicas"] = json!(3);
-        st.objects.get_mut(corefile).unwrap()["data"]["Corefile"] = json!(".:53 { edited }");
-    }
+    c.api.edit(dep, |d| d["spec"]["replicas"] = json!(3));
+    c.api.edit(corefile, |cm| {
+        cm["data"]["Corefile"] = json!(".:53 { edited }")
+    });
     let first = api_requests(&c.api).len();
+    let first_log = c.api.log().len();
     std::fs::remove_file(c.root.join("var/lib/kubeboot/done")).unwrap();
-    let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
+    let o = firstboot(&c.api, &c.root, &c.systemctl, &c.healthz, "20");
     assert!(o.status.success(), "rerun: {}", text(&o.stderr));
     let again = &api_requests(&c.api)[first..];
-    let mut puts = 0;
+    let log = &c.api.log()[first_log..];
+    // every existing object: POST (409), GET, PUT (200)
+    let updated: std::collections::BTreeSet<&str> = log
+        .iter()
+        .filter(|l| l.method == "PUT" && l.status == 200)
+        .map(|l| l.url.as_str())
+        .collect();
+    // 6 upload-config + 5 RBAC + 3 cluster-info + 11 addon objects exist
+    // already; the new token's Secret is created; the CoreDNS ConfigMap is kept
+    assert_eq!(
+        updated.len(),
+        25,
+        "{:?}",
+        log.iter()
+            .map(|l| format!("{} {} {}", l.method, l.url, l.status))
+            .collect::<Vec<_>>()
+    );
     for w in again.windows(3) {
         if w[0].method == "POST" && w[1].method == "GET" && w[2].method == "PUT" {
             assert_eq!(w[1].path, w[2].path);
@@ -669,19 +694,25 @@ fn init_runs_the_api_phases_and_a_rerun_converges() {
                 w[0].path,
                 w[1].path
             );
-            puts += 1;
         }
     }
-    // 6 upload-config + 5 RBAC + 3 cluster-info + 11 addon objects exist
-    // already; the new token's Secret is created; the CoreDNS ConfigMap is kept
-    assert_eq!(
-        puts,
-        25,
-        "{:?}",
+    // The signer re-signed cluster-info for the new token right after
+    // kubeboot read it: the first PUT was stale (409) and was retried.
+    let ci_puts: Vec<u16> = log
+        .iter()
+        .filter(|l| l.method == "PUT" && l.url == ci)
+        .map(|l| l.status)
+        .collect();
+    assert_eq!(ci_puts, [409, 200], "cluster-info update raced the signer");
+    let last_put: Value = body(
         again
             .iter()
-            .map(|r| format!("{} {}", r.method, r.path))
-            .collect::<Vec<_>>()
+            .rfind(|r| r.method == "PUT" && r.path == ci)
+            .unwrap(),
+    );
+    assert!(
+        last_put["data"][&sig1].is_string(),
+        "the update keeps the signer's signatures: {last_put}"
     );
     assert!(
         again.iter().all(|r| r.method != "PATCH"),
@@ -692,11 +723,14 @@ fn init_runs_the_api_phases_and_a_rerun_converges() {
         .filter(|r| r.method == "POST" && r.path.ends_with("/secrets"))
         .count();
     assert_eq!(secrets, 1);
-    let state = c.state.lock().unwrap();
-    assert_eq!(
-        state.objects[ci]["data"]["jws-kubeconfig-abcdef"], "sig",
-        "signature kept"
-    );
+    let state = c.api.state();
+    let sigs = state.objects[ci]["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("jws-kubeconfig-"))
+        .count();
+    assert_eq!(sigs, 2, "signed for both tokens");
     assert_eq!(state.objects[dep]["spec"]["replicas"], 3, "scale kept");
     assert_eq!(
         state.objects[corefile]["data"]["Corefile"], ".:53 { edited }",
@@ -716,8 +750,17 @@ fn init_runs_the_api_phases_and_a_rerun_converges() {
 
 #[test]
 fn a_refusing_api_server_fails_upload_config_within_bounds() {
-    let c = cluster("refuse", true);
-    let o = firstboot(&c.root, &c.systemctl, &c.healthz, "5");
+    let c = cluster("refuse", 34);
+    c.api
+        .fault(Fault::new("", "/apis/rbac", FaultKind::Status(403)));
+    let start = std::time::Instant::now();
+    let o = firstboot(&c.api, &c.root, &c.systemctl, &c.healthz, "5");
+    // 403 is final: no retry loop runs out a budget
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     let (_, st) = status(&c.root);
     assert_eq!(st["result"], "failure");
@@ -731,65 +774,32 @@ fn a_refusing_api_server_fails_upload_config_within_bounds() {
     std::fs::remove_dir_all(&c.dir).unwrap();
 }
 
+/// A worker joins the cluster init just made, through the same stand-in:
+/// anonymous discovery of the cluster-info init uploaded (readable through
+/// init's RoleBinding, signed by the stand-in's bootstrap signer, first
+/// answered unsigned), then the bootstrap token init created, authorized
+/// by init's RBAC objects.
 #[test]
-fn a_worker_joins_with_the_cluster_info_the_builders_produce() {
-    let c = cluster("worker", false);
-    let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
+fn a_worker_joins_the_cluster_init_made() {
+    let c = cluster("worker", 34);
+    let o = firstboot(&c.api, &c.root, &c.systemctl, &c.healthz, "20");
     assert!(o.status.success(), "{}", text(&o.stderr));
     let (id, secret) = check_first_run(&c);
-    let token = BootstrapToken {
-        id: id.clone(),
-        secret: S::new(secret.clone()),
-    };
     let pki = c.root.join("etc/kubernetes/pki");
     let ca = std::fs::read(pki.join("ca.crt")).unwrap();
-    // The worker side of the API server: no client certificate (anonymous
-    // discovery, then the bootstrap token), serving what init uploaded.
-    let objects: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
-    let served = objects.clone();
-    let bearer = format!("Bearer {id}.{secret}");
-    let worker_api = Server::https(
-        tls_config(&pki.join("apiserver.crt"), &pki.join("apiserver.key"), None),
-        move |req, _| {
-            let objs = served.lock().unwrap();
-            let public = req.path.starts_with("/api/v1/namespaces/kube-public/");
-            match objs.get(&req.path) {
-                Some(o) if public || req.header("Authorization") == Some(bearer.as_str()) => {
-                    ok(&serde_json::to_vec(o).unwrap())
-                }
-                Some(_) => status_reply(401, "Unauthorized"),
-                None => status_reply(404, "NotFound"),
-            }
-        },
-    );
-    {
-        let mut objs = objects.lock().unwrap();
-        let state = c.state.lock().unwrap();
-        let kc = "/api/v1/namespaces/kube-system/configmaps/kubelet-config";
-        objs.insert(kc.into(), state.objects[kc].clone());
-        // cluster-info as the builders make it for this server, signed as the controller manager would
-        let built = kubeboot::api::objects::cluster_info(
-            &format!("https://127.0.0.1:{}", worker_api.port),
-            &ca,
-        );
-        let mut cm = built[0].body.clone();
-        let kubeconfig = cm["data"]["kubeconfig"].as_str().unwrap().to_string();
-        cm["data"][format!("jws-kubeconfig-{id}")] =
-            json!(kubeboot::api::discovery::sign_detached(&kubeconfig, &token));
-        objs.insert(built[0].item.clone(), cm);
-    }
+    let first_log = c.api.log().len();
     let wroot = c.dir.join("worker");
     let pin = text(&kubeboot(&["certs", "ca-hash", pki.join("ca.crt").to_str().unwrap()]).stdout);
     seed(
         &wroot,
         &format!(
             "#cloud-config\nkubeboot:\n  role: worker\n  server: 127.0.0.1:{}\n  token: {id}.{secret}\n  caCertHash: {}\n  node:\n    name: worker-1\n",
-            worker_api.port,
+            c.api.port(),
             pin.trim()
         ),
     );
     let wctl = fake_systemctl(&c.dir, &wroot);
-    let o = firstboot(&wroot, &wctl, &c.healthz, "20");
+    let o = firstboot(&c.api, &wroot, &wctl, &c.healthz, "20");
     assert!(
         o.status.success(),
         "stdout:\n{}\nstderr:\n{}",
@@ -801,16 +811,23 @@ fn a_worker_joins_with_the_cluster_info_the_builders_produce() {
     assert_no_secret(&secret, &o, &st_text);
     assert!(text(&o.stderr).contains("using the cluster's kubelet configuration"));
     assert!(wroot.join("etc/kubernetes/kubelet.conf").is_file());
-    let paths: Vec<String> = worker_api
-        .requests()
+    let log = &c.api.log()[first_log..];
+    let ci = api_support::CLUSTER_INFO;
+    let reads: Vec<(&str, u16)> = log
         .iter()
-        .map(|r| r.path.clone())
+        .filter(|l| l.url == ci)
+        .map(|l| (l.user.as_str(), l.status))
         .collect();
     assert!(
-        paths
-            .iter()
-            .any(|p| p.ends_with("/configmaps/kubelet-config")),
-        "{paths:?}"
+        reads.len() >= 3 && reads.iter().all(|r| *r == ("system:anonymous", 200)),
+        "unsigned first, then signed, then the verified fetch: {reads:?}"
+    );
+    let kc = "/api/v1/namespaces/kube-system/configmaps/kubelet-config";
+    let token_user = format!("system:bootstrap:{id}");
+    assert!(
+        log.iter()
+            .any(|l| l.url == kc && l.status == 200 && l.user == token_user),
+        "{log:?}"
     );
     assert_eq!(
         std::fs::read(wroot.join("etc/kubernetes/pki/ca.crt")).unwrap(),
@@ -826,13 +843,13 @@ fn a_worker_joins_with_the_cluster_info_the_builders_produce() {
 #[test]
 fn upload_certs_encrypts_the_shared_files_with_the_certificate_key() {
     const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-    let c = cluster("upload-certs", false);
+    let c = cluster("upload-certs", 34);
     edit_userdata(
         &c,
         "kubeboot:\n",
         &format!("kubeboot:\n  certificateKey: {KEY}\n"),
     );
-    let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
+    let o = firstboot(&c.api, &c.root, &c.systemctl, &c.healthz, "20");
     assert!(o.status.success(), "{}", text(&o.stderr));
     let (st_text, st) = status(&c.root);
     assert!(
@@ -929,7 +946,7 @@ fn upload_certs_encrypts_the_shared_files_with_the_certificate_key() {
         .filter(|r| r.path.starts_with(ks))
         .map(|r| (r.method.clone(), r.path.clone()))
         .collect();
-    let (owner, owner_secret) = check_owner_token(&reqs, &c.state, &o, &st_text);
+    let (owner, owner_secret) = check_owner_token(&reqs, &c.api, &o, &st_text);
     let p = |m: &str, path: String| (m.to_string(), path);
     assert_eq!(
         &seq[..4],
@@ -945,12 +962,12 @@ fn upload_certs_encrypts_the_shared_files_with_the_certificate_key() {
     // one at once (kubeadm would leave one 2 h token per run).
     let first = api_requests(&c.api).len();
     std::fs::remove_file(c.root.join("var/lib/kubeboot/done")).unwrap();
-    let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
+    let o = firstboot(&c.api, &c.root, &c.systemctl, &c.healthz, "20");
     assert!(o.status.success(), "rerun: {}", text(&o.stderr));
     let (st_text, _) = status(&c.root);
     assert_no_secret(&owner_secret, &o, &st_text);
     let again: Vec<Request> = api_requests(&c.api).split_off(first);
-    let (owner2, _) = check_owner_token(&again, &c.state, &o, &st_text);
+    let (owner2, _) = check_owner_token(&again, &c.api, &o, &st_text);
     assert_ne!(owner2, owner);
     let seq: Vec<(String, String)> = again
         .iter()
@@ -980,7 +997,7 @@ fn upload_certs_encrypts_the_shared_files_with_the_certificate_key() {
         ["data"],
         "only the expiration changes: {patch}"
     );
-    let state = c.state.lock().unwrap();
+    let state = c.api.state();
     let old: Secret =
         serde_json::from_value(state.objects[&format!("{ks}/{owner}")].clone()).unwrap();
     let exp = String::from_utf8(old.data.unwrap()["expiration"].0.clone()).unwrap();
@@ -1009,7 +1026,7 @@ fn upload_certs_encrypts_the_shared_files_with_the_certificate_key() {
 /// token secret (which must appear nowhere in the output).
 fn check_owner_token(
     reqs: &[Request],
-    state: &Mutex<State>,
+    api: &StandIn,
     o: &Output,
     st_text: &str,
 ) -> (String, String) {
@@ -1060,7 +1077,7 @@ fn check_owner_token(
         .map(body::<Secret>)
         .find(|s| s.metadata.name.as_deref() == Some("kubeadm-certs"))
         .expect("kubeadm-certs sent");
-    let uid = state.lock().unwrap().objects[&format!("{ks}/{name}")]["metadata"]["uid"]
+    let uid = api.state().objects[&format!("{ks}/{name}")]["metadata"]["uid"]
         .as_str()
         .unwrap()
         .to_string();
@@ -1118,9 +1135,10 @@ fn uploaded_cluster_configuration(reqs: &[Request]) -> Value {
 /// An init whose userdata's `cluster:` gets `extra` lines: its API
 /// requests, after a successful run.
 fn init_with(name: &str, extra: &str) -> (Cluster, Vec<Request>) {
-    let c = cluster(name, false);
+    let minor = if extra.contains("v1.33") { 33 } else { 34 };
+    let c = cluster(name, minor);
     edit_userdata(&c, "  cluster:\n", &format!("  cluster:\n{extra}"));
-    let o = firstboot(&c.root, &c.systemctl, &c.healthz, "20");
+    let o = firstboot(&c.api, &c.root, &c.systemctl, &c.healthz, "20");
     assert!(o.status.success(), "{}", text(&o.stderr));
     let reqs = api_requests(&c.api);
     (c, reqs)
@@ -1235,7 +1253,7 @@ fn kubernetes_1_33_annotates_the_node_with_the_cri_socket() {
         json!({"metadata": {"annotations": {
             "kubeadm.alpha.kubernetes.io/cri-socket": "unix:///var/run/containerd/containerd.sock"}}})
     );
-    let state = c.state.lock().unwrap();
+    let state = c.api.state();
     let n: Node = serde_json::from_value(state.objects[node].clone()).unwrap();
     assert_eq!(
         n.metadata.annotations.unwrap()["kubeadm.alpha.kubernetes.io/cri-socket"],
@@ -1268,17 +1286,17 @@ fn fake_systemctl(dir: &Path, root: &Path) -> PathBuf {
 #[test]
 fn init_api_phases_at_trace_level_show_the_token_nowhere() {
     use base64::Engine;
-    let c = cluster("init-trace", false);
+    let c = cluster("init-trace", 34);
     let syslog = cli_support::SyslogCapture::new(&c.dir);
     let healthz = format!("{}/healthz", c.healthz.base());
     let args = firstboot_args(&c.root, &c.systemctl, &healthz, "20", "20");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot"))
-        .args(["--log-level", "trace"])
-        .args(&args)
-        .env("KUBEBOOT_SYSLOG_SOCKET", &syslog.path)
-        .env_remove("JOURNAL_STREAM")
-        .output()
-        .unwrap();
+    let o = c.api.run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+            .args(["--log-level", "trace"])
+            .args(&args)
+            .env("KUBEBOOT_SYSLOG_SOCKET", &syslog.path)
+            .env_remove("JOURNAL_STREAM"),
+    );
     assert!(o.status.success(), "{}", text(&o.stderr));
     let reqs = api_requests(&c.api);
     let secret_post = reqs

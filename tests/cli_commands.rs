@@ -448,7 +448,7 @@ fn readme_main_command_runs() {
         .expect("README.md has a `cargo run` command");
     let (cargo_part, args) = line.split_once(" -- ").expect("`cargo run ... -- ARGS`");
     assert!(!cargo_part.contains("--bin"), "{line}");
-    // the test command: `cargo test`, or ./test.sh, which ends in it
+    // `./test.sh` installs the peers the tests need, then runs `cargo test`
     assert!(
         readme
             .lines()

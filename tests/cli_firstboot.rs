@@ -8,23 +8,21 @@
 //! written), no userdata (exit 1, status lists what was tried), an invalid
 //! config (exit 2, no secret in the status file).
 
+mod api_support;
 mod cli_support;
-
 mod net_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 
+use api_support::{CLUSTER_INFO, Fault, FaultKind, Options, StandIn, kubelet_healthz};
 use base64::Engine;
 use cli_support::{
-    fake_systemctl as systemctl_script, firstboot_args, kubeboot,
+    fake_systemctl_tls_bootstrap as systemctl_script, firstboot_args, kubeboot,
     render_control_plane as control_plane, seed, text,
 };
-use kubeboot::api::discovery::sign_detached;
-use kubeboot::config::BootstrapToken;
 use kubeboot::secret::Secret;
-use net_support::{Reply, Server, ok, tls_config};
+use net_support::{Server, ok, tls_config};
 
 fn tmpdir(name: &str) -> std::path::PathBuf {
     cli_support::tmpdir("fb", name)
@@ -33,47 +31,24 @@ fn tmpdir(name: &str) -> std::path::PathBuf {
 const TOKEN_ID: &str = "abcdef";
 const TOKEN_SECRET: &str = "0123456789abcdef";
 
-/// An HTTPS API server on 127.0.0.1 serving the signed cluster-info.
-fn api_server(cp: &Path) -> (Server, Vec<u8>) {
-    api_server_with(cp, |_| None)
-}
-
-/// Like [`api_server`], with `more` answering other paths first.
-fn api_server_with(
-    cp: &Path,
-    more: impl Fn(&net_support::Request) -> Option<Reply> + Send + Sync + 'static,
-) -> (Server, Vec<u8>) {
+/// The strict API server stand-in on 127.0.0.1 for a cluster whose CA is
+/// `cp`'s: kubeadm's RBAC, the bootstrap token abcdef, and cluster-info
+/// signed for it by the stand-in's bootstrap signer. `node`: the Node a
+/// kubelet registers (absent at the join's first look, registered at the
+/// second, updated once right after a read).
+fn api_server(cp: &Path, node: Option<&str>) -> (StandIn, Vec<u8>) {
     let pki = cp.join("etc/kubernetes/pki");
     let ca = std::fs::read(pki.join("ca.crt")).unwrap();
-    let config = tls_config(&pki.join("apiserver.crt"), &pki.join("apiserver.key"), None);
-    let body: Arc<Mutex<Vec<u8>>> = Arc::default();
-    let served = body.clone();
-    let server = Server::https(config, move |req, _| {
-        if let Some(reply) = more(req) {
-            reply
-        } else if req.path == "/api/v1/namespaces/kube-public/configmaps/cluster-info" {
-            ok(&served.lock().unwrap())
-        } else {
-            Reply::Respond(404, vec![], b"not found".to_vec())
-        }
-    });
-    let kubeconfig = format!(
-        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:{}\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {{}}\nusers: null\n",
-        base64::engine::general_purpose::STANDARD.encode(&ca),
-        server.port
+    let api = StandIn::start_pki(
+        &pki,
+        Options {
+            node: node.map(str::to_string),
+            node_after: 1,
+            ..Options::default()
+        },
     );
-    let token = BootstrapToken {
-        id: TOKEN_ID.into(),
-        secret: Secret::new(TOKEN_SECRET),
-    };
-    let cm = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "cluster-info", "namespace": "kube-public"},
-        "data": {"kubeconfig": kubeconfig, format!("jws-kubeconfig-{TOKEN_ID}"): sign_detached(&kubeconfig, &token)},
-    });
-    *body.lock().unwrap() = serde_json::to_vec(&cm).unwrap();
-    (server, ca)
+    api.seed_cluster(&ca, TOKEN_ID, TOKEN_SECRET);
+    (api, ca)
 }
 
 fn ca_hash(cp: &Path) -> String {
@@ -89,6 +64,13 @@ fn ca_hash(cp: &Path) -> String {
 fn firstboot(root: &Path, systemctl: &Path, healthz: &str, discovery_timeout: &str) -> Output {
     let args = firstboot_args(root, systemctl, healthz, "20", discovery_timeout);
     kubeboot(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// [`firstboot`] watched by the stand-in: a failure in it kills kubeboot
+/// and fails the test at once.
+fn firstboot_with(api: &StandIn, root: &Path, systemctl: &Path, healthz: &str) -> Output {
+    let args = firstboot_args(root, systemctl, healthz, "20", "20");
+    api.run(Command::new(env!("CARGO_BIN_EXE_kubeboot")).args(&args))
 }
 
 fn status(root: &Path) -> serde_json::Value {
@@ -108,18 +90,19 @@ fn worker_userdata(port: u16, pin: &str) -> String {
 fn worker_joins_through_token_discovery() {
     let dir = tmpdir("join");
     let cp = control_plane(&dir);
-    let (api, ca) = api_server(&cp);
-    let healthz = Server::http(|_, _| ok(b"ok"));
+    let (api, ca) = api_server(&cp, None);
+    // the kubelet answers 503 twice before it is healthy
+    let healthz = kubelet_healthz(2);
     let root = dir.join("worker");
     std::fs::create_dir_all(&root).unwrap();
-    seed(&root, &worker_userdata(api.port, &ca_hash(&cp)));
+    seed(&root, &worker_userdata(api.port(), &ca_hash(&cp)));
     let (systemctl, log) = fake_systemctl(&dir, &root);
 
-    let o = firstboot(
+    let o = firstboot_with(
+        &api,
         &root,
         &systemctl,
         &format!("{}/healthz", healthz.base()),
-        "20",
     );
     let (out, err) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "stdout:\n{out}\nstderr:\n{err}");
@@ -168,7 +151,7 @@ fn worker_joins_through_token_discovery() {
     );
     // every request went to loopback, and discovery fetched cluster-info twice
     // (unverified, then verified with the pinned CA)
-    let reqs = api.requests();
+    let reqs = api.server.requests();
     assert_eq!(
         reqs.iter()
             .filter(|r| r.path.ends_with("/cluster-info"))
@@ -176,6 +159,8 @@ fn worker_joins_through_token_discovery() {
         2,
         "{reqs:?}"
     );
+    // wait-bootstrap polled the kubelet until it was healthy
+    assert_eq!(healthz.requests().len(), 3);
 
     // a second boot does nothing
     let before = std::fs::read(root.join("var/lib/kubeboot/status.json")).unwrap();
@@ -198,13 +183,13 @@ fn worker_joins_through_token_discovery() {
 fn wrong_ca_pin_is_untrusted_and_writes_no_join_material() {
     let dir = tmpdir("pin");
     let cp = control_plane(&dir);
-    let (api, _) = api_server(&cp);
+    let (api, _) = api_server(&cp, None);
     let root = dir.join("worker");
     std::fs::create_dir_all(&root).unwrap();
     let wrong = format!("sha256:{}", "ab".repeat(32));
-    seed(&root, &worker_userdata(api.port, &wrong));
+    seed(&root, &worker_userdata(api.port(), &wrong));
     let (systemctl, log) = fake_systemctl(&dir, &root);
-    let o = firstboot(&root, &systemctl, "http://127.0.0.1:9/healthz", "20");
+    let o = firstboot_with(&api, &root, &systemctl, "http://127.0.0.1:9/healthz");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     let err = text(&o.stderr);
     assert!(
@@ -325,7 +310,8 @@ fn control_plane_init_runs_every_phase_and_waits_for_health() {
         &pki.join("front-proxy-client.crt"),
         &pki.join("front-proxy-client.key"),
     );
-    let healthz = Server::http(|_, _| ok(b"ok"));
+    // the kubelet answers 503 twice before it is healthy
+    let healthz = kubelet_healthz(2);
     seed(
         &cp,
         &format!(
@@ -407,6 +393,7 @@ fn control_plane_init_runs_every_phase_and_waits_for_health() {
         pod.contains(&format!("--secure-port={}", kcm.port)),
         "extra args reach the manifest"
     );
+    assert_eq!(healthz.requests().len(), 3, "polled until healthy");
     assert!(apiserver.requests().iter().any(|r| r.path == "/livez"));
     assert!(kcm.requests().iter().any(|r| r.path == "/healthz"));
     assert!(sched.requests().iter().any(|r| r.path == "/livez"));
@@ -466,39 +453,24 @@ fn control_plane_health_timeout_is_reported() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-const BEARER: &str = "Bearer abcdef.0123456789abcdef";
-
 #[test]
 fn worker_takes_the_clusters_kubelet_configuration() {
     let dir = tmpdir("kubelet-config");
     let cp = control_plane(&dir);
-    let (api, _) = api_server_with(&cp, |req| {
-        let authed = req.header("Authorization") == Some(BEARER);
-        match req.path.as_str() {
-            "/api/v1/namespaces/kube-system/configmaps/kubelet-config" if authed => {
-                let cm = serde_json::json!({"data": {"kubelet":
-                    "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nclusterDNS:\n- 10.200.0.10\nclusterDomain: corp.local\n"}});
-                Some(ok(&serde_json::to_vec(&cm).unwrap()))
-            }
-            "/api/v1/nodes/worker-1" if authed => Some(Reply::Respond(404, vec![], b"{}".to_vec())),
-            p if p.starts_with("/api/v1/namespaces/kube-system")
-                || p.starts_with("/api/v1/nodes") =>
-            {
-                Some(Reply::Respond(401, vec![], b"no token".to_vec()))
-            }
-            _ => None,
-        }
-    });
+    let (api, _) = api_server(&cp, None);
+    api.insert(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "kubelet-config", "namespace": "kube-system"},
+        "data": {"kubelet": "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nclusterDNS:\n- 10.200.0.10\nclusterDomain: corp.local\n"}}));
     let healthz = Server::http(|_, _| ok(b"ok"));
     let root = dir.join("worker");
     std::fs::create_dir_all(&root).unwrap();
-    seed(&root, &worker_userdata(api.port, &ca_hash(&cp)));
+    seed(&root, &worker_userdata(api.port(), &ca_hash(&cp)));
     let (systemctl, _) = fake_systemctl(&dir, &root);
-    let o = firstboot(
+    let o = firstboot_with(
+        &api,
         &root,
         &systemctl,
         &format!("{}/healthz", healthz.base()),
-        "20",
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     let cfg = std::fs::read_to_string(root.join("var/lib/kubelet/config.yaml")).unwrap();
@@ -510,7 +482,7 @@ fn worker_takes_the_clusters_kubelet_configuration() {
     assert!(cfg.contains("cgroupDriver: cgroupfs"), "{cfg}");
     assert!(text(&o.stderr).contains("using the cluster's kubelet configuration"));
     // the token went only in the Authorization header, only to the cluster API
-    for r in api.requests() {
+    for r in api.server.requests() {
         if r.path.contains("/cluster-info") {
             assert_eq!(r.header("Authorization"), None, "discovery is anonymous");
         }
@@ -522,18 +494,16 @@ fn worker_takes_the_clusters_kubelet_configuration() {
 fn a_ready_node_with_the_same_name_is_refused() {
     let dir = tmpdir("dup-node");
     let cp = control_plane(&dir);
-    let (api, _) = api_server_with(&cp, |req| {
-        (req.path == "/api/v1/nodes/worker-1" && req.header("Authorization") == Some(BEARER)).then(|| {
-            let node = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"},
-                "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-            ok(&serde_json::to_vec(&node).unwrap())
-        })
-    });
+    let (api, _) = api_server(&cp, None);
+    api.insert(
+        serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+    );
     let root = dir.join("worker");
     std::fs::create_dir_all(&root).unwrap();
-    seed(&root, &worker_userdata(api.port, &ca_hash(&cp)));
+    seed(&root, &worker_userdata(api.port(), &ca_hash(&cp)));
     let (systemctl, log) = fake_systemctl(&dir, &root);
-    let o = firstboot(&root, &systemctl, "http://127.0.0.1:9/healthz", "20");
+    let o = firstboot_with(&api, &root, &systemctl, "http://127.0.0.1:9/healthz");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(
         text(&o.stderr).contains("already exists in the cluster and is Ready"),
@@ -549,7 +519,7 @@ const CERT_KEY: &str = "8a3c2b1f0e9d8c7b6a5f4e3d2c1b0a998877665544332211ffeeddcc
 
 /// The kubeadm-certs Secret as `kubeadm init --upload-certs` makes it, from
 /// the init node's files, encrypted with `key`.
-fn kubeadm_certs_secret(cp: &Path, key_hex: &str) -> Vec<u8> {
+fn kubeadm_certs_secret(cp: &Path, key_hex: &str) -> serde_json::Value {
     let key = kubeboot::api::certs::key_bytes(&Secret::new(key_hex)).unwrap();
     let pki = cp.join("etc/kubernetes/pki");
     let mut data = serde_json::Map::new();
@@ -576,29 +546,17 @@ fn kubeadm_certs_secret(cp: &Path, key_hex: &str) -> Vec<u8> {
                 .into(),
         );
     }
-    serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "Secret", "data": data}))
-        .unwrap()
+    serde_json::json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "kubeadm-certs", "namespace": "kube-system"}, "data": data})
 }
 
-fn control_plane_join(dir: &Path, cert_key: &str) -> (PathBuf, PathBuf, Output, Server) {
+fn control_plane_join(dir: &Path, cert_key: &str) -> (PathBuf, PathBuf, Output, StandIn) {
     let cp = control_plane(dir);
     let secret = kubeadm_certs_secret(&cp, CERT_KEY);
-    let (api, _) = api_server_with(&cp, move |req| {
-        match req.path.as_str() {
-        "/api/v1/namespaces/kube-system/secrets/kubeadm-certs"
-            if req.header("Authorization") == Some(BEARER) =>
-        {
-            Some(ok(&secret))
-        }
-        "/livez" => Some(ok(b"ok")),
-        // mark-control-plane: the registered Node, then its patch
-        "/api/v1/nodes/cp-2" if req.method == "GET" => Some(ok(
-            br#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"cp-2","resourceVersion":"5"}}"#,
-        )),
-        "/api/v1/nodes/cp-2" if req.method == "PATCH" => Some(ok(b"{}")),
-        _ => None,
-    }
-    });
+    // the kubelet registers cp-2 after the join's own check and updates it right after
+    // mark-control-plane first reads it
+    let (api, _) = api_server(&cp, Some("cp-2"));
+    api.insert(secret);
     let pki = cp.join("etc/kubernetes/pki");
     let kcm = tls_health_server(
         &pki.join("front-proxy-client.crt"),
@@ -615,18 +573,18 @@ fn control_plane_join(dir: &Path, cert_key: &str) -> (PathBuf, PathBuf, Output, 
         &root,
         &format!(
             "#cloud-config\nkubeboot:\n  role: control-plane\n  server: 127.0.0.1:{port}\n  token: {TOKEN_ID}.{TOKEN_SECRET}\n  caCertHash: {pin}\n  certificateKey: {cert_key}\n  node:\n    name: cp-2\n    advertiseAddress: 127.0.0.1\n    bindPort: {port}\n  cluster:\n    etcd:\n      external:\n        endpoints: [https://127.0.0.1:2379]\n        caFile: /etc/kubernetes/pki/etcd-external/ca.crt\n        certFile: /etc/kubernetes/pki/etcd-external/client.crt\n        keyFile: /etc/kubernetes/pki/etcd-external/client.key\n    controllerManager:\n      extraArgs: {{secure-port: \"{kcm}\"}}\n    scheduler:\n      extraArgs: {{secure-port: \"{sched}\"}}\n",
-            port = api.port,
+            port = api.port(),
             pin = ca_hash(&cp),
             kcm = kcm.port,
             sched = sched.port,
         ),
     );
     let (systemctl, _) = fake_systemctl(dir, &root);
-    let o = firstboot(
+    let o = firstboot_with(
+        &api,
         &root,
         &systemctl,
         &format!("{}/healthz", healthz.base()),
-        "20",
     );
     (cp, root, o, api)
 }
@@ -668,19 +626,39 @@ fn control_plane_joins_with_the_certificate_key() {
             "mark-control-plane"
         ]
     );
+    // the first patch raced the kubelet's update (409); the retry carries
+    // the fresh resourceVersion
+    let patches: Vec<u16> = api
+        .log()
+        .iter()
+        .filter(|l| l.method == "PATCH")
+        .map(|l| l.status)
+        .collect();
+    assert_eq!(patches, [409, 200]);
     let patch = api
+        .server
         .requests()
         .into_iter()
-        .find(|r| r.method == "PATCH")
+        .rfind(|r| r.method == "PATCH")
         .expect("the Node is patched");
     let patch: serde_json::Value = serde_json::from_slice(&patch.body).unwrap();
     assert_eq!(
         patch["metadata"]["labels"]["node-role.kubernetes.io/control-plane"],
         ""
     );
+    // a merge patch replaces the list: the kubelet's not-ready taint is kept
+    let keys: Vec<&str> = patch["spec"]["taints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        patch["spec"]["taints"][0]["key"],
-        "node-role.kubernetes.io/control-plane"
+        keys,
+        [
+            "node.kubernetes.io/not-ready",
+            "node-role.kubernetes.io/control-plane"
+        ]
     );
     let (a, b) = (
         cp.join("etc/kubernetes/pki"),
@@ -781,11 +759,11 @@ fn fake_systemctl(dir: &Path, root: &Path) -> (PathBuf, PathBuf) {
 fn a_join_at_trace_level_shows_the_token_nowhere() {
     let dir = tmpdir("join-trace");
     let cp = control_plane(&dir);
-    let (api, _) = api_server(&cp);
+    let (api, _) = api_server(&cp, None);
     let healthz = Server::http(|_, _| ok(b"ok"));
     let root = dir.join("worker");
     std::fs::create_dir_all(&root).unwrap();
-    seed(&root, &worker_userdata(api.port, &ca_hash(&cp)));
+    seed(&root, &worker_userdata(api.port(), &ca_hash(&cp)));
     let (systemctl, _) = fake_systemctl(&dir, &root);
     let syslog = cli_support::SyslogCapture::new(&dir);
     let args = firstboot_args(
@@ -795,15 +773,16 @@ fn a_join_at_trace_level_shows_the_token_nowhere() {
         "20",
         "20",
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_kubeboot"))
-        .args(["--log-level", "trace"])
-        .args(&args)
-        .env("KUBEBOOT_SYSLOG_SOCKET", &syslog.path)
-        .env_remove("JOURNAL_STREAM")
-        .output()
-        .unwrap();
+    let o = api.run(
+        Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+            .args(["--log-level", "trace"])
+            .args(&args)
+            .env("KUBEBOOT_SYSLOG_SOCKET", &syslog.path)
+            .env_remove("JOURNAL_STREAM"),
+    );
     assert!(o.status.success(), "{}", text(&o.stderr));
     let with_auth = api
+        .server
         .requests()
         .iter()
         .filter(|r| {
@@ -830,27 +809,21 @@ fn a_join_at_trace_level_shows_the_token_nowhere() {
 /// does not claim TLS verification failed.
 #[test]
 fn faults_on_the_verified_refetch_are_retryable_not_untrusted() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     let dir = tmpdir("refetch");
     let cp = control_plane(&dir);
     let pin = ca_hash(&cp);
     for fault in ["503", "timeout", "endless"] {
-        let seen = AtomicUsize::new(0);
-        let (api, _) = api_server_with(&cp, move |req| {
-            if req.path != "/api/v1/namespaces/kube-public/configmaps/cluster-info"
-                || seen.fetch_add(1, Ordering::SeqCst) == 0
-            {
-                return None; // the first (unverified) fetch is served normally
-            }
-            Some(match fault {
-                "503" => Reply::Respond(503, vec![], b"busy".to_vec()),
-                "timeout" => Reply::Hang(std::time::Duration::from_secs(8)),
-                _ => Reply::Endless(vec![b'{'; 64 * 1024]),
-            })
-        });
+        // the first (unverified) fetch is served normally
+        let (api, _) = api_server(&cp, None);
+        let kind = match fault {
+            "503" => FaultKind::Status(503),
+            "timeout" => FaultKind::Hang(std::time::Duration::from_secs(8)),
+            _ => FaultKind::Endless,
+        };
+        api.fault(Fault::new("GET", CLUSTER_INFO, kind).skip(1));
         let root = dir.join(format!("worker-{fault}"));
         std::fs::create_dir_all(&root).unwrap();
-        seed(&root, &worker_userdata(api.port, &pin));
+        seed(&root, &worker_userdata(api.port(), &pin));
         let (systemctl, _) = fake_systemctl(&dir, &root);
         let o = firstboot(&root, &systemctl, "http://127.0.0.1:9/healthz", "3");
         let err = text(&o.stderr);

@@ -13,36 +13,37 @@ mod net_support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 
-use api_support::{Behaviour, State};
+use api_support::{Options, StandIn};
 use cli_support::{kubeboot, render_control_plane, text, tmpdir};
 use k8s_openapi::api::core::v1::Secret;
-use net_support::Server;
 
 const SECRETS: &str = "/api/v1/namespaces/kube-system/secrets";
 
 struct Cluster {
     dir: PathBuf,
     root: PathBuf,
-    _api: Server,
-    state: Arc<Mutex<State>>,
+    api: StandIn,
     admin: PathBuf,
 }
 
-/// A rendered control plane and the API server stand-in on a loopback port;
-/// admin.conf points at it.
+/// A rendered control plane and the strict API server stand-in on a
+/// loopback port, holding kubeadm's RBAC (admin.conf's group bound to
+/// cluster-admin, as after init); admin.conf points at it.
 fn cluster(name: &str) -> Cluster {
     let dir = tmpdir("tokens", name);
     let root = render_control_plane(&dir);
     let pki = root.join("etc/kubernetes/pki");
-    let state: Arc<Mutex<State>> = Arc::default();
-    let how = Behaviour {
-        node: "cp-1".into(),
-        node_after: 0,
-        refuse_cluster_admins_binding: false,
-    };
-    let api = api_support::serve(&pki, state.clone(), how, false);
+    let api = StandIn::start_pki(
+        &pki,
+        Options {
+            node: None,
+            ..Options::default()
+        },
+    );
+    for o in api_support::kubeadm_rbac() {
+        api.insert(o);
+    }
     let admin = root.join("etc/kubernetes/admin.conf");
     let conf = std::fs::read_to_string(&admin).unwrap();
     assert!(conf.contains("server: https://127.0.0.1:6443"), "{conf}");
@@ -50,30 +51,34 @@ fn cluster(name: &str) -> Cluster {
         &admin,
         conf.replace(
             "https://127.0.0.1:6443",
-            &format!("https://127.0.0.1:{}", api.port),
+            &format!("https://127.0.0.1:{}", api.port()),
         ),
     )
     .unwrap();
     Cluster {
         dir,
         root,
-        _api: api,
-        state,
+        api,
         admin,
     }
 }
 
+/// `kubeboot token ARGS` as admin.conf's user, watched by the stand-in
+/// (anything it cannot model fails the test at once).
 fn token_cmd(c: &Cluster, args: &[&str]) -> Output {
     let mut all = vec!["--log-level", "debug", "token"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--kubeconfig", c.admin.to_str().unwrap(), "--timeout", "10"]);
-    kubeboot(&all)
+    let o = c
+        .api
+        .run(Command::new(env!("CARGO_BIN_EXE_kubeboot")).args(&all));
+    c.api.check();
+    o
 }
 
 fn stored(c: &Cluster, id: &str) -> Option<serde_json::Value> {
-    c.state
-        .lock()
-        .unwrap()
+    c.api
+        .state()
         .objects
         .get(&format!("{SECRETS}/bootstrap-token-{id}"))
         .cloned()
@@ -325,7 +330,7 @@ fn bad_input_is_refused_before_contacting_anyone() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("SECRET"), "{args:?}: {err}");
     }
-    assert!(c.state.lock().unwrap().objects.is_empty());
+    assert!(!c.api.state().objects.keys().any(|k| k.starts_with(SECRETS)));
     // an unreachable server is a failure (exit 1) naming the URL
     let conf = std::fs::read_to_string(&c.admin).unwrap();
     let closed = net_support::closed_port();

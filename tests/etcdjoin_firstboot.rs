@@ -29,6 +29,9 @@
 //! `firstboot` does nothing, and a full rerun of every phase (`kubeboot
 //! join`) adds no member and leaves B's files as they were.
 
+#[path = "api_support/mod.rs"]
+mod api_support;
+
 #[path = "cli_support/mod.rs"]
 mod cli_support;
 
@@ -46,20 +49,20 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cli_support::{fake_systemctl as systemctl_script, kubeboot, seed, text};
+use api_support::{Options, StandIn};
+use cli_support::{fake_systemctl_tls_bootstrap as systemctl_script, kubeboot, seed, text};
 use etcd_support::{
     Bins, Kill, Ports, debian, pypi, start_etcd_healthy_with, start_etcd_with, wait_healthy,
 };
 use kubeboot::api::etcd::{ETCD_PODS_PATH, EtcdClient, Member};
-use kubeboot::config::BootstrapToken;
 use kubeboot::config::model::Settings;
 use kubeboot::host::Paths;
 use kubeboot::host::fs::Sync;
 use kubeboot::{api, kubelet, manifests, pki};
-use net_support::{Reply, Request, Server, ok, tls_config, tls_config_with};
+use net_support::{Server, ok, tls_config};
 use node_common::settings;
 use serde_json::{Value, json};
 
@@ -77,62 +80,6 @@ fn node_a() -> Settings {
     // B's API server stub on 127.0.0.2 serves A's apiserver certificate
     s.cluster.cert_sans = vec![B_ADDR.into()];
     s
-}
-
-fn status_reply(code: u16, reason: &str) -> Reply {
-    let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": reason, "code": code});
-    Reply::Respond(code, vec![], serde_json::to_vec(&body).unwrap())
-}
-
-/// What the fake API server serves, by path and by who may read it.
-struct Api {
-    /// Readable without credentials (kube-public).
-    public: Mutex<BTreeMap<String, Value>>,
-    /// Readable with the bootstrap token.
-    token: BTreeMap<String, Value>,
-    /// Readable and patchable with an admin.conf client certificate.
-    admin: Mutex<BTreeMap<String, Value>>,
-}
-
-fn merge(target: &mut Value, patch: &Value) {
-    if let (Value::Object(t), Value::Object(p)) = (&mut *target, patch) {
-        for (k, v) in p {
-            merge(t.entry(k.clone()).or_insert(Value::Null), v);
-        }
-    } else {
-        *target = patch.clone();
-    }
-}
-
-fn answer(api: &Api, req: &Request) -> Reply {
-    let bearer = format!("Bearer {TOKEN_ID}.{TOKEN_SECRET}");
-    if req.path == "/livez" {
-        return ok(b"ok");
-    }
-    if req.method == "GET"
-        && let Some(o) = api.public.lock().unwrap().get(&req.path)
-    {
-        return ok(&serde_json::to_vec(o).unwrap());
-    }
-    if req.header("Authorization") == Some(bearer.as_str()) {
-        return match (req.method.as_str(), api.token.get(&req.path)) {
-            ("GET", Some(o)) => ok(&serde_json::to_vec(o).unwrap()),
-            _ => status_reply(404, "NotFound"),
-        };
-    }
-    if req.client_cert.is_none() {
-        return status_reply(401, "Unauthorized");
-    }
-    let mut objs = api.admin.lock().unwrap();
-    match (req.method.as_str(), objs.get_mut(&req.path)) {
-        ("GET", Some(o)) => ok(&serde_json::to_vec(o).unwrap()),
-        ("PATCH", Some(o)) => {
-            let patch: Value = serde_json::from_slice(&req.body).unwrap();
-            merge(o, &patch);
-            ok(&serde_json::to_vec(o).unwrap())
-        }
-        _ => status_reply(404, "NotFound"),
-    }
 }
 
 /// An HTTPS server on 127.0.0.2 answering 200 to every request: B's API
@@ -278,8 +225,7 @@ struct Cluster {
     pki_a: PathBuf,
     ports_a: Ports,
     etcd_a: Option<Kill>,
-    api_server: Server,
-    state: Arc<Api>,
+    api_server: StandIn,
     _stubs: [Server; 3],
     healthz_url: String,
     /// B's NodeConfig (without apiVersion).
@@ -313,10 +259,6 @@ fn cluster(name: &str, run_etcd: Option<&Bins>) -> Cluster {
     // The cluster's API objects, as init's phases build them.
     let pki_a = root_a.join("etc/kubernetes/pki");
     let ca = std::fs::read(pki_a.join("ca.crt")).unwrap();
-    let token = BootstrapToken {
-        id: TOKEN_ID.into(),
-        secret: kubeboot::secret::Secret::new(TOKEN_SECRET),
-    };
     let kubelet_yaml = kubelet::config_yaml(&a, &kubeboot::host::detect::detect(&paths_a)).unwrap();
     let mut token_objs = BTreeMap::new();
     for o in api::objects::upload_config(&a, &kubelet_yaml).unwrap() {
@@ -338,43 +280,43 @@ fn cluster(name: &str, run_etcd: Option<&Bins>) -> Cluster {
         }
     }
     assert_eq!(token_objs.len(), 3, "{:?}", token_objs.keys());
-    // A's etcd pod as the API server mirrors it, pointing at the real etcd A.
+    // The strict API server stand-in with A's apiserver certificate: the
+    // kubelet registers cp-b after the join's own check and updates it right after
+    // mark-control-plane first reads it; kubeadm's RBAC; the token.
+    let api_server = StandIn::start_pki(
+        &pki_a,
+        Options {
+            minor: 33,
+            node: Some("cp-b".into()),
+            node_after: 1,
+            ..Options::default()
+        },
+    );
+    // kubeadm's RBAC, the token, cluster-info (naming this server) signed
+    // by the stand-in's bootstrap signer
+    api_server.seed_cluster(&ca, TOKEN_ID, TOKEN_SECRET);
+    for (_, o) in token_objs {
+        api_server.insert(o);
+    }
+    // A's etcd pod as the API server mirrors it (named `<pod>-<node>`),
+    // pointing at the real etcd A. Its labels are spelled here as
+    // kubeadm's ComponentPod sets them on every control-plane static pod
+    // (kubernetes cmd/kubeadm/app/util/staticpod/utils.go: `component`:
+    // the container name, `tier`: "control-plane"), not taken from
+    // kubeboot's manifest or its selector.
     let mut etcd_pod = serde_json::to_value(&pod_a).unwrap();
     etcd_pod["metadata"]["name"] = json!("etcd-cp-a");
+    etcd_pod["metadata"]["namespace"] = json!("kube-system");
+    etcd_pod["metadata"]["labels"] = json!({"component": "etcd", "tier": "control-plane"});
     etcd_pod["metadata"]["annotations"]["kubeadm.kubernetes.io/etcd.advertise-client-urls"] =
         json!(ports_a.client_url());
-    let pod_list =
-        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [etcd_pod]});
-    let node_b = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "cp-b", "labels": {"kubernetes.io/hostname": "cp-b"}}, "spec": {}});
-    let admin_objs = BTreeMap::from([
-        (ETCD_PODS_PATH.to_string(), pod_list),
-        ("/api/v1/nodes/cp-b".to_string(), node_b),
-    ]);
-    let state = Arc::new(Api {
-        public: Mutex::default(),
-        token: token_objs,
-        admin: Mutex::new(admin_objs),
-    });
-    let served = state.clone();
-    let api_tls = tls_config_with(
-        &pki_a.join("apiserver.crt"),
-        &pki_a.join("apiserver.key"),
-        Some(&pki_a.join("ca.crt")),
-        true,
-    );
-    let api_server = Server::https(api_tls, move |req, _| answer(&served, req));
-    // cluster-info names the server, so it is added once the port is known
-    let server = format!("https://127.0.0.1:{}", api_server.port);
-    let built = api::objects::cluster_info(&server, &ca);
-    let mut cm = built[0].body.clone();
-    let kubeconfig = cm["data"]["kubeconfig"].as_str().unwrap().to_string();
-    cm["data"][format!("jws-kubeconfig-{TOKEN_ID}")] =
-        json!(api::discovery::sign_detached(&kubeconfig, &token));
-    state
-        .public
-        .lock()
-        .unwrap()
-        .insert(built[0].item.clone(), cm);
+    api_server.insert(etcd_pod);
+    // and another control-plane pod, which must not be taken for etcd
+    api_server.insert(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kube-apiserver-cp-a", "namespace": "kube-system",
+            "labels": {"component": "kube-apiserver", "tier": "control-plane"},
+            "annotations": {"kubeadm.kubernetes.io/etcd.advertise-client-urls": "https://127.0.0.1:1"}},
+        "spec": {"containers": []}}));
 
     // Health stubs for B: kubelet, API server (on 127.0.0.2), KCM, scheduler.
     let stub = || {
@@ -401,7 +343,7 @@ fn cluster(name: &str, run_etcd: Option<&Bins>) -> Cluster {
     let pin = text(&kubeboot(&["certs", "ca-hash", pki_a.join("ca.crt").to_str().unwrap()]).stdout);
     let node_config = format!(
         "role: control-plane\nserver: 127.0.0.1:{api}\ntoken: {TOKEN_ID}.{TOKEN_SECRET}\ncaCertHash: {pin}\ncertificateKey: {KEY}\nnode:\n  name: cp-b\n  advertiseAddress: {B_ADDR}\n  bindPort: {livez_port}\ncluster:\n  kubernetesVersion: v1.33.4\n  controlPlaneEndpoint: 127.0.0.1:{api}\n  podSubnet: 10.244.0.0/16\n  controllerManager:\n    extraArgs:\n      secure-port: \"{kcm}\"\n  scheduler:\n    extraArgs:\n      secure-port: \"{sched}\"\n",
-        api = api_server.port,
+        api = api_server.port(),
         pin = pin.trim(),
         kcm = kcm.port,
         sched = sched.port,
@@ -415,7 +357,6 @@ fn cluster(name: &str, run_etcd: Option<&Bins>) -> Cluster {
         ports_a,
         etcd_a,
         api_server,
-        state,
         _stubs: [kcm, sched, healthz],
         healthz_url,
         node_config,
@@ -540,7 +481,8 @@ fn join_through_firstboot(bins: &Bins) {
 
     // The API calls: pods listed with admin.conf's client certificate,
     // kubeadm-certs read with the token, the Node patched.
-    let reqs = c.api_server.requests();
+    c.api_server.check();
+    let reqs = c.api_server.server.requests();
     let pods = reqs
         .iter()
         .filter(|r| r.path == ETCD_PODS_PATH)
@@ -551,7 +493,15 @@ fn join_through_firstboot(bins: &Bins) {
             .any(|r| r.path.ends_with("/secrets/kubeadm-certs")
                 && r.header("Authorization").is_some())
     );
-    let node = c.state.admin.lock().unwrap()["/api/v1/nodes/cp-b"].clone();
+    let node = c.api_server.state().objects["/api/v1/nodes/cp-b"].clone();
+    let patches: Vec<u16> = c
+        .api_server
+        .log()
+        .iter()
+        .filter(|l| l.method == "PATCH")
+        .map(|l| l.status)
+        .collect();
+    assert_eq!(patches, [409, 200], "the first patch raced the kubelet");
     assert!(
         node["metadata"]["labels"]
             .get("node-role.kubernetes.io/control-plane")

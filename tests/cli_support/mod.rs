@@ -70,6 +70,40 @@ pub fn fake_systemctl(
     log: &std::path::Path,
     client_cert: bool,
 ) -> PathBuf {
+    systemctl_script(script, root, log, client_cert, false)
+}
+
+/// Like [`fake_systemctl`], but the TLS bootstrap is played for real
+/// against the API server: when `bootstrap-kubelet.conf` exists, `kubectl`
+/// with that kubeconfig (its server, CA and token, nothing else) sends the
+/// kubelet's CertificateSigningRequest, and only when the API server
+/// accepts it is kubelet.conf written. A bootstrap kubeconfig with a wrong
+/// server, CA or token leaves the TLS bootstrap unfinished.
+#[allow(dead_code)]
+pub fn fake_systemctl_tls_bootstrap(
+    script: &std::path::Path,
+    root: &std::path::Path,
+    log: &std::path::Path,
+    client_cert: bool,
+) -> PathBuf {
+    let found = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "kubectl is required: the fake kubelet's TLS bootstrap sends its CSR with it"
+    );
+    systemctl_script(script, root, log, client_cert, true)
+}
+
+fn systemctl_script(
+    script: &std::path::Path,
+    root: &std::path::Path,
+    log: &std::path::Path,
+    client_cert: bool,
+    csr: bool,
+) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let cert = if client_cert {
         format!(
@@ -79,10 +113,30 @@ pub fn fake_systemctl(
     } else {
         String::new()
     };
+    let bootstrap = if csr {
+        format!(
+            r#"  b='{r}/etc/kubernetes/bootstrap-kubelet.conf'
+  if [ -f "$b" ] && [ ! -f '{r}/etc/kubernetes/kubelet.conf' ]; then
+    export NO_PROXY=127.0.0.1 no_proxy=127.0.0.1
+    unset HTTP_PROXY HTTPS_PROXY http_proxy https_proxy
+    req=$(openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout /dev/null -subj /O=system:nodes/CN=system:node:fake 2>/dev/null | base64 -w0)
+    printf '{{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest","metadata":{{"name":"csr-%s"}},"spec":{{"request":"%s","signerName":"kubernetes.io/kube-apiserver-client-kubelet","usages":["digital signature","client auth"]}}}}' "$$" "$req" > '{r}/csr.json'
+    if ! kubectl --kubeconfig "$b" --request-timeout=5s create --raw /apis/certificates.k8s.io/v1/certificatesigningrequests -f '{r}/csr.json' >> '{log}.kubectl' 2>&1; then
+      echo 'TLS bootstrap: CSR refused' >> '{log}.kubectl'
+      exit 0
+    fi
+  fi
+"#,
+            r = root.display(),
+            log = log.display()
+        )
+    } else {
+        String::new()
+    };
     std::fs::write(
         script,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*)\n  mkdir -p '{r}/etc/kubernetes'\n  [ -f '{r}/etc/kubernetes/kubelet.conf' ] || echo 'apiVersion: v1' > '{r}/etc/kubernetes/kubelet.conf'\n{cert};;\nesac\nexit 0\n",
+            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*)\n  mkdir -p '{r}/etc/kubernetes'\n{bootstrap}  [ -f '{r}/etc/kubernetes/kubelet.conf' ] || echo 'apiVersion: v1' > '{r}/etc/kubernetes/kubelet.conf'\n{cert};;\nesac\nexit 0\n",
             log = log.display(),
             r = root.display()
         ),

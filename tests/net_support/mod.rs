@@ -40,6 +40,10 @@ pub enum Reply {
     Slow(Duration, Vec<u8>),
     /// Close the connection without answering.
     Hang(Duration),
+    /// Start a response (status, headers announcing the whole body), send
+    /// half the body, then reset the connection (RST): a server or proxy
+    /// dying mid-response.
+    Reset(u16, Vec<u8>),
     /// 200 without a length, then this chunk over and over until the
     /// client goes away (an endless body).
     Endless(Vec<u8>),
@@ -150,8 +154,10 @@ impl Server {
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
                     let _ = stream.set_nodelay(true);
+                    // a second handle on the socket, to reset it (Reply::Reset)
+                    let raw = stream.try_clone().ok();
                     match tls {
-                        None => serve(stream, &*handler, &recorded, None, false),
+                        None => serve(stream, &*handler, &recorded, None, false, raw),
                         Some(cfg) => {
                             let Ok(mut conn) = rustls::ServerConnection::new(cfg) else {
                                 return;
@@ -172,6 +178,7 @@ impl Server {
                                 &recorded,
                                 client,
                                 keep_alive,
+                                raw,
                             )
                         }
                     }
@@ -196,9 +203,17 @@ fn serve<S: Read + Write>(
     recorded: &Mutex<Vec<Request>>,
     client_cert: Option<Vec<u8>>,
     keep_alive: bool,
+    raw: Option<TcpStream>,
 ) {
     let mut reader = BufReader::new(stream);
-    while let Some(again) = serve_one(&mut reader, handler, recorded, &client_cert, keep_alive) {
+    while let Some(again) = serve_one(
+        &mut reader,
+        handler,
+        recorded,
+        &client_cert,
+        keep_alive,
+        raw.as_ref(),
+    ) {
         if !again {
             return;
         }
@@ -212,6 +227,7 @@ fn serve_one<S: Read + Write>(
     recorded: &Mutex<Vec<Request>>,
     client_cert: &Option<Vec<u8>>,
     keep_alive: bool,
+    raw: Option<&TcpStream>,
 ) -> Option<bool> {
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -240,8 +256,16 @@ fn serve_one<S: Read + Write>(
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let mut body = vec![0u8; content_length];
-    let _ = reader.read_exact(&mut body);
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        read_chunked(reader)
+    } else {
+        let mut body = vec![0u8; content_length];
+        let _ = reader.read_exact(&mut body);
+        body
+    };
     let req = Request {
         method,
         path,
@@ -256,6 +280,21 @@ fn serve_one<S: Read + Write>(
     };
     let (code, extra, body) = match handler(&req, index) {
         Reply::Respond(code, extra, body) => (code, extra, body),
+        Reply::Reset(code, body) => {
+            let head = format!(
+                "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nContent-Type: application/json\r\n\r\n",
+                body.len()
+            );
+            let stream = reader.get_mut();
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body[..body.len() / 2]);
+            let _ = stream.flush();
+            if let Some(raw) = raw {
+                // linger 0: closing sends RST instead of FIN
+                let _ = rustix::net::sockopt::set_socket_linger(raw, Some(Duration::ZERO));
+            }
+            return None;
+        }
         Reply::Slow(d, body) => {
             std::thread::sleep(d);
             (200, vec![], body)
@@ -287,6 +326,37 @@ fn serve_one<S: Read + Write>(
     let _ = stream.write_all(&out);
     let _ = stream.flush();
     Some(keep_alive)
+}
+
+/// A `Transfer-Encoding: chunked` body (kubectl streams `-f` files so).
+fn read_chunked<R: BufRead>(reader: &mut R) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        if reader.read_line(&mut size).unwrap_or(0) == 0 {
+            return body;
+        }
+        let hex = size.trim().split(';').next().unwrap_or("");
+        let Ok(n) = usize::from_str_radix(hex, 16) else {
+            return body;
+        };
+        if n == 0 {
+            // trailers end with an empty line
+            loop {
+                let mut t = String::new();
+                if reader.read_line(&mut t).unwrap_or(0) == 0 || t.trim().is_empty() {
+                    return body;
+                }
+            }
+        }
+        let mut chunk = vec![0u8; n];
+        if reader.read_exact(&mut chunk).is_err() {
+            return body;
+        }
+        body.extend_from_slice(&chunk);
+        let mut crlf = String::new();
+        let _ = reader.read_line(&mut crlf);
+    }
 }
 
 /// A port on 127.0.0.1 nothing listens on (connections are refused).
