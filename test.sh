@@ -25,6 +25,7 @@ debian=(
   qemu-system-x86:qemu-system-x86_64   # tests/vm_boot.rs: a real systemd boot (TCG)
   debootstrap:debootstrap              # ... builds that image's Debian base tree
   e2fsprogs:debugfs                    # ... mkfs.ext4 -d and debugfs, no mounts needed
+  groff-base:groff                     # groff checks the man page kubeboot generates
 )
 # PyPI package     the Python module the tests import
 pypi=(

@@ -18,4 +18,19 @@ ln -sf ../kubeboot-certs-renew.timer "$root/etc/systemd/system/timers.target.wan
 mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
 ln -sf ../kubeboot.service "$root/etc/systemd/system/multi-user.target.wants/kubeboot.service"
 mkdir -p "$root/var/lib/kubeboot"
+# The man page and shell completions come from the binary itself (clap_mangen,
+# clap_complete); a binary for another architecture cannot run here, so then
+# they are left out with a note.
+if "$bin" man > "$root/.kubeboot.1.tmp" 2>/dev/null; then
+  install -D -m 0644 "$root/.kubeboot.1.tmp" "$root/usr/share/man/man1/kubeboot.1"
+  "$bin" completion bash > "$root/.kubeboot.bash.tmp"
+  install -D -m 0644 "$root/.kubeboot.bash.tmp" "$root/usr/share/bash-completion/completions/kubeboot"
+  "$bin" completion zsh > "$root/.kubeboot.zsh.tmp"
+  install -D -m 0644 "$root/.kubeboot.zsh.tmp" "$root/usr/share/zsh/vendor-completions/_kubeboot"
+  "$bin" completion fish > "$root/.kubeboot.fish.tmp"
+  install -D -m 0644 "$root/.kubeboot.fish.tmp" "$root/usr/share/fish/vendor_completions.d/kubeboot.fish"
+else
+  echo "note: could not run $bin here; man page and completions not installed" >&2
+fi
+rm -f "$root/.kubeboot.1.tmp" "$root/.kubeboot.bash.tmp" "$root/.kubeboot.zsh.tmp" "$root/.kubeboot.fish.tmp"
 echo "installed kubeboot into $root"

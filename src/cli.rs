@@ -59,6 +59,26 @@ pub enum Command {
     Reset(lifecycle::ResetArgs),
     /// Print the version.
     Version,
+    /// Print a shell completion script (`kubeboot completion bash > /etc/bash_completion.d/kubeboot`).
+    Completion {
+        /// bash, zsh or fish.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff), as installed as kubeboot.1.
+    #[command(hide = true)]
+    Man,
+}
+
+/// Shells `completion` writes for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CompletionShell {
+    /// GNU bash.
+    Bash,
+    /// zsh.
+    Zsh,
+    /// fish.
+    Fish,
 }
 
 /// `config` subcommands.
@@ -77,6 +97,43 @@ pub enum ConfigCommand {
         /// Source selection.
         #[command(flatten)]
         source: SourceArgs,
+    },
+    /// Print default configurations (like `kubeadm config print`), with kubeboot's defaults.
+    #[command(subcommand)]
+    Print(PrintCommand),
+    /// Container images (like `kubeadm config images`).
+    #[command(subcommand)]
+    Images(ImagesCommand),
+}
+
+/// `config print` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PrintCommand {
+    /// An InitConfiguration and ClusterConfiguration (kubeadm v1beta4) with kubeboot's defaults.
+    InitDefaults {
+        /// `kubeadm` (v1beta4 documents) or `kubeboot` (a NodeConfig).
+        #[arg(long, value_enum, default_value = "kubeadm")]
+        format: crate::kubeadm_cmds::PrintFormat,
+    },
+    /// A JoinConfiguration (kubeadm v1beta4) with kubeboot's defaults.
+    JoinDefaults {
+        /// `kubeadm` (v1beta4 documents) or `kubeboot` (a NodeConfig).
+        #[arg(long, value_enum, default_value = "kubeadm")]
+        format: crate::kubeadm_cmds::PrintFormat,
+    },
+}
+
+/// `config images` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Print the images a control-plane node runs, one per line, in kubeadm's order.
+    List {
+        /// Config file (any envelope); kubeboot's defaults when omitted.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Kubernetes version (overrides the config's).
+        #[arg(long, value_name = "VERSION")]
+        kubernetes_version: Option<String>,
     },
 }
 
@@ -121,6 +178,61 @@ pub enum CertsCommand {
     },
 }
 
+const INIT_PHASE_HELP: &str = "\
+Examples:
+  kubeboot init phase certs --config kubeadm.yaml
+  kubeboot init phase certs/apiserver --config kubeadm.yaml
+  kubeboot init --config kubeadm.yaml phase control-plane/all
+  kubeboot init phase list
+
+Phases (`NAME/all` runs every sub-phase; --skip-phases and skipPhases take the same names):
+";
+
+const JOIN_PHASE_HELP: &str = "\
+Examples:
+  kubeboot join phase kubelet-start --config join.yaml
+  kubeboot join phase control-plane-prepare/certs --config join.yaml
+  kubeboot join --config join.yaml phase control-plane-join/mark-control-plane
+  kubeboot join phase list
+
+Phases (`NAME/all` runs every sub-phase; --skip-phases and skipPhases take the same names):
+";
+
+/// The command line as clap sees it: [`Cli`] with `init phase` and
+/// `join phase` each given their own help (examples and the phase tree).
+/// `main`, completions and the man page all use this.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let phase_help = |init: bool| {
+        let (head, list) = if init {
+            (INIT_PHASE_HELP, crate::phases::plan::init_phases())
+        } else {
+            (JOIN_PHASE_HELP, crate::phases::plan::join_phases())
+        };
+        format!("{head}{}", crate::phases::runner::tree(&list))
+    };
+    Cli::command()
+        .mut_subcommand("init", |c| {
+            c.mut_subcommand("phase", |p| {
+                p.about("Run one init phase or sub-phase (`kubeboot init phase certs/apiserver`); `list` prints them")
+                    .after_help(phase_help(true))
+            })
+        })
+        .mut_subcommand("join", |c| {
+            c.mut_subcommand("phase", |p| {
+                p.about("Run one join phase or sub-phase (`kubeboot join phase kubelet-start`); `list` prints them")
+                    .after_help(phase_help(false))
+            })
+        })
+}
+
+/// Parses the process's arguments with [`command`].
+pub fn parse() -> std::result::Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let mut m = command().try_get_matches()?;
+    Cli::from_arg_matches_mut(&mut m)
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let lock_wait = std::time::Duration::from_secs(cli.lock_timeout);
@@ -129,6 +241,50 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Config(ConfigCommand::Validate { files }) => commands::config_validate(&files),
         Command::Config(ConfigCommand::Show { file, source }) => {
             commands::config_show(file, &source)
+        }
+        Command::Config(ConfigCommand::Print(p)) => {
+            let text = match p {
+                PrintCommand::InitDefaults { format } => {
+                    crate::kubeadm_cmds::init_defaults(format)?
+                }
+                PrintCommand::JoinDefaults { format } => {
+                    crate::kubeadm_cmds::join_defaults(format)?
+                }
+            };
+            crate::out!("{text}");
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Images(ImagesCommand::List {
+            config,
+            kubernetes_version,
+        })) => {
+            let s = crate::kubeadm_cmds::images_settings(
+                config.as_deref(),
+                kubernetes_version.as_deref(),
+            )?;
+            for i in crate::kubeadm_cmds::images(&s) {
+                crate::outln!("{i}");
+            }
+            Ok(())
+        }
+        Command::Completion { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut command(), "kubeboot", &mut out);
+            crate::out!("{}", String::from_utf8_lossy(&out));
+            Ok(())
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(command())
+                .render(&mut out)
+                .map_err(|e| crate::error::Error::Failed(format!("rendering the man page: {e}")))?;
+            crate::out!("{}", String::from_utf8_lossy(&out));
+            Ok(())
         }
         Command::Token(TokenCommand::Generate) => commands::token_generate(),
         Command::Token(TokenCommand::Create(args)) => lifecycle::token_create(&args),

@@ -43,6 +43,14 @@ pub fn config_validate(files: &[PathBuf]) -> Result<()> {
         }
         let loaded = config::from_unwrapped(unwrapped, &name, &facts)?;
         log_warnings(&loaded);
+        // skipPhases names are checked against the plan for this node, as
+        // the run checks them (`addon/kube-proxy`, kubeadm's form, is fine)
+        let plan = crate::phases::plan::phases_for(loaded.settings.mode);
+        crate::phases::runner::check_names(
+            &plan,
+            &loaded.settings.skip_phases,
+            &format!("{}: skipPhases", loaded.origin),
+        )?;
         crate::outln!(
             "{name}: ok ({}, {})",
             run::format_name(&loaded.format),

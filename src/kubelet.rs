@@ -38,13 +38,46 @@ pub const NODE_LOCAL_CRI_SOCKET: &str = "NodeLocalCRISocket";
 /// than to `--container-runtime-endpoint`: the version's default, unless
 /// the config's feature gates say otherwise.
 pub fn node_local_cri_socket(s: &Settings) -> bool {
+    gate(s, NODE_LOCAL_CRI_SOCKET, |f| f.node_local_cri_socket)
+}
+
+/// The `ControlPlaneKubeletLocalMode` kubeadm feature gate.
+pub const CONTROL_PLANE_KUBELET_LOCAL_MODE: &str = "ControlPlaneKubeletLocalMode";
+
+/// Whether a control-plane node's kubelet uses its own API server
+/// (`https://<advertiseAddress>:<bindPort>`) rather than the control-plane
+/// endpoint: in init's kubelet.conf and in a control-plane join's
+/// bootstrap-kubelet.conf. The version's default unless `featureGates` says.
+pub fn control_plane_kubelet_local_mode(s: &Settings) -> bool {
+    gate(s, CONTROL_PLANE_KUBELET_LOCAL_MODE, |f| {
+        f.control_plane_kubelet_local_mode
+    })
+}
+
+/// The API server a joining node's kubelet bootstraps through
+/// (bootstrap-kubelet.conf), as kubeadm's join `kubelet-start`: with
+/// ControlPlaneKubeletLocalMode a joining control plane uses its own API
+/// server (started from its static pods before the TLS bootstrap is awaited),
+/// otherwise the discovered endpoint (`cmd/kubeadm/app/cmd/phases/join/kubelet.go`,
+/// v1.33.0).
+pub fn bootstrap_server(s: &Settings, discovered: &str) -> String {
+    if s.mode.is_control_plane() && control_plane_kubelet_local_mode(s) {
+        s.local_endpoint().url()
+    } else {
+        discovered.to_string()
+    }
+}
+
+/// A kubeadm feature gate: the config's `featureGates` entry (the last one
+/// wins), else the version's default.
+fn gate(s: &Settings, name: &str, default: fn(&versions::VersionFacts) -> bool) -> bool {
     s.cluster
         .feature_gates
         .iter()
         .rev()
-        .find(|(name, _)| name == NODE_LOCAL_CRI_SOCKET)
+        .find(|(n, _)| n == name)
         .map(|(_, on)| *on)
-        .unwrap_or_else(|| versions::facts(&s.cluster.kubernetes_version).node_local_cri_socket)
+        .unwrap_or_else(|| default(versions::facts(&s.cluster.kubernetes_version)))
 }
 
 /// The pause image, `<imageRepository>/pause:<tag>`.
@@ -404,5 +437,38 @@ mod tests {
         let f = flags(&s, &det("cp-1"));
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].value, "mirror/pause:1");
+    }
+}
+
+#[cfg(test)]
+mod local_mode_tests {
+    use super::*;
+    use crate::config::Mode;
+
+    /// Issue 11 item 6, join side: a control-plane join bootstraps through
+    /// its own API server from 1.33 on (ControlPlaneKubeletLocalMode), and
+    /// through the discovered endpoint on 1.32 and on workers.
+    #[test]
+    fn control_plane_join_bootstraps_through_local_api_server_from_1_33() {
+        let mut s = crate::config::examples::pki_control_plane();
+        s.mode = Mode::JoinControlPlane;
+        let lb = "https://lb.example.test:6443";
+        let local = s.local_endpoint().url();
+        assert_ne!(local, lb);
+        for (v, want) in [
+            ("v1.32.5", lb),
+            ("v1.33.4", local.as_str()),
+            ("v1.34.1", local.as_str()),
+        ] {
+            s.cluster.kubernetes_version = v.into();
+            assert_eq!(bootstrap_server(&s, lb), want, "{v}");
+        }
+        s.cluster.feature_gates = vec![(CONTROL_PLANE_KUBELET_LOCAL_MODE.into(), false)];
+        assert_eq!(bootstrap_server(&s, lb), lb, "gate off");
+        s.cluster.kubernetes_version = "v1.32.5".into();
+        s.cluster.feature_gates = vec![(CONTROL_PLANE_KUBELET_LOCAL_MODE.into(), true)];
+        assert_eq!(bootstrap_server(&s, lb), local, "gate on");
+        s.mode = Mode::JoinWorker;
+        assert_eq!(bootstrap_server(&s, lb), lb, "workers never");
     }
 }

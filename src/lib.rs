@@ -33,6 +33,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod host;
+pub mod kubeadm_cmds;
 pub mod kubelet;
 #[cfg(test)]
 mod layers;

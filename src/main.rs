@@ -1,10 +1,8 @@
 //! The `kubeboot` binary: parse arguments, set up logging, run, print the
 //! error once, exit with its code (0 success, 1 failure, 2 invalid input).
 
-use clap::Parser;
-
 fn main() {
-    let cli = match kubeboot::cli::Cli::try_parse() {
+    let cli = match kubeboot::cli::parse() {
         Ok(c) => c,
         Err(e) => {
             // clap exits 2 for usage errors and 0 for --help/--version

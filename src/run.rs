@@ -23,22 +23,24 @@ use crate::status::{self, Status};
 use crate::userdata::{self, Source, local, network};
 
 /// Where the configuration comes from, for commands that run a node.
+/// Global: `init phase certs --config F` and `init --config F phase certs`
+/// both work, as with kubeadm.
 #[derive(Debug, Args, Clone)]
 pub struct SourceArgs {
     /// A config file in any accepted envelope (kubeboot or kubeadm YAML, cloud-config, MIME, Ignition, gzip).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Where to look for userdata: `auto` (local sources, then the platform's) or `file:PATH`.
-    #[arg(long, value_name = "SPEC", conflicts_with = "config")]
+    #[arg(long, global = true, value_name = "SPEC", conflicts_with = "config")]
     pub source: Option<String>,
     /// Host root: every path kubeboot reads or writes is under it.
-    #[arg(long, value_name = "DIR", default_value = "/")]
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     /// Platform override (skips detection), e.g. aws, gcp, azure, openstack, hetzner, digitalocean, nocloud, none.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME")]
     pub platform: Option<String>,
     /// Base URL of the platform's metadata service (tests point it at 127.0.0.1).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL")]
     pub metadata_url: Option<String>,
 }
 
@@ -67,12 +69,13 @@ pub struct RunArgs {
     pub phase: Option<PhaseCommand>,
 }
 
-/// `init phase NAME` / `join phase NAME`.
+/// `init phase NAME` / `join phase NAME` (its help text is set per
+/// command by `cli::command`).
 #[derive(Debug, Subcommand)]
 pub enum PhaseCommand {
-    /// Run one phase by name (`kubeboot init phase certs`); `list` prints the phases.
+    /// Run one phase or sub-phase by name; `list` prints the phase tree.
     Phase {
-        /// Phase name.
+        /// Phase name (`certs`, `certs/apiserver`, `addon/all`), or `list`.
         name: String,
     },
 }
@@ -534,9 +537,7 @@ pub fn init_or_join(args: &RunArgs, init: bool, lock_wait: Duration) -> Result<(
             } else {
                 phases::join_phases()
             };
-            for p in &list {
-                crate::outln!("{:<24} {}", p.name, p.summary);
-            }
+            crate::out!("{}", runner::tree(&list));
             return Ok(());
         }
         Some(PhaseCommand::Phase { name }) => Some(name.clone()),

@@ -622,8 +622,8 @@ fn control_plane_joins_with_the_certificate_key() {
             "control-plane-prepare",
             "kubelet-start",
             "wait-bootstrap",
-            "wait-control-plane",
-            "mark-control-plane"
+            "control-plane-join",
+            "wait-control-plane"
         ]
     );
     // the first patch raced the kubelet's update (409); the retry carries

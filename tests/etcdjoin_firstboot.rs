@@ -461,8 +461,8 @@ fn join_through_firstboot(bins: &Bins) {
         "kubelet-start",
         "etcd-join",
         "wait-bootstrap",
+        "control-plane-join",
         "wait-control-plane",
-        "mark-control-plane",
     ] {
         assert!(done.contains(&p), "{p} not done: {done:?}");
     }
@@ -506,6 +506,14 @@ fn join_through_firstboot(bins: &Bins) {
         node["metadata"]["labels"]
             .get("node-role.kubernetes.io/control-plane")
             .is_some(),
+        "{node}"
+    );
+    // issue 11 item 7: on 1.33 (kubeadm's NodeLocalCRISocket off) the
+    // joined Node carries the CRI socket annotation, as kubeadm's
+    // kubelet-wait-bootstrap writes it, through kubelet.conf's client
+    assert_eq!(
+        node["metadata"]["annotations"]["kubeadm.alpha.kubernetes.io/cri-socket"],
+        "unix:///var/run/containerd/containerd.sock",
         "{node}"
     );
 

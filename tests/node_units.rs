@@ -191,6 +191,22 @@ fn every_ordering_line_is_commented_and_kubelet_is_unordered() {
     );
 }
 
+/// cloud-init 24.3 renamed its network stage cloud-init.service →
+/// cloud-init-network.service (canonical/cloud-init#5489): the unit orders
+/// after both names, so it waits for write_files on old and new images.
+#[test]
+fn orders_after_cloud_init_old_and_new_network_stage() {
+    let text = unit_text();
+    let after: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("After="))
+        .flat_map(str::split_whitespace)
+        .collect();
+    for unit in ["cloud-init.service", "cloud-init-network.service"] {
+        assert!(after.contains(&unit), "no After={unit}: {after:?}");
+    }
+}
+
 /// Checks, at daemon-reload time, that the kubelet files are already on disk.
 struct CheckingInit<'a> {
     inner: Recording,

@@ -783,3 +783,69 @@ fn crash_residue_converges() {
     assert_eq!(before, snapshot(&root));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// Issue 11 item 5: kubeadm's `encryptionAlgorithm: RSA-2048` (its default)
+/// gives an RSA-2048 tree: openssl reads every key as a 2048-bit RSA key in
+/// the PKCS#1 `RSA PRIVATE KEY` form kubeadm writes, every certificate is
+/// signed sha256WithRSAEncryption and chains to its CA.
+#[test]
+fn kubeadm_rsa_2048_tree_passes_openssl() {
+    let config = "apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+nodeRegistration: {name: cp-1}
+localAPIEndpoint: {advertiseAddress: 10.0.0.10}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+encryptionAlgorithm: RSA-2048
+";
+    let facts = kubeboot::host::HostFacts {
+        hostname: Some("cp-1".into()),
+        default_address: Some("10.0.0.10".parse().unwrap()),
+        default_ipv6: None,
+    };
+    let loaded = kubeboot::config::load(config.as_bytes(), "rsa.yaml", &facts).unwrap();
+    assert_eq!(loaded.settings.cluster.key_algorithm, KeyAlgorithm::Rsa2048);
+    let root = tmp("rsa2048");
+    let (certs, kcs) = render(&loaded.settings, &root);
+    assert!(certs.entries.iter().all(|e| e.algorithm == "RSA 2048"));
+    assert!(kcs.entries.iter().all(|e| e.algorithm == "RSA 2048"));
+    let dir = pki(&root);
+    for (stem, ca) in [
+        ("ca", "ca"),
+        ("apiserver", "ca"),
+        ("apiserver-kubelet-client", "ca"),
+        ("front-proxy-ca", "front-proxy-ca"),
+        ("front-proxy-client", "front-proxy-ca"),
+        ("etcd/ca", "etcd/ca"),
+        ("etcd/server", "etcd/ca"),
+        ("etcd/peer", "etcd/ca"),
+        ("etcd/healthcheck-client", "etcd/ca"),
+        ("apiserver-etcd-client", "etcd/ca"),
+    ] {
+        let key = dir.join(format!("{stem}.key"));
+        let pem = std::fs::read_to_string(&key).unwrap();
+        assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"), "{stem}");
+        let text = openssl(&["pkey", "-in", key.to_str().unwrap(), "-noout", "-text"]);
+        assert!(text.contains("Private-Key: (2048 bit"), "{stem}: {text}");
+        let crt = dir.join(format!("{stem}.crt"));
+        let text = openssl(&["x509", "-in", crt.to_str().unwrap(), "-noout", "-text"]);
+        assert!(text.contains("sha256WithRSAEncryption"), "{stem}: {text}");
+        let out = openssl(&[
+            "verify",
+            "-CAfile",
+            dir.join(format!("{ca}.crt")).to_str().unwrap(),
+            crt.to_str().unwrap(),
+        ]);
+        assert!(out.trim_end().ends_with(": OK"), "{stem}: {out}");
+    }
+    let sa = openssl(&[
+        "pkey",
+        "-in",
+        dir.join("sa.key").to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(sa.contains("Private-Key: (2048 bit"), "{sa}");
+    std::fs::remove_dir_all(root).unwrap();
+}

@@ -97,6 +97,30 @@ impl Kube {
         .context(path.display())
     }
 
+    /// A client as the node itself: `/etc/kubernetes/kubelet.conf`, which
+    /// the kubelet wrote after its TLS bootstrap (server and client
+    /// certificate from that file, embedded or referenced), verified with
+    /// the cluster CA. kubeadm's join uses this client for the CRI socket
+    /// annotation (`cmd/kubeadm/app/cmd/phases/join/kubelet.go`).
+    pub fn from_kubelet_conf(
+        settings: &Settings,
+        paths: &Paths,
+        budget: Duration,
+    ) -> Result<Kube, Error> {
+        let path = paths.host("/etc/kubernetes/kubelet.conf");
+        let bytes = fs::read_optional(&path)?
+            .ok_or_else(|| Error::Failed(format!("{}: missing", path.display())))?;
+        let server = crate::pki::kubeconfig::server(&bytes)
+            .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))?;
+        let (cert, key) = crate::pki::kubeconfig::client_cert_and_key(&bytes, paths)
+            .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))?;
+        let ca_path = paths.host(format!("{}/ca.crt", settings.cluster.certificates_dir));
+        let ca = fs::read_optional(&ca_path)?
+            .ok_or_else(|| Error::Failed(format!("{}: missing", ca_path.display())))?;
+        Kube::new(&server, &ca, &cert, key.expose().as_bytes(), budget)
+            .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))
+    }
+
     /// One request with retries; the final status and body.
     pub(super) fn call(
         &self,

@@ -88,6 +88,15 @@ pub enum KeyAlgorithm {
     /// ECDSA over NIST P-384 with SHA-384.
     #[serde(rename = "ECDSA-P384")]
     EcdsaP384,
+    /// RSA 2048 bits (kubeadm's default), SHA-256 signatures.
+    #[serde(rename = "RSA-2048")]
+    Rsa2048,
+    /// RSA 3072 bits.
+    #[serde(rename = "RSA-3072")]
+    Rsa3072,
+    /// RSA 4096 bits.
+    #[serde(rename = "RSA-4096")]
+    Rsa4096,
 }
 
 impl KeyAlgorithm {
@@ -96,6 +105,28 @@ impl KeyAlgorithm {
         match self {
             KeyAlgorithm::EcdsaP256 => "ECDSA-P256",
             KeyAlgorithm::EcdsaP384 => "ECDSA-P384",
+            KeyAlgorithm::Rsa2048 => "RSA-2048",
+            KeyAlgorithm::Rsa3072 => "RSA-3072",
+            KeyAlgorithm::Rsa4096 => "RSA-4096",
+        }
+    }
+
+    /// Every algorithm, as `encryptionAlgorithm` spells it.
+    pub const ALL: [KeyAlgorithm; 5] = [
+        KeyAlgorithm::EcdsaP256,
+        KeyAlgorithm::EcdsaP384,
+        KeyAlgorithm::Rsa2048,
+        KeyAlgorithm::Rsa3072,
+        KeyAlgorithm::Rsa4096,
+    ];
+
+    /// The RSA modulus size (0 for ECDSA).
+    pub fn rsa_bits(self) -> usize {
+        match self {
+            KeyAlgorithm::Rsa2048 => 2048,
+            KeyAlgorithm::Rsa3072 => 3072,
+            KeyAlgorithm::Rsa4096 => 4096,
+            _ => 0,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde_norway::Value;
 
-use super::kubeadm::{self, ClusterConfiguration, InitConfiguration, JoinConfiguration};
+use super::kubeadm::{self, Kind};
 use super::model::Warning;
 use super::raw::{self, NodeConfig, RawCluster, RawNode};
 use crate::envelope::{DocBody, Document};
@@ -42,7 +42,7 @@ pub struct Parsed {
     /// Prefix for every field path (e.g. `kubeboot.`).
     pub prefix: String,
     /// Canonical kubeboot field path → the name the user wrote.
-    pub names: BTreeMap<&'static str, String>,
+    pub names: BTreeMap<String, String>,
     /// Warnings (fields not acted on, documents ignored).
     pub warnings: Vec<Warning>,
 }
@@ -105,9 +105,9 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 /// One YAML document, classified.
 enum Doc {
     Kubeboot(Box<NodeConfig>),
-    Init(Box<InitConfiguration>, String),
-    Cluster(Box<ClusterConfiguration>, String),
-    Join(Box<JoinConfiguration>, String),
+    /// A kubeadm document (checked against the field table), its version
+    /// and the field-name errors found in it.
+    Kubeadm(Kind, Value, String, Vec<String>),
 }
 
 fn classify(
@@ -147,24 +147,7 @@ fn classify(
         }
         Some(v) if kubeadm::VERSIONS.contains(&v) => {
             let version = v.trim_start_matches("kubeadm.k8s.io/").to_string();
-            let note = "kubeadm field not acted on by kubeboot; ignored";
             match kind.as_deref() {
-                Some("InitConfiguration") => {
-                    let d = typed(value, origin, "InitConfiguration.", warnings, note)?;
-                    Ok(Some(Doc::Init(Box::new(d), version)))
-                }
-                Some("ClusterConfiguration") => {
-                    let mut d: ClusterConfiguration =
-                        typed(value, origin, "ClusterConfiguration.", warnings, note)?;
-                    if version == "v1beta3" {
-                        v1beta3_addons(&mut d, warnings);
-                    }
-                    Ok(Some(Doc::Cluster(Box::new(d), version)))
-                }
-                Some("JoinConfiguration") => {
-                    let d = typed(value, origin, "JoinConfiguration.", warnings, note)?;
-                    Ok(Some(Doc::Join(Box::new(d), version)))
-                }
                 Some(k @ ("ResetConfiguration" | "UpgradeConfiguration")) => {
                     warnings.push(Warning {
                         field: k.into(),
@@ -172,14 +155,27 @@ fn classify(
                     });
                     Ok(None)
                 }
-                other => Err(invalid(
-                    origin,
-                    "kind",
-                    format!(
-                        "{:?} is not a kubeadm kind kubeboot reads (InitConfiguration, ClusterConfiguration, JoinConfiguration)",
-                        other.unwrap_or("")
-                    ),
-                )),
+                other => {
+                    let Some(k) = other.and_then(Kind::from_name) else {
+                        return Err(invalid(
+                            origin,
+                            "kind",
+                            format!(
+                                "{:?} is not a kubeadm kind kubeboot reads (InitConfiguration, ClusterConfiguration, JoinConfiguration)",
+                                other.unwrap_or("")
+                            ),
+                        ));
+                    };
+                    let mut value = value;
+                    let checked = kubeadm::check(k, &version, &mut value);
+                    warnings.extend(checked.warnings);
+                    let errors = checked
+                        .errors
+                        .iter()
+                        .map(|(f, m)| format!("{origin}: {f}: {m}"))
+                        .collect();
+                    Ok(Some(Doc::Kubeadm(k, value, version, errors)))
+                }
             }
         }
         Some(v) if v.starts_with(kubeadm::GROUP) => Err(invalid(
@@ -213,25 +209,6 @@ fn classify(
     }
 }
 
-/// v1beta3 has no `dns.disabled` and no `proxy` (v1beta4 added them):
-/// kubeadm's strict decoder only warns about them, so kubeboot ignores them
-/// with a warning too rather than acting on a field the version lacks.
-fn v1beta3_addons(d: &mut ClusterConfiguration, warnings: &mut Vec<Warning>) {
-    let note = "not a kubeadm.k8s.io/v1beta3 field (v1beta4 added it); ignored, as kubeadm ignores it; use apiVersion kubeadm.k8s.io/v1beta4";
-    if d.dns.as_mut().and_then(|x| x.disabled.take()).is_some() {
-        warnings.push(Warning {
-            field: "ClusterConfiguration.dns.disabled".into(),
-            message: note.into(),
-        });
-    }
-    if d.proxy.take().is_some() {
-        warnings.push(Warning {
-            field: "ClusterConfiguration.proxy".into(),
-            message: note.into(),
-        });
-    }
-}
-
 /// Parses YAML text into its documents.
 fn yaml_documents(text: &str, origin: &str) -> Result<Vec<Value>, Error> {
     let mut out = Vec::new();
@@ -249,6 +226,10 @@ pub fn parse_documents(docs: &[Document]) -> Result<Parsed, Error> {
     for d in docs {
         found.add(d)?;
     }
+    // every misnamed field of every kubeadm document, reported together
+    if !found.kubeadm.errors.is_empty() {
+        return Err(Error::Invalid(found.kubeadm.errors.join("\n")));
+    }
     found.only_one_source()?;
     let Found {
         warnings,
@@ -262,7 +243,7 @@ pub fn parse_documents(docs: &[Document]) -> Result<Parsed, Error> {
     if let Some((raw, origin)) = kernel {
         let names = KERNEL_NAMES
             .iter()
-            .map(|(canon, arg)| (*canon, format!("kubeboot.{arg}")))
+            .map(|(canon, arg)| (canon.to_string(), format!("kubeboot.{arg}")))
             .collect();
         return Ok(Parsed {
             raw,
@@ -301,9 +282,11 @@ struct Found {
 /// kubeadm's documents (at most one of each kind).
 #[derive(Default)]
 struct KubeadmDocs {
-    init: Option<InitConfiguration>,
-    cluster: Option<ClusterConfiguration>,
-    join: Option<JoinConfiguration>,
+    init: Option<Value>,
+    cluster: Option<Value>,
+    join: Option<Value>,
+    /// Field-name errors of every document (see [`kubeadm::check`]).
+    errors: Vec<String>,
     /// The API version of the last one (`v1beta4`).
     version: String,
     /// Where the last one came from.
@@ -346,17 +329,15 @@ impl Found {
                     self.kubeboot = Some((*c, d.origin.clone(), d.field_prefix.clone()));
                     continue;
                 }
-                Some(Doc::Init(c, v)) => {
+                Some(Doc::Kubeadm(kind, value, v, errors)) => {
                     k.version = v;
-                    ("InitConfiguration", k.init.replace(*c).is_some())
-                }
-                Some(Doc::Cluster(c, v)) => {
-                    k.version = v;
-                    ("ClusterConfiguration", k.cluster.replace(*c).is_some())
-                }
-                Some(Doc::Join(c, v)) => {
-                    k.version = v;
-                    ("JoinConfiguration", k.join.replace(*c).is_some())
+                    k.errors.extend(errors);
+                    let slot = match kind {
+                        Kind::Init => &mut k.init,
+                        Kind::Cluster => &mut k.cluster,
+                        _ => &mut k.join,
+                    };
+                    (kind.name(), slot.replace(value).is_some())
                 }
             };
             if seen {
@@ -446,16 +427,23 @@ impl KubeadmDocs {
                 "{origin}: a ClusterConfiguration alone does not say what this node does; add an InitConfiguration (first control plane) or a JoinConfiguration"
             )));
         }
-        let names = kubeadm::names(self.init.is_some(), is_join)
-            .into_iter()
-            .collect();
-        let raw = kubeadm::to_raw(self.init, self.cluster, self.join).map_err(|errs| {
+        let names = kubeadm::names(self.init.is_some(), is_join);
+        let value = kubeadm::to_raw(
+            self.init.as_ref(),
+            self.cluster.as_ref(),
+            self.join.as_ref(),
+        )
+        .map_err(|errs| {
             Error::Invalid(
                 errs.into_iter()
                     .map(|(f, m)| format!("{origin}: {f}: {m}"))
                     .collect::<Vec<_>>()
                     .join("\n"),
             )
+        })?;
+        let raw: NodeConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let field = kubeadm::rename(&names, &e.path().to_string());
+            invalid(&origin, &field, e.into_inner())
         })?;
         Ok(Parsed {
             raw,

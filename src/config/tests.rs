@@ -246,12 +246,25 @@ fn kubeadm_errors_name_kubeadm_fields() {
         "{e}"
     );
     let e = err(
-        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nencryptionAlgorithm: RSA-2048\n",
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nencryptionAlgorithm: RSA-1024\n",
     );
     assert!(
-        e.contains("ClusterConfiguration.encryptionAlgorithm") && e.contains("ECDSA-P256"),
+        e.contains("ClusterConfiguration.encryptionAlgorithm") && e.contains("RSA-2048"),
         "{e}"
     );
+    for a in [
+        "RSA-2048",
+        "RSA-3072",
+        "RSA-4096",
+        "ECDSA-P256",
+        "ECDSA-P384",
+    ] {
+        let l = load(&format!(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nencryptionAlgorithm: {a}\n"
+        ))
+        .unwrap();
+        assert_eq!(l.settings.cluster.key_algorithm.as_str(), a);
+    }
 }
 
 #[test]
@@ -453,10 +466,22 @@ fn kubeadm_v1beta4_addons_are_acted_on() {
 
 #[test]
 fn kubeadm_v1beta3_has_no_addon_switches() {
+    // v1beta3 has dns.imageRepository/imageTag but neither dns.disabled nor
+    // proxy (v1beta4 added them): naming them in v1beta3 is an error.
     let text = INIT_V1BETA4_ADDONS.replace("v1beta4", "v1beta3");
-    let l = load(&text).unwrap();
+    let e = err(&text);
+    assert!(
+        e.contains("ClusterConfiguration.dns.disabled: not a kubeadm.k8s.io/v1beta3 field (v1beta4 added it)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("ClusterConfiguration.proxy: not a kubeadm.k8s.io/v1beta3 field"),
+        "{e}"
+    );
+    let ok = text.replace("  disabled: true\n  imageRepository", "  imageRepository");
+    let ok = ok.replace("proxy:\n  disabled: true\n", "");
+    let l = load(&ok).unwrap();
     let c = &l.settings.cluster;
-    assert!(!c.dns.disabled && !c.proxy.disabled, "not v1beta3 fields");
     assert_eq!(
         c.dns.image_tag.as_deref(),
         Some("v1.12.1-fix.2"),
@@ -466,17 +491,119 @@ fn kubeadm_v1beta3_has_no_addon_switches() {
         c.dns.image_repository.as_deref(),
         Some("mirror.example.test/dns")
     );
-    let warned: Vec<(&str, &str)> = l
+}
+
+/// Issue 11 item 3: a misspelt kubeadm field is an error naming it, with a
+/// did-you-mean; every problem in the document is listed.
+#[test]
+fn kubeadm_typos_are_errors_with_did_you_mean() {
+    let e = err("apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+nodeRegistraton:
+  name: cp-1
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+controlPlaneEndPoint: lb.example.test
+networking:
+  podSubnets: 10.244.0.0/16
+");
+    assert!(
+        e.contains("InitConfiguration.nodeRegistraton: not a field of kubeadm.k8s.io/v1beta4 InitConfiguration; did you mean \"nodeRegistration\"?"),
+        "{e}"
+    );
+    assert!(
+        e.contains("ClusterConfiguration.controlPlaneEndPoint: not a field")
+            && e.contains("did you mean \"controlPlaneEndpoint\""),
+        "{e}"
+    );
+    assert!(
+        e.contains("ClusterConfiguration.networking.podSubnets: not a field")
+            && e.contains("did you mean \"podSubnet\""),
+        "{e}"
+    );
+    // inside list items too
+    let e = err("apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+nodeRegistration:
+  taints:
+  - {key: a, efect: NoSchedule}
+discovery:
+  bootstrapToken: {token: abcdef.0123456789abcdef, apiServerEndpoint: 10.0.0.1:6443, unsafeSkipCAVerification: true}
+");
+    assert!(
+        e.contains("JoinConfiguration.nodeRegistration.taints[0].efect: not a field")
+            && e.contains("\"effect\""),
+        "{e}"
+    );
+    // a field of another kind says where it belongs
+    let e = err(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\ncontrolPlaneEndpoint: x\n",
+    );
+    assert!(
+        e.contains("InitConfiguration.controlPlaneEndpoint")
+            && e.contains("belongs in ClusterConfiguration"),
+        "{e}"
+    );
+}
+
+/// A real kubeadm field kubeboot does not act on stays a warning, saying so.
+#[test]
+fn kubeadm_fields_not_acted_on_warn() {
+    let l = load(
+        "apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+dryRun: true
+timeouts:
+  kubeletHealthCheck: 4m0s
+nodeRegistration:
+  taints:
+  - {key: a, effect: NoSchedule, timeAdded: \"2024-01-01T00:00:00Z\"}
+",
+    )
+    .unwrap();
+    let w: Vec<(&str, &str)> = l
         .settings
         .warnings
         .iter()
         .map(|w| (w.field.as_str(), w.message.as_str()))
-        .filter(|(f, _)| f.contains(".dns") || f.contains(".proxy"))
         .collect();
-    assert_eq!(warned.len(), 2, "{warned:?}");
-    assert_eq!(warned[0].0, "ClusterConfiguration.dns.disabled");
-    assert_eq!(warned[1].0, "ClusterConfiguration.proxy");
-    assert!(warned[0].1.contains("v1beta4"), "{warned:?}");
+    for f in [
+        "InitConfiguration.dryRun",
+        "InitConfiguration.timeouts.kubeletHealthCheck",
+        "InitConfiguration.nodeRegistration.taints[0].timeAdded",
+    ] {
+        assert!(
+            w.iter()
+                .any(|(x, m)| *x == f && m.starts_with("kubeadm field kubeboot does not act on")),
+            "{f}: {w:?}"
+        );
+    }
+    assert_eq!(l.settings.node.taints[0].key, "a");
+}
+
+/// docs/config.md carries the table generated from the one field table;
+/// `KUBEBOOT_REGEN_DOCS=1 cargo test --lib kubeadm_field_table_in_docs` rewrites it.
+#[test]
+fn kubeadm_field_table_in_docs() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/config.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let (start, end) = (
+        "<!-- kubeadm-fields:begin (generated by kubeadm::docs_table) -->\n",
+        "<!-- kubeadm-fields:end -->",
+    );
+    let a = doc.find(start).expect("begin marker") + start.len();
+    let b = doc.find(end).expect("end marker");
+    let want = kubeadm::docs_table();
+    if std::env::var_os("KUBEBOOT_REGEN_DOCS").is_some() {
+        std::fs::write(path, format!("{}{want}{}", &doc[..a], &doc[b..])).unwrap();
+        return;
+    }
+    assert_eq!(
+        &doc[a..b],
+        want,
+        "docs/config.md drifted from the field table; regenerate with KUBEBOOT_REGEN_DOCS=1"
+    );
 }
 
 #[test]

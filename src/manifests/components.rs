@@ -59,7 +59,7 @@ fn facts(s: &Settings) -> &'static VersionFacts {
 }
 
 /// `<repo>/<name>:<kubernetesVersion>` with `+` replaced by `_`.
-fn control_plane_image(s: &Settings, name: &str) -> String {
+pub fn control_plane_image(s: &Settings, name: &str) -> String {
     format!(
         "{}/{name}:{}",
         s.cluster.image_repository.trim_end_matches('/'),

@@ -54,6 +54,13 @@ pub struct VersionFacts {
     pub node_local_cri_socket: bool,
     /// kubeadm passes `--pod-infra-container-image` to the kubelet.
     pub pod_infra_flag: bool,
+    /// kubeadm's `ControlPlaneKubeletLocalMode` gate is on by default: a
+    /// control-plane node's kubelet talks to its own API server (init's
+    /// kubelet.conf, a control-plane join's TLS bootstrap) instead of the
+    /// control-plane endpoint. Alpha and off in 1.31/1.32, beta and on from
+    /// 1.33 (kubernetes/kubernetes PR #129956, `cmd/kubeadm/app/features/features.go`
+    /// at v1.33.0; GA in 1.35).
+    pub control_plane_kubelet_local_mode: bool,
 }
 
 /// The supported minors, oldest first.
@@ -67,6 +74,7 @@ pub const TABLE: &[VersionFacts] = &[
         named_probe_port: false,
         node_local_cri_socket: false,
         pod_infra_flag: true,
+        control_plane_kubelet_local_mode: false,
     },
     VersionFacts {
         minor: 33,
@@ -77,6 +85,7 @@ pub const TABLE: &[VersionFacts] = &[
         named_probe_port: false,
         node_local_cri_socket: false,
         pod_infra_flag: true,
+        control_plane_kubelet_local_mode: true,
     },
     VersionFacts {
         minor: 34,
@@ -87,6 +96,7 @@ pub const TABLE: &[VersionFacts] = &[
         named_probe_port: true,
         node_local_cri_socket: true,
         pod_infra_flag: true,
+        control_plane_kubelet_local_mode: true,
     },
 ];
 

@@ -27,10 +27,20 @@ pub(super) fn run_upload_config(r: &mut NodeRun<'_>) -> Result<(), Error> {
     })?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::Failed(format!("{}: not UTF-8 text", path.display())))?;
-    let objs = api::objects::upload_config(&r.input.settings, &text)?;
+    let mut objs = api::objects::upload_config(&r.input.settings, &text)?;
+    // sub-phases: `kubelet` is kubelet-config and its Role/RoleBinding,
+    // `kubeadm` the rest (kubeadm-config and its RBAC)
+    let (kubeadm, kubelet) = (r.wants("kubeadm"), r.wants("kubelet"));
+    objs.retain(|o| {
+        if o.item.contains(api::objects::KUBELET_CONFIG) {
+            kubelet
+        } else {
+            kubeadm
+        }
+    });
     kube.apply_all("upload-config", &objs)?;
     // kubeadm 1.32/1.33 (NodeLocalCRISocket off) keep the CRI socket on the Node
-    if !kubelet::node_local_cri_socket(&r.input.settings) {
+    if kubelet && !kubelet::node_local_cri_socket(&r.input.settings) {
         let (name, sock) = (
             &r.input.settings.node.name,
             &r.input.settings.node.cri_socket,
@@ -114,7 +124,14 @@ pub(super) fn run_addon(r: &mut NodeRun<'_>) -> Result<(), Error> {
         }
     }
     let kube = r.client(Client::Admin)?;
-    let objs = api::addons::all(&r.input.settings)?;
+    let s = &r.input.settings;
+    let mut objs = Vec::new();
+    if r.wants("coredns") && !s.cluster.dns.disabled {
+        objs.extend(api::addons::coredns(s)?);
+    }
+    if r.wants("kube-proxy") && !s.cluster.proxy.disabled {
+        objs.extend(api::addons::kube_proxy(s)?);
+    }
     kube.apply_all("addon", &objs)
 }
 

@@ -69,15 +69,46 @@ fn record_report(r: &mut NodeRun<'_>, phase: &'static str, report: &pki::PkiRepo
     }
 }
 
+/// `certs` and its sub-phases (`certs/apiserver`, ...).
 pub(super) fn run_certs(r: &mut NodeRun<'_>) -> Result<(), Error> {
-    let report = pki::ensure_tree(&r.input.settings, &r.input.paths, r.input.now, r.sync())?;
+    certs(r, &|_| true)
+}
+
+pub(super) fn run_certs_phase(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let subs = r.state.subs.clone();
+    certs(r, &|n| subs.contains(&n))
+}
+
+fn certs(r: &mut NodeRun<'_>, want: &dyn Fn(&str) -> bool) -> Result<(), Error> {
+    let report = pki::ensure_tree_only(
+        &r.input.settings,
+        &r.input.paths,
+        r.input.now,
+        r.sync(),
+        want,
+    )?;
     record_report(r, "certs", &report);
     Ok(())
 }
 
+/// `kubeconfig` and its sub-phases (`kubeconfig/admin`, ...).
 pub(super) fn run_kubeconfigs(r: &mut NodeRun<'_>) -> Result<(), Error> {
-    let report =
-        kubeconfig::ensure_kubeconfigs(&r.input.settings, &r.input.paths, r.input.now, r.sync())?;
+    kubeconfigs(r, &|_| true)
+}
+
+pub(super) fn run_kubeconfigs_phase(r: &mut NodeRun<'_>) -> Result<(), Error> {
+    let subs = r.state.subs.clone();
+    kubeconfigs(r, &|n| subs.contains(&n))
+}
+
+fn kubeconfigs(r: &mut NodeRun<'_>, want: &dyn Fn(&str) -> bool) -> Result<(), Error> {
+    let report = kubeconfig::ensure_kubeconfigs_only(
+        &r.input.settings,
+        &r.input.paths,
+        r.input.now,
+        r.sync(),
+        want,
+    )?;
     record_report(r, "kubeconfig", &report);
     Ok(())
 }
@@ -85,7 +116,7 @@ pub(super) fn run_kubeconfigs(r: &mut NodeRun<'_>) -> Result<(), Error> {
 pub(super) fn write_pods(
     r: &mut NodeRun<'_>,
     phase: &'static str,
-    want: fn(&str) -> bool,
+    want: &dyn Fn(&str) -> bool,
 ) -> Result<(), Error> {
     let pods: Vec<_> = manifests::render_all(&r.input.settings, &r.input.host_inputs)
         .into_iter()
@@ -106,11 +137,16 @@ pub(super) fn run_etcd(r: &mut NodeRun<'_>) -> Result<(), Error> {
         let dir = r.input.paths.host(data_dir);
         fs::create_dir_all(r.input.paths.root(), &dir, 0o700)?;
     }
-    write_pods(r, "etcd", |n| n == manifests::ETCD)
+    write_pods(r, "etcd", &|n| n == manifests::ETCD)
 }
 
+/// `control-plane` and its sub-phases: `apiserver` is the `kube-apiserver`
+/// pod, and so on.
 pub(super) fn run_control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
-    write_pods(r, "control-plane", |n| n != manifests::ETCD)
+    let subs = r.state.subs.clone();
+    write_pods(r, "control-plane", &|n| {
+        n != manifests::ETCD && subs.iter().any(|s| n.strip_prefix("kube-") == Some(*s))
+    })
 }
 
 pub(super) fn run_control_plane_prepare(r: &mut NodeRun<'_>) -> Result<(), Error> {
@@ -123,9 +159,16 @@ pub(super) fn run_control_plane_prepare(r: &mut NodeRun<'_>) -> Result<(), Error
             ca.display()
         )));
     }
-    run_certs(r)?;
-    run_kubeconfigs(r)?;
-    write_pods(r, "control-plane-prepare", |n| n != manifests::ETCD)
+    if r.wants("certs") {
+        run_certs(r)?;
+    }
+    if r.wants("kubeconfig") {
+        run_kubeconfigs(r)?;
+    }
+    if r.wants("control-plane") {
+        write_pods(r, "control-plane-prepare", &|n| n != manifests::ETCD)?;
+    }
+    Ok(())
 }
 
 pub(super) fn run_kubelet_start(r: &mut NodeRun<'_>) -> Result<(), Error> {

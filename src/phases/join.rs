@@ -30,7 +30,8 @@ pub(super) fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
         r.sync(),
     )?;
     r.record("discovery", ca_path, "written", "cluster CA".into());
-    let text = kubeconfig::render_bootstrap(&info.server, &info.ca_pem, &join.token);
+    let server = crate::kubelet::bootstrap_server(&r.input.settings, &info.server);
+    let text = kubeconfig::render_bootstrap(&server, &info.ca_pem, &join.token);
     let kc = r.input.paths.bootstrap_kubelet_conf();
     fs::write_atomic(&r.input.paths.rooted(&kc), text.as_bytes(), 0o600, r.sync())?;
     r.record(

@@ -56,29 +56,30 @@ pub enum Effects {
 #[derive(Debug, clap::Args, Clone)]
 pub struct RunOptions {
     /// Comma-separated phases to skip.
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[arg(long, global = true, value_name = "LIST", value_delimiter = ',')]
     pub skip_phases: Vec<String>,
     /// Write nothing, start nothing, contact nothing: print each file that would be written and each API request that would be sent.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub dry_run: bool,
     /// Comma-separated preflight checks whose errors become warnings (kubeadm's names), or `all`.
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[arg(long, global = true, value_name = "LIST", value_delimiter = ',')]
     pub ignore_preflight_errors: Vec<String>,
     /// How long token discovery may take, in seconds (kubeadm: 300).
-    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_DISCOVERY_SECS)]
+    #[arg(long, global = true, value_name = "SECS", default_value_t = DEFAULT_DISCOVERY_SECS)]
     pub discovery_timeout: u64,
     /// How long each health wait (kubelet, control plane, TLS bootstrap) may take, in seconds (kubeadm: 240).
-    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_WAIT_SECS)]
+    #[arg(long, global = true, value_name = "SECS", default_value_t = DEFAULT_WAIT_SECS)]
     pub wait_timeout: u64,
     /// The kubelet's healthz URL (its healthzPort; tests point it at 127.0.0.1).
     #[arg(
         long,
+        global = true,
         value_name = "URL",
         default_value = DEFAULT_KUBELET_HEALTHZ
     )]
     pub kubelet_healthz_url: String,
     /// The systemctl program to drive units with (a wrapper in image builds or tests).
-    #[arg(long, value_name = "PATH", default_value = "systemctl")]
+    #[arg(long, global = true, value_name = "PATH", default_value = "systemctl")]
     pub systemctl: String,
     /// Run only this phase (`init phase NAME`); not a flag of its own.
     #[arg(skip)]
@@ -229,6 +230,15 @@ pub struct RunState {
     pub cluster_kubelet_config: Option<String>,
     /// The bootstrap tokens `bootstrap-token` created (given or generated), in config order.
     pub tokens: Vec<BootstrapToken>,
+    /// The sub-phases of the running phase that were selected (all of them
+    /// unless `phase NAME/SUB` or a skip narrowed it).
+    pub subs: Vec<&'static str>,
+}
+
+impl runner::SubPhases for NodeRun<'_> {
+    fn select_subs(&mut self, subs: Vec<&'static str>) {
+        self.state.subs = subs;
+    }
 }
 
 /// Everything the phases of one run share.
@@ -261,6 +271,11 @@ impl NodeRun<'_> {
 
     fn live(&self) -> bool {
         self.input.effects == Effects::Full
+    }
+
+    /// Whether sub-phase `sub` of the running phase was selected.
+    fn wants(&self, sub: &str) -> bool {
+        self.state.subs.contains(&sub)
     }
 
     /// "wrote", or "would write" in a dry run (whose writes stay in memory).

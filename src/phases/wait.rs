@@ -103,11 +103,26 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
     log::info!(target: "wait-bootstrap", "TLS bootstrap done: {} written by the kubelet", kubelet_conf.display());
     let bootstrap = r.input.paths.bootstrap_kubelet_conf();
     match std::fs::remove_file(&bootstrap) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::Failed(format!(
-            "removing {}: {e}",
-            bootstrap.display()
-        ))),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::Failed(format!(
+                "removing {}: {e}",
+                bootstrap.display()
+            )));
+        }
     }
+    // kubeadm's join (kubelet-wait-bootstrap, `cmd/kubeadm/app/cmd/phases/join/kubelet.go`,
+    // v1.32/v1.33): with NodeLocalCRISocket off, the Node gets the
+    // `kubeadm.alpha.kubernetes.io/cri-socket` annotation, written as the
+    // node itself (kubelet.conf). From 1.34 the socket is in instance-config.yaml.
+    if !crate::kubelet::node_local_cri_socket(&r.input.settings) {
+        let s = &r.input.settings;
+        let kube =
+            crate::api::kube::Kube::from_kubelet_conf(s, &r.input.paths, r.input.budgets.health)?;
+        let (name, sock) = (&s.node.name, &s.node.cri_socket);
+        let set = kube.annotate_cri_socket(name, sock, r.input.budgets.health)?;
+        log::info!(target: "wait-bootstrap", "Node {name}: annotation {}={sock} ({})", crate::api::objects::ANNOTATION_CRI_SOCKET, if set { "set" } else { "already present" });
+    }
+    Ok(())
 }

@@ -150,6 +150,19 @@ pub(crate) fn pkcs8_ec_to_sec1(pkcs8: &[u8]) -> Option<Vec<u8>> {
     Some(tlv(TAG_SEQUENCE, &body))
 }
 
+/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo` whose
+/// algorithm is rsaEncryption (None for any other key).
+pub(crate) fn pkcs8_rsa_to_pkcs1(pkcs8: &[u8]) -> Option<Vec<u8>> {
+    let (outer, _) = read_tlv(pkcs8)?;
+    let parts = elements(outer.content)?;
+    let alg = elements(parts.get(1)?.content)?;
+    if alg.first()?.content != OID_RSA_ENCRYPTION {
+        return None;
+    }
+    let inner = parts.get(2)?;
+    (inner.tag == TAG_OCTET_STRING).then(|| inner.content.to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,6 @@
-//! Private keys: generation (ECDSA P-256 / P-384 through rcgen + ring),
+//! Private keys: generation (ECDSA P-256 / P-384 through rcgen + ring; RSA
+//! 2048/3072/4096 through the `rsa` crate, since ring cannot generate RSA
+//! keys — ring still does every RSA signature),
 //! loading of user-supplied keys (RSA in PKCS#1 or PKCS#8, ECDSA in SEC1 or
 //! PKCS#8), and the PEM encodings kubeadm writes (`EC PRIVATE KEY` for
 //! ECDSA, `PUBLIC KEY` for `sa.pub`).
@@ -28,12 +30,19 @@ impl fmt::Debug for Key {
 impl Key {
     /// Generates a fresh key of `algorithm`.
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Key> {
+        let failed = |e: &dyn fmt::Display| {
+            Error::Failed(format!("generating {} key: {e}", algorithm.as_str()))
+        };
         let alg = match algorithm {
             KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             KeyAlgorithm::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
+                let pkcs8 = rsa_pkcs8(algorithm.rsa_bits()).map_err(|e| failed(&e))?;
+                let pair = KeyPair::try_from(pkcs8.as_slice()).map_err(|e| failed(&e))?;
+                return Ok(Key { pair });
+            }
         };
-        let pair = KeyPair::generate_for(alg)
-            .map_err(|e| Error::Failed(format!("generating {} key: {e}", algorithm.as_str())))?;
+        let pair = KeyPair::generate_for(alg).map_err(|e| failed(&e))?;
         Ok(Key { pair })
     }
 
@@ -78,12 +87,16 @@ impl Key {
         Ok(Key { pair })
     }
 
-    /// The key in the PEM form kubeadm writes: SEC1 `EC PRIVATE KEY` for
-    /// ECDSA, PKCS#8 `PRIVATE KEY` otherwise.
+    /// The key in the PEM form kubeadm writes (client-go keyutil): SEC1
+    /// `EC PRIVATE KEY` for ECDSA, PKCS#1 `RSA PRIVATE KEY` for RSA, PKCS#8
+    /// `PRIVATE KEY` otherwise.
     pub fn to_pem(&self) -> String {
         let pkcs8 = self.pair.serialized_der();
-        match der::pkcs8_ec_to_sec1(pkcs8) {
-            Some(sec1) => super::pem_encode("EC PRIVATE KEY", sec1),
+        if let Some(sec1) = der::pkcs8_ec_to_sec1(pkcs8) {
+            return super::pem_encode("EC PRIVATE KEY", sec1);
+        }
+        match der::pkcs8_rsa_to_pkcs1(pkcs8) {
+            Some(pkcs1) => super::pem_encode("RSA PRIVATE KEY", pkcs1),
             None => super::pem_encode("PRIVATE KEY", pkcs8.to_vec()),
         }
     }
@@ -107,6 +120,61 @@ impl Key {
     pub(crate) fn pair(&self) -> &KeyPair {
         &self.pair
     }
+}
+
+/// ring's system RNG as the `rand_core` RNG the `rsa` crate draws from (one
+/// randomness source for every key). `fill_bytes` cannot fail by signature:
+/// a failure is remembered and the key made from it is thrown away.
+struct SystemRng {
+    rng: ring::rand::SystemRandom,
+    failed: bool,
+}
+
+impl rsa::rand_core::RngCore for SystemRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        use ring::rand::SecureRandom;
+        if self.rng.fill(dest).is_err() {
+            self.failed = true;
+        }
+    }
+    fn try_fill_bytes(
+        &mut self,
+        dest: &mut [u8],
+    ) -> std::result::Result<(), rsa::rand_core::Error> {
+        self.fill_bytes(dest);
+        if self.failed {
+            return Err(rsa::rand_core::Error::from(std::num::NonZeroU32::MIN));
+        }
+        Ok(())
+    }
+}
+
+impl rsa::rand_core::CryptoRng for SystemRng {}
+
+/// A fresh RSA key of `bits` bits (public exponent 65537, as Go's
+/// `rsa.GenerateKey` that kubeadm calls), as PKCS#8 DER.
+fn rsa_pkcs8(bits: usize) -> std::result::Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    use rsa::pkcs8::EncodePrivateKey;
+    let mut rng = SystemRng {
+        rng: ring::rand::SystemRandom::new(),
+        failed: false,
+    };
+    let key = rsa::RsaPrivateKey::new(&mut rng, bits).map_err(|e| e.to_string())?;
+    if rng.failed {
+        return Err("the system random number generator failed".into());
+    }
+    let doc = key.to_pkcs8_der().map_err(|e| e.to_string())?;
+    Ok(zeroize::Zeroizing::new(doc.as_bytes().to_vec()))
 }
 
 /// Describes a DER SubjectPublicKeyInfo: "ECDSA P-256", "RSA 2048", ...
@@ -149,11 +217,16 @@ mod tests {
         for (alg, name) in [
             (KeyAlgorithm::EcdsaP256, "ECDSA P-256"),
             (KeyAlgorithm::EcdsaP384, "ECDSA P-384"),
+            (KeyAlgorithm::Rsa2048, "RSA 2048"),
         ] {
             let k = Key::generate(alg).unwrap();
             assert_eq!(k.describe(), name);
             let pem = k.to_pem();
-            assert!(pem.starts_with("-----BEGIN EC PRIVATE KEY-----"), "{pem}");
+            let tag = if name.starts_with("RSA") { "RSA" } else { "EC" };
+            assert!(
+                pem.starts_with(&format!("-----BEGIN {tag} PRIVATE KEY-----")),
+                "{pem}"
+            );
             let back = Key::from_pem(pem.as_bytes(), "test").unwrap();
             assert_eq!(back.spki_der(), k.spki_der());
             assert!(!format!("{k:?}").contains("BEGIN"));

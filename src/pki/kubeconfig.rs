@@ -30,6 +30,11 @@ pub enum Server {
     ControlPlane,
     /// This node's advertise address and bind port.
     Local,
+    /// The kubelet's: [`Server::Local`] when kubeadm's
+    /// `ControlPlaneKubeletLocalMode` is on (1.33+ by default), else
+    /// [`Server::ControlPlane`] (kubeadm's `kubeconfig/kubelet` phase,
+    /// `cmd/kubeadm/app/phases/kubeconfig/kubeconfig.go`).
+    Kubelet,
 }
 
 /// One kubeconfig file of the table.
@@ -72,7 +77,7 @@ pub const KUBECONFIGS: &[KubeconfigRow] = &[
         file: "kubelet.conf",
         user: None,
         org: Some("system:nodes"),
-        server: Server::Local,
+        server: Server::Kubelet,
         init_only: true,
         renewed: false,
     },
@@ -116,6 +121,10 @@ pub fn server_url(row: &KubeconfigRow, settings: &Settings) -> String {
     match row.server {
         Server::ControlPlane => settings.control_plane_endpoint(),
         Server::Local => settings.local_endpoint(),
+        Server::Kubelet if crate::kubelet::control_plane_kubelet_local_mode(settings) => {
+            settings.local_endpoint()
+        }
+        Server::Kubelet => settings.control_plane_endpoint(),
     }
     .url()
 }
@@ -345,6 +354,17 @@ pub fn server_and_ca(kubeconfig: &[u8]) -> Result<(String, Vec<u8>), String> {
     Ok((server, ca))
 }
 
+/// The current cluster's server URL of a kubeconfig.
+pub fn server(kubeconfig: &[u8]) -> Result<String, String> {
+    let kc: Kubeconfig =
+        serde_norway::from_slice(kubeconfig).map_err(|e| format!("not a kubeconfig: {e}"))?;
+    current(&kc)?
+        .cluster
+        .server
+        .clone()
+        .ok_or_else(|| "its current cluster has no server".to_string())
+}
+
 struct Want<'a> {
     cluster: &'a str,
     server: String,
@@ -409,6 +429,19 @@ pub fn ensure_kubeconfigs(
     now: OffsetDateTime,
     sync: Sync,
 ) -> Result<PkiReport> {
+    ensure_kubeconfigs_only(settings, paths, now, sync, &|_| true)
+}
+
+/// [`ensure_kubeconfigs`] for the files `want` names by kubeadm's
+/// `kubeconfig/<name>` sub-phase names (`admin`, `super-admin`, `kubelet`,
+/// `controller-manager`, `scheduler`: the file name without `.conf`).
+pub fn ensure_kubeconfigs_only(
+    settings: &Settings,
+    paths: &Paths,
+    now: OffsetDateTime,
+    sync: Sync,
+    want: &dyn Fn(&str) -> bool,
+) -> Result<PkiReport> {
     let now = now.replace_nanosecond(0).unwrap_or(now);
     let mut report = PkiReport::default();
     let mut w = Writer {
@@ -422,7 +455,7 @@ pub fn ensure_kubeconfigs(
     let ca = tree::load_ca(settings, paths, &w, "ca")?;
     let ca_pem = cert::to_pem(&ca.der);
     let rng = SystemRandom::new();
-    for row in rows(settings) {
+    for row in rows(settings).filter(|r| want(r.file.trim_end_matches(".conf"))) {
         let path: PathBuf = paths.kubernetes_dir().join(row.file);
         let want = Want {
             cluster: &settings.cluster.name,

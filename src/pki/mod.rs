@@ -141,7 +141,20 @@ pub fn ensure_tree(
     now: OffsetDateTime,
     sync: Sync,
 ) -> Result<PkiReport> {
-    tree::ensure(settings, paths, now, sync)
+    tree::ensure(settings, paths, now, sync, &|_| true)
+}
+
+/// [`ensure_tree`] for the certificates `want` names (kubeadm's
+/// `certs/<name>` sub-phases: `ca`, `apiserver`, ..., `sa`). A CA that a
+/// selected leaf needs is loaded from disk, never created.
+pub fn ensure_tree_only(
+    settings: &Settings,
+    paths: &Paths,
+    now: OffsetDateTime,
+    sync: Sync,
+    want: &dyn Fn(&str) -> bool,
+) -> Result<PkiReport> {
+    tree::ensure(settings, paths, now, sync, want)
 }
 
 /// kubeadm's `--discovery-token-ca-cert-hash` of a PEM CA certificate:

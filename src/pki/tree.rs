@@ -188,6 +188,7 @@ pub(crate) fn ensure(
     paths: &Paths,
     now: OffsetDateTime,
     sync: Sync,
+    want: &dyn Fn(&str) -> bool,
 ) -> Result<PkiReport> {
     let mut t = Tree {
         settings,
@@ -207,12 +208,31 @@ pub(crate) fn ensure(
     }
     for row in table::rows(settings) {
         if row.is_ca() {
-            t.ca(row)?;
-        } else {
+            if want(row.name) {
+                t.ca(row)?;
+            } else if table::rows(settings).any(|l| l.ca == Some(row.name) && want(l.name)) {
+                // a selected leaf needs this CA: it must already be on disk
+                let (crt, _) = t.files(row.stem);
+                if !crt.exists()
+                    && supplied(settings, row.name).is_none_or(|m| m.cert_pem.is_none())
+                {
+                    return Err(Error::Failed(format!(
+                        "{}: missing; run `phase certs/{}` first",
+                        crt.display(),
+                        row.name
+                    )));
+                }
+                let n = t.report.entries.len();
+                t.ca(row)?;
+                t.report.entries.truncate(n);
+            }
+        } else if want(row.name) {
             t.leaf(row)?;
         }
     }
-    t.service_account()?;
+    if want("sa") {
+        t.service_account()?;
+    }
     t.w.finish(&t.dir)?;
     Ok(t.report)
 }

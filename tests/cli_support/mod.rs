@@ -136,7 +136,7 @@ fn systemctl_script(
     std::fs::write(
         script,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*)\n  mkdir -p '{r}/etc/kubernetes'\n{bootstrap}  [ -f '{r}/etc/kubernetes/kubelet.conf' ] || echo 'apiVersion: v1' > '{r}/etc/kubernetes/kubelet.conf'\n{cert};;\nesac\nexit 0\n",
+            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$*\" in *restart*kubelet*)\n  mkdir -p '{r}/etc/kubernetes'\n{bootstrap}  [ -f '{r}/etc/kubernetes/kubelet.conf' ] || {{ [ -f '{r}/etc/kubernetes/admin.conf' ] && cp '{r}/etc/kubernetes/admin.conf' '{r}/etc/kubernetes/kubelet.conf' || echo 'apiVersion: v1' > '{r}/etc/kubernetes/kubelet.conf'; }}\n{cert};;\nesac\nexit 0\n",
             log = log.display(),
             r = root.display()
         ),
