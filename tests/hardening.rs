@@ -843,7 +843,7 @@ fn a_failed_worker_lists_control_plane_phases_as_not_applicable() {
             .unwrap_or_else(|| panic!("no phase {name}: {st}"))["outcome"]
             .clone()
     };
-    assert_eq!(outcome("mark-control-plane"), "not-applicable", "{st}");
+    assert_eq!(outcome("control-plane-join"), "not-applicable", "{st}");
     assert_eq!(outcome("kubelet-start"), "not-run", "{st}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -271,12 +271,11 @@ fn sub_phases_in_phase_skip_phases_and_skip_phases_field() {
     ok(&kubeboot(&["config", "validate", skip.to_str().unwrap()]));
     let three = dir.join("three");
     ok(&kubeboot(&[
-        "init",
+        "render",
         "--config",
         skip.to_str().unwrap(),
         "--root",
         three.to_str().unwrap(),
-        "--dry-run",
     ]));
     assert!(three.join("etc/kubernetes/pki/ca.crt").is_file());
     assert!(

@@ -319,23 +319,14 @@ impl Tree<'_> {
     fn ca(&mut self, row: &'static CertRow) -> Result<()> {
         let (crt, keyp) = self.files(row.stem);
         let supplied = self.write_supplied(row, &crt, &keyp)?;
-        let mut crt_bytes = self.w.read(&crt)?;
+        let crt_bytes = self.w.read(&crt)?;
         let key_bytes = self.w.read_raw(&keyp)?;
         let join = self.settings.mode == Mode::JoinControlPlane;
-        // An empty CA key beside its certificate is what a power cut leaves
-        // when the run that made the CA never reached its one syncfs: the
-        // key's data was not written back yet, the renames were (journaled
-        // in order: the key is renamed before its certificate). That run
-        // never started the kubelet nor uploaded anything, so nothing can
-        // trust this CA yet: make a new one (its leaves then fail their
-        // check and are reissued). A *missing* key stays external-CA mode.
-        let lost_key = !join && !supplied && key_bytes.as_ref().is_some_and(|b| b.is_empty());
-        if lost_key {
-            crt_bytes = None;
-        }
+        // An empty CA key beside its certificate is refused with an error
+        // naming the key (never a new CA over it: something may already
+        // trust that CA, and a CA is never replaced). A *missing* key is
+        // external-CA mode.
         if crt_bytes.is_some() && key_bytes.as_ref().is_some_and(|b| b.is_empty()) {
-            // A shared or supplied CA: not ours to remake, and not
-            // external-CA mode either (the key was there and lost its content).
             return Err(Error::Invalid(format!(
                 "{}: the {} CA's private key is empty (beside {}); restore the key, or remove the \
                  empty file to use the certificate as an external CA",
@@ -407,19 +398,11 @@ impl Tree<'_> {
                 let k = Key::generate(self.settings.cluster.key_algorithm)?;
                 let der = self.issue_ca(row, &k)?;
                 // The key first: after a power cut the certificate never
-                // exists without the key's directory entry (see `lost_key`).
+                // exists without the key's directory entry.
                 self.w.write(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
                 self.w
                     .write(&crt, cert::to_pem(&der).as_bytes(), CERT_MODE)?;
-                let action = if lost_key {
-                    Action::Regenerated(
-                        "the key file was empty (a power cut before the run that made this CA synced it); \
-                         nothing can trust that CA yet, so a new one was made"
-                            .into(),
-                    )
-                } else {
-                    Action::Created
-                };
+                let action = Action::Created;
                 (der, Some(k), action)
             }
         };
