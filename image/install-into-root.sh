@@ -1,5 +1,5 @@
 #!/bin/sh
-# Install kubeboot and its unit into an image tree (mkosi, Packer, debootstrap).
+# Install kubeboot and its units (first boot; daily certificate renewal timer) into an image tree (mkosi, Packer, debootstrap).
 #   image/install-into-root.sh [--usr] ROOT [BINARY]
 # BINARY defaults to the static release build (docs/building.md).
 #
@@ -33,6 +33,11 @@ if [ "$usr" = yes ]; then
     exit 0
 fi
 install -D -m 0644 "$here/units/kubeboot.service" "$root/etc/systemd/system/kubeboot.service"
+for u in kubeboot-certs-renew.service kubeboot-certs-renew.timer; do
+  install -D -m 0644 "$here/units/$u" "$root/etc/systemd/system/$u"
+done
+mkdir -p "$root/etc/systemd/system/timers.target.wants"
+ln -sf ../kubeboot-certs-renew.timer "$root/etc/systemd/system/timers.target.wants/kubeboot-certs-renew.timer"
 mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
 ln -sf ../kubeboot.service "$root/etc/systemd/system/multi-user.target.wants/kubeboot.service"
 mkdir -p "$root/var/lib/kubeboot"

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands;
 use crate::error::Result;
 use crate::run::{self, FirstbootArgs, RenderArgs, RunArgs, SourceArgs};
+use crate::{commands, lifecycle};
 
 /// kubeboot: bootstrap a Kubernetes node at first boot from its userdata.
 ///
@@ -57,6 +57,8 @@ pub enum Command {
     Certs(CertsCommand),
     /// Show the outcome of kubeboot's runs on this node: first boot (also while it runs), renewals.
     Status(StatusArgs),
+    /// Undo what kubeboot did to this node (like `kubeadm reset`): remove its etcd member, then its files.
+    Reset(lifecycle::ResetArgs),
     /// Print the version.
     Version,
     /// Print a shell completion script (`kubeboot completion bash > /etc/bash_completion.d/kubeboot`).
@@ -153,6 +155,19 @@ pub enum ImagesCommand {
 pub enum TokenCommand {
     /// Print a new random bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`).
     Generate,
+    /// Create a bootstrap token in the cluster (kubeadm's bootstrap-token-<id> Secret) and print it.
+    Create(lifecycle::TokenCreateArgs),
+    /// List the cluster's bootstrap tokens (ids, expiry, usages; never the secrets).
+    List(lifecycle::TokenClientArgs),
+    /// Delete bootstrap tokens by id (or whole token).
+    Delete {
+        /// Token ids (`abcdef`) or tokens.
+        #[arg(required = true, value_name = "ID", value_parser = lifecycle::secret_arg)]
+        ids: Vec<crate::secret::Secret>,
+        /// Cluster access.
+        #[command(flatten)]
+        client: lifecycle::TokenClientArgs,
+    },
 }
 
 /// `certs` subcommands.
@@ -163,6 +178,8 @@ pub enum CertsCommand {
         /// CA certificate (PEM), e.g. /etc/kubernetes/pki/ca.crt.
         file: PathBuf,
     },
+    /// Renew leaf certificates and kubeconfig client certificates (kubeadm's names, or `all`).
+    Renew(lifecycle::CertsRenewArgs),
     /// Show the expiry of every certificate under --root.
     CheckExpiration {
         /// Config file (any envelope); defaults are used when omitted.
@@ -283,11 +300,18 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Token(TokenCommand::Generate) => commands::token_generate(),
+        Command::Token(TokenCommand::Create(args)) => lifecycle::token_create(&args),
+        Command::Token(TokenCommand::List(client)) => lifecycle::token_list(&client),
+        Command::Token(TokenCommand::Delete { ids, client }) => {
+            lifecycle::token_delete(&ids, &client)
+        }
         Command::Certs(CertsCommand::CaHash { file }) => commands::certs_ca_hash(&file),
+        Command::Certs(CertsCommand::Renew(args)) => lifecycle::certs_renew(&args, lock_wait),
         Command::Certs(CertsCommand::CheckExpiration { config, root }) => {
             commands::certs_check_expiration(config.as_deref(), &root)
         }
         Command::Status(args) => crate::status_view::show(&args.root, args.json),
+        Command::Reset(args) => lifecycle::reset(&args, lock_wait),
         Command::Render(args) => run::render(&args, lock_wait),
         Command::Firstboot(args) => run::firstboot(&args, lock_wait),
         Command::Init(args) => run::init_or_join(&args, true, lock_wait),

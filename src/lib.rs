@@ -37,6 +37,7 @@ pub mod kubeadm_cmds;
 pub mod kubelet;
 #[cfg(test)]
 mod layers;
+pub mod lifecycle;
 pub mod logging;
 pub mod manifests;
 pub mod net;
@@ -44,6 +45,7 @@ pub mod phases;
 pub mod pki;
 pub mod platform;
 pub mod progress;
+pub mod reset;
 pub mod run;
 pub mod secret;
 pub mod status;

@@ -305,6 +305,8 @@ pub struct EtcdClient {
     agent: Agent,
     endpoints: Vec<String>,
     budget: Duration,
+    /// What errors are prefixed with (`etcd-join`, `reset`).
+    label: &'static str,
 }
 
 /// How one gateway call reads a non-200 reply.
@@ -347,7 +349,43 @@ impl EtcdClient {
                 .map(|e| e.trim_end_matches('/').to_string())
                 .collect(),
             budget,
+            label: "etcd-join",
         })
+    }
+
+    /// The same client, its errors prefixed with `label` instead of `etcd-join`.
+    pub fn with_label(mut self, label: &'static str) -> Self {
+        self.label = label;
+        self
+    }
+
+    /// Talk to `endpoints` from now on (ignored when empty).
+    pub fn set_endpoints(&mut self, endpoints: Vec<String>) {
+        if !endpoints.is_empty() {
+            self.endpoints = endpoints
+                .into_iter()
+                .map(|e| e.trim_end_matches('/').to_string())
+                .collect();
+        }
+    }
+
+    /// Whether `endpoint` itself answers `status` within `budget`.
+    pub fn answers_status(&self, endpoint: &str, budget: Duration) -> bool {
+        self.status_each(&[endpoint.trim_end_matches('/').to_string()], budget)
+            .is_ok()
+    }
+
+    /// `member remove` of member `id`, through the current endpoints; a
+    /// member that is already gone counts as removed.
+    pub fn remove_member(&self, id: u64) -> Result<(), Error> {
+        self.call(
+            "member remove",
+            "/v3/cluster/member/remove",
+            &json!({"ID": id.to_string()}),
+            &Retry::within(self.budget),
+            &|msg| msg.contains("member not found").then_some(false),
+        )
+        .map(|_| ())
     }
 
     /// The endpoints the client uses now.
@@ -407,10 +445,12 @@ impl EtcdClient {
         match result {
             Ok((v, _)) => Ok(v),
             Err(http::GaveUp::Permanent(t)) => Err(Error::Failed(format!(
-                "etcd-join {step}: POST {last_url}: {t}"
+                "{} {step}: POST {last_url}: {t}",
+                self.label
             ))),
             Err(http::GaveUp::Budget(t)) => Err(Error::Failed(format!(
-                "etcd-join {step}: POST {last_url}: gave up after {} s ({t})",
+                "{} {step}: POST {last_url}: gave up after {} s ({t})",
+                self.label,
                 policy.budget.as_secs()
             ))),
         }
@@ -425,7 +465,7 @@ impl EtcdClient {
             &Retry::within(self.budget),
             &|_| None,
         )?;
-        members(&v).map_err(|e| Error::Failed(format!("etcd-join member list: {e}")))
+        members(&v).map_err(|e| Error::Failed(format!("{} member list: {e}", self.label)))
     }
 
     /// As etcd's client `Sync` (kubeadm's `NewFromCluster`): the endpoints

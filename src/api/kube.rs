@@ -173,6 +173,16 @@ impl Kube {
         self.call(Method::Get, "GET", path)
     }
 
+    /// DELETE `path`: the status and body (any status; transport failures retried).
+    pub fn delete(&self, path: &str) -> Result<(u16, Vec<u8>), Error> {
+        self.call(Method::Delete, "DELETE", path)
+    }
+
+    /// The base URL (`https://host:port`), for messages.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// POST `obj` to its collection; the status and body.
     pub fn create(&self, obj: &ApiObject) -> Result<(u16, Vec<u8>), Error> {
         let body = serde_json::to_vec(&obj.body)

@@ -7,3 +7,4 @@ pub mod discovery;
 pub mod etcd;
 pub mod kube;
 pub mod objects;
+pub mod tokens;

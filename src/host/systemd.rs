@@ -53,6 +53,11 @@ impl Systemctl {
         }
     }
 
+    /// `systemctl stop UNIT` (reset stops the kubelet before removing its files).
+    pub fn stop(&self, unit: &str) -> Result<()> {
+        self.check(&["stop", unit])
+    }
+
     fn run(&self, args: &[&str]) -> Result<std::process::Output> {
         Command::new(&self.program)
             .args(args)

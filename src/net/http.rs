@@ -262,6 +262,8 @@ pub(crate) enum Method<'b> {
     PutJson(&'b [u8]),
     /// A PATCH with a JSON merge patch body (RFC 7386).
     MergePatch(&'b [u8]),
+    /// A DELETE without a body.
+    Delete,
 }
 
 /// Builds an agent: no proxy (metadata services must be reached directly),
@@ -366,6 +368,7 @@ pub(crate) fn send(
             Method::Put | Method::PutJson(_) => "PUT",
             Method::PostJson(_) => "POST",
             Method::MergePatch(_) => "PATCH",
+            Method::Delete => "DELETE",
         };
         // header names only: values (a bearer token, a session token) never
         let names: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
@@ -388,6 +391,7 @@ pub(crate) fn send(
         Method::MergePatch(body) => prepare(agent.patch(url), timeout, headers)
             .header("Content-Type", "application/merge-patch+json")
             .send(body),
+        Method::Delete => prepare(agent.delete(url), timeout, headers).call(),
     };
     let mut resp = match result {
         Ok(r) => r,

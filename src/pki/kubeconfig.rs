@@ -332,6 +332,28 @@ pub fn client_cert_and_key(kubeconfig: &[u8], paths: &Paths) -> Result<(Vec<u8>,
     Ok((cert_pem, Secret::new(key)))
 }
 
+/// The current context's API server URL and cluster CA (PEM, from
+/// `certificate-authority-data`) of a kubeconfig, for a client that talks
+/// to the server it names (`kubeboot token` reads `admin.conf`).
+pub fn server_and_ca(kubeconfig: &[u8]) -> Result<(String, Vec<u8>), String> {
+    let kc: Kubeconfig =
+        serde_norway::from_slice(kubeconfig).map_err(|e| format!("not a kubeconfig: {e}"))?;
+    let cur = current(&kc)?;
+    let server = cur
+        .cluster
+        .server
+        .clone()
+        .ok_or("the current cluster has no server")?;
+    let ca = decode(
+        "certificate-authority-data",
+        cur.cluster
+            .ca_data
+            .as_deref()
+            .ok_or("the current cluster has no certificate-authority-data")?,
+    )?;
+    Ok((server, ca))
+}
+
 /// The current cluster's server URL of a kubeconfig.
 pub fn server(kubeconfig: &[u8]) -> Result<String, String> {
     let kc: Kubeconfig =

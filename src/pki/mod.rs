@@ -12,6 +12,7 @@ mod der;
 pub mod expiry;
 pub mod keys;
 pub mod kubeconfig;
+pub mod renew;
 pub mod table;
 pub(crate) mod tree;
 

@@ -28,7 +28,9 @@
 //!   read it (so an update racing it conflicts); and the kubelet, which
 //!   registers its Node after a few looks and then updates the Node's
 //!   status and labels right after a client read it;
-//! - list GETs honour equality-based `labelSelector`s;
+//! - list GETs honour equality-based `labelSelector`s and the field
+//!   selectors `type` (Secrets), `metadata.name`, `metadata.namespace`;
+//!   DELETE removes an item (404 when absent);
 //! - per-test fault injection: 429 with `Retry-After`, any 5xx, a
 //!   connection reset mid-response, a slow response.
 //!
@@ -1139,6 +1141,7 @@ impl Shared {
             "get" => self.get(st, &t),
             "list" => self.list(st, &t),
             "create" | "update" | "patch" => self.write(st, req, &t, verb),
+            "delete" => self.delete(st, &t),
             _ => Answer {
                 reply: fail_in(st, &format!("{} {}: not modelled", req.method, req.path)),
                 status: 400,
@@ -1191,7 +1194,58 @@ impl Shared {
         }
     }
 
+    /// DELETE of an item: gone from the store, a `Status` Success; 404
+    /// when it is not there.
+    fn delete(&self, st: &mut State, t: &Target) -> Answer {
+        let n = t.name.clone().unwrap_or_default();
+        match st.objects.remove(&t.item(&n)) {
+            Some(_) => {
+                st.rv += 1;
+                let body = json!({"apiVersion": "v1", "kind": "Status", "metadata": {},
+                    "status": "Success", "details": {"name": n, "kind": t.res.2}});
+                Answer {
+                    reply: json_reply(200, &body),
+                    status: 200,
+                }
+            }
+            None => Self::reject(404, "NotFound", format!("{} {n:?} not found", t.res.2)),
+        }
+    }
+
     fn list(&self, st: &mut State, t: &Target) -> Answer {
+        // field selectors: the real server supports `type` on Secrets and
+        // `metadata.name`/`metadata.namespace` everywhere (equality only here)
+        let mut fields: Vec<(String, String)> = Vec::new();
+        if let Some(fs) = t.query.get("fieldSelector") {
+            for term in fs.split(',').filter(|x| !x.is_empty()) {
+                let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) else {
+                    return Answer {
+                        reply: fail_in(st, &format!("fieldSelector {term:?} is not modelled")),
+                        status: 400,
+                    };
+                };
+                let known = matches!(k, "metadata.name" | "metadata.namespace")
+                    || (k == "type" && t.res.2 == "secrets");
+                if !known {
+                    return Self::reject(
+                        400,
+                        "BadRequest",
+                        format!("field label not supported: {k}"),
+                    );
+                }
+                fields.push((k.to_string(), v.to_string()));
+            }
+        }
+        let field_ok = |o: &Value| {
+            fields.iter().all(|(k, v)| {
+                let got = match k.as_str() {
+                    "type" => &o["type"],
+                    "metadata.name" => &o["metadata"]["name"],
+                    _ => &o["metadata"]["namespace"],
+                };
+                got.as_str() == Some(v.as_str())
+            })
+        };
         let selector = t.query.get("labelSelector").cloned().unwrap_or_default();
         let prefix = format!("{}/", t.collection);
         let mut items = Vec::new();
@@ -1200,7 +1254,8 @@ impl Shared {
                 continue;
             }
             match selector_matches(&selector, &o["metadata"]["labels"]) {
-                Ok(true) => items.push(o.clone()),
+                Ok(true) if field_ok(o) => items.push(o.clone()),
+                Ok(true) => {}
                 Ok(false) => {}
                 Err(e) => {
                     return Answer {

@@ -384,6 +384,16 @@ fn image_install_script_puts_binary_and_enabled_unit_in_a_tree() {
     );
     let unit = std::fs::read_to_string(root.join("etc/systemd/system/kubeboot.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/bin/kubeboot firstboot"));
+    // the daily certificate renewal: both units, the timer enabled
+    let timer = root.join("etc/systemd/system/timers.target.wants/kubeboot-certs-renew.timer");
+    assert_eq!(
+        std::fs::read_link(&timer).unwrap(),
+        Path::new("../kubeboot-certs-renew.timer")
+    );
+    let renew =
+        std::fs::read_to_string(root.join("etc/systemd/system/kubeboot-certs-renew.service"))
+            .unwrap();
+    assert!(renew.contains("ExecStart=/usr/bin/kubeboot certs renew all --if-expiring-within"));
     std::fs::remove_dir_all(&root).unwrap();
 }
 

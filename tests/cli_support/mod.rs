@@ -28,12 +28,17 @@ pub fn tmpdir(prefix: &str, name: &str) -> PathBuf {
 /// A control plane rendered by the binary into `dir/cp` (node cp-1,
 /// advertising 127.0.0.1), for its certificates and kubeconfigs.
 pub fn render_control_plane(dir: &std::path::Path) -> PathBuf {
-    let cfg = dir.join("cp.yaml");
-    std::fs::write(
-        &cfg,
+    render_config(
+        dir,
         "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n  advertiseAddress: 127.0.0.1\n",
     )
-    .unwrap();
+}
+
+/// The node of config `yaml` rendered by the binary into `dir/cp`.
+#[allow(dead_code)]
+pub fn render_config(dir: &std::path::Path, yaml: &str) -> PathBuf {
+    let cfg = dir.join("cp.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
     let root = dir.join("cp");
     let o = kubeboot(&[
         "render",
@@ -217,6 +222,49 @@ pub fn cluster_info(ca: &[u8], port: u16, id: &str, secret: &str) -> Vec<u8> {
         "data": {"kubeconfig": kubeconfig, format!("jws-kubeconfig-{id}"): kubeboot::api::discovery::sign_detached(&kubeconfig, &token)},
     });
     serde_json::to_vec(&cm).unwrap()
+}
+
+/// Every file under `dir`, relative to it and sorted, leaving out the
+/// subtrees `skip` (relative paths).
+#[allow(dead_code)]
+pub fn files_under(dir: &std::path::Path, skip: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+            if skip.iter().any(|s| rel.starts_with(s)) {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A systemctl stand-in that appends its arguments, one call per line, to
+/// `dir/systemctl.log`. Returns (script, log).
+#[allow(dead_code)]
+pub fn recording_systemctl(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let log = dir.join("systemctl.log");
+    let script = dir.join("systemctl");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, log)
 }
 
 /// A syslog socket for one test: point the binary at it with

@@ -40,7 +40,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use etcd_support::{
-    Bins, Ports, command, debian, free_port, pypi, show, start_etcd_healthy_with, start_etcd_with,
+    Bins, Ports, debian, free_port, pypi, show, start_etcd_healthy_with, start_etcd_with,
     wait_healthy,
 };
 use kubeboot::api::etcd::{
@@ -54,18 +54,6 @@ use kubeboot::pki::{self, kubeconfig};
 use net_support::{Reply, Server, ok, tls_config};
 use node_common::{TempRoot, settings};
 
-/// The shared CA files a joining control plane must have.
-const SHARED: [&str; 8] = [
-    "ca.crt",
-    "ca.key",
-    "sa.key",
-    "sa.pub",
-    "front-proxy-ca.crt",
-    "front-proxy-ca.key",
-    "etcd/ca.crt",
-    "etcd/ca.key",
-];
-
 fn node(name: &str, mode: Mode) -> Settings {
     let mut s = settings::control_plane();
     s.mode = mode;
@@ -76,23 +64,7 @@ fn node(name: &str, mode: Mode) -> Settings {
 }
 
 fn etcdctl(bins: &Bins, root: &Path, endpoints: &str, args: &[&str]) -> Output {
-    let pki = root.join("etc/kubernetes/pki/etcd");
-    command(&bins.etcdctl)
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoints}"))
-        .arg(format!("--cacert={}", pki.join("ca.crt").display()))
-        .arg(format!(
-            "--cert={}",
-            pki.join("healthcheck-client.crt").display()
-        ))
-        .arg(format!(
-            "--key={}",
-            pki.join("healthcheck-client.key").display()
-        ))
-        .args(["--dial-timeout=10s", "--command-timeout=15s"])
-        .args(args)
-        .output()
-        .unwrap()
+    etcd_support::etcdctl_with(&bins.etcdctl, root, endpoints, args)
 }
 
 /// An HTTPS API server with A's apiserver certificate that requires a
@@ -189,7 +161,7 @@ fn stacked_join(bins: &Bins, name: &str) {
     // them), then its own leaves (control-plane-prepare).
     let root_b = tmp.path().join("b");
     let paths_b = Paths::new(&root_b);
-    for f in SHARED {
+    for f in etcd_support::SHARED {
         let from = root_a.join("etc/kubernetes/pki").join(f);
         let to = root_b.join("etc/kubernetes/pki").join(f);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();

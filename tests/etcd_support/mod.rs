@@ -281,3 +281,38 @@ pub fn start_etcd_healthy_with(etcd: &str, root: &Path, ports: &Ports, log: &Pat
     wait_healthy(&mut child, ports.metrics, log, Duration::from_secs(90));
     child
 }
+
+/// `etcdctl` (the binary `program`, API v3) against `endpoints` as the
+/// healthcheck client of the node whose PKI is under `root`.
+pub fn etcdctl_with(program: &str, root: &Path, endpoints: &str, args: &[&str]) -> Output {
+    let pki = root.join("etc/kubernetes/pki/etcd");
+    command(program)
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg(format!("--cacert={}", pki.join("ca.crt").display()))
+        .arg(format!(
+            "--cert={}",
+            pki.join("healthcheck-client.crt").display()
+        ))
+        .arg(format!(
+            "--key={}",
+            pki.join("healthcheck-client.key").display()
+        ))
+        .args(["--dial-timeout=10s", "--command-timeout=15s"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The shared CA files every control-plane node of a cluster has (under
+/// the certificate directory).
+pub const SHARED: [&str; 8] = [
+    "ca.crt",
+    "ca.key",
+    "sa.key",
+    "sa.pub",
+    "front-proxy-ca.crt",
+    "front-proxy-ca.key",
+    "etcd/ca.crt",
+    "etcd/ca.key",
+];

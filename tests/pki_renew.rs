@@ -1,0 +1,470 @@
+//! `kubeboot certs renew` end to end on a control plane rendered by the
+//! binary with `certificateValidity: 240h` (leaves that expire in 10 days,
+//! inside the 30-day window): everything due is renewed; openssl verifies
+//! each new certificate against the unchanged CA and reads the same
+//! subject, SANs and usages as before; the keys are new (kubeadm's
+//! renewal generates one); kubectl reads the renewed kubeconfigs; the four
+//! static pod manifests changed only by the restart annotation and still
+//! validate as Pods; a second run changes nothing. External-CA mode says
+//! per certificate that it cannot sign.
+
+mod cli_support;
+mod pki_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cli_support::{kubeboot, render_config, text};
+use pki_support::{openssl, run, snapshot, tmp};
+
+const LEAVES: [(&str, &str, &str); 7] = [
+    ("apiserver", "apiserver", "ca"),
+    ("apiserver-kubelet-client", "apiserver-kubelet-client", "ca"),
+    ("front-proxy-client", "front-proxy-client", "front-proxy-ca"),
+    ("etcd-server", "etcd/server", "etcd/ca"),
+    ("etcd-peer", "etcd/peer", "etcd/ca"),
+    (
+        "etcd-healthcheck-client",
+        "etcd/healthcheck-client",
+        "etcd/ca",
+    ),
+    ("apiserver-etcd-client", "apiserver-etcd-client", "etcd/ca"),
+];
+const KUBECONFIGS: [&str; 4] = [
+    "admin.conf",
+    "super-admin.conf",
+    "controller-manager.conf",
+    "scheduler.conf",
+];
+const PODS: [&str; 4] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
+const CAS: [&str; 3] = ["ca", "front-proxy-ca", "etcd/ca"];
+
+/// Renders a control plane whose leaves last 10 days.
+fn short_lived(name: &str) -> (PathBuf, PathBuf) {
+    let dir = tmp(&format!("renew-{name}"));
+    let root = render_config(
+        &dir,
+        "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\ncluster:\n  certificateValidity: 240h\n  certSANs: [cp.example.internal, 192.0.2.100]\nnode:\n  name: cp-1\n  advertiseAddress: 127.0.0.1\n",
+    );
+    (dir, root)
+}
+
+fn renew(root: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["certs", "renew"];
+    all.extend_from_slice(args);
+    // nothing runs these nodes' etcd: never wait for a restart (an etcd
+    // of someone else's on 127.0.0.1:2381 must not be mistaken for ours)
+    all.extend_from_slice(&["--restart-wait", "0", "--root", root.to_str().unwrap()]);
+    kubeboot(&all)
+}
+
+fn pki(root: &Path) -> PathBuf {
+    root.join("etc/kubernetes/pki")
+}
+
+/// openssl's view of a certificate: subject, SANs, extended key usage.
+fn identity(crt: &Path) -> String {
+    openssl(&[
+        "x509",
+        "-noout",
+        "-subject",
+        "-ext",
+        "subjectAltName,extendedKeyUsage",
+        "-in",
+        crt.to_str().unwrap(),
+    ])
+}
+
+/// NotAfter as Unix seconds, read by openssl.
+fn not_after(crt: &Path) -> i64 {
+    let out = openssl(&[
+        "x509",
+        "-noout",
+        "-enddate",
+        "-dateopt",
+        "iso_8601",
+        "-in",
+        crt.to_str().unwrap(),
+    ]);
+    // e.g. `notAfter=2026-12-08 08:00:31Z`
+    let s = out
+        .trim()
+        .strip_prefix("notAfter=")
+        .unwrap()
+        .trim_end_matches('Z');
+    let n: Vec<i64> = s
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let date = time::Date::from_calendar_date(
+        n[0] as i32,
+        time::Month::try_from(n[1] as u8).unwrap(),
+        n[2] as u8,
+    )
+    .unwrap();
+    date.with_hms(n[3] as u8, n[4] as u8, n[5] as u8)
+        .unwrap()
+        .assume_utc()
+        .unix_timestamp()
+}
+
+fn verify(ca: &Path, crt: &Path) {
+    let out = openssl(&[
+        "verify",
+        "-CAfile",
+        ca.to_str().unwrap(),
+        crt.to_str().unwrap(),
+    ]);
+    assert!(out.trim().ends_with(": OK"), "{out}");
+}
+
+/// The kubeconfig's client certificate, as kubectl reads it, into a file.
+fn client_cert(kubeconfig: &Path, out: &Path) -> PathBuf {
+    let b64 = run(Command::new("kubectl").args([
+        "config",
+        "view",
+        "--raw",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-o",
+        "jsonpath={.users[0].user.client-certificate-data}",
+    ]));
+    use base64::Engine;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .unwrap();
+    std::fs::write(out, pem).unwrap();
+    out.to_path_buf()
+}
+
+fn pubkey_of_cert(crt: &Path) -> String {
+    openssl(&["x509", "-noout", "-pubkey", "-in", crt.to_str().unwrap()])
+}
+
+fn pubkey_of_key(key: &Path) -> String {
+    openssl(&["pkey", "-pubout", "-in", key.to_str().unwrap()])
+}
+
+/// The lines of `after` that are not in `before` (and vice versa).
+fn line_diff(before: &str, after: &str) -> (Vec<String>, Vec<String>) {
+    let b: Vec<&str> = before.lines().collect();
+    let a: Vec<&str> = after.lines().collect();
+    let added = a
+        .iter()
+        .filter(|l| !b.contains(l))
+        .map(|s| s.to_string())
+        .collect();
+    let removed = b
+        .iter()
+        .filter(|l| !a.contains(l))
+        .map(|s| s.to_string())
+        .collect();
+    (added, removed)
+}
+
+#[test]
+fn expiring_certificates_are_renewed_against_the_unchanged_cas_and_a_rerun_changes_nothing() {
+    let (dir, root) = short_lived("all");
+    let pki = pki(&root);
+    let kdir = root.join("etc/kubernetes");
+    let ca_before: Vec<Vec<u8>> = CAS
+        .iter()
+        .flat_map(|c| [format!("{c}.crt"), format!("{c}.key")])
+        .map(|f| std::fs::read(pki.join(f)).unwrap())
+        .collect();
+    let mut before = Vec::new();
+    for (name, stem, _) in LEAVES {
+        let crt = pki.join(format!("{stem}.crt"));
+        let key = std::fs::read(pki.join(format!("{stem}.key"))).unwrap();
+        before.push((name, identity(&crt), not_after(&crt), key));
+    }
+    let mut kc_before = Vec::new();
+    for kc in KUBECONFIGS {
+        let crt = client_cert(&kdir.join(kc), &dir.join(format!("{kc}.before.crt")));
+        kc_before.push((
+            kc,
+            identity(&crt),
+            not_after(&crt),
+            std::fs::read_to_string(kdir.join(kc)).unwrap(),
+        ));
+    }
+    let manifests_before: Vec<String> = PODS
+        .iter()
+        .map(|p| std::fs::read_to_string(kdir.join(format!("manifests/{p}.yaml"))).unwrap())
+        .collect();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for (name, _, exp, _) in &before {
+        // the override made them expire inside the window
+        assert!(*exp - now < 11 * 86400, "{name} expires too late to be due");
+    }
+
+    let o = renew(&root, &["all", "--if-expiring-within", "30d"]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let out = text(&o.stdout);
+    eprintln!("first run:\n{out}");
+    assert_eq!(out.matches(": renewed (").count(), 11, "{out}");
+
+    // every CA byte for byte
+    let ca_after: Vec<Vec<u8>> = CAS
+        .iter()
+        .flat_map(|c| [format!("{c}.crt"), format!("{c}.key")])
+        .map(|f| std::fs::read(pki.join(f)).unwrap())
+        .collect();
+    assert!(ca_before == ca_after, "a CA file changed");
+
+    for ((name, id, exp, old_key), (_, stem, ca)) in before.iter().zip(LEAVES) {
+        let crt = pki.join(format!("{stem}.crt"));
+        let key = pki.join(format!("{stem}.key"));
+        verify(&pki.join(format!("{ca}.crt")), &crt);
+        assert_eq!(&identity(&crt), id, "{name}: subject/SANs/usages changed");
+        let new_exp = not_after(&crt);
+        eprintln!(
+            "{name}: NotAfter {} -> {}",
+            time::OffsetDateTime::from_unix_timestamp(*exp)
+                .unwrap()
+                .date(),
+            time::OffsetDateTime::from_unix_timestamp(new_exp)
+                .unwrap()
+                .date()
+        );
+        // 365 days from now (defaults: no config given), give or take a minute
+        assert!(
+            (new_exp - now - 365 * 86400).abs() < 120,
+            "{name}: {new_exp}"
+        );
+        assert!(new_exp > *exp);
+        let new_key = std::fs::read(&key).unwrap();
+        assert_ne!(
+            &new_key, old_key,
+            "{name}: kubeadm's renewal makes a new key"
+        );
+        assert_eq!(
+            pubkey_of_cert(&crt),
+            pubkey_of_key(&key),
+            "{name}: key and cert pair"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    for (kc, id, exp, text_before) in &kc_before {
+        let path = kdir.join(kc);
+        let crt = client_cert(&path, &dir.join(format!("{kc}.after.crt")));
+        verify(&pki.join("ca.crt"), &crt);
+        assert_eq!(&identity(&crt), id, "{kc}: subject changed");
+        assert!(not_after(&crt) > *exp + 300 * 86400, "{kc}");
+        // only the two client data lines changed
+        let after = std::fs::read_to_string(&path).unwrap();
+        let (added, removed) = line_diff(text_before, &after);
+        let data_line = |l: &String| {
+            l.trim_start().starts_with("client-certificate-data: ")
+                || l.trim_start().starts_with("client-key-data: ")
+        };
+        assert!(
+            added.len() == 2 && added.iter().all(data_line),
+            "{kc}: {added:?}"
+        );
+        assert!(
+            removed.len() == 2 && removed.iter().all(data_line),
+            "{kc}: {removed:?}"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // the manifests changed by exactly the annotation, and still validate as Pods
+    for (pod, m_before) in PODS.iter().zip(&manifests_before) {
+        let path = kdir.join(format!("manifests/{pod}.yaml"));
+        let after = std::fs::read_to_string(&path).unwrap();
+        let (added, removed) = line_diff(m_before, &after);
+        assert!(removed.is_empty(), "{pod}: {removed:?}");
+        assert!(
+            added
+                .iter()
+                .any(|l| l.starts_with("    kubeboot.dev/certs-renewed-at: \"")),
+            "{pod}: {added:?}"
+        );
+        assert!(added.len() <= 2, "{pod}: {added:?}");
+        kubernetes_validate(&path);
+    }
+    let status: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("var/lib/kubeboot/renew-status.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["result"], "success");
+    assert_eq!(status["window"], "720h0m0s");
+    assert_eq!(
+        status["restarted"],
+        serde_json::json!([
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler"
+        ])
+    );
+    let certs = status["certificates"].as_array().unwrap();
+    assert_eq!(certs.len(), 11);
+    assert!(
+        certs
+            .iter()
+            .all(|c| c["outcome"] == "renewed" && c["expiresAfter"].is_string())
+    );
+
+    // a second run inside the same window: nothing is due, nothing changes
+    let snap = |r: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        snapshot(r)
+            .into_iter()
+            .filter(|(p, _)| !p.ends_with("renew-status.json") && !p.ends_with("kubeboot/lock"))
+            .collect()
+    };
+    let files = snap(&root);
+    let o = renew(&root, &["all", "--if-expiring-within", "30d"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert_eq!(out.matches(": not due (").count(), 11, "{out}");
+    assert!(out.contains("no static pod restarted"), "{out}");
+    assert!(files == snap(&root), "the second run changed files");
+    let status: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("var/lib/kubeboot/renew-status.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["restarted"], serde_json::json!([]));
+}
+
+#[test]
+fn one_named_certificate_restarts_only_its_pod() {
+    let (_dir, root) = short_lived("one");
+    let kdir = root.join("etc/kubernetes");
+    let files = snapshot(&root);
+    // no window: renewed unconditionally, as kubeadm's `certs renew NAME`
+    let o = renew(&root, &["scheduler.conf"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let changed: Vec<PathBuf> = snapshot(&root)
+        .into_iter()
+        .filter(|(p, b)| !files.iter().any(|(q, c)| q == p && c == b))
+        .map(|(p, _)| p.strip_prefix(&root).unwrap().to_path_buf())
+        .filter(|p| !p.ends_with("var/lib/kubeboot/lock"))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            PathBuf::from("etc/kubernetes/manifests/kube-scheduler.yaml"),
+            PathBuf::from("etc/kubernetes/scheduler.conf"),
+            PathBuf::from("var/lib/kubeboot/renew-status.json"),
+        ]
+    );
+    // --no-restart leaves the manifests alone
+    let before = std::fs::read(kdir.join("manifests/kube-apiserver.yaml")).unwrap();
+    let o = renew(&root, &["apiserver", "--no-restart"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        std::fs::read(kdir.join("manifests/kube-apiserver.yaml")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn external_ca_mode_says_per_certificate_that_it_cannot_sign() {
+    let (_dir, root) = short_lived("external");
+    let pki = pki(&root);
+    std::fs::remove_file(pki.join("ca.key")).unwrap();
+    let apiserver_before = std::fs::read(pki.join("apiserver.crt")).unwrap();
+    let o = renew(&root, &["all"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    for name in [
+        "apiserver",
+        "apiserver-kubelet-client",
+        "admin.conf",
+        "super-admin.conf",
+        "controller-manager.conf",
+        "scheduler.conf",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("{name} in {out}"));
+        assert!(
+            line.contains("cannot sign") && line.contains("external CA"),
+            "{line}"
+        );
+    }
+    // leaves of CAs whose keys are here are still renewed
+    for name in ["front-proxy-client", "etcd-server", "apiserver-etcd-client"] {
+        assert!(out.contains(&format!("{name}: renewed")), "{out}");
+    }
+    assert_eq!(
+        std::fs::read(pki.join("apiserver.crt")).unwrap(),
+        apiserver_before
+    );
+    let err = text(&o.stderr);
+    assert!(err.contains("could not be renewed"), "{err}");
+    let status: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("var/lib/kubeboot/renew-status.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["result"], "failure");
+    // front-proxy and etcd certs were renewed, so their pods restart
+    assert_eq!(
+        status["restarted"],
+        serde_json::json!(["etcd", "kube-apiserver"])
+    );
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let (_dir, root) = short_lived("bad");
+    for (args, needle) in [
+        (vec!["kubelet.conf"], "kubelet.conf"),
+        (vec!["ca"], "\"ca\""),
+        (vec!["all", "apiserver"], "all"),
+        (
+            vec!["all", "--if-expiring-within", "soon"],
+            "--if-expiring-within",
+        ),
+    ] {
+        let o = renew(&root, &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&o.stderr).contains(needle),
+            "{args:?}: {}",
+            text(&o.stderr)
+        );
+    }
+}
+
+/// The manifest against the Kubernetes OpenAPI schema (PyPI
+/// kubernetes-validate, strict).
+fn kubernetes_validate(path: &Path) {
+    match Command::new("kubernetes-validate")
+        .args(["--strict", "-k", "1.34.0"])
+        .arg(path)
+        .output()
+    {
+        Ok(o) => assert!(
+            o.status.success(),
+            "{}: {}{}",
+            path.display(),
+            text(&o.stdout),
+            text(&o.stderr)
+        ),
+        Err(e) if std::env::var("KUBEBOOT_REQUIRE_PEERS").as_deref() != Ok("1") => {
+            eprintln!("SKIP kubernetes-validate of {}: {e}", path.display())
+        }
+        Err(e) => panic!("kubernetes-validate is required: {e}"),
+    }
+}
