@@ -568,9 +568,9 @@ nodeRegistration:
         .iter()
         .map(|w| (w.field.as_str(), w.message.as_str()))
         .collect();
+    // (timeouts.kubeletHealthCheck is acted on since the timeouts mapping)
     for f in [
         "InitConfiguration.dryRun",
-        "InitConfiguration.timeouts.kubeletHealthCheck",
         "InitConfiguration.nodeRegistration.taints[0].timeAdded",
     ] {
         assert!(
