@@ -26,7 +26,8 @@
 //! `KUBEBOOT_BENCH_CALLGRIND=1` (valgrind installed) runs one more
 //! control-plane firstboot under callgrind and prints the instructions of
 //! the kubeboot process alone (not its children: the fake systemctl), a
-//! figure that does not depend on the machine's load.
+//! figure that does not depend on the machine's load; given a path instead
+//! of `1`, the profile is kept there.
 
 #[path = "../tests/api_support/mod.rs"]
 mod api_support;
@@ -464,8 +465,14 @@ fn control_plane(base: &Path, runs: usize, healthz: &str) {
         "control-plane init (all phases incl. the API phases against a loopback fake API server; health answered at once)",
         &samples,
     );
-    if std::env::var_os("KUBEBOOT_BENCH_CALLGRIND").is_some() {
-        let out = base.join("firstboot.callgrind");
+    if let Some(v) = std::env::var_os("KUBEBOOT_BENCH_CALLGRIND") {
+        // a path other than "1" keeps the profile there (callgrind_annotate)
+        let keep = v != "1";
+        let out = if keep {
+            PathBuf::from(v)
+        } else {
+            base.join("firstboot.callgrind")
+        };
         *CALLGRIND_OUT.lock().unwrap() = Some(out.clone());
         let root = base.join("cp-callgrind");
         *pki.0.lock().unwrap() = root.join("etc/kubernetes/pki");
@@ -481,7 +488,9 @@ fn control_plane(base: &Path, runs: usize, healthz: &str) {
             ),
             None => eprintln!("SKIP callgrind: valgrind missing or failed"),
         }
-        let _ = std::fs::remove_file(out);
+        if !keep {
+            let _ = std::fs::remove_file(out);
+        }
     }
     // Reference: the same files written by `render`, which defers syncing
     // to one syncfs at the end instead of fsyncing every file.
