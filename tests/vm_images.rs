@@ -316,6 +316,15 @@ fn vm_pxe_worker_joins_from_the_kernel_command_line() {
     let api = StandIn::start_pki(&pki, Options::default());
     let endpoint = format!("https://{API_GUEST}");
     api.seed_cluster_at(&ca, TOKEN_ID, TOKEN_SECRET, &endpoint);
+    // The cluster's kubelet configuration (as `kubeadm init` uploads it),
+    // with a cluster domain the node can only have learnt from it.
+    api.insert(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "kubelet-config", "namespace": "kube-system"},
+        "data": {"kubelet": "apiVersion: kubelet.config.k8s.io/v1beta1\n\
+            kind: KubeletConfiguration\ncgroupDriver: systemd\n\
+            clusterDNS:\n- 10.96.0.10\nclusterDomain: pxe.test\n"}
+    }));
 
     let args = "--ignore-preflight-errors all --skip-phases wait-bootstrap \
                 --discovery-timeout 600 --wait-timeout 600";
@@ -441,7 +450,17 @@ fn vm_pxe_worker_joins_from_the_kernel_command_line() {
         boot_conf.contains(&format!("token: {TOKEN_ID}.{TOKEN_SECRET}")),
         "bootstrap-kubelet.conf does not carry the bootstrap token"
     );
-    assert!(image_mode(img, "/var/lib/kubelet/config.yaml").is_some());
+    let kubelet = text(&image_file(img, "/var/lib/kubelet/config.yaml").expect("config.yaml"));
+    assert!(
+        kubelet
+            .lines()
+            .any(|l| l.trim() == "clusterDomain: pxe.test"),
+        "the kubelet configuration is not the cluster's (kube-system/kubelet-config):\n{kubelet}"
+    );
+    assert!(
+        r.contains("using the cluster's kubelet configuration (kube-system/kubelet-config)"),
+        "{r}"
+    );
 
     // The join, from the stand-in's side: what crossed the forward.
     let log = api.log();
@@ -451,12 +470,27 @@ fn vm_pxe_worker_joins_from_the_kernel_command_line() {
             l.method, l.url, l.status, l.user
         );
     }
+    let served = |url: &str, user: &str| {
+        log.iter().any(|l| {
+            l.method == "GET" && l.url.starts_with(url) && l.status == 200 && l.user == user
+        })
+    };
     assert!(
-        log.iter().any(|l| l.method == "GET"
-            && l.url.starts_with(CLUSTER_INFO)
-            && l.status == 200
-            && l.user == "system:anonymous"),
+        served(CLUSTER_INFO, "system:anonymous"),
         "the stand-in served no cluster-info: {log:?}"
+    );
+    assert!(
+        served(
+            "/api/v1/namespaces/kube-system/configmaps/kubelet-config",
+            &format!("system:bootstrap:{TOKEN_ID}")
+        ),
+        "kubelet-config was not read with the bootstrap token: {log:?}"
+    );
+    assert!(
+        log.iter()
+            .all(|l| (l.method == "GET" && l.user != "system:anonymous")
+                || l.url.starts_with(CLUSTER_INFO)),
+        "anonymous requests beyond cluster-info, or writes: {log:?}"
     );
     eprintln!("vm_images pxe: boot {:.0} s", took.as_secs_f64());
 }
