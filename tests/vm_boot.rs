@@ -340,6 +340,7 @@ fn vm_boot_first_boot_runs_once() {
         started.elapsed().as_secs_f64(),
         work.display()
     );
+    vm_support::cleanup(&disk);
 }
 
 /// `status.json` names `source`, the marker is there, and the cluster is
@@ -445,6 +446,7 @@ fn vm_boot_reads_a_cidata_disk() {
             "module {m} not loaded: {modules}"
         );
     }
+    vm_support::cleanup(img.parent().expect("disk dir"));
 }
 
 /// An OpenStack config drive: vfat labelled `config-2` (lowercase, as
@@ -497,4 +499,5 @@ fn vm_boot_reads_a_vfat_config_drive() {
         modules.split_whitespace().any(|x| x == "vfat"),
         "the vfat module was not loaded: {modules}"
     );
+    vm_support::cleanup(img.parent().expect("disk dir"));
 }

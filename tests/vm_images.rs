@@ -128,6 +128,7 @@ fn vm_failed_first_boot_then_fixed_userdata_succeeds() {
         took1.as_secs_f64(),
         took2.as_secs_f64()
     );
+    vm_support::cleanup(&vm.disk);
 }
 
 /// The binary the sysext image carries: the static release build when
@@ -231,6 +232,7 @@ fn vm_sysext_kubeboot_runs_from_the_extension() {
     // The merge is an overlay: the tree itself still has no binary.
     assert!(image_mode(img, "/usr/bin/kubeboot").is_none());
     eprintln!("vm_images sysext: boot {:.0} s", took.as_secs_f64());
+    vm_support::cleanup(&vm.disk);
 }
 
 /// `sha256:<hex>` of the CA's SubjectPublicKeyInfo, computed by openssl
@@ -493,4 +495,5 @@ fn vm_pxe_worker_joins_from_the_kernel_command_line() {
         "anonymous requests beyond cluster-info, or writes: {log:?}"
     );
     eprintln!("vm_images pxe: boot {:.0} s", took.as_secs_f64());
+    vm_support::cleanup(&vm.disk);
 }

@@ -430,6 +430,24 @@ pub fn prepare(name: &str, userdata: Option<&Path>, env: &[(&str, &str)]) -> Vm 
     Vm { work, disk, img }
 }
 
+/// Removes the big files of a disk directory (the disk and seed images, the
+/// kernel, the initrd, the TFTP directory) once a test has passed; the
+/// consoles, QEMU's and prepare's logs stay for reading.
+pub fn cleanup(disk: &Path) {
+    let Ok(entries) = std::fs::read_dir(disk) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let p = e.path();
+        if name == "tftp" {
+            let _ = std::fs::remove_dir_all(&p);
+        } else if name.ends_with(".img") || name == "vmlinuz" {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
 /// The VM userdata (`image/vm/files/user-data`) with `from` replaced by
 /// `to`, written to `target/tmp/user-data-<name>`; returns its path.
 pub fn userdata_variant(name: &str, from: &str, to: &str) -> PathBuf {
