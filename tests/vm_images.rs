@@ -233,6 +233,7 @@ fn vm_sysext_kubeboot_runs_from_the_extension() {
     assert!(image_mode(img, "/usr/bin/kubeboot").is_none());
     eprintln!("vm_images sysext: boot {:.0} s", took.as_secs_f64());
     vm_support::cleanup(&vm.disk);
+    let _ = std::fs::remove_file(&raw);
 }
 
 /// `sha256:<hex>` of the CA's SubjectPublicKeyInfo, computed by openssl
