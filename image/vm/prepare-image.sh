@@ -146,7 +146,7 @@ if [ -n "${PXE:-}" ]; then
     # before it parses /proc/cmdline (ROOT=/dev/vda), followed by the tree's
     # own initrd: the kernel unpacks concatenated archives in order. (Put
     # first because the kernel did not find an archive appended after the
-    # tree's zstd-compressed one.)
+    # tree's gzip-compressed one.)
     tftp=$work/tftp
     mkdir -p "$tftp" "$work/initrd-extra/conf/conf.d"
     cp "$work/vmlinuz" "$tftp/vmlinuz"
