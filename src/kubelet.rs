@@ -157,6 +157,15 @@ pub fn config_value(s: &Settings, det: &Detected) -> Value {
             }
         }
     }
+    // The user's KubeletConfiguration over these defaults, as kubeadm's
+    // init: what it sets is kept, the rest filled in; certificate rotation
+    // stays on (kubeadm forces it: `componentconfigs/kubelet.go`, `Default()`).
+    if let Some(user) = &s.components.kubelet {
+        crate::config::component::merge_over(&mut v, user);
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("rotateCertificates".into(), json!(true));
+        }
+    }
     v
 }
 

@@ -430,6 +430,11 @@ pub fn kube_proxy_config(s: &Settings) -> Value {
             .collect();
         m.insert("clusterCIDR".into(), json!(cidrs.join(",")));
     }
+    // The user's KubeProxyConfiguration over these, as kubeadm's
+    // `componentconfigs/kubeproxy.go` `Default()` fills only what is unset.
+    if let Some(user) = &s.components.kube_proxy {
+        crate::config::component::merge_over(&mut c, user);
+    }
     c
 }
 

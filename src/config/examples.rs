@@ -106,6 +106,7 @@ pub fn control_plane() -> Settings {
         skip_phases: vec![],
         timeouts: Default::default(),
         start_spread: std::time::Duration::ZERO,
+        components: Default::default(),
         warnings: vec![],
     }
 }

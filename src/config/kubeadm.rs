@@ -313,7 +313,7 @@ fn parent(path: &str) -> &str {
 }
 
 /// Edit distance (insert, delete, substitute), case-insensitive.
-fn distance(a: &str, b: &str) -> usize {
+pub(crate) fn distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.to_lowercase().chars().collect();
     let b: Vec<char> = b.to_lowercase().chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();

@@ -6,6 +6,7 @@
 //! optional) ← [`parse`] (documents → one raw config) → [`resolve`]
 //! (defaults and validation, in one function).
 
+pub mod component;
 pub mod examples;
 pub mod kubeadm;
 pub mod model;

@@ -538,8 +538,25 @@ pub struct Settings {
     /// The largest random delay before a join's first request (zero: none).
     #[serde(serialize_with = "ser_secs")]
     pub start_spread: Duration,
+    /// Component configurations given next to the node configuration
+    /// (init only; a join takes them from the cluster, as kubeadm's does).
+    pub components: ComponentConfigs,
     /// Warnings gathered while reading (unknown fields, ignored values).
     pub warnings: Vec<Warning>,
+}
+
+/// The user's `KubeletConfiguration` and `KubeProxyConfiguration` documents,
+/// checked against their field tables (`config::component`), as JSON; the
+/// renderers merge them over kubeadm's defaults.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentConfigs {
+    /// The KubeletConfiguration document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubelet: Option<serde_json::Value>,
+    /// The KubeProxyConfiguration document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_proxy: Option<serde_json::Value>,
 }
 
 impl Settings {

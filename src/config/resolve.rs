@@ -107,7 +107,12 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
         dns,
         proxy,
     };
-    let Parsed { warnings, .. } = parsed;
+    let Parsed {
+        mut warnings,
+        components,
+        ..
+    } = parsed;
+    let components = component_configs(mode, components, &cluster, &mut warnings);
     Ok(Settings {
         mode,
         cluster,
@@ -123,8 +128,79 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
         skip_phases: raw.skip_phases.clone().unwrap_or_default(),
         timeouts,
         start_spread,
+        components,
         warnings,
     })
+}
+
+/// The component configurations a node acts on. kubeadm init merges them
+/// over its defaults (`cmd/kubeadm/app/componentconfigs/kubelet.go`,
+/// `kubeproxy.go`, `Default()`, warning where the user's value differs
+/// from what kubeadm sets); kubeadm join reads only its JoinConfiguration
+/// from the file (`cmd/kubeadm/app/util/config/joinconfiguration.go`) and
+/// takes both from the cluster, so a join ignores them with a warning.
+fn component_configs(
+    mode: Mode,
+    c: ComponentConfigs,
+    cluster: &Cluster,
+    warnings: &mut Vec<Warning>,
+) -> ComponentConfigs {
+    use super::component::{KUBE_PROXY_KIND, KUBELET_KIND};
+    if mode != Mode::Init {
+        for (kind, from) in [
+            (KUBELET_KIND, "kube-system/kubelet-config"),
+            (KUBE_PROXY_KIND, "kube-system/kube-proxy"),
+        ] {
+            let given = if kind == KUBELET_KIND {
+                c.kubelet.is_some()
+            } else {
+                c.kube_proxy.is_some()
+            };
+            if given {
+                warnings.push(Warning {
+                    field: kind.into(),
+                    message: format!("a joining node uses the cluster's configuration ({from}), as kubeadm join does; this document is ignored"),
+                });
+            }
+        }
+        return ComponentConfigs::default();
+    }
+    if let Some(user) = &c.kubelet {
+        let dns = cluster
+            .service_subnets
+            .first()
+            .and_then(|n| nth_ip(n, 10))
+            .map_or_else(|| "10.96.0.10".to_string(), |ip| ip.to_string());
+        let recommended = serde_json::json!({
+            "staticPodPath": "/etc/kubernetes/manifests",
+            "clusterDNS": [dns],
+            "clusterDomain": cluster.dns_domain,
+            "authentication": {
+                "x509": {"clientCAFile": format!("{}/ca.crt", cluster.certificates_dir.trim_end_matches('/'))},
+                "anonymous": {"enabled": false},
+                "webhook": {"enabled": true},
+            },
+            "authorization": {"mode": "Webhook"},
+            "healthzBindAddress": "127.0.0.1",
+            "healthzPort": 10248,
+            "readOnlyPort": 0,
+        });
+        for (field, want) in super::component::kubelet_deviations(user, &recommended) {
+            warnings.push(Warning {
+                field: format!("{KUBELET_KIND}.{field}"),
+                message: format!(
+                    "kubeadm sets {want} here; the given value is kept, as kubeadm keeps it"
+                ),
+            });
+        }
+        if user.get("rotateCertificates") == Some(&serde_json::Value::Bool(false)) {
+            warnings.push(Warning {
+                field: format!("{KUBELET_KIND}.rotateCertificates"),
+                message: "always true, as kubeadm sets it; false is ignored".into(),
+            });
+        }
+    }
+    c
 }
 
 /// `startSpread`: a Go duration from 0 to 1 h.
