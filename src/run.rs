@@ -92,6 +92,22 @@ pub struct RenderArgs {
     /// Directory to render the node's files into.
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
+    /// A directory of kubeadm patch files; replaces `patches.directory` of the config.
+    #[arg(long, value_name = "DIR")]
+    pub patches: Option<PathBuf>,
+}
+
+/// `--patches DIR`: the directory's patches replace the config's
+/// (`patches.directory`); files skipped are warned about.
+pub fn use_patches(loaded: &mut Loaded, dir: Option<&Path>) -> Result<()> {
+    let Some(dir) = dir else { return Ok(()) };
+    let (patches, warnings) =
+        config::patches::load(dir).map_err(|e| Error::Invalid(format!("--patches: {e}")))?;
+    loaded.settings.patches = patches;
+    for w in warnings {
+        log::warn!("--patches: {w}");
+    }
+    Ok(())
 }
 
 /// Reads a file given on the command line (bounded like every userdata
@@ -198,7 +214,7 @@ pub fn render(args: &RenderArgs, lock_wait: Duration) -> Result<()> {
     let paths = Paths::new(&args.root);
     let _lock = RunLock::acquire(&paths, lock_wait)?;
     let facts = HostFacts::detect(Paths::this_machine_proc());
-    let loaded = match (&args.example, &args.config) {
+    let mut loaded = match (&args.example, &args.config) {
         (Some(name), _) => {
             let text = config::examples::by_name(name).ok_or_else(|| {
                 Error::Invalid(format!(
@@ -215,6 +231,7 @@ pub fn render(args: &RenderArgs, lock_wait: Duration) -> Result<()> {
         }
     };
     log_warnings(&loaded);
+    use_patches(&mut loaded, args.patches.as_deref())?;
     let start = Instant::now();
     let report = render_loaded(&loaded, &paths)?;
     let total = start.elapsed().as_secs_f64() * 1000.0;
@@ -241,6 +258,7 @@ pub fn render_loaded(loaded: &Loaded, paths: &Paths) -> Result<RenderReport> {
     let list = phases::phases_for(loaded.settings.mode);
     let skip = &loaded.settings.skip_phases;
     runner::check_names(&list, skip, "skipPhases")?;
+    phases::check_patches(&run)?;
     let (records, result) = run_phases(&list, &mut run, skip, None, &mut |_, _| {});
     result.map_err(wrap_phase)?;
     Ok(RenderReport {
@@ -597,7 +615,8 @@ fn run_node(
     // status.json records full runs only: a single-phase run (`init phase
     // certs`) never replaces the record of the last first boot.
     let record = effects == Effects::Full && run_opts.only.is_none();
-    let (source, loaded) = find_and_load(src, paths, effects, record, started)?;
+    let (source, mut loaded) = find_and_load(src, paths, effects, record, started)?;
+    use_patches(&mut loaded, run_opts.patches.as_deref())?;
     let mode = loaded.settings.mode;
     if let Some(init) = expect_init
         && init != (mode == Mode::Init)
@@ -626,6 +645,7 @@ fn run_node(
     let mut skip_all: Vec<String> = run_opts.skip_phases.clone();
     skip_all.extend(loaded.settings.skip_phases.iter().cloned());
     runner::check_names(&list, &skip_all, "--skip-phases")?;
+    phases::check_patches(&run)?;
     let only = run_opts.only.as_deref();
     if let Some(o) = only {
         runner::check_names(&list, &[o.to_string()], "phase")?;
@@ -850,6 +870,7 @@ mod tests {
             progress_interval: 30.0,
             kubelet_healthz_url: "http://127.0.0.1:1/healthz".into(),
             systemctl: "systemctl".into(),
+            patches: None,
             only: None,
         }
     }

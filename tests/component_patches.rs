@@ -195,3 +195,62 @@ maxPods: 42
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A patch file that names no target, has an unknown patch type, or does
+/// not apply stops the node with exit 2 naming the file, before anything
+/// is written; so does a patches directory that is not there.
+#[test]
+fn bad_patches_are_errors_naming_the_file() {
+    let dir = tmpdir("bad-patches");
+    let cases: [(&str, &str, &str); 4] = [
+        ("kube-apiservr.yaml", "spec: {}\n", "not a patch target"),
+        (
+            "etcd+strategik.yaml",
+            "spec: {}\n",
+            "unknown or missing patch type",
+        ),
+        (
+            "kube-scheduler+json.json",
+            r#"[{"op": "remove", "path": "/spec/nosuchfield"}]"#,
+            "could not be applied",
+        ),
+        (
+            "kube-apiserver.yaml",
+            "spec:\n  containers:\n  - image: registry.example/kube-apiserver:v1\n",
+            "\"name\"",
+        ),
+    ];
+    for (i, (file, body, want)) in cases.iter().enumerate() {
+        let patches = dir.join(format!("p{i}"));
+        std::fs::create_dir_all(&patches).unwrap();
+        std::fs::write(patches.join(file), body).unwrap();
+        let (root, o) = render(
+            &dir,
+            &format!("r{i}"),
+            INIT,
+            &["--patches", patches.to_str().unwrap()],
+        );
+        assert_eq!(o.status.code(), Some(2), "{file}: {}", text(&o.stderr));
+        let err = text(&o.stderr);
+        assert!(err.contains(file) && err.contains(want), "{file}: {err}");
+        assert!(
+            !root.join("etc/kubernetes/manifests").exists(),
+            "{file}: something was written"
+        );
+    }
+    // the config's patches.directory, missing
+    let config = INIT.replacen(
+        "nodeRegistration: {name: cp-1}",
+        "nodeRegistration: {name: cp-1}\npatches: {directory: /nonexistent/kubeboot-patches}",
+        1,
+    );
+    let (_, o) = render(&dir, "missing", &config, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("InitConfiguration.patches.directory")
+            && err.contains("/nonexistent/kubeboot-patches"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -195,6 +195,26 @@ pub fn corefile(domain: &str) -> String {
 
 const DNS_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
 
+/// The CoreDNS Deployment with kubeadm's `corednsdeployment` patches
+/// applied (`cmd/kubeadm/app/phases/addons/dns/dns.go`), read back as a
+/// Deployment.
+fn patched_deployment(s: &Settings) -> Result<Deployment, Error> {
+    const TARGET: &str = "corednsdeployment";
+    let d = coredns_deployment(s);
+    if !s.patches.has(TARGET) {
+        return Ok(d);
+    }
+    let mut v = serde_json::to_value(&d)
+        .map_err(|e| Error::Failed(format!("serializing the CoreDNS Deployment: {e}")))?;
+    s.patches.apply(TARGET, &mut v)?;
+    serde_json::from_value(v).map_err(|e| {
+        Error::Invalid(format!(
+            "patches for {TARGET} ({}): the patched object is not a Deployment: {e}",
+            s.patches.directory.as_deref().unwrap_or("")
+        ))
+    })
+}
+
 fn coredns_deployment(s: &Settings) -> Deployment {
     let selector = LabelSelector {
         match_labels: labels(&[DNS_LABEL]),
@@ -399,7 +419,7 @@ pub fn coredns(s: &Settings) -> Result<Vec<ApiObject>, Error> {
             vec![sa_subject("coredns")],
         ),
         object(&service_account("coredns"), Update::Replace),
-        object(&coredns_deployment(s), Update::KeepReplicas),
+        object(&patched_deployment(s)?, Update::KeepReplicas),
         object(&dns_service(ip.to_string()), Update::Replace),
     ])
 }

@@ -78,9 +78,7 @@ fn walk(kind: &str, path: &str, shown: &str, ty: &str, v: &Value, out: &mut Vec<
         "bool" => v.is_boolean(),
         "int" => v.is_i64() || v.is_u64(),
         "float" => v.is_number(),
-        "duration" => v
-            .as_str()
-            .is_some_and(|s| super::resolve::parse_duration(s).is_some()),
+        "duration" => v.as_str().is_some_and(is_go_duration),
         "list" => v.is_array(),
         "map" | "object" => v.is_object(),
         _ => true,
@@ -135,6 +133,56 @@ fn walk(kind: &str, path: &str, shown: &str, ty: &str, v: &Value, out: &mut Vec<
     }
 }
 
+/// Whether `s` is what Go's `time.ParseDuration` accepts (`1m30s`,
+/// `-1.5h`, `0`, `300ms`), as metav1.Duration decodes it.
+fn is_go_duration(s: &str) -> bool {
+    let s = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if s == "0" {
+        return true;
+    }
+    let mut rest = s;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num = &rest[..n];
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return false;
+        }
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        if !matches!(
+            &rest[..u],
+            "ns" | "us" | "µs" | "μs" | "ms" | "s" | "m" | "h"
+        ) {
+            return false;
+        }
+        rest = &rest[u..];
+    }
+    true
+}
+
+/// Edit distance (insert, delete, substitute), case-insensitive.
+pub(crate) fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// Why `name` under `prefix` is not a field of `kind`, with a did-you-mean.
 fn unknown(kind: &str, prefix: &str, name: &str) -> String {
     let api = if kind == KUBELET_KIND {
@@ -145,7 +193,7 @@ fn unknown(kind: &str, prefix: &str, name: &str) -> String {
     let mut msg = format!("not a field of {api} {kind}");
     let best = children(kind, prefix)
         .into_iter()
-        .map(|c| (super::kubeadm::distance(c, name), c))
+        .map(|c| (distance(c, name), c))
         .min();
     if let Some((d, c)) = best
         && d <= 2.max(name.len() / 5)
@@ -279,6 +327,16 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn go_durations() {
+        for ok in ["0", "1m30s", "2m0s", "-1.5h", "300ms", "10us", "1h0m0s"] {
+            assert!(is_go_duration(ok), "{ok}");
+        }
+        for bad in ["", "soon", "10", "1d", "m", "1.2.3s", "-"] {
+            assert!(!is_go_duration(bad), "{bad}");
+        }
     }
 
     #[test]

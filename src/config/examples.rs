@@ -107,6 +107,7 @@ pub fn control_plane() -> Settings {
         timeouts: Default::default(),
         start_spread: std::time::Duration::ZERO,
         components: Default::default(),
+        patches: Default::default(),
         warnings: vec![],
     }
 }

@@ -11,6 +11,7 @@ pub mod examples;
 pub mod kubeadm;
 pub mod model;
 pub mod parse;
+pub mod patches;
 pub mod raw;
 pub mod resolve;
 pub mod token;

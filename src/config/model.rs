@@ -541,6 +541,8 @@ pub struct Settings {
     /// Component configurations given next to the node configuration
     /// (init only; a join takes them from the cluster, as kubeadm's does).
     pub components: ComponentConfigs,
+    /// kubeadm's patches, read from `patches.directory` (or `--patches`).
+    pub patches: super::patches::Patches,
     /// Warnings gathered while reading (unknown fields, ignored values).
     pub warnings: Vec<Warning>,
 }

@@ -78,6 +78,7 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
     let supplied_cas = supplied_cas(raw, &mut p);
     let timeouts = timeouts(raw.timeouts.as_ref(), &mut p);
     let start_spread = start_spread(raw.start_spread.as_deref(), &mut p);
+    let (patches, patch_warnings) = patches(raw, &mut p);
     if !p.list.is_empty() {
         return Err(Error::Invalid(p.list.join("\n")));
     }
@@ -113,6 +114,10 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
         ..
     } = parsed;
     let components = component_configs(mode, components, &cluster, &mut warnings);
+    warnings.extend(patch_warnings.into_iter().map(|w| Warning {
+        field: "patches.directory".into(),
+        message: w,
+    }));
     Ok(Settings {
         mode,
         cluster,
@@ -129,8 +134,28 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
         timeouts,
         start_spread,
         components,
+        patches,
         warnings,
     })
+}
+
+/// `patches.directory`: every patch file read and checked now, so a bad
+/// one stops the node before anything is written. Returns the patches and
+/// the warnings for files skipped.
+fn patches(raw: &NodeConfig, p: &mut Problems<'_>) -> (super::patches::Patches, Vec<String>) {
+    let Some(dir) = raw.patches.as_ref().and_then(|x| x.directory.as_deref()) else {
+        return Default::default();
+    };
+    if dir.is_empty() {
+        return Default::default();
+    }
+    match super::patches::load(std::path::Path::new(dir)) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            p.add("patches.directory", e);
+            Default::default()
+        }
+    }
 }
 
 /// The component configurations a node acts on. kubeadm init merges them

@@ -119,6 +119,33 @@ pub fn render_all(s: &Settings, host: &HostInputs) -> Vec<(&'static str, Pod)> {
     out
 }
 
+/// `pod` with kubeadm's patches for `component` applied (the patches
+/// directory's files for that target, in order); the result is read back
+/// as a Pod, so a patch that breaks its shape is refused (exit 2, naming
+/// the file).
+pub fn patch_pod(s: &Settings, component: &str, pod: Pod) -> Result<Pod> {
+    if !s.patches.has(component) {
+        return Ok(pod);
+    }
+    let mut v = serde_json::to_value(&pod)
+        .map_err(|e| Error::Failed(format!("serializing static pod {component}: {e}")))?;
+    s.patches.apply(component, &mut v)?;
+    serde_json::from_value(v).map_err(|e| {
+        Error::Invalid(format!(
+            "patches for {component} ({}): the patched manifest is not a Pod: {e}",
+            s.patches.directory.as_deref().unwrap_or("")
+        ))
+    })
+}
+
+/// [`render_all`] with the patches applied ([`patch_pod`]).
+pub fn render_patched(s: &Settings, host: &HostInputs) -> Result<Vec<(&'static str, Pod)>> {
+    render_all(s, host)
+        .into_iter()
+        .map(|(c, pod)| Ok((c, patch_pod(s, c, pod)?)))
+        .collect()
+}
+
 /// A pod as YAML, the way it is written to the manifests directory.
 pub fn to_yaml(pod: &Pod) -> Result<String> {
     let name = pod.metadata.name.as_deref().unwrap_or("pod");

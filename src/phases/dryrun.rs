@@ -5,7 +5,6 @@ use super::NodeRun;
 use crate::api;
 use crate::config::Mode;
 use crate::error::Error;
-use crate::host::fs;
 use crate::kubelet;
 
 /// The API requests a live run of the same phases would send, for
@@ -25,10 +24,7 @@ pub fn dry_run_requests(r: &NodeRun<'_>, skip: &[String]) -> Result<Vec<String>,
             }
             if on("upload-config") {
                 out.push(post(&api::objects::cluster_admins_binding()));
-                let path = r.input.paths.kubelet_dir().join(kubelet::CONFIG_FILE);
-                let text = fs::read_optional(&path)?
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
+                let text = kubelet::config_yaml(&r.input.settings, &r.input.detected)?;
                 for o in api::objects::upload_config(&r.input.settings, &text)? {
                     out.push(post(&o));
                 }

@@ -118,7 +118,7 @@ pub(super) fn write_pods(
     phase: &'static str,
     want: &dyn Fn(&str) -> bool,
 ) -> Result<(), Error> {
-    let pods: Vec<_> = manifests::render_all(&r.input.settings, &r.input.host_inputs)
+    let pods: Vec<_> = manifests::render_patched(&r.input.settings, &r.input.host_inputs)?
         .into_iter()
         .filter(|(n, _)| want(n))
         .collect();

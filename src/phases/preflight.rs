@@ -642,7 +642,8 @@ fn system_verification(r: &mut Run<'_>, probes: &dyn Probes) {
 /// write now (a rerun after a crash), and nothing else may be in the directory.
 fn manifests_checks(r: &mut Run<'_>, s: &Settings) {
     let host = HostInputs::detect(r.paths, std::env::vars());
-    let ours: Vec<(String, Option<String>)> = manifests::render_all(s, &host)
+    let ours: Vec<(String, Option<String>)> = manifests::render_patched(s, &host)
+        .unwrap_or_else(|_| manifests::render_all(s, &host))
         .iter()
         .map(|(c, pod)| (format!("{c}.yaml"), manifests::to_yaml(pod).ok()))
         .collect();
