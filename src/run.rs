@@ -123,6 +123,18 @@ pub fn load_file(path: &std::path::Path, facts: &HostFacts) -> Result<Loaded> {
     config::load(&bytes, &path.display().to_string(), facts)
 }
 
+/// kubeadm's name of a phase given by its old kubeboot name
+/// (`config::PHASE_ALIASES`), with a warning; any other name as it is.
+fn kubeadm_phase_name(name: &str, what: &str) -> String {
+    match config::phase_alias(name) {
+        Some(new) => {
+            log::warn!("{what}: {name:?} is kubeboot's old name of kubeadm's {new:?}; use {new:?}");
+            new.to_string()
+        }
+        None => name.to_string(),
+    }
+}
+
 /// Logs the config's warnings, each naming its field or place.
 pub fn log_warnings(loaded: &Loaded) {
     for w in &loaded.settings.warnings {
@@ -642,11 +654,19 @@ fn run_node(
         run_opts.progress_interval.clamp(0.001, 3600.0),
     ));
     let list = phases::phases_for(mode);
-    let mut skip_all: Vec<String> = run_opts.skip_phases.clone();
+    let mut skip_all: Vec<String> = run_opts
+        .skip_phases
+        .iter()
+        .map(|n| kubeadm_phase_name(n, "--skip-phases"))
+        .collect();
     skip_all.extend(loaded.settings.skip_phases.iter().cloned());
     runner::check_names(&list, &skip_all, "--skip-phases")?;
     phases::check_patches(&run)?;
-    let only = run_opts.only.as_deref();
+    let only_name = run_opts
+        .only
+        .as_deref()
+        .map(|n| kubeadm_phase_name(n, "phase"));
+    let only = only_name.as_deref();
     if let Some(o) = only {
         runner::check_names(&list, &[o.to_string()], "phase")?;
     }

@@ -510,6 +510,20 @@ pub struct Warning {
     pub message: String,
 }
 
+/// Phase names kubeboot used before it took kubeadm's: `(old, kubeadm's)`.
+/// The old name still works (skipPhases, --skip-phases, `phase NAME`), with
+/// a warning: kubeadm's join calls the wait for the TLS bootstrap
+/// `kubelet-wait-bootstrap` (`cmd/kubeadm/app/cmd/phases/join/kubelet.go`).
+pub const PHASE_ALIASES: &[(&str, &str)] = &[("wait-bootstrap", "kubelet-wait-bootstrap")];
+
+/// `name`, or kubeadm's name for it when it is an old alias.
+pub fn phase_alias(name: &str) -> Option<&'static str> {
+    PHASE_ALIASES
+        .iter()
+        .find(|(old, _)| *old == name)
+        .map(|(_, new)| *new)
+}
+
 /// The complete, validated node configuration.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -130,7 +130,24 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             None
         },
         supplied_cas,
-        skip_phases: raw.skip_phases.clone().unwrap_or_default(),
+        skip_phases: raw
+            .skip_phases
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| match phase_alias(&n) {
+                Some(new) => {
+                    warnings.push(Warning {
+                        field: "skipPhases".into(),
+                        message: format!(
+                            "{n:?} is kubeboot's old name of kubeadm's {new:?}; use {new:?}"
+                        ),
+                    });
+                    new.to_string()
+                }
+                None => n,
+            })
+            .collect(),
         timeouts,
         start_spread,
         components,

@@ -81,7 +81,7 @@ pub fn control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
     )
 }
 
-/// `wait-bootstrap`: kubelet healthz, then `/etc/kubernetes/kubelet.conf`
+/// `kubelet-wait-bootstrap`: kubelet healthz, then `/etc/kubernetes/kubelet.conf`
 /// (written by the kubelet once its client certificate is issued), then
 /// remove `bootstrap-kubelet.conf` (it holds the token).
 pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
@@ -119,7 +119,7 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
             kubelet_conf.display()
         )));
     }
-    log::info!(target: "wait-bootstrap", "TLS bootstrap done: {} written by the kubelet", kubelet_conf.display());
+    log::info!(target: "kubelet-wait-bootstrap", "TLS bootstrap done: {} written by the kubelet", kubelet_conf.display());
     let bootstrap = r.input.paths.bootstrap_kubelet_conf();
     match std::fs::remove_file(&bootstrap) {
         Ok(()) => {}
@@ -141,7 +141,7 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
             crate::api::kube::Kube::from_kubelet_conf(s, &r.input.paths, r.input.budgets.health)?;
         let (name, sock) = (&s.node.name, &s.node.cri_socket);
         let set = kube.annotate_cri_socket(name, sock, r.input.budgets.health)?;
-        log::info!(target: "wait-bootstrap", "Node {name}: annotation {}={sock} ({})", crate::api::objects::ANNOTATION_CRI_SOCKET, if set { "set" } else { "already present" });
+        log::info!(target: "kubelet-wait-bootstrap", "Node {name}: annotation {}={sock} ({})", crate::api::objects::ANNOTATION_CRI_SOCKET, if set { "set" } else { "already present" });
     }
     Ok(())
 }

@@ -127,7 +127,12 @@ fn worker_joins_through_token_discovery() {
         .collect();
     assert_eq!(
         done,
-        vec!["preflight", "discovery", "kubelet-start", "wait-bootstrap"]
+        vec![
+            "preflight",
+            "discovery",
+            "kubelet-start",
+            "kubelet-wait-bootstrap"
+        ]
     );
     assert!(
         root.join("var/lib/kubeboot/done").is_file(),
@@ -162,7 +167,7 @@ fn worker_joins_through_token_discovery() {
         2,
         "{reqs:?}"
     );
-    // wait-bootstrap polled the kubelet until it was healthy
+    // kubelet-wait-bootstrap polled the kubelet until it was healthy
     assert_eq!(healthz.requests().len(), 3);
 
     // a second boot does nothing
@@ -624,7 +629,7 @@ fn control_plane_joins_with_the_certificate_key() {
             "download-certs",
             "control-plane-prepare",
             "kubelet-start",
-            "wait-bootstrap",
+            "kubelet-wait-bootstrap",
             "control-plane-join",
             "wait-control-plane"
         ]
@@ -842,6 +847,104 @@ fn faults_on_the_verified_refetch_are_retryable_not_untrusted() {
             !root.join("etc/kubernetes/bootstrap-kubelet.conf").exists(),
             "{fault}: join material written"
         );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The stand-in of [`api_server`] for Kubernetes 1.`minor`, with the Node
+/// `worker-1` registered by its kubelet after the join's first look.
+fn api_server_minor(cp: &Path, minor: u32) -> (StandIn, Vec<u8>) {
+    let pki = cp.join("etc/kubernetes/pki");
+    let ca = std::fs::read(pki.join("ca.crt")).unwrap();
+    let api = StandIn::start_pki(
+        &pki,
+        Options {
+            minor,
+            node: Some("worker-1".into()),
+            node_after: 1,
+            ..Options::default()
+        },
+    );
+    api.seed_cluster(&ca, TOKEN_ID, TOKEN_SECRET);
+    (api, ca)
+}
+
+/// Issue 11 item 7: a worker joining a 1.32 or 1.33 cluster (kubeadm's
+/// NodeLocalCRISocket off) annotates its Node with
+/// `kubeadm.alpha.kubernetes.io/cri-socket`, as the node itself (through
+/// kubelet.conf), as kubeadm's kubelet-wait-bootstrap does
+/// (`cmd/kubeadm/app/cmd/phases/join/kubelet.go`, `AnnotateCRISocket`);
+/// on 1.34 (the gate on) it does not. The strict stand-in records the patch.
+#[test]
+fn a_worker_on_1_32_and_1_33_annotates_its_node_with_the_cri_socket() {
+    let dir = tmpdir("cri-socket");
+    let cp = control_plane(&dir);
+    for (minor, version, annotated) in [
+        (32, "v1.32.5", true),
+        (33, "v1.33.4", true),
+        (34, "v1.34.1", false),
+    ] {
+        let (api, _) = api_server_minor(&cp, minor);
+        let root = dir.join(format!("worker-{minor}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let userdata = format!(
+            "{}  cluster:\n    kubernetesVersion: {version}\n  node:\n    name: worker-1\n    criSocket: unix:///run/crio/crio.sock\n",
+            worker_userdata(api.port(), &ca_hash(&cp)).replace("  node:\n    name: worker-1\n", "")
+        );
+        seed(&root, &userdata);
+        // the fake kubelet's kubelet.conf after its TLS bootstrap: a copy
+        // of this admin.conf (a client certificate the stand-in knows),
+        // naming the stand-in
+        let admin = std::fs::read_to_string(cp.join("etc/kubernetes/admin.conf")).unwrap();
+        let admin = admin.replace(
+            "server: https://127.0.0.1:6443",
+            &format!("server: https://127.0.0.1:{}", api.port()),
+        );
+        assert!(admin.contains(&api.port().to_string()), "{admin}");
+        std::fs::create_dir_all(root.join("etc/kubernetes")).unwrap();
+        std::fs::write(root.join("etc/kubernetes/admin.conf"), admin).unwrap();
+        let (systemctl, _) = fake_systemctl(&dir, &root);
+        let healthz = kubelet_healthz(0);
+        let o = firstboot_with(
+            &api,
+            &root,
+            &systemctl,
+            &format!("{}/healthz", healthz.base()),
+        );
+        assert!(o.status.success(), "{version}: {}", text(&o.stderr));
+        let node = "/api/v1/nodes/worker-1";
+        let patches: Vec<serde_json::Value> = api
+            .server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path == node)
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect();
+        let stored = api.state().objects.get(node).cloned().unwrap_or_default();
+        let ann = &stored["metadata"]["annotations"]["kubeadm.alpha.kubernetes.io/cri-socket"];
+        if annotated {
+            assert_eq!(
+                patches,
+                [serde_json::json!({"metadata": {"annotations": {
+                    "kubeadm.alpha.kubernetes.io/cri-socket": "unix:///run/crio/crio.sock"}}})],
+                "{version}"
+            );
+            assert_eq!(ann, "unix:///run/crio/crio.sock", "{version}");
+            // sent as the node, through kubelet.conf, not with the token
+            let users: Vec<String> = api
+                .log()
+                .iter()
+                .filter(|l| l.method == "PATCH" && l.url == node)
+                .map(|l| l.user.clone())
+                .collect();
+            assert!(
+                users.iter().all(|u| !u.starts_with("system:bootstrap:")),
+                "{version}: {users:?}"
+            );
+        } else {
+            assert!(patches.is_empty(), "{version}: {patches:?}");
+            assert!(ann.is_null(), "{version}: {stored}");
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
