@@ -108,6 +108,7 @@ pub fn control_plane() -> Settings {
         start_spread: std::time::Duration::ZERO,
         components: Default::default(),
         patches: Default::default(),
+        given: Default::default(),
         warnings: vec![],
     }
 }

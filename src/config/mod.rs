@@ -8,6 +8,7 @@
 
 pub mod component;
 pub mod examples;
+pub mod from_cluster;
 pub mod kubeadm;
 pub mod model;
 pub mod parse;

@@ -557,8 +557,28 @@ pub struct Settings {
     pub components: ComponentConfigs,
     /// kubeadm's patches, read from `patches.directory` (or `--patches`).
     pub patches: super::patches::Patches,
+    /// Which cluster-wide settings the configuration gave (a join keeps
+    /// those over the cluster's kube-system/kubeadm-config).
+    pub given: Given,
     /// Warnings gathered while reading (unknown fields, ignored values).
     pub warnings: Vec<Warning>,
+}
+
+/// Which cluster-wide settings the node's configuration gave itself (a
+/// join keeps those over the cluster's).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Given {
+    /// `kubernetesVersion`.
+    pub kubernetes_version: bool,
+    /// `imageRepository`.
+    pub image_repository: bool,
+    /// `networking.dnsDomain`.
+    pub dns_domain: bool,
+    /// `networking.serviceSubnet`.
+    pub service_subnet: bool,
+    /// `networking.podSubnet`.
+    pub pod_subnet: bool,
 }
 
 /// The user's `KubeletConfiguration` and `KubeProxyConfiguration` documents,

@@ -152,6 +152,13 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
         start_spread,
         components,
         patches,
+        given: Given {
+            kubernetes_version: rc.is_some_and(|c| c.kubernetes_version.is_some()),
+            image_repository: rc.is_some_and(|c| c.image_repository.is_some()),
+            dns_domain: rc.is_some_and(|c| c.dns_domain.is_some()),
+            service_subnet: rc.is_some_and(|c| c.service_subnet.is_some()),
+            pod_subnet: rc.is_some_and(|c| c.pod_subnet.is_some()),
+        },
         warnings,
     })
 }

@@ -77,6 +77,10 @@ pub fn dry_run_requests(r: &NodeRun<'_>, skip: &[String]) -> Result<Vec<String>,
                 "GET {ci} (ConfigMap kube-public/cluster-info, unverified, then again verified with the pinned CA)"
             ));
             out.push(
+                "GET /api/v1/namespaces/kube-system/configmaps/kubeadm-config (ConfigMap kube-system/kubeadm-config, with the bootstrap token: the cluster's version, image repository, DNS domain and subnets)"
+                    .into(),
+            );
+            out.push(
                 "GET /api/v1/namespaces/kube-system/configmaps/kubelet-config (ConfigMap kube-system/kubelet-config, with the bootstrap token)"
                     .into(),
             );
