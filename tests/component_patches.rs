@@ -108,6 +108,10 @@ apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 authentication: {{anonymous: {{enabled: true}}}}
 authorization: {{mode: AlwaysAllow}}
+---
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+bindAddress: 127.0.0.1
 "
     );
     let (root, o) = render(&dir, "open", &config, &[]);
@@ -120,6 +124,7 @@ authorization: {{mode: AlwaysAllow}}
     for f in [
         "KubeletConfiguration.authentication.anonymous.enabled",
         "KubeletConfiguration.authorization.mode",
+        "KubeProxyConfiguration.bindAddress",
     ] {
         assert!(err.contains(f), "no warning for {f}: {err}");
     }

@@ -233,18 +233,34 @@ pub fn merge_over(defaults: &mut Value, user: &Value) {
 /// `componentconfigs/kubelet.go`): `(field, recommended)` pairs for the
 /// fields the user set to something else. The user's value is kept.
 pub fn kubelet_deviations(user: &Value, recommended: &Value) -> Vec<(String, String)> {
-    const WATCHED: &[&str] = &[
-        "staticPodPath",
-        "clusterDNS",
-        "clusterDomain",
-        "authentication.x509.clientCAFile",
-        "authentication.anonymous.enabled",
-        "authorization.mode",
-        "authentication.webhook.enabled",
-        "healthzBindAddress",
-        "healthzPort",
-        "readOnlyPort",
-    ];
+    deviations(user, recommended, KUBELET_WATCHED)
+}
+
+/// The same for a KubeProxyConfiguration (`componentconfigs/kubeproxy.go`).
+pub fn kube_proxy_deviations(user: &Value, recommended: &Value) -> Vec<(String, String)> {
+    deviations(
+        user,
+        recommended,
+        &["bindAddress", "clusterCIDR", "clientConnection.kubeconfig"],
+    )
+}
+
+const KUBELET_WATCHED: &[&str] = &[
+    "staticPodPath",
+    "clusterDNS",
+    "clusterDomain",
+    "authentication.x509.clientCAFile",
+    "authentication.anonymous.enabled",
+    "authorization.mode",
+    "authentication.webhook.enabled",
+    "healthzBindAddress",
+    "healthzPort",
+    "readOnlyPort",
+];
+
+/// `(field, recommended)` for each of `watched` the user set to another
+/// value than `recommended` has (absent there: 0).
+fn deviations(user: &Value, recommended: &Value, watched: &[&str]) -> Vec<(String, String)> {
     let get = |v: &Value, p: &str| -> Option<Value> {
         let mut cur = v;
         for part in p.split('.') {
@@ -252,7 +268,7 @@ pub fn kubelet_deviations(user: &Value, recommended: &Value) -> Vec<(String, Str
         }
         (!cur.is_null()).then(|| cur.clone())
     };
-    WATCHED
+    watched
         .iter()
         .filter_map(|p| {
             let u = get(user, p)?;

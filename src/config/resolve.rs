@@ -113,7 +113,7 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
         components,
         ..
     } = parsed;
-    let components = component_configs(mode, components, &cluster, &mut warnings);
+    let components = component_configs(mode, components, &cluster, &node, &mut warnings);
     warnings.extend(patch_warnings.into_iter().map(|w| Warning {
         field: "patches.directory".into(),
         message: w,
@@ -192,6 +192,7 @@ fn component_configs(
     mode: Mode,
     c: ComponentConfigs,
     cluster: &Cluster,
+    node: &Node,
     warnings: &mut Vec<Warning>,
 ) -> ComponentConfigs {
     use super::component::{KUBE_PROXY_KIND, KUBELET_KIND};
@@ -246,6 +247,27 @@ fn component_configs(
             warnings.push(Warning {
                 field: format!("{KUBELET_KIND}.rotateCertificates"),
                 message: "always true, as kubeadm sets it; false is ignored".into(),
+            });
+        }
+    }
+    if let Some(user) = &c.kube_proxy {
+        let pods: Vec<String> = cluster.pod_subnets.iter().map(|n| n.to_string()).collect();
+        let mut recommended = serde_json::json!({
+            "bindAddress": if node.advertise_address.is_ipv6() { "::" } else { "0.0.0.0" },
+            "clientConnection": {"kubeconfig": "/var/lib/kube-proxy/kubeconfig.conf"},
+        });
+        if !pods.is_empty() {
+            recommended["clusterCIDR"] = serde_json::json!(pods.join(","));
+        }
+        for (field, want) in super::component::kube_proxy_deviations(user, &recommended) {
+            if field == "clusterCIDR" && pods.is_empty() {
+                continue;
+            }
+            warnings.push(Warning {
+                field: format!("{KUBE_PROXY_KIND}.{field}"),
+                message: format!(
+                    "kubeadm sets {want} here; the given value is kept, as kubeadm keeps it"
+                ),
             });
         }
     }
