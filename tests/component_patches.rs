@@ -207,7 +207,7 @@ maxPods: 42
 #[test]
 fn bad_patches_are_errors_naming_the_file() {
     let dir = tmpdir("bad-patches");
-    let cases: [(&str, &str, &str); 4] = [
+    let cases: [(&str, &str, &str); 6] = [
         ("kube-apiservr.yaml", "spec: {}\n", "not a patch target"),
         (
             "etcd+strategik.yaml",
@@ -223,6 +223,16 @@ fn bad_patches_are_errors_naming_the_file() {
             "kube-apiserver.yaml",
             "spec:\n  containers:\n  - image: registry.example/kube-apiserver:v1\n",
             "\"name\"",
+        ),
+        (
+            "kube-controller-manager+merge.yaml",
+            "spec: {containers: []}\n",
+            "has no spec.containers",
+        ),
+        (
+            "kubeletconfiguration+merge.yaml",
+            "maxPod: 10\n",
+            "KubeletConfiguration.maxPod: not a field",
         ),
     ];
     for (i, (file, body, want)) in cases.iter().enumerate() {

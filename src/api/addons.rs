@@ -196,23 +196,23 @@ pub fn corefile(domain: &str) -> String {
 const DNS_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
 
 /// The CoreDNS Deployment with kubeadm's `corednsdeployment` patches
-/// applied (`cmd/kubeadm/app/phases/addons/dns/dns.go`), read back as a
-/// Deployment.
-fn patched_deployment(s: &Settings) -> Result<Deployment, Error> {
+/// applied to its body (`cmd/kubeadm/app/phases/addons/dns/dns.go`); the
+/// API server validates the result.
+fn patched_deployment(s: &Settings) -> Result<ApiObject, Error> {
     const TARGET: &str = "corednsdeployment";
-    let d = coredns_deployment(s);
-    if !s.patches.has(TARGET) {
-        return Ok(d);
+    let mut obj = object(&coredns_deployment(s), Update::KeepReplicas);
+    if s.patches.has(TARGET) {
+        s.patches.apply(TARGET, &mut obj.body)?;
+        if obj.body.get("kind").and_then(Value::as_str) != Some("Deployment")
+            || obj.body.pointer("/metadata/name").and_then(Value::as_str) != Some("coredns")
+        {
+            return Err(Error::Invalid(format!(
+                "patches for {TARGET} ({}): the patched object is no longer the Deployment coredns",
+                s.patches.directory.as_deref().unwrap_or("")
+            )));
+        }
     }
-    let mut v = serde_json::to_value(&d)
-        .map_err(|e| Error::Failed(format!("serializing the CoreDNS Deployment: {e}")))?;
-    s.patches.apply(TARGET, &mut v)?;
-    serde_json::from_value(v).map_err(|e| {
-        Error::Invalid(format!(
-            "patches for {TARGET} ({}): the patched object is not a Deployment: {e}",
-            s.patches.directory.as_deref().unwrap_or("")
-        ))
-    })
+    Ok(obj)
 }
 
 fn coredns_deployment(s: &Settings) -> Deployment {
@@ -419,7 +419,7 @@ pub fn coredns(s: &Settings) -> Result<Vec<ApiObject>, Error> {
             vec![sa_subject("coredns")],
         ),
         object(&service_account("coredns"), Update::Replace),
-        object(&patched_deployment(s)?, Update::KeepReplicas),
+        patched_deployment(s)?,
         object(&dns_service(ip.to_string()), Update::Replace),
     ])
 }

@@ -122,7 +122,7 @@ pub(super) fn write_pods(
         .into_iter()
         .filter(|(n, _)| want(n))
         .collect();
-    for p in manifests::write_pods(&r.input.paths, &pods, r.sync())? {
+    for p in manifests::write_manifests(&r.input.paths, &pods, r.sync())? {
         log::info!(target: phase, "{} {}", r.wrote(), p.display());
         r.record(phase, p, "written", String::new());
     }

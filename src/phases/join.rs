@@ -138,8 +138,8 @@ pub(super) fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
                 "etcd-join: this node has no local etcd to render".into(),
             ));
         };
-        let pod = manifests::patch_pod(&r.input.settings, manifests::ETCD, pod)?;
-        for p in manifests::write_pods(&r.input.paths, &[(manifests::ETCD, pod)], r.sync())? {
+        let text = manifests::patched_yaml(&r.input.settings, manifests::ETCD, &pod)?;
+        for p in manifests::write_manifests(&r.input.paths, &[(manifests::ETCD, text)], r.sync())? {
             log::info!(target: "etcd-join", "wrote {}", p.display());
             r.record("etcd-join", p, "written", String::new());
         }
