@@ -460,7 +460,7 @@ impl KubeadmDocs {
         if self.cluster.is_some() && is_join {
             warnings.push(Warning {
                 field: "ClusterConfiguration".into(),
-                message: "a joining node takes the cluster configuration from the cluster; only etcd/certificate settings are used".into(),
+                message: "a joining node takes the cluster's settings from its kube-system/kubeadm-config (kubeadm join ignores this document); what is set here wins over the cluster's, with a warning where they differ".into(),
             });
         }
         if self.init.is_none() && self.join.is_none() {
