@@ -21,6 +21,9 @@ pub struct Request {
     pub body: Vec<u8>,
     /// The DER of the client certificate the TLS peer presented, if any.
     pub client_cert: Option<Vec<u8>>,
+    /// Which TCP connection carried it: 1 for the server's first accepted
+    /// connection, 2 for the next... (keep-alive reuse shows as one number).
+    pub connection: usize,
 }
 
 impl Request {
@@ -148,8 +151,9 @@ impl Server {
         let handler: Arc<Handler> = Arc::new(handler);
         let recorded = requests.clone();
         std::thread::spawn(move || {
-            for stream in listener.incoming() {
+            for (n, stream) in listener.incoming().enumerate() {
                 let Ok(stream) = stream else { continue };
+                let connection = n + 1;
                 let (handler, recorded, tls) = (handler.clone(), recorded.clone(), tls.clone());
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
@@ -157,7 +161,7 @@ impl Server {
                     // a second handle on the socket, to reset it (Reply::Reset)
                     let raw = stream.try_clone().ok();
                     match tls {
-                        None => serve(stream, &*handler, &recorded, None, false, raw),
+                        None => serve(stream, &*handler, &recorded, (None, connection), false, raw),
                         Some(cfg) => {
                             let Ok(mut conn) = rustls::ServerConnection::new(cfg) else {
                                 return;
@@ -176,7 +180,7 @@ impl Server {
                                 rustls::StreamOwned::new(conn, stream),
                                 &*handler,
                                 &recorded,
-                                client,
+                                (client, connection),
                                 keep_alive,
                                 raw,
                             )
@@ -201,7 +205,7 @@ fn serve<S: Read + Write>(
     stream: S,
     handler: &Handler,
     recorded: &Mutex<Vec<Request>>,
-    client_cert: Option<Vec<u8>>,
+    peer: (Option<Vec<u8>>, usize),
     keep_alive: bool,
     raw: Option<TcpStream>,
 ) {
@@ -210,7 +214,7 @@ fn serve<S: Read + Write>(
         &mut reader,
         handler,
         recorded,
-        &client_cert,
+        &peer,
         keep_alive,
         raw.as_ref(),
     ) {
@@ -225,7 +229,7 @@ fn serve_one<S: Read + Write>(
     reader: &mut BufReader<S>,
     handler: &Handler,
     recorded: &Mutex<Vec<Request>>,
-    client_cert: &Option<Vec<u8>>,
+    (client_cert, connection): &(Option<Vec<u8>>, usize),
     keep_alive: bool,
     raw: Option<&TcpStream>,
 ) -> Option<bool> {
@@ -272,6 +276,7 @@ fn serve_one<S: Read + Write>(
         headers,
         body,
         client_cert: client_cert.clone(),
+        connection: *connection,
     };
     let index = {
         let mut r = recorded.lock().unwrap();
