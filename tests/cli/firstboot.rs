@@ -989,9 +989,21 @@ fn a_worker_takes_version_repository_and_networking_from_kubeadm_config() {
         api.insert(kubeadm_config_132());
         let root = dir.join(name);
         std::fs::create_dir_all(&root).unwrap();
+        // a join patches the kubelet configuration it writes too
+        let patches = dir.join(format!("patches-{name}"));
+        std::fs::create_dir_all(&patches).unwrap();
+        std::fs::write(
+            patches.join("kubeletconfiguration+merge.yaml"),
+            "maxPods: 77\n",
+        )
+        .unwrap();
         seed(
             &root,
-            &format!("{}{extra}", worker_userdata(api.port(), &ca_hash(&cp))),
+            &format!(
+                "{}{extra}  patches:\n    directory: {}\n",
+                worker_userdata(api.port(), &ca_hash(&cp)),
+                patches.display()
+            ),
         );
         kubelet_identity(&cp, &root, api.port());
         let (systemctl, _) = fake_systemctl(&dir, &root);
@@ -1041,6 +1053,10 @@ fn a_worker_takes_version_repository_and_networking_from_kubeadm_config() {
             "{name}"
         );
         assert_eq!(config["containerRuntimeEndpoint"], "", "{name}");
+        assert_eq!(
+            config["maxPods"], 77,
+            "{name}: the kubeletconfiguration patch"
+        );
         // 1.32 and 1.33: the Node carries the CRI socket
         assert!(
             api.server
