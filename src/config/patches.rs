@@ -519,6 +519,53 @@ mod tests {
         assert!(parse_name("etcd+.yaml").unwrap_err().contains("after '+'"));
     }
 
+    /// Files apply in the order of Go's `filepath.Walk` (bytewise names,
+    /// a sub-directory where its name sorts), documents in file order: the
+    /// last writer of `spec.priority` wins.
+    #[test]
+    fn files_apply_in_walk_order() {
+        let dir = std::env::temp_dir().join(format!("kubeboot-patch-order-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let put = |name: &str, prio: u32| {
+            std::fs::write(dir.join(name), format!("spec: {{priority: {prio}}}\n")).unwrap()
+        };
+        put("etcd1.yaml", 3);
+        put("etcd0+merge.yaml", 2);
+        put("sub/etcd.yaml", 4);
+        put("etcd+merge.yaml", 1);
+        std::fs::write(
+            dir.join("etcd2.yaml"),
+            "spec: {priority: 5}\n---\nspec: {priority: 6}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("notes.txt"), "x").unwrap();
+        let (p, warnings) = load(&dir).unwrap();
+        let names: Vec<&str> = p
+            .files
+            .iter()
+            .map(|f| f.file.rsplit_once(dir.to_str().unwrap()).unwrap().1)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "/etcd+merge.yaml",
+                "/etcd0+merge.yaml",
+                "/etcd1.yaml",
+                "/etcd2.yaml",
+                "/sub/etcd.yaml"
+            ]
+        );
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("notes.txt"),
+            "{warnings:?}"
+        );
+        let mut pod = json!({"kind": "Pod", "spec": {"priority": 0}});
+        p.apply("etcd", &mut pod).unwrap();
+        assert_eq!(pod["spec"]["priority"], 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn strategic_merges_lists_by_key_and_keeps_apimachinerys_order() {
         let pod = json!({"spec": {
