@@ -7,8 +7,9 @@
 //! ConfigMap through the `kubeadm:nodes-kubeadm-config` Role that
 //! `cmd/kubeadm/app/phases/uploadconfig/uploadconfig.go` grants the
 //! bootstrappers group): the Kubernetes version, image repository, DNS
-//! domain and subnets, unless the node's own configuration set them (then
-//! a difference is a warning and the node's value stays).
+//! domain, subnets and kubeadm feature gates (they decide, e.g., where the
+//! CRI socket goes), unless the node's own configuration set them (then a
+//! difference is a warning and the node's value stays).
 
 use serde_norway::Value;
 
@@ -111,6 +112,27 @@ pub fn adopt(s: &mut Settings, doc: &str) -> Result<Adopted, Error> {
             *slot = parsed;
         }
     }
+    if let Some(gates) = v.get("featureGates").and_then(Value::as_mapping) {
+        let mut theirs = Vec::new();
+        for (k, on) in gates {
+            match (k.as_str(), on.as_bool()) {
+                (Some(k), Some(on)) => theirs.push((k.to_string(), on)),
+                _ => {
+                    return Err(Error::Failed(format!(
+                        "{FROM}: featureGates: expected name: true|false entries"
+                    )));
+                }
+            }
+        }
+        let show = |g: &[(String, bool)]| {
+            let list: Vec<String> = g.iter().map(|(k, on)| format!("{k}={on}")).collect();
+            format!("{{{}}}", list.join(","))
+        };
+        let ours = show(&s.cluster.feature_gates);
+        if take("featureGates", given.feature_gates, ours, &show(&theirs)) {
+            s.cluster.feature_gates = theirs;
+        }
+    }
     Ok(out)
 }
 
@@ -125,6 +147,7 @@ kind: ClusterConfiguration
 kubernetesVersion: v1.32.5
 imageRepository: mirror.example.com/k8s
 networking: {dnsDomain: corp.local, serviceSubnet: 10.100.0.0/16, podSubnet: 10.32.0.0/12}
+featureGates: {NodeLocalCRISocket: true}
 ";
 
     #[test]
@@ -137,7 +160,11 @@ networking: {dnsDomain: corp.local, serviceSubnet: 10.100.0.0/16, podSubnet: 10.
         assert_eq!(s.cluster.dns_domain, "corp.local");
         assert_eq!(s.cluster.service_subnets[0].to_string(), "10.100.0.0/16");
         assert_eq!(s.cluster.pod_subnets[0].to_string(), "10.32.0.0/12");
-        assert_eq!(a.taken.len(), 5, "{:?}", a.taken);
+        assert_eq!(
+            s.cluster.feature_gates,
+            [("NodeLocalCRISocket".to_string(), true)]
+        );
+        assert_eq!(a.taken.len(), 6, "{:?}", a.taken);
         assert!(a.contradictions.is_empty());
 
         let mut s = worker();

@@ -579,6 +579,8 @@ pub struct Given {
     pub service_subnet: bool,
     /// `networking.podSubnet`.
     pub pod_subnet: bool,
+    /// `featureGates`.
+    pub feature_gates: bool,
 }
 
 /// The user's `KubeletConfiguration` and `KubeProxyConfiguration` documents,

@@ -158,6 +158,7 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             dns_domain: rc.is_some_and(|c| c.dns_domain.is_some()),
             service_subnet: rc.is_some_and(|c| c.service_subnet.is_some()),
             pod_subnet: rc.is_some_and(|c| c.pod_subnet.is_some()),
+            feature_gates: rc.is_some_and(|c| c.feature_gates.is_some()),
         },
         warnings,
     })
