@@ -142,6 +142,8 @@ pub(crate) fn retry_watched<T>(
         || deadline.map_or(NO_DEADLINE, |d| d.saturating_duration_since(Instant::now()));
     let mut tried = Tried::default();
     let mut last_report: Option<Instant> = None;
+    // the last reason an attempt gave on its own (not cut short by the deadline)
+    let mut answered = String::new();
     loop {
         // Always make at least one attempt, even with a tiny budget.
         let timeout = policy
@@ -150,7 +152,11 @@ pub(crate) fn retry_watched<T>(
             .max(Duration::from_millis(50));
         tried.attempts += 1;
         RETRY_AFTER.with(|c| c.set(None));
+        let began = Instant::now();
         let step = once(timeout);
+        // an attempt the deadline cut shorter than the policy's attempt
+        // timeout, which then ran out: it says nothing about the peer
+        let cut = timeout < policy.attempt_timeout && began.elapsed() >= timeout;
         tried.elapsed_ms = start.elapsed().as_millis();
         match step {
             Step::Done(v) => {
@@ -169,7 +175,18 @@ pub(crate) fn retry_watched<T>(
                 return Err(GaveUp::Permanent(tried));
             }
             Step::Again(why) => {
-                tried.last = why;
+                // On a loaded machine the final attempt may get only the
+                // deadline's last milliseconds; the error then names the
+                // peer's last real answer ("HTTP 503"), not only that cut.
+                tried.last = if cut && !answered.is_empty() {
+                    format!(
+                        "{answered} (then a final attempt cut to {} ms by the deadline: {why})",
+                        timeout.as_millis()
+                    )
+                } else {
+                    answered = why.clone();
+                    why
+                };
                 let left = remaining();
                 // Not worth another attempt in less than 50 ms.
                 if left <= Duration::from_millis(50) {
@@ -524,6 +541,48 @@ mod tests {
         for n in 0..50 {
             assert!(jitter(r.cap(n % 5)) <= r.cap(n % 5));
         }
+    }
+
+    #[test]
+    fn an_attempt_the_deadline_cut_short_keeps_the_peers_last_answer() {
+        let policy = Retry {
+            budget: Duration::from_millis(600),
+            attempt_timeout: Duration::from_secs(10),
+            first_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(1),
+        };
+        let mut n = 0;
+        let out = retry(
+            &policy,
+            |timeout| {
+                n += 1;
+                if n == 1 {
+                    return Step::<()>::Again("HTTP 503".into());
+                }
+                // a peer too slow for what is left of the budget
+                std::thread::sleep(timeout);
+                Step::Again(format!("timed out after {} ms", timeout.as_millis()))
+            },
+            |_| String::new(),
+        );
+        let Err(GaveUp::Budget(t)) = out else {
+            panic!("expected budget exhaustion")
+        };
+        assert!(
+            t.last.starts_with("HTTP 503 (then a final attempt cut to "),
+            "{t}"
+        );
+        assert!(t.last.contains("by the deadline: timed out after"), "{t}");
+        // an attempt that answers on its own is reported as it is
+        let out = retry(
+            &policy,
+            |_| Step::<()>::Again("HTTP 500".into()),
+            |_| String::new(),
+        );
+        let Err(GaveUp::Budget(t)) = out else {
+            panic!("expected budget exhaustion")
+        };
+        assert_eq!(t.last, "HTTP 500");
     }
 
     #[test]
