@@ -163,6 +163,10 @@ pub struct Options {
     /// How long to wait for the kubelet to restart etcd (a new process,
     /// healthy) before the next manifest changes (0: do not wait).
     pub restart_wait: std::time::Duration,
+    /// How long to wait for the kubelet to restart the API server (seen
+    /// gone, then `/livez` 200) before the controller manager's and the
+    /// scheduler's manifests change (0: do not wait).
+    pub apiserver_wait: std::time::Duration,
 }
 
 /// Checks names against kubeadm's list; `all` alone means every one.
@@ -561,11 +565,31 @@ pub fn renew(
                 .then(|| etcd_metrics_url(&text))
                 .flatten()
                 .and_then(|url| etcd_started_at(&url).map(|t| (url, t)));
+            // the API server is waited for before the controller manager's
+            // and the scheduler's manifests change (they talk to it): its
+            // /livez, and whether it answered before the change
+            let api_probe = if pod == "kube-apiserver" && !opts.apiserver_wait.is_zero() {
+                let ca = r.w.read(
+                    &paths
+                        .pki_dir(&settings.cluster.certificates_dir)
+                        .join("ca.crt"),
+                )?;
+                ca.and_then(|ca| ApiProbe::from_manifest(&text, &ca))
+                    .map(|p| {
+                        let live = p.live();
+                        (p, live)
+                    })
+            } else {
+                None
+            };
             fs::write_atomic(&paths.rooted(&path), new.as_bytes(), 0o600, Sync::Each)?;
             log::info!(target: "renew", "changed {} so the kubelet restarts {pod}", path.display());
             restarted.push(pod.to_string());
             if let Some((url, before)) = etcd_before {
                 checks.push(wait_etcd_restart(&url, before, opts.restart_wait));
+            }
+            if let Some((probe, was_live)) = api_probe {
+                checks.push(probe.wait_restart(was_live, opts.apiserver_wait));
             }
         }
     }
@@ -647,6 +671,88 @@ fn wait_etcd_restart(metrics_url: &str, before: f64, budget: std::time::Duration
             return line;
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// The API server's `/livez` on this node, as kubeadm's liveness probe
+/// reads it (`https://<advertise-address>:<secure-port>/livez`), the
+/// server verified with the cluster CA.
+struct ApiProbe {
+    url: String,
+    agent: ureq::Agent,
+}
+
+impl ApiProbe {
+    /// From the kube-apiserver manifest's `--advertise-address` and
+    /// `--secure-port` (6443 when absent); `None` without an address or a
+    /// CA certificate.
+    fn from_manifest(manifest: &str, ca_pem: &[u8]) -> Option<ApiProbe> {
+        let flag = |name: &str| {
+            manifest.lines().find_map(|l| {
+                l.trim_start()
+                    .strip_prefix(&format!("- --{name}="))
+                    .map(|v| v.trim().trim_matches('"').to_string())
+            })
+        };
+        let addr: std::net::IpAddr = flag("advertise-address")?.parse().ok()?;
+        let port: u16 = match flag("secure-port") {
+            Some(p) => p.parse().ok()?,
+            None => 6443,
+        };
+        let roots = crate::net::http::certs_from_pem(ca_pem);
+        if roots.is_empty() {
+            return None;
+        }
+        Some(ApiProbe {
+            url: format!("https://{}/livez", std::net::SocketAddr::new(addr, port)),
+            agent: crate::net::http::agent(Some(roots)),
+        })
+    }
+
+    /// `/livez` answers 200 now (one try, 2 s).
+    fn live(&self) -> bool {
+        matches!(
+            crate::net::http::send(
+                &self.agent,
+                crate::net::http::Method::Get,
+                &self.url,
+                &[],
+                std::time::Duration::from_secs(2),
+            ),
+            crate::net::http::Step::Done(r) if r.status == 200
+        )
+    }
+
+    /// Waits, within `budget`, until the API server restarted and is live
+    /// again: when it was live before its manifest changed, until it was
+    /// seen not live (the old pod gone) and then live; when it was not,
+    /// until it is live. The line says what was seen.
+    fn wait_restart(&self, was_live: bool, budget: std::time::Duration) -> String {
+        let start = std::time::Instant::now();
+        let url = &self.url;
+        log::info!(target: "renew", "waiting up to {} s for the kubelet to restart kube-apiserver ({url}) before the controller manager's and the scheduler's manifests change", budget.as_secs());
+        let mut seen_down = !was_live;
+        loop {
+            let live = self.live();
+            if live && seen_down {
+                let line = format!(
+                    "kube-apiserver restarted and is live ({url}, {} s after its manifest changed)",
+                    start.elapsed().as_secs()
+                );
+                log::info!(target: "renew", "{line}");
+                return line;
+            }
+            seen_down |= !live;
+            if start.elapsed() >= budget {
+                let line = format!(
+                    "kube-apiserver was not seen restarted and live on {url} within {} s; going on (is the kubelet running?)",
+                    budget.as_secs()
+                );
+                log::warn!(target: "renew", "{line}");
+                return line;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
     }
 }
 
