@@ -211,6 +211,14 @@ fn two_control_planes_join_at_once_and_both_become_voters() {
         .unwrap();
         assert_eq!(st["result"], "success", "{st}");
         assert_eq!(st["role"], "join-control-plane", "{st}");
+        let slow: Vec<String> = st["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["millis"].as_f64().unwrap_or(0.0) >= 500.0)
+            .map(|p| format!("{} {:.1} s", p["name"], p["millis"].as_f64().unwrap() / 1000.0))
+            .collect();
+        eprintln!("{}: phases of 0.5 s or more: {}", j.name, slow.join(", "));
     }
     // the stand-in: nothing it could not model; both Nodes marked as
     // control planes (the stand-in's kubelet updated cp-c1's in between)
