@@ -39,6 +39,17 @@ pub fn until_ok(what: &str, agent: &ureq::Agent, url: &str, budget: Duration) ->
     }
 }
 
+/// Removes `bootstrap-kubelet.conf` (it holds the token) once the kubelet
+/// has its own credentials. Already gone (a rerun) is fine; any other error
+/// fails the phase, so the token never silently stays on disk.
+fn remove_bootstrap_conf(path: &std::path::Path) -> Result<(), Error> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Failed(format!("removing {}: {e}", path.display()))),
+    }
+}
+
 fn port_arg(args: &[crate::config::Arg], default: u16) -> u16 {
     manifests::arg_value(args, "secure-port")
         .and_then(|p| p.parse().ok())
@@ -120,17 +131,7 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
         )));
     }
     log::info!(target: "wait-bootstrap", "TLS bootstrap done: {} written by the kubelet", kubelet_conf.display());
-    let bootstrap = r.input.paths.bootstrap_kubelet_conf();
-    match std::fs::remove_file(&bootstrap) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(Error::Failed(format!(
-                "removing {}: {e}",
-                bootstrap.display()
-            )));
-        }
-    }
+    remove_bootstrap_conf(&r.input.paths.bootstrap_kubelet_conf())?;
     // kubeadm's join (kubelet-wait-bootstrap, `cmd/kubeadm/app/cmd/phases/join/kubelet.go`,
     // v1.32/v1.33): with NodeLocalCRISocket off, the Node gets the
     // `kubeadm.alpha.kubernetes.io/cri-socket` annotation, written as the
@@ -144,4 +145,71 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
         log::info!(target: "wait-bootstrap", "Node {name}: annotation {}={sock} ({})", crate::api::objects::ANNOTATION_CRI_SOCKET, if set { "set" } else { "already present" });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A health endpoint on 127.0.0.1 that answers every request with
+    /// `status`, counting the requests.
+    fn endpoint(status: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/healthz", l.local_addr().unwrap());
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = hits.clone();
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let mut buf = [0u8; 2048];
+                let _ = c.read(&mut buf);
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = "not ok";
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (url, hits)
+    }
+
+    #[test]
+    fn an_endpoint_answering_500_is_not_healthy() {
+        let (url, hits) = endpoint("500 Internal Server Error");
+        let e = until_ok("kubelet", &http::agent(None), &url, Duration::from_secs(2)).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("did not become healthy within 2 s"), "{msg}");
+        assert!(msg.contains("500"), "{msg}");
+        assert!(
+            hits.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "it polled again"
+        );
+    }
+
+    #[test]
+    fn an_endpoint_answering_200_is_healthy() {
+        let (url, hits) = endpoint("200 OK");
+        until_ok("kubelet", &http::agent(None), &url, Duration::from_secs(30)).unwrap();
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_bootstrap_kubeconfig_is_removed_or_the_phase_fails() {
+        let dir = std::env::temp_dir().join(format!("kubeboot-wait-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("bootstrap-kubelet.conf");
+        std::fs::write(&conf, "token").unwrap();
+        remove_bootstrap_conf(&conf).unwrap();
+        assert!(!conf.exists());
+        // a rerun: already gone is fine
+        remove_bootstrap_conf(&conf).unwrap();
+        // anything else (here: a directory in its place) fails, naming the file
+        std::fs::create_dir(&conf).unwrap();
+        let e = remove_bootstrap_conf(&conf).unwrap_err().to_string();
+        assert!(e.contains("bootstrap-kubelet.conf"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
