@@ -15,20 +15,23 @@ request, over the mean per 100 ms up to the last request.
 
 Usage: python3 benches/fleet-model.py [SEEDS]   (prints one line per setup;
 the lines "without jitter" wait exactly Retry-After, as a client without the
-jitter would)
+jitter would; "growing with each 429" keeps a per-worker count of refusals
+across requests and widens the jitter to 0.25 s x 2^count, at most 30 s)
 """
 import heapq
 import random
 import sys
 
 
-def run(seed, n=300, spawn=0.9, spread=10.0, limit=4, service=0.1, reqs=4, jitter=True):
+def run(seed, n=300, spawn=0.9, spread=10.0, limit=4, service=0.1, reqs=4, jitter=True,
+        escalate=False):
     rnd = random.Random(seed)
     events = []
     for w in range(n):
         heapq.heappush(events, (rnd.uniform(0, spawn) + rnd.uniform(0, spread), "send", w))
     step = [0] * n
     attempt = [0] * n
+    refusals = [0] * n  # a worker's 429s so far, less one per success (escalate)
     in_flight = 0
     sent = []
     done = []
@@ -41,13 +44,17 @@ def run(seed, n=300, spawn=0.9, spread=10.0, limit=4, service=0.1, reqs=4, jitte
                 heapq.heappush(events, (t + service, "answered", w))
             else:
                 attempt[w] += 1
+                refusals[w] += 1
                 cap = min(0.25 * 2 ** (attempt[w] - 1), 5.0)
+                if escalate:
+                    cap = max(cap, min(0.25 * 2 ** refusals[w], 30.0))
                 wait = 1.0 + (rnd.uniform(0, max(cap, 1.0)) if jitter else 0.0)
                 heapq.heappush(events, (t + wait, "send", w))
         else:
             in_flight -= 1
             step[w] += 1
             attempt[w] = 0
+            refusals[w] = max(0, refusals[w] - 1)
             if step[w] < reqs:
                 heapq.heappush(events, (t + 0.005, "send", w))
             else:
@@ -66,13 +73,16 @@ def run(seed, n=300, spawn=0.9, spread=10.0, limit=4, service=0.1, reqs=4, jitte
 
 def main():
     seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    setups = [(10, 4, True), (10, 4, False), (0, 4, True), (30, 4, True), (30, 16, True),
-              (10, 16, True), (5, 32, True), (5, 32, False), (3, 64, True)]
-    for spread, limit, jitter in setups:
-        rows = [run(s, spread=spread, limit=limit, jitter=jitter) for s in range(seeds)]
+    setups = [(10, 4, True, False), (10, 4, False, False), (10, 4, True, True), (0, 4, True, False),
+              (30, 4, True, False), (30, 16, True, False), (10, 16, True, False),
+              (5, 32, True, False), (5, 32, False, False), (3, 64, True, False)]
+    for spread, limit, jitter, escalate in setups:
+        rows = [run(s, spread=spread, limit=limit, jitter=jitter, escalate=escalate)
+                for s in range(seeds)]
         ratios = sorted(r[1] for r in rows)
         print(
-            f"startSpread {spread:>2} s, limit {limit:>2}{'' if jitter else ', Retry-After without jitter'}: requests {sum(r[0] for r in rows) // seeds}, "
+            f"startSpread {spread:>2} s, limit {limit:>2}{'' if jitter else ', Retry-After without jitter'}"
+            f"{', backoff growing with each 429 (to 30 s)' if escalate else ''}: requests {sum(r[0] for r in rows) // seeds}, "
             f"ratio median {ratios[len(ratios) // 2]:.2f} (min {ratios[0]:.2f}, max {ratios[-1]:.2f}), "
             f"join p50 {sum(r[2] for r in rows) / seeds:.1f} s, p99 {sum(r[3] for r in rows) / seeds:.1f} s"
         )

@@ -216,7 +216,13 @@ fn two_control_planes_join_at_once_and_both_become_voters() {
             .unwrap()
             .iter()
             .filter(|p| p["millis"].as_f64().unwrap_or(0.0) >= 500.0)
-            .map(|p| format!("{} {:.1} s", p["name"], p["millis"].as_f64().unwrap() / 1000.0))
+            .map(|p| {
+                format!(
+                    "{} {:.1} s",
+                    p["name"],
+                    p["millis"].as_f64().unwrap() / 1000.0
+                )
+            })
             .collect();
         eprintln!("{}: phases of 0.5 s or more: {}", j.name, slow.join(", "));
     }

@@ -228,66 +228,66 @@ fn a_fleet_joins_at_once_without_bursts() {
     // starting its share; each spawn call is timed (fork/exec of the
     // binary, which returns once the child has exec'd).
     let bin = binary();
-    let t0 = Instant::now();
-    let done: Arc<Mutex<Vec<(usize, bool, Duration)>>> = Arc::default();
-    let spawn_costs: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let k = spawners();
-    let chunks: Vec<Vec<(usize, PathBuf)>> = (0..k)
-        .map(|j| {
-            roots
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| i % k == j)
-                .map(|(i, r)| (i, r.clone()))
-                .collect()
+    // each worker's command, its stderr file opened, before the clock starts
+    let commands: Vec<(usize, Command)> = roots
+        .iter()
+        .enumerate()
+        .map(|(i, root)| {
+            let mut args = cli_support::firstboot_args_no_deadline(root, &sc, &healthz_url);
+            args.extend([
+                "--config".into(),
+                root.join("config.yaml").display().to_string(),
+            ]);
+            let mut cmd = Command::new(&bin);
+            cmd.args(&args)
+                .env("FLEET_ROOT", root)
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(root.join("stderr.log")).unwrap());
+            (i, cmd)
         })
         .collect();
+    let k = spawners();
+    let mut chunks: Vec<Vec<(usize, Command)>> = (0..k).map(|_| Vec::new()).collect();
+    for (i, cmd) in commands {
+        chunks[i % k].push((i, cmd));
+    }
+    let t0 = Instant::now();
     let threads: Vec<_> = chunks
         .into_iter()
         .map(|chunk| {
-            let (sc, healthz_url, done, bin) =
-                (sc.clone(), healthz_url.clone(), done.clone(), bin.clone());
-            let costs = spawn_costs.clone();
             std::thread::spawn(move || {
-                let mut waiters = Vec::new();
-                for (i, root) in chunk {
-                    let mut args =
-                        cli_support::firstboot_args_no_deadline(&root, &sc, &healthz_url);
-                    args.extend([
-                        "--config".into(),
-                        root.join("config.yaml").display().to_string(),
-                    ]);
-                    let mut cmd = Command::new(&bin);
-                    cmd.args(&args)
-                        .env("FLEET_ROOT", &root)
-                        .stdout(Stdio::null())
-                        .stderr(fs::File::create(root.join("stderr.log")).unwrap());
-                    let started = Instant::now();
-                    let mut child = cmd.spawn().unwrap();
-                    costs.lock().unwrap().push(started.elapsed());
-                    let done = done.clone();
-                    waiters.push(std::thread::spawn(move || {
-                        let st = child.wait().unwrap();
-                        done.lock()
-                            .unwrap()
-                            .push((i, st.success(), started.elapsed()));
-                    }));
-                }
-                waiters
+                chunk
+                    .into_iter()
+                    .map(|(i, mut cmd)| {
+                        let started = Instant::now();
+                        let child = cmd.spawn().unwrap();
+                        (i, child, started, started.elapsed())
+                    })
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
-    let waiters: Vec<_> = threads
+    let mut children: Vec<_> = threads
         .into_iter()
         .flat_map(|s| s.join().unwrap())
         .collect();
     let spawned_in = t0.elapsed();
-    for w in waiters {
-        w.join().unwrap();
+    let mut costs: Vec<Duration> = children.iter().map(|c| c.3).collect();
+    costs.sort();
+    // reaped by polling (a thread per child would compete with the spawn)
+    let mut done: Vec<(usize, bool, Duration)> = Vec::new();
+    while !children.is_empty() {
+        children.retain_mut(|(i, child, started, _)| match child.try_wait().unwrap() {
+            Some(st) => {
+                done.push((*i, st.success(), started.elapsed()));
+                false
+            }
+            None => true,
+        });
+        std::thread::sleep(Duration::from_millis(20));
     }
     let total = t0.elapsed();
 
-    let done = done.lock().unwrap().clone();
     let failed: Vec<usize> = done.iter().filter(|d| !d.1).map(|d| d.0).collect();
     let first_failure = failed
         .first()
@@ -312,8 +312,6 @@ fn a_fleet_joins_at_once_without_bursts() {
     let ratio = max_window as f64 / mean_window.max(f64::MIN_POSITIVE);
     let (max_acc, mean_acc) = peak_window(&accepted, from, width);
     let ratio_acc = max_acc as f64 / mean_acc.max(f64::MIN_POSITIVE);
-    let mut costs = spawn_costs.lock().unwrap().clone();
-    costs.sort();
     let refused = seen.iter().filter(|s| s.refused).count();
 
     // Retry-After: a worker's Node read refused at t is asked again no
