@@ -16,7 +16,9 @@
 //!
 //! Asserted: status.json says success with etcd-join done; the member list
 //! has two started voting members (B promoted, not a learner) with B's
-//! peer URL; B's etcd serves B's own `etcd/server.crt`; a rerun of
+//! peer URL; B's etcd serves B's own `etcd/server.crt`; mark-control-plane's
+//! Node patch met the stand-in kubelet's update (one 409 served) and was
+//! retried on the fresh Node, keeping the kubelet's labels; a rerun of
 //! `firstboot` does nothing, and a full rerun of every phase (`kubeboot
 //! join`) adds no member and leaves B's files as they were.
 

@@ -588,8 +588,19 @@ pub fn renew(
             if let Some((url, before)) = etcd_before {
                 checks.push(wait_etcd_restart(&url, before, opts.restart_wait));
             }
-            if let Some((probe, was_live)) = api_probe {
-                checks.push(probe.wait_restart(was_live, opts.apiserver_wait));
+            match api_probe {
+                Some((probe, was_live)) => {
+                    checks.push(probe.wait_restart(was_live, opts.apiserver_wait));
+                }
+                None if pod == "kube-apiserver" && !opts.apiserver_wait.is_zero() => {
+                    let line = format!(
+                        "kube-apiserver not waited for: no --advertise-address in {} or no CA certificate to verify it with",
+                        path.display()
+                    );
+                    log::warn!(target: "renew", "{line}");
+                    checks.push(line);
+                }
+                None => {}
             }
         }
     }
@@ -823,6 +834,31 @@ mod tests {
         assert_eq!(parse_window("720h"), Some(30 * 86400));
         assert_eq!(parse_window("d"), None);
         assert_eq!(parse_window("soon"), None);
+    }
+
+    #[test]
+    fn the_api_servers_livez_comes_from_its_manifest() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        let ca = ca.as_bytes();
+        let v4 = "spec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --advertise-address=10.0.0.10\n    - --secure-port=8443\n";
+        let v6 = "    - --advertise-address=fd00::10\n";
+        // a CA that does not parse as a certificate: no probe
+        assert!(ApiProbe::from_manifest(v4, b"not pem").is_none());
+        assert_eq!(
+            ApiProbe::from_manifest(v4, ca).unwrap().url,
+            "https://10.0.0.10:8443/livez"
+        );
+        // IPv6 in brackets; the default port without --secure-port
+        assert_eq!(
+            ApiProbe::from_manifest(v6, ca).unwrap().url,
+            "https://[fd00::10]:6443/livez"
+        );
+        assert!(ApiProbe::from_manifest("    - --secure-port=6443\n", ca).is_none());
     }
 
     #[test]
