@@ -671,7 +671,7 @@ fn run_node(
     };
     let (records, result) = run_phases(&list, &mut run, &skip_all, only, &mut in_progress);
     if effects == Effects::DryRun {
-        return finish_dry_run(paths, &run, &skip_all, result);
+        return finish_dry_run(paths, &run, &skip_all, only, result);
     }
     if let (Some(phase), Ok(())) = (only, &result) {
         crate::outln!(
@@ -698,10 +698,11 @@ fn finish_dry_run(
     paths: &Paths,
     run: &NodeRun<'_>,
     skip_all: &[String],
+    only: Option<&str>,
     result: std::result::Result<(), phases::PhaseError>,
 ) -> Result<()> {
     let requests = if result.is_ok() {
-        phases::dry_run_requests(run, skip_all)
+        phases::dry_run_requests(run, skip_all, only)
     } else {
         Ok(Vec::new())
     };

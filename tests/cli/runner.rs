@@ -240,3 +240,148 @@ fn init_refuses_a_join_config_and_join_lists_its_phases() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// The API requests `--dry-run` lists, for the phase list of the run.
+fn dry_run_sends(cfg: &Path, root: &Path, cmd: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<&str> = cmd.to_vec();
+    args.extend(["--dry-run", "--config", cfg.to_str().unwrap()]);
+    args.extend(["--root", root.to_str().unwrap()]);
+    args.extend(extra);
+    let o = kubeboot(&args);
+    assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+    text(&o.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("[dry-run] would send "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn has(lines: &[String], part: &str) -> bool {
+    lines.iter().any(|l| l.contains(part))
+}
+
+#[test]
+fn dry_run_lists_the_requests_of_the_selected_phases_and_versions_only() {
+    let (d, _, root) = setup("dryreq");
+    // a 64-hex certificate key made for this test (never printed: stdout only lists requests)
+    let key: String = (0..64)
+        .map(|i| b"0123456789abcdef"[(i * 7) % 16] as char)
+        .collect();
+    let cp = |version: &str, with_key: bool| {
+        let p = d.join(format!("cp-{version}-{with_key}.yaml"));
+        let mut y = format!(
+            "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode: {{name: cp-1, advertiseAddress: 127.0.0.1}}\ncluster: {{kubernetesVersion: {version}}}\n"
+        );
+        if with_key {
+            y.push_str(&format!("certificateKey: {key}\n"));
+        }
+        std::fs::write(&p, y).unwrap();
+        p
+    };
+    let join = |role: &str, version: &str| {
+        let p = d.join(format!("join-{role}-{version}.yaml"));
+        let mut y = format!(
+            "apiVersion: kubeboot.dev/v1alpha1\nrole: {role}\nnode: {{name: n-1, advertiseAddress: 127.0.0.1}}\ncluster: {{kubernetesVersion: {version}}}\nserver: 10.0.0.10:6443\ntoken: abcdef.0123456789abcdef\ncaCertHash: sha256:a5c1107a20290cfd98e8ec46a53f94c3894f0a6fef4d0628c47f00e6a43bd18b\n"
+        );
+        if role == "control-plane" {
+            y.push_str(&format!("certificateKey: {key}\n"));
+        }
+        std::fs::write(&p, y).unwrap();
+        p
+    };
+    const CRI: &str = "CRI socket annotation";
+    const MARK: &str = "control-plane label and taints";
+    const CERTS: &str = "Secret kube-system/kubeadm-certs";
+    const COREDNS: &str = "Deployment kube-system/coredns";
+    const PROXY: &str = "DaemonSet kube-system/kube-proxy";
+    const KUBELET_CM: &str = "ConfigMap kube-system/kubelet-config";
+    const KUBEADM_CM: &str = "ConfigMap kube-system/kubeadm-config";
+
+    // kubeadm 1.33 annotates the Node with its CRI socket; 1.34 does not
+    // (NodeLocalCRISocket); kubeadm-certs only with a certificate key
+    let all = dry_run_sends(&cp("v1.33.2", true), &root, &["init"], &[]);
+    for want in [
+        CRI,
+        MARK,
+        CERTS,
+        COREDNS,
+        PROXY,
+        KUBELET_CM,
+        KUBEADM_CM,
+        "GET /livez",
+    ] {
+        assert!(has(&all, want), "{want} not in {all:#?}");
+    }
+    let v134 = dry_run_sends(&cp("v1.34.1", false), &root, &["init"], &[]);
+    assert!(!has(&v134, CRI) && !has(&v134, CERTS), "{v134:#?}");
+    assert!(has(&v134, MARK) && has(&v134, COREDNS), "{v134:#?}");
+
+    // skipped sub-phases take their requests with them
+    let some = dry_run_sends(
+        &cp("v1.33.2", true),
+        &root,
+        &["init"],
+        &[
+            "--skip-phases",
+            "addon/coredns,upload-config/kubelet,upload-certs",
+        ],
+    );
+    assert!(!has(&some, COREDNS) && has(&some, PROXY), "{some:#?}");
+    assert!(
+        !has(&some, KUBELET_CM) && !has(&some, CRI) && has(&some, KUBEADM_CM),
+        "{some:#?}"
+    );
+    assert!(!has(&some, CERTS) && has(&some, MARK), "{some:#?}");
+
+    // one sub-phase alone lists only its own requests
+    let one = dry_run_sends(
+        &cp("v1.33.2", true),
+        &root,
+        &["init", "phase", "addon/kube-proxy"],
+        &[],
+    );
+    assert!(
+        !one.is_empty()
+            && one
+                .iter()
+                .all(|l| l.contains("kube-proxy") || l.contains("node-proxier")),
+        "{one:#?}"
+    );
+
+    // a worker: discovery, the CRI annotation on 1.33 only, never the control-plane label
+    let w133 = dry_run_sends(&join("worker", "v1.33.2"), &root, &["join"], &[]);
+    assert!(
+        has(&w133, "kube-public/cluster-info") && has(&w133, CRI),
+        "{w133:#?}"
+    );
+    assert!(!has(&w133, MARK) && !has(&w133, CERTS), "{w133:#?}");
+    let w134 = dry_run_sends(&join("worker", "v1.34.1"), &root, &["join"], &[]);
+    assert!(!has(&w134, CRI) && !has(&w134, MARK), "{w134:#?}");
+
+    // a control-plane join (its prepare phase needs the CA, which a dry run cannot download)
+    let skip_prepare = ["--skip-phases", "control-plane-prepare"];
+    let c = dry_run_sends(
+        &join("control-plane", "v1.34.1"),
+        &root,
+        &["join"],
+        &skip_prepare,
+    );
+    assert!(
+        has(&c, MARK) && has(&c, CERTS) && has(&c, "labelSelector=component%3Detcd"),
+        "{c:#?}"
+    );
+    let c = dry_run_sends(
+        &join("control-plane", "v1.34.1"),
+        &root,
+        &["join"],
+        &[
+            "--skip-phases",
+            "control-plane-prepare,control-plane-join/mark-control-plane,discovery",
+        ],
+    );
+    assert!(
+        !has(&c, MARK) && !has(&c, "cluster-info") && has(&c, CERTS),
+        "{c:#?}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
