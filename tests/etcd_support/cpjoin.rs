@@ -64,7 +64,10 @@ pub fn node_a(joiner_addrs: &[&str]) -> Settings {
 
 /// An HTTPS server on `addr` answering 200 to every request: a joiner's
 /// API server's `/livez` for wait-control-plane (verified with the
-/// cluster CA).
+/// cluster CA), and the local API server the joiner's bootstrap
+/// kubeconfig names, where the fake kubelet posts its CSR (the body is
+/// read before the answer: closing with it unread resets the connection
+/// under a client still writing it).
 fn livez_on(addr: &str, config: Arc<rustls::ServerConfig>) -> u16 {
     let listener = TcpListener::bind((addr, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -83,6 +86,17 @@ fn livez_on(addr: &str, config: Arc<rustls::ServerConfig>) -> u16 {
                 while !head.ends_with(b"\r\n\r\n") && tls.read(&mut byte).unwrap_or(0) == 1 {
                     head.push(byte[0]);
                 }
+                let length = String::from_utf8_lossy(&head)
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())
+                            .flatten()
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0u8; length];
+                let _ = tls.read_exact(&mut body);
                 let _ = tls.write_all(
                     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
                 );
