@@ -228,6 +228,28 @@ fn check_first_run(c: &Cluster) -> (String, String) {
         ),
     ]);
     assert_eq!(seq, want);
+    // admin.conf's client is made once and shared by every API phase: its
+    // requests ride one kept-alive TLS connection (super-admin.conf's is its own)
+    let admin = reqs[0]
+        .client_cert
+        .clone()
+        .expect("admin.conf's client certificate");
+    assert_ne!(
+        reqs[1].client_cert.as_ref(),
+        Some(&admin),
+        "the retry is super-admin.conf's"
+    );
+    let mut conns: Vec<usize> = reqs
+        .iter()
+        .filter(|r| r.client_cert.as_ref() == Some(&admin))
+        .map(|r| r.connection)
+        .collect();
+    conns.dedup();
+    assert_eq!(
+        conns.len(),
+        1,
+        "admin.conf's requests used connections {conns:?}"
+    );
 
     // every call as admin.conf's user, except the binding it may not create yet
     let cns: Vec<String> = reqs.iter().map(client_cn).collect();
@@ -1169,6 +1191,50 @@ fn dns_disabled_installs_no_coredns() {
     let cc = uploaded_cluster_configuration(&reqs);
     assert_eq!(cc["dns"], json!({"disabled": true}));
     assert_eq!(cc["proxy"], json!({}));
+    std::fs::remove_dir_all(&c.dir).unwrap();
+}
+
+/// kubeadm's sub-phase names in `skipPhases` act on a live run: skipping
+/// `addon/coredns` and `upload-config/kubelet` leaves kube-proxy and
+/// kubeadm-config in place and sends nothing for the skipped parts.
+#[test]
+fn skipped_sub_phases_send_nothing_on_a_live_run() {
+    let c = cluster("skip-subs", 33);
+    edit_userdata(
+        &c,
+        "  cluster:\n",
+        "  skipPhases: [addon/coredns, upload-config/kubelet]\n  cluster:\n",
+    );
+    let o = firstboot(&c.api, &c.root, &c.systemctl, &c.healthz, "20");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let reqs = api_requests(&c.api);
+    let addons = addon_posts(&reqs);
+    assert!(
+        addons.contains(&"DaemonSet kube-proxy".to_string()),
+        "{addons:?}"
+    );
+    assert!(
+        !reqs
+            .iter()
+            .any(|r| r.path.contains("coredns") || r.path.contains("kube-dns")),
+        "a CoreDNS request although addon/coredns was skipped"
+    );
+    let posted: Vec<String> = reqs
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/configmaps"))
+        .map(|r| body::<ConfigMap>(r).metadata.name.unwrap_or_default())
+        .collect();
+    assert!(posted.contains(&"kubeadm-config".to_string()), "{posted:?}");
+    assert!(
+        !posted.contains(&"kubelet-config".to_string()),
+        "{posted:?}"
+    );
+    // 1.33 annotates the Node with the CRI socket in upload-config/kubelet: skipped too
+    assert!(
+        !reqs.iter().any(|r| r.method == "PATCH"
+            && String::from_utf8_lossy(&r.body).contains("kubeadm.alpha.kubernetes.io/cri-socket")),
+        "the CRI socket annotation was sent although upload-config/kubelet was skipped"
+    );
     std::fs::remove_dir_all(&c.dir).unwrap();
 }
 

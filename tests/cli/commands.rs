@@ -491,6 +491,38 @@ fn readme_main_command_runs() {
         root.join("etc/kubernetes/manifests/kube-apiserver.yaml")
             .is_file()
     );
+    // "prints what it wrote": every file in the tree is listed once, with
+    // the mode it has on disk, and nothing else is listed as a file
+    use std::os::unix::fs::PermissionsExt;
+    let mut on_disk = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                dirs.push(p);
+            } else {
+                let rel = format!("/{}", p.strip_prefix(&root).unwrap().display());
+                if rel == "/var/lib/kubeboot/lock" {
+                    continue; // the run lock (docs/security.md), not a node file
+                }
+                on_disk.push((format!("{:04o}", m.permissions().mode() & 0o7777), rel));
+            }
+        }
+    }
+    on_disk.sort();
+    let mut listed: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() >= 3 && w[0].len() == 4 && w[0].starts_with('0') && w[2].starts_with('/'))
+                .then(|| (w[0].to_string(), w[2].to_string()))
+        })
+        .collect();
+    listed.sort();
+    assert!(on_disk.len() > 30, "{on_disk:?}");
+    assert_eq!(listed, on_disk, "the listing and the tree differ:\n{out}");
 }
 
 /// `kubeboot render ... | head -1`: a reader that goes away early must not

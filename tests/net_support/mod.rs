@@ -30,6 +30,9 @@ pub struct Request {
     /// [`Server::https_stamped`]; independent of when this server's
     /// threads got to run.
     pub sent: Option<Instant>,
+    /// Which TCP connection carried it: 1 for the server's first accepted
+    /// connection, 2 for the next... (keep-alive reuse shows as one number).
+    pub connection: usize,
 }
 
 impl Request {
@@ -185,9 +188,10 @@ impl Server {
         let handler: Arc<Handler> = Arc::new(handler);
         let recorded = requests.clone();
         std::thread::spawn(move || {
-            for stream in listener.incoming() {
+            for (n, stream) in listener.incoming().enumerate() {
                 let Ok(stream) = stream else { continue };
                 let accepted = Instant::now();
+                let connection = n + 1;
                 let (handler, recorded, tls) = (handler.clone(), recorded.clone(), tls.clone());
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
@@ -201,7 +205,15 @@ impl Server {
                     };
                     let accepted = (accepted, sent);
                     match tls {
-                        None => serve(stream, &*handler, &recorded, None, false, raw, accepted),
+                        None => serve(
+                            stream,
+                            &*handler,
+                            &recorded,
+                            (None, connection),
+                            false,
+                            raw,
+                            accepted,
+                        ),
                         Some(cfg) => {
                             let Ok(mut conn) = rustls::ServerConnection::new(cfg) else {
                                 return;
@@ -220,7 +232,7 @@ impl Server {
                                 rustls::StreamOwned::new(conn, stream),
                                 &*handler,
                                 &recorded,
-                                client,
+                                (client, connection),
                                 keep_alive,
                                 raw,
                                 accepted,
@@ -271,7 +283,7 @@ fn serve<S: Read + Write>(
     stream: S,
     handler: &Handler,
     recorded: &Mutex<Vec<Request>>,
-    client_cert: Option<Vec<u8>>,
+    peer: (Option<Vec<u8>>, usize),
     keep_alive: bool,
     raw: Option<TcpStream>,
     accepted: (Instant, Option<Instant>),
@@ -281,7 +293,7 @@ fn serve<S: Read + Write>(
         &mut reader,
         handler,
         recorded,
-        &client_cert,
+        &peer,
         keep_alive,
         raw.as_ref(),
         accepted,
@@ -297,7 +309,7 @@ fn serve_one<S: Read + Write>(
     reader: &mut BufReader<S>,
     handler: &Handler,
     recorded: &Mutex<Vec<Request>>,
-    client_cert: &Option<Vec<u8>>,
+    (client_cert, connection): &(Option<Vec<u8>>, usize),
     keep_alive: bool,
     raw: Option<&TcpStream>,
     (accepted, sent): (Instant, Option<Instant>),
@@ -347,6 +359,7 @@ fn serve_one<S: Read + Write>(
         client_cert: client_cert.clone(),
         accepted,
         sent,
+        connection: *connection,
     };
     let index = {
         let mut r = recorded.lock().unwrap();
