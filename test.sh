@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Debian package   the program the tests run (checked with command -v)
+# Debian package   the program the tests run (checked with command -v; an
+# absolute path: the file must exist)
 debian=(
   openssl:openssl                      # certificate checks (verify, x509 -text, pin hash)
   etcd-server:/usr/bin/etcd            # Debian's etcd 3.4, run with our certificates and flags
@@ -25,6 +26,9 @@ debian=(
   qemu-system-x86:qemu-system-x86_64   # tests/vm_boot.rs: a real systemd boot (TCG)
   debootstrap:debootstrap              # ... builds that image's Debian base tree
   e2fsprogs:debugfs                    # ... mkfs.ext4 -d and debugfs, no mounts needed
+  ipxe-qemu:/usr/lib/ipxe/qemu/efi-virtio.rom  # tests/vm_images.rs: the NIC's iPXE ROM of the PXE boot
+  socat:socat                          # ... the guestfwd to the API stand-in on 127.0.0.1, one per connection
+  cpio:cpio                            # ... the cpio appended to the PXE initrd (its root disk)
   groff-base:groff                     # groff checks the man page kubeboot generates
   musl-tools:musl-gcc                  # the static release binary (.ci/run builds it; ring's C parts)
   erofs-utils:mkfs.erofs               # tests/image_recipes.rs: the sysext image, read back by fsck.erofs
@@ -41,7 +45,11 @@ pypi=(
 missing_debian=()
 for row in "${debian[@]}"; do
   pkg=${row%%:*} prog=${row#*:}
-  command -v "$prog" >/dev/null 2>&1 || missing_debian+=("$pkg")
+  if [[ $prog == /* ]]; then
+    [[ -e $prog ]] || missing_debian+=("$pkg")
+  else
+    command -v "$prog" >/dev/null 2>&1 || missing_debian+=("$pkg")
+  fi
 done
 missing_pypi=()
 for row in "${pypi[@]}"; do

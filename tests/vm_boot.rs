@@ -23,252 +23,11 @@
 //! SKIP line. The guest's network is QEMU user networking with `restrict=on`:
 //! DHCP works, nothing leaves the host.
 
-use std::fmt::Write as _;
-use std::io::Write as _;
+mod vm_support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const KUBEBOOT: &str = env!("CARGO_BIN_EXE_kubeboot");
-
-/// Debian packages this test needs on the host, by tool.
-const TOOLS: &[(&str, &str)] = &[
-    ("qemu-system-x86_64", "qemu-system-x86"),
-    ("debootstrap", "debootstrap"),
-    ("mkfs.ext4", "e2fsprogs"),
-    ("debugfs", "e2fsprogs"),
-    ("timeout", "coreutils"),
-];
-
-/// Bounds (generous: a slow shared 2-core machine, TCG emulation).
-const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-const PREPARE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
-const BOOT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-
-fn on_path(tool: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .any(|d| d.join(tool).is_file())
-}
-
-/// Runs `cmd` under coreutils `timeout` (which kills the whole process group),
-/// with stdout and stderr going to `log`. Panics with the log's tail on failure.
-fn run_bounded(what: &str, cmd: &[&str], limit: Duration, log: &Path) -> Duration {
-    run_bounded_env(what, cmd, &[], limit, log)
-}
-
-/// [`run_bounded`] with extra environment variables for the command.
-fn run_bounded_env(
-    what: &str,
-    cmd: &[&str],
-    env: &[(&str, &str)],
-    limit: Duration,
-    log: &Path,
-) -> Duration {
-    let out = std::fs::File::create(log).expect("create log");
-    let err = out.try_clone().expect("clone log");
-    let start = Instant::now();
-    let status = Command::new("timeout")
-        .arg("-k")
-        .arg("20")
-        .arg(limit.as_secs().to_string())
-        .args(cmd)
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .status()
-        .expect("spawn timeout(1)");
-    let took = start.elapsed();
-    if !status.success() {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(60).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        let why = if status.code() == Some(124) {
-            format!("timed out after {} s", limit.as_secs())
-        } else {
-            format!("exited with {status}")
-        };
-        panic!(
-            "{what} {why} (full log: {})\n--- last lines\n{}",
-            log.display(),
-            tail.join("\n")
-        );
-    }
-    eprintln!("vm_boot: {what}: {:.1} s", took.as_secs_f64());
-    took
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// Where base trees are cached: `$KUBEBOOT_VM_CACHE`, else `target/vm-cache`.
-fn cache_dir() -> PathBuf {
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    std::env::var_os("KUBEBOOT_VM_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target.parent().unwrap_or(target).join("vm-cache"))
-}
-
-/// The cached base tree's directory, keyed by the recipe's SHA-256.
-fn base_tree(cache: &Path, logs: &Path) -> PathBuf {
-    let recipe = Path::new(REPO).join("image/vm/build-rootfs.sh");
-    let text = std::fs::read(&recipe).expect("read image/vm/build-rootfs.sh");
-    let key = hex(&ring::digest::digest(&ring::digest::SHA256, &text).as_ref()[..8]);
-    let base = cache.join(format!("rootfs-{key}"));
-    let built =
-        |base: &Path| base.join("sbin/init").exists() || base.join("usr/sbin/init").exists();
-    if built(&base) {
-        eprintln!("vm_boot: reusing cached base tree {}", base.display());
-        return base;
-    }
-    // The tests in this file run in parallel and share the tree: one builds it
-    // while the others wait on this lock, then find it built. (Two debootstraps
-    // into the same `.partial` directory break each other.)
-    std::fs::create_dir_all(cache).expect("create cache dir");
-    let lock = std::fs::File::create(cache.join(format!("rootfs-{key}.lock")))
-        .expect("create the base tree's lock file");
-    lock.lock().expect("lock the base tree's lock file");
-    if built(&base) {
-        eprintln!(
-            "vm_boot: base tree {} was built by another test",
-            base.display()
-        );
-        return base;
-    }
-    let took = run_bounded(
-        "debootstrap base tree (first run only)",
-        &[
-            recipe.to_str().expect("utf-8 path"),
-            base.to_str().expect("utf-8 path"),
-        ],
-        BUILD_TIMEOUT,
-        &logs.join("build-rootfs.log"),
-    );
-    eprintln!(
-        "vm_boot: built base tree in {:.0} s (cached for later runs)",
-        took.as_secs_f64()
-    );
-    base
-}
-
-/// Reads a file from the ext4 image with debugfs (no mount, no root tricks).
-fn image_file(img: &Path, path: &str) -> Option<Vec<u8>> {
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("cat {path}"))
-        .arg(img)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run debugfs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || stderr.contains("File not found") {
-        return None;
-    }
-    Some(out.stdout)
-}
-
-/// `debugfs stat` of a path in the image: `Some(mode)` when it exists.
-fn image_mode(img: &Path, path: &str) -> Option<u32> {
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("stat {path}"))
-        .arg(img)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run debugfs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    // "Inode: 1234   Type: regular    Mode:  0600   Flags: 0x80000"
-    let mode = text.split("Mode:").nth(1)?.split_whitespace().next()?;
-    u32::from_str_radix(mode, 8).ok()
-}
-
-/// One `key=value` line of a boot report.
-fn field<'a>(report: &'a str, key: &str) -> &'a str {
-    report
-        .lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-        .unwrap_or_else(|| panic!("boot report has no {key}=...\n{report}"))
-}
-
-fn num(report: &str, key: &str) -> u64 {
-    field(report, key)
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} is not a number\n{report}"))
-}
-
-fn boot(work: &Path, n: u32, accel: &str) -> String {
-    let console = work.join(format!("console-{n}.log"));
-    let img = work.join("disk.img");
-    let drive = format!("file={},if=virtio,format=raw", img.display());
-    // The config disks prepare-image.sh made (DISKS), in order: /dev/vdb, ...
-    let seeds: Vec<String> = (1..)
-        .map(|i| work.join(format!("seed-{i}.img")))
-        .take_while(|p| p.exists())
-        .map(|p| format!("file={},if=virtio,format=raw,readonly=on", p.display()))
-        .collect();
-    let serial = format!("file:{}", console.display());
-    let kernel = work.join("vmlinuz");
-    let initrd = work.join("initrd.img");
-    let machine = format!("q35,accel={accel}");
-    let mut args = vec![
-        "qemu-system-x86_64",
-        "-machine",
-        &machine,
-        "-m",
-        "1024",
-        "-smp",
-        "1",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-serial",
-        &serial,
-        "-kernel",
-        kernel.to_str().expect("utf-8 path"),
-        "-initrd",
-        initrd.to_str().expect("utf-8 path"),
-        "-append",
-        "root=/dev/vda rw console=ttyS0 systemd.unit=multi-user.target \
-             systemd.show_status=1 loglevel=4 panic=-1",
-        "-drive",
-        &drive,
-        "-netdev",
-        "user,id=n,restrict=on",
-        "-device",
-        "virtio-net-pci,netdev=n",
-        "-no-reboot",
-    ];
-    for seed in &seeds {
-        args.extend(["-drive", seed.as_str()]);
-    }
-    run_bounded(
-        &format!("boot {n} (accel {accel})"),
-        &args,
-        BOOT_TIMEOUT,
-        &work.join(format!("qemu-{n}.log")),
-    );
-    let text = std::fs::read(&console).expect("read console log");
-    String::from_utf8_lossy(&text).into_owned()
-}
-
-fn report(img: &Path, n: u32, console: &str) -> String {
-    let path = format!("/var/lib/kubeboot-vm/report-{n}.txt");
-    let bytes = image_file(img, &path)
-        .unwrap_or_else(|| panic!("boot {n} wrote no {path}; console:\n{console}"));
-    String::from_utf8_lossy(&bytes).into_owned()
-}
+use vm_support::{Boot, boot, field, image_file, image_mode, num, prepare, report, setup};
 
 /// One event the guest's mount/umount kprobes caught
 /// (`files/kubeboot-vm-trace`), from the report's trace section.
@@ -384,143 +143,67 @@ fn assert_disk_mounted(report: &str, dev: &str, fstype: &str, label: &str) -> u3
     m.pid
 }
 
+/// The tools the config disk tests need besides the harness's.
+const DISK_TOOLS: &[(&str, &str)] = &[
+    ("genisoimage", "genisoimage"),
+    ("mkfs.vfat", "dosfstools"),
+    ("mcopy", "mtools"),
+];
+
 /// Makes the disk image with config disks `disks` (`LABEL:FS:USER_DATA`,
 /// attached as /dev/vdb, /dev/vdc, ... in this order), boots it once and
 /// returns the image, the console and the report.
 fn boot_with_disks(
     name: &str,
+    accel: &str,
     disks: &[String],
     second_read: Option<&str>,
 ) -> (PathBuf, String, String) {
-    assert!(rustix_is_root(), "KUBEBOOT_VM_TEST=1 needs root");
-    for (tool, package) in [
-        ("genisoimage", "genisoimage"),
-        ("mkfs.vfat", "dosfstools"),
-        ("mcopy", "mtools"),
-    ] {
-        assert!(
-            on_path(tool),
-            "{tool} (Debian package {package}) is required"
-        );
-    }
-    let accel = std::env::var("KUBEBOOT_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let work = target.join(name);
-    std::fs::create_dir_all(&work).expect("create work dir");
-    let base = base_tree(&cache_dir(), &work);
-    let disk = work.join("disk");
-    let prepare = Path::new(REPO).join("image/vm/prepare-image.sh");
-    let userdata = Path::new(REPO).join("image/vm/files/user-data");
     let list = disks.join(" ");
     let mut env = vec![("DISKS", list.as_str())];
     if let Some(label) = second_read {
         env.push(("SECOND_READ", label));
     }
-    run_bounded_env(
-        "prepare disk image with config disks",
-        &[
-            prepare.to_str().expect("utf-8 path"),
-            base.to_str().expect("utf-8 path"),
-            KUBEBOOT,
-            userdata.to_str().expect("utf-8 path"),
-            disk.to_str().expect("utf-8 path"),
-        ],
-        &env,
-        PREPARE_TIMEOUT,
-        &work.join("prepare.log"),
-    );
+    let vm = prepare(name, Some(&vm_support::userdata()), &env);
     for i in 1..=disks.len() {
         assert!(
-            disk.join(format!("seed-{i}.img")).is_file(),
+            vm.disk.join(format!("seed-{i}.img")).is_file(),
             "no seed-{i}.img"
         );
     }
-    let img = disk.join("disk.img");
     assert!(
-        image_file(&img, "/var/lib/cloud/seed/nocloud/user-data").is_none(),
+        image_file(&vm.img, "/var/lib/cloud/seed/nocloud/user-data").is_none(),
         "no seed directory in this image"
     );
-    let console = boot(&disk, 1, &accel);
-    let r = report(&img, 1, &console);
+    let (console, _) = boot(&vm.disk, 1, accel, &Boot::default());
+    let r = report(&vm.img, 1, &console);
     eprintln!("vm_boot {name}: report:\n{r}");
-    (img, console, r)
+    (vm.img, console, r)
 }
 
 /// The test's userdata with the cluster renamed, so that what kubeboot read
 /// shows which disk it came from. Written to the target dir; returns its path.
 fn userdata_named(cluster: &str) -> PathBuf {
-    let text = std::fs::read_to_string(Path::new(REPO).join("image/vm/files/user-data"))
-        .expect("read image/vm/files/user-data");
-    let from = "  cluster:\n    name: vmtest\n";
-    assert!(
-        text.contains(from),
-        "user-data has no cluster name to replace"
-    );
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("user-data-{cluster}"));
-    std::fs::write(
-        &out,
-        text.replace(from, &format!("  cluster:\n    name: {cluster}\n")),
+    vm_support::userdata_variant(
+        cluster,
+        "  cluster:\n    name: vmtest\n",
+        &format!("  cluster:\n    name: {cluster}\n"),
     )
-    .expect("write user-data copy");
-    out
 }
 
 #[test]
 fn vm_boot_first_boot_runs_once() {
-    if std::env::var("KUBEBOOT_VM_TEST").as_deref() != Ok("1") {
-        // Written to the stderr handle, not through eprintln!: libtest
-        // captures the macros' output of passing tests, and a skip must show.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP vm_boot: set KUBEBOOT_VM_TEST=1 (needs root, qemu-system-x86, debootstrap, \
-             e2fsprogs, and the Debian mirror for the first, cached, image build; \
-             ~4 min first run, ~2 min cached; docs/vm-test.md)"
-        );
+    let Some(accel) = setup("first boot", &[]) else {
         return;
-    }
-    let missing: Vec<String> = TOOLS
-        .iter()
-        .filter(|(t, _)| !on_path(t))
-        .map(|(t, p)| format!("{t} (Debian package {p})"))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "KUBEBOOT_VM_TEST=1 but missing: {}; apt-get install qemu-system-x86 debootstrap e2fsprogs",
-        missing.join(", ")
-    );
-    assert!(
-        rustix_is_root(),
-        "KUBEBOOT_VM_TEST=1 needs root: debootstrap chroots and the image keeps root-owned files"
-    );
-    let accel = std::env::var("KUBEBOOT_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let cache = cache_dir();
-    let work = target.join("vm-boot");
-    std::fs::create_dir_all(&work).expect("create work dir");
-    let logs = work.clone();
-    let started = Instant::now();
+    };
+    let started = std::time::Instant::now();
 
     // 1. The base tree (cached) and this run's disk.
-    let base = base_tree(&cache, &logs);
-    let disk = work.join("disk");
-    let prepare = Path::new(REPO).join("image/vm/prepare-image.sh");
-    let userdata = Path::new(REPO).join("image/vm/files/user-data");
-    run_bounded(
-        "prepare disk image",
-        &[
-            prepare.to_str().expect("utf-8 path"),
-            base.to_str().expect("utf-8 path"),
-            KUBEBOOT,
-            userdata.to_str().expect("utf-8 path"),
-            disk.to_str().expect("utf-8 path"),
-        ],
-        PREPARE_TIMEOUT,
-        &logs.join("prepare.log"),
-    );
-    let img = disk.join("disk.img");
+    let vm = prepare("vm-boot", Some(&vm_support::userdata()), &[]);
+    let (disk, img, work) = (vm.disk, vm.img, vm.work);
 
     // 2. First boot: kubeboot runs.
-    let console1 = boot(&disk, 1, &accel);
+    let (console1, _) = boot(&disk, 1, &accel, &Boot::default());
     let r1 = report(&img, 1, &console1);
     eprintln!("vm_boot: boot 1 report:\n{r1}");
     assert!(
@@ -630,7 +313,7 @@ fn vm_boot_first_boot_runs_once() {
     );
 
     // 3. Second boot of the same disk: the unit is skipped.
-    let console2 = boot(&disk, 2, &accel);
+    let (console2, _) = boot(&disk, 2, &accel, &Boot::default());
     let r2 = report(&img, 2, &console2);
     eprintln!("vm_boot: boot 2 report:\n{r2}");
     assert!(
@@ -657,32 +340,9 @@ fn vm_boot_first_boot_runs_once() {
         started.elapsed().as_secs_f64(),
         work.display()
     );
+    vm_support::cleanup(&disk);
 }
 
-fn rustix_is_root() -> bool {
-    // Effective uid 0, read without adding a dependency feature.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|r| r.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn vm_test_requested(what: &str) -> bool {
-    if std::env::var("KUBEBOOT_VM_TEST").as_deref() == Ok("1") {
-        return true;
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIP vm_boot {what}: set KUBEBOOT_VM_TEST=1 (docs/vm-test.md)"
-    );
-    false
-}
-
-/// Checks the node kubeboot wrote from a config disk: the run succeeded,
 /// `status.json` names `source`, the marker is there, and the cluster is
 /// the one the disk's userdata named.
 fn assert_node_from_disk(img: &Path, console: &str, r: &str, source: &str, cluster: &str) {
@@ -730,15 +390,15 @@ fn assert_node_from_disk(img: &Path, console: &str, r: &str, source: &str, clust
 /// mount's device, type and read-only flags, and each unmount.
 #[test]
 fn vm_boot_reads_a_cidata_disk() {
-    if !vm_test_requested("cidata") {
+    let Some(accel) = setup("cidata", DISK_TOOLS) else {
         return;
-    }
+    };
     let vfat_data = userdata_named("vmtest-cidata-vfat");
     let disks = [
         "cidata:iso9660".to_string(),
         format!("CIDATA:vfat:{}", vfat_data.display()),
     ];
-    let (img, console, r) = boot_with_disks("vm-boot-cidata", &disks, Some("cidata"));
+    let (img, console, r) = boot_with_disks("vm-boot-cidata", &accel, &disks, Some("cidata"));
     assert!(
         r.contains("platform: nocloud (block device /dev/vdb is labelled cidata)"),
         "platform not detected from the disk label:\n{r}"
@@ -786,6 +446,7 @@ fn vm_boot_reads_a_cidata_disk() {
             "module {m} not loaded: {modules}"
         );
     }
+    vm_support::cleanup(img.parent().expect("disk dir"));
 }
 
 /// An OpenStack config drive: vfat labelled `config-2` (lowercase, as
@@ -797,12 +458,12 @@ fn vm_boot_reads_a_cidata_disk() {
 /// writes the node.
 #[test]
 fn vm_boot_reads_a_vfat_config_drive() {
-    if !vm_test_requested("config-2") {
+    let Some(accel) = setup("config-2", DISK_TOOLS) else {
         return;
-    }
+    };
     let data = userdata_named("vmtest-config-2");
     let disks = [format!("config-2:vfat:{}", data.display())];
-    let (img, console, r) = boot_with_disks("vm-boot-config-2", &disks, None);
+    let (img, console, r) = boot_with_disks("vm-boot-config-2", &accel, &disks, None);
     assert!(
         r.contains("platform: configdrive (block device /dev/vdb is labelled config-2)"),
         "platform not detected from the disk label:\n{r}"
@@ -838,4 +499,5 @@ fn vm_boot_reads_a_vfat_config_drive() {
         modules.split_whitespace().any(|x| x == "vfat"),
         "the vfat module was not loaded: {modules}"
     );
+    vm_support::cleanup(img.parent().expect("disk dir"));
 }

@@ -1,11 +1,26 @@
 #!/bin/sh
-# Make the bootable test disk for tests/vm_boot.rs from the cached base tree:
+# Make the bootable test disk for the VM tests (tests/vm_support) from the
+# cached base tree:
 #   image/vm/prepare-image.sh BASE BINARY USER_DATA WORK
 # copies BASE to WORK/root, installs kubeboot with image/install-into-root.sh,
 # adds the kubelet stand-in, the trace and report/power-off units and the
-# userdata (the NoCloud seed directory, or config disks: DISKS below),
-# and writes WORK/disk.img (ext4, made with `mkfs.ext4 -d`, no loop mounts),
-# WORK/vmlinuz and WORK/initrd.img. WORK/root is removed afterwards.
+# userdata (the NoCloud seed directory, or config disks: DISKS below; USER_DATA
+# `none`: no userdata in the image), and writes WORK/disk.img (ext4, made with
+# `mkfs.ext4 -d`, no loop mounts), WORK/vmlinuz and WORK/initrd.img. WORK/root
+# is removed afterwards.
+#
+# Variants, by environment variable:
+#   SYSEXT=FILE.raw     kubeboot is NOT installed into the tree: FILE.raw (made by
+#                       image/sysext/build-sysext.sh) goes to
+#                       /var/lib/extensions/kubeboot.raw, systemd-sysext.service is
+#                       enabled, and files/kubeboot-vm-sysext-reload.service loads the
+#                       merged units (systemd 252 does not reload itself after a merge).
+#   KUBEBOOT_ARGS="..." a drop-in runs `kubeboot firstboot ARGS` instead of the unit's
+#                       plain `kubeboot firstboot` (flags a cmdline-only config cannot set).
+#   PXE=1               also writes WORK/tftp/ for QEMU's TFTP server: vmlinuz, the shipped
+#                       image/pxe/worker.ipxe unchanged, and initrd.img = a small cpio
+#                       naming the root disk (worker.ipxe's kernel line has no root=;
+#                       files/initrd-root.conf) followed by the tree's initrd.
 set -eu
 base=${1:?usage: prepare-image.sh BASE BINARY USER_DATA WORK}
 bin=${2:?binary}
@@ -19,7 +34,24 @@ mkdir -p "$work"
 root=$work/root
 cp -a "$base" "$root"
 
-"$here/../install-into-root.sh" "$root" "$bin"
+if [ -n "${SYSEXT:-}" ]; then
+    # The tree gets no kubeboot at all: it arrives with the extension.
+    install -D -m 0644 "$SYSEXT" "$root/var/lib/extensions/kubeboot.raw"
+    mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
+    ln -sf /lib/systemd/system/systemd-sysext.service \
+        "$root/etc/systemd/system/sysinit.target.wants/systemd-sysext.service"
+    install -D -m 0644 "$files/kubeboot-vm-sysext-reload.service" \
+        "$root/etc/systemd/system/kubeboot-vm-sysext-reload.service"
+    ln -sf ../kubeboot-vm-sysext-reload.service \
+        "$root/etc/systemd/system/sysinit.target.wants/kubeboot-vm-sysext-reload.service"
+else
+    "$here/../install-into-root.sh" "$root" "$bin"
+fi
+if [ -n "${KUBEBOOT_ARGS:-}" ]; then
+    mkdir -p "$root/etc/systemd/system/kubeboot.service.d"
+    printf '[Service]\nExecStart=\nExecStart=/usr/bin/kubeboot firstboot %s\n' "$KUBEBOOT_ARGS" \
+        > "$root/etc/systemd/system/kubeboot.service.d/vm-test.conf"
+fi
 
 # The stand-in kubelet: installed, not enabled (kubeboot enables and starts it).
 install -D -m 0644 "$files/kubelet.service" "$root/etc/systemd/system/kubelet.service"
@@ -96,7 +128,7 @@ if [ -n "${DISKS:-}" ]; then
         mkdir -p "$root/etc/kubeboot-vm"
         echo "$SECOND_READ" > "$root/etc/kubeboot-vm/second-read"
     fi
-else
+elif [ "$userdata" != none ]; then
     install -D -m 0600 "$userdata" "$root/var/lib/cloud/seed/nocloud/user-data"
 fi
 
@@ -107,6 +139,24 @@ cp "$1" "$work/vmlinuz"
 set -- "$root"/boot/initrd.img-*
 [ -f "$1" ] || { echo "prepare-image.sh: no initramfs in $base/boot" >&2; exit 1; }
 cp "$1" "$work/initrd.img"
+if [ -n "${PXE:-}" ]; then
+    # What a PXE server serves: the kernel, the initrd, the shipped script.
+    # The initrd is one small uncompressed (newc) cpio holding
+    # conf/conf.d/kubeboot-vm-root, which initramfs-tools' init sources
+    # before it parses /proc/cmdline (ROOT=/dev/vda), followed by the tree's
+    # own initrd: the kernel unpacks concatenated archives in order. (Put
+    # first because the kernel did not find an archive appended after the
+    # tree's gzip-compressed one.)
+    tftp=$work/tftp
+    mkdir -p "$tftp" "$work/initrd-extra/conf/conf.d"
+    cp "$work/vmlinuz" "$tftp/vmlinuz"
+    cp "$here/../pxe/worker.ipxe" "$tftp/worker.ipxe"
+    install -m 0644 "$files/initrd-root.conf" "$work/initrd-extra/conf/conf.d/kubeboot-vm-root"
+    (cd "$work/initrd-extra" && find conf | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) \
+        > "$work/initrd-extra.cpio"
+    cat "$work/initrd-extra.cpio" "$work/initrd.img" > "$tftp/initrd.img"
+    rm -rf "$work/initrd-extra" "$work/initrd-extra.cpio"
+fi
 
 mkfs.ext4 -q -F -L kubeboot-vm -d "$root" "$work/disk.img" 2G
 rm -rf "$root"

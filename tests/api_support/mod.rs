@@ -599,14 +599,23 @@ impl StandIn {
     /// cluster-info naming this server with the CA `ca_pem`, signed now
     /// when the signer runs.
     pub fn seed_cluster(&self, ca_pem: &[u8], id: &str, secret: &str) {
+        self.seed_cluster_at(
+            ca_pem,
+            id,
+            secret,
+            &format!("https://127.0.0.1:{}", self.port()),
+        );
+    }
+
+    /// [`StandIn::seed_cluster`] with cluster-info naming `server`, the
+    /// address clients reach this stand-in at (a VM's guest reaches it
+    /// through a forward, at an address of its own network).
+    pub fn seed_cluster_at(&self, ca_pem: &[u8], id: &str, secret: &str, server: &str) {
         for o in kubeadm_rbac() {
             self.insert(o);
         }
         self.insert(token_secret(id, secret, time::Duration::hours(1)));
-        self.insert(cluster_info(
-            &format!("https://127.0.0.1:{}", self.port()),
-            ca_pem,
-        ));
+        self.insert(cluster_info(server, ca_pem));
         if self.shared.opts.signer {
             self.sign_now();
         }
