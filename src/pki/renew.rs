@@ -589,8 +589,18 @@ pub fn renew(
                 checks.push(wait_etcd_restart(&url, before, opts.restart_wait));
             }
             match api_probe {
-                Some((probe, was_live)) => {
-                    checks.push(probe.wait_restart(was_live, opts.apiserver_wait));
+                Some((probe, true)) => {
+                    checks.push(probe.wait_restart(opts.apiserver_wait));
+                }
+                // as with etcd: a server that did not answer before is not
+                // waited for (nothing talks to it now either)
+                Some((probe, false)) => {
+                    let line = format!(
+                        "kube-apiserver did not answer {} before its manifest changed; not waited for",
+                        probe.url
+                    );
+                    log::info!(target: "renew", "{line}");
+                    checks.push(line);
                 }
                 None if pod == "kube-apiserver" && !opts.apiserver_wait.is_zero() => {
                     let line = format!(
@@ -734,15 +744,14 @@ impl ApiProbe {
         )
     }
 
-    /// Waits, within `budget`, until the API server restarted and is live
-    /// again: when it was live before its manifest changed, until it was
-    /// seen not live (the old pod gone) and then live; when it was not,
-    /// until it is live. The line says what was seen.
-    fn wait_restart(&self, was_live: bool, budget: std::time::Duration) -> String {
+    /// Waits, within `budget`, until the API server, live before its
+    /// manifest changed, restarted and is live again: seen not live (the
+    /// old pod gone), then live. The line says what was seen.
+    fn wait_restart(&self, budget: std::time::Duration) -> String {
         let start = std::time::Instant::now();
         let url = &self.url;
         log::info!(target: "renew", "waiting up to {} s for the kubelet to restart kube-apiserver ({url}) before the controller manager's and the scheduler's manifests change", budget.as_secs());
-        let mut seen_down = !was_live;
+        let mut seen_down = false;
         loop {
             let live = self.live();
             if live && seen_down {
