@@ -157,6 +157,15 @@ pub fn config_value(s: &Settings, det: &Detected) -> Value {
             }
         }
     }
+    // The user's KubeletConfiguration over these defaults, as kubeadm's
+    // init: what it sets is kept, the rest filled in; certificate rotation
+    // stays on (kubeadm forces it: `componentconfigs/kubelet.go`, `Default()`).
+    if let Some(user) = &s.components.kubelet {
+        crate::config::component::merge_over(&mut v, user);
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("rotateCertificates".into(), json!(true));
+        }
+    }
     v
 }
 
@@ -265,6 +274,31 @@ pub fn from_cluster(doc: &str, det: &Detected) -> Result<String> {
         .map_err(|e| Error::Failed(format!("encoding the kubelet configuration: {e}")))
 }
 
+/// The node's `config.yaml` with kubeadm's `kubeletconfiguration` patches
+/// applied (kubeadm patches the file it writes, on init and join, not the
+/// kubelet-config ConfigMap: `cmd/kubeadm/app/phases/kubelet/config.go`,
+/// `WriteConfigToDisk`).
+pub fn patched(s: &Settings, config: String) -> Result<String> {
+    const TARGET: &str = "kubeletconfiguration";
+    if !s.patches.has(TARGET) {
+        return Ok(config);
+    }
+    let mut v: Value = serde_norway::from_str(&config)
+        .map_err(|e| Error::Failed(format!("reading back the kubelet configuration: {e}")))?;
+    s.patches.apply(TARGET, &mut v)?;
+    let errors = crate::config::component::check(crate::config::component::KUBELET_KIND, &v);
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        return Err(Error::Invalid(format!(
+            "patches for {TARGET} ({}): the patched KubeletConfiguration is invalid: {}",
+            s.patches.directory.as_deref().unwrap_or(""),
+            list.join("; ")
+        )));
+    }
+    serde_norway::to_string(&v)
+        .map_err(|e| Error::Failed(format!("encoding the kubelet configuration: {e}")))
+}
+
 /// Writes the kubelet files under `paths` (directory 0700): the flags env
 /// (0644), the instance config (0644) where used, then config.yaml (0600,
 /// per the design; kubeadm uses 0644): with `cluster_config` (a join),
@@ -287,6 +321,7 @@ pub fn write_all(
         Some(doc) => from_cluster(doc, det)?,
         None => config_yaml(s, det)?,
     };
+    let config = patched(s, config)?;
     files.push((dir.join(CONFIG_FILE), config, 0o600));
     let mut written = Vec::with_capacity(files.len());
     for (path, body, mode) in files {

@@ -105,6 +105,22 @@ pub struct RenderArgs {
     /// Directory to render the node's files into.
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
+    /// A directory of kubeadm patch files; replaces `patches.directory` of the config.
+    #[arg(long, value_name = "DIR")]
+    pub patches: Option<PathBuf>,
+}
+
+/// `--patches DIR`: the directory's patches replace the config's
+/// (`patches.directory`); files skipped are warned about.
+pub fn use_patches(loaded: &mut Loaded, dir: Option<&Path>) -> Result<()> {
+    let Some(dir) = dir else { return Ok(()) };
+    let (patches, warnings) =
+        config::patches::load(dir).map_err(|e| Error::Invalid(format!("--patches: {e}")))?;
+    loaded.settings.patches = patches;
+    for w in warnings {
+        log::warn!("--patches: {w}");
+    }
+    Ok(())
 }
 
 /// Reads a file given on the command line (bounded like every userdata
@@ -118,6 +134,18 @@ pub fn read_input(path: &std::path::Path) -> Result<Vec<u8>> {
 pub fn load_file(path: &std::path::Path, facts: &HostFacts) -> Result<Loaded> {
     let bytes = read_input(path)?;
     config::load(&bytes, &path.display().to_string(), facts)
+}
+
+/// kubeadm's name of a phase given by its old kubeboot name
+/// (`config::PHASE_ALIASES`), with a warning; any other name as it is.
+fn kubeadm_phase_name(name: &str, what: &str) -> String {
+    match config::phase_alias(name) {
+        Some(new) => {
+            log::warn!("{what}: {name:?} is kubeboot's old name of kubeadm's {new:?}; use {new:?}");
+            new.to_string()
+        }
+        None => name.to_string(),
+    }
 }
 
 /// Logs the config's warnings, each naming its field or place.
@@ -211,7 +239,7 @@ pub fn render(args: &RenderArgs, lock_wait: Duration) -> Result<()> {
     let paths = Paths::new(&args.root);
     let _lock = RunLock::acquire(&paths, lock_wait)?;
     let facts = HostFacts::detect(Paths::this_machine_proc());
-    let loaded = match (&args.example, &args.config) {
+    let mut loaded = match (&args.example, &args.config) {
         (Some(name), _) => {
             let text = config::examples::by_name(name).ok_or_else(|| {
                 Error::Invalid(format!(
@@ -228,6 +256,7 @@ pub fn render(args: &RenderArgs, lock_wait: Duration) -> Result<()> {
         }
     };
     log_warnings(&loaded);
+    use_patches(&mut loaded, args.patches.as_deref())?;
     let start = Instant::now();
     let report = render_loaded(&loaded, &paths)?;
     let total = start.elapsed().as_secs_f64() * 1000.0;
@@ -254,6 +283,7 @@ pub fn render_loaded(loaded: &Loaded, paths: &Paths) -> Result<RenderReport> {
     let list = phases::phases_for(loaded.settings.mode);
     let skip = &loaded.settings.skip_phases;
     runner::check_names(&list, skip, "skipPhases")?;
+    phases::check_patches(&run)?;
     let (records, result) = run_phases(&list, &mut run, skip, None, &mut |_, _| {});
     result.map_err(wrap_phase)?;
     Ok(RenderReport {
@@ -617,7 +647,8 @@ fn run_node(
     // status.json records full runs only: a single-phase run (`init phase
     // certs`) never replaces the record of the last first boot.
     let record = effects == Effects::Full && run_opts.only.is_none();
-    let (source, loaded) = find_and_load(src, paths, effects, record, started)?;
+    let (source, mut loaded) = find_and_load(src, paths, effects, record, started)?;
+    use_patches(&mut loaded, run_opts.patches.as_deref())?;
     let mode = loaded.settings.mode;
     if let Some(init) = expect_init
         && init != (mode == Mode::Init)
@@ -643,10 +674,19 @@ fn run_node(
         run_opts.progress_interval.clamp(0.001, 3600.0),
     ));
     let list = phases::phases_for(mode);
-    let mut skip_all: Vec<String> = run_opts.skip_phases.clone();
+    let mut skip_all: Vec<String> = run_opts
+        .skip_phases
+        .iter()
+        .map(|n| kubeadm_phase_name(n, "--skip-phases"))
+        .collect();
     skip_all.extend(loaded.settings.skip_phases.iter().cloned());
     runner::check_names(&list, &skip_all, "--skip-phases")?;
-    let only = run_opts.only.as_deref();
+    phases::check_patches(&run)?;
+    let only_name = run_opts
+        .only
+        .as_deref()
+        .map(|n| kubeadm_phase_name(n, "phase"));
+    let only = only_name.as_deref();
     if let Some(o) = only {
         runner::check_names(&list, &[o.to_string()], "phase")?;
     }
@@ -871,6 +911,7 @@ mod tests {
             progress_interval: 30.0,
             kubelet_healthz_url: "http://127.0.0.1:1/healthz".into(),
             systemctl: "systemctl".into(),
+            patches: None,
             only: None,
         }
     }

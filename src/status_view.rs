@@ -383,7 +383,7 @@ mod tests {
         assert!(out.contains("error:    boom\n"), "{out}");
         assert!(fail("invalid-input", "-", false).contains("fix the userdata"));
         assert!(fail("failed", "preflight", false).contains("fix the host"));
-        assert!(fail("failed", "wait-bootstrap", true).contains("a retry may help"));
+        assert!(fail("failed", "kubelet-wait-bootstrap", true).contains("a retry may help"));
     }
 
     #[test]

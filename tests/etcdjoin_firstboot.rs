@@ -223,7 +223,7 @@ fn join_through_firstboot(bins: &Bins) {
         "control-plane-prepare",
         "kubelet-start",
         "etcd-join",
-        "wait-bootstrap",
+        "kubelet-wait-bootstrap",
         "control-plane-join",
         "wait-control-plane",
     ] {

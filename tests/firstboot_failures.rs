@@ -274,7 +274,7 @@ fn a_tls_bootstrap_that_never_completes_fails_wait_bootstrap_within_its_budget()
     let st = assert_failed(
         &j.root,
         &o,
-        "wait-bootstrap",
+        "kubelet-wait-bootstrap",
         "failed",
         true,
         &[
@@ -282,10 +282,10 @@ fn a_tls_bootstrap_that_never_completes_fails_wait_bootstrap_within_its_budget()
             "kubelet.conf",
         ],
     );
-    let ms = phase_millis(&st, "wait-bootstrap");
+    let ms = phase_millis(&st, "kubelet-wait-bootstrap");
     assert!(
         (1900.0..12000.0).contains(&ms),
-        "wait-bootstrap took {ms} ms"
+        "kubelet-wait-bootstrap took {ms} ms"
     );
     // the kubelet was healthy (after one 503): the wait was for kubelet.conf
     assert!(healthz.requests().len() >= 2);
@@ -306,7 +306,7 @@ fn a_kubelet_never_healthy_fails_wait_bootstrap_within_its_budget() {
     let st = assert_failed(
         &j.root,
         &o,
-        "wait-bootstrap",
+        "kubelet-wait-bootstrap",
         "failed",
         true,
         &[
@@ -315,7 +315,7 @@ fn a_kubelet_never_healthy_fails_wait_bootstrap_within_its_budget() {
             &healthz.base(),
         ],
     );
-    let ms = phase_millis(&st, "wait-bootstrap");
+    let ms = phase_millis(&st, "kubelet-wait-bootstrap");
     assert!((1900.0..12000.0).contains(&ms), "took {ms} ms");
     assert!(healthz.requests().len() >= 2, "polled, not asked once");
     std::fs::remove_dir_all(&j.dir).unwrap();

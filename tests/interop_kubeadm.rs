@@ -193,8 +193,8 @@ fn join(dir: &Path, root: &Path, config: &str, skip: &str) -> Output {
     ])
 }
 
-const CP_SKIP: &str = "preflight,userdata-files,control-plane-prepare,kubelet-start,etcd-join,wait-bootstrap,control-plane-join,wait-control-plane";
-const WORKER_SKIP: &str = "preflight,userdata-files,kubelet-start,wait-bootstrap";
+const CP_SKIP: &str = "preflight,userdata-files,control-plane-prepare,kubelet-start,etcd-join,kubelet-wait-bootstrap,control-plane-join,wait-control-plane";
+const WORKER_SKIP: &str = "preflight,userdata-files,kubelet-start,kubelet-wait-bootstrap";
 
 fn no_secret(o: &Output) {
     for s in [KEY, TOKEN_SECRET] {

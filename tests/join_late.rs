@@ -247,7 +247,7 @@ fn finish(mut w: Watched, root: &Path, port: u16, why: &str, up: Instant) -> Dur
     assert!(
         notes
             .iter()
-            .any(|n| n.starts_with("STATUS=wait-bootstrap: ")),
+            .any(|n| n.starts_with("STATUS=kubelet-wait-bootstrap: ")),
         "{notes:?}"
     );
     let st: serde_json::Value = serde_json::from_str(

@@ -360,7 +360,7 @@ fn phase_order_is_kubeadms() {
         "control-plane-prepare",
         "kubelet-start",
         "etcd-join",
-        "wait-bootstrap",
+        "kubelet-wait-bootstrap",
         "control-plane-join",
         "wait-control-plane",
     ];
@@ -370,6 +370,47 @@ fn phase_order_is_kubeadms() {
         .filter(|p| !["userdata-files", "discovery", "download-certs"].contains(p))
         .collect();
     assert_eq!(ours, kubeadm_join);
+}
+
+/// Issue 11 item D: the join's TLS-bootstrap wait has kubeadm's name,
+/// `kubelet-wait-bootstrap`; the old `wait-bootstrap` (documented before)
+/// still works in skipPhases, with a warning naming the new one.
+#[test]
+fn old_wait_bootstrap_name_is_an_alias_with_a_warning() {
+    let dir = tmpdir("alias");
+    let cfg = dir.join("join.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+nodeRegistration: {name: w-1}
+skipPhases: [wait-bootstrap]
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: 10.0.0.10:6443
+    token: abcdef.0123456789abcdef
+    unsafeSkipCAVerification: true
+",
+    )
+    .unwrap();
+    let o = kubeboot(&["config", "validate", cfg.to_str().unwrap()]);
+    let all = format!("{}{}", ok(&o), text(&o.stderr));
+    assert!(
+        all.contains(
+            "\"wait-bootstrap\" is kubeboot's old name of kubeadm's \"kubelet-wait-bootstrap\""
+        ),
+        "{all}"
+    );
+    let o = kubeboot(&["join", "phase", "list"]);
+    let list = ok(&o);
+    assert!(list.contains("kubelet-wait-bootstrap"), "{list}");
+    assert!(
+        !list
+            .lines()
+            .any(|l| l.trim_start().starts_with("wait-bootstrap")),
+        "{list}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Issue 11 item 9: `config print init-defaults|join-defaults` print kubeadm

@@ -275,7 +275,7 @@ fn openssl_pin(ca: &Path) -> String {
 /// token's signature and the pinned CA (the stand-in saw the requests),
 /// `bootstrap-kubelet.conf` names the discovery endpoint, the pinned CA and
 /// the token user, and the kubelet (a stand-in unit) was enabled and
-/// started. The TLS bootstrap (`wait-bootstrap`) is the kubelet's work and
+/// started. The TLS bootstrap (`kubelet-wait-bootstrap`) is the kubelet's work and
 /// is skipped here (`--skip-phases`, in a drop-in with
 /// `--ignore-preflight-errors all`, which a command-line config cannot
 /// set); tests/cli/firstboot.rs covers it with a fake kubelet.
@@ -329,7 +329,7 @@ fn vm_pxe_worker_joins_from_the_kernel_command_line() {
             clusterDNS:\n- 10.96.0.10\nclusterDomain: pxe.test\n"}
     }));
 
-    let args = "--ignore-preflight-errors all --skip-phases wait-bootstrap \
+    let args = "--ignore-preflight-errors all --skip-phases kubelet-wait-bootstrap \
                 --discovery-timeout 600 --wait-timeout 600";
     let vm = prepare("vm-pxe", None, &[("PXE", "1"), ("KUBEBOOT_ARGS", args)]);
     let img = &vm.img;
@@ -414,7 +414,7 @@ fn vm_pxe_worker_joins_from_the_kernel_command_line() {
     };
     assert_eq!(outcome("discovery"), "done", "{st}");
     assert_eq!(outcome("kubelet-start"), "done", "{st}");
-    assert_eq!(outcome("wait-bootstrap"), "skipped", "{st}");
+    assert_eq!(outcome("kubelet-wait-bootstrap"), "skipped", "{st}");
     assert!(image_mode(img, "/var/lib/kubeboot/done").is_some());
 
     // The files: the pinned CA, and a bootstrap kubeconfig for the

@@ -195,6 +195,26 @@ pub fn corefile(domain: &str) -> String {
 
 const DNS_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
 
+/// The CoreDNS Deployment with kubeadm's `corednsdeployment` patches
+/// applied to its body (`cmd/kubeadm/app/phases/addons/dns/dns.go`); the
+/// API server validates the result.
+fn patched_deployment(s: &Settings) -> Result<ApiObject, Error> {
+    const TARGET: &str = "corednsdeployment";
+    let mut obj = object(&coredns_deployment(s), Update::KeepReplicas);
+    if s.patches.has(TARGET) {
+        s.patches.apply(TARGET, &mut obj.body)?;
+        if obj.body.get("kind").and_then(Value::as_str) != Some("Deployment")
+            || obj.body.pointer("/metadata/name").and_then(Value::as_str) != Some("coredns")
+        {
+            return Err(Error::Invalid(format!(
+                "patches for {TARGET} ({}): the patched object is no longer the Deployment coredns",
+                s.patches.directory.as_deref().unwrap_or("")
+            )));
+        }
+    }
+    Ok(obj)
+}
+
 fn coredns_deployment(s: &Settings) -> Deployment {
     let selector = LabelSelector {
         match_labels: labels(&[DNS_LABEL]),
@@ -399,7 +419,7 @@ pub fn coredns(s: &Settings) -> Result<Vec<ApiObject>, Error> {
             vec![sa_subject("coredns")],
         ),
         object(&service_account("coredns"), Update::Replace),
-        object(&coredns_deployment(s), Update::KeepReplicas),
+        patched_deployment(s)?,
         object(&dns_service(ip.to_string()), Update::Replace),
     ])
 }
@@ -429,6 +449,11 @@ pub fn kube_proxy_config(s: &Settings) -> Value {
             .map(|n| n.to_string())
             .collect();
         m.insert("clusterCIDR".into(), json!(cidrs.join(",")));
+    }
+    // The user's KubeProxyConfiguration over these, as kubeadm's
+    // `componentconfigs/kubeproxy.go` `Default()` fills only what is unset.
+    if let Some(user) = &s.components.kube_proxy {
+        crate::config::component::merge_over(&mut c, user);
     }
     c
 }

@@ -106,6 +106,9 @@ pub fn control_plane() -> Settings {
         skip_phases: vec![],
         timeouts: Default::default(),
         start_spread: std::time::Duration::ZERO,
+        components: Default::default(),
+        patches: Default::default(),
+        given: Default::default(),
         warnings: vec![],
     }
 }

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 
 use serde_norway::{Mapping, Value};
 
+use super::component::distance;
 use super::model::Warning;
 
 /// The kubeadm API group.
@@ -132,7 +133,6 @@ const fn f(kind: Kind, path: &'static str, versions: In, act: Act) -> Field {
     }
 }
 
-const PATCHES: &str = "patches are not applied by kubeboot";
 const TIMEOUTS: &str = "not used by kubeboot; its waits follow v1beta4 `timeouts` (or --wait-timeout and --discovery-timeout)";
 const DRY_RUN: &str = "use kubeboot's --dry-run";
 const PULL: &str = "kubeboot pulls no images itself; the kubelet pulls them";
@@ -257,7 +257,7 @@ pub static FIELDS: &[Field] = &[
     f(Node, "skipPhases", Both, To("skipPhases")),
     f(Node, "dryRun", V4, Warn(DRY_RUN)),
     f(Node, "patches", Both, Group),
-    f(Node, "patches.directory", Both, Warn(PATCHES)),
+    f(Node, "patches.directory", Both, To("patches.directory")),
     f(Node, "timeouts", V4, Group),
     f(Node, "timeouts.controlPlaneComponentHealthCheck", V4, To("timeouts.controlPlaneComponentHealthCheck")),
     f(Node, "timeouts.kubeletHealthCheck", V4, To("timeouts.kubeletHealthCheck")),
@@ -310,22 +310,6 @@ fn has_children(kind: Kind, prefix: &str) -> bool {
 
 fn parent(path: &str) -> &str {
     path.rsplit_once('.').map_or("", |(p, _)| p)
-}
-
-/// Edit distance (insert, delete, substitute), case-insensitive.
-fn distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.to_lowercase().chars().collect();
-    let b: Vec<char> = b.to_lowercase().chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Why `name` under `prefix` is not a field, with a did-you-mean.
@@ -603,6 +587,20 @@ pub fn docs_table() -> String {
         ));
     }
     s.push_str("| any | any other name | error | error | error: not a field of that kind (with a did-you-mean when one is close) |\n");
+    for (kind, api) in [
+        (
+            super::component::KUBELET_KIND,
+            super::component::KUBELET_API,
+        ),
+        (
+            super::component::KUBE_PROXY_KIND,
+            super::component::KUBE_PROXY_API,
+        ),
+    ] {
+        s.push_str(&format!(
+            "| {kind} (`{api}`) | every field of the kind | | | acted on by init: merged over kubeadm's defaults; a join ignores the document with a warning (kubeadm join takes it from the cluster); an unknown field or a value of the wrong type is an error |\n"
+        ));
+    }
     s
 }
 

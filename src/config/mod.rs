@@ -6,10 +6,13 @@
 //! optional) ← [`parse`] (documents → one raw config) → [`resolve`]
 //! (defaults and validation, in one function).
 
+pub mod component;
 pub mod examples;
+pub mod from_cluster;
 pub mod kubeadm;
 pub mod model;
 pub mod parse;
+pub mod patches;
 pub mod raw;
 pub mod resolve;
 pub mod token;

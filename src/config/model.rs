@@ -510,6 +510,20 @@ pub struct Warning {
     pub message: String,
 }
 
+/// Phase names kubeboot used before it took kubeadm's: `(old, kubeadm's)`.
+/// The old name still works (skipPhases, --skip-phases, `phase NAME`), with
+/// a warning: kubeadm's join calls the wait for the TLS bootstrap
+/// `kubelet-wait-bootstrap` (`cmd/kubeadm/app/cmd/phases/join/kubelet.go`).
+pub const PHASE_ALIASES: &[(&str, &str)] = &[("wait-bootstrap", "kubelet-wait-bootstrap")];
+
+/// `name`, or kubeadm's name for it when it is an old alias.
+pub fn phase_alias(name: &str) -> Option<&'static str> {
+    PHASE_ALIASES
+        .iter()
+        .find(|(old, _)| *old == name)
+        .map(|(_, new)| *new)
+}
+
 /// The complete, validated node configuration.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -538,8 +552,49 @@ pub struct Settings {
     /// The largest random delay before a join's first request (zero: none).
     #[serde(serialize_with = "ser_secs")]
     pub start_spread: Duration,
+    /// Component configurations given next to the node configuration
+    /// (init only; a join takes them from the cluster, as kubeadm's does).
+    pub components: ComponentConfigs,
+    /// kubeadm's patches, read from `patches.directory` (or `--patches`).
+    pub patches: super::patches::Patches,
+    /// Which cluster-wide settings the configuration gave (a join keeps
+    /// those over the cluster's kube-system/kubeadm-config).
+    pub given: Given,
     /// Warnings gathered while reading (unknown fields, ignored values).
     pub warnings: Vec<Warning>,
+}
+
+/// Which cluster-wide settings the node's configuration gave itself (a
+/// join keeps those over the cluster's).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Given {
+    /// `kubernetesVersion`.
+    pub kubernetes_version: bool,
+    /// `imageRepository`.
+    pub image_repository: bool,
+    /// `networking.dnsDomain`.
+    pub dns_domain: bool,
+    /// `networking.serviceSubnet`.
+    pub service_subnet: bool,
+    /// `networking.podSubnet`.
+    pub pod_subnet: bool,
+    /// `featureGates`.
+    pub feature_gates: bool,
+}
+
+/// The user's `KubeletConfiguration` and `KubeProxyConfiguration` documents,
+/// checked against their field tables (`config::component`), as JSON; the
+/// renderers merge them over kubeadm's defaults.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentConfigs {
+    /// The KubeletConfiguration document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubelet: Option<serde_json::Value>,
+    /// The KubeProxyConfiguration document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_proxy: Option<serde_json::Value>,
 }
 
 impl Settings {

@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde_norway::Value;
 
+use super::component;
 use super::kubeadm::{self, Kind};
-use super::model::Warning;
+use super::model::{ComponentConfigs, Warning};
 use super::raw::{self, NodeConfig, RawCluster, RawNode};
 use crate::envelope::{DocBody, Document};
 use crate::error::Error;
@@ -45,6 +46,8 @@ pub struct Parsed {
     pub names: BTreeMap<String, String>,
     /// Warnings (fields not acted on, documents ignored).
     pub warnings: Vec<Warning>,
+    /// KubeletConfiguration / KubeProxyConfiguration documents, checked.
+    pub components: ComponentConfigs,
 }
 
 impl Parsed {
@@ -108,6 +111,9 @@ enum Doc {
     /// A kubeadm document (checked against the field table), its version
     /// and the field-name errors found in it.
     Kubeadm(Kind, Value, String, Vec<String>),
+    /// A component configuration (`KubeletConfiguration` or
+    /// `KubeProxyConfiguration`) as JSON, and the errors found in it.
+    Component(&'static str, serde_json::Value, Vec<String>),
 }
 
 fn classify(
@@ -185,13 +191,29 @@ fn classify(
                 "{v:?} is not supported; kubeboot reads kubeadm.k8s.io/v1beta3 and kubeadm.k8s.io/v1beta4"
             ),
         )),
-        Some(v @ ("kubelet.config.k8s.io/v1beta1" | "kubeproxy.config.k8s.io/v1alpha1")) => {
-            warnings.push(Warning {
-                field: format!("{} ({v})", kind.unwrap_or_default()),
-                message: "component configuration document not acted on by kubeboot; ignored"
-                    .into(),
-            });
-            Ok(None)
+        Some(v @ (component::KUBELET_API | component::KUBE_PROXY_API)) => {
+            let want = if v == component::KUBELET_API {
+                component::KUBELET_KIND
+            } else {
+                component::KUBE_PROXY_KIND
+            };
+            if kind.as_deref() != Some(want) {
+                return Err(invalid(
+                    origin,
+                    "kind",
+                    format!(
+                        "{:?} is not a kind kubeboot reads in {v}; expected {want:?}",
+                        kind.unwrap_or_default()
+                    ),
+                ));
+            }
+            let json = serde_json::to_value(&value)
+                .map_err(|e| invalid(origin, want, format!("not representable as JSON: {e}")))?;
+            let errors = component::check(want, &json)
+                .into_iter()
+                .map(|(f, m)| format!("{origin}: {f}: {m}"))
+                .collect();
+            Ok(Some(Doc::Component(want, json, errors)))
         }
         Some(v) => Err(invalid(
             origin,
@@ -236,26 +258,34 @@ pub fn parse_documents(docs: &[Document]) -> Result<Parsed, Error> {
         kubeboot,
         kernel,
         kubeadm,
+        components,
     } = found;
+    let with = |p: Result<Parsed, Error>| {
+        p.map(|mut p| {
+            p.components = components.clone();
+            p
+        })
+    };
     if let Some((raw, origin, prefix)) = kubeboot {
-        return from_kubeboot(raw, origin, prefix, warnings);
+        return with(from_kubeboot(raw, origin, prefix, warnings));
     }
     if let Some((raw, origin)) = kernel {
         let names = KERNEL_NAMES
             .iter()
             .map(|(canon, arg)| (canon.to_string(), format!("kubeboot.{arg}")))
             .collect();
-        return Ok(Parsed {
+        return with(Ok(Parsed {
             raw,
             format: Format::KernelArgs,
             origin,
             prefix: "kubeboot.".into(),
             names,
             warnings,
-        });
+            components: ComponentConfigs::default(),
+        }));
     }
     if kubeadm.any() {
-        return kubeadm.into_parsed(warnings);
+        return with(kubeadm.into_parsed(warnings));
     }
     let origins: Vec<&str> = docs.iter().map(|d| d.origin.as_str()).collect();
     Err(Error::Invalid(if origins.is_empty() {
@@ -277,6 +307,7 @@ struct Found {
     /// `kubeboot.*` kernel arguments and where they came from.
     kernel: Option<(NodeConfig, String)>,
     kubeadm: KubeadmDocs,
+    components: ComponentConfigs,
 }
 
 /// kubeadm's documents (at most one of each kind).
@@ -328,6 +359,15 @@ impl Found {
                     }
                     self.kubeboot = Some((*c, d.origin.clone(), d.field_prefix.clone()));
                     continue;
+                }
+                Some(Doc::Component(kind, value, errors)) => {
+                    k.errors.extend(errors);
+                    let slot = if kind == component::KUBELET_KIND {
+                        &mut self.components.kubelet
+                    } else {
+                        &mut self.components.kube_proxy
+                    };
+                    (kind, slot.replace(value).is_some())
                 }
                 Some(Doc::Kubeadm(kind, value, v, errors)) => {
                     k.version = v;
@@ -398,6 +438,7 @@ fn from_kubeboot(
         prefix,
         names: BTreeMap::new(),
         warnings,
+        components: ComponentConfigs::default(),
     })
 }
 
@@ -419,7 +460,7 @@ impl KubeadmDocs {
         if self.cluster.is_some() && is_join {
             warnings.push(Warning {
                 field: "ClusterConfiguration".into(),
-                message: "a joining node takes the cluster configuration from the cluster; only etcd/certificate settings are used".into(),
+                message: "a joining node takes the cluster's settings from its kube-system/kubeadm-config (kubeadm join ignores this document); what is set here wins over the cluster's, with a warning where they differ".into(),
             });
         }
         if self.init.is_none() && self.join.is_none() {
@@ -452,6 +493,7 @@ impl KubeadmDocs {
             prefix: String::new(),
             names,
             warnings,
+            components: ComponentConfigs::default(),
         })
     }
 }

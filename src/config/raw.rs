@@ -63,6 +63,16 @@ pub struct NodeConfig {
     /// A random delay from zero to this (Go duration) before the first
     /// request of a join, so a fleet booted at once spreads its load.
     pub start_spread: Option<String>,
+    /// kubeadm's patches: `directory` holds `target[suffix][+type].{json,yaml}` files.
+    pub patches: Option<RawPatches>,
+}
+
+/// kubeadm's `patches` (same name and meaning in a NodeConfig).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawPatches {
+    /// The directory of patch files (a path on this machine, not under `--root`).
+    pub directory: Option<String>,
 }
 
 /// A duration field as text: a Go duration string, or a bare number (`0`,

@@ -78,6 +78,7 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
     let supplied_cas = supplied_cas(raw, &mut p);
     let timeouts = timeouts(raw.timeouts.as_ref(), &mut p);
     let start_spread = start_spread(raw.start_spread.as_deref(), &mut p);
+    let (patches, patch_warnings) = patches(raw, &mut p);
     if !p.list.is_empty() {
         return Err(Error::Invalid(p.list.join("\n")));
     }
@@ -107,7 +108,16 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
         dns,
         proxy,
     };
-    let Parsed { warnings, .. } = parsed;
+    let Parsed {
+        mut warnings,
+        components,
+        ..
+    } = parsed;
+    let components = component_configs(mode, components, &cluster, &node, &mut warnings);
+    warnings.extend(patch_warnings.into_iter().map(|w| Warning {
+        field: "patches.directory".into(),
+        message: w,
+    }));
     Ok(Settings {
         mode,
         cluster,
@@ -120,11 +130,149 @@ pub fn resolve(parsed: Parsed, facts: &HostFacts, carried_pki: bool) -> Result<S
             None
         },
         supplied_cas,
-        skip_phases: raw.skip_phases.clone().unwrap_or_default(),
+        skip_phases: raw
+            .skip_phases
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| match phase_alias(&n) {
+                Some(new) => {
+                    warnings.push(Warning {
+                        field: "skipPhases".into(),
+                        message: format!(
+                            "{n:?} is kubeboot's old name of kubeadm's {new:?}; use {new:?}"
+                        ),
+                    });
+                    new.to_string()
+                }
+                None => n,
+            })
+            .collect(),
         timeouts,
         start_spread,
+        components,
+        patches,
+        given: Given {
+            kubernetes_version: rc.is_some_and(|c| c.kubernetes_version.is_some()),
+            image_repository: rc.is_some_and(|c| c.image_repository.is_some()),
+            dns_domain: rc.is_some_and(|c| c.dns_domain.is_some()),
+            service_subnet: rc.is_some_and(|c| c.service_subnet.is_some()),
+            pod_subnet: rc.is_some_and(|c| c.pod_subnet.is_some()),
+            feature_gates: rc.is_some_and(|c| c.feature_gates.is_some()),
+        },
         warnings,
     })
+}
+
+/// `patches.directory`: every patch file read and checked now, so a bad
+/// one stops the node before anything is written. Returns the patches and
+/// the warnings for files skipped.
+fn patches(raw: &NodeConfig, p: &mut Problems<'_>) -> (super::patches::Patches, Vec<String>) {
+    let Some(dir) = raw.patches.as_ref().and_then(|x| x.directory.as_deref()) else {
+        return Default::default();
+    };
+    if dir.is_empty() {
+        return Default::default();
+    }
+    match super::patches::load(std::path::Path::new(dir)) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            p.add("patches.directory", e);
+            Default::default()
+        }
+    }
+}
+
+/// The component configurations a node acts on. kubeadm init merges them
+/// over its defaults (`cmd/kubeadm/app/componentconfigs/kubelet.go`,
+/// `kubeproxy.go`, `Default()`, warning where the user's value differs
+/// from what kubeadm sets); kubeadm join reads only its JoinConfiguration
+/// from the file (`cmd/kubeadm/app/util/config/joinconfiguration.go`) and
+/// takes both from the cluster, so a join ignores them with a warning.
+fn component_configs(
+    mode: Mode,
+    c: ComponentConfigs,
+    cluster: &Cluster,
+    node: &Node,
+    warnings: &mut Vec<Warning>,
+) -> ComponentConfigs {
+    use super::component::{KUBE_PROXY_KIND, KUBELET_KIND};
+    if mode != Mode::Init {
+        for (kind, from) in [
+            (KUBELET_KIND, "kube-system/kubelet-config"),
+            (KUBE_PROXY_KIND, "kube-system/kube-proxy"),
+        ] {
+            let given = if kind == KUBELET_KIND {
+                c.kubelet.is_some()
+            } else {
+                c.kube_proxy.is_some()
+            };
+            if given {
+                warnings.push(Warning {
+                    field: kind.into(),
+                    message: format!("a joining node uses the cluster's configuration ({from}), as kubeadm join does; this document is ignored"),
+                });
+            }
+        }
+        return ComponentConfigs::default();
+    }
+    if let Some(user) = &c.kubelet {
+        let dns = cluster
+            .service_subnets
+            .first()
+            .and_then(|n| nth_ip(n, 10))
+            .map_or_else(|| "10.96.0.10".to_string(), |ip| ip.to_string());
+        let recommended = serde_json::json!({
+            "staticPodPath": "/etc/kubernetes/manifests",
+            "clusterDNS": [dns],
+            "clusterDomain": cluster.dns_domain,
+            "authentication": {
+                "x509": {"clientCAFile": format!("{}/ca.crt", cluster.certificates_dir.trim_end_matches('/'))},
+                "anonymous": {"enabled": false},
+                "webhook": {"enabled": true},
+            },
+            "authorization": {"mode": "Webhook"},
+            "healthzBindAddress": "127.0.0.1",
+            "healthzPort": 10248,
+            "readOnlyPort": 0,
+        });
+        for (field, want) in super::component::kubelet_deviations(user, &recommended) {
+            warnings.push(Warning {
+                field: format!("{KUBELET_KIND}.{field}"),
+                message: format!(
+                    "kubeadm sets {want} here; the given value is kept, as kubeadm keeps it"
+                ),
+            });
+        }
+        if user.get("rotateCertificates") == Some(&serde_json::Value::Bool(false)) {
+            warnings.push(Warning {
+                field: format!("{KUBELET_KIND}.rotateCertificates"),
+                message: "always true, as kubeadm sets it; false is ignored".into(),
+            });
+        }
+    }
+    if let Some(user) = &c.kube_proxy {
+        let pods: Vec<String> = cluster.pod_subnets.iter().map(|n| n.to_string()).collect();
+        let mut recommended = serde_json::json!({
+            "bindAddress": if node.advertise_address.is_ipv6() { "::" } else { "0.0.0.0" },
+            "clientConnection": {"kubeconfig": "/var/lib/kube-proxy/kubeconfig.conf"},
+        });
+        if !pods.is_empty() {
+            recommended["clusterCIDR"] = serde_json::json!(pods.join(","));
+        }
+        for (field, want) in super::component::kube_proxy_deviations(user, &recommended) {
+            if field == "clusterCIDR" && pods.is_empty() {
+                continue;
+            }
+            warnings.push(Warning {
+                field: format!("{KUBE_PROXY_KIND}.{field}"),
+                message: format!(
+                    "kubeadm sets {want} here; the given value is kept, as kubeadm keeps it"
+                ),
+            });
+        }
+    }
+    c
 }
 
 /// `startSpread`: a Go duration from 0 to 1 h.

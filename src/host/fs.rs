@@ -251,6 +251,50 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FsError> {
     }
 }
 
+/// The regular files under `dir` and their bytes, in the order of Go's
+/// `filepath.Walk` (names sorted bytewise, a sub-directory's files where
+/// its name sorts), as kubeadm reads a patches directory. `dir` must be a
+/// directory; at most 4096 files of at most 1 MiB each.
+pub fn walk_files(dir: &Path) -> Result<Vec<(std::path::PathBuf, Vec<u8>)>, String> {
+    const MAX_FILES: usize = 4096;
+    const MAX_BYTES: u64 = 1 << 20;
+    fn walk(dir: &Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) -> Result<(), String> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        names.sort();
+        for n in names {
+            let p = dir.join(n);
+            let meta = fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            if meta.is_dir() {
+                walk(&p, out)?;
+                continue;
+            }
+            if out.len() >= MAX_FILES {
+                return Err(format!("more than {MAX_FILES} files"));
+            }
+            let len = fs::metadata(&p)
+                .map_err(|e| format!("{}: {e}", p.display()))?
+                .len();
+            if len > MAX_BYTES {
+                return Err(format!("{}: larger than {MAX_BYTES} bytes", p.display()));
+            }
+            let b = fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            out.push((p, b));
+        }
+        Ok(())
+    }
+    let meta = fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
+    if !meta.is_dir() {
+        return Err("not a directory".into());
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,6 +119,52 @@ pub fn render_all(s: &Settings, host: &HostInputs) -> Vec<(&'static str, Pod)> {
     out
 }
 
+/// The manifest of `component` as written: `pod` as YAML, or, when the
+/// patches directory has patches for it, `pod` with those applied in order
+/// (kubeadm's patches for static pods). The patched result is checked for
+/// what the kubelet needs of a static pod (kind Pod, named containers with
+/// images); it is not read back into the typed Pod (that decoder alone would
+/// cost the binary some hundreds of KB).
+pub fn patched_yaml(s: &Settings, component: &str, pod: &Pod) -> Result<String> {
+    if !s.patches.has(component) {
+        return to_yaml(pod);
+    }
+    let mut v = serde_json::to_value(pod)
+        .map_err(|e| Error::Failed(format!("serializing static pod {component}: {e}")))?;
+    s.patches.apply(component, &mut v)?;
+    let bad = |what: &str| {
+        Error::Invalid(format!(
+            "patches for {component} ({}): the patched manifest {what}",
+            s.patches.directory.as_deref().unwrap_or("")
+        ))
+    };
+    if v.get("kind").and_then(serde_json::Value::as_str) != Some("Pod") {
+        return Err(bad("is no longer a Pod (kind)"));
+    }
+    let containers = v
+        .pointer("/spec/containers")
+        .and_then(serde_json::Value::as_array)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| bad("has no spec.containers"))?;
+    for c in containers {
+        for field in ["name", "image"] {
+            if c.get(field).and_then(serde_json::Value::as_str).is_none() {
+                return Err(bad(&format!("has a container without a {field}")));
+            }
+        }
+    }
+    serde_norway::to_string(&v)
+        .map_err(|e| Error::Failed(format!("serializing static pod {component}: {e}")))
+}
+
+/// [`render_all`] as the manifests written, patches applied ([`patched_yaml`]).
+pub fn render_patched(s: &Settings, host: &HostInputs) -> Result<Vec<(&'static str, String)>> {
+    render_all(s, host)
+        .into_iter()
+        .map(|(c, pod)| Ok((c, patched_yaml(s, c, &pod)?)))
+        .collect()
+}
+
 /// A pod as YAML, the way it is written to the manifests directory.
 pub fn to_yaml(pod: &Pod) -> Result<String> {
     let name = pod.metadata.name.as_deref().unwrap_or("pod");
@@ -135,13 +181,23 @@ pub fn manifest_path(paths: &Paths, component: &str) -> PathBuf {
 /// member list of a control-plane join) to the manifests directory (0600,
 /// directory 0700, created on workers too). Returns the files written.
 pub fn write_pods(paths: &Paths, pods: &[(&str, Pod)], sync: Sync) -> Result<Vec<PathBuf>> {
+    let texts = pods
+        .iter()
+        .map(|(c, pod)| Ok((*c, to_yaml(pod)?)))
+        .collect::<Result<Vec<_>>>()?;
+    write_manifests(paths, &texts, sync)
+}
+
+/// Writes manifests already rendered to YAML (e.g. [`render_patched`]):
+/// 0600, directory 0700. Returns the files written.
+pub fn write_manifests(paths: &Paths, pods: &[(&str, String)], sync: Sync) -> Result<Vec<PathBuf>> {
     let mut written = Vec::with_capacity(pods.len());
     // Workers get the (empty) directory too: it is the kubelet's
     // staticPodPath, and the kubelet warns when it is missing.
     create_dir_all(paths.root(), &paths.manifests_dir(), 0o700)?;
-    for (component, pod) in pods {
+    for (component, text) in pods {
         let path = manifest_path(paths, component);
-        write_atomic(&paths.rooted(&path), to_yaml(pod)?.as_bytes(), 0o600, sync)?;
+        write_atomic(&paths.rooted(&path), text.as_bytes(), 0o600, sync)?;
         written.push(path);
     }
     Ok(written)

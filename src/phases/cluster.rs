@@ -18,15 +18,9 @@ pub(super) fn run_upload_config(r: &mut NodeRun<'_>) -> Result<(), Error> {
     let kube = r.client(Client::Admin)?;
     api::kube::ensure_cluster_admins(&kube, || r.client(Client::SuperAdmin))?;
     log::info!(target: "upload-config", "ClusterRoleBinding kubeadm:cluster-admins present");
-    let path = r.input.paths.kubelet_dir().join(kubelet::CONFIG_FILE);
-    let bytes = fs::read_optional(&path)?.ok_or_else(|| {
-        Error::Failed(format!(
-            "{}: missing (kubelet-start writes it)",
-            path.display()
-        ))
-    })?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::Failed(format!("{}: not UTF-8 text", path.display())))?;
+    // the cluster-wide configuration, without this node's kubeletconfiguration
+    // patches (kubeadm uploads its component config, not the patched file)
+    let text = kubelet::config_yaml(&r.input.settings, &r.input.detected)?;
     let mut objs = api::objects::upload_config(&r.input.settings, &text)?;
     // sub-phases: `kubelet` is kubelet-config and its Role/RoleBinding,
     // `kubeadm` the rest (kubeadm-config and its RBAC)

@@ -5,7 +5,6 @@ use super::{NodeRun, runner};
 use crate::api;
 use crate::config::Mode;
 use crate::error::Error;
-use crate::host::fs;
 use crate::kubelet;
 
 /// The API requests a live run of the same phases would send, for
@@ -43,10 +42,8 @@ pub fn dry_run_requests(
             }
             if on("upload-config") {
                 out.push(post(&api::objects::cluster_admins_binding()));
-                let path = r.input.paths.kubelet_dir().join(kubelet::CONFIG_FILE);
-                let text = fs::read_optional(&path)?
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
+                // the cluster-wide configuration, as upload-config sends it
+                let text = kubelet::config_yaml(s, &r.input.detected)?;
                 let (kubeadm, kubelet) = (
                     sub("upload-config", "kubeadm"),
                     sub("upload-config", "kubelet"),
@@ -102,11 +99,15 @@ pub fn dry_run_requests(
                 out.push(format!(
                     "GET {ci} (ConfigMap kube-public/cluster-info, unverified, then again verified with the pinned CA)"
                 ));
+                out.push(format!("GET {node_path} (Node {name}: is the name free?)"));
+                out.push(
+                    "GET /api/v1/namespaces/kube-system/configmaps/kubeadm-config (ConfigMap kube-system/kubeadm-config, with the bootstrap token: the cluster's version, image repository, DNS domain and subnets)"
+                        .into(),
+                );
                 out.push(
                     "GET /api/v1/namespaces/kube-system/configmaps/kubelet-config (ConfigMap kube-system/kubelet-config, with the bootstrap token)"
                         .into(),
                 );
-                out.push(format!("GET {node_path} (Node {name}: is the name free?)"));
             }
             let certificate_key = s.join.as_ref().is_some_and(|j| j.certificate_key.is_some());
             if cp && certificate_key && on("download-certs") {
@@ -121,7 +122,7 @@ pub fn dry_run_requests(
                     api::etcd::ETCD_PODS_PATH
                 ));
             }
-            if on("wait-bootstrap") && !kubelet::node_local_cri_socket(s) {
+            if on("kubelet-wait-bootstrap") && !kubelet::node_local_cri_socket(s) {
                 out.push(cri_patch);
             }
             if cp && sub("control-plane-join", "mark-control-plane") {

@@ -118,11 +118,11 @@ pub(super) fn write_pods(
     phase: &'static str,
     want: &dyn Fn(&str) -> bool,
 ) -> Result<(), Error> {
-    let pods: Vec<_> = manifests::render_all(&r.input.settings, &r.input.host_inputs)
+    let pods: Vec<_> = manifests::render_patched(&r.input.settings, &r.input.host_inputs)?
         .into_iter()
         .filter(|(n, _)| want(n))
         .collect();
-    for p in manifests::write_pods(&r.input.paths, &pods, r.sync())? {
+    for p in manifests::write_manifests(&r.input.paths, &pods, r.sync())? {
         log::info!(target: phase, "{} {}", r.wrote(), p.display());
         r.record(phase, p, "written", String::new());
     }

@@ -28,6 +28,7 @@ pub(super) fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
         &r.input.settings.node.name,
         r.input.budgets.discovery,
     )?;
+    adopt_cluster_configuration(r, found.cluster_config.as_deref())?;
     let info = found.info;
     // ca.crt next to the kubeconfigs, as kubeadm writes it (0644).
     let ca_path = r.input.pki_file("ca.crt");
@@ -58,6 +59,24 @@ pub(super) fn run_discovery(r: &mut NodeRun<'_>) -> Result<(), Error> {
     }
     r.state.cluster_kubelet_config = found.kubelet_config;
     r.state.cluster_info = Some(info);
+    Ok(())
+}
+
+/// The cluster's kube-system/kubeadm-config over this node's settings,
+/// where the node's configuration did not set them (kubeadm join does the
+/// same: `config::from_cluster`); every later phase renders with them.
+fn adopt_cluster_configuration(r: &mut NodeRun<'_>, doc: Option<&str>) -> Result<(), Error> {
+    let Some(doc) = doc else {
+        log::info!(target: "discovery", "the cluster has no readable kube-system/kubeadm-config; using this node's settings (Kubernetes {})", r.input.settings.cluster.kubernetes_version);
+        return Ok(());
+    };
+    let adopted = crate::config::from_cluster::adopt(&mut r.input.settings, doc)?;
+    for t in &adopted.taken {
+        log::info!(target: "discovery", "from the cluster's kube-system/kubeadm-config: {t}");
+    }
+    for c in &adopted.contradictions {
+        log::warn!(target: "discovery", "{c}");
+    }
     Ok(())
 }
 
@@ -119,7 +138,8 @@ pub(super) fn run_etcd_join(r: &mut NodeRun<'_>) -> Result<(), Error> {
                 "etcd-join: this node has no local etcd to render".into(),
             ));
         };
-        for p in manifests::write_pods(&r.input.paths, &[(manifests::ETCD, pod)], r.sync())? {
+        let text = manifests::patched_yaml(&r.input.settings, manifests::ETCD, &pod)?;
+        for p in manifests::write_manifests(&r.input.paths, &[(manifests::ETCD, text)], r.sync())? {
             log::info!(target: "etcd-join", "wrote {}", p.display());
             r.record("etcd-join", p, "written", String::new());
         }

@@ -90,6 +90,9 @@ pub struct RunOptions {
     /// The systemctl program to drive units with (a wrapper in image builds or tests).
     #[arg(long, global = true, value_name = "PATH", default_value = "systemctl")]
     pub systemctl: String,
+    /// A directory of kubeadm patch files (`target[suffix][+patchtype].{json,yaml}`); replaces `patches.directory` of the config.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub patches: Option<PathBuf>,
     /// Run only this phase (`init phase NAME`); not a flag of its own.
     #[arg(skip)]
     pub only: Option<String>,
@@ -113,6 +116,7 @@ impl Default for RunOptions {
             progress_interval: 30.0,
             kubelet_healthz_url: DEFAULT_KUBELET_HEALTHZ.into(),
             systemctl: "systemctl".into(),
+            patches: None,
             only: None,
         }
     }
@@ -310,6 +314,27 @@ pub struct NodeRun<'a> {
     pub caps: Capabilities<'a>,
     /// What the phases produced so far.
     pub state: RunState,
+}
+
+/// Applies every patch to what it targets once, before anything is
+/// written, so a patch that does not apply stops the run (exit 2, naming
+/// its file) with nothing half-written: the static pods, init's kubelet
+/// configuration and the CoreDNS Deployment. (A join's kubelet
+/// configuration comes from the cluster; its patches are applied, and
+/// checked, before kubelet-start writes any file.)
+pub fn check_patches(r: &NodeRun<'_>) -> Result<(), Error> {
+    let s = &r.input.settings;
+    if s.patches.files.is_empty() {
+        return Ok(());
+    }
+    manifests::render_patched(s, &r.input.host_inputs)?;
+    if s.mode == crate::config::Mode::Init {
+        crate::kubelet::patched(s, crate::kubelet::config_yaml(s, &r.input.detected)?)?;
+        if !s.cluster.dns.disabled {
+            api::addons::coredns(s)?;
+        }
+    }
+    Ok(())
 }
 
 impl NodeRun<'_> {

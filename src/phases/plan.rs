@@ -253,8 +253,8 @@ fn mark_control_plane<'a>() -> Phase<NodeRun<'a>> {
 
 /// The phases of `join` (worker or control plane), in kubeadm's order
 /// (`cmd/kubeadm/app/cmd/join.go`, v1.32–v1.34: preflight,
-/// control-plane-prepare, kubelet-start, etcd-join, kubelet-wait-bootstrap
-/// (here `wait-bootstrap`), control-plane-join, wait-control-plane), with
+/// control-plane-prepare, kubelet-start, etcd-join, kubelet-wait-bootstrap,
+/// control-plane-join, wait-control-plane), with
 /// kubeboot's `userdata-files`, `discovery` and `download-certs` where
 /// kubeadm does that work inside its own phases.
 pub fn join_phases<'a>() -> Vec<Phase<NodeRun<'a>>> {
@@ -317,7 +317,7 @@ pub fn join_phases<'a>() -> Vec<Phase<NodeRun<'a>>> {
             kubeboot: false,
         },
         Phase {
-            name: "wait-bootstrap",
+            name: "kubelet-wait-bootstrap",
             summary: "wait for the kubelet's TLS bootstrap to finish",
             run_if: |r| r.live(),
             run: wait::tls_bootstrap,

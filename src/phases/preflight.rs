@@ -642,10 +642,16 @@ fn system_verification(r: &mut Run<'_>, probes: &dyn Probes) {
 /// write now (a rerun after a crash), and nothing else may be in the directory.
 fn manifests_checks(r: &mut Run<'_>, s: &Settings) {
     let host = HostInputs::detect(r.paths, std::env::vars());
-    let ours: Vec<(String, Option<String>)> = manifests::render_all(s, &host)
-        .iter()
-        .map(|(c, pod)| (format!("{c}.yaml"), manifests::to_yaml(pod).ok()))
-        .collect();
+    let ours: Vec<(String, Option<String>)> = match manifests::render_patched(s, &host) {
+        Ok(texts) => texts
+            .into_iter()
+            .map(|(c, text)| (format!("{c}.yaml"), Some(text)))
+            .collect(),
+        Err(_) => manifests::render_all(s, &host)
+            .iter()
+            .map(|(c, pod)| (format!("{c}.yaml"), manifests::to_yaml(pod).ok()))
+            .collect(),
+    };
     for component in manifests::COMPONENTS {
         let file = format!("{component}.yaml");
         let abs = format!("/etc/kubernetes/manifests/{file}");

@@ -92,7 +92,7 @@ pub fn control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
     )
 }
 
-/// `wait-bootstrap`: kubelet healthz, then `/etc/kubernetes/kubelet.conf`
+/// `kubelet-wait-bootstrap`: kubelet healthz, then `/etc/kubernetes/kubelet.conf`
 /// (written by the kubelet once its client certificate is issued), then
 /// remove `bootstrap-kubelet.conf` (it holds the token).
 pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
@@ -130,7 +130,7 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
             kubelet_conf.display()
         )));
     }
-    log::info!(target: "wait-bootstrap", "TLS bootstrap done: {} written by the kubelet", kubelet_conf.display());
+    log::info!(target: "kubelet-wait-bootstrap", "TLS bootstrap done: {} written by the kubelet", kubelet_conf.display());
     remove_bootstrap_conf(&r.input.paths.bootstrap_kubelet_conf())?;
     // kubeadm's join (kubelet-wait-bootstrap, `cmd/kubeadm/app/cmd/phases/join/kubelet.go`,
     // v1.32/v1.33): with NodeLocalCRISocket off, the Node gets the
@@ -142,7 +142,7 @@ pub fn tls_bootstrap(r: &mut NodeRun<'_>) -> Result<(), Error> {
             crate::api::kube::Kube::from_kubelet_conf(s, &r.input.paths, r.input.budgets.health)?;
         let (name, sock) = (&s.node.name, &s.node.cri_socket);
         let set = kube.annotate_cri_socket(name, sock, r.input.budgets.health)?;
-        log::info!(target: "wait-bootstrap", "Node {name}: annotation {}={sock} ({})", crate::api::objects::ANNOTATION_CRI_SOCKET, if set { "set" } else { "already present" });
+        log::info!(target: "kubelet-wait-bootstrap", "Node {name}: annotation {}={sock} ({})", crate::api::objects::ANNOTATION_CRI_SOCKET, if set { "set" } else { "already present" });
     }
     Ok(())
 }

@@ -40,11 +40,17 @@ const TOKEN_SECRET: &str = "0123456789abcdef";
 /// kubelet registers (absent at the join's first look, registered at the
 /// second, updated once right after a read).
 fn api_server(cp: &Path, node: Option<&str>) -> (StandIn, Vec<u8>) {
+    api_server_with(cp, node, 34)
+}
+
+/// [`api_server`] for Kubernetes 1.`minor`.
+fn api_server_with(cp: &Path, node: Option<&str>, minor: u32) -> (StandIn, Vec<u8>) {
     let pki = cp.join("etc/kubernetes/pki");
     let ca = std::fs::read(pki.join("ca.crt")).unwrap();
     let api = StandIn::start_pki(
         &pki,
         Options {
+            minor,
             node: node.map(str::to_string),
             node_after: 1,
             ..Options::default()
@@ -127,7 +133,12 @@ fn worker_joins_through_token_discovery() {
         .collect();
     assert_eq!(
         done,
-        vec!["preflight", "discovery", "kubelet-start", "wait-bootstrap"]
+        vec![
+            "preflight",
+            "discovery",
+            "kubelet-start",
+            "kubelet-wait-bootstrap"
+        ]
     );
     assert!(
         root.join("var/lib/kubeboot/done").is_file(),
@@ -162,7 +173,7 @@ fn worker_joins_through_token_discovery() {
         2,
         "{reqs:?}"
     );
-    // wait-bootstrap polled the kubelet until it was healthy
+    // kubelet-wait-bootstrap polled the kubelet until it was healthy
     assert_eq!(healthz.requests().len(), 3);
 
     // a second boot does nothing
@@ -554,12 +565,26 @@ fn kubeadm_certs_secret(cp: &Path, key_hex: &str) -> serde_json::Value {
 }
 
 fn control_plane_join(dir: &Path, cert_key: &str) -> (PathBuf, PathBuf, Output, StandIn) {
+    control_plane_join_with(dir, cert_key, 34, None)
+}
+
+/// [`control_plane_join`] against a stand-in for 1.`minor` that also
+/// serves `kubeadm_config` (a kube-system/kubeadm-config ConfigMap).
+fn control_plane_join_with(
+    dir: &Path,
+    cert_key: &str,
+    minor: u32,
+    kubeadm_config: Option<serde_json::Value>,
+) -> (PathBuf, PathBuf, Output, StandIn) {
     let cp = control_plane(dir);
     let secret = kubeadm_certs_secret(&cp, CERT_KEY);
     // the kubelet registers cp-2 after the join's own check and updates it right after
     // mark-control-plane first reads it
-    let (api, _) = api_server(&cp, Some("cp-2"));
+    let (api, _) = api_server_with(&cp, Some("cp-2"), minor);
     api.insert(secret);
+    if let Some(cm) = kubeadm_config {
+        api.insert(cm);
+    }
     let pki = cp.join("etc/kubernetes/pki");
     let kcm = tls_health_server(
         &pki.join("front-proxy-client.crt"),
@@ -624,7 +649,7 @@ fn control_plane_joins_with_the_certificate_key() {
             "download-certs",
             "control-plane-prepare",
             "kubelet-start",
-            "wait-bootstrap",
+            "kubelet-wait-bootstrap",
             "control-plane-join",
             "wait-control-plane"
         ]
@@ -843,5 +868,249 @@ fn faults_on_the_verified_refetch_are_retryable_not_untrusted() {
             "{fault}: join material written"
         );
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The fake kubelet's kubelet.conf after its TLS bootstrap, in `root`:
+/// `cp`'s admin.conf (a client certificate the stand-in knows), naming the
+/// stand-in at `port` (the fake systemctl copies it).
+fn kubelet_identity(cp: &Path, root: &Path, port: u16) {
+    let admin = std::fs::read_to_string(cp.join("etc/kubernetes/admin.conf")).unwrap();
+    let admin = admin.replace(
+        "server: https://127.0.0.1:6443",
+        &format!("server: https://127.0.0.1:{port}"),
+    );
+    assert!(admin.contains(&port.to_string()), "{admin}");
+    std::fs::create_dir_all(root.join("etc/kubernetes")).unwrap();
+    std::fs::write(root.join("etc/kubernetes/admin.conf"), admin).unwrap();
+}
+
+/// Issue 11 item 7: a worker joining a 1.32 or 1.33 cluster (kubeadm's
+/// NodeLocalCRISocket off) annotates its Node with
+/// `kubeadm.alpha.kubernetes.io/cri-socket`, as the node itself (through
+/// kubelet.conf), as kubeadm's kubelet-wait-bootstrap does
+/// (`cmd/kubeadm/app/cmd/phases/join/kubelet.go`, `AnnotateCRISocket`);
+/// on 1.34 (the gate on) it does not. The strict stand-in records the patch.
+#[test]
+fn a_worker_on_1_32_and_1_33_annotates_its_node_with_the_cri_socket() {
+    let dir = tmpdir("cri-socket");
+    let cp = control_plane(&dir);
+    for (minor, version, annotated) in [
+        (32, "v1.32.5", true),
+        (33, "v1.33.4", true),
+        (34, "v1.34.1", false),
+    ] {
+        let (api, _) = api_server_with(&cp, Some("worker-1"), minor);
+        let root = dir.join(format!("worker-{minor}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let userdata = format!(
+            "{}  cluster:\n    kubernetesVersion: {version}\n  node:\n    name: worker-1\n    criSocket: unix:///run/crio/crio.sock\n",
+            worker_userdata(api.port(), &ca_hash(&cp)).replace("  node:\n    name: worker-1\n", "")
+        );
+        seed(&root, &userdata);
+        kubelet_identity(&cp, &root, api.port());
+        let (systemctl, _) = fake_systemctl(&dir, &root);
+        let healthz = kubelet_healthz(0);
+        let o = firstboot_with(
+            &api,
+            &root,
+            &systemctl,
+            &format!("{}/healthz", healthz.base()),
+        );
+        assert!(o.status.success(), "{version}: {}", text(&o.stderr));
+        let node = "/api/v1/nodes/worker-1";
+        let patches: Vec<serde_json::Value> = api
+            .server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path == node)
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect();
+        let stored = api.state().objects.get(node).cloned().unwrap_or_default();
+        let ann = &stored["metadata"]["annotations"]["kubeadm.alpha.kubernetes.io/cri-socket"];
+        if annotated {
+            assert_eq!(
+                patches,
+                [serde_json::json!({"metadata": {"annotations": {
+                    "kubeadm.alpha.kubernetes.io/cri-socket": "unix:///run/crio/crio.sock"}}})],
+                "{version}"
+            );
+            assert_eq!(ann, "unix:///run/crio/crio.sock", "{version}");
+            // sent as the node, through kubelet.conf, not with the token
+            let users: Vec<String> = api
+                .log()
+                .iter()
+                .filter(|l| l.method == "PATCH" && l.url == node)
+                .map(|l| l.user.clone())
+                .collect();
+            assert!(
+                users.iter().all(|u| !u.starts_with("system:bootstrap:")),
+                "{version}: {users:?}"
+            );
+        } else {
+            assert!(patches.is_empty(), "{version}: {patches:?}");
+            assert!(ann.is_null(), "{version}: {stored}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// kube-system/kubeadm-config as kubeadm init uploads it, for a 1.32
+/// cluster with its own image repository, DNS domain and service subnet
+/// (written here by hand, not by kubeboot).
+fn kubeadm_config_132() -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+        "data": {"ClusterConfiguration": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nclusterName: kubernetes\nkubernetesVersion: v1.32.5\nimageRepository: mirror.example.com/k8s\nnetworking:\n  dnsDomain: corp.local\n  serviceSubnet: 10.100.0.0/16\n  podSubnet: 10.244.0.0/16\ncertificatesDir: /etc/kubernetes/pki\n"}
+    })
+}
+
+/// Issue 11 item 11, worker: a worker whose userdata names no version
+/// reads the cluster's kube-system/kubeadm-config (with the bootstrap
+/// token, through kubeadm's `kubeadm:nodes-kubeadm-config` Role) and
+/// writes its kubelet files for that cluster: 1.32 (the CRI socket as a
+/// flag, no instance-config.yaml, the Node annotated), the cluster's
+/// image repository for the pause image, its DNS domain and DNS address.
+/// A worker that names another version keeps it, with a warning.
+#[test]
+fn a_worker_takes_version_repository_and_networking_from_kubeadm_config() {
+    let dir = tmpdir("kubeadm-config");
+    let cp = control_plane(&dir);
+    for (name, extra, version) in [
+        ("plain", "", "v1.32.5"),
+        (
+            "pinned",
+            "  cluster:\n    kubernetesVersion: v1.33.4\n",
+            "v1.33.4",
+        ),
+    ] {
+        let (api, _) = api_server_with(&cp, Some("worker-1"), 32);
+        api.insert(kubeadm_config_132());
+        let root = dir.join(name);
+        std::fs::create_dir_all(&root).unwrap();
+        // a join patches the kubelet configuration it writes too
+        let patches = dir.join(format!("patches-{name}"));
+        std::fs::create_dir_all(&patches).unwrap();
+        std::fs::write(
+            patches.join("kubeletconfiguration+merge.yaml"),
+            "maxPods: 77\n",
+        )
+        .unwrap();
+        seed(
+            &root,
+            &format!(
+                "{}{extra}  patches:\n    directory: {}\n",
+                worker_userdata(api.port(), &ca_hash(&cp)),
+                patches.display()
+            ),
+        );
+        kubelet_identity(&cp, &root, api.port());
+        let (systemctl, _) = fake_systemctl(&dir, &root);
+        let healthz = kubelet_healthz(0);
+        let o = firstboot_with(
+            &api,
+            &root,
+            &systemctl,
+            &format!("{}/healthz", healthz.base()),
+        );
+        let err = text(&o.stderr);
+        assert!(o.status.success(), "{name}: {err}");
+        // read with the token
+        let kc = "/api/v1/namespaces/kube-system/configmaps/kubeadm-config";
+        assert!(
+            api.log().iter().any(|l| l.url == kc
+                && l.status == 200
+                && l.user == format!("system:bootstrap:{TOKEN_ID}")),
+            "{name}: {:?}",
+            api.log()
+        );
+        let flags =
+            std::fs::read_to_string(root.join("var/lib/kubelet/kubeadm-flags.env")).unwrap();
+        // pause 3.10 for both 1.32 and 1.33 (kubeadm's constants.PauseVersion)
+        assert!(
+            flags.contains("--pod-infra-container-image=mirror.example.com/k8s/pause:3.10"),
+            "{name} ({version}): {flags}"
+        );
+        assert!(
+            flags.contains(
+                "--container-runtime-endpoint=unix:///var/run/containerd/containerd.sock"
+            ),
+            "{name}: {flags}"
+        );
+        assert!(
+            !root.join("var/lib/kubelet/instance-config.yaml").exists(),
+            "{name}"
+        );
+        let config: serde_json::Value = serde_norway::from_str(
+            &std::fs::read_to_string(root.join("var/lib/kubelet/config.yaml")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(config["clusterDomain"], "corp.local", "{name}");
+        assert_eq!(
+            config["clusterDNS"],
+            serde_json::json!(["10.100.0.10"]),
+            "{name}"
+        );
+        assert_eq!(config["containerRuntimeEndpoint"], "", "{name}");
+        assert_eq!(
+            config["maxPods"], 77,
+            "{name}: the kubeletconfiguration patch"
+        );
+        // 1.32 and 1.33: the Node carries the CRI socket
+        assert!(
+            api.server
+                .requests()
+                .iter()
+                .any(|r| r.method == "PATCH" && r.path == "/api/v1/nodes/worker-1"),
+            "{name}"
+        );
+        if name == "pinned" {
+            assert!(
+                err.contains("kubernetesVersion: this node's configuration says v1.33.4, the cluster's (kube-system/kubeadm-config) v1.32.5"),
+                "{err}"
+            );
+        } else {
+            assert!(err.contains("kubernetesVersion v1.32.5"), "{err}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 11 item 11, control plane: a control-plane join whose userdata
+/// names no version renders its static pods for the cluster's 1.32 from
+/// the cluster's image repository.
+#[test]
+fn a_control_plane_join_renders_the_clusters_version_and_repository() {
+    let dir = tmpdir("cp-join-kubeadm-config");
+    let (_cp, root, o, _api) =
+        control_plane_join_with(&dir, CERT_KEY, 32, Some(kubeadm_config_132()));
+    assert!(
+        o.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    for c in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        let pod: serde_json::Value = serde_norway::from_str(
+            &std::fs::read_to_string(root.join(format!("etc/kubernetes/manifests/{c}.yaml")))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            pod["spec"]["containers"][0]["image"],
+            format!("mirror.example.com/k8s/{c}:v1.32.5"),
+            "{c}"
+        );
+    }
+    let flags = std::fs::read_to_string(root.join("var/lib/kubelet/kubeadm-flags.env")).unwrap();
+    assert!(
+        flags.contains("mirror.example.com/k8s/pause:3.10"),
+        "{flags}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -235,7 +235,12 @@ fn init_refuses_a_join_config_and_join_lists_its_phases() {
     );
     let o = kubeboot(&["join", "phase", "list"]);
     let out = text(&o.stdout);
-    for p in ["preflight", "discovery", "kubelet-start", "wait-bootstrap"] {
+    for p in [
+        "preflight",
+        "discovery",
+        "kubelet-start",
+        "kubelet-wait-bootstrap",
+    ] {
         assert!(out.contains(p), "{out}");
     }
     std::fs::remove_dir_all(&d).unwrap();

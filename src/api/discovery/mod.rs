@@ -149,6 +149,9 @@ pub struct Discovered {
     /// The cluster's KubeletConfiguration (kube-system/kubelet-config), when
     /// it has one the token may read.
     pub kubelet_config: Option<String>,
+    /// The cluster's ClusterConfiguration (kube-system/kubeadm-config), when
+    /// it has one the token may read.
+    pub cluster_config: Option<String>,
 }
 
 /// kubeadm join's discovery: token discovery within `budget`, then, as
@@ -163,12 +166,24 @@ pub fn join(join: &Join, node_name: &str, budget: Duration) -> Result<Discovered
             "a Node named {node_name:?} already exists in the cluster and is Ready; give this machine another node.name (or delete that Node)"
         )));
     }
+    let cluster_config = config_map_key(
+        &info,
+        &join.token,
+        KUBEADM_CONFIG,
+        "ClusterConfiguration",
+        budget,
+    )?;
     let kubelet_config = cluster_kubelet_config(&info, &join.token, budget)?;
     Ok(Discovered {
         info,
         kubelet_config,
+        cluster_config,
     })
 }
+
+/// kube-system/kubeadm-config, which kubeadm init uploads and lets the
+/// bootstrap token read (`kubeadm:nodes-kubeadm-config`).
+pub const KUBEADM_CONFIG: &str = "kubeadm-config";
 
 /// A GET against the API server with the bootstrap token, over TLS verified
 /// with the cluster CA. Returns the status and body; transient failures are
@@ -206,12 +221,25 @@ pub fn cluster_kubelet_config(
     token: &crate::config::BootstrapToken,
     budget: Duration,
 ) -> Result<Option<String>, Error> {
-    let path = "/api/v1/namespaces/kube-system/configmaps/kubelet-config";
-    match get_with_token(&info.server, path, &info.ca_pem, token, budget)? {
+    config_map_key(info, token, "kubelet-config", "kubelet", budget)
+}
+
+/// `key` of the ConfigMap kube-system/`name`, read with the bootstrap
+/// token. `None` when the cluster has none (404) or the token may not read
+/// it (403).
+pub fn config_map_key(
+    info: &ClusterInfo,
+    token: &crate::config::BootstrapToken,
+    name: &str,
+    key: &str,
+    budget: Duration,
+) -> Result<Option<String>, Error> {
+    let path = format!("/api/v1/namespaces/kube-system/configmaps/{name}");
+    match get_with_token(&info.server, &path, &info.ca_pem, token, budget)? {
         (200, body) => {
             let cm: ConfigMap = serde_json::from_slice(&body)
                 .map_err(|e| Error::Failed(format!("{path}: not a ConfigMap: {e}")))?;
-            Ok(cm.data.get("kubelet").cloned())
+            Ok(cm.data.get(key).cloned())
         }
         (403 | 404, _) => Ok(None),
         (status, _) => Err(Error::Failed(format!(
