@@ -390,3 +390,52 @@ fn dry_run_lists_the_requests_of_the_selected_phases_and_versions_only() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// `phase list` prints kubeadm's tree: `/all` and the sub-phases under a
+/// phase that has them, nothing under one that has none; a narrowed run
+/// says which sub-phases it runs, a whole one does not.
+#[test]
+fn phase_tree_and_the_narrowed_sub_phase_line() {
+    let (d, cfg, root) = setup("tree");
+    let o = kubeboot(&["init", "phase", "list"]);
+    let out = text(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    let at = |name: &str| {
+        lines
+            .iter()
+            .position(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} not in:\n{out}"))
+    };
+    let certs = at("certs");
+    assert!(lines[certs + 1].trim_start().starts_with("/all "), "{out}");
+    assert!(lines[certs + 2].trim_start().starts_with("/ca "), "{out}");
+    let preflight = at("preflight");
+    assert!(!lines[preflight + 1].trim_start().starts_with('/'), "{out}");
+    let subs = lines
+        .iter()
+        .filter(|l| l.trim_start().starts_with("/all "))
+        .count();
+    assert_eq!(
+        subs, 7,
+        "certs, kubeconfig, etcd, control-plane, upload-config, kubelet-finalize, addon:\n{out}"
+    );
+
+    let run = |phase: &str| {
+        let o = kubeboot(&[
+            "init",
+            "phase",
+            phase,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stderr)
+    };
+    let err = run("certs");
+    assert!(!err.contains("sub-phases:"), "{err}");
+    let err = run("certs/apiserver");
+    assert!(err.contains("[certs] sub-phases: apiserver"), "{err}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
