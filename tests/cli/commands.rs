@@ -523,6 +523,7 @@ fn readme_main_command_runs() {
     listed.sort();
     assert!(on_disk.len() > 30, "{on_disk:?}");
     assert_eq!(listed, on_disk, "the listing and the tree differ:\n{out}");
+    std::fs::remove_dir_all(&root).unwrap();
 }
 
 /// `kubeboot render ... | head -1`: a reader that goes away early must not
@@ -543,4 +544,5 @@ fn closed_stdout_is_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(root.join("etc/kubernetes/admin.conf").is_file());
+    std::fs::remove_dir_all(&root).unwrap();
 }
