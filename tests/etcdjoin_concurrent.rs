@@ -4,8 +4,7 @@
 //! `tests/etcd_support/cpjoin.rs`'s (shared with `etcdjoin_firstboot.rs`);
 //! nodes C1 and C2 (advertise 127.0.0.3 and 127.0.0.4, loopback, so their
 //! etcds keep the real ports 2379/2380 there) run `kubeboot firstboot` at
-//! the same moment with fake systemctls (the TLS bootstrap played with
-//! `kubectl` against the stand-in) and health stubs. The stand-in's
+//! the same moment with fake systemctls and health stubs. The stand-in's
 //! kubelet registers C1's Node late and updates it after reads (so
 //! mark-control-plane meets a conflict); C2's Node is there from the start.
 //! The test plays their kubelets: it starts the first learner's etcd only
@@ -109,6 +108,9 @@ fn two_control_planes_join_at_once_and_both_become_voters() {
             node_after: 1,
             ..Options::default()
         },
+        // the fake kubelets write kubelet.conf at once (their CSRs would
+        // go to the joiners' local API server stubs, not the stand-in)
+        false,
     );
     let started = Instant::now();
     let mut nodes: Vec<Running> = c

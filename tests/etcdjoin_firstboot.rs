@@ -72,6 +72,7 @@ fn cluster(name: &str, run_etcd: Option<&Bins>) -> Cluster {
             kubelet_updates: 2,
             ..Options::default()
         },
+        true,
     )
 }
 

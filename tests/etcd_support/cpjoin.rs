@@ -16,7 +16,8 @@
 //!   A; admin.conf only) and the joiners' Nodes for mark-control-plane;
 //! - per joiner: userdata for a control-plane join (its own loopback
 //!   advertise address, so its etcd uses the real ports 2379/2380 there),
-//!   a fake systemctl that plays the TLS bootstrap with `kubectl`, and an
+//!   a fake systemctl (that plays the TLS bootstrap with `kubectl`, when
+//!   asked), and an
 //!   HTTPS `/livez` on its address; one kubelet `/healthz`, controller
 //!   manager and scheduler stub for all.
 //!
@@ -42,7 +43,9 @@ use kubeboot::{api, kubelet, manifests, pki};
 use serde_json::json;
 
 use crate::api_support::{Options, StandIn};
-use crate::cli_support::{self, fake_systemctl_tls_bootstrap, kubeboot, seed, text};
+use crate::cli_support::{
+    self, fake_systemctl, fake_systemctl_tls_bootstrap, kubeboot, seed, text,
+};
 use crate::etcd_support::{Bins, Kill, Ports, start_etcd_healthy_with};
 use crate::net_support::{Server, ok, tls_config};
 use crate::node_common::settings;
@@ -199,12 +202,16 @@ pub struct Cluster {
 /// annotation names a port nothing listens on). `opts` shapes the
 /// stand-in (its `minor` is set to 33, A's version); a joiner that is not
 /// `opts.node` (the one the stand-in's kubelet registers) has its Node in
-/// the store from the start, as a kubelet that registered at once.
+/// the store from the start, as a kubelet that registered at once. With
+/// `csr`, the fake kubelets send their CSR with `kubectl` (through the
+/// bootstrap kubeconfig) before kubelet.conf appears; without, it appears
+/// at once.
 pub fn cluster(
     name: &str,
     run_etcd: Option<&Bins>,
     joiners: &[(&str, &str, &str)],
     opts: Options,
+    csr: bool,
 ) -> Cluster {
     let dir = cli_support::tmpdir("etcdjoin", name);
     let now = time::OffsetDateTime::now_utc();
@@ -327,12 +334,12 @@ pub fn cluster(
             // each joiner's systemctl in its own directory, logging there
             let sc_dir = dir.join(format!("sc-{node}"));
             std::fs::create_dir_all(&sc_dir).unwrap();
-            let systemctl = fake_systemctl_tls_bootstrap(
-                &sc_dir.join("systemctl"),
-                &root,
-                &sc_dir.join("systemctl.log"),
-                false,
-            );
+            let (script, log) = (sc_dir.join("systemctl"), sc_dir.join("systemctl.log"));
+            let systemctl = if csr {
+                fake_systemctl_tls_bootstrap(&script, &root, &log, false)
+            } else {
+                fake_systemctl(&script, &root, &log, false)
+            };
             Joiner {
                 name: node.to_string(),
                 addr: addr.to_string(),
