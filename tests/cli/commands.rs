@@ -546,3 +546,25 @@ fn closed_stdout_is_not_a_panic() {
     assert!(root.join("etc/kubernetes/admin.conf").is_file());
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// A worker's kubelet-start leaves the kubelet's staticPodPath present,
+/// empty and private, as kubeadm's join does (through the command, not the
+/// library's render).
+#[test]
+fn a_rendered_worker_has_an_empty_private_manifests_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tmpdir("worker-manifests");
+    let o = kubeboot(&[
+        "render",
+        "--example",
+        "worker",
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let dir = root.join("etc/kubernetes/manifests");
+    let m = std::fs::metadata(&dir).expect("no /etc/kubernetes/manifests on a worker");
+    assert_eq!(m.permissions().mode() & 0o7777, 0o700);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    std::fs::remove_dir_all(&root).unwrap();
+}
