@@ -19,7 +19,15 @@
 //! `cargo bench --bench firstboot`; `KUBEBOOT_BENCH_RUNS` (default 30),
 //! `KUBEBOOT_BENCH_DIR` (default the system temp dir; the file system
 //! decides the fsync cost), `KUBEBOOT_BENCH_BIN` (default this build's
-//! `kubeboot`).
+//! `kubeboot`). `KUBEBOOT_BENCH_BASELINE=<binary>` runs that binary too,
+//! interleaved with the one under test (each run one of each, the order
+//! alternating), and prints both and the ratio of the medians: wall times
+//! on a loaded machine drift, the ratio of interleaved runs holds.
+//! `KUBEBOOT_BENCH_CALLGRIND=1` (valgrind installed) runs one more
+//! control-plane firstboot under callgrind and prints the instructions of
+//! the kubeboot process alone (not its children: the fake systemctl), a
+//! figure that does not depend on the machine's load; given a path instead
+//! of `1`, the profile is kept there.
 
 #[path = "../tests/api_support/mod.rs"]
 mod api_support;
@@ -31,6 +39,7 @@ mod net_support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -54,16 +63,38 @@ const WARMUP: usize = 2;
 /// The binary under test: this build's, or `KUBEBOOT_BENCH_BIN` (e.g. a
 /// static build or an experiment).
 fn binary() -> PathBuf {
+    if BASELINE_TURN.load(Ordering::Relaxed)
+        && let Some(b) = baseline()
+    {
+        return b;
+    }
     std::env::var_os("KUBEBOOT_BENCH_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kubeboot")))
 }
 
+/// `KUBEBOOT_BENCH_BASELINE`: a second binary run interleaved with the first.
+fn baseline() -> Option<PathBuf> {
+    std::env::var_os("KUBEBOOT_BENCH_BASELINE").map(PathBuf::from)
+}
+
+/// Whether the baseline's run is the current one.
+static BASELINE_TURN: AtomicBool = AtomicBool::new(false);
+/// A callgrind output file: the next kubeboot run goes under callgrind.
+static CALLGRIND_OUT: Mutex<Option<PathBuf>> = Mutex::new(None);
+
 fn kubeboot(args: &[&str]) -> std::process::Output {
-    let o = Command::new(binary())
-        .args(args)
-        .output()
-        .expect("run kubeboot");
+    let mut cmd = match CALLGRIND_OUT.lock().unwrap().take() {
+        Some(out) => {
+            let mut c = Command::new("valgrind");
+            c.args(["--tool=callgrind", "--trace-children=no"])
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg(binary());
+            c
+        }
+        None => Command::new(binary()),
+    };
+    let o = cmd.args(args).output().expect("run kubeboot");
     assert!(
         o.status.success(),
         "kubeboot {args:?} failed:\n{}\n{}",
@@ -285,15 +316,47 @@ fn report(name: &str, samples: &[Sample]) {
     );
 }
 
-/// Runs `scenario(i)` for the warm-up and the measured runs.
-fn measure(runs: usize, mut scenario: impl FnMut(usize) -> Sample) -> Vec<Sample> {
-    for i in 0..WARMUP {
-        scenario(i);
+/// Runs `scenario(i)` for the warm-up and the measured runs: the binary
+/// under test, and with a baseline each run one of each, the order
+/// alternating. Returns (under test, baseline).
+fn measure(runs: usize, mut scenario: impl FnMut(usize) -> Sample) -> (Vec<Sample>, Vec<Sample>) {
+    let (mut mine, mut base) = (Vec::new(), Vec::new());
+    for i in 0..WARMUP + runs {
+        let order: &[bool] = match (baseline().is_some(), i % 2) {
+            (false, _) => &[false],
+            (true, 0) => &[false, true],
+            (true, _) => &[true, false],
+        };
+        for &turn in order {
+            BASELINE_TURN.store(turn, Ordering::Relaxed);
+            let s = scenario(i);
+            if i >= WARMUP {
+                if turn { &mut base } else { &mut mine }.push(s);
+            }
+        }
     }
-    (WARMUP..WARMUP + runs).map(scenario).collect()
+    BASELINE_TURN.store(false, Ordering::Relaxed);
+    (mine, base)
 }
 
-fn worker(base: &Path, runs: usize, healthz: &str) -> Vec<Sample> {
+/// Reports the binary under test and, when given, the baseline and the
+/// ratio of their honest medians.
+fn report_both(name: &str, (mine, base): &(Vec<Sample>, Vec<Sample>)) {
+    report(name, mine);
+    if !base.is_empty() {
+        let b = baseline().unwrap_or_default();
+        report(&format!("{name}, BASELINE {}", b.display()), base);
+        let m = |v: &[Sample]| pct(v.iter().map(|s| s.honest), 50.0);
+        println!(
+            "  interleaved: kubeboot's time {:.2} ms vs baseline {:.2} ms: ratio {:.2}x",
+            m(mine),
+            m(base),
+            m(mine) / m(base)
+        );
+    }
+}
+
+fn worker(base: &Path, runs: usize, healthz: &str) -> (Vec<Sample>, Vec<Sample>) {
     // A rendered control plane provides the CA and the apiserver certificate.
     let cfg = base.join("cp.yaml");
     std::fs::write(
@@ -398,10 +461,37 @@ fn control_plane(base: &Path, runs: usize, healthz: &str) {
         }
         sample
     });
-    report(
+    report_both(
         "control-plane init (all phases incl. the API phases against a loopback fake API server; health answered at once)",
         &samples,
     );
+    if let Some(v) = std::env::var_os("KUBEBOOT_BENCH_CALLGRIND") {
+        // a path other than "1" keeps the profile there (callgrind_annotate)
+        let keep = v != "1";
+        let out = if keep {
+            PathBuf::from(v)
+        } else {
+            base.join("firstboot.callgrind")
+        };
+        *CALLGRIND_OUT.lock().unwrap() = Some(out.clone());
+        let root = base.join("cp-callgrind");
+        *pki.0.lock().unwrap() = root.join("etc/kubernetes/pki");
+        *store.lock().unwrap() = api_support::Shared::new(opts.clone());
+        firstboot(&root, &userdata, healthz);
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        match text
+            .lines()
+            .find_map(|l| l.strip_prefix("summary: ").or(l.strip_prefix("totals: ")))
+        {
+            Some(n) => println!(
+                "  instructions (callgrind, the kubeboot process alone, fake systemctl not counted): {n}"
+            ),
+            None => eprintln!("SKIP callgrind: valgrind missing or failed"),
+        }
+        if !keep {
+            let _ = std::fs::remove_file(out);
+        }
+    }
     // Reference: the same files written by `render`, which defers syncing
     // to one syncfs at the end instead of fsyncing every file.
     let cfg = base.join("cp-userdata");
@@ -467,7 +557,7 @@ fn main() {
         base.display()
     );
     let w = worker(&base, runs, &healthz);
-    report(
+    report_both(
         "worker join (token discovery against a loopback TLS API server)",
         &w,
     );

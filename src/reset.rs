@@ -53,10 +53,43 @@ pub struct LocalEtcd {
     pub data_dir: String,
 }
 
+/// The part of the etcd static pod that [`local_etcd`] reads. Small
+/// structs instead of k8s-openapi's `Pod`: its generated decoder (every
+/// volume and probe kind) cost a few hundred KiB of the binary
+/// (docs/building.md); unknown fields are ignored.
+#[derive(serde::Deserialize)]
+struct EtcdPod {
+    spec: Option<EtcdPodSpec>,
+}
+
+#[derive(serde::Deserialize)]
+struct EtcdPodSpec {
+    #[serde(default)]
+    containers: Vec<EtcdContainer>,
+    volumes: Option<Vec<EtcdVolume>>,
+}
+
+#[derive(serde::Deserialize)]
+struct EtcdContainer {
+    command: Option<Vec<String>>,
+    args: Option<Vec<String>>,
+}
+
+#[derive(serde::Deserialize)]
+struct EtcdVolume {
+    name: String,
+    #[serde(rename = "hostPath")]
+    host_path: Option<EtcdHostPath>,
+}
+
+#[derive(serde::Deserialize)]
+struct EtcdHostPath {
+    path: String,
+}
+
 /// Reads the etcd static pod manifest (text) for the member's identity.
 pub fn local_etcd(manifest: &str) -> std::result::Result<LocalEtcd, String> {
-    let pod: k8s_openapi::api::core::v1::Pod =
-        serde_norway::from_str(manifest).map_err(|e| format!("not a Pod: {e}"))?;
+    let pod: EtcdPod = serde_norway::from_str(manifest).map_err(|e| format!("not a Pod: {e}"))?;
     let spec = pod.spec.ok_or("no spec")?;
     let c = spec.containers.first().ok_or("no container")?;
     let mut out = LocalEtcd::default();

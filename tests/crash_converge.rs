@@ -134,6 +134,76 @@ fn openssl_verify_tree(root: &Path) {
     }
 }
 
+/// A power cut keeps only what was synced, and unsynced writes reach the
+/// disk in any order: a new CA's key must be durable before its certificate
+/// is renamed into place, or a cut between them can leave a valid `ca.crt`
+/// beside an empty `ca.key` (which a rerun refuses). strace lists the
+/// renames and syncs of a control-plane render: every new CA key's rename
+/// comes before a `syncfs`, every CA certificate's rename after it, and the
+/// run syncs twice (the CA keys, then everything before the kubelet
+/// starts), with no per-file fsync.
+#[test]
+fn new_ca_keys_are_durable_before_their_certificates() {
+    let base = tmpdir("ca-order");
+    let root = base.join("root");
+    let trace = base.join("trace");
+    let o = Command::new("strace")
+        .args(["-f", "-o"])
+        .arg(&trace)
+        .args([
+            "-e",
+            "trace=rename,renameat,renameat2,syncfs,fsync,fdatasync",
+        ])
+        .arg(bin())
+        .args(["render", "--example", "control-plane", "--root"])
+        .arg(&root)
+        .output()
+        .expect("strace is required (Debian package strace)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&trace).unwrap();
+    // (index of the call, what it is): "sync" or the renamed-to path
+    let mut calls = Vec::new();
+    for line in text.lines() {
+        if line.contains("syncfs(") {
+            calls.push("sync".to_string());
+        } else if line.contains("fsync(") || line.contains("fdatasync(") {
+            calls.push("fsync".to_string());
+        } else if line.contains("rename") && line.contains(" = 0") {
+            let to = line
+                .rsplit(", \"")
+                .next()
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            calls.push(to.to_string());
+        }
+    }
+    let pos = |suffix: &str| {
+        calls
+            .iter()
+            .position(|c| c.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no rename to {suffix} in {calls:?}"))
+    };
+    let first_sync = calls.iter().position(|c| c == "sync").expect("no syncfs");
+    for ca in ["pki/ca", "pki/front-proxy-ca", "pki/etcd/ca"] {
+        let (key, crt) = (pos(&format!("{ca}.key")), pos(&format!("{ca}.crt")));
+        assert!(
+            key < first_sync && first_sync < crt,
+            "{ca}: key renamed at #{key}, first syncfs #{first_sync}, certificate renamed at #{crt}: {calls:?}"
+        );
+    }
+    let count = |what: &str| calls.iter().filter(|c| *c == what).count();
+    assert_eq!(
+        (count("sync"), count("fsync")),
+        (2, 0),
+        "syncfs and fsync calls: {calls:?}"
+    );
+    // the last call is the run's syncfs, after every file
+    assert_eq!(calls.last().map(String::as_str), Some("sync"), "{calls:?}");
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
 /// Kills `render` at every rename, then at every write(2), and checks convergence each time.
 #[test]
 fn render_killed_anywhere_converges() {

@@ -323,6 +323,13 @@ fn agent_tls(roots: Option<Vec<ureq::tls::Certificate<'static>>>, unverified: bo
     agent_config(roots, unverified, None)
 }
 
+/// ureq's per-connection input buffer, also the largest response header
+/// accepted (Kubernetes and metadata services answer with a few hundred
+/// bytes of headers).
+const BUFFER_IN: usize = 32 * 1024;
+/// ureq's per-connection output buffer (request head and body chunks).
+const BUFFER_OUT: usize = 16 * 1024;
+
 fn agent_config(
     roots: Option<Vec<ureq::tls::Certificate<'static>>>,
     unverified: bool,
@@ -339,6 +346,14 @@ fn agent_config(
         .max_redirects(0)
         .max_redirects_will_error(false)
         .user_agent(concat!("kubeboot/", env!("CARGO_PKG_VERSION")))
+        // ureq's default buffers (128 KiB in and out, for the TCP and again
+        // for the TLS layer) are allocated zeroed for every connection: a
+        // quarter of a control-plane firstboot's instructions went into
+        // zeroing them (docs/building.md). kubeboot's requests and the
+        // answers' headers are small; bodies stream through the buffers.
+        .input_buffer_size(BUFFER_IN)
+        .max_response_header_size(BUFFER_IN)
+        .output_buffer_size(BUFFER_OUT)
         .tls_config(tls.build())
         .build()
         .new_agent()

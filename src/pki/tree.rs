@@ -176,6 +176,9 @@ struct Tree<'a> {
     rng: SystemRandom,
     w: Writer<'a>,
     cas: HashMap<&'static str, Ca>,
+    /// Keys of the CAs this run creates, already written and durable
+    /// ([`Tree::new_ca_keys`]); their certificates are not written yet.
+    new_ca_keys: HashMap<&'static str, Key>,
     report: PkiReport,
 }
 
@@ -198,11 +201,13 @@ pub(crate) fn ensure(
             wrote: false,
         },
         cas: HashMap::new(),
+        new_ca_keys: HashMap::new(),
         report: PkiReport::default(),
     };
     if settings.mode == Mode::JoinWorker {
         return Ok(t.report);
     }
+    t.new_ca_keys(want)?;
     for row in table::rows(settings) {
         if row.is_ca() {
             if want(row.name) {
@@ -316,8 +321,47 @@ impl Tree<'_> {
         Ok(wrote)
     }
 
+    /// Creates the key of every CA this run creates (selected, neither file
+    /// on disk, nothing supplied in the config) and makes those keys durable
+    /// before any CA certificate is renamed into place: with batched
+    /// syncing nothing orders the writes, and a power cut could otherwise
+    /// leave a valid `ca.crt` beside an empty `ca.key`, which a rerun must
+    /// refuse (a CA is never replaced). One `syncfs` for all new CA keys
+    /// (no per-key fsync); none when no CA is created. With `Sync::Each`
+    /// each key was fsynced as it was written.
+    fn new_ca_keys(&mut self, want: &dyn Fn(&str) -> bool) -> Result<()> {
+        if self.settings.mode == Mode::JoinControlPlane {
+            return Ok(());
+        }
+        for row in table::rows(self.settings) {
+            let given = supplied(self.settings, row.name)
+                .is_some_and(|m| m.cert_pem.is_some() || m.key_pem.is_some());
+            if !row.is_ca() || !want(row.name) || given {
+                continue;
+            }
+            let (crt, keyp) = self.files(row.stem);
+            if self.w.read(&crt)?.is_some() || self.w.read_raw(&keyp)?.is_some() {
+                continue;
+            }
+            let k = Key::generate(self.settings.cluster.key_algorithm)?;
+            self.w.write(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
+            self.new_ca_keys.insert(row.name, k);
+        }
+        if !self.new_ca_keys.is_empty() && self.w.sync != Sync::Each {
+            fs::sync_filesystem(&self.dir)?;
+        }
+        Ok(())
+    }
+
     fn ca(&mut self, row: &'static CertRow) -> Result<()> {
         let (crt, keyp) = self.files(row.stem);
+        if let Some(k) = self.new_ca_keys.remove(row.name) {
+            // created by `new_ca_keys`, its key already durable
+            let der = self.issue_ca(row, &k)?;
+            self.w
+                .write(&crt, cert::to_pem(&der).as_bytes(), CERT_MODE)?;
+            return self.keep_ca(row, der, Some(k), Action::Created, crt);
+        }
         let supplied = self.write_supplied(row, &crt, &keyp)?;
         let crt_bytes = self.w.read(&crt)?;
         let key_bytes = self.w.read_raw(&keyp)?;
@@ -395,10 +439,10 @@ impl Tree<'_> {
                 )
             }
             (None, None) => {
+                // Not reached in a tree run (`new_ca_keys` made this key);
+                // the key first all the same.
                 let k = Key::generate(self.settings.cluster.key_algorithm)?;
                 let der = self.issue_ca(row, &k)?;
-                // The key first: after a power cut the certificate never
-                // exists without the key's directory entry.
                 self.w.write(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
                 self.w
                     .write(&crt, cert::to_pem(&der).as_bytes(), CERT_MODE)?;
@@ -406,6 +450,18 @@ impl Tree<'_> {
                 (der, Some(k), action)
             }
         };
+        self.keep_ca(row, der, key, action, crt)
+    }
+
+    /// Reports a CA and keeps it for signing its leaves.
+    fn keep_ca(
+        &mut self,
+        row: &'static CertRow,
+        der: Vec<u8>,
+        key: Option<Key>,
+        action: Action,
+        crt: PathBuf,
+    ) -> Result<()> {
         let info = cert::inspect(&der, &crt.display().to_string())?;
         let external = key.is_none();
         self.push(row, action, &info, external);
