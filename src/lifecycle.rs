@@ -96,9 +96,12 @@ pub struct CertsRenewArgs {
     #[arg(long)]
     pub no_restart: bool,
     /// After changing etcd's manifest, wait up to this many seconds for the kubelet to restart etcd
-    /// (a new, healthy process) before changing the API server's (only when etcd answered before; 0: never).
-    #[arg(long, value_name = "SECS", default_value_t = 180)]
-    pub restart_wait: u64,
+    /// (a new, healthy process) before changing the API server's (only when etcd answered before);
+    /// after changing the API server's, wait for it to restart and answer /livez before changing the
+    /// controller manager's and scheduler's. Default: 180 for etcd, timeouts.controlPlaneComponentHealthCheck
+    /// (kubeadm's 4 min) for the API server; 0: never wait.
+    #[arg(long, value_name = "SECS")]
+    pub restart_wait: Option<u64>,
 }
 
 /// Arguments of `reset`.
@@ -215,6 +218,17 @@ pub fn node_settings(paths: &Paths, config: Option<&std::path::Path>) -> Result<
     })
 }
 
+/// How long `certs renew` waits for the restarted API server: the
+/// configuration's `timeouts.controlPlaneComponentHealthCheck`, else (not
+/// given, or 0 = no deadline, which a renewal timer must not take)
+/// kubeadm's default of 4 minutes.
+fn apiserver_restart_wait(settings: &crate::config::Settings) -> Duration {
+    match settings.timeouts.control_plane_component_health_check {
+        Some(d) if d != Duration::MAX => d,
+        _ => Duration::from_secs(240),
+    }
+}
+
 /// Runs `certs renew`: renews, writes the renewal status file, prints one
 /// line per certificate; fails (exit 1) when a certificate that was due
 /// could not be renewed.
@@ -238,7 +252,11 @@ pub fn certs_renew(args: &CertsRenewArgs, lock_wait: Duration) -> Result<()> {
         window_label: window_seconds.map(go_duration),
         key_algorithm: from_file.then_some(settings.cluster.key_algorithm),
         restart_pods: !args.no_restart,
-        restart_wait: std::time::Duration::from_secs(args.restart_wait),
+        restart_wait: std::time::Duration::from_secs(args.restart_wait.unwrap_or(180)),
+        apiserver_wait: match args.restart_wait {
+            Some(s) => std::time::Duration::from_secs(s),
+            None => apiserver_restart_wait(&settings),
+        },
     };
     let result = renew::renew(&settings, &paths, &opts, OffsetDateTime::now_utc());
     let report = match result {

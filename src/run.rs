@@ -42,6 +42,19 @@ pub struct SourceArgs {
     /// Base URL of the platform's metadata service (tests point it at 127.0.0.1).
     #[arg(long, global = true, value_name = "URL")]
     pub metadata_url: Option<String>,
+    /// How long each network userdata source (the platform's metadata service, a
+    /// `kubeboot.config=` URL) may spend, all attempts and waits together (default 60).
+    #[arg(long, global = true, value_name = "SECS")]
+    pub metadata_timeout: Option<u64>,
+}
+
+impl SourceArgs {
+    /// The budget of each network userdata source: `--metadata-timeout`,
+    /// else [`network::DEFAULT_BUDGET`].
+    fn network_budget(&self) -> Duration {
+        self.metadata_timeout
+            .map_or(network::DEFAULT_BUDGET, Duration::from_secs)
+    }
 }
 
 /// Arguments of `firstboot`.
@@ -432,6 +445,7 @@ fn find_userdata(src: &SourceArgs, paths: &Paths, offline: bool) -> Result<(Foun
     let mut sources: Vec<Box<dyn Source>> = local::local_sources(paths);
     let mut opts = network::NetOptions::new(paths);
     opts.metadata_url = src.metadata_url.clone();
+    opts.budget = src.network_budget();
     // A `kubeboot.config=` URL is not a network source here: the kernel
     // command line (a local source, asked first) yields it, and
     // `load_found` fetches it. One path, one fetch.
@@ -474,7 +488,13 @@ fn find_userdata(src: &SourceArgs, paths: &Paths, offline: bool) -> Result<(Foun
 
 /// Unwraps found userdata; when it only points at a config URL (PXE
 /// `kubeboot.config=`), fetches that (pinned, bounded) and loads it instead.
-fn load_found(found: &Found, facts: &HostFacts, paths: &Paths, offline: bool) -> Result<Loaded> {
+fn load_found(
+    found: &Found,
+    facts: &HostFacts,
+    paths: &Paths,
+    offline: bool,
+    budget: Duration,
+) -> Result<Loaded> {
     let unwrapped = crate::envelope::unwrap(&found.bytes, facts)
         .map_err(|e| Error::Invalid(format!("{}: {e}", found.source)))?;
     let Some(cu) = unwrapped
@@ -497,7 +517,7 @@ fn load_found(found: &Found, facts: &HostFacts, paths: &Paths, offline: bool) ->
         Some(c) if c.url == cu.url => c,
         _ => userdata::url::ConfigUrl::new(&cu.url, cu.sha256.as_deref(), None)?,
     };
-    let source = userdata::url::ConfigUrlSource::new(cfg, network::DEFAULT_BUDGET);
+    let source = userdata::url::ConfigUrlSource::new(cfg, budget);
     let name = source.name();
     match source.fetch() {
         Ok(userdata::Fetch::Found(bytes)) => {
@@ -553,7 +573,7 @@ pub fn show_auto(src: &SourceArgs) -> Result<()> {
     for line in &explain {
         log::info!(target: "source", "{line}");
     }
-    let loaded = load_found(&found, &facts, &paths, false)?;
+    let loaded = load_found(&found, &facts, &paths, false, src.network_budget())?;
     log_warnings(&loaded);
     print_settings(&loaded)
 }
@@ -831,7 +851,7 @@ fn find_and_load(
     for line in &explain {
         log::info!(target: "source", "{line}");
     }
-    let loaded = load_found(&found, &facts, paths, offline)
+    let loaded = load_found(&found, &facts, paths, offline, src.network_budget())
         .inspect_err(|e| record_failure(e, Some(found.source.clone())))?;
     log_warnings(&loaded);
     Ok((found.source, loaded))

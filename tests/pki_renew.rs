@@ -6,9 +6,13 @@
 //! renewal generates one); kubectl reads the renewed kubeconfigs; the four
 //! static pod manifests changed only by the restart annotation and still
 //! validate as Pods; a second run changes nothing. External-CA mode says
-//! per certificate that it cannot sign.
+//! per certificate that it cannot sign. The restarts go in a safe order:
+//! the controller manager's and the scheduler's manifests change only once
+//! the restarted API server answers `/livez` again (a loopback stand-in
+//! for it that goes away when its manifest changes and comes back late).
 
 mod cli_support;
+mod net_support;
 mod pki_support;
 
 use std::path::{Path, PathBuf};
@@ -467,4 +471,237 @@ fn kubernetes_validate(path: &Path) {
         }
         Err(e) => panic!("kubernetes-validate is required: {e}"),
     }
+}
+
+/// A stand-in for this node's API server on 127.0.0.1: `/livez` answers
+/// 200 while `up`, else 503 (the old pod gone, the new one starting);
+/// serves the node's own apiserver certificate (verified with its CA).
+struct FakeApiServer {
+    server: net_support::Server,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    livez: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn fake_api_server(pki: &Path) -> FakeApiServer {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let up = std::sync::Arc::new(AtomicBool::new(true));
+    let livez = std::sync::Arc::new(AtomicUsize::new(0));
+    let (u, n) = (up.clone(), livez.clone());
+    let server = net_support::Server::https(
+        net_support::tls_config(&pki.join("apiserver.crt"), &pki.join("apiserver.key"), None),
+        move |req, _| {
+            if req.path != "/livez" {
+                return net_support::Reply::Respond(404, vec![], b"{}".to_vec());
+            }
+            n.fetch_add(1, Ordering::SeqCst);
+            if u.load(Ordering::SeqCst) {
+                net_support::ok(b"ok")
+            } else {
+                net_support::Reply::Respond(503, vec![], b"not live".to_vec())
+            }
+        },
+    );
+    FakeApiServer { server, up, livez }
+}
+
+/// When each of the three manifests was first seen with the restart
+/// annotation, and when the API server came back; the kubelet's part:
+/// once the API server's manifest changes, its pod goes away (`/livez`
+/// 503) and the new one is live `back_after` later (never, if `None`).
+struct Seen {
+    apiserver: Option<std::time::Instant>,
+    back: Option<std::time::Instant>,
+    controller_manager: Option<std::time::Instant>,
+    scheduler: Option<std::time::Instant>,
+}
+
+fn play_kubelet(
+    root: &Path,
+    api: &FakeApiServer,
+    back_after: Option<std::time::Duration>,
+    mut renew: std::process::Child,
+) -> (Output, Seen) {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let m = root.join("etc/kubernetes/manifests");
+    let changed = |pod: &str| {
+        std::fs::read_to_string(m.join(format!("{pod}.yaml")))
+            .unwrap()
+            .contains("kubeboot.dev/certs-renewed-at")
+    };
+    let mut seen = Seen {
+        apiserver: None,
+        back: None,
+        controller_manager: None,
+        scheduler: None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = Instant::now();
+        if seen.apiserver.is_none() && changed("kube-apiserver") {
+            seen.apiserver = Some(now);
+            api.up.store(false, Ordering::SeqCst);
+        }
+        if let (Some(t), Some(after), None) = (seen.apiserver, back_after, seen.back)
+            && now >= t + after
+        {
+            // noted before it answers, so nothing can see it live earlier
+            seen.back = Some(now);
+            api.up.store(true, Ordering::SeqCst);
+        }
+        if seen.controller_manager.is_none() && changed("kube-controller-manager") {
+            seen.controller_manager = Some(now);
+        }
+        if seen.scheduler.is_none() && changed("kube-scheduler") {
+            seen.scheduler = Some(now);
+        }
+        if renew.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(now < deadline, "certs renew did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // the last changes, written just before the exit
+    if seen.controller_manager.is_none() && changed("kube-controller-manager") {
+        seen.controller_manager = Some(Instant::now());
+    }
+    if seen.scheduler.is_none() && changed("kube-scheduler") {
+        seen.scheduler = Some(Instant::now());
+    }
+    (renew.wait_with_output().unwrap(), seen)
+}
+
+/// Renders a short-lived control plane whose API server listens on the
+/// fake's port, and starts the fake.
+fn node_with_fake_api_server(name: &str) -> (PathBuf, PathBuf, FakeApiServer) {
+    let dir = tmp(&format!("renew-{name}"));
+    // the CA and the apiserver certificate first: the fake serves them
+    let ca_dir = dir.join("pki-src");
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    let seed = render_config(
+        &ca_dir,
+        "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n  advertiseAddress: 127.0.0.1\n",
+    );
+    let api = fake_api_server(&pki(&seed));
+    // the node, with those CAs (carried PKI is kept) and the fake's port
+    let root = dir.join("cp");
+    std::fs::create_dir_all(root.join("etc/kubernetes")).unwrap();
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(pki(&seed))
+        .arg(root.join("etc/kubernetes/"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let rendered = render_config(
+        &dir,
+        &format!(
+            "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\ncluster:\n  certificateValidity: 240h\nnode:\n  name: cp-1\n  advertiseAddress: 127.0.0.1\n  bindPort: {}\n",
+            api.server.port
+        ),
+    );
+    assert_eq!(rendered, root);
+    let manifest =
+        std::fs::read_to_string(root.join("etc/kubernetes/manifests/kube-apiserver.yaml")).unwrap();
+    assert!(
+        manifest.contains(&format!("- --secure-port={}", api.server.port)),
+        "{manifest}"
+    );
+    (dir, root, api)
+}
+
+fn spawn_renew(root: &Path, wait: &str) -> std::process::Child {
+    // etcd's certificates are not named: nothing here plays etcd
+    Command::new(env!("CARGO_BIN_EXE_kubeboot"))
+        .args([
+            "certs",
+            "renew",
+            "apiserver",
+            "controller-manager.conf",
+            "scheduler.conf",
+            "--restart-wait",
+            wait,
+            "--root",
+            root.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn the_controller_manager_and_scheduler_change_only_after_the_api_server_is_back() {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    let (dir, root, api) = node_with_fake_api_server("order");
+    let renew = spawn_renew(&root, "60");
+    let (o, seen) = play_kubelet(&root, &api, Some(Duration::from_secs(3)), renew);
+    let stderr = text(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let api_changed = seen.apiserver.expect("the API server's manifest changed");
+    let back = seen.back.unwrap_or_else(|| {
+        panic!("certs renew ended before the API server was back: it did not wait for it\n{stderr}")
+    });
+    let cm = seen
+        .controller_manager
+        .expect("controller manager's manifest changed");
+    let sched = seen.scheduler.expect("scheduler's manifest changed");
+    assert!(
+        cm >= back && sched >= back,
+        "changed {:?} (controller manager) and {:?} (scheduler) after the API server's manifest, but it was back only after {:?}",
+        cm - api_changed,
+        sched - api_changed,
+        back - api_changed
+    );
+    // it asked /livez before (live), while it was gone, and once back
+    assert!(api.livez.load(Ordering::SeqCst) >= 3);
+    let status: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("var/lib/kubeboot/renew-status.json")).unwrap(),
+    )
+    .unwrap();
+    let checks = status["restartChecks"].to_string();
+    assert!(
+        checks.contains("kube-apiserver restarted and is live"),
+        "{status}"
+    );
+    assert_eq!(
+        status["restarted"],
+        serde_json::json!([
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler"
+        ])
+    );
+    eprintln!(
+        "figure: the API server was back {:.1} s after its manifest changed; the controller manager's manifest changed {:.1} s after it, the scheduler's {:.1} s",
+        (back - api_changed).as_secs_f64(),
+        (cm - api_changed).as_secs_f64(),
+        (sched - api_changed).as_secs_f64()
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_api_server_that_never_comes_back_is_waited_for_only_within_the_bound() {
+    use std::time::{Duration, Instant};
+    let (dir, root, api) = node_with_fake_api_server("never-back");
+    let started = Instant::now();
+    let renew = spawn_renew(&root, "2");
+    let (o, seen) = play_kubelet(&root, &api, None, renew);
+    let stderr = text(&o.stderr);
+    // the renewal itself succeeded: exit 0, a warning, the others changed
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("kube-apiserver was not seen restarted and live"),
+        "{stderr}"
+    );
+    let cm = seen
+        .controller_manager
+        .expect("controller manager's manifest changed");
+    assert!(cm - seen.apiserver.unwrap() >= Duration::from_secs(2));
+    assert!(seen.scheduler.is_some());
+    // bounded (generous: the machine is slow and shared)
+    assert!(started.elapsed() < Duration::from_secs(60));
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -193,14 +193,8 @@ pub(crate) fn retry_watched<T>(
                     return Err(GaveUp::Budget(tried));
                 }
                 let asked = RETRY_AFTER.with(std::cell::Cell::take);
-                let cap = policy.cap(tried.attempts - 1);
-                // After Retry-After: never earlier, and spread over as long
-                // again, so clients told together do not return together.
-                let wait = match asked {
-                    Some(a) => a + jitter(cap.max(a)),
-                    None => jitter(cap),
-                }
-                .min(left - Duration::from_millis(50));
+                let wait = next_wait(asked, policy.cap(tried.attempts - 1))
+                    .min(left - Duration::from_millis(50));
                 if what.is_empty() {
                     std::thread::sleep(wait);
                     continue;
@@ -234,6 +228,17 @@ pub(crate) fn retry_watched<T>(
                 }
             }
         }
+    }
+}
+
+/// The wait before the next attempt: full jitter up to the backoff `cap`;
+/// after a `Retry-After` of `a`, never earlier than `a`, plus a jitter of
+/// up to as long again (or the cap, if larger), so clients told together
+/// do not return together.
+fn next_wait(asked: Option<Duration>, cap: Duration) -> Duration {
+    match asked {
+        Some(a) => a + jitter(cap.max(a)),
+        None => jitter(cap),
     }
 }
 
@@ -681,6 +686,33 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn a_crowd_told_to_retry_after_one_second_returns_spread_over_the_next() {
+        // 300 clients refused at the same moment with Retry-After: 1, on
+        // their first retry (cap 250 ms): none before 1 s, all by 2 s, and
+        // spread out, not together (each 100 ms of [1 s, 2 s) gets some).
+        let waits: Vec<Duration> = (0..300)
+            .map(|_| next_wait(Some(Duration::from_secs(1)), Duration::from_millis(250)))
+            .collect();
+        assert!(
+            waits.iter().all(|w| *w >= Duration::from_secs(1)),
+            "{waits:?}"
+        );
+        assert!(
+            waits.iter().all(|w| *w <= Duration::from_secs(2)),
+            "{waits:?}"
+        );
+        let mut bins = [0usize; 10];
+        for w in &waits {
+            bins[((w.as_millis() - 1000) / 100).min(9) as usize] += 1;
+        }
+        // uniform: 30 expected per bin; 5 or fewer is far outside chance
+        assert!(bins.iter().all(|n| *n > 5), "{bins:?}");
+        // without Retry-After: full jitter up to the cap
+        let w = next_wait(None, Duration::from_millis(250));
+        assert!(w <= Duration::from_millis(250));
     }
 
     #[test]

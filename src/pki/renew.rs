@@ -163,6 +163,10 @@ pub struct Options {
     /// How long to wait for the kubelet to restart etcd (a new process,
     /// healthy) before the next manifest changes (0: do not wait).
     pub restart_wait: std::time::Duration,
+    /// How long to wait for the kubelet to restart the API server (seen
+    /// gone, then `/livez` 200) before the controller manager's and the
+    /// scheduler's manifests change (0: do not wait).
+    pub apiserver_wait: std::time::Duration,
 }
 
 /// Checks names against kubeadm's list; `all` alone means every one.
@@ -561,11 +565,52 @@ pub fn renew(
                 .then(|| etcd_metrics_url(&text))
                 .flatten()
                 .and_then(|url| etcd_started_at(&url).map(|t| (url, t)));
+            // the API server is waited for before the controller manager's
+            // and the scheduler's manifests change (they talk to it): its
+            // /livez, and whether it answered before the change
+            let api_probe = if pod == "kube-apiserver" && !opts.apiserver_wait.is_zero() {
+                let ca = r.w.read(
+                    &paths
+                        .pki_dir(&settings.cluster.certificates_dir)
+                        .join("ca.crt"),
+                )?;
+                ca.and_then(|ca| ApiProbe::from_manifest(&text, &ca))
+                    .map(|p| {
+                        let live = p.live();
+                        (p, live)
+                    })
+            } else {
+                None
+            };
             fs::write_atomic(&paths.rooted(&path), new.as_bytes(), 0o600, Sync::Each)?;
             log::info!(target: "renew", "changed {} so the kubelet restarts {pod}", path.display());
             restarted.push(pod.to_string());
             if let Some((url, before)) = etcd_before {
                 checks.push(wait_etcd_restart(&url, before, opts.restart_wait));
+            }
+            match api_probe {
+                Some((probe, true)) => {
+                    checks.push(probe.wait_restart(opts.apiserver_wait));
+                }
+                // as with etcd: a server that did not answer before is not
+                // waited for (nothing talks to it now either)
+                Some((probe, false)) => {
+                    let line = format!(
+                        "kube-apiserver did not answer {} before its manifest changed; not waited for",
+                        probe.url
+                    );
+                    log::info!(target: "renew", "{line}");
+                    checks.push(line);
+                }
+                None if pod == "kube-apiserver" && !opts.apiserver_wait.is_zero() => {
+                    let line = format!(
+                        "kube-apiserver not waited for: no --advertise-address in {} or no CA certificate to verify it with",
+                        path.display()
+                    );
+                    log::warn!(target: "renew", "{line}");
+                    checks.push(line);
+                }
+                None => {}
             }
         }
     }
@@ -650,6 +695,87 @@ fn wait_etcd_restart(metrics_url: &str, before: f64, budget: std::time::Duration
     }
 }
 
+/// The API server's `/livez` on this node, as kubeadm's liveness probe
+/// reads it (`https://<advertise-address>:<secure-port>/livez`), the
+/// server verified with the cluster CA.
+struct ApiProbe {
+    url: String,
+    agent: ureq::Agent,
+}
+
+impl ApiProbe {
+    /// From the kube-apiserver manifest's `--advertise-address` and
+    /// `--secure-port` (6443 when absent); `None` without an address or a
+    /// CA certificate.
+    fn from_manifest(manifest: &str, ca_pem: &[u8]) -> Option<ApiProbe> {
+        let flag = |name: &str| {
+            manifest.lines().find_map(|l| {
+                l.trim_start()
+                    .strip_prefix(&format!("- --{name}="))
+                    .map(|v| v.trim().trim_matches('"').to_string())
+            })
+        };
+        let addr: std::net::IpAddr = flag("advertise-address")?.parse().ok()?;
+        let port: u16 = match flag("secure-port") {
+            Some(p) => p.parse().ok()?,
+            None => 6443,
+        };
+        let roots = crate::net::http::certs_from_pem(ca_pem);
+        if roots.is_empty() {
+            return None;
+        }
+        Some(ApiProbe {
+            url: format!("https://{}/livez", std::net::SocketAddr::new(addr, port)),
+            agent: crate::net::http::agent(Some(roots)),
+        })
+    }
+
+    /// `/livez` answers 200 now (one try, 2 s).
+    fn live(&self) -> bool {
+        matches!(
+            crate::net::http::send(
+                &self.agent,
+                crate::net::http::Method::Get,
+                &self.url,
+                &[],
+                std::time::Duration::from_secs(2),
+            ),
+            crate::net::http::Step::Done(r) if r.status == 200
+        )
+    }
+
+    /// Waits, within `budget`, until the API server, live before its
+    /// manifest changed, restarted and is live again: seen not live (the
+    /// old pod gone), then live. The line says what was seen.
+    fn wait_restart(&self, budget: std::time::Duration) -> String {
+        let start = std::time::Instant::now();
+        let url = &self.url;
+        log::info!(target: "renew", "waiting up to {} s for the kubelet to restart kube-apiserver ({url}) before the controller manager's and the scheduler's manifests change", budget.as_secs());
+        let mut seen_down = false;
+        loop {
+            let live = self.live();
+            if live && seen_down {
+                let line = format!(
+                    "kube-apiserver restarted and is live ({url}, {} s after its manifest changed)",
+                    start.elapsed().as_secs()
+                );
+                log::info!(target: "renew", "{line}");
+                return line;
+            }
+            seen_down |= !live;
+            if start.elapsed() >= budget {
+                let line = format!(
+                    "kube-apiserver was not seen restarted and live on {url} within {} s; going on (is the kubelet running?)",
+                    budget.as_secs()
+                );
+                log::warn!(target: "renew", "{line}");
+                return line;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+}
+
 /// `/var/lib/kubeboot/renew-status.json`.
 pub fn status_file(paths: &Paths) -> PathBuf {
     paths.state_dir().join("renew-status.json")
@@ -717,6 +843,31 @@ mod tests {
         assert_eq!(parse_window("720h"), Some(30 * 86400));
         assert_eq!(parse_window("d"), None);
         assert_eq!(parse_window("soon"), None);
+    }
+
+    #[test]
+    fn the_api_servers_livez_comes_from_its_manifest() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        let ca = ca.as_bytes();
+        let v4 = "spec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --advertise-address=10.0.0.10\n    - --secure-port=8443\n";
+        let v6 = "    - --advertise-address=fd00::10\n";
+        // a CA that does not parse as a certificate: no probe
+        assert!(ApiProbe::from_manifest(v4, b"not pem").is_none());
+        assert_eq!(
+            ApiProbe::from_manifest(v4, ca).unwrap().url,
+            "https://10.0.0.10:8443/livez"
+        );
+        // IPv6 in brackets; the default port without --secure-port
+        assert_eq!(
+            ApiProbe::from_manifest(v6, ca).unwrap().url,
+            "https://[fd00::10]:6443/livez"
+        );
+        assert!(ApiProbe::from_manifest("    - --secure-port=6443\n", ca).is_none());
     }
 
     #[test]

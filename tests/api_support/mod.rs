@@ -635,6 +635,16 @@ impl StandIn {
         self.state().rejections.clone()
     }
 
+    /// How many `method` requests whose URL contains `url_part` were
+    /// answered `status` (e.g. the 409s a conflict retry met).
+    pub fn served(&self, method: &str, url_part: &str, status: u16) -> usize {
+        self.state()
+            .log
+            .iter()
+            .filter(|l| l.method == method && l.url.contains(url_part) && l.status == status)
+            .count()
+    }
+
     /// Panics with the stand-in's failures, if any.
     pub fn check(&self) {
         let f = self.state().failures.clone();

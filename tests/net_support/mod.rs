@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kubeboot::net::http::Retry;
 use rustls::pki_types::pem::PemObject;
@@ -21,6 +21,15 @@ pub struct Request {
     pub body: Vec<u8>,
     /// The DER of the client certificate the TLS peer presented, if any.
     pub client_cert: Option<Vec<u8>>,
+    /// When the server accepted the connection that carried it (before
+    /// the TLS handshake): the arrival time least shaped by the server's
+    /// own threads being scheduled late.
+    pub accepted: Instant,
+    /// When the kernel received the connection's first bytes (a TLS
+    /// ClientHello: when the client set out), for a server started with
+    /// [`Server::https_stamped`]; independent of when this server's
+    /// threads got to run.
+    pub sent: Option<Instant>,
     /// Which TCP connection carried it: 1 for the server's first accepted
     /// connection, 2 for the next... (keep-alive reuse shows as one number).
     pub connection: usize,
@@ -140,12 +149,40 @@ impl Server {
         Server::start(handler, Some(config), true)
     }
 
+    /// [`Server::https`] that also records, per connection, when the
+    /// kernel received its first bytes ([`Request::sent`], from
+    /// `SO_TIMESTAMPNS`).
+    pub fn https_stamped(
+        config: Arc<rustls::ServerConfig>,
+        handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+    ) -> Server {
+        Server::start_with(handler, Some(config), false, true)
+    }
+
     fn start(
         handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
         tls: Option<Arc<rustls::ServerConfig>>,
         keep_alive: bool,
     ) -> Server {
+        Server::start_with(handler, tls, keep_alive, false)
+    }
+
+    fn start_with(
+        handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        keep_alive: bool,
+        stamped: bool,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        if stamped {
+            // accepted sockets inherit it
+            nix::sys::socket::setsockopt(
+                &listener,
+                nix::sys::socket::sockopt::ReceiveTimestampns,
+                &true,
+            )
+            .unwrap();
+        }
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
@@ -153,6 +190,7 @@ impl Server {
         std::thread::spawn(move || {
             for (n, stream) in listener.incoming().enumerate() {
                 let Ok(stream) = stream else { continue };
+                let accepted = Instant::now();
                 let connection = n + 1;
                 let (handler, recorded, tls) = (handler.clone(), recorded.clone(), tls.clone());
                 std::thread::spawn(move || {
@@ -160,8 +198,22 @@ impl Server {
                     let _ = stream.set_nodelay(true);
                     // a second handle on the socket, to reset it (Reply::Reset)
                     let raw = stream.try_clone().ok();
+                    let sent = if stamped {
+                        first_bytes_at(&stream)
+                    } else {
+                        None
+                    };
+                    let accepted = (accepted, sent);
                     match tls {
-                        None => serve(stream, &*handler, &recorded, (None, connection), false, raw),
+                        None => serve(
+                            stream,
+                            &*handler,
+                            &recorded,
+                            (None, connection),
+                            false,
+                            raw,
+                            accepted,
+                        ),
                         Some(cfg) => {
                             let Ok(mut conn) = rustls::ServerConnection::new(cfg) else {
                                 return;
@@ -183,6 +235,7 @@ impl Server {
                                 (client, connection),
                                 keep_alive,
                                 raw,
+                                accepted,
                             )
                         }
                     }
@@ -201,6 +254,31 @@ impl Server {
     }
 }
 
+/// When the kernel received the first bytes waiting on `stream`
+/// (`SO_TIMESTAMPNS`, read with `MSG_PEEK`: they stay for the reader).
+fn first_bytes_at(stream: &TcpStream) -> Option<Instant> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let msg = recvmsg::<SockaddrStorage>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_PEEK,
+    )
+    .ok()?;
+    let ts = msg.cmsgs().ok()?.find_map(|c| match c {
+        ControlMessageOwned::ScmTimestampns(t) => Some(t),
+        _ => None,
+    })?;
+    let at = std::time::UNIX_EPOCH + Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32);
+    // the wall-clock stamp as an Instant: how long ago it was
+    let age = std::time::SystemTime::now().duration_since(at).ok()?;
+    Instant::now().checked_sub(age)
+}
+
 fn serve<S: Read + Write>(
     stream: S,
     handler: &Handler,
@@ -208,6 +286,7 @@ fn serve<S: Read + Write>(
     peer: (Option<Vec<u8>>, usize),
     keep_alive: bool,
     raw: Option<TcpStream>,
+    accepted: (Instant, Option<Instant>),
 ) {
     let mut reader = BufReader::new(stream);
     while let Some(again) = serve_one(
@@ -217,6 +296,7 @@ fn serve<S: Read + Write>(
         &peer,
         keep_alive,
         raw.as_ref(),
+        accepted,
     ) {
         if !again {
             return;
@@ -232,6 +312,7 @@ fn serve_one<S: Read + Write>(
     (client_cert, connection): &(Option<Vec<u8>>, usize),
     keep_alive: bool,
     raw: Option<&TcpStream>,
+    (accepted, sent): (Instant, Option<Instant>),
 ) -> Option<bool> {
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -276,6 +357,8 @@ fn serve_one<S: Read + Write>(
         headers,
         body,
         client_cert: client_cert.clone(),
+        accepted,
+        sent,
         connection: *connection,
     };
     let index = {
