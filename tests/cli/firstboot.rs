@@ -120,6 +120,8 @@ fn worker_joins_through_token_discovery() {
         "secret in output"
     );
     assert!(out.contains("kubeboot: join-worker succeeded"), "{out}");
+    // no startSpread: the first request goes out at once
+    assert!(!err.contains("start spread"), "{err}");
 
     let st = status(&root);
     assert_eq!(st["result"], "success");
@@ -189,6 +191,58 @@ fn worker_joins_through_token_discovery() {
         std::fs::read_to_string(&log).unwrap().lines().count(),
         3,
         "no systemctl call on rerun"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `startSpread`: a live join waits a random part of it before its first
+/// request, and says so; a dry run of the same config does not wait.
+#[test]
+fn start_spread_delays_a_live_join_only() {
+    let dir = tmpdir("spread");
+    let cp = control_plane(&dir);
+    let (api, _) = api_server(&cp, None);
+    let healthz = kubelet_healthz(0);
+    let root = dir.join("worker");
+    std::fs::create_dir_all(&root).unwrap();
+    let userdata = worker_userdata(api.port(), &ca_hash(&cp)) + "  startSpread: 2s\n";
+    seed(&root, &userdata);
+    let (systemctl, _) = fake_systemctl(&dir, &root);
+    let o = firstboot_with(
+        &api,
+        &root,
+        &systemctl,
+        &format!("{}/healthz", healthz.base()),
+    );
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("start spread: waiting ") && err.contains("up to 2.0 s"),
+        "{err}"
+    );
+    let cfg = dir.join("worker.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: kubeboot.dev/v1alpha1\nrole: worker\nserver: 127.0.0.1:{}\ntoken: abcdef.0123456789abcdef\ncaCertHash: {}\nstartSpread: 2s\n",
+            api.port(),
+            ca_hash(&cp)
+        ),
+    )
+    .unwrap();
+    let o = kubeboot(&[
+        "join",
+        "--dry-run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--root",
+        dir.join("dry").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        !text(&o.stderr).contains("start spread"),
+        "{}",
+        text(&o.stderr)
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
