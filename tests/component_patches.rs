@@ -207,7 +207,7 @@ maxPods: 42
 #[test]
 fn bad_patches_are_errors_naming_the_file() {
     let dir = tmpdir("bad-patches");
-    let cases: [(&str, &str, &str); 6] = [
+    let cases: [(&str, &str, &str); 7] = [
         ("kube-apiservr.yaml", "spec: {}\n", "not a patch target"),
         (
             "etcd+strategik.yaml",
@@ -233,6 +233,13 @@ fn bad_patches_are_errors_naming_the_file() {
             "kubeletconfiguration+merge.yaml",
             "maxPod: 10\n",
             "KubeletConfiguration.maxPod: not a field",
+        ),
+        // the CoreDNS Deployment is only sent by the addon phase, long after
+        // the files: its patch is checked before anything is written too
+        (
+            "corednsdeployment+json.json",
+            r#"[{"op": "replace", "path": "/spec/nosuchfield", "value": 1}]"#,
+            "could not be applied",
         ),
     ];
     for (i, (file, body, want)) in cases.iter().enumerate() {
