@@ -494,23 +494,15 @@ fn readme_main_command_runs() {
     // "prints what it wrote": every file in the tree is listed once, with
     // the mode it has on disk, and nothing else is listed as a file
     use std::os::unix::fs::PermissionsExt;
-    let mut on_disk = Vec::new();
-    let mut dirs = vec![root.clone()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                dirs.push(p);
-            } else {
-                let rel = format!("/{}", p.strip_prefix(&root).unwrap().display());
-                if rel == "/var/lib/kubeboot/lock" {
-                    continue; // the run lock (docs/security.md), not a node file
-                }
-                on_disk.push((format!("{:04o}", m.permissions().mode() & 0o7777), rel));
-            }
-        }
-    }
+    // (the run lock, var/lib/kubeboot/lock, is kubeboot's own, not a node file)
+    let mut on_disk: Vec<(String, String)> = cli_support::files_under(&root, &["var/lib/kubeboot"])
+        .into_iter()
+        .map(|rel| {
+            let m = std::fs::symlink_metadata(root.join(&rel)).unwrap();
+            let mode = format!("{:04o}", m.permissions().mode() & 0o7777);
+            (mode, format!("/{}", rel.display()))
+        })
+        .collect();
     on_disk.sort();
     let mut listed: Vec<(String, String)> = out
         .lines()
