@@ -51,7 +51,7 @@ fn defaults(join: bool) -> Result<Settings> {
 }
 
 fn yaml(v: &Value) -> Result<String> {
-    serde_norway::to_string(v).map_err(|e| Error::Failed(format!("encoding YAML: {e}")))
+    crate::yaml::to_string(v).map_err(|e| Error::Failed(format!("encoding YAML: {e}")))
 }
 
 fn node_registration(s: &Settings) -> Value {

@@ -171,7 +171,7 @@ pub fn config_value(s: &Settings, det: &Detected) -> Value {
 
 /// `/var/lib/kubelet/config.yaml`.
 pub fn config_yaml(s: &Settings, det: &Detected) -> Result<String> {
-    serde_norway::to_string(&config_value(s, det))
+    crate::yaml::to_string(&config_value(s, det))
         .map_err(|e| Error::Failed(format!("serializing KubeletConfiguration: {e}")))
 }
 
@@ -270,7 +270,7 @@ pub fn from_cluster(doc: &str, det: &Detected) -> Result<String> {
         log::warn!(target: "kubelet-start", "the cluster's kubelet configuration names another cgroup driver; using {want}, which this node's container runtime uses");
         map.insert("cgroupDriver".into(), Value::from(want));
     }
-    serde_norway::to_string(&v)
+    crate::yaml::to_string(&v)
         .map_err(|e| Error::Failed(format!("encoding the kubelet configuration: {e}")))
 }
 
@@ -295,7 +295,7 @@ pub fn patched(s: &Settings, config: String) -> Result<String> {
             list.join("; ")
         )));
     }
-    serde_norway::to_string(&v)
+    crate::yaml::to_string(&v)
         .map_err(|e| Error::Failed(format!("encoding the kubelet configuration: {e}")))
 }
 

@@ -51,3 +51,4 @@ pub mod secret;
 pub mod status;
 pub mod status_view;
 pub mod userdata;
+pub mod yaml;

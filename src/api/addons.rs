@@ -585,7 +585,7 @@ fn kube_proxy_daemonset(s: &Settings) -> DaemonSet {
 /// (`--print-manifest` prints them the other way round; the DaemonSet's
 /// pods wait for the ServiceAccount, which follows within the same run.)
 pub fn kube_proxy(s: &Settings) -> Result<Vec<ApiObject>, Error> {
-    let config = serde_norway::to_string(&kube_proxy_config(s))
+    let config = crate::yaml::to_string(&kube_proxy_config(s))
         .map_err(|e| Error::Failed(format!("KubeProxyConfiguration does not serialize: {e}")))?;
     // kubeadm's template embeds it as a `|-` block: no final newline
     let config = config.trim_end_matches('\n').to_string();

@@ -409,7 +409,7 @@ pub fn sign_config_map(mut cm: ConfigMap) -> ConfigMap {
 /// node's `/var/lib/kubelet/config.yaml`), each with the Role and
 /// RoleBinding that let nodes and bootstrap tokens read it.
 pub fn upload_config(s: &Settings, kubelet_config: &str) -> Result<Vec<ApiObject>, Error> {
-    let yaml = serde_norway::to_string(&cluster_configuration(s))
+    let yaml = crate::yaml::to_string(&cluster_configuration(s))
         .map_err(|e| Error::Failed(format!("ClusterConfiguration does not serialize: {e}")))?;
     let mut out = vec![object(
         &config_map(

@@ -153,7 +153,7 @@ pub fn patched_yaml(s: &Settings, component: &str, pod: &Pod) -> Result<String> 
             }
         }
     }
-    serde_norway::to_string(&v)
+    crate::yaml::to_string(&v)
         .map_err(|e| Error::Failed(format!("serializing static pod {component}: {e}")))
 }
 
@@ -168,7 +168,7 @@ pub fn render_patched(s: &Settings, host: &HostInputs) -> Result<Vec<(&'static s
 /// A pod as YAML, the way it is written to the manifests directory.
 pub fn to_yaml(pod: &Pod) -> Result<String> {
     let name = pod.metadata.name.as_deref().unwrap_or("pod");
-    serde_norway::to_string(pod)
+    crate::yaml::to_string(pod)
         .map_err(|e| Error::Failed(format!("serializing static pod {name}: {e}")))
 }
 

@@ -547,7 +547,7 @@ pub fn reference_client_file(kubeconfig: &[u8], file: &str) -> Result<String, St
     }
     user.insert("client-certificate".into(), file.into());
     user.insert("client-key".into(), file.into());
-    serde_norway::to_string(&v).map_err(|e| format!("encoding: {e}"))
+    crate::yaml::to_string(&v).map_err(|e| format!("encoding: {e}"))
 }
 
 #[cfg(test)]
