@@ -184,6 +184,7 @@ impl Emitter {
         self.scalar_analyzed(value, requested, &analyze(value))
     }
 
+    #[inline(never)] // once, not in every Serialize impl (binary size)
     fn scalar_analyzed(&mut self, value: &str, requested: Style, a: &Analysis) -> Result<()> {
         self.node_start()?;
         let ctx = self.ctx;
@@ -347,6 +348,7 @@ impl Emitter {
         }
     }
 
+    #[inline(never)] // once, not in every Serialize impl (binary size)
     fn start_collection(&mut self, map: bool) -> Result<()> {
         self.node_start()?;
         self.frames.push(Frame {
@@ -358,6 +360,7 @@ impl Emitter {
         Ok(())
     }
 
+    #[inline(never)] // once, not in every Serialize impl (binary size)
     fn end_collection(&mut self) -> Result<()> {
         let frame = self
             .frames
@@ -380,6 +383,7 @@ impl Emitter {
             .ok_or_else(|| Error("entry outside a collection".into()))
     }
 
+    #[inline(never)] // once, not in every Serialize impl (binary size)
     fn sequence_item(&mut self) -> Result<()> {
         let frame = self.top()?;
         let first = std::mem::replace(&mut frame.first, false);
@@ -397,6 +401,7 @@ impl Emitter {
         Ok(())
     }
 
+    #[inline(never)] // once, not in every Serialize impl (binary size)
     fn mapping_key(&mut self, text: &str, style: Style) -> Result<()> {
         let frame = self.top()?;
         let first = std::mem::replace(&mut frame.first, false);
@@ -423,6 +428,7 @@ impl Emitter {
         self.scalar_analyzed(text, style, &a)
     }
 
+    #[inline(never)] // once, not in every Serialize impl (binary size)
     fn mapping_value(&mut self) -> Result<()> {
         if self.top()?.simple {
             self.write_indicator(":", false, false, false);
@@ -437,6 +443,14 @@ impl Emitter {
         Ok(())
     }
 
+    /// A struct field's key and the `:` before its value.
+    #[inline(never)] // once, not in every Serialize impl (binary size)
+    fn struct_field(&mut self, name: &str) -> Result<()> {
+        self.mapping_key(name, str_style(name))?;
+        self.mapping_value()
+    }
+
+    #[inline(never)] // once, not in every Serialize impl (binary size)
     fn string(&mut self, v: &str) -> Result<()> {
         self.scalar(v, str_style(v))
     }
@@ -452,10 +466,21 @@ impl Emitter {
 fn str_style(v: &str) -> Style {
     if v.contains('\n') {
         Style::Literal
-    } else if resolves_to_non_string(v) || yaml11_non_string(v) {
+    } else if may_not_be_a_string(v) && (resolves_to_non_string(v) || yaml11_non_string(v)) {
         Style::SingleQuoted
     } else {
         Style::Any
+    }
+}
+
+/// A cheap first look: only these first bytes (or an empty string) can
+/// start a null, bool, number, timestamp, `<<` or `=` in YAML 1.1 or 1.2.
+fn may_not_be_a_string(v: &str) -> bool {
+    match v.as_bytes().first() {
+        None | Some(b'0'..=b'9' | b'+' | b'-' | b'.') => true,
+        Some(b'~' | b'<' | b'=') => v.len() <= 2,
+        Some(b'n' | b'N' | b't' | b'T' | b'f' | b'F' | b'y' | b'Y' | b'o' | b'O') => v.len() <= 5,
+        _ => false,
     }
 }
 
@@ -678,6 +703,17 @@ fn is_printable(c: char) -> bool {
 }
 
 fn analyze(value: &str) -> Analysis {
+    // most of what kubeboot writes: names, paths, images, flags
+    let safe = |b: u8| b.is_ascii_alphanumeric() || b"/._=-+".contains(&b);
+    if value.bytes().all(safe) && !value.is_empty() {
+        return Analysis {
+            multiline: false,
+            // a lone `-` is a sequence entry
+            block_plain: !(value.starts_with("---") || value.starts_with("...") || value == "-"),
+            single_quoted: true,
+            block: true,
+        };
+    }
     if value.is_empty() {
         return Analysis {
             multiline: false,
@@ -1115,8 +1151,7 @@ impl ser::SerializeStruct for &mut Emitter {
     type Ok = ();
     type Error = Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, v: &T) -> Result<()> {
-        self.mapping_key(name, str_style(name))?;
-        self.mapping_value()?;
+        self.struct_field(name)?;
         v.serialize(&mut **self)
     }
     fn end(self) -> Result<()> {
