@@ -52,6 +52,24 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     e.finish()
 }
 
+/// `value` as a YAML scalar that fits on one line (for documents written
+/// from a template, as kubeadm writes kubeconfigs): what [`to_string`]
+/// writes for it as a mapping value, except that text with line breaks is
+/// double-quoted instead of a `|` block.
+pub fn inline_scalar(value: &str) -> String {
+    let mut e = Emitter::new();
+    // a simple key's context: the same choices, but never a block scalar
+    e.ctx = Ctx {
+        mapping: true,
+        simple_key: true,
+    };
+    match e.string(value) {
+        Ok(()) => e.out,
+        // a scalar alone cannot fail; double quotes read back in any case
+        Err(_) => format!("{value:?}"),
+    }
+}
+
 /// The style a scalar asks for; libyaml may pick a stronger one.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Style {
@@ -1405,6 +1423,19 @@ mod tests {
         for s in long_strings() {
             for v in shapes(&s) {
                 check(&v);
+            }
+        }
+    }
+
+    #[test]
+    fn inline_scalars_are_mapping_values_on_one_line() {
+        for s in TRICKY {
+            let line = format!("k: {}\n", inline_scalar(s));
+            assert_eq!(line.lines().count(), 1, "{s:?}: {line}");
+            let back: Value = serde_norway::from_str(&line).unwrap();
+            assert_eq!(back, json!({ "k": s }), "{line}");
+            if !s.chars().any(is_break) {
+                assert_eq!(line, to_string(&json!({ "k": s })).unwrap());
             }
         }
     }

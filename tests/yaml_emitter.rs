@@ -170,30 +170,25 @@ fn rendered_files(dir: &Path, args: &[&str], min: usize) -> Vec<Doc> {
     let o = cli_support::kubeboot(&all);
     assert!(o.status.success(), "{}", cli_support::text(&o.stderr));
     let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "yaml" || x == "conf") {
-                let yaml = std::fs::read_to_string(&p).unwrap();
-                let name = p.strip_prefix(dir).unwrap().display().to_string();
-                // kubeadm's instance-config template quotes its one value;
-                // kubeboot writes it from a format string, as kubeadm does
-                let theirs = if name.ends_with("instance-config.yaml") {
-                    yaml.clone()
-                } else {
-                    reemitted(&yaml)
-                };
-                out.push(Doc {
-                    name,
-                    theirs,
-                    yaml,
-                    value: None,
-                });
-            }
+    for rel in cli_support::files_under(dir, &[]) {
+        if !rel.extension().is_some_and(|x| x == "yaml" || x == "conf") {
+            continue;
         }
+        let yaml = std::fs::read_to_string(dir.join(&rel)).unwrap();
+        let name = rel.display().to_string();
+        // kubeadm's instance-config template quotes its one value;
+        // kubeboot writes it from a format string, as kubeadm does
+        let theirs = if name.ends_with("instance-config.yaml") {
+            yaml.clone()
+        } else {
+            reemitted(&yaml)
+        };
+        out.push(Doc {
+            name,
+            theirs,
+            yaml,
+            value: None,
+        });
     }
     assert!(
         out.len() >= min,
@@ -203,7 +198,7 @@ fn rendered_files(dir: &Path, args: &[&str], min: usize) -> Vec<Doc> {
     out
 }
 
-/// PyYAML's reading of every `yaml`, as JSON text (keys sorted); `None`
+/// PyYAML's reading of every `yaml`, as JSON values; `None`
 /// when python3 or its yaml module is missing (after the SKIP rule).
 fn pyyaml(test: &str, dir: &Path, yamls: &[&str]) -> Option<Vec<Value>> {
     if !peer_support::python_module(test, "yaml", "pip install pyyaml") {

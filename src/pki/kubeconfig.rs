@@ -185,21 +185,11 @@ fn render_with_auth(cluster: &str, server: &str, user: &str, ca_pem: &[u8], auth
     )
 }
 
-/// Quotes a scalar when plain YAML would misread it (`system:node:x` is fine
-/// plain; names starting with an indicator or containing `: ` are not).
+/// A name as a YAML scalar on one line, quoted as kubeboot's emitter
+/// quotes a mapping value (`system:node:x` stays plain; `@x`, `123`, `yes`,
+/// `a: b` are quoted).
 fn yaml_str(s: &str) -> String {
-    let plain = !s.is_empty()
-        && !s.contains(": ")
-        && !s.contains(" #")
-        && !s.starts_with(|c: char| "!&*-?[]{}|>'\"%@`#,: ".contains(c))
-        && !s.ends_with(':')
-        && s.parse::<f64>().is_err()
-        && !matches!(s, "true" | "false" | "null" | "~" | "yes" | "no");
-    if plain {
-        s.to_string()
-    } else {
-        format!("{s:?}")
-    }
+    crate::yaml::inline_scalar(s)
 }
 
 #[derive(Deserialize)]
@@ -595,8 +585,10 @@ mod tests {
             "kubernetes-admin@kubernetes"
         );
         assert_eq!(yaml_str("system:node:cp-1"), "system:node:cp-1");
-        assert_eq!(yaml_str("@x"), "\"@x\"");
-        assert_eq!(yaml_str("123"), "\"123\"");
-        assert_eq!(yaml_str("a: b"), "\"a: b\"");
+        assert_eq!(yaml_str("@x"), "'@x'");
+        assert_eq!(yaml_str("123"), "'123'");
+        assert_eq!(yaml_str("yes"), "'yes'");
+        assert_eq!(yaml_str("a: b"), "'a: b'");
+        assert_eq!(yaml_str("a\nb"), "\"a\\nb\"");
     }
 }
