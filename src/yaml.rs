@@ -494,8 +494,14 @@ fn str_style(v: &str) -> Style {
 /// A cheap first look: only these first bytes (or an empty string) can
 /// start a null, bool, number, timestamp, `<<` or `=` in YAML 1.1 or 1.2.
 fn may_not_be_a_string(v: &str) -> bool {
-    match v.as_bytes().first() {
-        None | Some(b'0'..=b'9' | b'+' | b'-' | b'.') => true,
+    let b = v.as_bytes();
+    match b.first() {
+        None | Some(b'0'..=b'9') => true,
+        // a sign or a dot is followed by a digit, a dot, or `inf`/`nan`
+        Some(b'+' | b'-' | b'.') => matches!(
+            b.get(1),
+            Some(b'0'..=b'9' | b'.' | b'i' | b'I' | b'n' | b'N') | None
+        ),
         Some(b'~' | b'<' | b'=') => v.len() <= 2,
         Some(b'n' | b'N' | b't' | b'T' | b'f' | b'F' | b'y' | b'Y' | b'o' | b'O') => v.len() <= 5,
         _ => false,
