@@ -420,7 +420,7 @@ impl Emitter {
     }
 
     #[inline(never)] // once, not in every Serialize impl (binary size)
-    fn mapping_key(&mut self, text: &str, style: Style) -> Result<()> {
+    fn mapping_key(&mut self, text: &str, style: Style, a: &Analysis) -> Result<()> {
         let frame = self.top()?;
         let first = std::mem::replace(&mut frame.first, false);
         if first {
@@ -428,7 +428,6 @@ impl Emitter {
         }
         self.write_indent();
         // libyaml's check_simple_key: one line, at most 128 bytes
-        let a = analyze(text);
         let simple = !a.multiline && text.len() <= 128;
         self.top()?.simple = simple;
         if simple {
@@ -443,7 +442,7 @@ impl Emitter {
                 simple_key: false,
             };
         }
-        self.scalar_analyzed(text, style, &a)
+        self.scalar_analyzed(text, style, a)
     }
 
     #[inline(never)] // once, not in every Serialize impl (binary size)
@@ -464,13 +463,15 @@ impl Emitter {
     /// A struct field's key and the `:` before its value.
     #[inline(never)] // once, not in every Serialize impl (binary size)
     fn struct_field(&mut self, name: &str) -> Result<()> {
-        self.mapping_key(name, str_style(name))?;
+        let a = analyze(name);
+        self.mapping_key(name, str_style(name, a.newline), &a)?;
         self.mapping_value()
     }
 
     #[inline(never)] // once, not in every Serialize impl (binary size)
     fn string(&mut self, v: &str) -> Result<()> {
-        self.scalar(v, str_style(v))
+        let a = analyze(v);
+        self.scalar_analyzed(v, str_style(v, a.newline), &a)
     }
 }
 
@@ -481,8 +482,8 @@ impl Emitter {
 /// that PyYAML and go-yaml v2 (sigs.k8s.io/yaml, which the kubelet reads
 /// its files with) read back the same string; serde_norway, a YAML 1.2
 /// reader, writes them plain.
-fn str_style(v: &str) -> Style {
-    if v.contains('\n') {
+fn str_style(v: &str, newline: bool) -> Style {
+    if newline {
         Style::Literal
     } else if may_not_be_a_string(v) && (resolves_to_non_string(v) || yaml11_non_string(v)) {
         Style::SingleQuoted
@@ -702,6 +703,8 @@ fn is_float(v: &str) -> bool {
 
 /// What libyaml's `analyze_scalar` finds out about a scalar.
 struct Analysis {
+    /// a `\n` (serde_norway's test for a literal block)
+    newline: bool,
     multiline: bool,
     block_plain: bool,
     single_quoted: bool,
@@ -726,11 +729,23 @@ fn is_printable(c: char) -> bool {
         && c != '\u{feff}'
 }
 
+/// Bytes that need no look in a scalar: ASCII letters, digits, `/._=-+`.
+const SAFE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'=' | b'-' | b'+');
+        i += 1;
+    }
+    t
+};
+
 fn analyze(value: &str) -> Analysis {
     // most of what kubeboot writes: names, paths, images, flags
-    let safe = |b: u8| b.is_ascii_alphanumeric() || b"/._=-+".contains(&b);
-    if value.bytes().all(safe) && !value.is_empty() {
+    if value.bytes().all(|b| SAFE[b as usize]) && !value.is_empty() {
         return Analysis {
+            newline: false,
             multiline: false,
             // a lone `-` is a sequence entry
             block_plain: !(value.starts_with("---") || value.starts_with("...") || value == "-"),
@@ -740,6 +755,7 @@ fn analyze(value: &str) -> Analysis {
     }
     if value.is_empty() {
         return Analysis {
+            newline: false,
             multiline: false,
             block_plain: true,
             single_quoted: true,
@@ -747,7 +763,7 @@ fn analyze(value: &str) -> Analysis {
         };
     }
     let mut block_indicators = value.starts_with("---") || value.starts_with("...");
-    let (mut line_breaks, mut special) = (false, false);
+    let (mut line_breaks, mut special, mut newline) = (false, false, false);
     let (mut leading_space, mut leading_break) = (false, false);
     let (mut trailing_space, mut trailing_break) = (false, false);
     let (mut break_space, mut space_break) = (false, false);
@@ -780,6 +796,7 @@ fn analyze(value: &str) -> Analysis {
             previous_break = false;
         } else if is_break(c) {
             line_breaks = true;
+            newline |= c == '\n';
             leading_break |= first;
             trailing_break |= last;
             space_break |= previous_space;
@@ -794,6 +811,7 @@ fn analyze(value: &str) -> Analysis {
     }
     let edges = leading_space || leading_break || trailing_space || trailing_break;
     Analysis {
+        newline,
         multiline: line_breaks,
         block_plain: !(edges
             || break_space
@@ -885,7 +903,7 @@ impl ser::Serializer for KeySerializer {
     fn serialize_str(self, v: &str) -> Result<Key> {
         Ok(Key {
             text: v.to_string(),
-            style: str_style(v),
+            style: str_style(v, v.contains('\n')),
         })
     }
     fn serialize_bytes(self, _: &[u8]) -> Result<Key> {
@@ -1160,7 +1178,7 @@ impl ser::SerializeMap for &mut Emitter {
     type Error = Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<()> {
         let key = k.serialize(KeySerializer)?;
-        self.mapping_key(&key.text, key.style)
+        self.mapping_key(&key.text, key.style, &analyze(&key.text))
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<()> {
         self.mapping_value()?;
