@@ -165,10 +165,16 @@ pub fn render_patched(s: &Settings, host: &HostInputs) -> Result<Vec<(&'static s
         .collect()
 }
 
-/// A pod as YAML, the way it is written to the manifests directory.
+/// A pod as YAML, the way it is written to the manifests directory. It
+/// goes through `serde_json::Value` (k8s-openapi writes fields in name
+/// order, as the value's sorted map does): the pod types' serializers are
+/// then compiled once, for serde_json, which the patches path needs anyway,
+/// not a second time for the YAML emitter (binary size; docs/building.md).
 pub fn to_yaml(pod: &Pod) -> Result<String> {
     let name = pod.metadata.name.as_deref().unwrap_or("pod");
-    crate::yaml::to_string(pod)
+    serde_json::to_value(pod)
+        .map_err(|e| e.to_string())
+        .and_then(|v| crate::yaml::to_string(&v).map_err(|e| e.to_string()))
         .map_err(|e| Error::Failed(format!("serializing static pod {name}: {e}")))
 }
 

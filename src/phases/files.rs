@@ -118,10 +118,13 @@ pub(super) fn write_pods(
     phase: &'static str,
     want: &dyn Fn(&str) -> bool,
 ) -> Result<(), Error> {
-    let pods: Vec<_> = manifests::render_patched(&r.input.settings, &r.input.host_inputs)?
+    // only the wanted pods become YAML (the etcd phase writes one of four)
+    let s = &r.input.settings;
+    let pods = manifests::render_all(s, &r.input.host_inputs)
         .into_iter()
         .filter(|(n, _)| want(n))
-        .collect();
+        .map(|(c, pod)| Ok((c, manifests::patched_yaml(s, c, &pod)?)))
+        .collect::<Result<Vec<_>, Error>>()?;
     for p in manifests::write_manifests(&r.input.paths, &pods, r.sync())? {
         log::info!(target: phase, "{} {}", r.wrote(), p.display());
         r.record(phase, p, "written", String::new());

@@ -638,11 +638,10 @@ fn system_verification(r: &mut Run<'_>, probes: &dyn Probes) {
     }
 }
 
-/// The static pod files must be absent or exactly what kubeboot would
-/// write now (a rerun after a crash), and nothing else may be in the directory.
-fn manifests_checks(r: &mut Run<'_>, s: &Settings) {
+/// The static pod files kubeboot would write now, as `(file name, text)`.
+fn manifests_now(r: &Run<'_>, s: &Settings) -> Vec<(String, Option<String>)> {
     let host = HostInputs::detect(r.paths, std::env::vars());
-    let ours: Vec<(String, Option<String>)> = match manifests::render_patched(s, &host) {
+    match manifests::render_patched(s, &host) {
         Ok(texts) => texts
             .into_iter()
             .map(|(c, text)| (format!("{c}.yaml"), Some(text)))
@@ -651,12 +650,30 @@ fn manifests_checks(r: &mut Run<'_>, s: &Settings) {
             .iter()
             .map(|(c, pod)| (format!("{c}.yaml"), manifests::to_yaml(pod).ok()))
             .collect(),
+    }
+}
+
+/// The static pod files must be absent or exactly what kubeboot would
+/// write now (a rerun after a crash), and nothing else may be in the directory.
+fn manifests_checks(r: &mut Run<'_>, s: &Settings) {
+    let current: Vec<(&str, String, Option<String>)> = manifests::COMPONENTS
+        .iter()
+        .map(|c| {
+            let abs = format!("/etc/kubernetes/manifests/{c}.yaml");
+            let text = r.read(&abs);
+            (*c, abs, text)
+        })
+        .collect();
+    // rendered only when a manifest is already there (a rerun): a first
+    // run does not pay for the pods twice
+    let ours = if current.iter().any(|(_, _, text)| text.is_some()) {
+        manifests_now(r, s)
+    } else {
+        Vec::new()
     };
-    for component in manifests::COMPONENTS {
+    for (component, abs, text) in current {
         let file = format!("{component}.yaml");
-        let abs = format!("/etc/kubernetes/manifests/{file}");
-        let current = r.read(&abs);
-        let outcome = match current {
+        let outcome = match text {
             None => Ok(()),
             Some(text)
                 if ours
