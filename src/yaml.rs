@@ -9,12 +9,14 @@
 //! collections, and libyaml's choice of scalar style (plain, single-quoted,
 //! double-quoted with escapes, or a `|` literal block for text with line
 //! breaks), with serde_norway's rule that a string which would read back as
-//! null, a bool or a number is single-quoted. Tests compare it with
-//! serde_norway's output and parse what it writes with two other parsers.
+//! null, a bool or a number is single-quoted. Beyond serde_norway, strings
+//! a YAML 1.1 reader would misread (`no`, `on`, `1_000`, `2026-11-28`) are
+//! quoted too (`str_style`). Tests compare it with serde_norway's output
+//! and read what it writes back with PyYAML and serde_norway.
 //!
 //! Parsing stays with serde_norway; this replaces only the writing side,
-//! which cost a fifth of a control-plane render's instructions through
-//! libyaml (docs/building.md).
+//! which through libyaml cost 30% of a control-plane render's instructions
+//! (docs/building.md, "The YAML emitter").
 //!
 //! Not supported (kubeboot writes none of them; each is an error, never a
 //! wrong document): enum variants carrying data (serde_norway writes them
