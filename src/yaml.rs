@@ -1342,6 +1342,9 @@ mod tests {
         "\ta",
         "a\t",
         "\u{0}",
+        "\u{8}",
+        "a\u{b}b",
+        "\u{c}",
         "a\u{7}b",
         "\u{1b}[0m",
         "\u{7f}",
@@ -1649,11 +1652,18 @@ mod tests {
         enum E {
             Data(u8),
         }
-        assert!(to_string(&E::Data(1)).is_err());
+        let message = |r: Result<String>| r.unwrap_err().to_string();
+        assert!(message(to_string(&E::Data(1))).contains("enum variant with data"));
         let mut m = std::collections::BTreeMap::new();
         m.insert(vec![1], 2);
-        assert!(to_string(&m).is_err());
-        assert!(to_string(serde_bytes_like()).is_err());
+        assert_eq!(
+            message(to_string(&m)),
+            "a YAML mapping key must be a scalar"
+        );
+        assert_eq!(
+            message(to_string(serde_bytes_like())),
+            "byte strings have no YAML form"
+        );
     }
 
     struct Bytes;
