@@ -80,13 +80,14 @@ pub(super) fn run_certs_phase(r: &mut NodeRun<'_>) -> Result<(), Error> {
 }
 
 fn certs(r: &mut NodeRun<'_>, want: &dyn Fn(&str) -> bool) -> Result<(), Error> {
-    let report = pki::ensure_tree_only(
+    let (report, ca) = pki::ensure_tree_keeping_ca(
         &r.input.settings,
         &r.input.paths,
         r.input.now,
         r.sync(),
         want,
     )?;
+    r.state.cluster_ca = ca;
     record_report(r, "certs", &report);
     Ok(())
 }
@@ -102,12 +103,13 @@ pub(super) fn run_kubeconfigs_phase(r: &mut NodeRun<'_>) -> Result<(), Error> {
 }
 
 fn kubeconfigs(r: &mut NodeRun<'_>, want: &dyn Fn(&str) -> bool) -> Result<(), Error> {
-    let report = kubeconfig::ensure_kubeconfigs_only(
+    let report = kubeconfig::ensure_kubeconfigs_with(
         &r.input.settings,
         &r.input.paths,
         r.input.now,
         r.sync(),
         want,
+        r.state.cluster_ca.as_ref(),
     )?;
     record_report(r, "kubeconfig", &report);
     Ok(())

@@ -148,8 +148,15 @@ impl Key {
         super::pem_encode("PUBLIC KEY", self.spki_der())
     }
 
-    /// "ECDSA P-256", "RSA 2048", ...
+    /// "ECDSA P-256", "RSA 2048", ... (an ECDSA key's name comes from its
+    /// algorithm, which names the curve; others are read from the SPKI).
     pub fn describe(&self) -> String {
+        if self.alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
+            return "ECDSA P-256".into();
+        }
+        if self.alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
+            return "ECDSA P-384".into();
+        }
         describe_spki_der(&self.spki_der())
     }
 
@@ -276,6 +283,8 @@ mod tests {
         ] {
             let k = Key::generate(alg).unwrap();
             assert_eq!(k.describe(), name);
+            // the name from the algorithm is the one read from the SPKI
+            assert_eq!(describe_spki_der(&k.spki_der()), name);
             let pem = k.to_pem();
             let tag = if name.starts_with("RSA") { "RSA" } else { "EC" };
             assert!(

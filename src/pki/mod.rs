@@ -141,7 +141,7 @@ pub fn ensure_tree(
     now: OffsetDateTime,
     sync: Sync,
 ) -> Result<PkiReport> {
-    tree::ensure(settings, paths, now, sync, &|_| true)
+    Ok(tree::ensure(settings, paths, now, sync, &|_| true)?.0)
 }
 
 /// [`ensure_tree`] for the certificates `want` names (kubeadm's
@@ -154,6 +154,20 @@ pub fn ensure_tree_only(
     sync: Sync,
     want: &dyn Fn(&str) -> bool,
 ) -> Result<PkiReport> {
+    Ok(tree::ensure(settings, paths, now, sync, want)?.0)
+}
+
+/// [`ensure_tree_only`], also handing back the cluster CA (`ca`, with its
+/// key when at hand) when the run loaded or created it, so that the
+/// kubeconfig phase signs with it without reading it again
+/// ([`kubeconfig::ensure_kubeconfigs_with`]).
+pub(crate) fn ensure_tree_keeping_ca(
+    settings: &Settings,
+    paths: &Paths,
+    now: OffsetDateTime,
+    sync: Sync,
+    want: &dyn Fn(&str) -> bool,
+) -> Result<(PkiReport, Option<tree::Ca>)> {
     tree::ensure(settings, paths, now, sync, want)
 }
 

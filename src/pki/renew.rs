@@ -25,7 +25,7 @@ use ring::rand::SystemRandom;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::cert::{self, CertRequest, Signer};
+use super::cert::{self, CertRequest};
 use super::keys::Key;
 use super::table;
 use super::tree::{self, BACKDATE, CERT_MODE, SECRET_MODE, Writer};
@@ -407,11 +407,7 @@ impl Renewer<'_> {
                 KeyAlgorithm::EcdsaP256
             });
         let new_key = Key::generate(algorithm)?;
-        let signer = Signer {
-            cert_der: &ca.der,
-            key: ca_key,
-        };
-        let new_der = cert::issue(&req, &new_key, Some(signer), &self.rng)?;
+        let new_der = cert::issue(&req, &new_key, Some(ca_key), &self.rng)?;
         let cert_pem = cert::to_pem(&new_der);
         let key_pem_new = new_key.to_pem();
         match &src {
