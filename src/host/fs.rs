@@ -9,7 +9,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::FsError;
 use crate::host::paths::HostPath;
@@ -24,7 +24,8 @@ pub fn check_no_symlinks(root: &Path, path: &Path) -> Result<(), FsError> {
             io::Error::new(io::ErrorKind::InvalidInput, "path is outside the root"),
         )
     })?;
-    let mut cur = root.to_path_buf();
+    let mut cur = PathBuf::with_capacity(path.as_os_str().len() + 1);
+    cur.push(root);
     for c in rel.components() {
         cur.push(c);
         match fs::symlink_metadata(&cur) {
@@ -171,16 +172,21 @@ fn temp_name(name: &str) -> String {
 
 /// Removes temp files for `name` left in `dir` by a run that died before
 /// its rename (a crash, a power cut): those of a process that no longer
-/// exists. A live process's temp file is never touched.
+/// exists. A live process's temp file is never touched. The directory
+/// is read with `getdents64` into a buffer on the stack (rustix's
+/// `RawDir`): no allocation per entry, as every write scans its directory.
 fn remove_stale_temps(dir: &Path, name: &str) {
-    let Ok(entries) = fs::read_dir(dir) else {
+    use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::open(dir, flags, Mode::empty()) else {
         return;
     };
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut entries = RawDir::new(&fd, &mut buf);
     let old_fixed = format!(".{name}{TEMP_SUFFIX}");
     let prefix = format!(".{name}.");
-    for e in entries.flatten() {
-        let file = e.file_name();
-        let Some(file) = file.to_str() else {
+    while let Some(Ok(e)) = entries.next() {
+        let Ok(file) = e.file_name().to_str() else {
             continue;
         };
         let stale = if file == old_fixed {
@@ -202,7 +208,7 @@ fn remove_stale_temps(dir: &Path, name: &str) {
             !Path::new("/proc").join(pid).exists()
         };
         if stale {
-            let _ = fs::remove_file(e.path());
+            let _ = rustix::fs::unlinkat(&fd, e.file_name(), AtFlags::empty());
         }
     }
 }
@@ -362,6 +368,10 @@ mod tests {
         let live = dir.join(format!(".ca.key.{}-999{TEMP_SUFFIX}", std::process::id()));
         for p in [&dead, &old, &live] {
             fs::write(p, b"x").unwrap();
+        }
+        // enough other entries that the directory takes several reads
+        for i in 0..200 {
+            fs::write(dir.join(format!("{i:0>60}.crt")), b"").unwrap();
         }
         let paths = crate::host::Paths::new(&root);
         write_atomic(

@@ -391,7 +391,7 @@ pub fn der_from_pem(pem_bytes: &[u8], origin: &str) -> Result<Vec<u8>> {
 
 /// PEM-encodes a DER certificate.
 pub fn to_pem(der: &[u8]) -> String {
-    super::pem_encode("CERTIFICATE", der.to_vec())
+    super::pem_encode("CERTIFICATE", der)
 }
 
 #[cfg(test)]

@@ -129,12 +129,12 @@ impl Key {
     /// `EC PRIVATE KEY` for ECDSA, PKCS#1 `RSA PRIVATE KEY` for RSA, PKCS#8
     /// `PRIVATE KEY` otherwise.
     pub fn to_pem(&self) -> String {
-        if let Some(sec1) = der::pkcs8_ec_to_sec1(&self.pkcs8) {
-            return super::pem_encode("EC PRIVATE KEY", sec1);
+        if let Some(sec1) = der::pkcs8_ec_to_sec1(&self.pkcs8).map(zeroize::Zeroizing::new) {
+            return super::pem_encode("EC PRIVATE KEY", &sec1);
         }
-        match der::pkcs8_rsa_to_pkcs1(&self.pkcs8) {
-            Some(pkcs1) => super::pem_encode("RSA PRIVATE KEY", pkcs1),
-            None => super::pem_encode("PRIVATE KEY", self.pkcs8.to_vec()),
+        match der::pkcs8_rsa_to_pkcs1(&self.pkcs8).map(zeroize::Zeroizing::new) {
+            Some(pkcs1) => super::pem_encode("RSA PRIVATE KEY", &pkcs1),
+            None => super::pem_encode("PRIVATE KEY", &self.pkcs8),
         }
     }
 
@@ -145,7 +145,7 @@ impl Key {
 
     /// The public key as a `PUBLIC KEY` PEM (PKIX), as in `sa.pub`.
     pub fn public_pem(&self) -> String {
-        super::pem_encode("PUBLIC KEY", self.spki_der())
+        super::pem_encode("PUBLIC KEY", &self.spki_der())
     }
 
     /// "ECDSA P-256", "RSA 2048", ... (an ECDSA key's name comes from its
