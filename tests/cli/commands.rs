@@ -560,3 +560,44 @@ fn a_rendered_worker_has_an_empty_private_manifests_dir() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// Every subcommand's own help opens with the line its parent's help
+/// lists it by. Subcommand arguments are built only when the command line
+/// reaches them (deferred), after the subcommand's about text: a doc
+/// comment on an `Args` struct would then replace that text in the
+/// subcommand's own help (`cli::command`). Also: `help init phase` and
+/// `help join phase` are in the bash completion's `help` tree.
+#[test]
+fn each_subcommand_help_opens_with_its_listed_summary() {
+    fn walk(cmd: &clap::Command, path: &mut Vec<String>, checked: &mut usize) {
+        for sub in cmd.get_subcommands() {
+            path.push(sub.get_name().to_string());
+            if let Some(about) = sub.get_about() {
+                let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+                args.push("--help");
+                let o = kubeboot(&args);
+                assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+                let out = text(&o.stdout);
+                assert_eq!(
+                    out.lines().next().unwrap_or_default(),
+                    about.to_string().lines().next().unwrap_or_default(),
+                    "kubeboot {}",
+                    args.join(" ")
+                );
+                *checked += 1;
+            }
+            walk(sub, path, checked);
+            path.pop();
+        }
+    }
+    let mut checked = 0;
+    walk(&kubeboot::cli::command(), &mut Vec::new(), &mut checked);
+    assert!(checked >= 20, "only {checked} subcommands checked");
+    let bash = text(&kubeboot(&["completion", "bash"]).stdout);
+    for cmd in ["init", "join"] {
+        assert!(
+            bash.contains(&format!("kubeboot__subcmd__help__subcmd__{cmd},phase)")),
+            "no `help {cmd} phase` in the bash completion"
+        );
+    }
+}
