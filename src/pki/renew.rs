@@ -19,7 +19,9 @@
 //! annotation in their manifests, in dependency order (etcd, API server,
 //! controller manager, scheduler), so the kubelet recreates each pod.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use ring::rand::SystemRandom;
 use serde::Serialize;
@@ -301,9 +303,22 @@ struct Renewer<'a> {
     now: OffsetDateTime,
     rng: SystemRandom,
     w: Writer<'a>,
+    /// The CAs loaded so far, each read, parsed and loaded for signing once
+    /// for all the certificates it renews.
+    cas: HashMap<&'static str, Rc<tree::Ca>>,
 }
 
 impl Renewer<'_> {
+    /// The CA `name`, read from disk the first time it is asked for.
+    fn ca(&mut self, name: &'static str) -> Result<Rc<tree::Ca>> {
+        if let Some(ca) = self.cas.get(name) {
+            return Ok(ca.clone());
+        }
+        let ca = Rc::new(tree::load_ca(self.settings, self.paths, &self.w, name)?);
+        self.cas.insert(name, ca.clone());
+        Ok(ca)
+    }
+
     fn one(&mut self, name: &str) -> Result<Row> {
         let src = source(name, self.settings, self.paths)?;
         let (file, ca_name) = match &src {
@@ -344,7 +359,7 @@ impl Renewer<'_> {
                 return Ok(row);
             }
         }
-        let ca = tree::load_ca(self.settings, self.paths, &self.w, ca_name)?;
+        let ca = self.ca(ca_name)?;
         let Some(ca_key) = &ca.key else {
             row.outcome = Outcome::CannotSign;
             row.message = format!(
@@ -513,6 +528,7 @@ pub fn renew(
             sync: Sync::Deferred,
             wrote: false,
         },
+        cas: HashMap::new(),
     };
     let names = if opts.names.is_empty() {
         resolve_names(&["all".to_string()])?
