@@ -28,23 +28,29 @@ pub fn check_no_symlinks(root: &Path, path: &Path) -> Result<(), FsError> {
     cur.push(root);
     for c in rel.components() {
         cur.push(c);
-        match fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(FsError::new(
-                    "refusing to follow symlink",
-                    &cur,
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "symlinks are not followed under --root",
-                    ),
-                ));
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(FsError::new("inspecting", &cur, e)),
+        if !exists_not_symlink(&cur)? {
+            return Ok(());
         }
     }
     Ok(())
+}
+
+/// Whether `path` exists, refusing it when it is a symlink (its parents are
+/// not looked at).
+fn exists_not_symlink(path: &Path) -> Result<bool, FsError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(FsError::new(
+            "refusing to follow symlink",
+            path,
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "symlinks are not followed under --root",
+            ),
+        )),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(FsError::new("inspecting", path, e)),
+    }
 }
 
 /// Creates `dir` with `mode` and its missing parents with 0755 (existing
@@ -119,8 +125,11 @@ pub fn write_atomic(target: &HostPath, data: &[u8], mode: u32, sync: Sync) -> Re
             io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
         )
     })?;
+    // `create_dir_all` refuses a symlink anywhere in `dir` and a `dir`
+    // outside the root (`dir` equal to the root is the caller's): only the
+    // file itself is left to check
     create_dir_all(root, dir, 0o755)?;
-    check_no_symlinks(root, path)?;
+    exists_not_symlink(path)?;
     if super::dryrun::write(path, data, mode) {
         return Ok(());
     }
