@@ -103,13 +103,15 @@ pub(super) fn run_kubeconfigs_phase(r: &mut NodeRun<'_>) -> Result<(), Error> {
 }
 
 fn kubeconfigs(r: &mut NodeRun<'_>, want: &dyn Fn(&str) -> bool) -> Result<(), Error> {
+    // taken: the CA's private key is held no longer than this phase
+    let ca = r.state.cluster_ca.take();
     let report = kubeconfig::ensure_kubeconfigs_with(
         &r.input.settings,
         &r.input.paths,
         r.input.now,
         r.sync(),
         want,
-        r.state.cluster_ca.as_ref(),
+        ca.as_ref(),
     )?;
     record_report(r, "kubeconfig", &report);
     Ok(())

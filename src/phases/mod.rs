@@ -302,7 +302,8 @@ pub struct RunState {
     /// Files were written since the last `syncfs`.
     pub unsynced: bool,
     /// The cluster CA as the certs phase left it (checked or created, its
-    /// signing key loaded), for the kubeconfig phase of the same run.
+    /// signing key loaded), for the kubeconfig phase of the same run, which
+    /// takes it (the key is not kept for the rest of the run).
     pub(crate) cluster_ca: Option<crate::pki::tree::Ca>,
 }
 
