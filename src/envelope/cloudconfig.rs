@@ -994,7 +994,8 @@ mod tests {
         assert_eq!(u.documents.len(), 1);
         assert_eq!(u.warnings.len(), 20_000);
         assert!(
-            u.warnings[17_345].starts_with("write_files[17345] (/opt/small/file-17345.txt): ignored"),
+            u.warnings[17_345]
+                .starts_with("write_files[17345] (/opt/small/file-17345.txt): ignored"),
             "{}",
             u.warnings[17_345]
         );
