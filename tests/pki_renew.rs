@@ -327,6 +327,36 @@ fn expiring_certificates_are_renewed_against_the_unchanged_cas_and_a_rerun_chang
             .iter()
             .all(|c| c["outcome"] == "renewed" && c["expiresAfter"].is_string())
     );
+    // a certificate file's expiresAfter is its NotAfter as openssl prints it
+    // (`notAfter=2027-11-28 08:00:31Z`), in RFC 3339
+    let mut files = 0;
+    for c in certs {
+        let file = PathBuf::from(c["file"].as_str().unwrap());
+        if file.extension().is_some_and(|e| e == "crt") {
+            let file = if file.is_absolute() {
+                file
+            } else {
+                root.join(file)
+            };
+            let openssl_says = openssl(&[
+                "x509",
+                "-noout",
+                "-enddate",
+                "-dateopt",
+                "iso_8601",
+                "-in",
+                file.to_str().unwrap(),
+            ]);
+            let want = openssl_says
+                .trim()
+                .strip_prefix("notAfter=")
+                .unwrap()
+                .replacen(' ', "T", 1);
+            assert_eq!(c["expiresAfter"], want.as_str(), "{c}");
+            files += 1;
+        }
+    }
+    assert!(files >= 7, "{certs:?}");
 
     // a second run inside the same window: nothing is due, nothing changes
     let snap = |r: &Path| -> Vec<(PathBuf, Vec<u8>)> {
