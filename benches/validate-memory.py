@@ -13,6 +13,9 @@ The inputs:
               literal block of 76-column lines
   many-small  20,000 small plain entries and one 6,000,000-byte base64 one (8 MB)
   limit       one base64 entry making the file just under the 16 MiB limit
+and two beyond issue 9's table, to show what small entries cost:
+  small-only  the 20,000 small entries of many-small alone
+  all-small   small entries only, as many as stay under the 16 MiB limit
 Each carries a kubeboot worker config, so that validation succeeds.
 """
 import base64
@@ -57,6 +60,13 @@ def inputs(d):
     # the largest payload whose file stays under the limit (1 KiB spare)
     n = (LIMIT - 1024 - len(HEAD) - 200) * 76 // 83 * 3 // 4
     out["limit"] = HEAD + b64_entry("/opt/blob.bin", payload(n, 3))
+    out["small-only"] = HEAD + "".join(small_entry(i) for i in range(20_000))
+    entries, size, i = [], len(HEAD), 0
+    while size + len(small_entry(i)) <= LIMIT - 1024:
+        entries.append(small_entry(i))
+        size += len(entries[-1])
+        i += 1
+    out["all-small"] = HEAD + "".join(entries)
     paths = {}
     for name, text in out.items():
         p = os.path.join(d, name + ".cloud-config.yaml")

@@ -37,6 +37,7 @@ pub struct Cli {
 
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Find the userdata, then init or join this node (run by kubeboot.service at first boot).
     Firstboot(FirstbootArgs),
@@ -83,7 +84,10 @@ pub enum CompletionShell {
     Fish,
 }
 
-/// Arguments of `status`.
+// Arguments of `status`.
+// (A plain comment, not a doc comment: clap would make it the about text
+// of the subcommand, whose arguments are built after it: cli::command.)
+#[allow(missing_docs)]
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// Host root.
@@ -96,6 +100,7 @@ pub struct StatusArgs {
 
 /// `config` subcommands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ConfigCommand {
     /// Check config files (any envelope); exit 2 naming the field on the first invalid one.
     Validate {
@@ -121,6 +126,7 @@ pub enum ConfigCommand {
 
 /// `config print` subcommands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum PrintCommand {
     /// An InitConfiguration and ClusterConfiguration (kubeadm v1beta4) with kubeboot's defaults.
     InitDefaults {
@@ -138,6 +144,7 @@ pub enum PrintCommand {
 
 /// `config images` subcommands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ImagesCommand {
     /// Print the images a control-plane node runs, one per line, in kubeadm's order.
     List {
@@ -152,6 +159,7 @@ pub enum ImagesCommand {
 
 /// `token` subcommands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum TokenCommand {
     /// Print a new random bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`).
     Generate,
@@ -172,6 +180,7 @@ pub enum TokenCommand {
 
 /// `certs` subcommands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum CertsCommand {
     /// Print the CA public key pin (`sha256:<hex>`) for --discovery-token-ca-cert-hash / caCertHash.
     CaHash {
@@ -214,29 +223,64 @@ Phases (`NAME/all` runs every sub-phase; --skip-phases and skipPhases take the s
 /// The command line as clap sees it: [`Cli`] with `init phase` and
 /// `join phase` each given their own help (examples and the phase tree).
 /// `main`, completions and the man page all use this.
+///
+/// Every subcommand's arguments are deferred (`#[command(defer = true)]`):
+/// clap builds them only for the subcommand the command line names (or
+/// for all of them when completions or the man page are generated), so a
+/// `render` or `firstboot` does not pay for building every other
+/// command's arguments and help strings. The phase tree in `init phase` and
+/// `join phase`'s help is likewise built only when `init` or `join` is.
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
-    let phase_help = |init: bool| {
-        let (head, list) = if init {
-            (INIT_PHASE_HELP, crate::phases::plan::init_phases())
-        } else {
-            (JOIN_PHASE_HELP, crate::phases::plan::join_phases())
-        };
-        format!("{head}{}", crate::phases::runner::tree(&list))
-    };
     Cli::command()
-        .mut_subcommand("init", |c| {
-            c.mut_subcommand("phase", |p| {
-                p.about("Run one init phase or sub-phase (`kubeboot init phase certs/apiserver`); `list` prints them")
-                    .after_help(phase_help(true))
-            })
-        })
-        .mut_subcommand("join", |c| {
-            c.mut_subcommand("phase", |p| {
-                p.about("Run one join phase or sub-phase (`kubeboot join phase kubelet-start`); `list` prints them")
-                    .after_help(phase_help(false))
-            })
-        })
+        .mut_subcommand("init", |c| c.defer(init_args))
+        .mut_subcommand("join", |c| c.defer(join_args))
+}
+
+/// [`command`] with `init` and `join` built now rather than deferred, for
+/// the completion scripts and the man page: clap copies the subcommand
+/// tree under `help` when the top level is built, before a deferred
+/// subcommand has its own subcommands, so `help init phase` would be
+/// missing from the completions otherwise. (The other subcommands have no
+/// subcommands inside their deferred arguments; clap lists their options in
+/// another order in the generated scripts, the same options.)
+fn command_for_generators() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
+        .mut_subcommand("init", |c| init_args(c.defer(built)))
+        .mut_subcommand("join", |c| join_args(c.defer(built)))
+}
+
+/// A deferral that adds nothing: replaces the derive's for a subcommand
+/// whose arguments were already added.
+fn built(c: clap::Command) -> clap::Command {
+    c
+}
+
+/// `init`'s arguments (what the derive defers) plus `init phase`'s help.
+fn init_args(c: clap::Command) -> clap::Command {
+    <RunArgs as clap::Args>::augment_args(c).mut_subcommand("phase", |p| {
+        p.about("Run one init phase or sub-phase (`kubeboot init phase certs/apiserver`); `list` prints them")
+            .after_help(phase_help(true))
+    })
+}
+
+/// `join`'s arguments (what the derive defers) plus `join phase`'s help.
+fn join_args(c: clap::Command) -> clap::Command {
+    <RunArgs as clap::Args>::augment_args(c).mut_subcommand("phase", |p| {
+        p.about("Run one join phase or sub-phase (`kubeboot join phase kubelet-start`); `list` prints them")
+            .after_help(phase_help(false))
+    })
+}
+
+/// The examples and phase tree shown after `init phase`/`join phase`'s help.
+fn phase_help(init: bool) -> String {
+    let (head, list) = if init {
+        (INIT_PHASE_HELP, crate::phases::plan::init_phases())
+    } else {
+        (JOIN_PHASE_HELP, crate::phases::plan::join_phases())
+    };
+    format!("{head}{}", crate::phases::runner::tree(&list))
 }
 
 /// Parses the process's arguments with [`command`].
@@ -287,13 +331,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 CompletionShell::Fish => clap_complete::Shell::Fish,
             };
             let mut out = Vec::new();
-            clap_complete::generate(shell, &mut command(), "kubeboot", &mut out);
+            clap_complete::generate(shell, &mut command_for_generators(), "kubeboot", &mut out);
             crate::out!("{}", String::from_utf8_lossy(&out));
             Ok(())
         }
         Command::Man => {
             let mut out = Vec::new();
-            clap_mangen::Man::new(command())
+            clap_mangen::Man::new(command_for_generators())
                 .render(&mut out)
                 .map_err(|e| crate::error::Error::Failed(format!("rendering the man page: {e}")))?;
             crate::out!("{}", String::from_utf8_lossy(&out));

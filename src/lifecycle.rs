@@ -23,7 +23,10 @@ pub fn secret_arg(s: &str) -> std::result::Result<crate::secret::Secret, String>
     Ok(crate::secret::Secret::new(s))
 }
 
-/// How the `token` commands reach the cluster.
+// How the `token` commands reach the cluster.
+// (A plain comment, not a doc comment: clap would make it the about text
+// of the subcommand, whose arguments are built after it: cli::command.)
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct TokenClientArgs {
     /// Kubeconfig whose user may manage Secrets in kube-system; its server and CA are used.
@@ -38,7 +41,10 @@ pub struct TokenClientArgs {
     pub timeout: u64,
 }
 
-/// Arguments of `token create`.
+// Arguments of `token create`.
+// (A plain comment, not a doc comment: clap would make it the about text
+// of the subcommand, whose arguments are built after it: cli::command.)
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct TokenCreateArgs {
     /// The token to create (`[a-z0-9]{6}.[a-z0-9]{16}`); a random one when omitted.
@@ -74,7 +80,10 @@ pub struct TokenCreateArgs {
     pub client: TokenClientArgs,
 }
 
-/// Arguments of `certs renew`.
+// Arguments of `certs renew`.
+// (A plain comment, not a doc comment: clap would make it the about text
+// of the subcommand, whose arguments are built after it: cli::command.)
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct CertsRenewArgs {
     /// `all`, or kubeadm's certificate names: apiserver, apiserver-kubelet-client,
@@ -104,7 +113,10 @@ pub struct CertsRenewArgs {
     pub restart_wait: Option<u64>,
 }
 
-/// Arguments of `reset`.
+// Arguments of `reset`.
+// (A plain comment, not a doc comment: clap would make it the about text
+// of the subcommand, whose arguments are built after it: cli::command.)
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct ResetArgs {
     /// Host root.

@@ -22,9 +22,12 @@ use crate::platform;
 use crate::status::{self, Status};
 use crate::userdata::{self, Source, local, network};
 
-/// Where the configuration comes from, for commands that run a node.
-/// Global: `init phase certs --config F` and `init --config F phase certs`
-/// both work, as with kubeadm.
+// Where the configuration comes from, for commands that run a node.
+// Global: `init phase certs --config F` and `init --config F phase certs`
+// both work, as with kubeadm.
+// (A plain comment, not a doc comment: clap would make it the about text
+// of the subcommand, whose arguments are built after it: cli::command.)
+#[allow(missing_docs)]
 #[derive(Debug, Args, Clone)]
 pub struct SourceArgs {
     /// A config file in any accepted envelope (kubeboot or kubeadm YAML, cloud-config, MIME, Ignition, gzip).
@@ -57,7 +60,10 @@ impl SourceArgs {
     }
 }
 
-/// Arguments of `firstboot`.
+// Arguments of `firstboot`.
+// (A plain comment, not a doc comment: clap would make it the about text
+// of the subcommand, whose arguments are built after it: cli::command.)
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct FirstbootArgs {
     /// Source selection.
@@ -68,7 +74,10 @@ pub struct FirstbootArgs {
     pub opts: RunOptions,
 }
 
-/// Arguments of `init` and `join`.
+// Arguments of `init` and `join`.
+// (A plain comment, not a doc comment: clap would make it the about text
+// of the subcommand, whose arguments are built after it: cli::command.)
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Source selection.
@@ -82,9 +91,13 @@ pub struct RunArgs {
     pub phase: Option<PhaseCommand>,
 }
 
-/// `init phase NAME` / `join phase NAME` (its help text is set per
-/// command by `cli::command`).
+// `init phase NAME` / `join phase NAME` (its help text is set per
+// command by `cli::command`). A plain comment, not a doc comment: clap
+// would make it the about text of `init`/`join`, whose arguments are
+// built after it (cli::command).
+#[allow(missing_docs)]
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum PhaseCommand {
     /// Run one phase or sub-phase by name; `list` prints the phase tree.
     Phase {
@@ -93,7 +106,10 @@ pub enum PhaseCommand {
     },
 }
 
-/// Arguments of `render`.
+// Arguments of `render`.
+// (A plain comment, not a doc comment: clap would make it the about text
+// of the subcommand, whose arguments are built after it: cli::command.)
+#[allow(missing_docs)]
 #[derive(Debug, Args)]
 pub struct RenderArgs {
     /// Config file (any envelope).

@@ -9,8 +9,12 @@
 //! Other entries are ignored with a warning that names only the path.
 
 use std::borrow::Cow;
+use std::fmt;
 
-use serde_norway::Value;
+use serde::Deserialize;
+use serde::de::value::{EnumAccessDeserializer, MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, Visitor};
+use serde_norway::{Mapping, Value};
 
 use super::{DocBody, Document, EnvelopeError, FileRole, Unwrapped, decode};
 
@@ -21,21 +25,25 @@ const ENCODINGS: &str =
 /// Unwraps a cloud-config document (the `#cloud-config` line is a YAML
 /// comment, so the whole text is parsed).
 pub fn unwrap(text: &str) -> Result<Unwrapped, EnvelopeError> {
-    let mut u = Unwrapped::new("cloud-config");
     let (root, lifted) = parse(text)?;
-    let map = match root {
-        Value::Mapping(m) => m,
-        Value::Null => return Ok(u),
-        _ => {
+    unwrap_root(root, &lifted)
+}
+
+/// What the parsed cloud-config carries.
+fn unwrap_root(root: Root, lifted: &[Lifted<'_>]) -> Result<Unwrapped, EnvelopeError> {
+    let mut u = Unwrapped::new("cloud-config");
+    let top = match root {
+        Root::Mapping(top) => top,
+        Root::Other(Value::Null) => return Ok(u),
+        Root::Other(_) => {
             return Err(EnvelopeError(
                 "cloud-config: the top level must be a mapping".into(),
             ));
         }
     };
-    match map.get("kubeboot") {
+    match top.kubeboot {
         None => {}
-        Some(Value::Mapping(_)) => {
-            let value = map.get("kubeboot").cloned().unwrap_or(Value::Null);
+        Some(value @ Value::Mapping(_)) => {
             u.documents.push(Document {
                 origin: "cloud-config kubeboot key".into(),
                 field_prefix: "kubeboot.".into(),
@@ -49,21 +57,21 @@ pub fn unwrap(text: &str) -> Result<Unwrapped, EnvelopeError> {
             ));
         }
     }
-    match map.get("write_files") {
-        None | Some(Value::Null) => {}
-        Some(Value::Sequence(entries)) => {
-            for (i, entry) in entries.iter().enumerate() {
-                write_file(&mut u, i, entry, &lifted)?;
+    match top.write_files {
+        None | Some(WriteFiles::Other(Value::Null)) => {}
+        Some(WriteFiles::Entries(entries)) => {
+            for (i, entry) in entries.into_iter().enumerate() {
+                write_file(&mut u, i, entry, lifted)?;
             }
         }
-        Some(_) => {
+        Some(WriteFiles::Other(_)) => {
             return Err(EnvelopeError(
                 "cloud-config: write_files must be a list".into(),
             ));
         }
     }
-    for key in ["runcmd", "bootcmd"] {
-        if map.contains_key(key) {
+    for (key, present) in [("runcmd", top.runcmd), ("bootcmd", top.bootcmd)] {
+        if present {
             u.warnings.push(format!(
                 "cloud-config: {key} is ignored: kubeboot does not run commands"
             ));
@@ -84,34 +92,40 @@ fn shown_path(path: &str) -> String {
 fn write_file(
     u: &mut Unwrapped,
     i: usize,
-    entry: &Value,
+    entry: Entry,
     lifted: &[Lifted<'_>],
 ) -> Result<(), EnvelopeError> {
-    let Value::Mapping(m) = entry else {
+    let Entry::Mapping {
+        path,
+        encoding,
+        content,
+        permissions: perm,
+        append,
+    } = entry
+    else {
         return Err(EnvelopeError(format!(
             "write_files[{i}]: must be a mapping"
         )));
     };
-    let path = match m.get("path") {
-        Some(Value::String(p)) => p.as_str(),
-        Some(_) => {
+    let path = match path {
+        Field::Str(p) => p,
+        Field::Absent => return Err(EnvelopeError(format!("write_files[{i}]: path is missing"))),
+        _ => {
             return Err(EnvelopeError(format!(
                 "write_files[{i}]: path must be a string"
             )));
         }
-        None => return Err(EnvelopeError(format!("write_files[{i}]: path is missing"))),
     };
-    let place = format!("write_files[{i}] ({})", shown_path(path));
-    super::check_carried_path(path).map_err(|e| e.at(&place))?;
-    let encoding = match m.get("encoding") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(EnvelopeError(format!("{place}: encoding must be a string"))),
+    let place = format!("write_files[{i}] ({})", shown_path(&path));
+    super::check_carried_path(&path).map_err(|e| e.at(&place))?;
+    let encoding = match &encoding {
+        Field::Absent | Field::Null => "",
+        Field::Str(s) => s,
+        _ => return Err(EnvelopeError(format!("{place}: encoding must be a string"))),
     };
-    let content = entry_content(m.get("content"), &encoding, lifted).map_err(|e| e.at(&place))?;
-    let mode = permissions(m.get("permissions")).map_err(|e| e.at(&place))?;
-    let append = matches!(m.get("append"), Some(Value::Bool(true)));
-    let role = super::file_role(path, &content);
+    let content = entry_content(&content, encoding, lifted).map_err(|e| e.at(&place))?;
+    let mode = permissions(&perm).map_err(|e| e.at(&place))?;
+    let role = super::file_role(&path, &content);
     if append && role != FileRole::Other {
         return Err(EnvelopeError(format!(
             "{place}: append: true is not supported for a file kubeboot reads"
@@ -121,7 +135,7 @@ fn write_file(
         u,
         &place,
         format!("write_files[{i}] {path}"),
-        path,
+        &path,
         content,
         mode,
     )
@@ -129,7 +143,7 @@ fn write_file(
 
 /// An entry's decoded content (borrowed where it can be).
 fn entry_content<'a>(
-    content: Option<&'a Value>,
+    content: &'a Field,
     encoding: &str,
     lifted: &'a [Lifted<'a>],
 ) -> Result<Cow<'a, [u8]>, EnvelopeError> {
@@ -152,20 +166,20 @@ fn is_base64(encoding: &str) -> bool {
 }
 
 /// A lifted block when `content` is its placeholder.
-fn lifted_content<'a, 'b>(v: Option<&Value>, lifted: &'b [Lifted<'a>]) -> Option<&'b Lifted<'a>> {
+fn lifted_content<'a, 'b>(v: &Field, lifted: &'b [Lifted<'a>]) -> Option<&'b Lifted<'a>> {
     match v {
-        Some(Value::String(s)) => lifted.iter().find(|l| l.token == *s),
+        Field::Str(s) => lifted.iter().find(|l| *l.token == **s),
         _ => None,
     }
 }
 
 /// The `content` value as bytes (a string, or empty), borrowed: a large
 /// entry is not copied before kubeboot knows whether it keeps it.
-fn content_bytes(v: Option<&Value>) -> Result<&[u8], EnvelopeError> {
+fn content_bytes(v: &Field) -> Result<&[u8], EnvelopeError> {
     match v {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::String(s)) => Ok(s.as_bytes()),
-        Some(_) => Err(EnvelopeError("content must be a string".into())),
+        Field::Absent | Field::Null => Ok(&[]),
+        Field::Str(s) => Ok(s.as_bytes()),
+        _ => Err(EnvelopeError("content must be a string".into())),
     }
 }
 
@@ -197,10 +211,10 @@ fn decode_content<'a>(raw: &'a [u8], encoding: &str) -> Result<Cow<'a, [u8]>, En
 }
 
 /// Parses `permissions` (an octal string; default 0644).
-fn permissions(v: Option<&Value>) -> Result<u32, EnvelopeError> {
+fn permissions(v: &Field) -> Result<u32, EnvelopeError> {
     match v {
-        None | Some(Value::Null) => Ok(0o644),
-        Some(Value::String(s)) => {
+        Field::Absent | Field::Null => Ok(0o644),
+        Field::Str(s) => {
             let t = s.trim();
             let digits = t.strip_prefix("0o").unwrap_or(t);
             match u32::from_str_radix(digits, 8) {
@@ -215,10 +229,10 @@ fn permissions(v: Option<&Value>) -> Result<u32, EnvelopeError> {
         // leading-zero scalars as strings, which matches PyYAML's octal); an
         // unquoted 600 or 0o600 is a number whose meaning differs between
         // YAML 1.1 and 1.2, so it is refused rather than guessed.
-        Some(Value::Number(_)) => Err(EnvelopeError(
+        Field::Number => Err(EnvelopeError(
             "permissions must be an octal string such as '0600', not a YAML number".into(),
         )),
-        Some(_) => Err(EnvelopeError(
+        Field::Other => Err(EnvelopeError(
             "permissions must be a quoted octal string such as '0600'".into(),
         )),
     }
@@ -279,33 +293,270 @@ impl Lifted<'_> {
 /// Parses the cloud-config: with its large `content:` blocks lifted out
 /// when that is certain to give the same value (else, and for any error,
 /// the whole text as it stands: error positions then match the input).
-fn parse(text: &str) -> Result<(Value, Vec<Lifted<'_>>), EnvelopeError> {
+fn parse(text: &str) -> Result<(Root, Vec<Lifted<'_>>), EnvelopeError> {
     if let Some((rest, lifted)) = lift(text)
-        && let Ok(root) = decode::yaml_value(&rest)
+        && let Ok(root) = parse_root(&rest)
         && placeholders_in_place(&root, &lifted)
     {
         return Ok((root, lifted));
     }
-    let root = decode::yaml_value(text).map_err(|e| e.at("cloud-config"))?;
+    let root = parse_root(text).map_err(|e| e.at("cloud-config"))?;
     Ok((root, Vec::new()))
 }
 
 /// Whether each placeholder is the whole `content` of exactly one
 /// `write_files` entry (a block header that was not what it looked like,
 /// say inside a quoted string, leaves its placeholder elsewhere).
-fn placeholders_in_place(root: &Value, lifted: &[Lifted<'_>]) -> bool {
-    let Some(Value::Sequence(entries)) = root.get("write_files") else {
+fn placeholders_in_place(root: &Root, lifted: &[Lifted<'_>]) -> bool {
+    let Root::Mapping(Top {
+        write_files: Some(WriteFiles::Entries(entries)),
+        ..
+    }) = root
+    else {
         return false;
     };
     let mut seen = vec![0usize; lifted.len()];
     for e in entries {
-        if let Some(Value::String(c)) = e.get("content")
-            && let Some(k) = lifted.iter().position(|l| l.token == *c)
+        if let Entry::Mapping { content, .. } = e
+            && let Some(k) = lifted.iter().position(|l| Some(&*l.token) == content.str())
         {
             seen[k] += 1;
         }
     }
     seen.iter().all(|&n| n == 1)
+}
+
+/// The parsed cloud-config, reduced to what [`unwrap`] reads.
+///
+/// Why not a `serde_norway::Value`: a value tree costs about 0.6 KiB per
+/// `write_files` entry (a map with its keys and values), 11 MiB for 20,000
+/// small entries, and it lived beside serde_norway's list of every event
+/// of the document. Here each entry is read as a `Value`, reduced to an
+/// [`Entry`] and dropped at once; everything else is read exactly as
+/// `Value` reads it, so the same inputs are accepted and refused, with
+/// the same messages (docs/building.md).
+#[derive(Debug)]
+enum Root {
+    /// A top level that is not a mapping (`Null` for an empty document).
+    Other(Value),
+    Mapping(Top),
+}
+
+/// The top-level keys [`unwrap`] reads; every other key's value is read
+/// (and so checked) as a `Value` and dropped.
+#[derive(Debug, Default)]
+struct Top {
+    kubeboot: Option<Value>,
+    write_files: Option<WriteFiles>,
+    runcmd: bool,
+    bootcmd: bool,
+}
+
+#[derive(Debug)]
+enum WriteFiles {
+    Entries(Vec<Entry>),
+    /// Not a list (`Null` for `write_files:` with nothing after it).
+    Other(Value),
+}
+
+/// One `write_files` entry: the fields [`write_file`] checks, each as much
+/// of its value as the checks tell apart.
+#[derive(Debug)]
+enum Entry {
+    NotMapping,
+    Mapping {
+        path: Field,
+        encoding: Field,
+        content: Field,
+        permissions: Field,
+        /// `append: true` (a YAML boolean).
+        append: bool,
+    },
+}
+
+/// A field of a `write_files` entry.
+#[derive(Debug)]
+enum Field {
+    Absent,
+    Null,
+    Str(Box<str>),
+    Number,
+    /// A boolean, list, mapping or tagged value.
+    Other,
+}
+
+impl Field {
+    fn str(&self) -> Option<&str> {
+        match self {
+            Field::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl Entry {
+    fn from_value(v: Value) -> Entry {
+        let Value::Mapping(mut m) = v else {
+            return Entry::NotMapping;
+        };
+        let mut field = |key: &str| match m.remove(key) {
+            None => Field::Absent,
+            Some(Value::Null) => Field::Null,
+            Some(Value::String(s)) => Field::Str(s.into_boxed_str()),
+            Some(Value::Number(_)) => Field::Number,
+            Some(_) => Field::Other,
+        };
+        let (path, encoding, content, permissions) = (
+            field("path"),
+            field("encoding"),
+            field("content"),
+            field("permissions"),
+        );
+        Entry::Mapping {
+            path,
+            encoding,
+            content,
+            permissions,
+            append: matches!(m.get("append"), Some(Value::Bool(true))),
+        }
+    }
+}
+
+/// Parses one YAML document into a [`Root`] (after the flow-depth check).
+fn parse_root(text: &str) -> Result<Root, EnvelopeError> {
+    decode::check_flow_depth(text)?;
+    TopSeed
+        .deserialize(serde_norway::Deserializer::from_str(text))
+        .map_err(decode::yaml_error)
+}
+
+/// The `Visitor` methods of serde_norway's own `Value` (its
+/// `value/de.rs`), each result wrapped by `$wrap`: the visitors below
+/// stream one kind of node and must read every other as `Value` does.
+macro_rules! as_value {
+    ($wrap:expr) => {
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any YAML value")
+        }
+        fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
+            Ok($wrap(Value::Bool(b)))
+        }
+        fn visit_i64<E: de::Error>(self, i: i64) -> Result<Self::Value, E> {
+            Ok($wrap(Value::Number(i.into())))
+        }
+        fn visit_u64<E: de::Error>(self, u: u64) -> Result<Self::Value, E> {
+            Ok($wrap(Value::Number(u.into())))
+        }
+        fn visit_f64<E: de::Error>(self, f: f64) -> Result<Self::Value, E> {
+            Ok($wrap(Value::Number(f.into())))
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok($wrap(Value::String(s.to_owned())))
+        }
+        fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+            Ok($wrap(Value::String(s)))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($wrap(Value::Null))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($wrap(Value::Null))
+        }
+        fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
+            Value::deserialize(EnumAccessDeserializer::new(data)).map($wrap)
+        }
+    };
+}
+
+/// Reads the top level; a mapping key by key.
+struct TopSeed;
+
+impl<'de> DeserializeSeed<'de> for TopSeed {
+    type Value = Root;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Root, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopSeed {
+    type Value = Root;
+    as_value!(Root::Other);
+
+    fn visit_seq<A: SeqAccess<'de>>(self, data: A) -> Result<Root, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(data)).map(Root::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut data: A) -> Result<Root, A::Error> {
+        // a key given twice is refused as serde_norway's `Mapping` refuses it
+        let mut keys = Mapping::new();
+        let mut top = Top::default();
+        while let Some(key) = data.next_key::<Value>()? {
+            if keys.contains_key(&key) {
+                return Err(de::Error::custom(duplicate_key(&key)));
+            }
+            // a plain string key only (`Value::as_str` would see through a
+            // tag, `Mapping::get` does not)
+            let name = match &key {
+                Value::String(s) => s.as_str(),
+                _ => "",
+            };
+            match name {
+                "kubeboot" => top.kubeboot = Some(data.next_value()?),
+                "write_files" => top.write_files = Some(data.next_value_seed(WriteFilesSeed)?),
+                _ => {
+                    data.next_value::<Value>()?;
+                    top.runcmd |= name == "runcmd";
+                    top.bootcmd |= name == "bootcmd";
+                }
+            }
+            keys.insert(key, Value::Null);
+        }
+        Ok(Root::Mapping(top))
+    }
+}
+
+/// serde_norway's message for a key given twice (its `DuplicateKeyError`).
+fn duplicate_key(key: &Value) -> String {
+    match key {
+        Value::Null => "duplicate entry with null key".into(),
+        Value::Bool(b) => format!("duplicate entry with key `{b}`"),
+        Value::Number(n) => format!("duplicate entry with key {n}"),
+        Value::String(s) => format!("duplicate entry with key {s:?}"),
+        Value::Sequence(_) | Value::Mapping(_) | Value::Tagged(_) => {
+            "duplicate entry in YAML map".into()
+        }
+    }
+}
+
+/// Reads `write_files`; a list entry by entry, each reduced to an [`Entry`].
+struct WriteFilesSeed;
+
+impl<'de> DeserializeSeed<'de> for WriteFilesSeed {
+    type Value = WriteFiles;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<WriteFiles, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for WriteFilesSeed {
+    type Value = WriteFiles;
+    as_value!(WriteFiles::Other);
+
+    fn visit_map<A: MapAccess<'de>>(self, data: A) -> Result<WriteFiles, A::Error> {
+        Value::deserialize(MapAccessDeserializer::new(data)).map(WriteFiles::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut data: A) -> Result<WriteFiles, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(v) = data.next_element::<Value>()? {
+            entries.push(Entry::from_value(v));
+        }
+        entries.shrink_to_fit();
+        Ok(WriteFiles::Entries(entries))
+    }
 }
 
 /// Leading spaces of a line.
@@ -432,6 +683,9 @@ fn lift(text: &str) -> Option<(String, Vec<Lifted<'_>>)> {
         return None;
     }
     out.push_str(&text[copied..]);
+    // the capacity grown by doubling is given back (a large allocation
+    // shrinks in place)
+    out.shrink_to_fit();
     Some((out, lifted))
 }
 
@@ -445,15 +699,24 @@ mod tests {
     /// (`parse`) and, as the oracle, from serde_norway's parse of the whole
     /// text; and whether anything was lifted.
     fn both_ways(text: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, bool) {
-        let contents = |root: &Value, lifted: &[Lifted<'_>]| -> Vec<Vec<u8>> {
-            let Some(Value::Sequence(entries)) = root.get("write_files") else {
+        let contents = |root: &Root, lifted: &[Lifted<'_>]| -> Vec<Vec<u8>> {
+            let Root::Mapping(Top {
+                write_files: Some(WriteFiles::Entries(entries)),
+                ..
+            }) = root
+            else {
                 return Vec::new();
             };
             entries
                 .iter()
                 .map(|e| {
-                    let enc = e.get("encoding").and_then(Value::as_str).unwrap_or("");
-                    entry_content(e.get("content"), enc, lifted)
+                    let Entry::Mapping {
+                        encoding, content, ..
+                    } = e
+                    else {
+                        panic!("not a mapping")
+                    };
+                    entry_content(content, encoding.str().unwrap_or(""), lifted)
                         .unwrap()
                         .into_owned()
                 })
@@ -461,7 +724,7 @@ mod tests {
         };
         let (root, lifted) = parse(text).unwrap();
         let fast = contents(&root, &lifted);
-        let whole = decode::yaml_value(text).unwrap();
+        let whole = parse_root(text).unwrap();
         (fast, contents(&whole, &[]), !lifted.is_empty())
     }
 
@@ -608,6 +871,173 @@ mod tests {
             .0;
         assert_eq!(e, whole);
         assert!(e.contains("line 1206"), "{e}");
+    }
+
+    /// The oracle for the streaming read ([`TopSeed`]): the whole document
+    /// read as one `serde_norway::Value` by serde_norway itself, the keys
+    /// then looked up in it (how `unwrap` read a cloud-config before).
+    fn root_from_whole_value(text: &str) -> Result<Root, EnvelopeError> {
+        let v = decode::yaml_value(text)?;
+        let Value::Mapping(m) = v else {
+            return Ok(Root::Other(v));
+        };
+        Ok(Root::Mapping(Top {
+            kubeboot: m.get("kubeboot").cloned(),
+            write_files: m.get("write_files").map(|w| match w {
+                Value::Sequence(es) => {
+                    WriteFiles::Entries(es.iter().cloned().map(Entry::from_value).collect())
+                }
+                other => WriteFiles::Other(other.clone()),
+            }),
+            runcmd: m.contains_key("runcmd"),
+            bootcmd: m.contains_key("bootcmd"),
+        }))
+    }
+
+    /// Asserts that the streaming read and the oracle agree on `text`: the
+    /// same parse (or the same error) and the same unwrapped result.
+    fn assert_read_as_whole_value(label: &str, text: &str) {
+        let streamed = parse_root(text);
+        let whole = root_from_whole_value(text);
+        assert_eq!(
+            format!("{streamed:?}"),
+            format!("{whole:?}"),
+            "{label}: parse"
+        );
+        let streamed = streamed.and_then(|r| unwrap_root(r, &[]));
+        let whole = whole.and_then(|r| unwrap_root(r, &[]));
+        assert_eq!(
+            format!("{streamed:?}"),
+            format!("{whole:?}"),
+            "{label}: unwrapped"
+        );
+    }
+
+    #[test]
+    fn the_streaming_read_accepts_and_refuses_what_a_whole_value_does() {
+        let deep = |n: usize| format!("write_files: {}{}\n", "[".repeat(n), "]".repeat(n));
+        let cases = [
+            "",
+            "#cloud-config\n",
+            "~\n",
+            "- a\n",
+            "3\n",
+            "'text'\n",
+            "\"esc\\tx\"\n",
+            "true\n",
+            "-3\n",
+            "1.5\n",
+            ".nan\n",
+            "write_files: true\n",
+            "write_files: -3\n",
+            "write_files: 18446744073709551615\n",
+            "write_files: 1.5\n",
+            "write_files: \"a\\tb\"\n",
+            "write_files: !!null ''\n",
+            "kubeboot: -3\n",
+            "kubeboot: \"x\\ty\"\n",
+            "x: 1\n7: 2\n",
+            "!tag {a: 1}\n",
+            "write_files:\n",
+            "write_files: {a: 1}\n",
+            "write_files: {a: 1, a: 2}\n",
+            "write_files: !custom [a]\n",
+            "write_files: x\n",
+            "write_files: []\nwrite_files: []\n",
+            "write_files: [{path: /etc/a}]\nwrite_files: 3\n",
+            "a: 1\na: 2\n",
+            "1: x\n1: y\n",
+            "~: a\nnull: b\n",
+            "true: 1\ntrue: 2\n",
+            "1.5: a\n1.5: b\n",
+            "? [a]\n: 1\n? [a]\n: 2\n",
+            "? {a: 1}\n: x\n? {a: 1}\n: y\n",
+            "!k kubeboot: {role: worker}\n",
+            "!k write_files: [3]\n!k runcmd: [a]\n",
+            "? !!str write_files\n: [3]\n",
+            "kubeboot: &k {role: worker}\nother: *k\n",
+            "kubeboot: {role: worker, role: x}\n",
+            "kubeboot: [1]\n",
+            "kubeboot:\n",
+            "kubeboot: !t {a: 1}\n",
+            "base: &w [{path: /etc/kubeboot/config.yaml, content: 'role: worker'}]\nwrite_files: *w\n",
+            "write_files:\n  - &e {path: /etc/kubeboot/config.yaml, content: 'role: worker'}\n  - *e\n",
+            "write_files:\n  - {path: /a, path: /b}\n",
+            "write_files:\n  - {path: /etc/a, <<: {content: x}}\n",
+            "write_files:\n  - path: !foo /etc/a\n",
+            "write_files:\n  - {path: /etc/kubeboot/config.yaml, content: !!binary cm9sZTogd29ya2Vy}\n",
+            "write_files:\n  - {path: /etc/kubeboot/config.yaml, content: 'role: worker', append: 'true'}\n",
+            "write_files:\n  - {path: /etc/kubeboot/config.yaml, content: 'role: worker', append: true}\n",
+            "write_files:\n  - {path: /etc/a, permissions: 0o600}\n",
+            "write_files:\n  - {path: /etc/a, permissions: 0600}\n",
+            "write_files:\n  - {path: /etc/a, permissions: !!str 600}\n",
+            "write_files:\n  - {path: /etc/a, permissions: 6.0e2}\n",
+            "write_files:\n  - {path: /etc/a, encoding: [b64]}\n",
+            "write_files:\n  - {path: /etc/a, content: 12}\n",
+            "write_files:\n  - {path: ~}\n",
+            "write_files:\n- 1\n- ~\n- [a]\n",
+            "write_files:\n- path: /etc/kubernetes/pki/ca.crt\n  content: CERT\n  permissions: '0600'\n- path: /etc/motd\n  content: hi\n",
+            "write_files: [{path: /etc/a, content: x}\n",
+            "runcmd: [a]\nbootcmd: [b]\nkubeboot: {role: worker}\n",
+            "runcmd:\n",
+            "a: 1\n---\nb: 2\n",
+            "---\n...\n",
+            &deep(120),
+            &deep(140),
+            &format!("a: {}{}\n", "[".repeat(140), "]".repeat(140)),
+        ];
+        for (i, text) in cases.iter().enumerate() {
+            assert_read_as_whole_value(&format!("case {i} {text:?}"), text);
+        }
+    }
+
+    #[test]
+    fn twenty_thousand_entries_are_read_as_a_whole_value_and_errors_name_the_index() {
+        let head = "#cloud-config\nkubeboot:\n  role: worker\nwrite_files:\n";
+        let entries: Vec<String> = (0..20_000)
+            .map(|i| format!("  - path: /opt/small/file-{i}.txt\n    content: small file {i}\n"))
+            .collect();
+        let with = |bad: &str| {
+            let mut e = entries.clone();
+            e[17_345] = bad.to_string();
+            format!("{head}{}", e.concat())
+        };
+        let good = format!("{head}{}", entries.concat());
+        assert_read_as_whole_value("good", &good);
+        let u = unwrap(&good).unwrap();
+        assert_eq!(u.documents.len(), 1);
+        assert_eq!(u.warnings.len(), 20_000);
+        assert!(
+            u.warnings[17_345]
+                .starts_with("write_files[17345] (/opt/small/file-17345.txt): ignored"),
+            "{}",
+            u.warnings[17_345]
+        );
+        for (bad, want) in [
+            (
+                "  - path: opt/x\n",
+                "write_files[17345] (opt/x): path must be absolute",
+            ),
+            ("  - [a]\n", "write_files[17345]: must be a mapping"),
+            ("  - content: x\n", "write_files[17345]: path is missing"),
+            (
+                "  - path: /etc/kubeboot/config.yaml\n    permissions: 600\n    content: x\n",
+                "write_files[17345] (/etc/kubeboot/config.yaml): permissions must be an octal string",
+            ),
+            (
+                "  - path: /etc/kubeboot/config.yaml\n    encoding: b64\n    content: '%%'\n",
+                "write_files[17345] (/etc/kubeboot/config.yaml): content: not valid base64",
+            ),
+            (
+                "  - path: /opt/a\n    path: /opt/b\n",
+                "cloud-config: invalid YAML: write_files[17345]: duplicate entry with key \"path\" at line 34695 column 5",
+            ),
+        ] {
+            let text = with(bad);
+            assert_read_as_whole_value(bad, &text);
+            let e = unwrap(&text).unwrap_err().0;
+            assert!(e.starts_with(want), "{bad:?}: {e}");
+        }
     }
 
     fn gz(data: &[u8]) -> Vec<u8> {

@@ -9,7 +9,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::FsError;
 use crate::host::paths::HostPath;
@@ -24,26 +24,33 @@ pub fn check_no_symlinks(root: &Path, path: &Path) -> Result<(), FsError> {
             io::Error::new(io::ErrorKind::InvalidInput, "path is outside the root"),
         )
     })?;
-    let mut cur = root.to_path_buf();
+    let mut cur = PathBuf::with_capacity(path.as_os_str().len() + 1);
+    cur.push(root);
     for c in rel.components() {
         cur.push(c);
-        match fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(FsError::new(
-                    "refusing to follow symlink",
-                    &cur,
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "symlinks are not followed under --root",
-                    ),
-                ));
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(FsError::new("inspecting", &cur, e)),
+        if !exists_not_symlink(&cur)? {
+            return Ok(());
         }
     }
     Ok(())
+}
+
+/// Whether `path` exists, refusing it when it is a symlink (its parents are
+/// not looked at).
+fn exists_not_symlink(path: &Path) -> Result<bool, FsError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(FsError::new(
+            "refusing to follow symlink",
+            path,
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "symlinks are not followed under --root",
+            ),
+        )),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(FsError::new("inspecting", path, e)),
+    }
 }
 
 /// Creates `dir` with `mode` and its missing parents with 0755 (existing
@@ -118,8 +125,11 @@ pub fn write_atomic(target: &HostPath, data: &[u8], mode: u32, sync: Sync) -> Re
             io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
         )
     })?;
+    // `create_dir_all` refuses a symlink anywhere in `dir` and a `dir`
+    // outside the root (`dir` equal to the root is the caller's): only the
+    // file itself is left to check
     create_dir_all(root, dir, 0o755)?;
-    check_no_symlinks(root, path)?;
+    exists_not_symlink(path)?;
     if super::dryrun::write(path, data, mode) {
         return Ok(());
     }
@@ -171,16 +181,21 @@ fn temp_name(name: &str) -> String {
 
 /// Removes temp files for `name` left in `dir` by a run that died before
 /// its rename (a crash, a power cut): those of a process that no longer
-/// exists. A live process's temp file is never touched.
+/// exists. A live process's temp file is never touched. The directory
+/// is read with `getdents64` into a buffer on the stack (rustix's
+/// `RawDir`): no allocation per entry, as every write scans its directory.
 fn remove_stale_temps(dir: &Path, name: &str) {
-    let Ok(entries) = fs::read_dir(dir) else {
+    use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::open(dir, flags, Mode::empty()) else {
         return;
     };
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut entries = RawDir::new(&fd, &mut buf);
     let old_fixed = format!(".{name}{TEMP_SUFFIX}");
     let prefix = format!(".{name}.");
-    for e in entries.flatten() {
-        let file = e.file_name();
-        let Some(file) = file.to_str() else {
+    while let Some(Ok(e)) = entries.next() {
+        let Ok(file) = e.file_name().to_str() else {
             continue;
         };
         let stale = if file == old_fixed {
@@ -202,7 +217,7 @@ fn remove_stale_temps(dir: &Path, name: &str) {
             !Path::new("/proc").join(pid).exists()
         };
         if stale {
-            let _ = fs::remove_file(e.path());
+            let _ = rustix::fs::unlinkat(&fd, e.file_name(), AtFlags::empty());
         }
     }
 }
@@ -362,6 +377,10 @@ mod tests {
         let live = dir.join(format!(".ca.key.{}-999{TEMP_SUFFIX}", std::process::id()));
         for p in [&dead, &old, &live] {
             fs::write(p, b"x").unwrap();
+        }
+        // enough other entries that the directory takes several reads
+        for i in 0..200 {
+            fs::write(dir.join(format!("{i:0>60}.crt")), b"").unwrap();
         }
         let paths = crate::host::Paths::new(&root);
         write_atomic(

@@ -80,13 +80,14 @@ pub(super) fn run_certs_phase(r: &mut NodeRun<'_>) -> Result<(), Error> {
 }
 
 fn certs(r: &mut NodeRun<'_>, want: &dyn Fn(&str) -> bool) -> Result<(), Error> {
-    let report = pki::ensure_tree_only(
+    let (report, ca) = pki::ensure_tree_keeping_ca(
         &r.input.settings,
         &r.input.paths,
         r.input.now,
         r.sync(),
         want,
     )?;
+    r.state.cluster_ca = ca;
     record_report(r, "certs", &report);
     Ok(())
 }
@@ -102,12 +103,15 @@ pub(super) fn run_kubeconfigs_phase(r: &mut NodeRun<'_>) -> Result<(), Error> {
 }
 
 fn kubeconfigs(r: &mut NodeRun<'_>, want: &dyn Fn(&str) -> bool) -> Result<(), Error> {
-    let report = kubeconfig::ensure_kubeconfigs_only(
+    // taken: the CA's private key is held no longer than this phase
+    let ca = r.state.cluster_ca.take();
+    let report = kubeconfig::ensure_kubeconfigs_with(
         &r.input.settings,
         &r.input.paths,
         r.input.now,
         r.sync(),
         want,
+        ca.as_ref(),
     )?;
     record_report(r, "kubeconfig", &report);
     Ok(())

@@ -51,8 +51,11 @@ pub enum Effects {
     Render,
 }
 
-/// How to run a node's phases: the options `init`, `join` and `firstboot`
-/// share (the command line spells them) plus `only` (`init phase NAME`).
+// How to run a node's phases: the options `init`, `join` and `firstboot`
+// share (the command line spells them) plus `only` (`init phase NAME`).
+// (A plain comment, not a doc comment: clap would make it the about text
+// of the subcommand, whose arguments are built after it: cli::command.)
+#[allow(missing_docs)]
 #[derive(Debug, clap::Args, Clone)]
 pub struct RunOptions {
     /// Comma-separated phases to skip.
@@ -298,6 +301,10 @@ pub struct RunState {
     pub subs: Vec<&'static str>,
     /// Files were written since the last `syncfs`.
     pub unsynced: bool,
+    /// The cluster CA as the certs phase left it (checked or created, its
+    /// signing key loaded), for the kubeconfig phase of the same run, which
+    /// takes it (the key is not kept for the rest of the run).
+    pub(crate) cluster_ca: Option<crate::pki::tree::Ca>,
 }
 
 impl runner::SubPhases for NodeRun<'_> {

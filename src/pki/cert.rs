@@ -3,12 +3,15 @@
 //! ExtKeyUsage, sorted DNS SANs then IPs), and inspecting an existing one
 //! (subject, SANs, usages, validity, signature) for load-or-create.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashSet};
+use std::fmt;
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyUsagePurpose, SanType, SerialNumber,
+    Issuer, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
@@ -98,13 +101,77 @@ pub struct CertRequest {
     pub not_after: OffsetDateTime,
 }
 
-/// The CA that signs a leaf: its certificate (DER) and key.
-#[derive(Debug, Clone, Copy)]
-pub struct Signer<'a> {
-    /// CA certificate, DER.
-    pub cert_der: &'a [u8],
-    /// CA private key.
-    pub key: &'a Key,
+/// A CA's private key held for signing, shared by the CA and rcgen's
+/// issuer made from it.
+#[derive(Clone)]
+struct SharedKey(Rc<Key>);
+
+impl PublicKeyData for SharedKey {
+    fn der_bytes(&self) -> &[u8] {
+        self.0.der_bytes()
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        PublicKeyData::algorithm(&*self.0)
+    }
+}
+
+impl rcgen::SigningKey for SharedKey {
+    fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
+        // `CaKey::issuer` loaded the key pair before any signature
+        let pair = self.0.pair().map_err(|_| rcgen::Error::RingUnspecified)?;
+        rcgen::SigningKey::sign(pair, msg)
+    }
+}
+
+/// A CA that can sign: its certificate (DER) and private key. rcgen's
+/// issuer (the CA's subject, key identifier and key usages, read from the
+/// certificate) and ring's signing key are made the first time it signs
+/// and reused for every certificate after: one parse of the CA
+/// certificate and one load of its key per run, however many it signs.
+pub struct CaKey {
+    cert_der: Vec<u8>,
+    key: SharedKey,
+    issuer: OnceCell<Issuer<'static, SharedKey>>,
+}
+
+impl fmt::Debug for CaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CaKey({:?})", self.key.0)
+    }
+}
+
+impl CaKey {
+    /// The CA of certificate `cert_der` (DER) with its private `key`.
+    pub fn new(cert_der: Vec<u8>, key: Key) -> CaKey {
+        CaKey {
+            cert_der,
+            key: SharedKey(Rc::new(key)),
+            issuer: OnceCell::new(),
+        }
+    }
+
+    /// The CA's private key.
+    pub fn key(&self) -> &Key {
+        &self.key.0
+    }
+
+    /// The CA certificate, DER.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    fn issuer(&self, what: &dyn Fn() -> String) -> Result<&Issuer<'static, SharedKey>> {
+        if let Some(i) = self.issuer.get() {
+            return Ok(i);
+        }
+        self.key.0.pair()?;
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), self.key.clone())
+            .map_err(|e| {
+            Error::Invalid(format!("{}: reading the CA certificate: {e}", what()))
+        })?;
+        Ok(self.issuer.get_or_init(|| issuer))
+    }
 }
 
 /// A crypto-random serial in [1, 2^63-1), as kubeadm's `NewSignedCert`.
@@ -128,7 +195,7 @@ fn random_serial(rng: &SystemRandom) -> Result<SerialNumber> {
 pub fn issue(
     req: &CertRequest,
     subject_key: &Key,
-    signer: Option<Signer<'_>>,
+    signer: Option<&CaKey>,
     rng: &SystemRandom,
 ) -> Result<Vec<u8>> {
     let what = || format!("issuing certificate {:?}", req.cn);
@@ -179,20 +246,14 @@ pub fn issue(
     }
     let cert = match signer {
         None => params.self_signed(subject_key.pair()?),
-        Some(s) => {
-            let issuer =
-                Issuer::from_ca_cert_der(&s.cert_der.into(), s.key.pair()?).map_err(|e| {
-                    Error::Invalid(format!("{}: reading the CA certificate: {e}", what()))
-                })?;
-            params.signed_by(subject_key, &issuer)
-        }
+        Some(ca) => params.signed_by(subject_key, ca.issuer(&what)?),
     };
     cert.map(|c| c.der().to_vec())
         .map_err(|e| Error::Failed(format!("{}: {e}", what())))
 }
 
 /// Facts read from an existing certificate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
     /// Subject common name.
     pub cn: String,
@@ -275,6 +336,33 @@ pub fn inspect(der: &[u8], origin: &str) -> Result<CertInfo> {
     })
 }
 
+/// The facts of the certificate [`issue`] made from `req` for
+/// `subject_key`: what [`inspect`] reads back from it, without parsing
+/// the certificate kubeboot has just built. Times as the certificate
+/// holds them (UTC, whole seconds).
+pub fn issued_info(req: &CertRequest, subject_key: &Key) -> CertInfo {
+    let written = |t: OffsetDateTime| {
+        t.replace_nanosecond(0)
+            .unwrap_or(t)
+            .to_offset(time::UtcOffset::UTC)
+    };
+    let usages = [Eku::ServerAuth, Eku::ClientAuth]
+        .into_iter()
+        .filter(|u| !req.is_ca && req.usages.contains(u))
+        .collect();
+    CertInfo {
+        cn: req.cn.clone(),
+        orgs: req.org.iter().cloned().collect(),
+        is_ca: req.is_ca,
+        sans: req.sans.clone(),
+        usages,
+        not_before: written(req.not_before),
+        not_after: written(req.not_after),
+        spki: subject_key.spki_der(),
+        algorithm: subject_key.describe(),
+    }
+}
+
 /// True when `child_der`'s signature verifies with `ca_der`'s public key
 /// and its issuer name is the CA's subject.
 pub fn signed_by(child_der: &[u8], ca_der: &[u8]) -> bool {
@@ -303,5 +391,114 @@ pub fn der_from_pem(pem_bytes: &[u8], origin: &str) -> Result<Vec<u8>> {
 
 /// PEM-encodes a DER certificate.
 pub fn to_pem(der: &[u8]) -> String {
-    super::pem_encode("CERTIFICATE", der.to_vec())
+    super::pem_encode("CERTIFICATE", der)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KeyAlgorithm;
+
+    fn request(cn: &str, is_ca: bool, not_after: OffsetDateTime) -> CertRequest {
+        let mut sans = Sans::default();
+        for s in [
+            "b.example.test",
+            "A.example.test",
+            "10.0.0.1",
+            "::1",
+            "a.example.test",
+        ] {
+            sans.add(s);
+        }
+        CertRequest {
+            cn: cn.into(),
+            org: (!is_ca).then(|| "system:masters".to_string()),
+            is_ca,
+            // in the opposite order to the one a certificate is read in
+            usages: if is_ca {
+                Vec::new()
+            } else {
+                vec![Eku::ClientAuth, Eku::ServerAuth]
+            },
+            sans,
+            // nanoseconds and a non-UTC offset: the certificate holds neither
+            not_before: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789)
+                .unwrap()
+                .to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap()),
+            not_after,
+        }
+    }
+
+    /// What `issued_info` says of a certificate is what x509-parser reads
+    /// back from it, for a CA and for a leaf it signs, with UTCTime and
+    /// GeneralizedTime validity, for ECDSA and RSA keys.
+    #[test]
+    fn issued_info_is_what_the_certificate_says() {
+        let rng = SystemRandom::new();
+        let in_2040 = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
+        let in_2100 = OffsetDateTime::from_unix_timestamp(4_200_000_000).unwrap();
+        for (alg, not_after) in [
+            (KeyAlgorithm::EcdsaP256, in_2040),
+            (KeyAlgorithm::EcdsaP384, in_2100),
+            (KeyAlgorithm::Rsa2048, in_2040),
+        ] {
+            let ca_key = Key::generate(alg).unwrap();
+            let req = request("ca", true, not_after);
+            let ca_der = issue(&req, &ca_key, None, &rng).unwrap();
+            assert_eq!(issued_info(&req, &ca_key), inspect(&ca_der, "").unwrap());
+            let ca = CaKey::new(ca_der.clone(), ca_key);
+            let key = Key::generate(alg).unwrap();
+            let req = request("leaf", false, not_after);
+            let der = issue(&req, &key, Some(&ca), &rng).unwrap();
+            assert_eq!(issued_info(&req, &key), inspect(&der, "").unwrap());
+            assert!(signed_by(&der, &ca_der));
+        }
+    }
+
+    /// One CA signs several certificates with the issuer it made once;
+    /// every one names the CA as issuer, carries its key identifier and
+    /// verifies with its key.
+    #[test]
+    fn a_ca_key_signs_many_certificates() {
+        let rng = SystemRandom::new();
+        let not_after = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
+        let ca_key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let ca_der = issue(&request("ca", true, not_after), &ca_key, None, &rng).unwrap();
+        let ca = CaKey::new(ca_der.clone(), ca_key);
+        let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
+        let ski = match ca_cert
+            .get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER)
+        {
+            Ok(Some(e)) => match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => k.0.to_vec(),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        for i in 0..3 {
+            let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+            let der = issue(
+                &request(&format!("leaf-{i}"), false, not_after),
+                &key,
+                Some(&ca),
+                &rng,
+            )
+            .unwrap();
+            assert!(signed_by(&der, &ca_der), "leaf {i}");
+            let (_, c) = X509Certificate::from_der(&der).unwrap();
+            assert_eq!(c.issuer().as_raw(), ca_cert.subject().as_raw());
+            let aki = match c.get_extension_unique(
+                &x509_parser::oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER,
+            ) {
+                Ok(Some(e)) => match e.parsed_extension() {
+                    x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                        a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                    }
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(aki, Some(ski.clone()), "leaf {i}");
+        }
+    }
 }

@@ -129,12 +129,12 @@ impl Key {
     /// `EC PRIVATE KEY` for ECDSA, PKCS#1 `RSA PRIVATE KEY` for RSA, PKCS#8
     /// `PRIVATE KEY` otherwise.
     pub fn to_pem(&self) -> String {
-        if let Some(sec1) = der::pkcs8_ec_to_sec1(&self.pkcs8) {
-            return super::pem_encode("EC PRIVATE KEY", sec1);
+        if let Some(sec1) = der::pkcs8_ec_to_sec1(&self.pkcs8).map(zeroize::Zeroizing::new) {
+            return super::pem_encode("EC PRIVATE KEY", &sec1);
         }
-        match der::pkcs8_rsa_to_pkcs1(&self.pkcs8) {
-            Some(pkcs1) => super::pem_encode("RSA PRIVATE KEY", pkcs1),
-            None => super::pem_encode("PRIVATE KEY", self.pkcs8.to_vec()),
+        match der::pkcs8_rsa_to_pkcs1(&self.pkcs8).map(zeroize::Zeroizing::new) {
+            Some(pkcs1) => super::pem_encode("RSA PRIVATE KEY", &pkcs1),
+            None => super::pem_encode("PRIVATE KEY", &self.pkcs8),
         }
     }
 
@@ -145,11 +145,18 @@ impl Key {
 
     /// The public key as a `PUBLIC KEY` PEM (PKIX), as in `sa.pub`.
     pub fn public_pem(&self) -> String {
-        super::pem_encode("PUBLIC KEY", self.spki_der())
+        super::pem_encode("PUBLIC KEY", &self.spki_der())
     }
 
-    /// "ECDSA P-256", "RSA 2048", ...
+    /// "ECDSA P-256", "RSA 2048", ... (an ECDSA key's name comes from its
+    /// algorithm, which names the curve; others are read from the SPKI).
     pub fn describe(&self) -> String {
+        if self.alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
+            return "ECDSA P-256".into();
+        }
+        if self.alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
+            return "ECDSA P-384".into();
+        }
         describe_spki_der(&self.spki_der())
     }
 
@@ -276,6 +283,8 @@ mod tests {
         ] {
             let k = Key::generate(alg).unwrap();
             assert_eq!(k.describe(), name);
+            // the name from the algorithm is the one read from the SPKI
+            assert_eq!(describe_spki_der(&k.spki_der()), name);
             let pem = k.to_pem();
             let tag = if name.starts_with("RSA") { "RSA" } else { "EC" };
             assert!(

@@ -442,6 +442,21 @@ pub fn ensure_kubeconfigs_only(
     sync: Sync,
     want: &dyn Fn(&str) -> bool,
 ) -> Result<PkiReport> {
+    ensure_kubeconfigs_with(settings, paths, now, sync, want, None)
+}
+
+/// [`ensure_kubeconfigs_only`] with the cluster CA the certs phase of the
+/// same run holds (`ca`: loaded, checked or created there, its signing key
+/// ready), so that the CA is not read, parsed and loaded again; `None`
+/// reads it from the certificate directory.
+pub(crate) fn ensure_kubeconfigs_with(
+    settings: &Settings,
+    paths: &Paths,
+    now: OffsetDateTime,
+    sync: Sync,
+    want: &dyn Fn(&str) -> bool,
+    ca: Option<&Ca>,
+) -> Result<PkiReport> {
     let now = now.replace_nanosecond(0).unwrap_or(now);
     let mut report = PkiReport::default();
     let mut w = Writer {
@@ -452,7 +467,14 @@ pub fn ensure_kubeconfigs_only(
     if settings.mode == Mode::JoinWorker {
         return Ok(report);
     }
-    let ca = tree::load_ca(settings, paths, &w, "ca")?;
+    let loaded;
+    let ca = match ca {
+        Some(ca) => ca,
+        None => {
+            loaded = tree::load_ca(settings, paths, &w, "ca")?;
+            &loaded
+        }
+    };
     let ca_pem = cert::to_pem(&ca.der);
     let rng = SystemRandom::new();
     for row in rows(settings).filter(|r| want(r.file.trim_end_matches(".conf"))) {
@@ -469,7 +491,7 @@ pub fn ensure_kubeconfigs_only(
             },
         };
         let problem = match w.read(&path)? {
-            Some(bytes) => match check(&bytes, &want, &ca, now, paths) {
+            Some(bytes) => match check(&bytes, &want, ca, now, paths) {
                 Ok(info) => {
                     report
                         .entries
@@ -489,7 +511,8 @@ pub fn ensure_kubeconfigs_only(
             )));
         };
         let key = Key::generate(settings.cluster.key_algorithm)?;
-        let der = cert::issue(&want.spec.request(settings, now)?, &key, Some(signer), &rng)?;
+        let req = want.spec.request(settings, now)?;
+        let der = cert::issue(&req, &key, Some(signer), &rng)?;
         let text = render(
             want.cluster,
             &want.server,
@@ -499,7 +522,7 @@ pub fn ensure_kubeconfigs_only(
             key.to_pem().as_bytes(),
         );
         w.write(&path, text.as_bytes(), SECRET_MODE)?;
-        let info = cert::inspect(&der, &path.display().to_string())?;
+        let info = cert::issued_info(&req, &key);
         let action = match problem {
             None => Action::Created,
             Some(why) => Action::Regenerated(why),

@@ -134,7 +134,7 @@ pub fn ensure_tree(
     now: OffsetDateTime,
     sync: Sync,
 ) -> Result<PkiReport> {
-    tree::ensure(settings, paths, now, sync, &|_| true)
+    Ok(tree::ensure(settings, paths, now, sync, &|_| true)?.0)
 }
 
 /// [`ensure_tree`] for the certificates `want` names (kubeadm's
@@ -147,6 +147,20 @@ pub fn ensure_tree_only(
     sync: Sync,
     want: &dyn Fn(&str) -> bool,
 ) -> Result<PkiReport> {
+    Ok(tree::ensure(settings, paths, now, sync, want)?.0)
+}
+
+/// [`ensure_tree_only`], also handing back the cluster CA (`ca`, with its
+/// key when at hand) when the run loaded or created it, so that the
+/// kubeconfig phase signs with it without reading it again
+/// ([`kubeconfig::ensure_kubeconfigs_with`]).
+pub(crate) fn ensure_tree_keeping_ca(
+    settings: &Settings,
+    paths: &Paths,
+    now: OffsetDateTime,
+    sync: Sync,
+    want: &dyn Fn(&str) -> bool,
+) -> Result<(PkiReport, Option<tree::Ca>)> {
     tree::ensure(settings, paths, now, sync, want)
 }
 
@@ -158,10 +172,25 @@ pub fn ca_hash(cert_pem: &[u8]) -> Result<String> {
     Ok(spki_hash(&info.spki))
 }
 
-/// PEM-encodes `der` under `tag` with LF line endings (as Go writes PEM).
-pub(crate) fn pem_encode(tag: &str, der: Vec<u8>) -> String {
-    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
-    pem::encode_config(&pem::Pem::new(tag, der), config)
+/// PEM-encodes `der` under `tag` with LF line endings and 64-column lines
+/// (as Go's encoding/pem writes it). Each 48 bytes of input are one
+/// line of base64, written straight into the result: no intermediate
+/// copy of the (possibly secret) input or of its base64.
+pub(crate) fn pem_encode(tag: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let lines = der.len().div_ceil(48);
+    let mut out = String::with_capacity(2 * tag.len() + 32 + der.len().div_ceil(3) * 4 + lines);
+    out.push_str("-----BEGIN ");
+    out.push_str(tag);
+    out.push_str("-----\n");
+    for chunk in der.chunks(48) {
+        base64::engine::general_purpose::STANDARD.encode_string(chunk, &mut out);
+        out.push('\n');
+    }
+    out.push_str("-----END ");
+    out.push_str(tag);
+    out.push_str("-----\n");
+    out
 }
 
 /// `sha256:<hex>` of a DER SubjectPublicKeyInfo.
@@ -173,4 +202,19 @@ pub fn spki_hash(spki_der: &[u8]) -> String {
         s.push_str(&format!("{b:02x}"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    /// The PEM writer matches the pem crate's encoder (LF, 64 columns) for
+    /// every length around the line and padding boundaries.
+    #[test]
+    fn pem_encode_matches_the_pem_crate() {
+        for n in (0..200).chain([1000, 1217]) {
+            let der: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
+            let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+            let want = pem::encode_config(&pem::Pem::new("EC PRIVATE KEY", der.clone()), config);
+            assert_eq!(super::pem_encode("EC PRIVATE KEY", &der), want, "{n} bytes");
+        }
+    }
 }

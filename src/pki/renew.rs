@@ -19,13 +19,15 @@
 //! annotation in their manifests, in dependency order (etcd, API server,
 //! controller manager, scheduler), so the kubelet recreates each pod.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use ring::rand::SystemRandom;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::cert::{self, CertRequest, Signer};
+use super::cert::{self, CertRequest};
 use super::keys::Key;
 use super::table;
 use super::tree::{self, BACKDATE, CERT_MODE, SECRET_MODE, Writer};
@@ -301,9 +303,22 @@ struct Renewer<'a> {
     now: OffsetDateTime,
     rng: SystemRandom,
     w: Writer<'a>,
+    /// The CAs loaded so far, each read, parsed and loaded for signing once
+    /// for all the certificates it renews.
+    cas: HashMap<&'static str, Rc<tree::Ca>>,
 }
 
 impl Renewer<'_> {
+    /// The CA `name`, read from disk the first time it is asked for.
+    fn ca(&mut self, name: &'static str) -> Result<Rc<tree::Ca>> {
+        if let Some(ca) = self.cas.get(name) {
+            return Ok(ca.clone());
+        }
+        let ca = Rc::new(tree::load_ca(self.settings, self.paths, &self.w, name)?);
+        self.cas.insert(name, ca.clone());
+        Ok(ca)
+    }
+
     fn one(&mut self, name: &str) -> Result<Row> {
         let src = source(name, self.settings, self.paths)?;
         let (file, ca_name) = match &src {
@@ -344,7 +359,7 @@ impl Renewer<'_> {
                 return Ok(row);
             }
         }
-        let ca = tree::load_ca(self.settings, self.paths, &self.w, ca_name)?;
+        let ca = self.ca(ca_name)?;
         let Some(ca_key) = &ca.key else {
             row.outcome = Outcome::CannotSign;
             row.message = format!(
@@ -407,11 +422,7 @@ impl Renewer<'_> {
                 KeyAlgorithm::EcdsaP256
             });
         let new_key = Key::generate(algorithm)?;
-        let signer = Signer {
-            cert_der: &ca.der,
-            key: ca_key,
-        };
-        let new_der = cert::issue(&req, &new_key, Some(signer), &self.rng)?;
+        let new_der = cert::issue(&req, &new_key, Some(ca_key), &self.rng)?;
         let cert_pem = cert::to_pem(&new_der);
         let key_pem_new = new_key.to_pem();
         match &src {
@@ -517,6 +528,7 @@ pub fn renew(
             sync: Sync::Deferred,
             wrote: false,
         },
+        cas: HashMap::new(),
     };
     let names = if opts.names.is_empty() {
         resolve_names(&["all".to_string()])?

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use ring::rand::SystemRandom;
 use time::OffsetDateTime;
 
-use super::cert::{self, CertInfo, CertRequest, Eku, Sans, Signer};
+use super::cert::{self, CaKey, CertInfo, CertRequest, Eku, Sans};
 use super::keys::Key;
 use super::table::{self, CertRow};
 use super::{Action, Entry, PkiReport};
@@ -64,16 +64,24 @@ impl Writer<'_> {
 /// A CA ready to sign (or, without a key, to verify only).
 pub(crate) struct Ca {
     pub der: Vec<u8>,
-    pub key: Option<Key>,
+    /// `None`: external CA mode (the key is not on this node).
+    pub key: Option<CaKey>,
     pub path: PathBuf,
 }
 
 impl Ca {
-    pub fn signer(&self) -> Option<Signer<'_>> {
-        self.key.as_ref().map(|key| Signer {
-            cert_der: &self.der,
-            key,
-        })
+    /// A CA from its certificate (DER) and, when at hand, its key.
+    pub fn new(der: Vec<u8>, key: Option<Key>, path: PathBuf) -> Ca {
+        Ca {
+            key: key.map(|k| CaKey::new(der.clone(), k)),
+            der,
+            path,
+        }
+    }
+
+    /// The CA for signing; `None` without its key.
+    pub fn signer(&self) -> Option<&CaKey> {
+        self.key.as_ref()
     }
 }
 
@@ -182,14 +190,16 @@ struct Tree<'a> {
     report: PkiReport,
 }
 
-/// Load-or-create the certificate tree; see [`super::ensure_tree`].
+/// Load-or-create the certificate tree; see [`super::ensure_tree`]. Also
+/// returns the cluster CA (`ca`) when this run loaded or created it, for
+/// the kubeconfig phase to sign with.
 pub(crate) fn ensure(
     settings: &Settings,
     paths: &Paths,
     now: OffsetDateTime,
     sync: Sync,
     want: &dyn Fn(&str) -> bool,
-) -> Result<PkiReport> {
+) -> Result<(PkiReport, Option<Ca>)> {
     let mut t = Tree {
         settings,
         dir: paths.pki_dir(&settings.cluster.certificates_dir),
@@ -205,7 +215,7 @@ pub(crate) fn ensure(
         report: PkiReport::default(),
     };
     if settings.mode == Mode::JoinWorker {
-        return Ok(t.report);
+        return Ok((t.report, None));
     }
     t.new_ca_keys(want)?;
     for row in table::rows(settings) {
@@ -236,7 +246,8 @@ pub(crate) fn ensure(
         t.service_account()?;
     }
     t.w.finish(&t.dir)?;
-    Ok(t.report)
+    let ca = t.cas.remove("ca");
+    Ok((t.report, ca))
 }
 
 impl Tree<'_> {
@@ -357,10 +368,10 @@ impl Tree<'_> {
         let (crt, keyp) = self.files(row.stem);
         if let Some(k) = self.new_ca_keys.remove(row.name) {
             // created by `new_ca_keys`, its key already durable
-            let der = self.issue_ca(row, &k)?;
+            let (der, info) = self.issue_ca(row, &k)?;
             self.w
                 .write(&crt, cert::to_pem(&der).as_bytes(), CERT_MODE)?;
-            return self.keep_ca(row, der, Some(k), Action::Created, crt);
+            return self.keep_ca(row, der, Some(k), Action::Created, crt, &info);
         }
         let supplied = self.write_supplied(row, &crt, &keyp)?;
         let crt_bytes = self.w.read(&crt)?;
@@ -383,7 +394,7 @@ impl Tree<'_> {
             Some(b) => Some(Key::from_pem(b, &keyp.display().to_string())?),
             None => None,
         };
-        let (der, key, action) = match (crt_bytes, key) {
+        let (der, key, action, info) = match (crt_bytes, key) {
             (Some(b), key) => {
                 let origin = crt.display().to_string();
                 let der = cert::der_from_pem(&b, &origin)?;
@@ -414,6 +425,7 @@ impl Tree<'_> {
                     } else {
                         Action::Kept
                     },
+                    info,
                 )
             }
             (None, _) if join => {
@@ -427,7 +439,7 @@ impl Tree<'_> {
             (None, Some(k)) => {
                 // Only the key survived (a crash between the two writes):
                 // no certificate ever existed, so nothing trusts it yet.
-                let der = self.issue_ca(row, &k)?;
+                let (der, info) = self.issue_ca(row, &k)?;
                 self.w
                     .write(&crt, cert::to_pem(&der).as_bytes(), CERT_MODE)?;
                 (
@@ -436,24 +448,25 @@ impl Tree<'_> {
                     Action::Regenerated(
                         "the certificate was missing; reused the existing key".into(),
                     ),
+                    info,
                 )
             }
             (None, None) => {
                 // Not reached in a tree run (`new_ca_keys` made this key);
                 // the key first all the same.
                 let k = Key::generate(self.settings.cluster.key_algorithm)?;
-                let der = self.issue_ca(row, &k)?;
+                let (der, info) = self.issue_ca(row, &k)?;
                 self.w.write(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
                 self.w
                     .write(&crt, cert::to_pem(&der).as_bytes(), CERT_MODE)?;
                 let action = Action::Created;
-                (der, Some(k), action)
+                (der, Some(k), action, info)
             }
         };
-        self.keep_ca(row, der, key, action, crt)
+        self.keep_ca(row, der, key, action, crt, &info)
     }
 
-    /// Reports a CA and keeps it for signing its leaves.
+    /// Reports a CA (`info`: its facts) and keeps it for signing its leaves.
     fn keep_ca(
         &mut self,
         row: &'static CertRow,
@@ -461,22 +474,16 @@ impl Tree<'_> {
         key: Option<Key>,
         action: Action,
         crt: PathBuf,
+        info: &CertInfo,
     ) -> Result<()> {
-        let info = cert::inspect(&der, &crt.display().to_string())?;
         let external = key.is_none();
-        self.push(row, action, &info, external);
-        self.cas.insert(
-            row.name,
-            Ca {
-                der,
-                key,
-                path: crt,
-            },
-        );
+        self.push(row, action, info, external);
+        self.cas.insert(row.name, Ca::new(der, key, crt));
         Ok(())
     }
 
-    fn issue_ca(&self, row: &CertRow, key: &Key) -> Result<Vec<u8>> {
+    /// A new self-signed CA certificate (DER) for `key`, and its facts.
+    fn issue_ca(&self, row: &CertRow, key: &Key) -> Result<(Vec<u8>, CertInfo)> {
         let req = CertRequest {
             cn: table::common_name(row, self.settings),
             org: None,
@@ -490,7 +497,8 @@ impl Tree<'_> {
                 "caCertificateValidityPeriod",
             )?,
         };
-        cert::issue(&req, key, None, &self.rng)
+        let der = cert::issue(&req, key, None, &self.rng)?;
+        Ok((der, cert::issued_info(&req, key)))
     }
 
     fn leaf(&mut self, row: &'static CertRow) -> Result<()> {
@@ -553,18 +561,14 @@ impl Tree<'_> {
             Some(k) => (k, false),
             None => (Key::generate(self.settings.cluster.key_algorithm)?, true),
         };
-        let der = cert::issue(
-            &spec.request(self.settings, self.now)?,
-            &key,
-            ca.signer(),
-            &self.rng,
-        )?;
+        let req = spec.request(self.settings, self.now)?;
+        let der = cert::issue(&req, &key, ca.signer(), &self.rng)?;
         if new_key {
             self.w.write(&keyp, key.to_pem().as_bytes(), SECRET_MODE)?;
         }
         self.w
             .write(&crt, cert::to_pem(&der).as_bytes(), CERT_MODE)?;
-        let info = cert::inspect(&der, &crt.display().to_string())?;
+        let info = cert::issued_info(&req, &key);
         let action = match problem {
             None => Action::Created,
             Some(why) => Action::Regenerated(why),
@@ -643,9 +647,5 @@ pub(crate) fn load_ca(
         Some(k) => Some(Key::from_pem(&k, &keyp.display().to_string())?),
         None => None,
     };
-    Ok(Ca {
-        der,
-        key,
-        path: crt,
-    })
+    Ok(Ca::new(der, key, crt))
 }

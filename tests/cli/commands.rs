@@ -560,3 +560,129 @@ fn a_rendered_worker_has_an_empty_private_manifests_dir() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// A cloud-config like the one `benches/validate-memory.py` calls
+/// many-small (20,000 small entries read entry by entry, then one base64
+/// block large enough to be lifted out before the parse), with `bad` in
+/// place of entry 17,345 when given.
+fn many_small(bad: Option<&str>) -> String {
+    use base64::Engine;
+    let mut s = String::from(
+        "#cloud-config\nkubeboot:\n  apiVersion: kubeboot.dev/v1alpha1\n  role: worker\n  server: 10.0.0.10:6443\n  token: abcdef.0123456789abcdef\n  caCertHash: sha256:a5c1107a20290cfd98e8ec46a53f94c3894f0a6fef4d0628c47f00e6a43bd18b\nwrite_files:\n",
+    );
+    for i in 0..20_000 {
+        match bad {
+            Some(b) if i == 17_345 => s.push_str(b),
+            _ => s.push_str(&format!(
+                "  - path: /opt/small/file-{i}.txt\n    content: small file {i}\n"
+            )),
+        }
+    }
+    let data: Vec<u8> = (0..150_000u32).map(|i| (i * 7 + i / 5) as u8).collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    s.push_str("  - path: /opt/blob.bin\n    encoding: b64\n    content: |\n");
+    for line in b64.as_bytes().chunks(76) {
+        s.push_str("      ");
+        s.push_str(std::str::from_utf8(line).unwrap());
+        s.push('\n');
+    }
+    s
+}
+
+#[test]
+fn validate_reads_twenty_thousand_entries_and_names_a_bad_one_by_index() {
+    let dir = tmpdir("many-small");
+    let f = dir.join("user-data");
+    std::fs::write(&f, many_small(None)).unwrap();
+    let o = kubeboot(&["config", "validate", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains(": ok (kubeboot NodeConfig, join-worker)"),
+        "{}",
+        text(&o.stdout)
+    );
+    // every ignored entry is still named, in order
+    let err = text(&o.stderr);
+    let ignored: Vec<&str> = err.lines().filter(|l| l.contains("): ignored")).collect();
+    assert_eq!(ignored.len(), 20_001, "{}", &err[..err.len().min(2000)]);
+    assert!(ignored[17_345].contains("write_files[17345] (/opt/small/file-17345.txt)"));
+    assert!(ignored[20_000].contains("write_files[20000] (/opt/blob.bin)"));
+
+    for (bad, want) in [
+        (
+            "  - path: /opt/x\n    permissions: 600\n",
+            "write_files[17345] (/opt/x): permissions must be an octal string such as '0600', not a YAML number",
+        ),
+        ("  - content: x\n", "write_files[17345]: path is missing"),
+        (
+            "  - path: /etc/kubeboot/config.yaml\n    content: 'role: worker'\n    append: true\n",
+            "write_files[17345] (/etc/kubeboot/config.yaml): append: true is not supported",
+        ),
+        (
+            "  - path: /opt/x\n    path: /opt/y\n",
+            "write_files[17345]: duplicate entry with key \"path\" at line 34699",
+        ),
+    ] {
+        std::fs::write(&f, many_small(Some(bad))).unwrap();
+        let o = kubeboot(&["config", "validate", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+        let err = text(&o.stderr);
+        assert!(err.contains(want), "{bad:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // a bad character in the lifted block, past the 20,000 entries
+    let text_in = many_small(None);
+    let at = text_in.rfind("      ").unwrap() + 10;
+    let mut bytes = text_in.into_bytes();
+    bytes[at] = b'*';
+    std::fs::write(&f, bytes).unwrap();
+    let o = kubeboot(&["config", "validate", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("write_files[20000] (/opt/blob.bin): content: not valid base64 (invalid character at offset"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every subcommand's own help opens with the line its parent's help
+/// lists it by. Subcommand arguments are built only when the command line
+/// reaches them (deferred), after the subcommand's about text: a doc
+/// comment on an `Args` struct would then replace that text in the
+/// subcommand's own help (`cli::command`). Also: `help init phase` and
+/// `help join phase` are in the bash completion's `help` tree.
+#[test]
+fn each_subcommand_help_opens_with_its_listed_summary() {
+    fn walk(cmd: &clap::Command, path: &mut Vec<String>, checked: &mut usize) {
+        for sub in cmd.get_subcommands() {
+            path.push(sub.get_name().to_string());
+            if let Some(about) = sub.get_about() {
+                let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+                args.push("--help");
+                let o = kubeboot(&args);
+                assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+                let out = text(&o.stdout);
+                assert_eq!(
+                    out.lines().next().unwrap_or_default(),
+                    about.to_string().lines().next().unwrap_or_default(),
+                    "kubeboot {}",
+                    args.join(" ")
+                );
+                *checked += 1;
+            }
+            walk(sub, path, checked);
+            path.pop();
+        }
+    }
+    let mut checked = 0;
+    walk(&kubeboot::cli::command(), &mut Vec::new(), &mut checked);
+    assert!(checked >= 20, "only {checked} subcommands checked");
+    let bash = text(&kubeboot(&["completion", "bash"]).stdout);
+    for cmd in ["init", "join"] {
+        assert!(
+            bash.contains(&format!("kubeboot__subcmd__help__subcmd__{cmd},phase)")),
+            "no `help {cmd} phase` in the bash completion"
+        );
+    }
+}

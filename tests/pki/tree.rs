@@ -850,3 +850,76 @@ encryptionAlgorithm: RSA-2048
     assert!(sa.contains("Private-Key: (2048 bit"), "{sa}");
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// `kubeboot render`: the kubeconfig phase signs with the cluster CA the
+/// certs phase of the same run created (not read back from disk). Every
+/// kubeconfig's client certificate verifies with openssl against `ca.crt`
+/// as a TLS client, its key is the certificate's key, and its
+/// certificate-authority-data is `ca.crt`; a second render keeps them all.
+#[test]
+fn rendered_kubeconfigs_are_signed_by_the_ca_on_disk() {
+    let root = tmp("render-kubeconfigs");
+    let render_cli = || {
+        run(Command::new(env!("CARGO_BIN_EXE_kubeboot")).args([
+            "render",
+            "--example",
+            "control-plane",
+            "--root",
+            root.to_str().unwrap(),
+        ]))
+    };
+    render_cli();
+    let ca = pki(&root).join("ca.crt");
+    let ca_pem = std::fs::read(&ca).unwrap();
+    let confs = [
+        "admin.conf",
+        "super-admin.conf",
+        "kubelet.conf",
+        "controller-manager.conf",
+        "scheduler.conf",
+    ];
+    for conf in confs {
+        let path = root.join("etc/kubernetes").join(conf);
+        assert_eq!(
+            kubeconfig_field(&path, "clusters", "cluster", "certificate-authority-data"),
+            ca_pem,
+            "{conf}"
+        );
+        let crt = root.join(format!("{conf}.crt"));
+        let key = root.join(format!("{conf}.key"));
+        std::fs::write(
+            &crt,
+            kubeconfig_field(&path, "users", "user", "client-certificate-data"),
+        )
+        .unwrap();
+        std::fs::write(
+            &key,
+            kubeconfig_field(&path, "users", "user", "client-key-data"),
+        )
+        .unwrap();
+        let out = openssl(&[
+            "verify",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            crt.to_str().unwrap(),
+        ]);
+        assert!(out.contains(": OK"), "{conf}: {out}");
+        assert_eq!(
+            openssl(&["x509", "-in", crt.to_str().unwrap(), "-noout", "-pubkey"]),
+            openssl(&["pkey", "-in", key.to_str().unwrap(), "-pubout"]),
+            "{conf}: the client key is not the certificate's key"
+        );
+        std::fs::remove_file(&crt).unwrap();
+        std::fs::remove_file(&key).unwrap();
+    }
+    let before = snapshot(&root.join("etc/kubernetes"));
+    let out = render_cli();
+    for conf in confs {
+        let line = out.lines().find(|l| l.contains(conf)).unwrap_or_default();
+        assert!(!line.contains("created"), "{conf}: {out}");
+    }
+    assert_eq!(before, snapshot(&root.join("etc/kubernetes")));
+    std::fs::remove_dir_all(&root).unwrap();
+}
