@@ -146,22 +146,64 @@ fn openssl_verify_tree(root: &Path) {
 fn new_ca_keys_are_durable_before_their_certificates() {
     let base = tmpdir("ca-order");
     let root = base.join("root");
-    let trace = base.join("trace");
+    let calls = traced_render(&root, &base.join("trace"));
+    let pos = |suffix: &str| {
+        calls
+            .iter()
+            .position(|c| c.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no rename to {suffix} in {calls:?}"))
+    };
+    let first_sync = calls.iter().position(|c| c == "sync").expect("no syncfs");
+    for ca in ["pki/ca", "pki/front-proxy-ca", "pki/etcd/ca"] {
+        let (key, crt) = (pos(&format!("{ca}.key")), pos(&format!("{ca}.crt")));
+        assert!(
+            key < first_sync && first_sync < crt,
+            "{ca}: key renamed at #{key}, first syncfs #{first_sync}, certificate renamed at #{crt}: {calls:?}"
+        );
+    }
+    let count = |calls: &[String], what: &str| calls.iter().filter(|c| *c == what).count();
+    assert_eq!(
+        (count(&calls, "sync"), count(&calls, "fsync")),
+        (2, 0),
+        "syncfs and fsync calls: {calls:?}"
+    );
+    // the last call is the run's syncfs, after every file
+    assert_eq!(calls.last().map(String::as_str), Some("sync"), "{calls:?}");
+
+    // A rerun creates no CA: no CA file is renamed, and the only syncfs is
+    // the run's last one (none for CA keys).
+    let again = traced_render(&root, &base.join("trace-again"));
+    assert!(
+        !again.iter().any(|c| c.contains("/pki/")),
+        "a rerun replaced PKI files: {again:?}"
+    );
+    assert_eq!(
+        (count(&again, "sync"), count(&again, "fsync")),
+        (1, 0),
+        "syncfs and fsync calls of the rerun: {again:?}"
+    );
+    assert_eq!(again.last().map(String::as_str), Some("sync"), "{again:?}");
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// `kubeboot render --example control-plane --root ROOT` under strace: its
+/// renames (the renamed-to path), `syncfs` ("sync") and `fsync`/`fdatasync`
+/// ("fsync") calls, in order.
+fn traced_render(root: &Path, trace: &Path) -> Vec<String> {
     let o = Command::new("strace")
         .args(["-f", "-o"])
-        .arg(&trace)
+        .arg(trace)
         .args([
             "-e",
             "trace=rename,renameat,renameat2,syncfs,fsync,fdatasync",
         ])
         .arg(bin())
         .args(["render", "--example", "control-plane", "--root"])
-        .arg(&root)
+        .arg(root)
         .output()
         .expect("strace is required (Debian package strace)");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let text = std::fs::read_to_string(&trace).unwrap();
-    // (index of the call, what it is): "sync" or the renamed-to path
+    let text = std::fs::read_to_string(trace).unwrap();
     let mut calls = Vec::new();
     for line in text.lines() {
         if line.contains("syncfs(") {
@@ -179,29 +221,7 @@ fn new_ca_keys_are_durable_before_their_certificates() {
             calls.push(to.to_string());
         }
     }
-    let pos = |suffix: &str| {
-        calls
-            .iter()
-            .position(|c| c.ends_with(suffix))
-            .unwrap_or_else(|| panic!("no rename to {suffix} in {calls:?}"))
-    };
-    let first_sync = calls.iter().position(|c| c == "sync").expect("no syncfs");
-    for ca in ["pki/ca", "pki/front-proxy-ca", "pki/etcd/ca"] {
-        let (key, crt) = (pos(&format!("{ca}.key")), pos(&format!("{ca}.crt")));
-        assert!(
-            key < first_sync && first_sync < crt,
-            "{ca}: key renamed at #{key}, first syncfs #{first_sync}, certificate renamed at #{crt}: {calls:?}"
-        );
-    }
-    let count = |what: &str| calls.iter().filter(|c| *c == what).count();
-    assert_eq!(
-        (count("sync"), count("fsync")),
-        (2, 0),
-        "syncfs and fsync calls: {calls:?}"
-    );
-    // the last call is the run's syncfs, after every file
-    assert_eq!(calls.last().map(String::as_str), Some("sync"), "{calls:?}");
-    std::fs::remove_dir_all(&base).unwrap();
+    calls
 }
 
 /// Kills `render` at every rename, then at every write(2), and checks convergence each time.

@@ -327,6 +327,36 @@ fn expiring_certificates_are_renewed_against_the_unchanged_cas_and_a_rerun_chang
             .iter()
             .all(|c| c["outcome"] == "renewed" && c["expiresAfter"].is_string())
     );
+    // a certificate file's expiresAfter is its NotAfter as openssl prints it
+    // (`notAfter=2027-11-28 08:00:31Z`), in RFC 3339
+    let mut files = 0;
+    for c in certs {
+        let file = PathBuf::from(c["file"].as_str().unwrap());
+        if file.extension().is_some_and(|e| e == "crt") {
+            let file = if file.is_absolute() {
+                file
+            } else {
+                root.join(file)
+            };
+            let openssl_says = openssl(&[
+                "x509",
+                "-noout",
+                "-enddate",
+                "-dateopt",
+                "iso_8601",
+                "-in",
+                file.to_str().unwrap(),
+            ]);
+            let want = openssl_says
+                .trim()
+                .strip_prefix("notAfter=")
+                .unwrap()
+                .replacen(' ', "T", 1);
+            assert_eq!(c["expiresAfter"], want.as_str(), "{c}");
+            files += 1;
+        }
+    }
+    assert!(files >= 7, "{certs:?}");
 
     // a second run inside the same window: nothing is due, nothing changes
     let snap = |r: &Path| -> Vec<(PathBuf, Vec<u8>)> {
@@ -665,6 +695,12 @@ fn the_controller_manager_and_scheduler_change_only_after_the_api_server_is_back
         checks.contains("kube-apiserver restarted and is live"),
         "{status}"
     );
+    // the controller manager and scheduler have no probe: no line for them
+    assert_eq!(
+        status["restartChecks"].as_array().unwrap().len(),
+        1,
+        "{status}"
+    );
     assert_eq!(
         status["restarted"],
         serde_json::json!([
@@ -678,6 +714,27 @@ fn the_controller_manager_and_scheduler_change_only_after_the_api_server_is_back
         (back - api_changed).as_secs_f64(),
         (cm - api_changed).as_secs_f64(),
         (sched - api_changed).as_secs_f64()
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// No kubelet restarts the API server: it stays live throughout, which is
+/// not a restart (kubeadm's wait looks for the pod going away and back).
+#[test]
+fn an_api_server_that_never_goes_down_is_not_taken_for_restarted() {
+    let (dir, root, _api) = node_with_fake_api_server("never-down");
+    let o = spawn_renew(&root, "3").wait_with_output().unwrap();
+    let stderr = text(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("var/lib/kubeboot/renew-status.json")).unwrap(),
+    )
+    .unwrap();
+    let checks = status["restartChecks"].to_string();
+    assert!(
+        checks.contains("kube-apiserver was not seen restarted and live")
+            && !checks.contains("restarted and is live ("),
+        "{status}"
     );
     std::fs::remove_dir_all(dir).unwrap();
 }

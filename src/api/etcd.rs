@@ -388,11 +388,6 @@ impl EtcdClient {
         .map(|_| ())
     }
 
-    /// The endpoints the client uses now.
-    pub fn endpoints(&self) -> &[String] {
-        &self.endpoints
-    }
-
     /// One POST of `body` to `url`, read as a gateway reply: 200 → the
     /// JSON; another status → `on_error` (`Some(true)` retry, `Some(false)`
     /// counts as success with `Value::Null`, `None` stop).

@@ -207,4 +207,33 @@ mod tests {
         assert!(pkcs8_ec_public_point(&[]).is_none());
         assert!(pkcs8_ec_public_point(&[0x30, 0x00]).is_none());
     }
+
+    /// A P-256 key as openssl writes it (`openssl genpkey -algorithm EC
+    /// -pkeyopt ec_paramgen_curve:P-256 -outform DER | openssl pkcs8 -topk8
+    /// -nocrypt -inform DER -outform DER`), and its public point as openssl
+    /// prints it (`openssl pkey -inform DER -pubout -outform DER | tail -c 65`).
+    const OPENSSL_P256_PKCS8: &str = "308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b020101042052666e7134cc6322de98fd73945af85ce08dc3b9df5dbab4312ffe74dfe985c0a144034200049f7dc07279ec7f847aab630fa09fa614ac26e2fc54ed27f2071385ac1b69277714c3d5fc2ab990b9425c5dc0efd26a5cc3c1c03ffe3113b02e4050275989d3df";
+    const OPENSSL_P256_POINT: &str = "049f7dc07279ec7f847aab630fa09fa614ac26e2fc54ed27f2071385ac1b69277714c3d5fc2ab990b9425c5dc0efd26a5cc3c1c03ffe3113b02e4050275989d3df";
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_public_point_is_the_bit_string_openssl_wrote() {
+        let mut der = unhex(OPENSSL_P256_PKCS8);
+        let point = unhex(OPENSSL_P256_POINT);
+        assert_eq!(pkcs8_ec_public_point(&der), Some(&point[..]));
+        // `[1] { BIT STRING (66 bytes) 00 04 ... }`: the same bytes tagged
+        // as an OCTET STRING are not a public key.
+        let at = der
+            .windows(5)
+            .position(|w| w == [0xa1, 0x44, 0x03, 0x42, 0x00])
+            .unwrap();
+        der[at + 2] = TAG_OCTET_STRING;
+        assert_eq!(pkcs8_ec_public_point(&der), None);
+    }
 }

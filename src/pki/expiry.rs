@@ -222,6 +222,21 @@ mod tests {
         assert_eq!(short_duration(d(86399)), "23h");
         assert_eq!(short_duration(d(364 * 86400 + 5)), "364d");
         assert_eq!(short_duration(d(3650 * 86400)), "10y");
+        // each unit's first value, as k8s.io/apimachinery/pkg/util/duration's
+        // ShortHumanDuration gives it (`seconds < 60`, `minutes < 60`,
+        // `hours < 24`, `hours < 24*365`; -1 s is still "0s")
+        for (secs, want) in [
+            (-2, "<invalid>"),
+            (-1, "0s"),
+            (0, "0s"),
+            (59, "59s"),
+            (60, "1m"),
+            (3600, "1h"),
+            (86400, "1d"),
+            (365 * 86400, "1y"),
+        ] {
+            assert_eq!(short_duration(d(secs)), want, "{secs} s");
+        }
     }
 
     #[test]

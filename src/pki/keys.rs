@@ -293,8 +293,25 @@ mod tests {
             );
             let back = Key::from_pem(pem.as_bytes(), "test").unwrap();
             assert_eq!(back.spki_der(), k.spki_der());
-            assert!(!format!("{k:?}").contains("BEGIN"));
+            assert_eq!(format!("{k:?}"), format!("Key({name}, <redacted>)"));
         }
+    }
+
+    /// The `rsa` crate's key generation calls only some of `RngCore`; the
+    /// others must draw from the system source all the same.
+    #[test]
+    fn the_rsa_rng_adapter_draws_fresh_values() {
+        use rsa::rand_core::RngCore;
+        let mut rng = SystemRng {
+            rng: ring::rand::SystemRandom::new(),
+            failed: false,
+        };
+        let wide: Vec<u64> = (0..4).map(|_| rng.next_u64()).collect();
+        let narrow: Vec<u32> = (0..4).map(|_| rng.next_u32()).collect();
+        // four equal draws from the OS source: probability 2^-192 (2^-96)
+        assert!(wide.windows(2).any(|w| w[0] != w[1]), "{wide:?}");
+        assert!(narrow.windows(2).any(|w| w[0] != w[1]), "{narrow:?}");
+        assert!(!rng.failed);
     }
 
     #[test]

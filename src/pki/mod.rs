@@ -61,13 +61,6 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// True when the entry wrote files.
-    pub fn wrote(&self) -> bool {
-        self.action != Action::Kept
-    }
-}
-
-impl Entry {
     /// What was done, without the phase: `wrote ca (ECDSA P-256, valid
     /// until 2036-11-24)`.
     pub fn summary(&self) -> String {

@@ -904,5 +904,12 @@ mod tests {
             "{out}"
         );
         assert!(bump_annotation("kind: Pod\n", "x").is_err());
+        // annotations as the last field of metadata (key order is free in
+        // YAML), ours on the block's last line: replaced there, not added twice
+        let last = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  annotations:\n    kubeboot.dev/certs-renewed-at: \"1\"\nspec: {}\n";
+        assert_eq!(
+            bump_annotation(last, "2").unwrap(),
+            last.replace("\"1\"", "\"2\"")
+        );
     }
 }

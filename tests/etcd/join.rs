@@ -224,6 +224,19 @@ fn stacked_join(bins: &Bins, name: &str) {
     assert_eq!(etcd.sync_endpoints().unwrap(), [ports_a.client_url()]);
     etcd.check_health().unwrap();
 
+    // etcd answers a peer URL it cannot take with a 4xx: final, reported at
+    // once in etcd's words, not retried until the budget is spent.
+    let err = client(&root_b, vec![ports_a.client_url()], Duration::from_secs(20))
+        .join_member("ftp://127.0.0.1:1")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("member add")
+            && err.contains("given member URLs are invalid")
+            && !err.contains("gave up"),
+        "{err}"
+    );
+
     // member add as learner.
     let joined = etcd.join_member(&ports_b.peer_url()).unwrap();
     assert!(joined.added);

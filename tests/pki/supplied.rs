@@ -314,6 +314,21 @@ fn external_ca_mode_keeps_valid_leaves_and_refuses_to_invent() {
     .unwrap();
     pki::ensure_tree(&s, &paths, now, Sync::Deferred).unwrap();
 
+    // a leaf that is no certificate at all: refused with the parser's
+    // reason, and left as it is
+    std::fs::write(dir.join("apiserver.crt"), b"not a certificate\n").unwrap();
+    let e = pki::ensure_tree(&s, &paths, now, Sync::Deferred)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("apiserver.crt") && e.contains("no PEM CERTIFICATE block"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("apiserver.crt")).unwrap(),
+        b"not a certificate\n"
+    );
+
     // a leaf from another CA is refused in external mode
     let other = tmp("external-other");
     render(&s, &other);
