@@ -102,9 +102,8 @@ fn render_example_control_plane_then_rerun_changes_nothing() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
-#[test]
-fn render_worker_writes_kubelet_files_only() {
-    let root = tmpdir("render-worker");
+/// `kubeboot render --example worker --root ROOT`, which must succeed.
+fn render_worker(root: &std::path::Path) {
     let o = kubeboot(&[
         "render",
         "--example",
@@ -113,6 +112,12 @@ fn render_worker_writes_kubelet_files_only() {
         root.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
+}
+
+#[test]
+fn render_worker_writes_kubelet_files_only() {
+    let root = tmpdir("render-worker");
+    render_worker(&root);
     assert!(root.join("var/lib/kubelet/config.yaml").is_file());
     assert!(!root.join("etc/kubernetes/pki/ca.key").exists());
     assert!(!root.join("etc/kubernetes/admin.conf").exists());
@@ -546,14 +551,7 @@ fn closed_stdout_is_not_a_panic() {
 fn a_rendered_worker_has_an_empty_private_manifests_dir() {
     use std::os::unix::fs::PermissionsExt;
     let root = tmpdir("worker-manifests");
-    let o = kubeboot(&[
-        "render",
-        "--example",
-        "worker",
-        "--root",
-        root.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    render_worker(&root);
     let dir = root.join("etc/kubernetes/manifests");
     let m = std::fs::metadata(&dir).expect("no /etc/kubernetes/manifests on a worker");
     assert_eq!(m.permissions().mode() & 0o7777, 0o700);
