@@ -850,6 +850,38 @@ mod tests {
     }
 
     #[test]
+    fn a_kubeconfig_is_rewritten_only_when_cert_and_key_are_embedded_once_each() {
+        use base64::Engine;
+        let b64 = |b: &str| base64::engine::general_purpose::STANDARD.encode(b);
+        let (oc, ok) = ("OLD CERT", "OLD KEY");
+        let head = "apiVersion: v1\nusers:\n- name: u\n  user:\n";
+        let cert = format!("    client-certificate-data: {}\n", b64(oc));
+        let key = format!("    client-key-data: {}\n", b64(ok));
+        let both = format!("{head}{cert}{key}");
+        let out = rewrite_kubeconfig(&both, oc.as_bytes(), ok.as_bytes(), "NEW C", "NEW K");
+        assert_eq!(
+            out.unwrap(),
+            format!(
+                "{head}    client-certificate-data: {}\n    client-key-data: {}\n",
+                b64("NEW C"),
+                b64("NEW K")
+            )
+        );
+        // a key (or certificate) kept in a file, or either embedded twice:
+        // refused as a whole, nothing half-renewed
+        for text in [
+            format!("{head}{cert}    client-key: /etc/kubernetes/pki/u.key\n"),
+            format!("{head}    client-certificate: /etc/kubernetes/pki/u.crt\n{key}"),
+            format!("{head}{cert}{key}{cert}"),
+            format!("{head}{cert}{key}{key}"),
+        ] {
+            let err = rewrite_kubeconfig(&text, oc.as_bytes(), ok.as_bytes(), "NEW C", "NEW K")
+                .unwrap_err();
+            assert!(err.contains("not embedded once each"), "{err}");
+        }
+    }
+
+    #[test]
     fn windows() {
         assert_eq!(parse_window("30d"), Some(30 * 86400));
         assert_eq!(parse_window("720h"), Some(30 * 86400));
