@@ -881,6 +881,48 @@ mod tests {
         }
     }
 
+    /// `--if-expiring-within W` renews what has at most W left, to the
+    /// second; NotAfter as x509-parser reads it from the file.
+    #[test]
+    fn the_window_includes_its_last_second() {
+        let dir = std::env::temp_dir().join(format!("kubeboot-renew-edge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let paths = Paths::new(&dir);
+        let settings = crate::config::examples::pki_control_plane();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+        crate::pki::ensure_tree(&settings, &paths, t0, Sync::Deferred).unwrap();
+        let crt = dir.join("etc/kubernetes/pki/apiserver.crt");
+        let not_after = || {
+            let pem = std::fs::read(&crt).unwrap();
+            let (_, p) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+            p.parse_x509().unwrap().validity().not_after.timestamp()
+        };
+        let end = not_after();
+        let window = 86_400;
+        let opts = Options {
+            names: vec!["apiserver".into()],
+            window_seconds: Some(window),
+            window_label: None,
+            key_algorithm: None,
+            restart_pods: false,
+            restart_wait: std::time::Duration::ZERO,
+            apiserver_wait: std::time::Duration::ZERO,
+        };
+        let at = |left: i64| OffsetDateTime::from_unix_timestamp(end - left).unwrap();
+        let one = |left: i64| {
+            let r = renew(&settings, &paths, &opts, at(left)).unwrap();
+            assert_eq!(r.certificates.len(), 1);
+            r.certificates[0].outcome.clone()
+        };
+        // one second more than the window: not due, nothing written
+        assert_eq!(one(window as i64 + 1), Outcome::NotDue);
+        assert_eq!(not_after(), end);
+        // exactly the window left: due
+        assert_eq!(one(window as i64), Outcome::Renewed);
+        assert!(not_after() > end);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn windows() {
         assert_eq!(parse_window("30d"), Some(30 * 86400));
