@@ -15,6 +15,10 @@
 //! spent inside its handler (its schema checks and store: the API server's
 //! time, not kubeboot's; TLS and the socket stay in kubeboot's figure, and a
 //! handler call inside a wait phase is subtracted twice, a few microseconds).
+//! Concurrent handler calls count once (the union of their times). A second
+//! figure counts the wait phases in full: the fakes answer at once, so those
+//! phases are kubeboot's own polls and handshakes. The TLS connections the
+//! API server stand-in and the two health servers accepted are counted.
 //! `discovery` stays in (one API call
 //! against a loopback server) and is also reported alone. The status
 //! file's `totalMillis` minus the waits is printed for comparison. The
