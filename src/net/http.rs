@@ -384,7 +384,7 @@ fn agent_config(
         .disable_verification(unverified)
         .client_cert(client);
     tls = tls.root_certs(RootCerts::new_with_certs(&roots.unwrap_or_default()));
-    Agent::config_builder()
+    let config = Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
         .max_redirects(0)
@@ -400,8 +400,56 @@ fn agent_config(
         .output_buffer_size(BUFFER_OUT)
         .timeout_global(Some(AGENT_TIMEOUT))
         .tls_config(tls.build())
-        .build()
-        .new_agent()
+        .build();
+    Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        Resolve::default(),
+    )
+}
+
+/// ureq's resolver, except for an address literal (`https://10.0.0.1:6443`,
+/// `http://[fd00::1]/`), which needs no lookup. ureq resolves the host of
+/// every request, a pooled connection's too, and with a timeout set it does
+/// so on a new thread each time (`ureq::unversioned::resolver`,
+/// `resolve_async`): 35 threads started and joined in a control-plane
+/// firstboot, each a wake-up away from the answer on a busy machine.
+#[derive(Debug, Default)]
+struct Resolve(ureq::unversioned::resolver::DefaultResolver);
+
+impl ureq::unversioned::resolver::Resolver for Resolve {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        if let Some(addr) = literal_address(uri) {
+            let mut out = self.empty();
+            out.push(addr);
+            return Ok(out);
+        }
+        self.0.resolve(uri, config, timeout)
+    }
+}
+
+/// The socket address of a URL whose host is an IP address literal (the
+/// scheme's default port when none is given); `None` for a name.
+fn literal_address(uri: &ureq::http::Uri) -> Option<std::net::SocketAddr> {
+    let authority = uri.authority()?;
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    let port = match (authority.port_u16(), uri.scheme_str()) {
+        (Some(p), _) => p,
+        (None, Some("https")) => 443,
+        (None, Some("http")) => 80,
+        (None, _) => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
 }
 
 /// One request's timeout and extra headers, whatever its method.
@@ -759,6 +807,22 @@ mod tests {
             shown_url("http://127.0.0.1:1/a/b"),
             "http://127.0.0.1:1/a/b"
         );
+    }
+
+    #[test]
+    fn address_literals_need_no_lookup() {
+        let addr = |u: &str| literal_address(&u.parse().unwrap()).map(|a| a.to_string());
+        assert_eq!(
+            addr("https://10.0.0.1:6443/livez").as_deref(),
+            Some("10.0.0.1:6443")
+        );
+        assert_eq!(addr("http://127.0.0.1/x").as_deref(), Some("127.0.0.1:80"));
+        assert_eq!(addr("https://[fd00::1]/").as_deref(), Some("[fd00::1]:443"));
+        assert_eq!(addr("http://[::1]:8080/").as_deref(), Some("[::1]:8080"));
+        // names go to ureq's resolver
+        assert_eq!(addr("https://api.example.test:6443/"), None);
+        assert_eq!(addr("http://metadata.google.internal/"), None);
+        assert_eq!(addr("http://localhost:1/"), None);
     }
 
     #[test]
