@@ -361,12 +361,13 @@ const AGENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The TLS algorithms kubeboot offers: ring's, with the key exchange
 /// groups reordered so that the ClientHello's one key share is P-256.
 /// ring computes P-256 with assembly (nistz256) and X25519 with portable
-/// code: keygen plus agreement measured 80 µs against 160 µs per
-/// handshake (docs/building.md). Servers choose by their own preference
-/// among the offered key shares first (Go's `crypto/tls`, so kube-apiserver
-/// and the kubelet, and rustls), so a P-256 share costs no extra round
-/// trip; a server without P-256 asks for X25519 with a HelloRetryRequest.
-pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// code: a key exchange takes half the time (`benches/kx.rs`,
+/// docs/building.md). Go's `crypto/tls` (kube-apiserver, the kubelet) takes
+/// a group the client sent a share for before going down its own
+/// preference list, and rustls takes the client's order, so the P-256
+/// share costs no extra round trip (`tests/tls_go_peer.rs`); a server
+/// without P-256 asks for X25519 with a HelloRetryRequest.
+pub(crate) fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     use rustls::crypto::ring::{self, kx_group};
     Arc::new(rustls::crypto::CryptoProvider {
         kx_groups: vec![kx_group::SECP256R1, kx_group::X25519, kx_group::SECP384R1],
