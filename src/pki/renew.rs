@@ -923,6 +923,60 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Renewed unconditionally near the CA's end: the new certificate
+    /// stops with its CA, keeps its key algorithm (P-256), and says nothing
+    /// about its key unless the key on disk did not match. x509-parser
+    /// reads the files.
+    #[test]
+    fn a_renewal_stops_with_its_ca_and_keeps_the_key_algorithm() {
+        let dir =
+            std::env::temp_dir().join(format!("kubeboot-renew-ca-end-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let paths = Paths::new(&dir);
+        let settings = crate::config::examples::pki_control_plane();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+        crate::pki::ensure_tree(&settings, &paths, t0, Sync::Deferred).unwrap();
+        let pki = dir.join("etc/kubernetes/pki");
+        let read = |f: &str| {
+            let pem = std::fs::read(pki.join(f)).unwrap();
+            let (_, p) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+            let c = p.parse_x509().unwrap();
+            (
+                c.validity().not_after.timestamp(),
+                c.public_key().subject_public_key.data.len(),
+            )
+        };
+        let (ca_end, _) = read("ca.crt");
+        let opts = Options {
+            names: vec!["apiserver".into()],
+            window_seconds: None,
+            window_label: None,
+            key_algorithm: None,
+            restart_pods: false,
+            restart_wait: std::time::Duration::ZERO,
+            apiserver_wait: std::time::Duration::ZERO,
+        };
+        // 30 days before the CA ends: a year's validity would outlive it
+        let now = OffsetDateTime::from_unix_timestamp(ca_end - 30 * 86400).unwrap();
+        let r = renew(&settings, &paths, &opts, now).unwrap();
+        let row = &r.certificates[0];
+        assert_eq!(row.outcome, Outcome::Renewed);
+        assert_eq!(row.message, "", "the old pair matched");
+        // an uncompressed P-256 point is 65 bytes (P-384: 97)
+        assert_eq!(read("apiserver.crt"), (ca_end, 65));
+        // a key that is not the certificate's: renewed, and said so
+        std::fs::copy(
+            pki.join("front-proxy-client.key"),
+            pki.join("apiserver.key"),
+        )
+        .unwrap();
+        let r = renew(&settings, &paths, &opts, now).unwrap();
+        let row = &r.certificates[0];
+        assert_eq!(row.outcome, Outcome::Renewed);
+        assert!(row.message.contains("did not match"), "{}", row.message);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn windows() {
         assert_eq!(parse_window("30d"), Some(30 * 86400));
@@ -988,6 +1042,30 @@ mod tests {
         assert_eq!(
             bump_annotation(last, "2").unwrap(),
             last.replace("\"1\"", "\"2\"")
+        );
+        // metadata first in the file, with annotations: replaced in place
+        let first = "metadata:\n  annotations:\n    kubeboot.dev/certs-renewed-at: \"1\"\n  name: etcd\nspec: {}\n";
+        assert_eq!(
+            bump_annotation(first, "2").unwrap(),
+            first.replace("\"1\"", "\"2\"")
+        );
+        // a label of the same name just before the annotations, and a later
+        // top-level field with an `annotations:` of its own: both left alone
+        let lookalikes = "metadata:\n  labels:\n    kubeboot.dev/certs-renewed-at: \"l\"\n  annotations:\n    a: b\n  name: x\nspec:\n  annotations:\n    c: d\n";
+        assert_eq!(
+            bump_annotation(lookalikes, "2").unwrap(),
+            lookalikes.replace(
+                "    a: b\n",
+                "    a: b\n    kubeboot.dev/certs-renewed-at: \"2\"\n"
+            )
+        );
+        let no_annotations = "metadata:\n  name: x\nspec:\n  annotations:\n    c: d\n";
+        assert_eq!(
+            bump_annotation(no_annotations, "2").unwrap(),
+            no_annotations.replace(
+                "metadata:\n",
+                "metadata:\n  annotations:\n    kubeboot.dev/certs-renewed-at: \"2\"\n"
+            )
         );
     }
 }
