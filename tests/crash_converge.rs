@@ -191,7 +191,7 @@ fn new_ca_keys_are_durable_before_their_certificates() {
 /// ("fsync") calls, in order.
 fn traced_render(root: &Path, trace: &Path) -> Vec<String> {
     let o = Command::new("strace")
-        .args(["-f", "-o"])
+        .args(["-f", "-y", "-o"])
         .arg(trace)
         .args([
             "-e",
@@ -211,14 +211,14 @@ fn traced_render(root: &Path, trace: &Path) -> Vec<String> {
         } else if line.contains("fsync(") || line.contains("fdatasync(") {
             calls.push("fsync".to_string());
         } else if line.contains("rename") && line.contains(" = 0") {
-            let to = line
-                .rsplit(", \"")
-                .next()
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap();
-            calls.push(to.to_string());
+            // `rename(FROM, "TO")`, or `renameat(FD</DIR>, FROM, FD</DIR>, "TO")`
+            // (`-y` prints the directory a descriptor names)
+            let (before, to) = line.rsplit_once(", \"").unwrap();
+            let to = to.split('"').next().unwrap();
+            match before.strip_suffix('>').and_then(|b| b.rsplit_once('<')) {
+                Some((_, dir)) => calls.push(format!("{dir}/{to}")),
+                None => calls.push(to.to_string()),
+            }
         }
     }
     calls

@@ -56,8 +56,7 @@ impl Writer<'_> {
 
     /// As [`Writer::read`], but an empty file is `Some(empty)`.
     pub fn read_raw(&self, path: &Path) -> Result<Option<Vec<u8>>> {
-        fs::check_no_symlinks(self.paths.root(), path)?;
-        Ok(fs::read_optional(path)?)
+        Ok(fs::read_under(self.paths.root(), path)?)
     }
 }
 
