@@ -184,6 +184,81 @@ impl PublicKeyData for Key {
     }
 }
 
+/// Fresh keys made ahead on a thread of their own. A fresh control plane
+/// needs 16 ECDSA keys, each a scalar multiplication that depends on
+/// nothing else the run does: made on a second core while the first one
+/// reads, issues and writes, instead of in between. [`KeysAhead::start`]
+/// is told how many keys the caller will take; each is made once, by
+/// whichever side claims it first: [`KeysAhead::next`] takes a key the
+/// thread has finished, or, when none is ready, makes one itself rather
+/// than wait for a thread that a busy machine may not be running. Beyond
+/// the `n` keys, and without a thread, keys are made on the spot. RSA keys
+/// are always made on the spot: one takes a tenth of a second or more.
+pub(crate) struct KeysAhead {
+    algorithm: KeyAlgorithm,
+    made: Option<std::sync::mpsc::Receiver<Result<Key>>>,
+    /// Keys of the `n` that neither side has started.
+    unclaimed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Claims one of the keys left to make; `false` when none is left.
+fn claim(unclaimed: &std::sync::atomic::AtomicUsize) -> bool {
+    use std::sync::atomic::Ordering;
+    unclaimed
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+impl KeysAhead {
+    /// Starts making `n` keys of `algorithm` on a thread.
+    pub fn start(algorithm: KeyAlgorithm, n: usize) -> KeysAhead {
+        use std::sync::{Arc, atomic::AtomicUsize};
+        let ecdsa = matches!(algorithm, KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384);
+        let mut keys = KeysAhead {
+            algorithm,
+            made: None,
+            unclaimed: Arc::new(AtomicUsize::new(0)),
+        };
+        if n < 2 || !ecdsa {
+            return keys;
+        }
+        keys.unclaimed = Arc::new(AtomicUsize::new(n));
+        let unclaimed = keys.unclaimed.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("keys".into())
+            .spawn(move || {
+                // the receiver gone (the run ended early): stop
+                while claim(&unclaimed) && tx.send(Key::generate(algorithm)).is_ok() {}
+            });
+        match thread {
+            Ok(_) => keys.made = Some(rx),
+            Err(_) => keys
+                .unclaimed
+                .store(0, std::sync::atomic::Ordering::Release),
+        }
+        keys
+    }
+
+    /// The next key: one the thread finished, else one made here.
+    pub fn next(&mut self) -> Result<Key> {
+        let Some(made) = &self.made else {
+            return Key::generate(self.algorithm);
+        };
+        if let Ok(key) = made.try_recv() {
+            return key;
+        }
+        if !claim(&self.unclaimed) {
+            // the thread is making the last ones: wait for one
+            match made.recv() {
+                Ok(key) => return key,
+                Err(_) => self.made = None,
+            }
+        }
+        Key::generate(self.algorithm)
+    }
+}
+
 /// ring's system RNG as the `rand_core` RNG the `rsa` crate draws from (one
 /// randomness source for every key). `fill_bytes` cannot fail by signature:
 /// a failure is remembered and the key made from it is thrown away.

@@ -10,7 +10,7 @@ use ring::rand::SystemRandom;
 use time::OffsetDateTime;
 
 use super::cert::{self, CaKey, CertInfo, CertRequest, Eku, Sans};
-use super::keys::Key;
+use super::keys::{Key, KeysAhead};
 use super::table::{self, CertRow};
 use super::{Action, Entry, PkiReport};
 use crate::config::{CaMaterial, Mode, Settings};
@@ -186,6 +186,14 @@ struct Tree<'a> {
     /// Keys of the CAs this run creates, already written and durable
     /// ([`Tree::new_ca_keys`]); their certificates are not written yet.
     new_ca_keys: HashMap<&'static str, Key>,
+    /// The `syncfs` that makes the new CA keys durable, on its own thread
+    /// while the leaves are made ([`Tree::new_ca_keys`]).
+    key_sync: Option<std::thread::JoinHandle<std::result::Result<(), crate::error::FsError>>>,
+    /// The certificates of the CAs this run creates, written once
+    /// `key_sync` has returned ([`Tree::write_ca_certs`]).
+    ca_certs: Vec<(PathBuf, String)>,
+    /// Where new keys come from ([`fresh_keys`]).
+    keys: KeysAhead,
     report: PkiReport,
 }
 
@@ -211,11 +219,18 @@ pub(crate) fn ensure(
         },
         cas: HashMap::new(),
         new_ca_keys: HashMap::new(),
+        key_sync: None,
+        ca_certs: Vec::new(),
+        keys: KeysAhead::start(settings.cluster.key_algorithm, 0),
         report: PkiReport::default(),
     };
     if settings.mode == Mode::JoinWorker {
         return Ok((t.report, None));
     }
+    t.keys = KeysAhead::start(
+        settings.cluster.key_algorithm,
+        fresh_keys(settings, &t.dir, want),
+    );
     t.new_ca_keys(want)?;
     for row in table::rows(settings) {
         if row.is_ca() {
@@ -244,9 +259,27 @@ pub(crate) fn ensure(
     if want("sa") {
         t.service_account()?;
     }
+    t.write_ca_certs()?;
     t.w.finish(&t.dir)?;
     let ca = t.cas.remove("ca");
     Ok((t.report, ca))
+}
+
+/// How many keys a run will make in `dir`: when the directory does not
+/// exist yet, one for every selected CA not supplied in the config, every
+/// selected leaf and `sa`; otherwise 0 (a rerun may keep any of them, and
+/// those it does make are made on the spot).
+fn fresh_keys(settings: &Settings, dir: &Path, want: &dyn Fn(&str) -> bool) -> usize {
+    if settings.mode != Mode::Init || dir.exists() {
+        return 0;
+    }
+    let given = |name| {
+        supplied(settings, name).is_some_and(|m| m.cert_pem.is_some() || m.key_pem.is_some())
+    };
+    let certs = table::rows(settings)
+        .filter(|r| want(r.name) && !(r.is_ca() && given(r.name)))
+        .count();
+    certs + usize::from(want("sa"))
 }
 
 impl Tree<'_> {
@@ -337,8 +370,10 @@ impl Tree<'_> {
     /// syncing nothing orders the writes, and a power cut could otherwise
     /// leave a valid `ca.crt` beside an empty `ca.key`, which a rerun must
     /// refuse (a CA is never replaced). One `syncfs` for all new CA keys
-    /// (no per-key fsync); none when no CA is created. With `Sync::Each`
-    /// each key was fsynced as it was written.
+    /// (no per-key fsync), run on a thread of its own while the leaves are
+    /// issued and written; the CA certificates wait for it
+    /// ([`Tree::write_ca_certs`]). None when no CA is created. With
+    /// `Sync::Each` each key was fsynced as it was written.
     fn new_ca_keys(&mut self, want: &dyn Fn(&str) -> bool) -> Result<()> {
         if self.settings.mode == Mode::JoinControlPlane {
             return Ok(());
@@ -353,12 +388,40 @@ impl Tree<'_> {
             if self.w.read(&crt)?.is_some() || self.w.read_raw(&keyp)?.is_some() {
                 continue;
             }
-            let k = Key::generate(self.settings.cluster.key_algorithm)?;
+            let k = self.keys.next()?;
             self.w.write(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
             self.new_ca_keys.insert(row.name, k);
         }
         if !self.new_ca_keys.is_empty() && self.w.sync != Sync::Each {
-            fs::sync_filesystem(&self.dir)?;
+            let dir = self.dir.clone();
+            let sync = std::thread::Builder::new()
+                .name("ca-key-sync".into())
+                .spawn(move || fs::sync_filesystem(&dir));
+            match sync {
+                Ok(handle) => self.key_sync = Some(handle),
+                // no thread to be had: sync here
+                Err(_) => fs::sync_filesystem(&self.dir)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the certificates of the CAs this run created, after the
+    /// `syncfs` of their keys has returned: the leaves were issued and
+    /// written meanwhile (a cut before this point leaves no CA certificate;
+    /// the rerun signs one with the surviving key, or makes a new CA if the
+    /// key did not survive, and reissues the leaves it does not sign).
+    fn write_ca_certs(&mut self) -> Result<()> {
+        if let Some(sync) = self.key_sync.take() {
+            sync.join().map_err(|_| {
+                Error::Failed(format!(
+                    "{}: syncing the new CA keys: the syncing thread failed",
+                    self.dir.display()
+                ))
+            })??;
+        }
+        for (crt, pem) in std::mem::take(&mut self.ca_certs) {
+            self.w.write(&crt, pem.as_bytes(), CERT_MODE)?;
         }
         Ok(())
     }
@@ -366,10 +429,10 @@ impl Tree<'_> {
     fn ca(&mut self, row: &'static CertRow) -> Result<()> {
         let (crt, keyp) = self.files(row.stem);
         if let Some(k) = self.new_ca_keys.remove(row.name) {
-            // created by `new_ca_keys`, its key already durable
+            // created by `new_ca_keys`; the certificate is written once the
+            // key is durable (`write_ca_certs`)
             let (der, info) = self.issue_ca(row, &k)?;
-            self.w
-                .write(&crt, cert::to_pem(&der).as_bytes(), CERT_MODE)?;
+            self.ca_certs.push((crt.clone(), cert::to_pem(&der)));
             return self.keep_ca(row, der, Some(k), Action::Created, crt, &info);
         }
         let supplied = self.write_supplied(row, &crt, &keyp)?;
@@ -453,7 +516,7 @@ impl Tree<'_> {
             (None, None) => {
                 // Not reached in a tree run (`new_ca_keys` made this key);
                 // the key first all the same.
-                let k = Key::generate(self.settings.cluster.key_algorithm)?;
+                let k = self.keys.next()?;
                 let (der, info) = self.issue_ca(row, &k)?;
                 self.w.write(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
                 self.w
@@ -558,7 +621,7 @@ impl Tree<'_> {
         }
         let (key, new_key) = match key {
             Some(k) => (k, false),
-            None => (Key::generate(self.settings.cluster.key_algorithm)?, true),
+            None => (self.keys.next()?, true),
         };
         let req = spec.request(self.settings, self.now)?;
         let der = cert::issue(&req, &key, ca.signer(), &self.rng)?;
@@ -593,7 +656,7 @@ impl Tree<'_> {
                 )));
             }
             None => {
-                let k = Key::generate(self.settings.cluster.key_algorithm)?;
+                let k = self.keys.next()?;
                 self.w.write(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
                 (k, Action::Created)
             }
