@@ -205,14 +205,25 @@ fn traced_render(root: &Path, trace: &Path) -> Vec<String> {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = std::fs::read_to_string(trace).unwrap();
     let mut calls = Vec::new();
-    for line in text.lines() {
-        // a sync counts where it returns: on its own thread strace may
-        // print `syncfs(N <unfinished ...>`, other calls, then
-        // `<... syncfs resumed>) = 0`
-        if line.contains("syncfs(") && line.contains("unfinished") {
+    // a call another thread interrupts is printed in two lines,
+    // `PID call(ARGS <unfinished ...>` and later `PID <... call resumed>REST`:
+    // joined, it counts where it returned (a sync on its own thread)
+    let mut pending: BTreeMap<String, String> = BTreeMap::new();
+    for raw in text.lines() {
+        let pid = raw.split_whitespace().next().unwrap_or("").to_string();
+        if let Some(start) = raw.strip_suffix(" <unfinished ...>") {
+            pending.insert(pid, start.to_string());
             continue;
         }
-        if line.contains("syncfs(") || line.contains("<... syncfs resumed>") {
+        let joined;
+        let line = match raw.split_once(" resumed>") {
+            Some((_, rest)) if raw.contains("<... ") => {
+                joined = format!("{}{rest}", pending.remove(&pid).unwrap_or_default());
+                joined.as_str()
+            }
+            _ => raw,
+        };
+        if line.contains("syncfs(") {
             calls.push("sync".to_string());
         } else if line.contains("fsync(") || line.contains("fdatasync(") {
             calls.push("fsync".to_string());

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::cert::{self, Eku, Sans};
-use super::keys::{Key, KeysAhead};
+use super::keys::Key;
 use super::tree::{self, Ca, LeafSpec, Writer};
 use super::{Action, Entry, PkiReport, SECRET_MODE};
 use crate::config::{Mode, Settings};
@@ -467,12 +467,7 @@ pub(crate) fn ensure_kubeconfigs_with(
     };
     let ca_pem = cert::to_pem(&ca.der);
     let rng = SystemRandom::new();
-    let wanted: Vec<_> = rows(settings)
-        .filter(|r| want(r.file.trim_end_matches(".conf")))
-        .collect();
-    // started at the first kubeconfig to create, for it and every one after
-    let mut keys: Option<KeysAhead> = None;
-    for (i, row) in wanted.iter().enumerate() {
+    for row in rows(settings).filter(|r| want(r.file.trim_end_matches(".conf"))) {
         let path: PathBuf = paths.kubernetes_dir().join(row.file);
         let want = Want {
             cluster: &settings.cluster.name,
@@ -505,11 +500,7 @@ pub(crate) fn ensure_kubeconfigs_with(
                 path.display()
             )));
         };
-        let key = keys
-            .get_or_insert_with(|| {
-                KeysAhead::start(settings.cluster.key_algorithm, wanted.len() - i)
-            })
-            .next()?;
+        let key = Key::generate(settings.cluster.key_algorithm)?;
         let req = want.spec.request(settings, now)?;
         let der = cert::issue(&req, &key, Some(signer), &rng)?;
         let text = render(

@@ -10,7 +10,7 @@ use ring::rand::SystemRandom;
 use time::OffsetDateTime;
 
 use super::cert::{self, CaKey, CertInfo, CertRequest, Eku, Sans};
-use super::keys::{Key, KeysAhead};
+use super::keys::Key;
 use super::table::{self, CertRow};
 use super::{Action, Entry, PkiReport};
 use crate::config::{CaMaterial, Mode, Settings};
@@ -192,8 +192,6 @@ struct Tree<'a> {
     /// The certificates of the CAs this run creates, written once
     /// `key_sync` has returned ([`Tree::write_ca_certs`]).
     ca_certs: Vec<(PathBuf, String)>,
-    /// Where new keys come from ([`fresh_keys`]).
-    keys: KeysAhead,
     report: PkiReport,
 }
 
@@ -221,16 +219,11 @@ pub(crate) fn ensure(
         new_ca_keys: HashMap::new(),
         key_sync: None,
         ca_certs: Vec::new(),
-        keys: KeysAhead::start(settings.cluster.key_algorithm, 0),
         report: PkiReport::default(),
     };
     if settings.mode == Mode::JoinWorker {
         return Ok((t.report, None));
     }
-    t.keys = KeysAhead::start(
-        settings.cluster.key_algorithm,
-        fresh_keys(settings, &t.dir, want),
-    );
     t.new_ca_keys(want)?;
     for row in table::rows(settings) {
         if row.is_ca() {
@@ -263,23 +256,6 @@ pub(crate) fn ensure(
     t.w.finish(&t.dir)?;
     let ca = t.cas.remove("ca");
     Ok((t.report, ca))
-}
-
-/// How many keys a run will make in `dir`: when the directory does not
-/// exist yet, one for every selected CA not supplied in the config, every
-/// selected leaf and `sa`; otherwise 0 (a rerun may keep any of them, and
-/// those it does make are made on the spot).
-fn fresh_keys(settings: &Settings, dir: &Path, want: &dyn Fn(&str) -> bool) -> usize {
-    if settings.mode != Mode::Init || dir.exists() {
-        return 0;
-    }
-    let given = |name| {
-        supplied(settings, name).is_some_and(|m| m.cert_pem.is_some() || m.key_pem.is_some())
-    };
-    let certs = table::rows(settings)
-        .filter(|r| want(r.name) && !(r.is_ca() && given(r.name)))
-        .count();
-    certs + usize::from(want("sa"))
 }
 
 impl Tree<'_> {
@@ -388,7 +364,7 @@ impl Tree<'_> {
             if self.w.read(&crt)?.is_some() || self.w.read_raw(&keyp)?.is_some() {
                 continue;
             }
-            let k = self.keys.next()?;
+            let k = Key::generate(self.settings.cluster.key_algorithm)?;
             self.w.write(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
             self.new_ca_keys.insert(row.name, k);
         }
@@ -516,7 +492,7 @@ impl Tree<'_> {
             (None, None) => {
                 // Not reached in a tree run (`new_ca_keys` made this key);
                 // the key first all the same.
-                let k = self.keys.next()?;
+                let k = Key::generate(self.settings.cluster.key_algorithm)?;
                 let (der, info) = self.issue_ca(row, &k)?;
                 self.w.write(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
                 self.w
@@ -621,7 +597,7 @@ impl Tree<'_> {
         }
         let (key, new_key) = match key {
             Some(k) => (k, false),
-            None => (self.keys.next()?, true),
+            None => (Key::generate(self.settings.cluster.key_algorithm)?, true),
         };
         let req = spec.request(self.settings, self.now)?;
         let der = cert::issue(&req, &key, ca.signer(), &self.rng)?;
@@ -656,7 +632,7 @@ impl Tree<'_> {
                 )));
             }
             None => {
-                let k = self.keys.next()?;
+                let k = Key::generate(self.settings.cluster.key_algorithm)?;
                 self.w.write(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
                 (k, Action::Created)
             }

@@ -951,12 +951,12 @@ fn check_keys(root: &Path, scratch: &Path, curve: &str) {
     assert_eq!(publics.len(), 16);
 }
 
-/// A fresh tree's keys are made on a second thread while the first one
-/// issues and writes (`pki::keys::KeysAhead`); a rerun makes the missing
-/// ones on the spot. Either way each lands beside its own certificate:
-/// checked with openssl, for P-256 and P-384.
+/// A fresh tree (its CA certificates written after the leaves, once the
+/// new CA keys' `syncfs` on its own thread has returned) and a rerun that
+/// remakes some keys: each key lands beside its own certificate and each
+/// certificate chains to its CA, checked with openssl, for P-256 and P-384.
 #[test]
-fn keys_made_ahead_or_on_the_spot_match_their_certificates() {
+fn fresh_and_rerun_keys_match_their_certificates() {
     for (alg, curve) in [
         (KeyAlgorithm::EcdsaP256, "prime256v1"),
         (KeyAlgorithm::EcdsaP384, "secp384r1"),
