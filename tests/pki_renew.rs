@@ -218,6 +218,12 @@ fn expiring_certificates_are_renewed_against_the_unchanged_cas_and_a_rerun_chang
     let out = text(&o.stdout);
     eprintln!("first run:\n{out}");
     assert_eq!(out.matches(": renewed (").count(), 11, "{out}");
+    // the log's summary counts the same rows
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("11 certificate(s) renewed; status in "),
+        "{err}"
+    );
 
     // every CA byte for byte
     let ca_after: Vec<Vec<u8>> = CAS

@@ -854,6 +854,10 @@ mod tests {
         assert_eq!(parse_window("30d"), Some(30 * 86400));
         assert_eq!(parse_window("720h"), Some(30 * 86400));
         assert_eq!(parse_window("d"), None);
+        // only digits before the `d`: Rust's integer parser would take
+        // "+5", and Go's duration syntax has no days unit to fall back on
+        assert_eq!(parse_window("+5d"), None);
+        assert_eq!(parse_window("5hd"), None);
         assert_eq!(parse_window("soon"), None);
     }
 
