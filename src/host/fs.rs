@@ -283,13 +283,25 @@ pub fn read_under(root: &Path, path: &Path) -> Result<Option<Vec<u8>>, FsError> 
                     .map_err(|e| FsError::new("reading", path, e))?;
                 Ok(Some(b))
             }
-            Err(rustix::io::Errno::NOENT) => Ok(None),
+            // missing, unless the directory itself was removed since
+            // (a new one may stand in its place): then read by path
+            Err(rustix::io::Errno::NOENT) if !removed(&fd) => Ok(None),
+            Err(rustix::io::Errno::NOENT) => {
+                forget_dir(root, dir);
+                check_no_symlinks(root, path)?;
+                read_optional(path)
+            }
             Err(rustix::io::Errno::LOOP) => Err(symlink_refused(path)),
             Err(e) => Err(FsError::new("reading", path, e.into())),
         };
     }
     check_no_symlinks(root, path)?;
     read_optional(path)
+}
+
+/// Whether the open directory `fd` was removed (no name links to it).
+fn removed(fd: &OwnedFd) -> bool {
+    rustix::fs::fstat(fd).map_or(true, |st| st.st_nlink == 0)
 }
 
 /// Closes `dir` (it was removed): the next write checks it again.
@@ -643,9 +655,18 @@ mod tests {
         );
         assert!(!outside.join("kubernetes/c.conf").exists() && !outside.join("c.conf").exists());
 
-        // the directory removed: created again, with the file
+        // the directory removed and made again with a file in it: read by
+        // path, not reported missing through the old descriptor
         fs::remove_file(root.join("etc")).unwrap();
         fs::remove_dir_all(root.join("moved")).unwrap();
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("e.conf"), b"e").unwrap();
+        assert_eq!(
+            read_under(&root, &dir.join("e.conf")).unwrap(),
+            Some(b"e".to_vec())
+        );
+        fs::remove_dir_all(root.join("etc")).unwrap();
+        // the directory removed: created again, with the file
         write_atomic(
             &paths.rooted("/etc/kubernetes/d.conf"),
             b"d",
