@@ -250,6 +250,30 @@ fn check_first_run(c: &Cluster) -> (String, String) {
         1,
         "admin.conf's requests used connections {conns:?}"
     );
+    // wait-control-plane polled /livez as admin.conf's user (the local API
+    // server is the control-plane endpoint here) on that same connection,
+    // before the first API phase: two TLS connections in all, admin.conf's
+    // and super-admin.conf's
+    let all = c.api.server.requests();
+    let livez: Vec<&Request> = all.iter().filter(|r| r.path == "/livez").collect();
+    assert!(!livez.is_empty(), "wait-control-plane polled /livez");
+    assert!(
+        livez
+            .iter()
+            .all(|r| r.client_cert.as_ref() == Some(&admin) && r.connection == conns[0]),
+        "/livez went on connections {:?}, admin.conf's is {}",
+        livez.iter().map(|r| r.connection).collect::<Vec<_>>(),
+        conns[0]
+    );
+    assert_eq!(all[0].path, "/livez", "the health poll comes first");
+    let mut every: Vec<usize> = all.iter().map(|r| r.connection).collect();
+    every.sort_unstable();
+    every.dedup();
+    assert_eq!(
+        every.len(),
+        2,
+        "TLS connections to the API server: {every:?}"
+    );
 
     // every call as admin.conf's user, except the binding it may not create yet
     let cns: Vec<String> = reqs.iter().map(client_cn).collect();

@@ -178,6 +178,13 @@ impl Kube {
         self.call(Method::Delete, "DELETE", path)
     }
 
+    /// The agent: its pool keeps this client's connection alive for the
+    /// next request, so a health poll of the same server through it
+    /// (`wait-control-plane`) leaves the connection the API phases use.
+    pub fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
     /// The base URL (`https://host:port`), for messages.
     pub fn base(&self) -> &str {
         &self.base

@@ -42,7 +42,7 @@ impl Retry {
     pub fn within(budget: Duration) -> Self {
         Retry {
             budget,
-            attempt_timeout: Duration::from_secs(5).min(budget.max(Duration::from_millis(100))),
+            attempt_timeout: AGENT_TIMEOUT.min(budget.max(Duration::from_millis(100))),
             first_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(5),
         }
@@ -341,11 +341,39 @@ fn agent_tls(roots: Option<Vec<ureq::tls::Certificate<'static>>>, unverified: bo
 }
 
 /// ureq's per-connection input buffer, also the largest response header
-/// accepted (Kubernetes and metadata services answer with a few hundred
-/// bytes of headers).
-const BUFFER_IN: usize = 32 * 1024;
-/// ureq's per-connection output buffer (request head and body chunks).
-const BUFFER_OUT: usize = 16 * 1024;
+/// accepted. kube-apiserver's headers are a few hundred bytes plus its
+/// `Warning` headers, which it caps at 4,096 runes of text per response
+/// (and one more item of at most 256: `k8s.io/apiserver/pkg/endpoints/
+/// filters/warning.go`): under 9 KiB even when every character is an
+/// escaped quote. Metadata services answer with a few hundred bytes.
+const BUFFER_IN: usize = 16 * 1024;
+/// ureq's per-connection output buffer (request head and body chunks; a
+/// larger body goes out in several writes).
+const BUFFER_OUT: usize = 8 * 1024;
+
+/// The timeout an agent gives every request unless [`send`] is asked for
+/// another: [`Retry::within`]'s attempt timeout. A request with its own
+/// timeout carries a request-level configuration, for which ureq builds a
+/// new rustls `ClientConfig` on every connection (no shared session
+/// cache, no TLS resumption between the agent's connections).
+const AGENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The TLS algorithms kubeboot offers: ring's, with the key exchange
+/// groups reordered so that the ClientHello's one key share is P-256.
+/// ring computes P-256 with assembly (nistz256) and X25519 with portable
+/// code: a key exchange takes half the time (`benches/kx.rs`,
+/// docs/building.md). Go's `crypto/tls` (kube-apiserver, the kubelet) takes
+/// a group the client sent a share for before going down its own
+/// preference list, and rustls takes the client's order, so the P-256
+/// share costs no extra round trip (`tests/tls_go_peer.rs`); a server
+/// without P-256 asks for X25519 with a HelloRetryRequest.
+pub(crate) fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    use rustls::crypto::ring::{self, kx_group};
+    Arc::new(rustls::crypto::CryptoProvider {
+        kx_groups: vec![kx_group::SECP256R1, kx_group::X25519, kx_group::SECP384R1],
+        ..ring::default_provider()
+    })
+}
 
 fn agent_config(
     roots: Option<Vec<ureq::tls::Certificate<'static>>>,
@@ -353,11 +381,11 @@ fn agent_config(
     client: Option<ureq::tls::ClientCert>,
 ) -> Agent {
     let mut tls = TlsConfig::builder()
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .unversioned_rustls_crypto_provider(crypto_provider())
         .disable_verification(unverified)
         .client_cert(client);
     tls = tls.root_certs(RootCerts::new_with_certs(&roots.unwrap_or_default()));
-    Agent::config_builder()
+    let config = Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
         .max_redirects(0)
@@ -371,9 +399,58 @@ fn agent_config(
         .input_buffer_size(BUFFER_IN)
         .max_response_header_size(BUFFER_IN)
         .output_buffer_size(BUFFER_OUT)
+        .timeout_global(Some(AGENT_TIMEOUT))
         .tls_config(tls.build())
-        .build()
-        .new_agent()
+        .build();
+    Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        Resolve::default(),
+    )
+}
+
+/// ureq's resolver, except for an address literal (`https://10.0.0.1:6443`,
+/// `http://[fd00::1]/`), which needs no lookup. ureq resolves the host of
+/// every request, a pooled connection's too, and with a timeout set it does
+/// so on a new thread each time (`ureq::unversioned::resolver`,
+/// `resolve_async`): 35 threads started and joined in a control-plane
+/// firstboot, each a wake-up away from the answer on a busy machine.
+#[derive(Debug, Default)]
+struct Resolve(ureq::unversioned::resolver::DefaultResolver);
+
+impl ureq::unversioned::resolver::Resolver for Resolve {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        if let Some(addr) = literal_address(uri) {
+            let mut out = self.empty();
+            out.push(addr);
+            return Ok(out);
+        }
+        self.0.resolve(uri, config, timeout)
+    }
+}
+
+/// The socket address of a URL whose host is an IP address literal (the
+/// scheme's default port when none is given); `None` for a name.
+fn literal_address(uri: &ureq::http::Uri) -> Option<std::net::SocketAddr> {
+    let authority = uri.authority()?;
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    let port = match (authority.port_u16(), uri.scheme_str()) {
+        (Some(p), _) => p,
+        (None, Some("https")) => 443,
+        (None, Some("http")) => 80,
+        (None, _) => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
 }
 
 /// One request's timeout and extra headers, whatever its method.
@@ -382,7 +459,13 @@ fn prepare<B>(
     timeout: Duration,
     headers: &[(&str, &str)],
 ) -> ureq::RequestBuilder<B> {
-    let mut req = req.config().timeout_global(Some(timeout)).build();
+    // the agent's own timeout keeps the agent's TLS configuration (see
+    // AGENT_TIMEOUT); any other makes the request carry its own
+    let mut req = if timeout == AGENT_TIMEOUT {
+        req
+    } else {
+        req.config().timeout_global(Some(timeout)).build()
+    };
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -725,6 +808,22 @@ mod tests {
             shown_url("http://127.0.0.1:1/a/b"),
             "http://127.0.0.1:1/a/b"
         );
+    }
+
+    #[test]
+    fn address_literals_need_no_lookup() {
+        let addr = |u: &str| literal_address(&u.parse().unwrap()).map(|a| a.to_string());
+        assert_eq!(
+            addr("https://10.0.0.1:6443/livez").as_deref(),
+            Some("10.0.0.1:6443")
+        );
+        assert_eq!(addr("http://127.0.0.1/x").as_deref(), Some("127.0.0.1:80"));
+        assert_eq!(addr("https://[fd00::1]/").as_deref(), Some("[fd00::1]:443"));
+        assert_eq!(addr("http://[::1]:8080/").as_deref(), Some("[::1]:8080"));
+        // names go to ureq's resolver
+        assert_eq!(addr("https://api.example.test:6443/"), None);
+        assert_eq!(addr("http://metadata.google.internal/"), None);
+        assert_eq!(addr("http://localhost:1/"), None);
     }
 
     #[test]

@@ -68,10 +68,26 @@ pub fn control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
         &r.input.budgets.kubelet_healthz,
         r.input.budgets.kubelet,
     )?;
-    let ca = crate::host::fs::read_required(&r.input.pki_file("ca.crt"), "")?;
-    let roots = http::certs_from_pem(&ca);
-    let api = format!("{}/livez", r.input.settings.local_endpoint().url());
-    until_ok("kube-apiserver", &http::agent(Some(roots)), &api, budget)?;
+    let local = r.input.settings.local_endpoint().url();
+    let api = format!("{local}/livez");
+    // When this node's API server is the control-plane endpoint (no load
+    // balancer in front), it is polled as admin.conf's user: the TLS
+    // connection that answers stays open in the client the API phases
+    // share, instead of one handshake here and another for them. The
+    // server is verified with the cluster CA either way.
+    let admin = if local == r.input.settings.control_plane_endpoint().url() {
+        r.client(super::Client::Admin).ok()
+    } else {
+        None
+    };
+    match admin {
+        Some(kube) => until_ok("kube-apiserver", kube.agent(), &api, budget)?,
+        None => {
+            let ca = crate::host::fs::read_required(&r.input.pki_file("ca.crt"), "")?;
+            let roots = http::certs_from_pem(&ca);
+            until_ok("kube-apiserver", &http::agent(Some(roots)), &api, budget)?;
+        }
+    }
     let unverified = http::agent_unverified();
     let kcm = port_arg(
         &r.input.settings.cluster.controller_manager.extra_args,

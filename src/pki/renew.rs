@@ -850,6 +850,80 @@ mod tests {
     }
 
     #[test]
+    fn a_kubeconfig_is_rewritten_only_when_cert_and_key_are_embedded_once_each() {
+        use base64::Engine;
+        let b64 = |b: &str| base64::engine::general_purpose::STANDARD.encode(b);
+        let (oc, ok) = ("OLD CERT", "OLD KEY");
+        let head = "apiVersion: v1\nusers:\n- name: u\n  user:\n";
+        let cert = format!("    client-certificate-data: {}\n", b64(oc));
+        let key = format!("    client-key-data: {}\n", b64(ok));
+        let both = format!("{head}{cert}{key}");
+        let out = rewrite_kubeconfig(&both, oc.as_bytes(), ok.as_bytes(), "NEW C", "NEW K");
+        assert_eq!(
+            out.unwrap(),
+            format!(
+                "{head}    client-certificate-data: {}\n    client-key-data: {}\n",
+                b64("NEW C"),
+                b64("NEW K")
+            )
+        );
+        // a key (or certificate) kept in a file, or either embedded twice:
+        // refused as a whole, nothing half-renewed
+        for text in [
+            format!("{head}{cert}    client-key: /etc/kubernetes/pki/u.key\n"),
+            format!("{head}    client-certificate: /etc/kubernetes/pki/u.crt\n{key}"),
+            format!("{head}{cert}{key}{cert}"),
+            format!("{head}{cert}{key}{key}"),
+        ] {
+            let err = rewrite_kubeconfig(&text, oc.as_bytes(), ok.as_bytes(), "NEW C", "NEW K")
+                .unwrap_err();
+            assert!(err.contains("not embedded once each"), "{err}");
+        }
+    }
+
+    /// `--if-expiring-within W` renews what has at most W left, to the
+    /// second; NotAfter as x509-parser reads it from the file.
+    #[test]
+    fn the_window_includes_its_last_second() {
+        let dir = std::env::temp_dir().join(format!("kubeboot-renew-edge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let paths = Paths::new(&dir);
+        let settings = crate::config::examples::pki_control_plane();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+        crate::pki::ensure_tree(&settings, &paths, t0, Sync::Deferred).unwrap();
+        let crt = dir.join("etc/kubernetes/pki/apiserver.crt");
+        let not_after = || {
+            let pem = std::fs::read(&crt).unwrap();
+            let (_, p) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+            p.parse_x509().unwrap().validity().not_after.timestamp()
+        };
+        let end = not_after();
+        let window = 86_400;
+        let opts = Options {
+            names: vec!["apiserver".into()],
+            window_seconds: Some(window),
+            window_label: None,
+            key_algorithm: None,
+            restart_pods: false,
+            restart_wait: std::time::Duration::ZERO,
+            apiserver_wait: std::time::Duration::ZERO,
+        };
+        let at = |left: i64| OffsetDateTime::from_unix_timestamp(end - left).unwrap();
+        let one = |left: i64| {
+            let r = renew(&settings, &paths, &opts, at(left)).unwrap();
+            assert_eq!(r.certificates.len(), 1);
+            r.certificates[0].outcome.clone()
+        };
+        // one second more than the window: not due, nothing written
+        assert_eq!(one(window as i64 + 1), Outcome::NotDue);
+        assert_eq!(not_after(), end);
+        // exactly the window left: due
+        assert_eq!(one(window as i64), Outcome::Renewed);
+        assert!(not_after() > end);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn windows() {
         assert_eq!(parse_window("30d"), Some(30 * 86400));
         assert_eq!(parse_window("720h"), Some(30 * 86400));

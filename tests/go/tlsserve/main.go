@@ -1,0 +1,173 @@
+// tlsserve: an HTTPS server on Go's crypto/tls with the defaults
+// kube-apiserver keeps (curve preferences, session tickets on) and client
+// certificates verified when presented, for kubeboot's TLS client tests
+// (stdlib only).
+//
+//	tlsserve SERVER_CRT SERVER_KEY CLIENT_CA
+//	    Serves on 127.0.0.1:0 and prints "PORT <n>". Every answer is JSON
+//	    about the connection that carried the request: the key exchange
+//	    group of the server's first ServerHello ("group", as a number),
+//	    whether that was a HelloRetryRequest ("hrr"), whether the session
+//	    was resumed ("resumed"), the client certificate's common name
+//	    ("client"), and the connection's number ("conn", from 1). A path
+//	    ending in "/close" answers with "Connection: close". The server
+//	    stops when its standard input closes.
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+)
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "tlsserve:", err)
+	os.Exit(2)
+}
+
+// hrrRandom is the ServerHello.random of a HelloRetryRequest (RFC 8446 4.1.3).
+var hrrRandom = sha256.Sum256([]byte("HelloRetryRequest"))
+
+// conn keeps the first bytes the server writes: its ServerHello.
+type conn struct {
+	net.Conn
+	n    int
+	mu   sync.Mutex
+	sent bytes.Buffer
+}
+
+func (c *conn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	if c.sent.Len() < 4096 {
+		c.sent.Write(b)
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+// serverHello reads the first handshake record: the key_share group and
+// whether it is a HelloRetryRequest. group 0 when it cannot be read.
+func (c *conn) serverHello() (group uint16, hrr bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.sent.Bytes()
+	// record header (5), handshake type 2 and length (4), version (2)
+	if len(b) < 5+4+2+32+1 || b[0] != 22 || b[5] != 2 {
+		return 0, false
+	}
+	p := b[5+4+2:]
+	hrr = bytes.Equal(p[:32], hrrRandom[:])
+	p = p[32:]
+	sid := int(p[0])
+	if len(p) < 1+sid+2+1+2 {
+		return 0, hrr
+	}
+	p = p[1+sid+2+1:]
+	ext := int(p[0])<<8 | int(p[1])
+	p = p[2:]
+	if len(p) < ext {
+		return 0, hrr
+	}
+	p = p[:ext]
+	for len(p) >= 4 {
+		typ := int(p[0])<<8 | int(p[1])
+		l := int(p[2])<<8 | int(p[3])
+		if len(p) < 4+l {
+			break
+		}
+		if typ == 51 && l >= 2 { // key_share
+			return uint16(p[4])<<8 | uint16(p[5]), hrr
+		}
+		p = p[4+l:]
+	}
+	return 0, hrr
+}
+
+type listener struct {
+	net.Listener
+	mu    sync.Mutex
+	n     int
+	conns map[string]*conn
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n++
+	w := &conn{Conn: c, n: l.n}
+	l.conns[c.RemoteAddr().String()] = w
+	return w, nil
+}
+
+func main() {
+	if len(os.Args) != 4 {
+		fail(fmt.Errorf("usage: tlsserve SERVER_CRT SERVER_KEY CLIENT_CA"))
+	}
+	cert, err := tls.LoadX509KeyPair(os.Args[1], os.Args[2])
+	if err != nil {
+		fail(err)
+	}
+	pem, err := os.ReadFile(os.Args[3])
+	if err != nil {
+		fail(err)
+	}
+	cas := x509.NewCertPool()
+	if !cas.AppendCertsFromPEM(pem) {
+		fail(fmt.Errorf("%s: no certificates", os.Args[3]))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail(err)
+	}
+	l := &listener{Listener: ln, conns: map[string]*conn{}}
+	srv := &http.Server{
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			ClientAuth:   tls.VerifyClientCertIfGiven,
+			ClientCAs:    cas,
+			MinVersion:   tls.VersionTLS12,
+		},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			l.mu.Lock()
+			c := l.conns[r.RemoteAddr]
+			l.mu.Unlock()
+			group, hrr := c.serverHello()
+			client := ""
+			if len(r.TLS.PeerCertificates) > 0 {
+				client = r.TLS.PeerCertificates[0].Subject.CommonName
+			}
+			if strings.HasSuffix(r.URL.Path, "/close") {
+				w.Header().Set("Connection", "close")
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]interface{}{
+				"group":   group,
+				"hrr":     hrr,
+				"resumed": r.TLS.DidResume,
+				"client":  client,
+				"conn":    c.n,
+			})
+		}),
+	}
+	fmt.Printf("PORT %d\n", ln.Addr().(*net.TCPAddr).Port)
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+	if err := srv.ServeTLS(l, "", ""); err != nil {
+		fail(err)
+	}
+}

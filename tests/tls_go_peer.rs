@@ -1,0 +1,148 @@
+//! kubeboot's HTTPS client against Go's `crypto/tls` (Go 1.19, the TLS
+//! stack of kube-apiserver and the kubelet), a real peer built from
+//! tests/go/tlsserve: the key share kubeboot offers (P-256) is taken
+//! without a HelloRetryRequest, a kept-alive connection carries the next
+//! request, and a second connection of the same client resumes the TLS 1.3
+//! session as the same client certificate. The Go server reports what it
+//! saw on the wire (the group of its ServerHello); a plain rustls client
+//! offering X25519 first shows that report follows the client.
+
+mod cli_support;
+mod peer_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kubeboot::api::kube::Kube;
+use serde_json::Value;
+
+const TEST: &str = "tls_go_peer";
+/// TLS named groups (IANA): what the Go server reports.
+const SECP256R1: u64 = 23;
+const X25519: u64 = 29;
+
+/// The Go server, stopped when dropped (its standard input closes).
+struct GoServer {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for GoServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+fn go_server(bin: &Path, pki: &Path) -> GoServer {
+    let mut child = Command::new(bin)
+        .arg(pki.join("apiserver.crt"))
+        .arg(pki.join("apiserver.key"))
+        .arg(pki.join("ca.crt"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start tlsserve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .strip_prefix("PORT ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("tlsserve said {line:?}"));
+    GoServer { child, port }
+}
+
+fn get(kube: &Kube, path: &str) -> Value {
+    let (status, body) = kube.get(path).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[test]
+fn go_takes_the_p256_key_share_keeps_the_connection_and_resumes_the_session() {
+    let dir = cli_support::tmpdir("tlsgo", "kx");
+    let Some(bin) = peer_support::go_build(TEST, "tlsserve", &dir) else {
+        return;
+    };
+    let root = cli_support::render_control_plane(&dir);
+    let pki = root.join("etc/kubernetes/pki");
+    let server = go_server(&bin, &pki);
+    let base = format!("https://127.0.0.1:{}", server.port);
+    let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
+    // a client certificate of the cluster CA, as admin.conf's would be
+    let kube = Kube::new(
+        &base,
+        &read("ca.crt"),
+        &read("apiserver-kubelet-client.crt"),
+        &read("apiserver-kubelet-client.key"),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+
+    let first = get(&kube, "/first");
+    assert_eq!(first["group"], SECP256R1, "{first}");
+    assert_eq!(first["hrr"], false, "{first}");
+    assert_eq!(first["resumed"], false, "{first}");
+    assert_eq!(first["client"], "kube-apiserver-kubelet-client", "{first}");
+    // kept alive: the next request on the same connection
+    let second = get(&kube, "/second");
+    assert_eq!(second["conn"], first["conn"], "{second}");
+    // the server closes this one after answering ...
+    let third = get(&kube, "/third/close");
+    assert_eq!(third["conn"], first["conn"], "{third}");
+    // ... so the next request opens a new connection, which resumes the
+    // session (Go's ticket) as the same client, again with no retry
+    let fourth = get(&kube, "/fourth");
+    assert_ne!(fourth["conn"], first["conn"], "{fourth}");
+    assert_eq!(fourth["resumed"], true, "{fourth}");
+    assert_eq!(
+        fourth["client"], "kube-apiserver-kubelet-client",
+        "{fourth}"
+    );
+    assert_eq!(fourth["group"], SECP256R1, "{fourth}");
+    assert_eq!(fourth["hrr"], false, "{fourth}");
+
+    // rustls' default order (X25519 first): the report follows the client
+    let x = raw_get(server.port, &read("ca.crt"));
+    assert_eq!(x["group"], X25519, "{x}");
+    assert_eq!(x["hrr"], false, "{x}");
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One GET with a plain rustls client (ring's default groups, no client
+/// certificate); the Go server's JSON answer.
+fn raw_get(port: u16, ca_pem: &[u8]) -> Value {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"GET /raw HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    // Go closes without close_notify being required of it: read to EOF
+    let _ = tls.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    serde_json::from_str(body.trim()).unwrap()
+}
