@@ -14,7 +14,9 @@
 //! `cargo bench --bench render`; `KUBEBOOT_BENCH_RUNS` (default 40),
 //! `KUBEBOOT_BENCH_DIR` (default the system temp dir: its file system
 //! decides what fsync costs), `KUBEBOOT_BENCH_BIN` (default this build's
-//! `kubeboot`; give the static release binary to measure what ships).
+//! `kubeboot`; give the static release binary to measure what ships),
+//! `KUBEBOOT_BENCH_BASELINE` (another kubeboot binary, e.g. main's: run in
+//! the same interleaved rounds, with the median of its per-round ratios).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,12 +67,21 @@ enum Side {
     Kubeboot,
     Go,
     GoNoFsync,
+    Baseline,
+}
+
+fn baseline() -> Option<PathBuf> {
+    std::env::var_os("KUBEBOOT_BENCH_BASELINE").map(PathBuf::from)
 }
 
 fn command(side: Side, go: &Path, out: &Path) -> Command {
     match side {
-        Side::Kubeboot => {
-            let mut c = Command::new(binary());
+        Side::Kubeboot | Side::Baseline => {
+            let bin = match side {
+                Side::Baseline => baseline().expect("KUBEBOOT_BENCH_BASELINE"),
+                _ => binary(),
+            };
+            let mut c = Command::new(bin);
             c.args(["render", "--example", "control-plane", "--root"])
                 .arg(out);
             c
@@ -130,11 +141,14 @@ fn main() {
         eprintln!("SKIP render bench: no `go` (Debian golang-go) to build the reference");
         return;
     };
-    let sides = [Side::Kubeboot, Side::Go, Side::GoNoFsync];
-    let mut times: [Vec<f64>; 3] = Default::default();
+    let mut sides = vec![Side::Kubeboot, Side::Go, Side::GoNoFsync];
+    if baseline().is_some() {
+        sides.push(Side::Baseline);
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); sides.len()];
     for round in 0..runs + 2 {
-        let mut order = [0usize, 1, 2];
-        order.rotate_left(round % 3);
+        let mut order: Vec<usize> = (0..sides.len()).collect();
+        order.rotate_left(round % sides.len());
         for i in order {
             let out = base.join(format!("out-{i}"));
             let _ = std::fs::remove_dir_all(&out);
@@ -148,6 +162,9 @@ fn main() {
             std::fs::remove_dir_all(&out).unwrap();
         }
     }
+    let per_round = |i: usize| median(times[0].iter().zip(&times[i]).map(|(k, b)| k / b).collect());
+    let baseline_ratio = (sides.len() > 3).then(|| (median(times[3].clone()), per_round(3)));
+    let times: [Vec<f64>; 3] = [times[0].clone(), times[1].clone(), times[2].clone()];
     let [kb, go_fsync, go_plain] = times.map(median);
     println!(
         "render, whole process, {runs} interleaved rounds, in {}",
@@ -165,6 +182,22 @@ fn main() {
         "  ratio kubeboot / Go (no fsync)       {:.2}x",
         kb / go_plain
     );
+    if let Some((b, ratio)) = baseline_ratio {
+        println!("  baseline kubeboot                        median {b:>7.2} ms");
+        println!(
+            "  ratio kubeboot / baseline            {:.2}x (medians), {ratio:.2}x (median of per-round ratios)",
+            kb / b
+        );
+    }
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!(
+            "  load average {}",
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     if std::env::var_os("KUBEBOOT_BENCH_CALLGRIND").is_some() {
         let out = base.join("cg");
         let count = |side| {

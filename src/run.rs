@@ -344,8 +344,12 @@ fn wrap_phase(e: phases::PhaseError) -> Error {
 }
 
 fn print_report(run: &RenderReport, total_ms: f64, root: &Path) {
+    use std::fmt::Write as _;
     use std::os::unix::fs::PermissionsExt;
-    crate::outln!(
+    // one write to stdout for the whole report, not one per line
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "rendered {} node ({}, Kubernetes {}) into {}:",
         match run.settings.mode {
             Mode::Init => "a control-plane (init)",
@@ -369,13 +373,14 @@ fn print_report(run: &RenderReport, total_ms: f64, root: &Path) {
             .strip_prefix(root)
             .map(|p| format!("/{}", p.display()))
             .unwrap_or_else(|_| w.path.display().to_string());
-        crate::outln!("  {mode}  {:<11} {rel:<52} {}", w.action, w.detail);
+        let _ = writeln!(text, "  {mode}  {:<11} {rel:<52} {}", w.action, w.detail);
     }
-    crate::outln!("phases:");
+    text.push_str("phases:\n");
     for r in &run.records {
-        match r.outcome {
-            Outcome::Done => crate::outln!("  {:<20} {:>8.2} ms", r.name, r.millis),
-            other => crate::outln!(
+        let _ = match r.outcome {
+            Outcome::Done => writeln!(text, "  {:<20} {:>8.2} ms", r.name, r.millis),
+            other => writeln!(
+                text,
                 "  {:<20} {:>8}",
                 r.name,
                 serde_json::to_value(other)
@@ -383,9 +388,10 @@ fn print_report(run: &RenderReport, total_ms: f64, root: &Path) {
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default()
             ),
-        }
+        };
     }
-    crate::outln!("total {total_ms:.2} ms ({} files)", seen.len());
+    let _ = writeln!(text, "total {total_ms:.2} ms ({} files)", seen.len());
+    crate::out!("{text}");
 }
 
 fn node_run<'a>(

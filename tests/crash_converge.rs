@@ -187,11 +187,11 @@ fn new_ca_keys_are_durable_before_their_certificates() {
 }
 
 /// `kubeboot render --example control-plane --root ROOT` under strace: its
-/// renames (the renamed-to path), `syncfs` ("sync") and `fsync`/`fdatasync`
-/// ("fsync") calls, in order.
+/// renames (the renamed-to path), `syncfs` ("sync", where it returned) and
+/// `fsync`/`fdatasync` ("fsync") calls, in order.
 fn traced_render(root: &Path, trace: &Path) -> Vec<String> {
     let o = Command::new("strace")
-        .args(["-f", "-o"])
+        .args(["-f", "-y", "-o"])
         .arg(trace)
         .args([
             "-e",
@@ -205,20 +205,37 @@ fn traced_render(root: &Path, trace: &Path) -> Vec<String> {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = std::fs::read_to_string(trace).unwrap();
     let mut calls = Vec::new();
-    for line in text.lines() {
+    // a call another thread interrupts is printed in two lines,
+    // `PID call(ARGS <unfinished ...>` and later `PID <... call resumed>REST`:
+    // joined, it counts where it returned (a sync on its own thread)
+    let mut pending: BTreeMap<String, String> = BTreeMap::new();
+    for raw in text.lines() {
+        let pid = raw.split_whitespace().next().unwrap_or("").to_string();
+        if let Some(start) = raw.strip_suffix(" <unfinished ...>") {
+            pending.insert(pid, start.to_string());
+            continue;
+        }
+        let joined;
+        let line = match raw.split_once(" resumed>") {
+            Some((_, rest)) if raw.contains("<... ") => {
+                joined = format!("{}{rest}", pending.remove(&pid).unwrap_or_default());
+                joined.as_str()
+            }
+            _ => raw,
+        };
         if line.contains("syncfs(") {
             calls.push("sync".to_string());
         } else if line.contains("fsync(") || line.contains("fdatasync(") {
             calls.push("fsync".to_string());
         } else if line.contains("rename") && line.contains(" = 0") {
-            let to = line
-                .rsplit(", \"")
-                .next()
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap();
-            calls.push(to.to_string());
+            // `rename(FROM, "TO")`, or `renameat(FD</DIR>, FROM, FD</DIR>, "TO")`
+            // (`-y` prints the directory a descriptor names)
+            let (before, to) = line.rsplit_once(", \"").unwrap();
+            let to = to.split('"').next().unwrap();
+            match before.strip_suffix('>').and_then(|b| b.rsplit_once('<')) {
+                Some((_, dir)) => calls.push(format!("{dir}/{to}")),
+                None => calls.push(to.to_string()),
+            }
         }
     }
     calls

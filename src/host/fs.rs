@@ -6,10 +6,13 @@
 //! directory. A reader therefore sees the old file or the new one, never a
 //! half-written one, even across a power cut.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::FsError;
 use crate::host::paths::HostPath;
@@ -39,14 +42,7 @@ pub fn check_no_symlinks(root: &Path, path: &Path) -> Result<(), FsError> {
 /// not looked at).
 fn exists_not_symlink(path: &Path) -> Result<bool, FsError> {
     match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Err(FsError::new(
-            "refusing to follow symlink",
-            path,
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "symlinks are not followed under --root",
-            ),
-        )),
+        Ok(m) if m.file_type().is_symlink() => Err(symlink_refused(path)),
         Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(FsError::new("inspecting", path, e)),
@@ -116,55 +112,213 @@ pub enum Sync {
 
 /// Atomically writes `data` to `path` with `mode`, creating parent
 /// directories with mode 0755. Never follows a symlink under `root`.
+///
+/// The first write into a directory checks it (every component under the
+/// root a real directory, created where missing, its mode made safe) and
+/// reads it once for stale temp files; the directory is then kept open
+/// ([`OpenDir`]) and this and later writes into it go through that
+/// descriptor (`openat`, `renameat`): no path walk and no symlink check of
+/// the directory per file, and no symlink swapped in above the directory
+/// afterwards can redirect them. The file itself is checked on every write.
 pub fn write_atomic(target: &HostPath, data: &[u8], mode: u32, sync: Sync) -> Result<(), FsError> {
     let (root, path) = (target.root(), target.path());
-    let dir = path.parent().ok_or_else(|| {
+    let no_parent = || {
         FsError::new(
             "writing",
             path,
             io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
         )
-    })?;
-    // `create_dir_all` refuses a symlink anywhere in `dir` and a `dir`
-    // outside the root (`dir` equal to the root is the caller's): only the
-    // file itself is left to check
-    create_dir_all(root, dir, 0o755)?;
-    exists_not_symlink(path)?;
-    if super::dryrun::write(path, data, mode) {
+    };
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(no_parent());
+    };
+    if super::dryrun::active(path) {
+        // recorded in the dry run's overlay, nothing touches the disk
+        create_dir_all(root, dir, 0o755)?;
+        exists_not_symlink(path)?;
+        super::dryrun::write(path, data, mode);
         return Ok(());
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    remove_stale_temps(dir, &name);
-    let tmp = dir.join(temp_name(&name));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&tmp)
-            .map_err(|e| FsError::new("creating", &tmp, e))?;
-        // The umask may have narrowed the mode; set it exactly.
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|e| FsError::new("setting mode of", &tmp, e))?;
-        f.write_all(data)
-            .map_err(|e| FsError::new("writing", &tmp, e))?;
-        if sync == Sync::Each {
-            f.sync_all().map_err(|e| FsError::new("syncing", &tmp, e))?;
+    let fd = open_dir(root, dir, name)?;
+    match write_in(&fd, dir, path, name, data, mode, sync) {
+        // the directory was removed since it was opened: check and open
+        // it again, once
+        Err(e) if e.op == "creating" && e.source.kind() == io::ErrorKind::NotFound => {
+            forget_dir(root, dir);
+            let fd = open_dir(root, dir, name)?;
+            write_in(&fd, dir, path, name, data, mode, sync)
         }
-        fs::rename(&tmp, path).map_err(|e| FsError::new("renaming into", path, e))?;
+        r => r,
+    }
+}
+
+/// Writes `data` as `name` in the open directory `dir_fd` (`dir` and
+/// `path` name them in errors): a new temp file, its mode set exactly (the
+/// umask may have narrowed it), the data, an fsync with [`Sync::Each`],
+/// the rename over `name`, the directory's fsync with [`Sync::Each`].
+fn write_in(
+    dir_fd: &OwnedFd,
+    dir: &Path,
+    path: &Path,
+    name: &OsStr,
+    data: &[u8],
+    mode: u32,
+    sync: Sync,
+) -> Result<(), FsError> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    match rustix::fs::statat(dir_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+            return Err(symlink_refused(path));
+        }
+        Ok(_) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(FsError::new("inspecting", path, e.into())),
+    }
+    let tmp = temp_name(&name.to_string_lossy());
+    let mode = Mode::from_raw_mode(mode);
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let f = rustix::fs::openat(dir_fd, &tmp, flags, mode)
+        .map_err(|e| FsError::new("creating", dir.join(&tmp), e.into()))?;
+    let result = (|| {
+        let at = |op, e: rustix::io::Errno| FsError::new(op, dir.join(&tmp), e.into());
+        rustix::fs::fchmod(&f, mode).map_err(|e| at("setting mode of", e))?;
+        let mut file = fs::File::from(f);
+        file.write_all(data)
+            .map_err(|e| FsError::new("writing", dir.join(&tmp), e))?;
         if sync == Sync::Each {
-            fsync_dir(dir)?;
+            file.sync_all()
+                .map_err(|e| FsError::new("syncing", dir.join(&tmp), e))?;
+        }
+        drop(file);
+        rustix::fs::renameat(dir_fd, &tmp, dir_fd, name)
+            .map_err(|e| FsError::new("renaming into", path, e.into()))?;
+        if sync == Sync::Each {
+            rustix::fs::fsync(dir_fd)
+                .map_err(|e| FsError::new("syncing directory", dir, e.into()))?;
         }
         Ok(())
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = rustix::fs::unlinkat(dir_fd, &tmp, AtFlags::empty());
     }
     result
+}
+
+/// A directory [`write_atomic`] has checked and scanned, held open for
+/// the writes after.
+struct OpenDir {
+    root: PathBuf,
+    dir: PathBuf,
+    fd: Arc<OwnedFd>,
+    /// Temp files the scan found (any writer's, dead or alive), not yet
+    /// removed: each is looked at when its file is written.
+    temps: Vec<OsString>,
+}
+
+/// The directories [`write_atomic`] holds open, most recent last. A run
+/// writes into about ten; the oldest are closed beyond [`MAX_OPEN_DIRS`].
+static OPEN_DIRS: Mutex<Vec<OpenDir>> = Mutex::new(Vec::new());
+const MAX_OPEN_DIRS: usize = 16;
+
+/// The open directory `dir` under `root`, after removing the stale temp
+/// files of `name` in it; checked, created and scanned when it is not open
+/// yet.
+fn open_dir(root: &Path, dir: &Path, name: &OsStr) -> Result<Arc<OwnedFd>, FsError> {
+    let name = name.to_string_lossy();
+    {
+        let mut dirs = OPEN_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = dirs.iter_mut().find(|d| d.dir == dir && d.root == root) {
+            remove_stale_temps(&d.fd, &mut d.temps, &name);
+            return Ok(d.fd.clone());
+        }
+    }
+    create_dir_all(root, dir, 0o755)?;
+    use rustix::fs::{Mode, OFlags};
+    let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if dir != root {
+        // checked above; the root itself is the caller's and may be a link
+        flags |= OFlags::NOFOLLOW;
+    }
+    let fd = rustix::fs::open(dir, flags, Mode::empty())
+        .map_err(|e| FsError::new("opening directory", dir, e.into()))?;
+    let mut temps = scan_temps(&fd);
+    remove_stale_temps(&fd, &mut temps, &name);
+    let fd = Arc::new(fd);
+    let mut dirs = OPEN_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    dirs.retain(|d| !(d.dir == dir && d.root == root));
+    if dirs.len() >= MAX_OPEN_DIRS {
+        dirs.remove(0);
+    }
+    dirs.push(OpenDir {
+        root: root.to_path_buf(),
+        dir: dir.to_path_buf(),
+        fd: fd.clone(),
+        temps,
+    });
+    Ok(fd)
+}
+
+/// The open directory `dir` under `root`, if [`write_atomic`] holds it.
+fn cached_dir(root: &Path, dir: &Path) -> Option<Arc<OwnedFd>> {
+    let dirs = OPEN_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    let d = dirs.iter().find(|d| d.dir == dir && d.root == root)?;
+    Some(d.fd.clone())
+}
+
+/// Reads `path` under `root`, refusing a symlink anywhere under the root
+/// ([`check_no_symlinks`]); a missing file is `None`. In a directory
+/// [`write_atomic`] holds open the file is opened through that descriptor
+/// (`O_NOFOLLOW`), with no walk of the path.
+pub fn read_under(root: &Path, path: &Path) -> Result<Option<Vec<u8>>, FsError> {
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name())
+        && !super::dryrun::active(path)
+        && let Some(fd) = cached_dir(root, dir)
+    {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        return match rustix::fs::openat(&*fd, name, flags, Mode::empty()) {
+            Ok(f) => {
+                let mut b = Vec::new();
+                fs::File::from(f)
+                    .read_to_end(&mut b)
+                    .map_err(|e| FsError::new("reading", path, e))?;
+                Ok(Some(b))
+            }
+            // missing, unless the directory itself was removed since
+            // (a new one may stand in its place): then read by path
+            Err(rustix::io::Errno::NOENT) if !removed(&fd) => Ok(None),
+            Err(rustix::io::Errno::NOENT) => {
+                forget_dir(root, dir);
+                check_no_symlinks(root, path)?;
+                read_optional(path)
+            }
+            Err(rustix::io::Errno::LOOP) => Err(symlink_refused(path)),
+            Err(e) => Err(FsError::new("reading", path, e.into())),
+        };
+    }
+    check_no_symlinks(root, path)?;
+    read_optional(path)
+}
+
+/// Whether the open directory `fd` was removed (no name links to it).
+fn removed(fd: &OwnedFd) -> bool {
+    rustix::fs::fstat(fd).map_or(true, |st| st.st_nlink == 0)
+}
+
+/// Closes `dir` (it was removed): the next write checks it again.
+fn forget_dir(root: &Path, dir: &Path) {
+    let mut dirs = OPEN_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    dirs.retain(|d| !(d.dir == dir && d.root == root));
+}
+
+fn symlink_refused(path: &Path) -> FsError {
+    FsError::new(
+        "refusing to follow symlink",
+        path,
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "symlinks are not followed under --root",
+        ),
+    )
 }
 
 /// Counts temp files made by this process, so that no two writers (two
@@ -176,27 +330,46 @@ const TEMP_SUFFIX: &str = ".kubeboot-tmp";
 /// `.<name>.<pid>-<n>.kubeboot-tmp`: unique per process and per write.
 fn temp_name(name: &str) -> String {
     let n = TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!(".{name}.{}-{n}{TEMP_SUFFIX}", std::process::id())
+    format!(".{name}.{}-{n}{TEMP_SUFFIX}", pid())
 }
 
-/// Removes temp files for `name` left in `dir` by a run that died before
-/// its rename (a crash, a power cut): those of a process that no longer
-/// exists. A live process's temp file is never touched. The directory
-/// is read with `getdents64` into a buffer on the stack (rustix's
-/// `RawDir`): no allocation per entry, as every write scans its directory.
-fn remove_stale_temps(dir: &Path, name: &str) {
-    use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let Ok(fd) = rustix::fs::open(dir, flags, Mode::empty()) else {
-        return;
-    };
+/// This process's id, asked of the kernel once (musl does not cache it).
+fn pid() -> u32 {
+    static PID: OnceLock<u32> = OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
+/// The temp files in the open directory `fd` (`.<...>.kubeboot-tmp`),
+/// read once with `getdents64` into a buffer on the stack (rustix's
+/// `RawDir`).
+fn scan_temps(fd: &OwnedFd) -> Vec<OsString> {
+    use std::os::unix::ffi::OsStrExt;
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-    let mut entries = RawDir::new(&fd, &mut buf);
+    let mut entries = rustix::fs::RawDir::new(fd, &mut buf);
+    let mut temps = Vec::new();
+    while let Some(Ok(e)) = entries.next() {
+        let file = e.file_name().to_bytes();
+        if file.starts_with(b".") && file.ends_with(TEMP_SUFFIX.as_bytes()) {
+            temps.push(OsStr::from_bytes(file).to_os_string());
+        }
+    }
+    temps
+}
+
+/// Removes the temp files for `name` among `temps` (found in the open
+/// directory `fd`) that a run left when it died before its rename (a
+/// crash, a power cut): those of a process that no longer exists, and the
+/// fixed name of earlier versions. A live process's temp file is never
+/// touched.
+fn remove_stale_temps(fd: &OwnedFd, temps: &mut Vec<OsString>, name: &str) {
+    if temps.is_empty() {
+        return;
+    }
     let old_fixed = format!(".{name}{TEMP_SUFFIX}");
     let prefix = format!(".{name}.");
-    while let Some(Ok(e)) = entries.next() {
-        let Ok(file) = e.file_name().to_str() else {
-            continue;
+    temps.retain(|t| {
+        let Some(file) = t.to_str() else {
+            return true;
         };
         let stale = if file == old_fixed {
             // the fixed name of earlier versions: no writer uses it now
@@ -207,19 +380,20 @@ fn remove_stale_temps(dir: &Path, name: &str) {
                 .and_then(|f| f.strip_suffix(TEMP_SUFFIX))
                 .and_then(|f| f.split_once('-'))
             else {
-                continue;
+                return true;
             };
             let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
             // another file's temp (`.<name>.<more>.<pid>-<n>`) does not parse
             if !digits(pid) || !digits(n) {
-                continue;
+                return true;
             }
             !Path::new("/proc").join(pid).exists()
         };
         if stale {
-            let _ = rustix::fs::unlinkat(&fd, e.file_name(), AtFlags::empty());
+            let _ = rustix::fs::unlinkat(fd, t, rustix::fs::AtFlags::empty());
         }
-    }
+        !stale
+    });
 }
 
 /// Reads a file that an earlier step must have written: absent is a
@@ -410,6 +584,97 @@ mod tests {
         std::os::unix::fs::symlink(outside.join("y"), root.join("etc/y")).unwrap();
         assert!(write_atomic(&paths.rooted("/etc/y"), b"y", 0o644, Sync::Each).is_err());
         assert!(!outside.join("y").exists());
+        fs::remove_dir_all(&root).unwrap();
+        fs::remove_dir_all(&outside).unwrap();
+    }
+
+    /// After its first write a directory is held open: a later write into
+    /// it neither follows a symlink swapped in above it, nor fails when the
+    /// directory was removed meanwhile (it is checked and created again);
+    /// a stale temp file the first scan found is removed when its file is
+    /// written; a read through the open directory refuses a symlink.
+    #[test]
+    fn writes_through_an_open_directory() {
+        let root = tmpdir("open-dir");
+        let outside = tmpdir("open-dir-outside");
+        let paths = crate::host::Paths::new(&root);
+        let dir = root.join("etc/kubernetes");
+        fs::create_dir_all(&dir).unwrap();
+        let stale = dir.join(format!(".b.conf.0-1{TEMP_SUFFIX}"));
+        fs::write(&stale, b"x").unwrap();
+        write_atomic(
+            &paths.rooted("/etc/kubernetes/a.conf"),
+            b"a",
+            0o600,
+            Sync::Deferred,
+        )
+        .unwrap();
+        assert!(stale.exists(), "only a.conf's temp files are looked at");
+        write_atomic(
+            &paths.rooted("/etc/kubernetes/b.conf"),
+            b"b",
+            0o644,
+            Sync::Each,
+        )
+        .unwrap();
+        assert!(!stale.exists(), "b.conf's stale temp file is removed");
+        assert_eq!(
+            fs::metadata(dir.join("b.conf"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o644
+        );
+        assert_eq!(
+            read_under(&root, &dir.join("a.conf")).unwrap(),
+            Some(b"a".to_vec())
+        );
+        assert_eq!(read_under(&root, &dir.join("none")).unwrap(), None);
+        std::os::unix::fs::symlink(outside.join("l"), dir.join("link")).unwrap();
+        let err = read_under(&root, &dir.join("link")).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        let err = write_atomic(
+            &paths.rooted("/etc/kubernetes/link"),
+            b"l",
+            0o644,
+            Sync::Deferred,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert!(!outside.join("l").exists());
+
+        // the directory moved away and a symlink put in its place
+        fs::rename(root.join("etc"), root.join("moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("etc")).unwrap();
+        let _ = write_atomic(
+            &paths.rooted("/etc/kubernetes/c.conf"),
+            b"c",
+            0o600,
+            Sync::Deferred,
+        );
+        assert!(!outside.join("kubernetes/c.conf").exists() && !outside.join("c.conf").exists());
+
+        // the directory removed and made again with a file in it: read by
+        // path, not reported missing through the old descriptor
+        fs::remove_file(root.join("etc")).unwrap();
+        fs::remove_dir_all(root.join("moved")).unwrap();
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("e.conf"), b"e").unwrap();
+        assert_eq!(
+            read_under(&root, &dir.join("e.conf")).unwrap(),
+            Some(b"e".to_vec())
+        );
+        fs::remove_dir_all(root.join("etc")).unwrap();
+        // the directory removed: created again, with the file
+        write_atomic(
+            &paths.rooted("/etc/kubernetes/d.conf"),
+            b"d",
+            0o600,
+            Sync::Deferred,
+        )
+        .unwrap();
+        assert_eq!(fs::read(dir.join("d.conf")).unwrap(), b"d");
         fs::remove_dir_all(&root).unwrap();
         fs::remove_dir_all(&outside).unwrap();
     }

@@ -106,16 +106,38 @@ impl HostInputs {
 /// Renders every static pod this node runs, as `(component, pod)`, in
 /// kubeadm's order. Empty for workers; no etcd pod with external etcd.
 pub fn render_all(s: &Settings, host: &HostInputs) -> Vec<(&'static str, Pod)> {
+    render_wanted(s, host, &|_| true)
+}
+
+/// Builds one control-plane pod.
+type PodBuilder = fn(&Settings, &HostInputs) -> Pod;
+
+/// The pods of [`render_all`] that `want` names, the others not built (the
+/// etcd phase writes one of the four, the control-plane phase three).
+pub fn render_wanted(
+    s: &Settings,
+    host: &HostInputs,
+    want: &dyn Fn(&str) -> bool,
+) -> Vec<(&'static str, Pod)> {
     if !s.mode.is_control_plane() {
         return Vec::new();
     }
     let mut out = Vec::with_capacity(4);
-    if let Some(pod) = etcd_with(s, host, &[]) {
+    if want(ETCD)
+        && let Some(pod) = etcd_with(s, host, &[])
+    {
         out.push((ETCD, pod));
     }
-    out.push((KUBE_APISERVER, apiserver_with(s, host)));
-    out.push((KUBE_CONTROLLER_MANAGER, controller_manager_with(s, host)));
-    out.push((KUBE_SCHEDULER, scheduler_with(s, host)));
+    let others: [(&'static str, PodBuilder); 3] = [
+        (KUBE_APISERVER, apiserver_with),
+        (KUBE_CONTROLLER_MANAGER, controller_manager_with),
+        (KUBE_SCHEDULER, scheduler_with),
+    ];
+    for (name, build) in others {
+        if want(name) {
+            out.push((name, build(s, host)));
+        }
+    }
     out
 }
 

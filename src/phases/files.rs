@@ -122,11 +122,10 @@ pub(super) fn write_pods(
     phase: &'static str,
     want: &dyn Fn(&str) -> bool,
 ) -> Result<(), Error> {
-    // only the wanted pods become YAML (the etcd phase writes one of four)
+    // only the wanted pods are built (the etcd phase writes one of four)
     let s = &r.input.settings;
-    let pods = manifests::render_all(s, &r.input.host_inputs)
+    let pods = manifests::render_wanted(s, &r.input.host_inputs, want)
         .into_iter()
-        .filter(|(n, _)| want(n))
         .map(|(c, pod)| Ok((c, manifests::patched_yaml(s, c, &pod)?)))
         .collect::<Result<Vec<_>, Error>>()?;
     for p in manifests::write_manifests(&r.input.paths, &pods, r.sync())? {

@@ -56,8 +56,7 @@ impl Writer<'_> {
 
     /// As [`Writer::read`], but an empty file is `Some(empty)`.
     pub fn read_raw(&self, path: &Path) -> Result<Option<Vec<u8>>> {
-        fs::check_no_symlinks(self.paths.root(), path)?;
-        Ok(fs::read_optional(path)?)
+        Ok(fs::read_under(self.paths.root(), path)?)
     }
 }
 
@@ -187,6 +186,12 @@ struct Tree<'a> {
     /// Keys of the CAs this run creates, already written and durable
     /// ([`Tree::new_ca_keys`]); their certificates are not written yet.
     new_ca_keys: HashMap<&'static str, Key>,
+    /// The `syncfs` that makes the new CA keys durable, on its own thread
+    /// while the leaves are made ([`Tree::new_ca_keys`]).
+    key_sync: Option<std::thread::JoinHandle<std::result::Result<(), crate::error::FsError>>>,
+    /// The certificates of the CAs this run creates, written once
+    /// `key_sync` has returned ([`Tree::write_ca_certs`]).
+    ca_certs: Vec<(PathBuf, String)>,
     report: PkiReport,
 }
 
@@ -212,6 +217,8 @@ pub(crate) fn ensure(
         },
         cas: HashMap::new(),
         new_ca_keys: HashMap::new(),
+        key_sync: None,
+        ca_certs: Vec::new(),
         report: PkiReport::default(),
     };
     if settings.mode == Mode::JoinWorker {
@@ -245,6 +252,7 @@ pub(crate) fn ensure(
     if want("sa") {
         t.service_account()?;
     }
+    t.write_ca_certs()?;
     t.w.finish(&t.dir)?;
     let ca = t.cas.remove("ca");
     Ok((t.report, ca))
@@ -338,8 +346,10 @@ impl Tree<'_> {
     /// syncing nothing orders the writes, and a power cut could otherwise
     /// leave a valid `ca.crt` beside an empty `ca.key`, which a rerun must
     /// refuse (a CA is never replaced). One `syncfs` for all new CA keys
-    /// (no per-key fsync); none when no CA is created. With `Sync::Each`
-    /// each key was fsynced as it was written.
+    /// (no per-key fsync), run on a thread of its own while the leaves are
+    /// issued and written; the CA certificates wait for it
+    /// ([`Tree::write_ca_certs`]). None when no CA is created. With
+    /// `Sync::Each` each key was fsynced as it was written.
     fn new_ca_keys(&mut self, want: &dyn Fn(&str) -> bool) -> Result<()> {
         if self.settings.mode == Mode::JoinControlPlane {
             return Ok(());
@@ -359,7 +369,35 @@ impl Tree<'_> {
             self.new_ca_keys.insert(row.name, k);
         }
         if !self.new_ca_keys.is_empty() && self.w.sync != Sync::Each {
-            fs::sync_filesystem(&self.dir)?;
+            let dir = self.dir.clone();
+            let sync = std::thread::Builder::new()
+                .name("ca-key-sync".into())
+                .spawn(move || fs::sync_filesystem(&dir));
+            match sync {
+                Ok(handle) => self.key_sync = Some(handle),
+                // no thread to be had: sync here
+                Err(_) => fs::sync_filesystem(&self.dir)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the certificates of the CAs this run created, after the
+    /// `syncfs` of their keys has returned: the leaves were issued and
+    /// written meanwhile (a cut before this point leaves no CA certificate;
+    /// the rerun signs one with the surviving key, or makes a new CA if the
+    /// key did not survive, and reissues the leaves it does not sign).
+    fn write_ca_certs(&mut self) -> Result<()> {
+        if let Some(sync) = self.key_sync.take() {
+            sync.join().map_err(|_| {
+                Error::Failed(format!(
+                    "{}: syncing the new CA keys: the syncing thread failed",
+                    self.dir.display()
+                ))
+            })??;
+        }
+        for (crt, pem) in std::mem::take(&mut self.ca_certs) {
+            self.w.write(&crt, pem.as_bytes(), CERT_MODE)?;
         }
         Ok(())
     }
@@ -367,10 +405,10 @@ impl Tree<'_> {
     fn ca(&mut self, row: &'static CertRow) -> Result<()> {
         let (crt, keyp) = self.files(row.stem);
         if let Some(k) = self.new_ca_keys.remove(row.name) {
-            // created by `new_ca_keys`, its key already durable
+            // created by `new_ca_keys`; the certificate is written once the
+            // key is durable (`write_ca_certs`)
             let (der, info) = self.issue_ca(row, &k)?;
-            self.w
-                .write(&crt, cert::to_pem(&der).as_bytes(), CERT_MODE)?;
+            self.ca_certs.push((crt.clone(), cert::to_pem(&der)));
             return self.keep_ca(row, der, Some(k), Action::Created, crt, &info);
         }
         let supplied = self.write_supplied(row, &crt, &keyp)?;

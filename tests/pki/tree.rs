@@ -812,18 +812,7 @@ encryptionAlgorithm: RSA-2048
     assert!(certs.entries.iter().all(|e| e.algorithm == "RSA 2048"));
     assert!(kcs.entries.iter().all(|e| e.algorithm == "RSA 2048"));
     let dir = pki(&root);
-    for (stem, ca) in [
-        ("ca", "ca"),
-        ("apiserver", "ca"),
-        ("apiserver-kubelet-client", "ca"),
-        ("front-proxy-ca", "front-proxy-ca"),
-        ("front-proxy-client", "front-proxy-ca"),
-        ("etcd/ca", "etcd/ca"),
-        ("etcd/server", "etcd/ca"),
-        ("etcd/peer", "etcd/ca"),
-        ("etcd/healthcheck-client", "etcd/ca"),
-        ("apiserver-etcd-client", "etcd/ca"),
-    ] {
+    for (stem, ca) in CERT_PAIRS {
         let key = dir.join(format!("{stem}.key"));
         let pem = std::fs::read_to_string(&key).unwrap();
         assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"), "{stem}");
@@ -832,13 +821,7 @@ encryptionAlgorithm: RSA-2048
         let crt = dir.join(format!("{stem}.crt"));
         let text = openssl(&["x509", "-in", crt.to_str().unwrap(), "-noout", "-text"]);
         assert!(text.contains("sha256WithRSAEncryption"), "{stem}: {text}");
-        let out = openssl(&[
-            "verify",
-            "-CAfile",
-            dir.join(format!("{ca}.crt")).to_str().unwrap(),
-            crt.to_str().unwrap(),
-        ]);
-        assert!(out.trim_end().ends_with(": OK"), "{stem}: {out}");
+        openssl_verify(&dir.join(format!("{ca}.crt")), &crt);
     }
     let sa = openssl(&[
         "pkey",
@@ -885,18 +868,7 @@ fn rendered_kubeconfigs_are_signed_by_the_ca_on_disk() {
             ca_pem,
             "{conf}"
         );
-        let crt = root.join(format!("{conf}.crt"));
-        let key = root.join(format!("{conf}.key"));
-        std::fs::write(
-            &crt,
-            kubeconfig_field(&path, "users", "user", "client-certificate-data"),
-        )
-        .unwrap();
-        std::fs::write(
-            &key,
-            kubeconfig_field(&path, "users", "user", "client-key-data"),
-        )
-        .unwrap();
+        let (crt, key) = kubeconfig_client_files(&path, &root.join(conf));
         let out = openssl(&[
             "verify",
             "-purpose",
@@ -922,4 +894,99 @@ fn rendered_kubeconfigs_are_signed_by_the_ca_on_disk() {
     }
     assert_eq!(before, snapshot(&root.join("etc/kubernetes")));
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// The public key (PEM) openssl reads from a certificate file.
+fn cert_public(crt: &Path) -> String {
+    openssl(&["x509", "-in", crt.to_str().unwrap(), "-noout", "-pubkey"])
+}
+
+/// The public key (PEM) openssl derives from a private key file.
+fn key_public(key: &Path) -> String {
+    openssl(&["pkey", "-in", key.to_str().unwrap(), "-pubout"])
+}
+
+/// Every key of the control plane under `root`, checked with openssl:
+/// each certificate and kubeconfig carries the public key of the private
+/// key beside it and chains to its CA, `sa.pub` is `sa.key`'s, the keys
+/// are on `curve`, and all 16 are different.
+fn check_keys(root: &Path, scratch: &Path, curve: &str) {
+    let dir = pki(root);
+    let mut publics = std::collections::BTreeSet::new();
+    for (stem, ca) in CERT_PAIRS {
+        let crt = dir.join(format!("{stem}.crt"));
+        let public = key_public(&dir.join(format!("{stem}.key")));
+        assert_eq!(
+            cert_public(&crt),
+            public,
+            "{stem}: certificate and key differ"
+        );
+        openssl_verify(&dir.join(format!("{ca}.crt")), &crt);
+        let text = openssl(&["x509", "-in", crt.to_str().unwrap(), "-noout", "-text"]);
+        assert!(text.contains(curve), "{stem}: not {curve}: {text}");
+        assert!(publics.insert(public), "{stem}: a key used twice");
+    }
+    let sa = key_public(&dir.join("sa.key"));
+    assert_eq!(std::fs::read_to_string(dir.join("sa.pub")).unwrap(), sa);
+    assert!(publics.insert(sa), "sa: a key used twice");
+    std::fs::create_dir_all(scratch).unwrap();
+    for conf in [
+        "admin.conf",
+        "super-admin.conf",
+        "kubelet.conf",
+        "controller-manager.conf",
+        "scheduler.conf",
+    ] {
+        let path = root.join("etc/kubernetes").join(conf);
+        let (crt, key) = kubeconfig_client_files(&path, &scratch.join(conf));
+        let public = key_public(&key);
+        assert_eq!(
+            cert_public(&crt),
+            public,
+            "{conf}: certificate and key differ"
+        );
+        openssl_verify(&dir.join("ca.crt"), &crt);
+        assert!(publics.insert(public), "{conf}: a key used twice");
+    }
+    assert_eq!(publics.len(), 16);
+}
+
+/// A fresh tree (its CA certificates written after the leaves, once the
+/// new CA keys' `syncfs` on its own thread has returned) and a rerun that
+/// remakes some keys: each key lands beside its own certificate and each
+/// certificate chains to its CA, checked with openssl, for P-256 and P-384.
+#[test]
+fn fresh_and_rerun_keys_match_their_certificates() {
+    for (alg, curve) in [
+        (KeyAlgorithm::EcdsaP256, "prime256v1"),
+        (KeyAlgorithm::EcdsaP384, "secp384r1"),
+    ] {
+        let root = tmp(&format!("keys-{alg:?}"));
+        let mut s = control_plane_settings();
+        s.cluster.key_algorithm = alg;
+        render(&s, &root);
+        check_keys(&root, &root.join("scratch"), curve);
+        let dir = pki(&root);
+        for f in [
+            "apiserver.key",
+            "apiserver.crt",
+            "etcd/peer.key",
+            "sa.key",
+            "sa.pub",
+        ] {
+            std::fs::remove_file(dir.join(f)).unwrap();
+        }
+        std::fs::remove_file(root.join("etc/kubernetes/scheduler.conf")).unwrap();
+        let (certs, kcs) = render(&s, &root);
+        let created: Vec<_> = certs
+            .entries
+            .iter()
+            .chain(&kcs.entries)
+            .filter(|e| e.action != Action::Kept)
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(created, ["apiserver", "etcd-peer", "sa", "scheduler.conf"]);
+        check_keys(&root, &root.join("scratch2"), curve);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -83,6 +83,32 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// Every certificate of a control plane's tree (stem under `pki/`) with
+/// the stem of its CA.
+pub const CERT_PAIRS: [(&str, &str); 10] = [
+    ("ca", "ca"),
+    ("apiserver", "ca"),
+    ("apiserver-kubelet-client", "ca"),
+    ("front-proxy-ca", "front-proxy-ca"),
+    ("front-proxy-client", "front-proxy-ca"),
+    ("etcd/ca", "etcd/ca"),
+    ("etcd/server", "etcd/ca"),
+    ("etcd/peer", "etcd/ca"),
+    ("etcd/healthcheck-client", "etcd/ca"),
+    ("apiserver-etcd-client", "etcd/ca"),
+];
+
+/// `openssl verify -CAfile ca crt` passes.
+pub fn openssl_verify(ca: &Path, crt: &Path) {
+    let out = openssl(&[
+        "verify",
+        "-CAfile",
+        ca.to_str().unwrap(),
+        crt.to_str().unwrap(),
+    ]);
+    assert!(out.trim_end().ends_with(": OK"), "{}: {out}", crt.display());
+}
+
 /// Base64-decoded field `key` of the first user/cluster in a kubeconfig.
 pub fn kubeconfig_field(path: &Path, section: &str, inner: &str, key: &str) -> Vec<u8> {
     use base64::Engine;
@@ -91,6 +117,18 @@ pub fn kubeconfig_field(path: &Path, section: &str, inner: &str, key: &str) -> V
         .as_str()
         .unwrap_or_else(|| panic!("{}: no {section}.{inner}.{key}", path.display()));
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+/// A kubeconfig's client certificate and key written out as `<out>.crt`
+/// and `<out>.key` (PEM), for openssl.
+pub fn kubeconfig_client_files(kubeconfig: &Path, out: &Path) -> (PathBuf, PathBuf) {
+    let name = out.file_name().unwrap().to_string_lossy();
+    let crt = out.with_file_name(format!("{name}.crt"));
+    let key = out.with_file_name(format!("{name}.key"));
+    let field = |k| kubeconfig_field(kubeconfig, "users", "user", k);
+    std::fs::write(&crt, field("client-certificate-data")).unwrap();
+    std::fs::write(&key, field("client-key-data")).unwrap();
+    (crt, key)
 }
 
 /// Builds the Go probe (tests/go/tlsprobe) into `dir`, offline, stdlib only.
