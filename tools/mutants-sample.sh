@@ -36,7 +36,7 @@ keys|src/pki/keys.rs|pki interop_kubeadm security_settings
 pkimod|src/pki/mod.rs|pki interop_kubeadm security_settings
 tree|src/pki/tree.rs|pki interop_kubeadm security_settings
 expiry|src/pki/expiry.rs|pki_renew cli pki
-renew|src/pki/renew.rs|pki_renew cli pki
+renew|src/pki/renew.rs|pki_renew cli pki etcd_renew
 kubeconfig|src/pki/kubeconfig.rs|pki interop_kubeadm security_settings pki_renew
 components|src/manifests/components.rs|node security_settings k8s_schema golden_tree
 manifests|src/manifests/mod.rs|node security_settings k8s_schema golden_tree
