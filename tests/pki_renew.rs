@@ -327,6 +327,8 @@ fn expiring_certificates_are_renewed_against_the_unchanged_cas_and_a_rerun_chang
             "kube-scheduler"
         ])
     );
+    // --restart-wait 0: no pod's restart is checked, so none is reported
+    assert_eq!(status.get("restartChecks"), None, "{status}");
     let certs = status["certificates"].as_array().unwrap();
     assert_eq!(certs.len(), 11);
     assert!(
@@ -754,5 +756,38 @@ fn an_api_server_that_never_comes_back_is_waited_for_only_within_the_bound() {
     assert!(seen.scheduler.is_some());
     // bounded (generous: the machine is slow and shared)
     assert!(started.elapsed() < Duration::from_secs(60));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_api_server_manifest_without_its_address_is_reported_not_waited_for() {
+    let (dir, root) = short_lived("no-address");
+    let manifest = root.join("etc/kubernetes/manifests/kube-apiserver.yaml");
+    let m = std::fs::read_to_string(&manifest).unwrap();
+    assert!(m.contains("    - --advertise-address=127.0.0.1\n"), "{m}");
+    std::fs::write(
+        &manifest,
+        m.replace("    - --advertise-address=127.0.0.1\n", ""),
+    )
+    .unwrap();
+    let o = spawn_renew(&root, "3").wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let status: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("var/lib/kubeboot/renew-status.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        status["restartChecks"].as_array().map(Vec::len),
+        Some(1),
+        "{status}"
+    );
+    assert!(
+        status["restartChecks"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("kube-apiserver not waited for: no --advertise-address in "),
+        "{status}"
+    );
+    assert!(text(&o.stdout).contains("kube-apiserver not waited for"));
     std::fs::remove_dir_all(dir).unwrap();
 }
