@@ -977,6 +977,45 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Only a 200 answer's body counts as etcd's word (a proxy's error page
+    /// may say anything); one loopback connection per answer.
+    #[test]
+    fn get_once_takes_the_body_of_a_200_answer_only() {
+        use std::io::{Read, Write};
+        let serve = |status: &'static str| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}/health", l.local_addr().unwrap());
+            let t = std::thread::spawn(move || {
+                let (mut c, _) = l.accept().unwrap();
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = c.read(&mut buf).unwrap();
+                    assert!(n > 0, "request cut short");
+                    got.extend_from_slice(&buf[..n]);
+                }
+                let body = "{\"health\":\"true\"}";
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                c.write_all(answer.as_bytes()).unwrap();
+            });
+            (url, t)
+        };
+        let (url, t) = serve("200 OK");
+        assert_eq!(
+            get_once(&url).as_deref(),
+            Some(&b"{\"health\":\"true\"}"[..])
+        );
+        t.join().unwrap();
+        for status in ["503 Service Unavailable", "404 Not Found"] {
+            let (url, t) = serve(status);
+            assert_eq!(get_once(&url), None, "{status}");
+            t.join().unwrap();
+        }
+    }
+
     #[test]
     fn windows() {
         assert_eq!(parse_window("30d"), Some(30 * 86400));
