@@ -138,19 +138,8 @@ pub fn ensure_tree(
 }
 
 /// [`ensure_tree`] for the certificates `want` names (kubeadm's
-/// `certs/<name>` sub-phases: `ca`, `apiserver`, ..., `sa`). A CA that a
-/// selected leaf needs is loaded from disk, never created.
-pub fn ensure_tree_only(
-    settings: &Settings,
-    paths: &Paths,
-    now: OffsetDateTime,
-    sync: Sync,
-    want: &dyn Fn(&str) -> bool,
-) -> Result<PkiReport> {
-    Ok(tree::ensure(settings, paths, now, sync, want)?.0)
-}
-
-/// [`ensure_tree_only`], also handing back the cluster CA (`ca`, with its
+/// `certs/<name>` sub-phases: `ca`, `apiserver`, ..., `sa`; a CA that a
+/// selected leaf needs is loaded from disk, never created), also handing back the cluster CA (`ca`, with its
 /// key when at hand) when the run loaded or created it, so that the
 /// kubeconfig phase signs with it without reading it again
 /// ([`kubeconfig::ensure_kubeconfigs_with`]).
@@ -206,6 +195,22 @@ pub fn spki_hash(spki_der: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// A report prints one line per entry, in the tree's order.
+    #[test]
+    fn a_report_prints_each_entry_on_its_line() {
+        let dir = std::env::temp_dir().join(format!("kubeboot-pki-report-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let paths = crate::host::Paths::new(&dir);
+        let settings = crate::config::examples::pki_control_plane();
+        let now = time::OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
+        let report = super::ensure_tree(&settings, &paths, now, super::Sync::Deferred).unwrap();
+        let lines: Vec<String> = report.entries.iter().map(|e| e.to_string()).collect();
+        // kubeadm's certs phase: 10 certificates and sa
+        assert_eq!(lines.len(), 11, "{lines:?}");
+        assert_eq!(report.to_string(), lines.join("\n") + "\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// The PEM writer matches the pem crate's encoder (LF, 64 columns) for
     /// every length around the line and padding boundaries.
     #[test]
