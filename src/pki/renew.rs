@@ -881,33 +881,53 @@ mod tests {
         }
     }
 
-    /// `--if-expiring-within W` renews what has at most W left, to the
-    /// second; NotAfter as x509-parser reads it from the file.
-    #[test]
-    fn the_window_includes_its_last_second() {
-        let dir = std::env::temp_dir().join(format!("kubeboot-renew-edge-{}", std::process::id()));
+    /// A control-plane tree made at a fixed time in a fresh temp dir.
+    fn fresh_tree(name: &str) -> (PathBuf, Paths, Settings) {
+        let dir =
+            std::env::temp_dir().join(format!("kubeboot-renew-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let paths = Paths::new(&dir);
         let settings = crate::config::examples::pki_control_plane();
         let t0 = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
         crate::pki::ensure_tree(&settings, &paths, t0, Sync::Deferred).unwrap();
-        let crt = dir.join("etc/kubernetes/pki/apiserver.crt");
-        let not_after = || {
-            let pem = std::fs::read(&crt).unwrap();
-            let (_, p) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
-            p.parse_x509().unwrap().validity().not_after.timestamp()
-        };
-        let end = not_after();
-        let window = 86_400;
-        let opts = Options {
+        (dir, paths, settings)
+    }
+
+    /// `certs renew apiserver`, no pod restarts, within `window` if given.
+    fn apiserver_only(window: Option<u64>) -> Options {
+        Options {
             names: vec!["apiserver".into()],
-            window_seconds: Some(window),
+            window_seconds: window,
             window_label: None,
             key_algorithm: None,
             restart_pods: false,
             restart_wait: std::time::Duration::ZERO,
             apiserver_wait: std::time::Duration::ZERO,
-        };
+        }
+    }
+
+    /// NotAfter (Unix seconds) and public key length of a PEM certificate,
+    /// as x509-parser reads them.
+    fn not_after_and_key_len(crt: &std::path::Path) -> (i64, usize) {
+        let pem = std::fs::read(crt).unwrap();
+        let (_, p) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+        let c = p.parse_x509().unwrap();
+        (
+            c.validity().not_after.timestamp(),
+            c.public_key().subject_public_key.data.len(),
+        )
+    }
+
+    /// `--if-expiring-within W` renews what has at most W left, to the
+    /// second; NotAfter as x509-parser reads it from the file.
+    #[test]
+    fn the_window_includes_its_last_second() {
+        let (dir, paths, settings) = fresh_tree("edge");
+        let crt = dir.join("etc/kubernetes/pki/apiserver.crt");
+        let not_after = || not_after_and_key_len(&crt).0;
+        let end = not_after();
+        let window = 86_400;
+        let opts = apiserver_only(Some(window));
         let at = |left: i64| OffsetDateTime::from_unix_timestamp(end - left).unwrap();
         let one = |left: i64| {
             let r = renew(&settings, &paths, &opts, at(left)).unwrap();
@@ -929,33 +949,11 @@ mod tests {
     /// reads the files.
     #[test]
     fn a_renewal_stops_with_its_ca_and_keeps_the_key_algorithm() {
-        let dir =
-            std::env::temp_dir().join(format!("kubeboot-renew-ca-end-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let paths = Paths::new(&dir);
-        let settings = crate::config::examples::pki_control_plane();
-        let t0 = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
-        crate::pki::ensure_tree(&settings, &paths, t0, Sync::Deferred).unwrap();
+        let (dir, paths, settings) = fresh_tree("ca-end");
         let pki = dir.join("etc/kubernetes/pki");
-        let read = |f: &str| {
-            let pem = std::fs::read(pki.join(f)).unwrap();
-            let (_, p) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
-            let c = p.parse_x509().unwrap();
-            (
-                c.validity().not_after.timestamp(),
-                c.public_key().subject_public_key.data.len(),
-            )
-        };
+        let read = |f: &str| not_after_and_key_len(&pki.join(f));
         let (ca_end, _) = read("ca.crt");
-        let opts = Options {
-            names: vec!["apiserver".into()],
-            window_seconds: None,
-            window_label: None,
-            key_algorithm: None,
-            restart_pods: false,
-            restart_wait: std::time::Duration::ZERO,
-            apiserver_wait: std::time::Duration::ZERO,
-        };
+        let opts = apiserver_only(None);
         // 30 days before the CA ends: a year's validity would outlive it
         let now = OffsetDateTime::from_unix_timestamp(ca_end - 30 * 86400).unwrap();
         let r = renew(&settings, &paths, &opts, now).unwrap();
