@@ -25,11 +25,6 @@ impl Log for Logger {
             return;
         }
         let target = r.target();
-        let prefix = if target.starts_with("kubeboot") {
-            String::new()
-        } else {
-            format!("[{target}] ")
-        };
         let level = match r.level() {
             Level::Error => "error: ",
             Level::Warn => "warning: ",
@@ -37,7 +32,7 @@ impl Log for Logger {
         };
         // every line, whatever its origin, passes the one secret filter
         let text = r.args().to_string();
-        let line = format!("{level}{prefix}{}", crate::secret::scrub(&text));
+        let text = crate::secret::scrub(&text);
         // With stderr on the journal, a `<N>` prefix sets the priority
         // (sd-daemon(3)); journald strips it before echoing to the console.
         let priority = if self.journal {
@@ -45,15 +40,29 @@ impl Log for Logger {
         } else {
             ""
         };
-        let _ = writeln!(std::io::stderr().lock(), "{priority}{line}");
+        // `<N>` + level + `[target] ` + text + newline, built once and sent
+        // in one write (stderr is unbuffered: `writeln!` wrote each piece)
+        let mut out =
+            String::with_capacity(priority.len() + level.len() + target.len() + text.len() + 4);
+        out.push_str(priority);
+        out.push_str(level);
+        if !target.starts_with("kubeboot") {
+            out.push('[');
+            out.push_str(target);
+            out.push_str("] ");
+        }
+        out.push_str(&text);
+        out.push('\n');
+        let _ = std::io::stderr().lock().write_all(out.as_bytes());
+        let line = &out[priority.len()..out.len() - 1];
         if let Some(s) = &self.syslog
             && let Ok(mut s) = s.lock()
         {
             let _ = match r.level() {
-                Level::Error => s.err(&line),
-                Level::Warn => s.warning(&line),
-                Level::Info => s.info(&line),
-                Level::Debug | Level::Trace => s.debug(&line),
+                Level::Error => s.err(line),
+                Level::Warn => s.warning(line),
+                Level::Info => s.info(line),
+                Level::Debug | Level::Trace => s.debug(line),
             };
         }
     }

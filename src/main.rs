@@ -1,7 +1,16 @@
 //! The `kubeboot` binary: parse arguments, set up logging, run, print the
 //! error once, exit with its code (0 success, 1 failure, 2 invalid input).
 
+/// The shipped static musl binary allocates through mimalloc instead of musl's
+/// mallocng (`host/alloc.rs`; docs/building.md, "The allocator"); other builds
+/// keep the C library's allocator.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: kubeboot::host::alloc::Mimalloc = kubeboot::host::alloc::Mimalloc;
+
 fn main() {
+    #[cfg(target_env = "musl")]
+    kubeboot::host::alloc::configure();
     let cli = match kubeboot::cli::parse() {
         Ok(c) => c,
         Err(e) => {

@@ -251,6 +251,11 @@ fn after_sha256(before: &str) -> bool {
 /// Quoted values (`"..."`, as `{:?}` prints them) longer than
 /// [`MAX_QUOTED`] characters cut to their start; `None` when none were.
 fn shorten_quoted(text: &str) -> Option<String> {
+    // A value to shorten takes more than MAX_QUOTED characters, each at least
+    // one byte, between two quotes: most lines have no quote at all.
+    if text.len() < MAX_QUOTED + 3 || !text.contains('"') {
+        return None;
+    }
     let mut out = String::new();
     let mut copied = 0;
     let mut rest = text.char_indices().peekable();

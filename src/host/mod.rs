@@ -2,6 +2,7 @@
 //! file writes with modes, and facts read from the host (hostname, default
 //! route address).
 
+pub mod alloc;
 pub mod dirs;
 pub mod dryrun;
 pub mod facts;
