@@ -501,4 +501,31 @@ mod tests {
             assert_eq!(aki, Some(ski.clone()), "leaf {i}");
         }
     }
+    /// Serials as kubeadm's `NewSignedCert` draws them: uniform in
+    /// [1, 2^63-1), positive, and different per certificate. 40 serials read
+    /// back by x509-parser: a top bit forced on or a top byte forced to
+    /// 0x7f shows in all of them (each chance of missing it: 2^-40).
+    #[test]
+    fn serials_are_random_positive_63_bit_numbers() {
+        let rng = SystemRandom::new();
+        let not_after = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
+        let ca_key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let ca_der = issue(&request("ca", true, not_after), &ca_key, None, &rng).unwrap();
+        let ca = CaKey::new(ca_der, ca_key);
+        let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let req = request("leaf", false, not_after);
+        let serials: Vec<u64> = (0..40)
+            .map(|_| {
+                let der = issue(&req, &key, Some(&ca), &rng).unwrap();
+                let (_, c) = X509Certificate::from_der(&der).unwrap();
+                let s = c.tbs_certificate.serial.clone();
+                assert!(s.bits() <= 63, "serial {s} has more than 63 bits");
+                u64::try_from(s).unwrap()
+            })
+            .collect();
+        assert!(serials.iter().all(|s| (1..(1u64 << 63) - 1).contains(s)));
+        assert!(serials.iter().any(|s| s >> 56 != 0x7f), "{serials:x?}");
+        let distinct: HashSet<u64> = serials.iter().copied().collect();
+        assert_eq!(distinct.len(), serials.len());
+    }
 }

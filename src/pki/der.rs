@@ -196,6 +196,23 @@ mod tests {
         assert!(rest.is_empty());
     }
 
+    /// X.690 8.1.3: 0x80 is BER's indefinite form (never DER, refused
+    /// however many bytes follow); a long form has 1 to 126 length bytes,
+    /// of which this reader takes up to four (a 16 MiB value needs four).
+    #[test]
+    fn length_headers_take_one_to_four_bytes_and_never_the_indefinite_form() {
+        let mut indefinite = vec![0x30, 0x80];
+        indefinite.extend([0u8; 200]);
+        assert!(read_tlv(&indefinite).is_none());
+        assert!(read_tlv(&[0x04, 0x85, 0, 0, 0, 0, 1, 0xaa]).is_none());
+        let len = 1usize << 24;
+        let mut big = vec![0x04, 0x84, 0x01, 0x00, 0x00, 0x00];
+        big.resize(6 + len, 0x5a);
+        let (t, rest) = read_tlv(&big).unwrap();
+        assert_eq!((t.tag, t.content.len(), rest.len()), (0x04, len, 0));
+        assert_eq!(tlv(TAG_OCTET_STRING, t.content)[..6], big[..6]);
+    }
+
     #[test]
     fn truncated_input_is_rejected() {
         assert!(read_tlv(&[0x30, 0x82, 0x01]).is_none());
