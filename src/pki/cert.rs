@@ -151,16 +151,6 @@ impl CaKey {
         }
     }
 
-    /// The CA's private key.
-    pub fn key(&self) -> &Key {
-        &self.key.0
-    }
-
-    /// The CA certificate, DER.
-    pub fn cert_der(&self) -> &[u8] {
-        &self.cert_der
-    }
-
     fn issuer(&self, what: &dyn Fn() -> String) -> Result<&Issuer<'static, SharedKey>> {
         if let Some(i) = self.issuer.get() {
             return Ok(i);
@@ -527,5 +517,15 @@ mod tests {
         assert!(serials.iter().any(|s| s >> 56 != 0x7f), "{serials:x?}");
         let distinct: HashSet<u64> = serials.iter().copied().collect();
         assert_eq!(distinct.len(), serials.len());
+    }
+    /// A CA prints as its key's algorithm, never its key.
+    #[test]
+    fn a_ca_prints_without_its_key() {
+        let rng = SystemRandom::new();
+        let not_after = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
+        let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let der = issue(&request("ca", true, not_after), &key, None, &rng).unwrap();
+        let ca = CaKey::new(der, key);
+        assert_eq!(format!("{ca:?}"), "CaKey(Key(ECDSA P-256, <redacted>))");
     }
 }
