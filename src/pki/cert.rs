@@ -528,4 +528,71 @@ mod tests {
         let ca = CaKey::new(der, key);
         assert_eq!(format!("{ca:?}"), "CaKey(Key(ECDSA P-256, <redacted>))");
     }
+    /// `signed_by` says yes only for the CA that signed: not for another
+    /// CA of the same name (right issuer name, wrong signature), not for a
+    /// CA of another name. openssl's `verify` agrees in each case.
+    #[test]
+    fn signed_by_needs_the_name_and_the_signature() {
+        let rng = SystemRandom::new();
+        let not_after = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
+        let ca = |cn: &str| {
+            let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+            let der = issue(&request(cn, true, not_after), &key, None, &rng).unwrap();
+            (der.clone(), CaKey::new(der, key))
+        };
+        let (ca_der, signer) = ca("ca");
+        let (twin_der, _) = ca("ca");
+        let (other_der, _) = ca("other");
+        let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let leaf = issue(
+            &request("leaf", false, not_after),
+            &key,
+            Some(&signer),
+            &rng,
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("kubeboot-signed-by-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = |name: &str, der: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, to_pem(der)).unwrap();
+            path
+        };
+        let leaf_pem = pem("leaf.crt", &leaf);
+        for (name, der, expected) in [
+            ("ca.crt", &ca_der, true),
+            ("twin.crt", &twin_der, false),
+            ("other.crt", &other_der, false),
+        ] {
+            assert_eq!(signed_by(&leaf, der), expected, "{name}");
+            let verified = std::process::Command::new("openssl")
+                .args(["verify", "-no-CApath", "-no-CAfile", "-CAfile"])
+                .arg(pem(name, der))
+                .arg(&leaf_pem)
+                .output()
+                .expect("openssl");
+            assert_eq!(
+                verified.status.success(),
+                expected,
+                "openssl verify with {name}"
+            );
+        }
+        assert!(!signed_by(b"not DER", &ca_der));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A CA request that lists usages gets none: a CA carries no extended
+    /// key usage, as kubeadm's CAs, and `issued_info` says so too.
+    #[test]
+    fn a_ca_carries_no_extended_key_usage_even_when_asked() {
+        let rng = SystemRandom::new();
+        let not_after = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
+        let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let mut req = request("ca", true, not_after);
+        req.usages = vec![Eku::ServerAuth, Eku::ClientAuth];
+        let der = issue(&req, &key, None, &rng).unwrap();
+        let read = inspect(&der, "").unwrap();
+        assert!(read.usages.is_empty());
+        assert_eq!(issued_info(&req, &key), read);
+    }
 }
