@@ -419,6 +419,21 @@ mod tests {
         }
     }
 
+    /// The authority key identifier of `c`, as x509-parser reads it.
+    fn aki(c: &X509Certificate<'_>) -> Option<Vec<u8>> {
+        match c
+            .get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER)
+        {
+            Ok(Some(e)) => match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// What `issued_info` says of a certificate is what x509-parser reads
     /// back from it, for a CA and for a leaf it signs, with UTCTime and
     /// GeneralizedTime validity, for ECDSA and RSA keys.
@@ -477,18 +492,7 @@ mod tests {
             assert!(signed_by(&der, &ca_der), "leaf {i}");
             let (_, c) = X509Certificate::from_der(&der).unwrap();
             assert_eq!(c.issuer().as_raw(), ca_cert.subject().as_raw());
-            let aki = match c.get_extension_unique(
-                &x509_parser::oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER,
-            ) {
-                Ok(Some(e)) => match e.parsed_extension() {
-                    x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
-                        a.key_identifier.as_ref().map(|k| k.0.to_vec())
-                    }
-                    other => panic!("{other:?}"),
-                },
-                other => panic!("{other:?}"),
-            };
-            assert_eq!(aki, Some(ski.clone()), "leaf {i}");
+            assert_eq!(aki(&c), Some(ski.clone()), "leaf {i}");
         }
     }
     /// Serials as kubeadm's `NewSignedCert` draws them: uniform in
@@ -594,5 +598,47 @@ mod tests {
         let read = inspect(&der, "").unwrap();
         assert!(read.usages.is_empty());
         assert_eq!(issued_info(&req, &key), read);
+    }
+    /// A CA certificate made elsewhere without a subject key identifier
+    /// (openssl, `subjectKeyIdentifier=none`): the leaves it signs name the
+    /// CA's key by the SHA-256 of its public key info (RFC 7093 method 1,
+    /// first 160 bits), computed here from the bytes openssl wrote.
+    #[test]
+    fn a_ca_without_a_key_identifier_is_named_by_its_public_key() {
+        let dir = std::env::temp_dir().join(format!("kubeboot-no-ski-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        std::fs::write(dir.join("ca.key"), key.to_pem()).unwrap();
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                "ca.key",
+                "-subj",
+                "/CN=ext-ca",
+            ])
+            .args(["-days", "2", "-outform", "DER", "-out", "ca.der"])
+            .args(["-addext", "subjectKeyIdentifier=none"])
+            .args(["-addext", "authorityKeyIdentifier=none"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,digitalSignature"])
+            .current_dir(&dir)
+            .status()
+            .expect("openssl");
+        assert!(made.success());
+        let ca_der = std::fs::read(dir.join("ca.der")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
+        let spki_hash = ring::digest::digest(&ring::digest::SHA256, ca_cert.public_key().raw);
+        let ca = CaKey::new(ca_der.clone(), key);
+        let leaf_key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let not_after = OffsetDateTime::now_utc() + time::Duration::days(1);
+        let req = request("leaf", false, not_after);
+        let der = issue(&req, &leaf_key, Some(&ca), &SystemRandom::new()).unwrap();
+        assert!(signed_by(&der, &ca_der));
+        let (_, leaf) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(aki(&leaf).as_deref(), Some(&spki_hash.as_ref()[..20]));
     }
 }
