@@ -610,16 +610,8 @@ mod tests {
         let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
         std::fs::write(dir.join("ca.key"), key.to_pem()).unwrap();
         let made = std::process::Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-new",
-                "-key",
-                "ca.key",
-                "-subj",
-                "/CN=ext-ca",
-            ])
-            .args(["-days", "2", "-outform", "DER", "-out", "ca.der"])
+            .args("req -x509 -new -key ca.key -subj /CN=ext-ca -days 2".split(' '))
+            .args(["-outform", "DER", "-out", "ca.der"])
             .args(["-addext", "subjectKeyIdentifier=none"])
             .args(["-addext", "authorityKeyIdentifier=none"])
             .args(["-addext", "basicConstraints=critical,CA:TRUE"])
