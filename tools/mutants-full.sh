@@ -28,5 +28,10 @@ nice -n 15 cargo mutants "${common[@]}" --timeout 60 -C --lib \
 echo "$(date -u +%T) stage 1 $name rc=$? $(tail -1 "$o.stage1.log")" >> "$OUT/progress.log"
 args=()
 for t in $tests; do args+=(-C "--test=$t"); done
+# --iterate re-runs timeouts; a mutant that already looped past stage 1's
+# limit is counted as caught (timed out) and not run again for 300 s
+while IFS= read -r m; do
+  [ -n "$m" ] && args+=(--exclude-re "^$(printf '%s' "$m" | sed 's/[][\\.^$*+?(){}|]/\\&/g')\$")
+done < <(cat "$o/mutants.out/timeout.txt" 2>/dev/null)
 nice -n 15 cargo mutants "${common[@]}" --timeout 300 --iterate "${args[@]}" > "$o.stage2.log" 2>&1
 echo "$(date -u +%T) stage 2 $name rc=$? tests: $tests: $(tail -1 "$o.stage2.log")" >> "$OUT/progress.log"
