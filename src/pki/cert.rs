@@ -151,16 +151,6 @@ impl CaKey {
         }
     }
 
-    /// The CA's private key.
-    pub fn key(&self) -> &Key {
-        &self.key.0
-    }
-
-    /// The CA certificate, DER.
-    pub fn cert_der(&self) -> &[u8] {
-        &self.cert_der
-    }
-
     fn issuer(&self, what: &dyn Fn() -> String) -> Result<&Issuer<'static, SharedKey>> {
         if let Some(i) = self.issuer.get() {
             return Ok(i);
@@ -429,6 +419,21 @@ mod tests {
         }
     }
 
+    /// The authority key identifier of `c`, as x509-parser reads it.
+    fn aki(c: &X509Certificate<'_>) -> Option<Vec<u8>> {
+        match c
+            .get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER)
+        {
+            Ok(Some(e)) => match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// What `issued_info` says of a certificate is what x509-parser reads
     /// back from it, for a CA and for a leaf it signs, with UTCTime and
     /// GeneralizedTime validity, for ECDSA and RSA keys.
@@ -487,18 +492,145 @@ mod tests {
             assert!(signed_by(&der, &ca_der), "leaf {i}");
             let (_, c) = X509Certificate::from_der(&der).unwrap();
             assert_eq!(c.issuer().as_raw(), ca_cert.subject().as_raw());
-            let aki = match c.get_extension_unique(
-                &x509_parser::oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER,
-            ) {
-                Ok(Some(e)) => match e.parsed_extension() {
-                    x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
-                        a.key_identifier.as_ref().map(|k| k.0.to_vec())
-                    }
-                    other => panic!("{other:?}"),
-                },
-                other => panic!("{other:?}"),
-            };
-            assert_eq!(aki, Some(ski.clone()), "leaf {i}");
+            assert_eq!(aki(&c), Some(ski.clone()), "leaf {i}");
         }
+    }
+    /// Serials as kubeadm's `NewSignedCert` draws them: uniform in
+    /// [1, 2^63-1), positive, and different per certificate. 40 serials read
+    /// back by x509-parser: a top bit forced on or a top byte forced to
+    /// 0x7f shows in all of them (each chance of missing it: 2^-40).
+    #[test]
+    fn serials_are_random_positive_63_bit_numbers() {
+        let rng = SystemRandom::new();
+        let not_after = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
+        let ca_key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let ca_der = issue(&request("ca", true, not_after), &ca_key, None, &rng).unwrap();
+        let ca = CaKey::new(ca_der, ca_key);
+        let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let req = request("leaf", false, not_after);
+        let serials: Vec<u64> = (0..40)
+            .map(|_| {
+                let der = issue(&req, &key, Some(&ca), &rng).unwrap();
+                let (_, c) = X509Certificate::from_der(&der).unwrap();
+                let s = c.tbs_certificate.serial.clone();
+                assert!(s.bits() <= 63, "serial {s} has more than 63 bits");
+                u64::try_from(s).unwrap()
+            })
+            .collect();
+        assert!(serials.iter().all(|s| (1..(1u64 << 63) - 1).contains(s)));
+        assert!(serials.iter().any(|s| s >> 56 != 0x7f), "{serials:x?}");
+        let distinct: HashSet<u64> = serials.iter().copied().collect();
+        assert_eq!(distinct.len(), serials.len());
+    }
+    /// A CA prints as its key's algorithm, never its key.
+    #[test]
+    fn a_ca_prints_without_its_key() {
+        let rng = SystemRandom::new();
+        let not_after = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
+        let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let der = issue(&request("ca", true, not_after), &key, None, &rng).unwrap();
+        let ca = CaKey::new(der, key);
+        assert_eq!(format!("{ca:?}"), "CaKey(Key(ECDSA P-256, <redacted>))");
+    }
+    /// `signed_by` says yes only for the CA that signed: not for another
+    /// CA of the same name (right issuer name, wrong signature), not for a
+    /// CA of another name. openssl's `verify` agrees in each case.
+    #[test]
+    fn signed_by_needs_the_name_and_the_signature() {
+        let rng = SystemRandom::new();
+        let not_after = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
+        let ca = |cn: &str| {
+            let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+            let der = issue(&request(cn, true, not_after), &key, None, &rng).unwrap();
+            (der.clone(), CaKey::new(der, key))
+        };
+        let (ca_der, signer) = ca("ca");
+        let (twin_der, _) = ca("ca");
+        let (other_der, _) = ca("other");
+        let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let leaf = issue(
+            &request("leaf", false, not_after),
+            &key,
+            Some(&signer),
+            &rng,
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("kubeboot-signed-by-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = |name: &str, der: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, to_pem(der)).unwrap();
+            path
+        };
+        let leaf_pem = pem("leaf.crt", &leaf);
+        for (name, der, expected) in [
+            ("ca.crt", &ca_der, true),
+            ("twin.crt", &twin_der, false),
+            ("other.crt", &other_der, false),
+        ] {
+            assert_eq!(signed_by(&leaf, der), expected, "{name}");
+            let verified = std::process::Command::new("openssl")
+                .args(["verify", "-no-CApath", "-no-CAfile", "-CAfile"])
+                .arg(pem(name, der))
+                .arg(&leaf_pem)
+                .output()
+                .expect("openssl");
+            assert_eq!(
+                verified.status.success(),
+                expected,
+                "openssl verify with {name}"
+            );
+        }
+        assert!(!signed_by(b"not DER", &ca_der));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A CA request that lists usages gets none: a CA carries no extended
+    /// key usage, as kubeadm's CAs, and `issued_info` says so too.
+    #[test]
+    fn a_ca_carries_no_extended_key_usage_even_when_asked() {
+        let rng = SystemRandom::new();
+        let not_after = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
+        let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let mut req = request("ca", true, not_after);
+        req.usages = vec![Eku::ServerAuth, Eku::ClientAuth];
+        let der = issue(&req, &key, None, &rng).unwrap();
+        let read = inspect(&der, "").unwrap();
+        assert!(read.usages.is_empty());
+        assert_eq!(issued_info(&req, &key), read);
+    }
+    /// A CA certificate made elsewhere without a subject key identifier
+    /// (openssl, `subjectKeyIdentifier=none`): the leaves it signs name the
+    /// CA's key by the SHA-256 of its public key info (RFC 7093 method 1,
+    /// first 160 bits), computed here from the bytes openssl wrote.
+    #[test]
+    fn a_ca_without_a_key_identifier_is_named_by_its_public_key() {
+        let dir = std::env::temp_dir().join(format!("kubeboot-no-ski-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        std::fs::write(dir.join("ca.key"), key.to_pem()).unwrap();
+        let made = std::process::Command::new("openssl")
+            .args("req -x509 -new -key ca.key -subj /CN=ext-ca -days 2".split(' '))
+            .args(["-outform", "DER", "-out", "ca.der"])
+            .args(["-addext", "subjectKeyIdentifier=none"])
+            .args(["-addext", "authorityKeyIdentifier=none"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,digitalSignature"])
+            .current_dir(&dir)
+            .status()
+            .expect("openssl");
+        assert!(made.success());
+        let ca_der = std::fs::read(dir.join("ca.der")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
+        let spki_hash = ring::digest::digest(&ring::digest::SHA256, ca_cert.public_key().raw);
+        let ca = CaKey::new(ca_der.clone(), key);
+        let leaf_key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let not_after = OffsetDateTime::now_utc() + time::Duration::days(1);
+        let req = request("leaf", false, not_after);
+        let der = issue(&req, &leaf_key, Some(&ca), &SystemRandom::new()).unwrap();
+        assert!(signed_by(&der, &ca_der));
+        let (_, leaf) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(aki(&leaf).as_deref(), Some(&spki_hash.as_ref()[..20]));
     }
 }

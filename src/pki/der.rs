@@ -196,6 +196,29 @@ mod tests {
         assert!(rest.is_empty());
     }
 
+    /// X.690 8.1.3: 0x80 is BER's indefinite form (never DER, refused
+    /// however many bytes follow); a long form has 1 to 126 length bytes,
+    /// of which this reader takes up to four (a 16 MiB value needs four).
+    #[test]
+    fn length_headers_take_one_to_four_bytes_and_never_the_indefinite_form() {
+        let mut indefinite = vec![0x30, 0x80];
+        indefinite.extend([0u8; 200]);
+        assert!(read_tlv(&indefinite).is_none());
+        assert!(read_tlv(&[0x04, 0x85, 0, 0, 0, 0, 1, 0xaa]).is_none());
+        let len = 1usize << 24;
+        let mut big = vec![0x04, 0x84, 0x01, 0x00, 0x00, 0x00];
+        big.resize(6 + len, 0x5a);
+        let (t, rest) = read_tlv(&big).unwrap();
+        assert_eq!((t.tag, t.content.len(), rest.len()), (0x04, len, 0));
+        assert_eq!(tlv(TAG_OCTET_STRING, t.content)[..6], big[..6]);
+        assert_eq!(
+            tlv(TAG_OCTET_STRING, &big[..70_000])[..5],
+            [4, 0x83, 1, 0x11, 0x70]
+        );
+        assert_eq!(tlv(TAG_OCTET_STRING, &[0; 128])[..3], [4, 0x81, 0x80]);
+        assert_eq!(tlv(TAG_OCTET_STRING, &[0; 127])[..2], [4, 0x7f]);
+    }
+
     #[test]
     fn truncated_input_is_rejected() {
         assert!(read_tlv(&[0x30, 0x82, 0x01]).is_none());
@@ -214,6 +237,15 @@ mod tests {
     /// prints it (`openssl pkey -inform DER -pubout -outform DER | tail -c 65`).
     const OPENSSL_P256_PKCS8: &str = "308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b020101042052666e7134cc6322de98fd73945af85ce08dc3b9df5dbab4312ffe74dfe985c0a144034200049f7dc07279ec7f847aab630fa09fa614ac26e2fc54ed27f2071385ac1b69277714c3d5fc2ab990b9425c5dc0efd26a5cc3c1c03ffe3113b02e4050275989d3df";
     const OPENSSL_P256_POINT: &str = "049f7dc07279ec7f847aab630fa09fa614ac26e2fc54ed27f2071385ac1b69277714c3d5fc2ab990b9425c5dc0efd26a5cc3c1c03ffe3113b02e4050275989d3df";
+
+    /// The same key as `openssl ec -inform DER -outform DER` writes it:
+    /// SEC1 with the curve in `[0]`.
+    const OPENSSL_P256_SEC1: &str = "3077020101042052666e7134cc6322de98fd73945af85ce08dc3b9df5dbab4312ffe74dfe985c0a00a06082a8648ce3d030107a144034200049f7dc07279ec7f847aab630fa09fa614ac26e2fc54ed27f2071385ac1b69277714c3d5fc2ab990b9425c5dc0efd26a5cc3c1c03ffe3113b02e4050275989d3df";
+    /// A throwaway 512-bit RSA key (`openssl genrsa -traditional 512`) as
+    /// `openssl rsa -traditional -outform DER` (PKCS#1) and `openssl pkcs8
+    /// -topk8 -nocrypt -outform DER` (PKCS#8) write it.
+    const OPENSSL_RSA512_PKCS1: &str = "3082013b020100024100cad14b14ad9e9d8671bd28ee041f8e8baa7b1cca9b5ecff143d099f6f3f814e42e1c9230eb518ef818648e99818fa51fe90527aa5c0b546a37021eda8b28a3d3020301000102405fab6e2128ecc31da2153a735bda8ee0eedff7ead2735cdf4fbfdc80930098c95a06e53f81b6871cb95c505464b501ac501ebd220cd9d831341ee1908e5b5681022100f7b1c898bb29e7b745ba0cdc68fa3ade3469595441ce0819bd58c4be9f31cea1022100d19e48f41983a6199dd74b0fb734205445f71a335f38ab2c59cb9f1c8086e1f3022100a807f0484438125c8f2dbec9cb616d8c0e4c2570764fb9c9145d62e2da0624e1022100a32915980b141201f67e520ad58b596ebf56eba9f9005f1c9278904cdb2e224902207643486c384f19808461a74ba860f41da694ff507a10c7cd3f560e5fd9f3642a";
+    const OPENSSL_RSA512_PKCS8: &str = "30820155020100300d06092a864886f70d01010105000482013f3082013b020100024100cad14b14ad9e9d8671bd28ee041f8e8baa7b1cca9b5ecff143d099f6f3f814e42e1c9230eb518ef818648e99818fa51fe90527aa5c0b546a37021eda8b28a3d3020301000102405fab6e2128ecc31da2153a735bda8ee0eedff7ead2735cdf4fbfdc80930098c95a06e53f81b6871cb95c505464b501ac501ebd220cd9d831341ee1908e5b5681022100f7b1c898bb29e7b745ba0cdc68fa3ade3469595441ce0819bd58c4be9f31cea1022100d19e48f41983a6199dd74b0fb734205445f71a335f38ab2c59cb9f1c8086e1f3022100a807f0484438125c8f2dbec9cb616d8c0e4c2570764fb9c9145d62e2da0624e1022100a32915980b141201f67e520ad58b596ebf56eba9f9005f1c9278904cdb2e224902207643486c384f19808461a74ba860f41da694ff507a10c7cd3f560e5fd9f3642a";
 
     fn unhex(s: &str) -> Vec<u8> {
         (0..s.len())
@@ -235,5 +267,32 @@ mod tests {
             .unwrap();
         der[at + 2] = TAG_OCTET_STRING;
         assert_eq!(pkcs8_ec_public_point(&der), None);
+    }
+    /// The conversions give what openssl gives, byte for byte, and refuse
+    /// what is not one DER SEQUENCE (another tag, trailing bytes) or an EC
+    /// key whose parameters are not a named curve.
+    #[test]
+    fn conversions_match_openssl_and_refuse_other_shapes() {
+        let (p1, p8) = (unhex(OPENSSL_RSA512_PKCS1), unhex(OPENSSL_RSA512_PKCS8));
+        assert_eq!(pkcs1_to_pkcs8(&p1), Some(p8.clone()));
+        assert_eq!(pkcs8_rsa_to_pkcs1(&p8), Some(p1.clone()));
+        let ec8 = unhex(OPENSSL_P256_PKCS8);
+        let sec1 = unhex(OPENSSL_P256_SEC1);
+        assert_eq!(pkcs8_ec_to_sec1(&ec8), Some(sec1.clone()));
+        assert!(sec1_to_pkcs8(&sec1).is_some());
+        for good in [&p1, &sec1] {
+            let mut trailing = good.clone();
+            trailing.push(0);
+            let mut retagged = good.clone();
+            retagged[0] = TAG_CONTEXT_0;
+            for bad in [trailing, retagged] {
+                assert!(pkcs1_to_pkcs8(&bad).is_none());
+                assert!(sec1_to_pkcs8(&bad).is_none());
+            }
+        }
+        let inner = elements(read_tlv(&ec8).unwrap().0.content).unwrap()[2].content;
+        let mut null_params = tlv(TAG_OID, OID_EC_PUBLIC_KEY);
+        null_params.extend(tlv(TAG_NULL, &[]));
+        assert!(pkcs8_ec_to_sec1(&pkcs8(&null_params, inner)).is_none());
     }
 }
