@@ -405,20 +405,39 @@ fn agent_config(
     Agent::with_parts(
         config,
         ureq::unversioned::transport::DefaultConnector::new(),
-        Resolve::default(),
+        Resolve::<ureq::unversioned::resolver::DefaultResolver>::default(),
     )
 }
 
 /// ureq's resolver, except for an address literal (`https://10.0.0.1:6443`,
-/// `http://[fd00::1]/`), which needs no lookup. ureq resolves the host of
-/// every request, a pooled connection's too, and with a timeout set it does
-/// so on a new thread each time (`ureq::unversioned::resolver`,
-/// `resolve_async`): 35 threads started and joined in a control-plane
-/// firstboot, each a wake-up away from the answer on a busy machine.
+/// `http://[fd00::1]/`), which needs no lookup, and for a name looked up in
+/// the last [`NAME_REUSE`]. ureq resolves the host of every request, a pooled
+/// connection's too, and with a timeout set it does so on a new thread each
+/// time (`ureq::unversioned::resolver`, `resolve_async`): 35 threads started
+/// and joined in a control-plane firstboot, each a wake-up away from the
+/// answer on a busy machine. Go's transport (kubeadm's) looks a name up only
+/// to open a connection; an agent here reuses a name's addresses for
+/// [`NAME_REUSE`], so the API phases' burst of requests to a load balancer's
+/// name makes one lookup, and a retry after that window looks up again.
 #[derive(Debug, Default)]
-struct Resolve(ureq::unversioned::resolver::DefaultResolver);
+struct Resolve<R = ureq::unversioned::resolver::DefaultResolver> {
+    inner: R,
+    /// (scheme and authority, when looked up, the addresses)
+    names: std::sync::Mutex<
+        Vec<(
+            String,
+            Instant,
+            ureq::unversioned::resolver::ResolvedSocketAddrs,
+        )>,
+    >,
+}
 
-impl ureq::unversioned::resolver::Resolver for Resolve {
+/// How long one agent reuses a name's addresses.
+const NAME_REUSE: Duration = Duration::from_secs(2);
+
+impl<R: ureq::unversioned::resolver::Resolver> ureq::unversioned::resolver::Resolver
+    for Resolve<R>
+{
     fn resolve(
         &self,
         uri: &ureq::http::Uri,
@@ -430,7 +449,23 @@ impl ureq::unversioned::resolver::Resolver for Resolve {
             out.push(addr);
             return Ok(out);
         }
-        self.0.resolve(uri, config, timeout)
+        let key = match (uri.scheme_str(), uri.authority()) {
+            (Some(s), Some(a)) => format!("{s}://{a}"),
+            _ => return self.inner.resolve(uri, config, timeout),
+        };
+        if let Ok(names) = self.names.lock()
+            && let Some((_, at, addrs)) = names.iter().find(|(k, _, _)| *k == key)
+            && at.elapsed() < NAME_REUSE
+        {
+            return Ok(addrs.clone());
+        }
+        // looked up without the lock held: a slow lookup blocks no other name
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        if let Ok(mut names) = self.names.lock() {
+            names.retain(|(k, _, _)| *k != key);
+            names.push((key, Instant::now(), addrs.clone()));
+        }
+        Ok(addrs)
     }
 }
 
@@ -824,6 +859,64 @@ mod tests {
         assert_eq!(addr("https://api.example.test:6443/"), None);
         assert_eq!(addr("http://metadata.google.internal/"), None);
         assert_eq!(addr("http://localhost:1/"), None);
+    }
+
+    /// A resolver that counts its lookups and answers 127.0.0.1.
+    #[derive(Debug, Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl ureq::unversioned::resolver::Resolver for Counting {
+        fn resolve(
+            &self,
+            uri: &ureq::http::Uri,
+            _config: &ureq::config::Config,
+            _timeout: ureq::unversioned::transport::NextTimeout,
+        ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let port = uri.port_u16().unwrap_or(443);
+            let mut out = self.empty();
+            out.push(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+            Ok(out)
+        }
+    }
+
+    #[test]
+    fn a_name_is_looked_up_once_per_window_and_per_port() {
+        use ureq::unversioned::resolver::Resolver;
+        let r = Resolve::<Counting>::default();
+        let config = ureq::config::Config::default();
+        let timeout = ureq::unversioned::transport::NextTimeout::default();
+        let lookups = || r.inner.0.load(std::sync::atomic::Ordering::SeqCst);
+        let resolve = |u: &str| {
+            let addrs = r.resolve(&u.parse().unwrap(), &config, timeout).unwrap();
+            addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            resolve("https://api.example.test:6443/livez"),
+            ["127.0.0.1:6443"]
+        );
+        assert_eq!(
+            resolve("https://api.example.test:6443/api/v1/x"),
+            ["127.0.0.1:6443"]
+        );
+        assert_eq!(lookups(), 1, "the second request reuses the first lookup");
+        // another port or scheme is another entry
+        assert_eq!(
+            resolve("https://api.example.test:8443/"),
+            ["127.0.0.1:8443"]
+        );
+        assert_eq!(lookups(), 2);
+        // an address literal is never looked up
+        assert_eq!(resolve("https://10.0.0.1:6443/"), ["10.0.0.1:6443"]);
+        assert_eq!(lookups(), 2);
+        // past the window the name is looked up again
+        for entry in r.names.lock().unwrap().iter_mut() {
+            entry.1 -= NAME_REUSE;
+        }
+        resolve("https://api.example.test:6443/");
+        assert_eq!(lookups(), 3);
+        resolve("https://api.example.test:6443/");
+        assert_eq!(lookups(), 3);
     }
 
     #[test]
