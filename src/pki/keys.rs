@@ -311,6 +311,12 @@ mod tests {
         // four equal draws from the OS source: probability 2^-192 (2^-96)
         assert!(wide.windows(2).any(|w| w[0] != w[1]), "{wide:?}");
         assert!(narrow.windows(2).any(|w| w[0] != w[1]), "{narrow:?}");
+        let mut blocks = [[0u8; 32]; 2];
+        for b in &mut blocks {
+            rng.try_fill_bytes(b).unwrap();
+        }
+        // a block left at zero, or two equal blocks: probability 2^-255
+        assert!(blocks[0] != [0; 32] && blocks[0] != blocks[1]);
         assert!(!rng.failed);
     }
 
