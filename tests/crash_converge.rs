@@ -190,6 +190,15 @@ fn new_ca_keys_are_durable_before_their_certificates() {
 /// renames (the renamed-to path), `syncfs` ("sync", where it returned) and
 /// `fsync`/`fdatasync` ("fsync") calls, in order.
 fn traced_render(root: &Path, trace: &Path) -> Vec<String> {
+    let root = root.to_str().unwrap();
+    traced(
+        &["render", "--example", "control-plane", "--root", root],
+        trace,
+    )
+}
+
+/// As [`traced_render`], for any kubeboot command.
+fn traced(args: &[&str], trace: &Path) -> Vec<String> {
     let o = Command::new("strace")
         .args(["-f", "-y", "-o"])
         .arg(trace)
@@ -198,8 +207,7 @@ fn traced_render(root: &Path, trace: &Path) -> Vec<String> {
             "trace=rename,renameat,renameat2,syncfs,fsync,fdatasync",
         ])
         .arg(bin())
-        .args(["render", "--example", "control-plane", "--root"])
-        .arg(root)
+        .args(args)
         .output()
         .expect("strace is required (Debian package strace)");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -332,5 +340,49 @@ fn firstboot_killed_at_every_rename_converges() {
         n - 1
     );
     assert!(n > 30);
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// `certs renew` makes what it renewed durable with one `syncfs`, after
+/// the last renewed certificate and kubeconfig is renamed into place and
+/// before its status file says it renewed them.
+#[test]
+fn renewed_files_are_synced_before_the_renewal_is_recorded() {
+    let base = tmpdir("renew-sync");
+    let root = base.join("root");
+    let _ = traced_render(&root, &base.join("trace-render"));
+    let root_s = root.to_str().unwrap();
+    let args = [
+        "certs",
+        "renew",
+        "all",
+        "--restart-wait",
+        "0",
+        "--root",
+        root_s,
+    ];
+    let calls = traced(&args, &base.join("trace"));
+    let syncs: Vec<usize> = (0..calls.len()).filter(|&i| calls[i] == "sync").collect();
+    assert_eq!(syncs.len(), 1, "syncfs calls: {calls:?}");
+    let renamed = |i: usize, part: &str| calls[i].contains(part);
+    let (pki, confs) = (
+        (0..calls.len()).filter(|&i| renamed(i, "/pki/")).count(),
+        (0..calls.len())
+            .filter(|&i| calls[i].ends_with(".conf"))
+            .count(),
+    );
+    // kubeadm's `certs renew all`: 7 leaves (key and certificate) and 4
+    // kubeconfigs (not kubelet.conf: the kubelet rotates its own)
+    assert_eq!((pki, confs), (14, 4), "{calls:?}");
+    let sync = syncs[0];
+    for (i, c) in calls.iter().enumerate() {
+        if renamed(i, "/pki/") || c.ends_with(".conf") {
+            assert!(i < sync, "{c} renamed after the syncfs: {calls:?}");
+        }
+        if renamed(i, "/manifests/") || c.ends_with("renew-status.json") {
+            assert!(i > sync, "{c} renamed before the syncfs: {calls:?}");
+        }
+    }
+    assert_eq!(calls.last().map(String::as_str), Some("fsync"), "{calls:?}");
     std::fs::remove_dir_all(&base).unwrap();
 }
