@@ -464,6 +464,57 @@ fn rerun_changes_nothing_and_one_deleted_leaf_is_regenerated_alone() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+/// A leaf whose key or certificate cannot be read is made anew when its
+/// CA can sign (and the report says why); with an external CA (no CA key)
+/// it is an error that names the file and what is wrong with it.
+#[test]
+fn unreadable_leaf_files_are_replaced_only_when_the_ca_can_sign() {
+    let root = tmp("unreadable");
+    let s = control_plane_settings();
+    render(&s, &root);
+    let dir = pki(&root);
+    let garbage_key = b"-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n";
+    let regenerated = |why_has: &str| {
+        let (certs, _) = render(&s, &root);
+        match &certs.get("apiserver").unwrap().action {
+            Action::Regenerated(why) => assert!(why.contains(why_has), "{why}"),
+            a => panic!("apiserver: {a:?}, expected regenerated because {why_has}"),
+        }
+        assert_eq!(certs.get("ca").unwrap().action, Action::Kept);
+        openssl_verify(&dir.join("ca.crt"), &dir.join("apiserver.crt"));
+        assert_eq!(
+            cert_public(&dir.join("apiserver.crt")),
+            key_public(&dir.join("apiserver.key"))
+        );
+    };
+    std::fs::write(dir.join("apiserver.key"), garbage_key).unwrap();
+    regenerated("apiserver.key was missing or unreadable");
+    std::fs::write(dir.join("apiserver.crt"), b"hello").unwrap();
+    let key = std::fs::read(dir.join("apiserver.key")).unwrap();
+    regenerated("does not parse");
+    assert_eq!(key, std::fs::read(dir.join("apiserver.key")).unwrap());
+    std::fs::remove_file(dir.join("apiserver.crt")).unwrap();
+    std::fs::write(dir.join("apiserver.key"), garbage_key).unwrap();
+    regenerated("apiserver.crt was missing");
+
+    // external CA: the same garbage key is an error about that key
+    std::fs::remove_file(dir.join("ca.key")).unwrap();
+    std::fs::write(dir.join("apiserver.key"), garbage_key).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let e = pki::ensure_tree(&s, &Paths::new(&root), now, kubeboot::host::fs::Sync::Each)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("apiserver.key") && e.contains("malformed EC PRIVATE KEY block"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("apiserver.key")).unwrap(),
+        garbage_key
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 #[test]
 fn a_ca_is_never_replaced_and_bad_inputs_name_the_file() {
     let root = tmp("bad");
@@ -635,6 +686,7 @@ fn external_etcd_worker_join_and_p384() {
         "{e}"
     );
     // with the shared files copied from the first node, it makes its own leaves
+    j.node.name = "cp-2".into();
     let first = tmp("variants-first");
     render(&control_plane_settings(), &first);
     for f in [
@@ -651,7 +703,26 @@ fn external_etcd_worker_join_and_p384() {
         std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
         std::fs::copy(pki(&first).join(f), dst).unwrap();
     }
-    j.node.name = "cp-2".into();
+    // the CAs alone are not enough: the service-account key is shared
+    // too, and a join never makes one of its own
+    let nosa = tmp("variants-nosa");
+    for f in ["ca", "front-proxy-ca", "etcd/ca"] {
+        for ext in ["crt", "key"] {
+            let dst = pki(&nosa).join(format!("{f}.{ext}"));
+            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            std::fs::copy(pki(&jroot).join(format!("{f}.{ext}")), dst).unwrap();
+        }
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let e = pki::ensure_tree(&j, &Paths::new(&nosa), now, kubeboot::host::fs::Sync::Each)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sa.key") && e.contains("control-plane join"),
+        "{e}"
+    );
+    assert!(!pki(&nosa).join("sa.key").exists());
+    std::fs::remove_dir_all(&nosa).unwrap();
     let (certs, kcs) = render(&j, &jroot);
     assert_eq!(certs.get("ca").unwrap().action, Action::Kept);
     assert_eq!(certs.get("apiserver").unwrap().action, Action::Created);
