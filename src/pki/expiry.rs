@@ -154,12 +154,11 @@ pub(crate) fn columns(rows: &[Vec<String>]) -> String {
     let mut out = String::new();
     for r in rows {
         let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
+        for (c, width) in r.iter().zip(&widths) {
             line.push_str(c);
-            if i + 1 < r.len() {
-                line.push_str(&" ".repeat(widths[i] - c.chars().count() + 3));
-            }
+            line.push_str(&" ".repeat(width - c.chars().count() + 3));
         }
+        // the last column's padding goes with the trailing spaces
         out.push_str(line.trim_end());
         out.push('\n');
     }
