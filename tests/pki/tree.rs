@@ -983,6 +983,31 @@ fn rendered_kubeconfigs_are_signed_by_the_ca_on_disk() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+/// A kubeconfig whose current context names another user (the cluster
+/// name unchanged) does not fit: it is regenerated, the report says why,
+/// and the new one names kubeadm's user again.
+#[test]
+fn a_kubeconfig_of_another_user_is_regenerated() {
+    let root = tmp("kubeconfig-user");
+    let s = control_plane_settings();
+    render(&s, &root);
+    let admin = root.join("etc/kubernetes/admin.conf");
+    let text = std::fs::read_to_string(&admin).unwrap();
+    assert!(text.contains("name: kubernetes-admin\n"), "{text}");
+    std::fs::write(&admin, text.replace("kubernetes-admin", "someone-else")).unwrap();
+    let (_, kcs) = render(&s, &root);
+    match &kcs.get("admin.conf").unwrap().action {
+        Action::Regenerated(why) => assert!(why.contains("someone-else"), "{why}"),
+        a => panic!("admin.conf: {a:?}"),
+    }
+    let again = std::fs::read_to_string(&admin).unwrap();
+    assert!(
+        again.contains("name: kubernetes-admin\n") && !again.contains("someone-else"),
+        "{again}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 /// The public key (PEM) openssl reads from a certificate file.
 fn cert_public(crt: &Path) -> String {
     openssl(&["x509", "-in", crt.to_str().unwrap(), "-noout", "-pubkey"])
