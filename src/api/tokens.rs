@@ -384,6 +384,65 @@ mod tests {
         assert_eq!(s(None, "1h30m", &[], &[]).unwrap().ttl_seconds, 5400);
     }
 
+    /// `--groups` is checked as kubeadm checks it: against
+    /// `BootstrapGroupPattern` (k8s.io/cluster-bootstrap token/api/types.go,
+    /// `\\Asystem:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]\\z`), run here by
+    /// Python's `re`, not by kubeboot's code.
+    #[test]
+    fn groups_are_checked_with_kubeadms_pattern() {
+        let long = |n: usize| "a".repeat(n);
+        let rests = [
+            String::new(),
+            "a".into(),
+            "1".into(),
+            "A".into(),
+            "aB1".into(),
+            "ab:".into(),
+            "ab-".into(),
+            "a:b-c".into(),
+            "-a".into(),
+            ":a".into(),
+            "x y".into(),
+            "é".into(),
+            long(255),
+            long(256),
+            long(257),
+            format!("{}:", long(255)),
+        ];
+        let groups: Vec<String> = rests
+            .iter()
+            .map(|r| format!("system:bootstrappers:{r}"))
+            .collect();
+        let script = "import re, sys\n\
+            p = re.compile(r'system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]')\n\
+            for g in sys.stdin.read().split('\\n'):\n    print(bool(p.fullmatch(g)))\n";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(groups.join("\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let python: Vec<bool> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l == "True")
+            .collect();
+        assert_eq!(python.len(), groups.len());
+        assert_eq!(python.iter().filter(|b| **b).count(), 7, "{python:?}");
+        for (g, want) in groups.iter().zip(python) {
+            let got = spec(None, "24h", &["authentication".into()], &[g.clone()], None);
+            assert_eq!(got.is_ok(), want, "{g}: {got:?}");
+        }
+    }
+
     #[test]
     fn reads_secrets_as_kubeadm_does() {
         let secret = json!({"metadata": {"name": "bootstrap-token-abcdef"}, "type": BOOTSTRAP_TOKEN_TYPE,
