@@ -438,7 +438,13 @@ mod tests {
         assert_eq!(python.len(), groups.len());
         assert_eq!(python.iter().filter(|b| **b).count(), 7, "{python:?}");
         for (g, want) in groups.iter().zip(python) {
-            let got = spec(None, "24h", &["authentication".into()], &[g.clone()], None);
+            let got = spec(
+                None,
+                "24h",
+                &["authentication".into()],
+                std::slice::from_ref(g),
+                None,
+            );
             assert_eq!(got.is_ok(), want, "{g}: {got:?}");
         }
     }
