@@ -488,6 +488,11 @@ mod tests {
         assert_eq!(id_of("abcdef.0123456789abcdef").unwrap(), "abcdef");
         let e = id_of("abcdef.0123456789ABCDEF").unwrap_err().to_string();
         assert!(!e.contains("0123456789ABCDEF"), "{e}");
+        // kubeadm's BootstrapTokenIDPattern: `\A([a-z0-9]{6})\z`
+        for bad in ["ABCDEF", "abcde", "abcdefg", "abc-ef", ""] {
+            assert!(id_of(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(id_of("0a1b2c").unwrap(), "0a1b2c");
     }
 
     #[test]
