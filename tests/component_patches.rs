@@ -260,6 +260,36 @@ fn bad_patches_are_errors_naming_the_file() {
             "{file}: something was written"
         );
     }
+    // a CoreDNS patch may not turn the Deployment into another object
+    for (i, op) in [
+        r#"{"op": "replace", "path": "/kind", "value": "DaemonSet"}"#,
+        r#"{"op": "replace", "path": "/metadata/name", "value": "coredns-2"}"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let patches = dir.join(format!("dns{i}"));
+        std::fs::create_dir_all(&patches).unwrap();
+        std::fs::write(
+            patches.join("corednsdeployment+json.json"),
+            format!("[{op}]"),
+        )
+        .unwrap();
+        let (root, o) = render(
+            &dir,
+            &format!("dns-r{i}"),
+            INIT,
+            &["--patches", patches.to_str().unwrap()],
+        );
+        assert_eq!(o.status.code(), Some(2), "{op}: {}", text(&o.stderr));
+        let err = text(&o.stderr);
+        assert!(
+            err.contains(patches.to_str().unwrap())
+                && err.contains("no longer the Deployment coredns"),
+            "{op}: {err}"
+        );
+        assert!(!root.join("etc/kubernetes/manifests").exists(), "{op}");
+    }
     // the config's patches.directory, missing
     let config = INIT.replacen(
         "nodeRegistration: {name: cp-1}",
