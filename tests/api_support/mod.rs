@@ -103,6 +103,48 @@ fn validator(minor: u32, file: &'static str) -> Arc<jsonschema::Validator> {
 }
 
 /// Schema errors of `obj` as `(field, message)`, empty when valid.
+/// What the API server's validation of a Deployment or DaemonSet refuses
+/// beyond the schema (pkg/apis/apps/validation: `ValidateDeploymentSpec`,
+/// `ValidateDaemonSetSpec`; pkg/apis/core/validation `validateContainers`):
+/// a selector that does not match the pod template's labels, and a
+/// container name that is not a DNS-1123 label.
+pub fn workload_errors(obj: &Value) -> Vec<(String, String)> {
+    let mut errors = Vec::new();
+    if !matches!(obj["kind"].as_str(), Some("Deployment" | "DaemonSet")) {
+        return errors;
+    }
+    let labels = &obj["spec"]["template"]["metadata"]["labels"];
+    let selector = obj["spec"]["selector"]["matchLabels"].as_object();
+    let matches = selector.is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| &labels[k] == v));
+    if !matches {
+        errors.push((
+            "spec.template.metadata.labels".to_string(),
+            format!("Invalid value: {labels}: `selector` does not match template `labels`"),
+        ));
+    }
+    let dns_label = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 63
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !n.starts_with('-')
+            && !n.ends_with('-')
+    };
+    for list in ["initContainers", "containers"] {
+        let containers = obj["spec"]["template"]["spec"][list].as_array();
+        for (i, c) in containers.into_iter().flatten().enumerate() {
+            let name = c["name"].as_str().unwrap_or("");
+            if !dns_label(name) {
+                errors.push((
+                    format!("spec.template.spec.{list}[{i}].name"),
+                    format!("Invalid value: {name:?}: a lowercase RFC 1123 label"),
+                ));
+            }
+        }
+    }
+    errors
+}
+
 pub fn schema_errors(minor: u32, file: &'static str, obj: &Value) -> Vec<(String, String)> {
     let v = validator(minor, file);
     v.iter_errors(obj)
@@ -1520,7 +1562,8 @@ impl Shared {
             }
         }
         if let Some(file) = target.res.5 {
-            let errors = schema_errors(self.opts.minor, file, &obj);
+            let mut errors = schema_errors(self.opts.minor, file, &obj);
+            errors.extend(workload_errors(&obj));
             if !errors.is_empty() {
                 let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
                 let causes: Vec<Value> = errors
