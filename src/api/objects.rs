@@ -461,8 +461,15 @@ pub fn token_secret(
         put("description", d);
     }
     if spec.ttl_seconds > 0 {
-        let at = now.to_offset(time::UtcOffset::UTC)
-            + time::Duration::seconds(i64::try_from(spec.ttl_seconds).unwrap_or(i64::MAX / 2));
+        // a TTL reaching past RFC 3339's last second (year 9999) expires
+        // then: `now + ttl` would otherwise overflow (a panic in `time`)
+        let at = i64::try_from(spec.ttl_seconds)
+            .ok()
+            .and_then(|s| {
+                now.to_offset(time::UtcOffset::UTC)
+                    .checked_add(time::Duration::seconds(s))
+            })
+            .unwrap_or(time::macros::datetime!(9999-12-31 23:59:59 UTC));
         put("expiration", &rfc3339_seconds(at));
     }
     for u in &spec.usages {
@@ -844,7 +851,25 @@ mod tests {
         assert!(!d.contains_key("description"));
         let o = object(&s, Update::Replace);
         assert!(o.sensitive);
-        assert!(!format!("{o:?}").contains("MDEy"), "{o:?}");
+        let shown = format!("{o:?}");
+        assert!(
+            shown.starts_with("ApiObject { what: ") && shown.contains("bootstrap-token-abcdef"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("MDEy") && !shown.contains("0123456789abcdef"),
+            "{shown}"
+        );
+        // the longest TTLs the config and `token create --ttl` accept
+        // (parse_duration: up to 2^63 s) expire at RFC 3339's last second
+        for ttl_seconds in [u64::MAX / 2, 300_000 * 365 * 86400] {
+            let far = BootstrapTokenSpec {
+                ttl_seconds,
+                ..spec.clone()
+            };
+            let d = token_secret(&far, &token(), now).data.unwrap();
+            assert_eq!(d["expiration"].0, b"9999-12-31T23:59:59Z");
+        }
         let never = BootstrapTokenSpec {
             ttl_seconds: 0,
             ..spec
