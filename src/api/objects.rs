@@ -882,6 +882,88 @@ mod tests {
         );
     }
 
+    /// What a config customises comes back in kubeadm-config's
+    /// ClusterConfiguration, and what it leaves empty is left out (kubeadm's
+    /// `omitempty`): extra args, volumes and environment of every component,
+    /// certSANs, etcd's server and peer SANs, feature gates.
+    #[test]
+    fn cluster_configuration_keeps_customisations_and_omits_empty_ones() {
+        use crate::config::{Arg, Component, EnvVar, ExtraVolume};
+        let mut p = crate::config::examples::pki_control_plane();
+        p.cluster.cert_sans.clear();
+        if let Etcd::Local {
+            server_cert_sans,
+            peer_cert_sans,
+            ..
+        } = &mut p.cluster.etcd
+        {
+            server_cert_sans.clear();
+            peer_cert_sans.clear();
+        }
+        let plain = cluster_configuration(&p);
+        for key in ["extraArgs", "extraVolumes", "extraEnvs", "certSANs"] {
+            assert!(plain["apiServer"].get(key).is_none(), "{key}: {plain}");
+            assert!(plain["scheduler"].get(key).is_none(), "{key}: {plain}");
+        }
+        for key in ["extraArgs", "serverCertSANs", "peerCertSANs"] {
+            assert!(plain["etcd"]["local"].get(key).is_none(), "{key}: {plain}");
+        }
+        assert!(plain.get("featureGates").is_none(), "{plain}");
+
+        let mut s = crate::config::examples::pki_control_plane();
+        let custom = |n: &str| Component {
+            extra_args: vec![Arg {
+                name: format!("{n}-flag"),
+                value: "v".into(),
+            }],
+            extra_volumes: vec![ExtraVolume {
+                name: format!("{n}-vol"),
+                host_path: "/srv/a".into(),
+                mount_path: "/srv/b".into(),
+                read_only: true,
+                path_type: String::new(),
+            }],
+            extra_envs: vec![EnvVar {
+                name: format!("{n}_ENV"),
+                value: "1".into(),
+            }],
+        };
+        s.cluster.api_server = custom("api");
+        s.cluster.scheduler = custom("sched");
+        s.cluster.etcd_component = custom("etcd");
+        s.cluster.cert_sans = vec!["cp.example.test".into()];
+        if let Etcd::Local {
+            server_cert_sans,
+            peer_cert_sans,
+            ..
+        } = &mut s.cluster.etcd
+        {
+            *server_cert_sans = vec!["etcd-s.example.test".into()];
+            *peer_cert_sans = vec!["etcd-p.example.test".into()];
+        }
+        s.cluster.feature_gates.push(("SomeGate".into(), true));
+        let cc = cluster_configuration(&s);
+        for (field, n) in [
+            (&cc["apiServer"], "api"),
+            (&cc["scheduler"], "sched"),
+            (&cc["etcd"]["local"], "etcd"),
+        ] {
+            assert_eq!(field["extraArgs"][0]["name"], format!("{n}-flag"), "{cc}");
+            assert_eq!(field["extraVolumes"][0]["name"], format!("{n}-vol"), "{cc}");
+            assert_eq!(field["extraEnvs"][0]["name"], format!("{n}_ENV"), "{cc}");
+        }
+        assert_eq!(cc["apiServer"]["certSANs"], json!(["cp.example.test"]));
+        assert_eq!(
+            cc["etcd"]["local"]["serverCertSANs"],
+            json!(["etcd-s.example.test"])
+        );
+        assert_eq!(
+            cc["etcd"]["local"]["peerCertSANs"],
+            json!(["etcd-p.example.test"])
+        );
+        assert_eq!(cc["featureGates"], json!({"SomeGate": true}));
+    }
+
     #[test]
     fn cluster_configuration_is_v1beta4() {
         let mut s = crate::config::examples::pki_control_plane();
