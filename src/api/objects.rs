@@ -1110,7 +1110,25 @@ mod tests {
         let mut applied = serde_json::to_value(&node).unwrap();
         json_merge(&mut applied, &p);
         node = serde_json::from_value(applied).unwrap();
-        assert!(mark_control_plane_patch(&node, &[taint]).is_none());
+        assert!(mark_control_plane_patch(&node, std::slice::from_ref(&taint)).is_none());
+
+        // labelled already, but the taint is there only with another
+        // effect: kubeadm matches a taint by key and effect, so it is added
+        let labelled: Node = serde_json::from_value(json!({
+            "metadata": {"name": "cp-1", "labels": {LABEL_CONTROL_PLANE: "", LABEL_EXCLUDE_LB: ""}},
+            "spec": {"taints": [{"key": taint.key, "effect": "PreferNoSchedule"}]},
+        }))
+        .unwrap();
+        let p = mark_control_plane_patch(&labelled, &[taint]).unwrap();
+        let taints = p["spec"]["taints"].as_array().unwrap();
+        assert_eq!(taints.len(), 2, "{p}");
+        assert_eq!(taints[1]["effect"], "NoSchedule", "{p}");
+        assert!(
+            p["metadata"]
+                .get("labels")
+                .is_none_or(|l| l.as_object().unwrap().is_empty()),
+            "{p}"
+        );
     }
 
     #[test]
