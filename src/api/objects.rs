@@ -1050,6 +1050,9 @@ mod tests {
         assert_eq!(d["description"].0, CERTS_TOKEN_DESCRIPTION.as_bytes());
         let owner = secret_controller_ref("bootstrap-token-abcdef", "u-1");
         let objs = kubeadm_certs(vec![("ca.crt", vec![1, 2])], owner);
+        // kubeadm's copycerts: an Opaque Secret, the value base64 in `data`
+        assert_eq!(objs[0].body["type"], "Opaque");
+        assert_eq!(objs[0].body["data"], json!({"ca.crt": "AQI="}));
         assert_eq!(
             objs[0].body["metadata"]["ownerReferences"],
             json!([{"apiVersion": "v1", "kind": "Secret", "name": "bootstrap-token-abcdef",
