@@ -812,8 +812,11 @@ fn a_refusing_api_server_fails_upload_config_within_bounds() {
     assert_eq!(st["result"], "failure");
     assert_eq!(st["phase"], "upload-config");
     let e = st["error"].as_str().unwrap();
+    // the API server's own message (its Status body) is in the error
     assert!(
-        e.contains("clusterrolebindings") && e.contains("403"),
+        e.contains("clusterrolebindings")
+            && e.contains("403")
+            && e.contains("injected fault: Forbidden"),
         "{e}"
     );
     assert!(!c.root.join("var/lib/kubeboot/done").exists());
