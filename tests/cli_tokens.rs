@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use api_support::{Options, StandIn};
+use api_support::{Fault, FaultKind, Options, StandIn};
 use cli_support::{kubeboot, render_control_plane, text, tmpdir};
 use k8s_openapi::api::core::v1::Secret;
 
@@ -280,6 +280,27 @@ fn create_list_delete_round_trip_with_kubeadms_secret_format() {
     let o = token_cmd(&c, &["delete", fleet_id]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("not found"), "{}", text(&o.stderr));
+
+    // 6. refused: each error names the URL it was refused at
+    c.api
+        .fault(Fault::new("", "/secrets", FaultKind::Status(403)));
+    let secrets = format!(
+        "https://127.0.0.1:{}/api/v1/namespaces/kube-system/secrets",
+        c.api.port()
+    );
+    for (args, verb) in [
+        (&["list"][..], "GET"),
+        (&["create"][..], "POST"),
+        (&["delete", "k8sabc"][..], "DELETE"),
+    ] {
+        let o = token_cmd(&c, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o.stderr));
+        let e = text(&o.stderr);
+        assert!(
+            e.contains(&format!("{verb} {secrets}")) && e.contains("403"),
+            "{args:?}: {e}"
+        );
+    }
 }
 
 #[test]
