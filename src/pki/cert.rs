@@ -419,6 +419,24 @@ mod tests {
         }
     }
 
+    /// 2039-09-18: far enough for every test's certificates.
+    fn in_2039() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap()
+    }
+
+    /// A fresh self-signed P-256 CA named `cn`: its certificate and signer.
+    fn p256_ca(cn: &str) -> (Vec<u8>, CaKey) {
+        let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let der = issue(
+            &request(cn, true, in_2039()),
+            &key,
+            None,
+            &SystemRandom::new(),
+        )
+        .unwrap();
+        (der.clone(), CaKey::new(der, key))
+    }
+
     /// The authority key identifier of `c`, as x509-parser reads it.
     fn aki(c: &X509Certificate<'_>) -> Option<Vec<u8>> {
         match c
@@ -466,10 +484,8 @@ mod tests {
     #[test]
     fn a_ca_key_signs_many_certificates() {
         let rng = SystemRandom::new();
-        let not_after = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
-        let ca_key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
-        let ca_der = issue(&request("ca", true, not_after), &ca_key, None, &rng).unwrap();
-        let ca = CaKey::new(ca_der.clone(), ca_key);
+        let not_after = in_2039();
+        let (ca_der, ca) = p256_ca("ca");
         let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
         let ski = match ca_cert
             .get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER)
@@ -502,12 +518,9 @@ mod tests {
     #[test]
     fn serials_are_random_positive_63_bit_numbers() {
         let rng = SystemRandom::new();
-        let not_after = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
-        let ca_key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
-        let ca_der = issue(&request("ca", true, not_after), &ca_key, None, &rng).unwrap();
-        let ca = CaKey::new(ca_der, ca_key);
+        let (_, ca) = p256_ca("ca");
         let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
-        let req = request("leaf", false, not_after);
+        let req = request("leaf", false, in_2039());
         let serials: Vec<u64> = (0..40)
             .map(|_| {
                 let der = issue(&req, &key, Some(&ca), &rng).unwrap();
@@ -525,11 +538,7 @@ mod tests {
     /// A CA prints as its key's algorithm, never its key.
     #[test]
     fn a_ca_prints_without_its_key() {
-        let rng = SystemRandom::new();
-        let not_after = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
-        let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
-        let der = issue(&request("ca", true, not_after), &key, None, &rng).unwrap();
-        let ca = CaKey::new(der, key);
+        let (_, ca) = p256_ca("ca");
         assert_eq!(format!("{ca:?}"), "CaKey(Key(ECDSA P-256, <redacted>))");
     }
     /// `signed_by` says yes only for the CA that signed: not for another
@@ -538,15 +547,10 @@ mod tests {
     #[test]
     fn signed_by_needs_the_name_and_the_signature() {
         let rng = SystemRandom::new();
-        let not_after = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
-        let ca = |cn: &str| {
-            let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
-            let der = issue(&request(cn, true, not_after), &key, None, &rng).unwrap();
-            (der.clone(), CaKey::new(der, key))
-        };
-        let (ca_der, signer) = ca("ca");
-        let (twin_der, _) = ca("ca");
-        let (other_der, _) = ca("other");
+        let not_after = in_2039();
+        let (ca_der, signer) = p256_ca("ca");
+        let (twin_der, _) = p256_ca("ca");
+        let (other_der, _) = p256_ca("other");
         let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
         let leaf = issue(
             &request("leaf", false, not_after),
@@ -590,7 +594,7 @@ mod tests {
     #[test]
     fn a_ca_carries_no_extended_key_usage_even_when_asked() {
         let rng = SystemRandom::new();
-        let not_after = OffsetDateTime::from_unix_timestamp(2_200_000_000).unwrap();
+        let not_after = in_2039();
         let key = Key::generate(KeyAlgorithm::EcdsaP256).unwrap();
         let mut req = request("ca", true, not_after);
         req.usages = vec![Eku::ServerAuth, Eku::ClientAuth];
