@@ -328,24 +328,51 @@ fn remove_member(
 }
 
 /// Removes `path` (a file, symlink or directory tree) without crossing
-/// into another filesystem; returns the mount points left behind.
+/// into another filesystem; returns the mount points left behind. An entry
+/// that vanishes meanwhile counts as removed: the etcd this reset just took
+/// out of its cluster may still be running (stopping the kubelet does not stop
+/// its containers) and delete files of its own data directory.
 fn remove_tree(path: &Path, dev: u64) -> std::io::Result<Vec<PathBuf>> {
-    let meta = std::fs::symlink_metadata(path)?;
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if gone(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     if !meta.is_dir() {
-        std::fs::remove_file(path)?;
-        return Ok(Vec::new());
+        return match std::fs::remove_file(path) {
+            Err(e) if !gone(&e) => Err(e),
+            _ => Ok(Vec::new()),
+        };
     }
     if meta.dev() != dev {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut left = Vec::new();
-    for e in std::fs::read_dir(path)? {
-        left.extend(remove_tree(&e?.path(), dev)?);
+    // a writer inside may add an entry after the listing: list again, a few times
+    for _ in 0..3 {
+        let entries = match std::fs::read_dir(path) {
+            Ok(rd) => rd,
+            Err(e) if gone(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut left = Vec::new();
+        for e in entries {
+            match e {
+                Ok(e) => left.extend(remove_tree(&e.path(), dev)?),
+                Err(e) if gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !left.is_empty() {
+            return Ok(left);
+        }
+        match std::fs::remove_dir(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => continue,
+            Err(e) if !gone(&e) => return Err(e),
+            _ => return Ok(Vec::new()),
+        }
     }
-    if left.is_empty() {
-        std::fs::remove_dir(path)?;
-    }
-    Ok(left)
+    std::fs::remove_dir(path).map(|()| Vec::new())
 }
 
 /// What cleanup removed (or would remove), and what it left.
@@ -512,6 +539,34 @@ mod tests {
             peer_urls: vec![format!("https://{name}:2380")],
             data_dir: "/var/lib/etcd".into(),
         }
+    }
+
+    #[test]
+    fn remove_tree_counts_entries_deleted_meanwhile_as_removed() {
+        let base = std::env::temp_dir().join(format!("kubeboot-rmtree-{}", std::process::id()));
+        let dir = base.join("member");
+        std::fs::create_dir_all(dir.join("wal")).unwrap();
+        let names: Vec<PathBuf> = (0..2000)
+            .map(|i| dir.join("wal").join(format!("{i:05}.wal")))
+            .collect();
+        for n in &names {
+            std::fs::write(n, b"x").unwrap();
+        }
+        let dev = std::fs::metadata(&base).unwrap().dev();
+        // another process (etcd) deletes the same files, from the other end
+        let other = names.clone();
+        let t = std::thread::spawn(move || {
+            for n in other.iter().rev() {
+                let _ = std::fs::remove_file(n);
+            }
+        });
+        let left = remove_tree(&dir, dev);
+        t.join().unwrap();
+        assert_eq!(left.unwrap(), Vec::<PathBuf>::new());
+        assert!(!dir.exists());
+        // a path that is already gone is removed
+        assert_eq!(remove_tree(&dir, dev).unwrap(), Vec::<PathBuf>::new());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
