@@ -266,6 +266,102 @@ fn cluster_info_changing_between_the_fetches_is_untrusted() {
     std::fs::remove_dir_all(&j.dir).unwrap();
 }
 
+/// kubeadm waits while cluster-info is not readable (RBAC for anonymous not
+/// there yet: 401/403/404) and says so; another refusal is named by its status.
+#[test]
+fn cluster_info_refused_is_retried_and_named_by_its_status() {
+    for (code, not_yet) in [(403, true), (400, false)] {
+        let j = join_cluster(&format!("refused-{code}"), true, false);
+        j.api
+            .fault(Fault::new("GET", CLUSTER_INFO, FaultKind::Status(code)));
+        let o = join(
+            &j,
+            &playing_systemctl(&j.dir, &j.root),
+            &kubelet_healthz(0),
+            "5",
+            "2",
+        );
+        let st = assert_failed(
+            &j.root,
+            &o,
+            "discovery",
+            "failed",
+            true,
+            &[CLUSTER_INFO, "gave up after 2 s", &format!("HTTP {code} ")],
+        );
+        let e = st["error"].as_str().unwrap();
+        assert_eq!(e.contains("cluster-info not readable yet"), not_yet, "{e}");
+        let reads = j.api.log().iter().filter(|l| l.url == CLUSTER_INFO).count();
+        assert!(reads >= 2, "{code}: {reads} reads");
+        std::fs::remove_dir_all(&j.dir).unwrap();
+    }
+}
+
+#[test]
+fn a_verified_refetch_refused_fails_naming_its_status() {
+    let j = join_cluster("refetch-404", true, false);
+    // the anonymous read passes; the read over the pinned CA gets 404
+    j.api
+        .fault(Fault::new("GET", CLUSTER_INFO, FaultKind::Status(404)).skip(1));
+    let o = join(
+        &j,
+        &playing_systemctl(&j.dir, &j.root),
+        &kubelet_healthz(0),
+        "5",
+        "5",
+    );
+    assert_failed(
+        &j.root,
+        &o,
+        "discovery",
+        "failed",
+        true,
+        &["the verified fetch returned HTTP 404 Not Found"],
+    );
+    assert!(
+        !j.root
+            .join("etc/kubernetes/bootstrap-kubelet.conf")
+            .exists()
+    );
+    std::fs::remove_dir_all(&j.dir).unwrap();
+}
+
+/// kubeadm checks the pins it is given even with unsafeSkipCAVerification
+/// (cmd/kubeadm/app/discovery/token/token.go skips the CA check only for an
+/// empty pin set): a wrong pin beside the flag is refused; the flag alone
+/// joins, with a warning.
+#[test]
+fn unsafe_skip_ca_verification_still_checks_given_pins() {
+    let j = join_cluster("skip-pinned", true, false);
+    let other = j.dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let wrong = ca_hash(&render_control_plane(&other).join("etc/kubernetes/pki"));
+    let userdata = |pin: &str| {
+        format!(
+            "#cloud-config\nkubeboot:\n  role: worker\n  server: 127.0.0.1:{}\n  token: {TOKEN_ID}.{TOKEN_SECRET}\n  unsafeSkipCAVerification: true\n{pin}  node:\n    name: worker-1\n",
+            j.api.port()
+        )
+    };
+    seed(&j.root, &userdata(&format!("  caCertHash: {wrong}\n")));
+    let systemctl = playing_systemctl(&j.dir, &j.root);
+    let o = join(&j, &systemctl, &kubelet_healthz(0), "5", "5");
+    assert_failed(
+        &j.root,
+        &o,
+        "discovery",
+        "untrusted-cluster",
+        false,
+        &["does not match any caCertHash"],
+    );
+    assert!(!text(&o.stderr).contains("CA not pinned"));
+    // the same cluster, the flag and no pin: trusted as served, with a warning
+    seed(&j.root, &userdata(""));
+    let o = join(&j, &systemctl, &kubelet_healthz(0), "5", "5");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("CA not pinned (unsafeSkipCAVerification)"));
+    std::fs::remove_dir_all(&j.dir).unwrap();
+}
+
 #[test]
 fn a_tls_bootstrap_that_never_completes_fails_wait_bootstrap_within_its_budget() {
     let j = join_cluster("no-tls-bootstrap", true, false);

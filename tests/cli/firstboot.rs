@@ -583,6 +583,34 @@ fn a_ready_node_with_the_same_name_is_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// kubeadm refuses only a Node that is Ready (its Ready condition True): a
+/// dead machine's NotReady Node is taken over by the join.
+#[test]
+fn a_not_ready_node_with_the_same_name_is_taken_over() {
+    let dir = tmpdir("notready-node");
+    let cp = control_plane(&dir);
+    let (api, _) = api_server(&cp, None);
+    api.insert(
+        serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"},
+        "status": {"conditions": [{"type": "MemoryPressure", "status": "True"},
+            {"type": "Ready", "status": "False"}]}}),
+    );
+    let healthz = Server::http(|_, _| ok(b"ok"));
+    let root = dir.join("worker");
+    std::fs::create_dir_all(&root).unwrap();
+    seed(&root, &worker_userdata(api.port(), &ca_hash(&cp)));
+    let (systemctl, _) = fake_systemctl(&dir, &root);
+    let o = firstboot_with(
+        &api,
+        &root,
+        &systemctl,
+        &format!("{}/healthz", healthz.base()),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(status(&root)["result"], "success");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 const CERT_KEY: &str = "8a3c2b1f0e9d8c7b6a5f4e3d2c1b0a998877665544332211ffeeddccbbaa0099";
 
 /// The kubeadm-certs Secret as `kubeadm init --upload-certs` makes it, from

@@ -36,6 +36,10 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
     // The verdict on a signature or pin is kept aside: it must not be
     // retried, and it is reported as "untrusted", not as a network failure.
     let mut untrusted: Option<Error> = None;
+    // Pins that are given are always checked, as kubeadm does
+    // (cmd/kubeadm/app/discovery/token/token.go: only an empty pin set skips
+    // the CA check); unsafeSkipCAVerification only allows joining without one.
+    let skip_pin = join.unsafe_skip_ca_verification && join.ca_cert_hashes.is_empty();
     let result = http::retry_watched(
         &policy,
         &format!("cluster-info at {url}"),
@@ -45,7 +49,7 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
                     &reply.body,
                     &join.token,
                     &join.ca_cert_hashes,
-                    join.unsafe_skip_ca_verification,
+                    skip_pin,
                 ) {
                     Ok(info) => Step::Done(info),
                     Err(e @ Error::Untrusted(_)) => {
@@ -84,7 +88,7 @@ pub fn discover(join: &Join, budget: Duration) -> Result<ClusterInfo, Error> {
             )));
         }
     };
-    if join.unsafe_skip_ca_verification && join.ca_cert_hashes.is_empty() {
+    if skip_pin {
         log::warn!(target: "discovery", "CA not pinned (unsafeSkipCAVerification): trusting the CA {url} served");
     }
     // Second fetch, now verifying the server with the CA we just pinned.
