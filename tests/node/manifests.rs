@@ -403,6 +403,20 @@ fn extra_args_override_defaults_by_name() {
         etcd.metadata.annotations.unwrap()[manifests::ANNOTATION_ETCD_CLIENT_URLS],
         "https://etcd.example:2379"
     );
+    // a given address is probed there, over the given scheme, as kubeadm's
+    // GetEtcdProbeEndpoint (cmd/kubeadm/app/util/staticpod/utils.go) takes
+    // the first URL's host; only 0.0.0.0 and :: become loopback (above)
+    s.cluster.etcd_component.extra_args = vec![arg(
+        "listen-metrics-urls",
+        "https://10.1.2.4:2392,http://127.0.0.1:2381",
+    )];
+    let etcd = manifests::etcd(&s).unwrap();
+    let (host, _, _, scheme) = http(&container(&etcd).liveness_probe);
+    assert_eq!((host.as_str(), scheme.as_str()), ("10.1.2.4", "HTTPS"));
+    assert_eq!(
+        container(&etcd).ports.as_ref().unwrap()[0].container_port,
+        2392
+    );
 }
 
 #[test]
