@@ -884,6 +884,37 @@ fn preflight_errors_are_one_line_per_check_printed_once() {
     for l in err.lines() {
         assert!(l.len() < 400, "a {}-character line: {l}", l.len());
     }
+    // ignored, each error is still shown once, as a warning (kubeadm prints
+    // an ignored check as "[WARNING <name>]"), and the run gets past preflight
+    let o = kubeboot(&[
+        "firstboot",
+        "--platform",
+        "none",
+        "--root",
+        root.to_str().unwrap(),
+        "--systemctl",
+        "/bin/false",
+        "--ignore-preflight-errors",
+        "all",
+    ]);
+    let err2 = text(&o.stderr);
+    assert!(!err2.contains("[ERROR "), "{err2}");
+    for c in &checks {
+        let name = c.split(']').next().unwrap();
+        let shown = err2
+            .lines()
+            .filter(|l| l.contains(&format!("[WARNING {name}]")) && l.ends_with("(ignored)"))
+            .count();
+        assert_eq!(
+            shown, 1,
+            "{name} not shown once as an ignored warning: {err2}"
+        );
+    }
+    let st: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("var/lib/kubeboot/status.json")).unwrap(),
+    )
+    .unwrap();
+    assert_ne!(st["phase"], "preflight", "{st}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
