@@ -50,5 +50,7 @@ pub mod run;
 pub mod secret;
 pub mod status;
 pub mod status_view;
+#[cfg(test)]
+mod test_util;
 pub mod userdata;
 pub mod yaml;

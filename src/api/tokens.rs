@@ -416,23 +416,8 @@ mod tests {
         let script = "import re, sys\n\
             p = re.compile(r'system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]')\n\
             for g in sys.stdin.read().split('\\n'):\n    print(bool(p.fullmatch(g)))\n";
-        let mut child = std::process::Command::new("python3")
-            .args(["-c", script])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(groups.join("\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let python: Vec<bool> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
+        let python: Vec<bool> = crate::test_util::python_lines(script, &groups.join("\n"))
+            .iter()
             .map(|l| l == "True")
             .collect();
         assert_eq!(python.len(), groups.len());

@@ -61,6 +61,20 @@ pub struct VersionFacts {
     /// 1.33 (kubernetes/kubernetes PR #129956, `cmd/kubeadm/app/features/features.go`
     /// at v1.33.0; GA in 1.35).
     pub control_plane_kubelet_local_mode: bool,
+    /// The kernel check of kubeadm's `SystemVerification`, from the
+    /// k8s.io/system-validators release it vendors.
+    pub kernel_rule: KernelRule,
+}
+
+/// How k8s.io/system-validators judges the kernel release
+/// (`validators/types_unix.go` `KernelSpec.Versions`, `kernel_validator.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelRule {
+    /// v1.9.x (Kubernetes 1.32, 1.33): 4.19 or newer, else an error.
+    AtLeast419Error,
+    /// v1.10.1 and later (Kubernetes 1.34, kubernetes PR #131919): the
+    /// 5.4, 5.10 and 5.15 series or 6.x and newer, else only a warning.
+    LtsListWarning,
 }
 
 /// The supported minors, oldest first.
@@ -75,6 +89,7 @@ pub const TABLE: &[VersionFacts] = &[
         node_local_cri_socket: false,
         pod_infra_flag: true,
         control_plane_kubelet_local_mode: false,
+        kernel_rule: KernelRule::AtLeast419Error,
     },
     VersionFacts {
         minor: 33,
@@ -86,6 +101,7 @@ pub const TABLE: &[VersionFacts] = &[
         node_local_cri_socket: false,
         pod_infra_flag: true,
         control_plane_kubelet_local_mode: true,
+        kernel_rule: KernelRule::AtLeast419Error,
     },
     VersionFacts {
         minor: 34,
@@ -97,6 +113,7 @@ pub const TABLE: &[VersionFacts] = &[
         node_local_cri_socket: true,
         pod_infra_flag: true,
         control_plane_kubelet_local_mode: true,
+        kernel_rule: KernelRule::LtsListWarning,
     },
 ];
 

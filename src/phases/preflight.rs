@@ -234,7 +234,7 @@ const CHECKS: &[Check] = &[
     Check {
         names: "SystemVerification",
         applies: always,
-        run: |r, _, probes| system_verification(r, probes),
+        run: system_verification,
     },
     Check {
         names: "Hostname",
@@ -588,21 +588,74 @@ fn none_found(found: Vec<String>) -> std::result::Result<(), String> {
     }
 }
 
+/// The leading `major.minor.patch` numbers of a kernel release, as far as
+/// they go (`6.1.0-18-amd64` gives `[6, 1, 0]`).
+fn release_numbers(release: &str) -> Vec<&str> {
+    let head = release
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()
+        .unwrap_or("");
+    head.split('.').take(3).collect()
+}
+
+/// system-validators v1.9's `^4\.19.*$`, `^4\.[2-9][0-9].*$` and
+/// `^([5-9]|[1-9][0-9]+)\.([0-9]+)\.([0-9]+).*$`.
+fn kernel_at_least_4_19(release: &str) -> bool {
+    if release.starts_with("4.19") {
+        return true;
+    }
+    if let Some(rest) = release.strip_prefix("4.") {
+        let b = rest.as_bytes();
+        return b.len() >= 2 && (b'2'..=b'9').contains(&b[0]) && b[1].is_ascii_digit();
+    }
+    three_numbers_from(release, 5)
+}
+
+/// system-validators v1.10.1's `^5\.4.*$`, `^5\.10.*$`, `^5\.15.*$` and
+/// `^([6-9]|[1-9][0-9]+)\.([0-9]+)\.([0-9]+).*$`: a list, not a minimum
+/// (5.14, RHEL 9's, is not on it).
+fn kernel_in_lts_list(release: &str) -> bool {
+    ["5.4", "5.10", "5.15"]
+        .iter()
+        .any(|p| release.starts_with(p))
+        || three_numbers_from(release, 6)
+}
+
+/// `^(M|...)\.([0-9]+)\.([0-9]+)` for a major of at least `min` (a single
+/// digit up to 9, or two or more digits without a leading zero).
+fn three_numbers_from(release: &str, min: u32) -> bool {
+    let n = release_numbers(release);
+    if n.len() < 3 || n.iter().any(|p| p.is_empty()) {
+        return false;
+    }
+    let major = n[0];
+    match major.len() {
+        1 => major.parse::<u32>().is_ok_and(|m| m >= min),
+        _ => !major.starts_with('0'),
+    }
+}
+
 /// Kernel version and cgroups (kubeadm's `SystemVerification`).
-fn system_verification(r: &mut Run<'_>, probes: &dyn Probes) {
+fn system_verification(r: &mut Run<'_>, s: &Settings, probes: &dyn Probes) {
     let release = probes.kernel_release();
-    let mut nums = release
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let kernel = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    if kernel < MIN_KERNEL {
-        problems.push(format!(
-            "kernel release {release} is older than the required {}.{}",
-            MIN_KERNEL.0, MIN_KERNEL.1
-        ));
+    match versions::facts(&s.cluster.kubernetes_version).kernel_rule {
+        versions::KernelRule::AtLeast419Error => {
+            if !kernel_at_least_4_19(&release) {
+                problems.push(format!(
+                    "kernel release {release} is older than the required {}.{}",
+                    MIN_KERNEL.0, MIN_KERNEL.1
+                ));
+            }
+        }
+        versions::KernelRule::LtsListWarning => {
+            if !kernel_in_lts_list(&release) {
+                warnings.push(format!(
+                    "kernel release {release} is not one the Kubernetes system validators support: the 5.4, 5.10 and 5.15 series, or 6.x and newer"
+                ));
+            }
+        }
     }
     match r.read("/sys/fs/cgroup/cgroup.controllers") {
         Some(ctrls) => {
@@ -789,6 +842,69 @@ mod tests {
         assert!(!is_rfc1123_subdomain("a..b"));
         assert!(!is_rfc1123_subdomain(&"a".repeat(64)));
         assert!(!is_rfc1123_subdomain(""));
+    }
+
+    /// The kernel rules against system-validators' own regular expressions
+    /// (`validators/types_unix.go` at v1.9.1 and v1.10.1), run by Python's
+    /// `re` (Go's RE2 agrees with it on these patterns), as `MatchString`
+    /// uses them: a match anywhere, here anchored by the patterns' `^`.
+    #[test]
+    fn kernel_rules_match_the_system_validators_patterns() {
+        let releases = [
+            "6.1.0-18-amd64",
+            "6.12.9",
+            "6.1",
+            "6.1.x",
+            "5.4.0-150-generic",
+            "5.4",
+            "5.40.1",
+            "5.10.0-28-cloud-amd64",
+            "5.14.0-427.el9.x86_64",
+            "5.15.0-1",
+            "5.8.0",
+            "5.100.1",
+            "4.19.0-27-amd64",
+            "4.19",
+            "4.190.1",
+            "4.18.0-553.el8_10.x86_64",
+            "4.20.1",
+            "4.2.0",
+            "4.9.337",
+            "3.10.0-1160.el7",
+            "10.0.0",
+            "10.1",
+            "01.2.3",
+            "7..1.0",
+            "",
+            "garbage",
+            "6.1.0abc",
+            "9.9.9-rc1",
+            "5.15",
+        ];
+        let script = "import re, sys\n\
+            old = [r'^4\\.19.*$', r'^4\\.[2-9][0-9].*$', r'^([5-9]|[1-9][0-9]+)\\.([0-9]+)\\.([0-9]+).*$']\n\
+            new = [r'^5\\.4.*$', r'^5\\.10.*$', r'^5\\.15.*$', r'^([6-9]|[1-9][0-9]+)\\.([0-9]+)\\.([0-9]+).*$']\n\
+            for k in sys.stdin.read().split('\\n'):\n    \
+            print(any(re.search(p, k) for p in old), any(re.search(p, k) for p in new))\n";
+        let lines = crate::test_util::python_lines(script, &releases.join("\n"));
+        assert_eq!(lines.len(), releases.len());
+        for (k, line) in releases.iter().zip(&lines) {
+            let (old, new) = line.split_once(' ').unwrap();
+            assert_eq!(
+                kernel_at_least_4_19(k).to_string().to_lowercase(),
+                old.to_lowercase(),
+                "{k:?} (v1.9.1)"
+            );
+            assert_eq!(
+                kernel_in_lts_list(k).to_string().to_lowercase(),
+                new.to_lowercase(),
+                "{k:?} (v1.10.1)"
+            );
+        }
+        // the list is not a minimum: RHEL 9's 5.14 is outside it, 4.19 passes only the old rule
+        assert_eq!(lines[8], "True False");
+        assert_eq!(lines[12], "True False");
+        assert_eq!(lines[15], "False False");
     }
 
     #[test]

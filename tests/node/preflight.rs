@@ -303,14 +303,51 @@ fn kubernetes_version_out_of_range_warns() {
 
 #[test]
 fn kernel_and_cgroups() {
+    // Kubernetes 1.32/1.33 vendor system-validators v1.9: below 4.19 is an
+    // error; 1.34 vendors v1.10.1+: outside 5.4/5.10/5.15/6.x only a warning
+    // (kubernetes PR #131919)
     let h = Host::healthy("kernel");
-    h.file("proc/sys/kernel/osrelease", "4.14.0-old\n");
-    assert_finding(
-        &h.run(&settings::control_plane(), &[]),
-        "SystemVerification",
-        Severity::Error,
-        "4.14.0-old",
-    );
+    let mut v133 = settings::control_plane();
+    v133.cluster.kubernetes_version = "v1.33.4".into();
+    let v134 = settings::control_plane();
+    assert!(v134.cluster.kubernetes_version.starts_with("v1.34."));
+    for (release, s, severity, needle) in [
+        (
+            "4.14.0-old",
+            &v133,
+            Some(Severity::Error),
+            "older than the required 4.19",
+        ),
+        (
+            "4.18.0-553.el8_10.x86_64",
+            &v133,
+            Some(Severity::Error),
+            "4.18.0-553",
+        ),
+        ("4.19.0-27-amd64", &v133, None, ""),
+        ("5.14.0-427.el9.x86_64", &v133, None, ""),
+        (
+            "4.14.0-old",
+            &v134,
+            Some(Severity::Warning),
+            "not one the Kubernetes system validators support",
+        ),
+        (
+            "5.14.0-427.el9.x86_64",
+            &v134,
+            Some(Severity::Warning),
+            "5.14.0-427",
+        ),
+        ("5.15.0-1-generic", &v134, None, ""),
+    ] {
+        h.file("proc/sys/kernel/osrelease", &format!("{release}\n"));
+        h.kubelet(&format!("Kubernetes {}", s.cluster.kubernetes_version));
+        let r = h.run(s, &[]);
+        match severity {
+            Some(sev) => assert_finding(&r, "SystemVerification", sev, needle),
+            None => assert!(r.findings.is_empty(), "{release}: {:#?}", r.findings),
+        }
+    }
     let h = Host::healthy("cg-ctrl");
     h.file("sys/fs/cgroup/cgroup.controllers", "cpu io memory\n");
     assert_finding(
