@@ -41,4 +41,9 @@ kubeconfig|src/pki/kubeconfig.rs|pki interop_kubeadm security_settings pki_renew
 components|src/manifests/components.rs|node security_settings k8s_schema golden_tree
 manifests|src/manifests/mod.rs|node security_settings k8s_schema golden_tree
 preflight|src/phases/preflight.rs|node cli hardening
+certs|src/api/certs.rs|interop_kubeadm cli join_late
+dryrun|src/phases/dryrun.rs|cli hardening api_phases
+phasesmod|src/phases/mod.rs|cli hardening api_phases crash_converge
+wait|src/phases/wait.rs|cli firstboot_failures
+join|src/phases/join.rs|cli firstboot_failures
 LIST
