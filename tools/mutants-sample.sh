@@ -25,7 +25,7 @@ while IFS='|' read -r name file tests; do
   echo "$(date -u +%T) done $name rc=$? $(tail -1 "$o.log")" >> "$OUT/progress.log"
 done <<'LIST'
 addons|src/api/addons.rs|api_phases k8s_schema component_patches
-etcd|src/api/etcd.rs|etcd etcdjoin_firstboot
+etcd|src/api/etcd.rs|etcd etcdjoin_firstboot etcdjoin_concurrent etcd_reset cli_reset
 kube|src/api/kube.rs|api_phases cli_tokens
 objects|src/api/objects.rs|api_phases k8s_schema
 tokens|src/api/tokens.rs|cli_tokens api_phases
