@@ -198,14 +198,9 @@ pub fn endpoints_from_api(
                 )),
                 Err(e) => Step::Stop(e.to_string()),
             },
-            Step::Done(r) => {
-                let text = http::status_text(r.status);
-                if r.status >= 500 || r.status == 429 {
-                    Step::Again(text)
-                } else {
-                    Step::Stop(text)
-                }
-            }
+            // 5xx and 429 come back as `Step::Again` from `send`: any
+            // other answer is a refusal that waiting does not change
+            Step::Done(r) => Step::Stop(http::status_text(r.status)),
             Step::Again(w) => Step::Again(w),
             Step::Stop(w) => Step::Stop(w),
         },

@@ -434,6 +434,29 @@ fn etcd_endpoints_come_only_from_annotated_etcd_pods() {
     );
     assert_eq!(bare.requests().len(), 1, "not retried: {err}");
 
+    // a refusal (RBAC) fails at once, named by its status, not taken for a list
+    let pki = root.join("etc/kubernetes/pki");
+    let refusing = Server::https(
+        tls_config(
+            &pki.join("apiserver.crt"),
+            &pki.join("apiserver.key"),
+            Some(&pki.join("ca.crt")),
+        ),
+        |_, _| {
+            Reply::Respond(
+                403,
+                vec![("Content-Type".into(), "application/json".into())],
+                br#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods is forbidden: User \"kubernetes-admin\" cannot list resource \"pods\" in API group \"\" in the namespace \"kube-system\"","reason":"Forbidden","details":{"kind":"pods"},"code":403}"#.to_vec(),
+            )
+        },
+    );
+    let server = format!("https://127.0.0.1:{}", refusing.port);
+    let err = endpoints_from_api(&server, &ca, &cert, &key, Duration::from_secs(30))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("403 Forbidden"), "{err}");
+    assert_eq!(refusing.requests().len(), 1, "not retried: {err}");
+
     let empty = api_server_listing(&root, serde_json::json!([]));
     let server = format!("https://127.0.0.1:{}", empty.port);
     let err = endpoints_from_api(&server, &ca, &cert, &key, Duration::from_secs(5))
