@@ -388,6 +388,55 @@ fn dry_run_lists_the_requests_of_the_selected_phases_and_versions_only() {
         !has(&c, MARK) && !has(&c, "cluster-info") && has(&c, CERTS),
         "{c:#?}"
     );
+
+    // disabled addons send nothing; a control-plane join without a
+    // certificate key downloads no certificates, one with external etcd
+    // lists no etcd pods (kubeadm's join runs etcd-join for a local etcd only)
+    let no_addons = d.join("cp-no-addons.yaml");
+    std::fs::write(
+        &no_addons,
+        "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode: {name: cp-1, advertiseAddress: 127.0.0.1}\ncluster: {kubernetesVersion: v1.34.1, proxy: {disabled: true}, dns: {disabled: true}}\n",
+    )
+    .unwrap();
+    let n = dry_run_sends(&no_addons, &root, &["init"], &[]);
+    assert!(!has(&n, PROXY) && !has(&n, COREDNS), "{n:#?}");
+    assert!(has(&n, MARK), "{n:#?}");
+    let cp_join = |name: &str, extra: &str| {
+        let p = d.join(name);
+        std::fs::write(
+            &p,
+            format!("apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode: {{name: n-1, advertiseAddress: 127.0.0.1}}\nserver: 10.0.0.10:6443\ntoken: abcdef.0123456789abcdef\ncaCertHash: sha256:a5c1107a20290cfd98e8ec46a53f94c3894f0a6fef4d0628c47f00e6a43bd18b\n{extra}"),
+        )
+        .unwrap();
+        dry_run_sends(&p, &root, &["join"], &skip_prepare)
+    };
+    // (Cluster API's way: the CA files come in the userdata, no key)
+    let carried = d.join("cp-join-carried.yaml");
+    std::fs::write(
+        &carried,
+        "#cloud-config\nwrite_files:\n- path: /etc/kubernetes/pki/ca.crt\n  content: placeholder\nkubeboot:\n  role: control-plane\n  node: {name: n-1, advertiseAddress: 127.0.0.1}\n  server: 10.0.0.10:6443\n  token: abcdef.0123456789abcdef\n  caCertHash: sha256:a5c1107a20290cfd98e8ec46a53f94c3894f0a6fef4d0628c47f00e6a43bd18b\n  cluster: {kubernetesVersion: v1.34.1}\n",
+    )
+    .unwrap();
+    let no_key = dry_run_sends(&carried, &root, &["join"], &skip_prepare);
+    assert!(!has(&no_key, CERTS), "{no_key:#?}");
+    assert!(
+        has(&no_key, "labelSelector=component%3Detcd") && has(&no_key, MARK),
+        "{no_key:#?}"
+    );
+    let external = cp_join(
+        "cp-join-external.yaml",
+        &format!(
+            "certificateKey: {key}\ncluster: {{kubernetesVersion: v1.34.1, etcd: {{external: {{endpoints: [\"https://10.0.0.20:2379\"], caFile: /etc/etcd/ca.crt, certFile: /etc/etcd/client.crt, keyFile: /etc/etcd/client.key}}}}}}\n"
+        ),
+    );
+    assert!(
+        !has(&external, "labelSelector=component%3Detcd"),
+        "{external:#?}"
+    );
+    assert!(
+        has(&external, CERTS) && has(&external, MARK),
+        "{external:#?}"
+    );
     std::fs::remove_dir_all(&d).unwrap();
 }
 
