@@ -392,12 +392,13 @@ impl EtcdClient {
                 Ok(v) => Step::Done(v),
                 Err(e) => Step::Stop(format!("the reply is not JSON: {e}")),
             },
+            // 5xx and 429 come back from `send` as `Step::Again`: what is
+            // left is etcd refusing the request
             Step::Done(r) => {
                 let msg = gateway_error(r.status, &r.body);
                 match on_error(&msg) {
                     Some(true) => Step::Again(msg),
                     Some(false) => Step::Done(Value::Null),
-                    None if r.status >= 500 => Step::Again(msg),
                     None => Step::Stop(msg),
                 }
             }

@@ -218,6 +218,13 @@ fn stacked_join(bins: &Bins, name: &str) {
     // (read through the live member alone, with a budget a busy machine keeps)
     let live = client(&root_b, vec![ports_a.client_url()], Duration::from_secs(60));
     assert_eq!(live.member_list().unwrap().len(), 1);
+    // a request goes on to the next endpoint when one does not answer
+    let rotating = client(
+        &root_b,
+        vec![dead.clone(), ports_a.client_url()],
+        Duration::from_secs(60),
+    );
+    assert_eq!(rotating.member_list().unwrap().len(), 1);
 
     // endpoints synced with the member list, then check-etcd.
     let mut etcd = client(&root_b, endpoints, Duration::from_secs(60));
