@@ -386,3 +386,36 @@ fn renewed_files_are_synced_before_the_renewal_is_recorded() {
     assert_eq!(calls.last().map(String::as_str), Some("fsync"), "{calls:?}");
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+/// A run of one phase (`init phase control-plane`, which stops before
+/// kubelet-start and its sync) still makes what it wrote durable: one
+/// `syncfs` after the last manifest is renamed into place.
+#[test]
+fn a_single_phase_run_syncs_what_it_wrote() {
+    let base = tmpdir("phase-sync");
+    let root = base.join("root");
+    let cfg = base.join("cp.yaml");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::write(
+        &cfg,
+        "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode: {name: cp-1, advertiseAddress: 127.0.0.1}\n",
+    )
+    .unwrap();
+    let (c, r) = (cfg.to_str().unwrap(), root.to_str().unwrap());
+    let phase = |name: &str, trace: &str| {
+        traced(
+            &["init", "phase", name, "--config", c, "--root", r],
+            &base.join(trace),
+        )
+    };
+    let _ = phase("certs", "trace-certs");
+    let calls = phase("control-plane", "trace");
+    let manifests: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].contains("/manifests/"))
+        .collect();
+    assert_eq!(manifests.len(), 3, "{calls:?}");
+    let syncs: Vec<usize> = (0..calls.len()).filter(|&i| calls[i] == "sync").collect();
+    assert_eq!(syncs.len(), 1, "syncfs calls: {calls:?}");
+    assert!(syncs[0] > manifests[2], "{calls:?}");
+    std::fs::remove_dir_all(&base).unwrap();
+}
