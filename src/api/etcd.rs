@@ -574,7 +574,7 @@ impl EtcdClient {
 
     /// kubeadm's `MemberPromote`: promotes learner `id` (named `name` in
     /// messages) to a voting member. Each round lists the members (a
-    /// voting member is done: [`Promoted::Already`] on the first round),
+    /// voting member is done: [`Promoted::Already`] when this call sent no promote),
     /// then asks for `member promote`; while etcd says the learner is not
     /// in sync yet it retries with jittered backoff (caps 0.5 s, 1 s, 2 s)
     /// until `budget` is spent, then fails naming the member.
@@ -587,6 +587,9 @@ impl EtcdClient {
         };
         let id_body = json!({"ID": id.to_string()}).to_string().into_bytes();
         let mut rounds = 0u32;
+        // a voter before this call sent any promote: it was one already
+        // (whatever endpoint failed on the way)
+        let mut promote_sent = false;
         let mut label = format!("{name} ({id:016x})");
         let what = format!("etcd member promote of {name} ({id:016x})");
         let result = http::retry_watched(
@@ -611,9 +614,10 @@ impl EtcdClient {
                 };
                 label = me.label().replacen("<not started>", name, 1);
                 if !me.is_learner {
-                    return Step::Done(rounds == 1);
+                    return Step::Done(!promote_sent);
                 }
                 let url = format!("{ep}/v3/cluster/member/promote");
+                promote_sent = true;
                 match self.post_once(&url, &id_body, t, &|msg| {
                     if msg.contains(NOT_IN_SYNC) {
                         Some(true)

@@ -358,6 +358,18 @@ fn stacked_join(bins: &Bins, name: &str) {
             .unwrap(),
         Promoted::Already
     );
+    // also when the first endpoint does not answer: nothing was promoted now
+    let dead_first = client(
+        &root_b,
+        vec![dead.clone(), ports_a.client_url()],
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        dead_first
+            .promote(joined.id, "cp-b", Duration::from_secs(30))
+            .unwrap(),
+        Promoted::Already
+    );
 
     let both = format!("{},{}", ports_a.client_url(), ports_b.client_url());
     let list = etcdctl(bins, &root_b, &ports_a.client_url(), &["member", "list"]);
