@@ -341,6 +341,16 @@ fn stacked_join(bins: &Bins, name: &str) {
     assert!(matches!(promoted, Promoted::Now(_)), "{promoted:?}");
     etcd.wait_available(&ports_b.client_url(), Duration::from_secs(60))
         .unwrap();
+    // the new member's own URL is waited for too: one that does not answer
+    // fails the wait, named
+    let err = etcd
+        .wait_available(&dead, Duration::from_secs(3))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("did not become available") && err.contains(&dead),
+        "{err}"
+    );
     // both voters now: a sync takes both, and only them
     let mut synced = client(
         &root_b,
