@@ -1046,7 +1046,7 @@ fn upload_certs_encrypts_the_shared_files_with_the_certificate_key() {
         ["data"],
         "only the expiration changes: {patch}"
     );
-    let state = c.api.state();
+    let mut state = c.api.state();
     let old: Secret =
         serde_json::from_value(state.objects[&format!("{ks}/{owner}")].clone()).unwrap();
     let exp = String::from_utf8(old.data.unwrap()["expiration"].0.clone()).unwrap();
@@ -1066,7 +1066,36 @@ fn upload_certs_encrypts_the_shared_files_with_the_certificate_key() {
             .len(),
         1
     );
+    // A third run, after someone made the owner a token of their own (its
+    // description changed): the old owner is left alone, not expired.
+    let mine = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode("my own token")
+    };
+    state.objects.get_mut(&format!("{ks}/{owner2}")).unwrap()["data"]["description"] = mine.into();
     drop(state);
+    let first = api_requests(&c.api).len();
+    std::fs::remove_file(c.root.join("var/lib/kubeboot/done")).unwrap();
+    let o = firstboot(&c.api, &c.root, &c.systemctl, &c.healthz, "20");
+    assert!(o.status.success(), "third run: {}", text(&o.stderr));
+    let again: Vec<Request> = api_requests(&c.api).split_off(first);
+    assert!(
+        again
+            .iter()
+            .any(|r| r.method == "GET" && r.path.ends_with(&owner2)),
+        "the old owner is read"
+    );
+    assert!(
+        !again
+            .iter()
+            .any(|r| r.method == "PATCH" && r.path.ends_with(&owner2)),
+        "a token that is not kubeadm's certs token is not expired"
+    );
+    assert!(
+        text(&o.stderr).contains("left alone: not kubeadm's certs token"),
+        "{}",
+        text(&o.stderr)
+    );
     std::fs::remove_dir_all(&c.dir).unwrap();
 }
 
