@@ -205,6 +205,30 @@ mod tests {
         );
     }
 
+    /// A refusal is not health either: the API server answers an anonymous
+    /// `/livez` 401 or 403 when anonymous access is off (kubeadm polls
+    /// until 200, `cmd/kubeadm/app/util/apiclient/wait.go`).
+    #[test]
+    fn an_endpoint_answering_403_is_not_healthy() {
+        let (url, hits) = endpoint("403 Forbidden");
+        let e = until_ok(
+            "kube-apiserver",
+            &http::agent(None),
+            &url,
+            Duration::from_secs(2),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("did not become healthy within 2 s") && e.contains("403"),
+            "{e}"
+        );
+        assert!(
+            hits.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "it polled again"
+        );
+    }
+
     #[test]
     fn an_endpoint_answering_200_is_healthy() {
         let (url, hits) = endpoint("200 OK");
