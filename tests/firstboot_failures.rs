@@ -179,6 +179,12 @@ fn join(j: &Join, systemctl: &Path, healthz: &Server, wait: &str, discovery: &st
     j.api.run(&mut kubeboot_cmd(&args))
 }
 
+/// A failed discovery leaves no bootstrap-kubelet.conf (it holds the token).
+fn assert_no_bootstrap_conf(root: &Path) {
+    let conf = root.join("etc/kubernetes/bootstrap-kubelet.conf");
+    assert!(!conf.exists(), "{} written", conf.display());
+}
+
 #[test]
 fn cluster_info_without_a_signature_for_the_token_fails_discovery_within_its_budget() {
     // no bootstrap signer: cluster-info never gets a jws-kubeconfig-abcdef
@@ -204,11 +210,7 @@ fn cluster_info_without_a_signature_for_the_token_fails_discovery_within_its_bud
     // it kept asking (anonymously) while the signature was missing
     let reads = j.api.log().iter().filter(|l| l.url == CLUSTER_INFO).count();
     assert!(reads >= 2, "{reads} reads");
-    assert!(
-        !j.root
-            .join("etc/kubernetes/bootstrap-kubelet.conf")
-            .exists()
-    );
+    assert_no_bootstrap_conf(&j.root);
     std::fs::remove_dir_all(&j.dir).unwrap();
 }
 
@@ -227,11 +229,7 @@ fn a_verified_refetch_served_with_another_ca_is_untrusted() {
         false,
         &["failed TLS verification with the pinned CA"],
     );
-    assert!(
-        !j.root
-            .join("etc/kubernetes/bootstrap-kubelet.conf")
-            .exists()
-    );
+    assert_no_bootstrap_conf(&j.root);
     assert!(!j.root.join("etc/kubernetes/pki/ca.crt").exists());
     let _ = &j.cluster_pki;
     std::fs::remove_dir_all(&j.dir).unwrap();
@@ -258,11 +256,7 @@ fn cluster_info_changing_between_the_fetches_is_untrusted() {
         false,
         &["changed between the unverified and the verified fetch"],
     );
-    assert!(
-        !j.root
-            .join("etc/kubernetes/bootstrap-kubelet.conf")
-            .exists()
-    );
+    assert_no_bootstrap_conf(&j.root);
     std::fs::remove_dir_all(&j.dir).unwrap();
 }
 
@@ -318,11 +312,7 @@ fn a_verified_refetch_refused_fails_naming_its_status() {
         true,
         &["the verified fetch returned HTTP 404 Not Found"],
     );
-    assert!(
-        !j.root
-            .join("etc/kubernetes/bootstrap-kubelet.conf")
-            .exists()
-    );
+    assert_no_bootstrap_conf(&j.root);
     std::fs::remove_dir_all(&j.dir).unwrap();
 }
 

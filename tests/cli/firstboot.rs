@@ -95,6 +95,24 @@ fn worker_userdata(port: u16, pin: &str) -> String {
     )
 }
 
+/// A worker (`worker-1`) joining `api`'s cluster (whose CA is `cp`'s) from a
+/// fresh root under `dir`, with a kubelet that is healthy at once; returns
+/// the root and the run.
+fn join_worker(dir: &Path, api: &StandIn, cp: &Path) -> (PathBuf, Output) {
+    let healthz = Server::http(|_, _| ok(b"ok"));
+    let root = dir.join("worker");
+    std::fs::create_dir_all(&root).unwrap();
+    seed(&root, &worker_userdata(api.port(), &ca_hash(cp)));
+    let (systemctl, _) = fake_systemctl(dir, &root);
+    let o = firstboot_with(
+        api,
+        &root,
+        &systemctl,
+        &format!("{}/healthz", healthz.base()),
+    );
+    (root, o)
+}
+
 #[test]
 fn worker_joins_through_token_discovery() {
     let dir = tmpdir("join");
@@ -529,17 +547,7 @@ fn worker_takes_the_clusters_kubelet_configuration() {
     api.insert(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "kubelet-config", "namespace": "kube-system"},
         "data": {"kubelet": "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nclusterDNS:\n- 10.200.0.10\nclusterDomain: corp.local\n"}}));
-    let healthz = Server::http(|_, _| ok(b"ok"));
-    let root = dir.join("worker");
-    std::fs::create_dir_all(&root).unwrap();
-    seed(&root, &worker_userdata(api.port(), &ca_hash(&cp)));
-    let (systemctl, _) = fake_systemctl(&dir, &root);
-    let o = firstboot_with(
-        &api,
-        &root,
-        &systemctl,
-        &format!("{}/healthz", healthz.base()),
-    );
+    let (root, o) = join_worker(&dir, &api, &cp);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let cfg = std::fs::read_to_string(root.join("var/lib/kubelet/config.yaml")).unwrap();
     assert!(
@@ -595,17 +603,7 @@ fn a_not_ready_node_with_the_same_name_is_taken_over() {
         "status": {"conditions": [{"type": "MemoryPressure", "status": "True"},
             {"type": "Ready", "status": "False"}]}}),
     );
-    let healthz = Server::http(|_, _| ok(b"ok"));
-    let root = dir.join("worker");
-    std::fs::create_dir_all(&root).unwrap();
-    seed(&root, &worker_userdata(api.port(), &ca_hash(&cp)));
-    let (systemctl, _) = fake_systemctl(&dir, &root);
-    let o = firstboot_with(
-        &api,
-        &root,
-        &systemctl,
-        &format!("{}/healthz", healthz.base()),
-    );
+    let (root, o) = join_worker(&dir, &api, &cp);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(status(&root)["result"], "success");
     std::fs::remove_dir_all(&dir).unwrap();
