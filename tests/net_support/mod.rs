@@ -449,12 +449,18 @@ fn read_chunked<R: BufRead>(reader: &mut R) -> Vec<u8> {
 
 /// A port on 127.0.0.1 nothing listens on (connections are refused).
 pub fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
-    // Make sure it is really closed.
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
-    port
+    // A port just freed can be taken at once by a server of a test running
+    // in parallel (the kernel hands out ephemeral ports again): draw again
+    // until one is really closed.
+    for _ in 0..50 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        if TcpStream::connect(("127.0.0.1", port)).is_err() {
+            return port;
+        }
+    }
+    panic!("no closed port on 127.0.0.1 in 50 draws");
 }
 
 /// A retry shape for tests: generous attempts (slow shared machines), short backoff.
