@@ -144,6 +144,21 @@ fn hold_lock(root: &Path) -> std::fs::File {
     f
 }
 
+/// `kubeboot firstboot` on `root` with no platform to probe and a
+/// systemctl that always fails, plus `extra` arguments.
+fn firstboot_offline(root: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "firstboot",
+        "--platform",
+        "none",
+        "--root",
+        root.to_str().unwrap(),
+        "--systemctl",
+        "/bin/false",
+    ];
+    args.extend_from_slice(extra);
+    kubeboot(&args)
+}
 #[test]
 fn a_second_run_waits_for_the_lock_then_fails_naming_the_holder() {
     let dir = tmpdir("lock");
@@ -618,15 +633,7 @@ fn a_secret_pasted_into_the_wrong_field_is_never_echoed() {
         let root = dir.join(format!("root{i}"));
         cli_support::seed(&root, case);
         let validate = kubeboot(&["config", "validate", cfg.to_str().unwrap()]);
-        let fb = kubeboot(&[
-            "firstboot",
-            "--platform",
-            "none",
-            "--root",
-            root.to_str().unwrap(),
-            "--systemctl",
-            "/bin/false",
-        ]);
+        let fb = firstboot_offline(&root, &[]);
         for o in [&validate, &fb] {
             assert_ne!(o.status.code(), Some(0), "case {i} was accepted: {case}");
             runs += 1;
@@ -787,15 +794,7 @@ fn invalid_userdata_says_reading_userdata_failed() {
     let dir = tmpdir("words");
     let root = dir.join("root");
     cli_support::seed(&root, "apiVersion: kubeboot.dev/v1alpha1\nrole: wizard\n");
-    let o = kubeboot(&[
-        "firstboot",
-        "--platform",
-        "none",
-        "--root",
-        root.to_str().unwrap(),
-        "--systemctl",
-        "/bin/false",
-    ]);
+    let o = firstboot_offline(&root, &[]);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("kubeboot: reading userdata FAILED: "), "{err}");
@@ -815,19 +814,15 @@ fn a_failed_worker_lists_control_plane_phases_as_not_applicable() {
         &root,
         &worker_config().replace("127.0.0.1:6443", &format!("127.0.0.1:{port}")),
     );
-    let o = kubeboot(&[
-        "firstboot",
-        "--platform",
-        "none",
-        "--root",
-        root.to_str().unwrap(),
-        "--systemctl",
-        "/bin/false",
-        "--ignore-preflight-errors",
-        "all",
-        "--discovery-timeout",
-        "1",
-    ]);
+    let o = firstboot_offline(
+        &root,
+        &[
+            "--ignore-preflight-errors",
+            "all",
+            "--discovery-timeout",
+            "1",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     let st: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root.join("var/lib/kubeboot/status.json")).unwrap(),
@@ -853,15 +848,7 @@ fn preflight_errors_are_one_line_per_check_printed_once() {
     let dir = tmpdir("preflight");
     let root = dir.join("root");
     cli_support::seed(&root, CP);
-    let o = kubeboot(&[
-        "firstboot",
-        "--platform",
-        "none",
-        "--root",
-        root.to_str().unwrap(),
-        "--systemctl",
-        "/bin/false",
-    ]);
+    let o = firstboot_offline(&root, &[]);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     let checks: Vec<&str> = err
@@ -886,17 +873,7 @@ fn preflight_errors_are_one_line_per_check_printed_once() {
     }
     // ignored, each error is still shown once, as a warning (kubeadm prints
     // an ignored check as "[WARNING <name>]"), and the run gets past preflight
-    let o = kubeboot(&[
-        "firstboot",
-        "--platform",
-        "none",
-        "--root",
-        root.to_str().unwrap(),
-        "--systemctl",
-        "/bin/false",
-        "--ignore-preflight-errors",
-        "all",
-    ]);
+    let o = firstboot_offline(&root, &["--ignore-preflight-errors", "all"]);
     let err2 = text(&o.stderr);
     assert!(!err2.contains("[ERROR "), "{err2}");
     for c in &checks {
