@@ -30,11 +30,7 @@ pub enum PrintFormat {
 }
 
 fn facts() -> HostFacts {
-    HostFacts {
-        hostname: Some("node".into()),
-        default_address: "1.2.3.4".parse().ok(),
-        default_ipv6: None,
-    }
+    HostFacts::given(Some("node".into()), "1.2.3.4".parse().ok(), None)
 }
 
 /// The settings kubeboot resolves for an init (or join) config that sets

@@ -29,6 +29,10 @@ fn main() {
                 log::error!("  {line}");
             }
         }
+        #[cfg(target_env = "musl")]
+        kubeboot::host::alloc::before_exit();
         std::process::exit(e.exit_code());
     }
+    #[cfg(target_env = "musl")]
+    kubeboot::host::alloc::before_exit();
 }

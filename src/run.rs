@@ -939,11 +939,7 @@ mod tests {
     }
 
     fn settings(text: &str) -> config::Settings {
-        let facts = HostFacts {
-            hostname: Some("n1".into()),
-            default_address: Some("192.0.2.7".parse().unwrap()),
-            default_ipv6: None,
-        };
+        let facts = HostFacts::given(Some("n1".into()), Some("192.0.2.7".parse().unwrap()), None);
         let text = format!("apiVersion: kubeboot.dev/v1alpha1\n{text}");
         config::load(text.as_bytes(), "test", &facts)
             .unwrap()

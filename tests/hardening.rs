@@ -930,3 +930,50 @@ fn an_upper_case_node_name_is_refused_like_kubeadm() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The opens of route tables and the netlink sockets of `kubeboot render
+/// --config CFG --root ROOT`, as strace lists them.
+fn host_reads(dir: &Path, name: &str, config: &str) -> Vec<String> {
+    let cfg = write(&dir.join(format!("{name}.yaml")), config);
+    let trace = dir.join(format!("{name}.trace"));
+    let o = Command::new("strace")
+        .args(["-f", "-o"])
+        .arg(&trace)
+        .args(["-e", "trace=open,openat,socket"])
+        .arg(bin().get_program())
+        .args(["render", "--config"])
+        .arg(&cfg)
+        .arg("--root")
+        .arg(dir.join(name))
+        .output()
+        .expect("strace is required (Debian package strace)");
+    assert!(!o.stdout.is_empty() || !o.stderr.is_empty(), "no output");
+    std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("route\"") || l.contains("AF_NETLINK"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The host's route tables and interface addresses are read only when a
+/// default needs them: a config naming the node and its advertise address
+/// reads neither (no route table opened, no netlink socket); one without
+/// the address opens the route table (strace sees the read when it
+/// happens, so the first assertion is not vacuous).
+#[test]
+fn host_routes_are_read_only_when_a_default_needs_them() {
+    let dir = tmpdir("lazy-facts");
+    let given = host_reads(&dir, "given", CP);
+    assert!(given.is_empty(), "{given:#?}");
+    let asked = host_reads(
+        &dir,
+        "asked",
+        "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n",
+    );
+    assert!(
+        asked.iter().any(|l| l.contains("net/route\"")),
+        "{asked:#?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

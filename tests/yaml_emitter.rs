@@ -86,11 +86,8 @@ scheduler:
   - name: v
     value: "0"
 "#;
-    let facts = kubeboot::host::facts::HostFacts {
-        hostname: Some("cp-1".into()),
-        default_address: "10.0.0.5".parse().ok(),
-        default_ipv6: None,
-    };
+    let facts =
+        kubeboot::host::facts::HostFacts::given(Some("cp-1".into()), "10.0.0.5".parse().ok(), None);
     kubeboot::config::load(text.as_bytes(), "awkward", &facts)
         .unwrap_or_else(|e| panic!("{e}"))
         .settings

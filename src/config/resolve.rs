@@ -634,10 +634,10 @@ fn node(
     // A name given in the config is used as written and must already be a
     // lowercase DNS subdomain (kubeadm validates it, it does not change it);
     // the hostname fallback is lowercased as kubeadm's GetHostname does.
-    let name = match (node_rc.and_then(|n| n.name.clone()), facts.hostname.clone()) {
-        (Some(n), _) => n,
-        (None, Some(h)) => h.to_lowercase(),
-        (None, None) => {
+    let name = match node_rc.and_then(|n| n.name.clone()) {
+        Some(n) => n,
+        None if let Some(h) = facts.hostname() => h.to_lowercase(),
+        None => {
             p.add("node.name", "not given and the hostname is unknown; set it");
             String::new()
         }
@@ -721,7 +721,7 @@ fn advertise_address(
                 IpAddr::from([0, 0, 0, 0])
             }
         },
-        None => match facts.default_address {
+        None => match facts.default_address() {
             Some(ip) => ip,
             None if mode == Mode::JoinWorker => IpAddr::from([0, 0, 0, 0]),
             None => {

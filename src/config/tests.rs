@@ -7,11 +7,11 @@ use super::*;
 use crate::envelope::{DocBody, Document, Unwrapped};
 
 fn facts() -> HostFacts {
-    HostFacts {
-        hostname: Some("Node-A".into()),
-        default_address: Some("192.0.2.7".parse().unwrap()),
-        default_ipv6: None,
-    }
+    HostFacts::given(
+        Some("Node-A".into()),
+        Some("192.0.2.7".parse().unwrap()),
+        None,
+    )
 }
 
 fn yaml(text: &str) -> Unwrapped {

@@ -149,11 +149,11 @@ mod tests {
     use crate::envelope::DocBody;
 
     fn facts() -> HostFacts {
-        HostFacts {
-            hostname: Some("w-2".into()),
-            default_address: Some("10.0.0.32".parse().unwrap()),
-            default_ipv6: Some("2001:db8::32".parse().unwrap()),
-        }
+        HostFacts::given(
+            Some("w-2".into()),
+            Some("10.0.0.32".parse().unwrap()),
+            Some("2001:db8::32".parse().unwrap()),
+        )
     }
 
     #[test]

@@ -153,7 +153,7 @@ fn lookup(expr: &str, facts: &HostFacts) -> Result<String, EnvelopeError> {
     };
     match fact {
         Fact::Hostname => {
-            let h = facts.hostname.as_deref().ok_or_else(|| {
+            let h = facts.hostname().ok_or_else(|| {
                 EnvelopeError(format!(
                     "variable \"{shown}\" needs the hostname, which this host does not have"
                 ))
@@ -169,13 +169,13 @@ fn lookup(expr: &str, facts: &HostFacts) -> Result<String, EnvelopeError> {
             }
             Ok(h.to_string())
         }
-        Fact::Ipv4 => match facts.default_address {
+        Fact::Ipv4 => match facts.default_address() {
             Some(IpAddr::V4(a)) => Ok(a.to_string()),
             _ => Err(EnvelopeError(format!(
                 "variable \"{shown}\" needs the IPv4 address of the default-route interface, which is not known"
             ))),
         },
-        Fact::Ipv6 => facts.default_ipv6.map(|a| a.to_string()).ok_or_else(|| {
+        Fact::Ipv6 => facts.default_ipv6().map(|a| a.to_string()).ok_or_else(|| {
             EnvelopeError(format!(
                 "variable \"{shown}\" needs a global IPv6 address on the IPv6 default-route interface, which this host does not have"
             ))
@@ -188,11 +188,11 @@ mod tests {
     use super::*;
 
     fn facts() -> HostFacts {
-        HostFacts {
-            hostname: Some("cp-0".into()),
-            default_address: Some("10.0.0.10".parse().unwrap()),
-            default_ipv6: Some("2001:db8:0:1::10".parse().unwrap()),
-        }
+        HostFacts::given(
+            Some("cp-0".into()),
+            Some("10.0.0.10".parse().unwrap()),
+            Some("2001:db8:0:1::10".parse().unwrap()),
+        )
     }
 
     #[test]
@@ -296,11 +296,11 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("needs the hostname"), "{e}");
-        let v6 = HostFacts {
-            hostname: Some("a".into()),
-            default_address: Some("fd00::1".parse().unwrap()),
-            default_ipv6: Some("fd00::1".parse().unwrap()),
-        };
+        let v6 = HostFacts::given(
+            Some("a".into()),
+            Some("fd00::1".parse().unwrap()),
+            Some("fd00::1".parse().unwrap()),
+        );
         let e = render("## template: jinja\nn: {{ local_ipv4 }}\n", &v6)
             .unwrap_err()
             .0;
@@ -312,11 +312,7 @@ mod tests {
         .unwrap_err()
         .0;
         assert!(e.contains("global IPv6 address"), "{e}");
-        let odd = HostFacts {
-            hostname: Some("a: b".into()),
-            default_address: None,
-            default_ipv6: None,
-        };
+        let odd = HostFacts::given(Some("a: b".into()), None, None);
         let e = render("## template: jinja\nn: {{ local_hostname }}\n", &odd)
             .unwrap_err()
             .0;

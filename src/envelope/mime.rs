@@ -321,11 +321,7 @@ mod tests {
     use crate::envelope::DocBody;
 
     fn facts() -> HostFacts {
-        HostFacts {
-            hostname: Some("w-1".into()),
-            default_address: Some("10.0.0.31".parse().unwrap()),
-            default_ipv6: None,
-        }
+        HostFacts::given(Some("w-1".into()), Some("10.0.0.31".parse().unwrap()), None)
     }
 
     const MIME: &str = "Content-Type: multipart/mixed; boundary=\"BOUNDARY\"\nMIME-Version: 1.0\n\n\

@@ -594,11 +594,11 @@ mod tests {
     use super::*;
 
     fn facts() -> HostFacts {
-        HostFacts {
-            hostname: Some("node-1".into()),
-            default_address: Some("10.0.0.21".parse().unwrap()),
-            default_ipv6: None,
-        }
+        HostFacts::given(
+            Some("node-1".into()),
+            Some("10.0.0.21".parse().unwrap()),
+            None,
+        )
     }
 
     #[test]

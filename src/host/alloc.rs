@@ -101,6 +101,16 @@ pub fn configure() {
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
 }
 
+/// Run just before the process exits: no page is given back to the kernel
+/// any more. mimalloc frees every page it still holds when the process
+/// ends (`mi_process_done`) and, with the purge delay at 0, gave each back
+/// with its own `madvise`: about 28 calls at the end of a control-plane
+/// render, for memory the kernel takes back at exit anyway.
+pub fn before_exit() {
+    // SAFETY: as in `configure`; a negative delay turns purging off.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

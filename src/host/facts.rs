@@ -6,42 +6,82 @@
 //! `getifaddrs`); it never sends a packet.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-/// What the host tells us; every field may be unknown.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the host tells us; every fact may be unknown.
+///
+/// Detected facts are read from the kernel when first asked for, each
+/// once: a configuration that names its node and its advertise address
+/// (the built-in examples, most generated userdata) never reads the route
+/// tables or the interface list (two netlink dumps each time).
+#[derive(Debug, Clone, Default)]
 pub struct HostFacts {
+    /// The procfs mount the routes are read from; `None` for facts given
+    /// whole ([`HostFacts::given`]): nothing is detected.
+    proc: Option<PathBuf>,
+    hostname: OnceLock<Option<String>>,
+    default_address: OnceLock<Option<IpAddr>>,
+    default_ipv6: OnceLock<Option<Ipv6Addr>>,
+}
+
+impl HostFacts {
+    /// Facts of the running kernel, read when first asked for. `proc` is
+    /// the procfs mount (`/proc` on a real node).
+    pub fn detect(proc: &Path) -> HostFacts {
+        HostFacts {
+            proc: Some(proc.to_path_buf()),
+            ..HostFacts::default()
+        }
+    }
+
+    /// Facts known beforehand (tests, fixtures): nothing is detected.
+    pub fn given(
+        hostname: Option<String>,
+        default_address: Option<IpAddr>,
+        default_ipv6: Option<Ipv6Addr>,
+    ) -> HostFacts {
+        HostFacts {
+            proc: None,
+            hostname: OnceLock::from(hostname),
+            default_address: OnceLock::from(default_address),
+            default_ipv6: OnceLock::from(default_ipv6),
+        }
+    }
+
     /// The kernel hostname.
-    pub hostname: Option<String>,
+    pub fn hostname(&self) -> Option<&str> {
+        self.hostname
+            .get_or_init(|| {
+                self.proc.as_ref()?;
+                rustix::system::uname()
+                    .nodename()
+                    .to_str()
+                    .ok()
+                    .map(str::to_owned)
+                    .filter(|h| !h.is_empty() && h != "(none)")
+            })
+            .as_deref()
+    }
+
     /// The primary address of the default-route interface.
-    pub default_address: Option<IpAddr>,
+    pub fn default_address(&self) -> Option<IpAddr> {
+        *self.default_address.get_or_init(|| {
+            default_route_interface(self.proc.as_deref()?).and_then(|i| interface_address(&i))
+        })
+    }
+
     /// The first global IPv6 address of the interface holding the IPv6
     /// default route (without one: of the IPv4 default-route interface),
     /// as cloud-init's `local-ipv6` is found. Set on dual-stack hosts too,
     /// where [`HostFacts::default_address`] is the IPv4 one.
-    pub default_ipv6: Option<Ipv6Addr>,
-}
-
-impl HostFacts {
-    /// Reads the facts from the running kernel. `proc` is the procfs mount
-    /// (`/proc` on a real node).
-    pub fn detect(proc: &Path) -> HostFacts {
-        let hostname = rustix::system::uname()
-            .nodename()
-            .to_str()
-            .ok()
-            .map(str::to_owned)
-            .filter(|h| !h.is_empty() && h != "(none)");
-        let default_address =
-            default_route_interface(proc).and_then(|iface| interface_address(&iface));
-        let default_ipv6 = ipv6_default_route_interface(proc)
-            .or_else(|| ipv4_default_route_interface(proc))
-            .and_then(|iface| interface_addresses(&iface).1);
-        HostFacts {
-            hostname,
-            default_address,
-            default_ipv6,
-        }
+    pub fn default_ipv6(&self) -> Option<Ipv6Addr> {
+        *self.default_ipv6.get_or_init(|| {
+            let proc = self.proc.as_deref()?;
+            ipv6_default_route_interface(proc)
+                .or_else(|| ipv4_default_route_interface(proc))
+                .and_then(|iface| interface_addresses(&iface).1)
+        })
     }
 }
 

@@ -25,11 +25,11 @@ fn cluster_api_userdata_renders_with_the_carried_cas() {
     let ex = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("image/examples/capi-kubeadm-init.cloud-config.yaml");
     let bytes = std::fs::read(&ex).unwrap();
-    let facts = HostFacts {
-        hostname: Some("capi-cp-abcde".into()),
-        default_address: Some("10.0.0.5".parse().unwrap()),
-        default_ipv6: None,
-    };
+    let facts = HostFacts::given(
+        Some("capi-cp-abcde".into()),
+        Some("10.0.0.5".parse().unwrap()),
+        None,
+    );
     let loaded = config::load(&bytes, "capi example", &facts).unwrap();
     assert_eq!(
         loaded.settings.node.name, "capi-cp-abcde",

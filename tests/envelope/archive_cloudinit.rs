@@ -102,11 +102,11 @@ fn schema_check(label: &str, payload: &[u8]) {
 }
 
 fn facts() -> HostFacts {
-    HostFacts {
-        hostname: Some("node-6".into()),
-        default_address: Some("10.0.0.21".parse().unwrap()),
-        default_ipv6: Some("fd00:10::21".parse().unwrap()),
-    }
+    HostFacts::given(
+        Some("node-6".into()),
+        Some("10.0.0.21".parse().unwrap()),
+        Some("fd00:10::21".parse().unwrap()),
+    )
 }
 
 /// Types kubeboot reads in an archive; everything else is ignored.

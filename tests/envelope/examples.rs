@@ -22,11 +22,11 @@ fn example(name: &str) -> Vec<u8> {
 }
 
 fn facts() -> HostFacts {
-    HostFacts {
-        hostname: Some("cp-0".into()),
-        default_address: Some("10.0.0.10".parse().unwrap()),
-        default_ipv6: None,
-    }
+    HostFacts::given(
+        Some("cp-0".into()),
+        Some("10.0.0.10".parse().unwrap()),
+        None,
+    )
 }
 
 fn tmp(name: &str) -> PathBuf {

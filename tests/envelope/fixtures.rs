@@ -65,17 +65,17 @@ fn facts_of(case: &Path) -> HostFacts {
     match fs::read_to_string(case.join("facts.json")) {
         Ok(t) => {
             let v: Value = serde_json::from_str(&t).unwrap();
-            HostFacts {
-                hostname: v["hostname"].as_str().map(str::to_owned),
-                default_address: v["address"].as_str().map(|a| a.parse().unwrap()),
-                default_ipv6: v["ipv6"].as_str().map(|a| a.parse().unwrap()),
-            }
+            HostFacts::given(
+                v["hostname"].as_str().map(str::to_owned),
+                v["address"].as_str().map(|a| a.parse().unwrap()),
+                v["ipv6"].as_str().map(|a| a.parse().unwrap()),
+            )
         }
-        Err(_) => HostFacts {
-            hostname: Some("node-1".into()),
-            default_address: Some("10.0.0.21".parse().unwrap()),
-            default_ipv6: Some("2001:db8::21".parse().unwrap()),
-        },
+        Err(_) => HostFacts::given(
+            Some("node-1".into()),
+            Some("10.0.0.21".parse().unwrap()),
+            Some("2001:db8::21".parse().unwrap()),
+        ),
     }
 }
 

@@ -17,11 +17,11 @@ use kubeboot::host::HostFacts;
 const SECRET: &str = "abcdef.0123456789abcdef";
 
 fn facts() -> HostFacts {
-    HostFacts {
-        hostname: Some("node-1".into()),
-        default_address: Some("10.0.0.21".parse().unwrap()),
-        default_ipv6: Some("2001:db8::21".parse().unwrap()),
-    }
+    HostFacts::given(
+        Some("node-1".into()),
+        Some("10.0.0.21".parse().unwrap()),
+        Some("2001:db8::21".parse().unwrap()),
+    )
 }
 
 fn gz(data: &[u8]) -> Vec<u8> {

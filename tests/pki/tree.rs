@@ -887,11 +887,11 @@ apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
 encryptionAlgorithm: RSA-2048
 ";
-    let facts = kubeboot::host::HostFacts {
-        hostname: Some("cp-1".into()),
-        default_address: Some("10.0.0.10".parse().unwrap()),
-        default_ipv6: None,
-    };
+    let facts = kubeboot::host::HostFacts::given(
+        Some("cp-1".into()),
+        Some("10.0.0.10".parse().unwrap()),
+        None,
+    );
     let loaded = kubeboot::config::load(config.as_bytes(), "rsa.yaml", &facts).unwrap();
     assert_eq!(loaded.settings.cluster.key_algorithm, KeyAlgorithm::Rsa2048);
     let root = tmp("rsa2048");
