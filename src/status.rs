@@ -142,11 +142,11 @@ pub fn write(paths: &Paths, status: &Status) -> Result<(), Error> {
     write_with(paths, status, Sync::Each)
 }
 
-/// Writes an `in-progress` status atomically but without an fsync of its
-/// own: it is replaced at the next phase, and the phases' own syncs (or
-/// the final, durable status) carry it to disk.
+/// Writes an `in-progress` status atomically (readers see the old status
+/// or the new one) but never durably ([`Sync::Never`]): it is replaced at
+/// the next phase, and the final status is written durably.
 pub fn write_progress(paths: &Paths, status: &Status) -> Result<(), Error> {
-    write_with(paths, status, Sync::Deferred)
+    write_with(paths, status, Sync::Never)
 }
 
 fn write_with(paths: &Paths, status: &Status, sync: Sync) -> Result<(), Error> {

@@ -52,6 +52,14 @@ pub fn read_all(paths: &Paths) -> Result<Vec<Record>, Error> {
     for p in files {
         let text = std::fs::read_to_string(&p)
             .map_err(|e| Error::Failed(format!("reading {}: {e}", p.display())))?;
+        if text.is_empty() {
+            // the in-progress status is never made durable (status.rs)
+            return Err(Error::Failed(format!(
+                "{}: empty: a run was cut off (a power cut) before its status reached the disk; \
+                 the next run writes it again",
+                p.display()
+            )));
+        }
         let value: Value = serde_json::from_str(&text)
             .map_err(|e| Error::Failed(format!("{}: not a status file: {e}", p.display())))?;
         if value.get("result").is_none() {
@@ -364,6 +372,19 @@ mod tests {
         assert!(pre.contains("|#") && pre.ends_with("30 ms"), "{out}");
         let na = out.lines().find(|l| l.contains("userdata-files")).unwrap();
         assert!(na.ends_with("(not-applicable)"), "{out}");
+    }
+
+    /// An empty status file (a power cut before the never-synced
+    /// in-progress status reached the disk) is named and explained.
+    #[test]
+    fn an_empty_status_file_is_explained() {
+        let root = std::env::temp_dir().join(format!("kubeboot-sv-empty-{}", std::process::id()));
+        let paths = Paths::new(&root);
+        std::fs::create_dir_all(paths.status_file().parent().unwrap()).unwrap();
+        std::fs::write(paths.status_file(), b"").unwrap();
+        let e = read_all(&paths).err().unwrap().to_string();
+        assert!(e.contains("status.json: empty: a run was cut off"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -977,3 +977,58 @@ fn host_routes_are_read_only_when_a_default_needs_them() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The in-progress status is replaced at each phase's start by exchanging
+/// it with the new file (`renameat2(RENAME_EXCHANGE)`: ext4 does not force
+/// the new data out, as it does on a rename over a file), while the final
+/// status, fsynced, is renamed over it (strace). The file `kubeboot
+/// status` reads is then the failure, whole.
+#[test]
+fn progress_statuses_are_exchanged_and_the_final_one_renamed() {
+    let dir = tmpdir("exchange");
+    let root = dir.join("root");
+    cli_support::seed(&root, CP);
+    let trace = dir.join("trace");
+    let o = Command::new("strace")
+        .args(["-f", "-o"])
+        .arg(&trace)
+        .args(["-e", "trace=rename,renameat,renameat2,fsync"])
+        .arg(bin().get_program())
+        .args(["firstboot", "--platform", "none", "--root"])
+        .arg(&root)
+        .args([
+            "--systemctl",
+            "/bin/false",
+            "--ignore-preflight-errors",
+            "all",
+        ])
+        .output()
+        .expect("strace is required (Debian package strace)");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let text_ = std::fs::read_to_string(&trace).unwrap();
+    let onto_status: Vec<&str> = text_
+        .lines()
+        .filter(|l| l.contains("\"status.json\"") && l.contains(" = 0"))
+        .collect();
+    let exchanged = onto_status
+        .iter()
+        .filter(|l| l.contains("RENAME_EXCHANGE"))
+        .count();
+    // preflight's start creates the file; certs, kubeconfig, etcd,
+    // control-plane and kubelet-start replace it
+    assert!(exchanged >= 5, "{onto_status:#?}");
+    let last = onto_status.last().unwrap();
+    assert!(!last.contains("RENAME_EXCHANGE"), "{onto_status:#?}");
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("var/lib/kubeboot/status.json")).unwrap())
+            .unwrap();
+    assert_eq!(st["result"], "failure", "{st}");
+    assert_eq!(st["phase"], "kubelet-start", "{st}");
+    let left: Vec<_> = std::fs::read_dir(root.join("var/lib/kubeboot"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("kubeboot-tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -108,6 +108,17 @@ pub enum Sync {
     /// [`sync_filesystem`] for the whole run before anything depends on the
     /// files (a node run syncs once, before the kubelet starts).
     Batched,
+    /// Never made durable, by this write or by its caller: a file that is
+    /// replaced often and only read while the process runs or after it has
+    /// written a durable version (the in-progress status). An existing
+    /// file is replaced by exchanging it with the temp file
+    /// (`renameat2(RENAME_EXCHANGE)`), then the temp file, now the old
+    /// one, is removed: readers still see the old file or the new one,
+    /// never a torn one, but ext4 does not write the new data out at once,
+    /// as it does on a rename over an existing file (`auto_da_alloc`:
+    /// about 0.2 ms against 0.04 ms on this machine's ext4). A power cut
+    /// can leave the file empty.
+    Never,
 }
 
 /// Atomically writes `data` to `path` with `mode`, creating parent
@@ -166,13 +177,15 @@ fn write_in(
     sync: Sync,
 ) -> Result<(), FsError> {
     use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-    match rustix::fs::statat(dir_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+    // a regular file is there to be replaced
+    let replaces = match rustix::fs::statat(dir_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
             return Err(symlink_refused(path));
         }
-        Ok(_) | Err(rustix::io::Errno::NOENT) => {}
+        Ok(st) => FileType::from_raw_mode(st.st_mode) == FileType::RegularFile,
+        Err(rustix::io::Errno::NOENT) => false,
         Err(e) => return Err(FsError::new("inspecting", path, e.into())),
-    }
+    };
     let tmp = temp_name(&name.to_string_lossy());
     let mode = Mode::from_raw_mode(mode);
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -189,6 +202,11 @@ fn write_in(
                 .map_err(|e| FsError::new("syncing", dir.join(&tmp), e))?;
         }
         drop(file);
+        if sync == Sync::Never && replaces && exchange(dir_fd, &tmp, name) {
+            // the temp name now holds the old file
+            let _ = rustix::fs::unlinkat(dir_fd, &tmp, AtFlags::empty());
+            return Ok(());
+        }
         rustix::fs::renameat(dir_fd, &tmp, dir_fd, name)
             .map_err(|e| FsError::new("renaming into", path, e.into()))?;
         if sync == Sync::Each {
@@ -201,6 +219,14 @@ fn write_in(
         let _ = rustix::fs::unlinkat(dir_fd, &tmp, AtFlags::empty());
     }
     result
+}
+
+/// Exchanges `tmp` and `name` in `dir_fd` ([`Sync::Never`]); false when
+/// there is nothing to exchange with (no `name` yet) or the file system
+/// cannot exchange: the caller renames instead.
+fn exchange(dir_fd: &OwnedFd, tmp: &str, name: &OsStr) -> bool {
+    use rustix::fs::RenameFlags;
+    rustix::fs::renameat_with(dir_fd, tmp, dir_fd, name, RenameFlags::EXCHANGE).is_ok()
 }
 
 /// A directory [`write_atomic`] has checked and scanned, held open for
@@ -514,6 +540,44 @@ mod tests {
             .collect();
         assert_eq!(left, ["ca.key"], "no temp file left");
         sync_filesystem(&root).unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// `Sync::Never` creates a missing file, replaces an existing one with
+    /// a new file (a reader holding the old one keeps its content: the
+    /// old file was exchanged out, not written over), sets the mode, leaves
+    /// no temp file, and refuses to replace a directory, as a rename does.
+    #[test]
+    fn never_synced_writes_replace_by_exchange() {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let root = tmpdir("never");
+        let paths = crate::host::Paths::new(&root);
+        let p = root.join("var/lib/kubeboot/status.json");
+        write_atomic(&paths.rooted(&p), b"first", 0o600, Sync::Never).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        let mut held = fs::File::open(&p).unwrap();
+        let before = fs::metadata(&p).unwrap().ino();
+        write_atomic(&paths.rooted(&p), b"second", 0o644, Sync::Never).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"second");
+        assert_ne!(fs::metadata(&p).unwrap().ino(), before, "a new file");
+        let mut old = String::new();
+        held.read_to_string(&mut old).unwrap();
+        assert_eq!(old, "first", "the old file is untouched");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        let left: Vec<_> = fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["status.json"], "no temp file left");
+        let d = root.join("var/lib/kubeboot/dir");
+        fs::create_dir(&d).unwrap();
+        fs::write(d.join("inside"), b"x").unwrap();
+        assert!(write_atomic(&paths.rooted(&d), b"y", 0o644, Sync::Never).is_err());
+        assert_eq!(fs::read(d.join("inside")).unwrap(), b"x");
         fs::remove_dir_all(&root).unwrap();
     }
 
