@@ -157,15 +157,21 @@ fn write_with(paths: &Paths, status: &Status, sync: Sync) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes the run-once marker (last, only on success).
+/// Writes the run-once marker (last, only on success). What counts is
+/// that it exists (`marker().exists()`); the time in it is for people. So
+/// its name is made durable (an fsync of its directory) but not its
+/// content: one fsync fewer, and a power cut can leave it empty, which is
+/// still a marker.
 pub fn write_marker(paths: &Paths) -> Result<(), Error> {
     let line = format!("{}\n", now_rfc3339());
+    let marker = paths.marker();
     fs::write_atomic(
-        &paths.rooted(paths.marker()),
+        &paths.rooted(&marker),
         line.as_bytes(),
         0o644,
-        Sync::Each,
+        Sync::Batched,
     )?;
+    fs::fsync_dir(&paths.state_dir())?;
     Ok(())
 }
 

@@ -419,3 +419,92 @@ fn a_single_phase_run_syncs_what_it_wrote() {
     assert!(syncs[0] > manifests[2], "{calls:?}");
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+/// The end of a successful firstboot: the run's `syncfs` (before the
+/// kubelet starts), then the final status (its file fsynced, renamed,
+/// its directory fsynced), then the run-once marker, whose name alone is
+/// made durable (its directory fsynced; its content, a time for people,
+/// is not: a marker counts by existing). strace with `-y` names what
+/// each fsync flushed.
+#[test]
+fn a_finished_firstboot_records_its_status_then_the_marker_durably() {
+    let base = tmpdir("finish-sync");
+    let root = base.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let systemctl = base.join("systemctl");
+    std::fs::write(&systemctl, "#!/bin/sh\nexit 0\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = base.join("cp.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n  advertiseAddress: 127.0.0.1\n",
+    )
+    .unwrap();
+    let trace = base.join("trace");
+    let o = Command::new("strace")
+        .args(["-f", "-y", "-o"])
+        .arg(&trace)
+        .args(["-e", "trace=renameat,renameat2,rename,syncfs,fsync,fdatasync"])
+        .arg(bin())
+        .args(["firstboot", "--config"])
+        .arg(&cfg)
+        .arg("--root")
+        .arg(&root)
+        .args(["--platform", "none", "--systemctl"])
+        .arg(&systemctl)
+        .args([
+            "--skip-phases",
+            "preflight,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,addon,show-join-command",
+        ])
+        .output()
+        .expect("strace is required (Debian package strace)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let state = root.join("var/lib/kubeboot");
+    let state = state.to_str().unwrap();
+    // each call, shortened: `syncfs`, `fsync <what>`, `rename <to>`
+    let calls: Vec<String> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" = 0"))
+        .filter_map(|l| {
+            if l.contains("syncfs(") {
+                Some("syncfs".to_string())
+            } else if l.contains("fsync(") {
+                let what = l.split('<').nth(1)?.split('>').next()?;
+                Some(format!("fsync {}", what.replace(state, "STATE")))
+            } else if l.contains("rename") {
+                let to = l.rsplit_once(", \"")?.1.split('"').next()?;
+                Some(format!("rename {to}"))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let n = calls.len();
+    assert!(n > 6, "{calls:#?}");
+    let last_sync = calls.iter().rposition(|c| c == "syncfs").unwrap();
+    // after the syncfs only in-progress statuses (never synced) until the end
+    assert!(
+        calls[last_sync + 1..n - 5]
+            .iter()
+            .all(|c| c == "rename status.json"),
+        "{calls:#?}"
+    );
+    assert!(
+        calls[n - 5].starts_with("fsync STATE/.status.json."),
+        "{calls:#?}"
+    );
+    assert_eq!(
+        calls[n - 4..],
+        [
+            "rename status.json",
+            "fsync STATE",
+            "rename done",
+            "fsync STATE"
+        ],
+        "{calls:#?}"
+    );
+    assert!(std::path::Path::new(state).join("done").exists());
+    std::fs::remove_dir_all(&base).unwrap();
+}
