@@ -1032,3 +1032,48 @@ fn progress_statuses_are_exchanged_and_the_final_one_renamed() {
     assert!(left.is_empty(), "{left:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every path under `root` (relative) with its mode.
+fn modes_under(root: &Path) -> Vec<(PathBuf, u32)> {
+    tree_state(root)
+        .into_iter()
+        .map(|(p, mode, _, _)| (p.strip_prefix(root).unwrap().to_path_buf(), mode & 0o7777))
+        .collect()
+}
+
+/// The modes kubeboot writes do not depend on the umask it is started
+/// with: a render under umask 077 (which would take the group and other
+/// bits out of 0644 and 0755) gives the same mode for every file and
+/// directory as one under systemd's 0022, in which kubeboot's modes come
+/// out whole and it sets none again; `ca.crt` stays world-readable.
+#[test]
+fn modes_do_not_depend_on_the_umask() {
+    let dir = tmpdir("umask");
+    let render = |umask: &str, name: &str| {
+        let root = dir.join(name);
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(bin().get_program())
+            .args(["render", "--example", "control-plane", "--root"])
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        modes_under(&root)
+    };
+    let usual = render("022", "usual");
+    let tight = render("077", "tight");
+    assert_eq!(usual, tight);
+    let mode_of = |rel: &str| {
+        tight
+            .iter()
+            .find(|(p, _)| p == Path::new(rel))
+            .map(|(_, m)| *m)
+            .unwrap_or_else(|| panic!("{rel} missing: {tight:#?}"))
+    };
+    assert_eq!(mode_of("etc/kubernetes/pki/ca.crt"), 0o644);
+    assert_eq!(mode_of("etc/kubernetes/pki/ca.key"), 0o600);
+    assert_eq!(mode_of("etc/kubernetes/pki"), 0o755);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

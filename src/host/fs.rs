@@ -88,6 +88,7 @@ pub fn create_dir_all(root: &Path, dir: &Path, mode: u32) -> Result<(), FsError>
         create_dir_all(root, parent, 0o755)?;
     }
     match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) if !umask_narrows(mode) => Ok(()),
         Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(mode))
             .map_err(|e| FsError::new("setting mode of", dir, e)),
         // created concurrently: fine, it is a directory now
@@ -193,7 +194,9 @@ fn write_in(
         .map_err(|e| FsError::new("creating", dir.join(&tmp), e.into()))?;
     let result = (|| {
         let at = |op, e: rustix::io::Errno| FsError::new(op, dir.join(&tmp), e.into());
-        rustix::fs::fchmod(&f, mode).map_err(|e| at("setting mode of", e))?;
+        if umask_narrows(mode.bits()) {
+            rustix::fs::fchmod(&f, mode).map_err(|e| at("setting mode of", e))?;
+        }
         let mut file = fs::File::from(f);
         file.write_all(data)
             .map_err(|e| FsError::new("writing", dir.join(&tmp), e))?;
@@ -345,6 +348,27 @@ fn symlink_refused(path: &Path) -> FsError {
             "symlinks are not followed under --root",
         ),
     )
+}
+
+/// Whether the process's umask takes bits out of `mode` when a file or
+/// directory is created with it, so that the mode must be set again
+/// (`fchmod`) to be exact. Under systemd the umask is 0022 and kubeboot's
+/// modes (0600, 0644, 0700, 0755) come out whole: no `fchmod` (a journaled
+/// inode change on ext4) per file. The umask is read once, from
+/// `/proc/self/status` (`Umask:`, Linux 4.7+: reading it with `umask(2)`
+/// means setting it); unknown, every mode is set again.
+pub(crate) fn umask_narrows(mode: u32) -> bool {
+    static UMASK: OnceLock<u32> = OnceLock::new();
+    let umask = *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("Umask:"))?;
+                u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+            })
+            .unwrap_or(0o7777)
+    });
+    mode & umask & 0o7777 != 0
 }
 
 /// Counts temp files made by this process, so that no two writers (two
