@@ -1045,7 +1045,8 @@ fn modes_under(root: &Path) -> Vec<(PathBuf, u32)> {
 /// with: a render under umask 077 (which would take the group and other
 /// bits out of 0644 and 0755) gives the same mode for every file and
 /// directory as one under systemd's 0022, in which kubeboot's modes come
-/// out whole and it sets none again; `ca.crt` stays world-readable.
+/// out whole and it sets none again (strace); `ca.crt` stays
+/// world-readable.
 #[test]
 fn modes_do_not_depend_on_the_umask() {
     let dir = tmpdir("umask");
@@ -1065,6 +1066,30 @@ fn modes_do_not_depend_on_the_umask() {
     let usual = render("022", "usual");
     let tight = render("077", "tight");
     assert_eq!(usual, tight);
+    // and modes are set again only when the umask narrows them: none
+    // under 0022, some under 0077 (strace sees them when they are made)
+    let chmods = |umask: &str, name: &str| {
+        let trace = dir.join(format!("{name}.trace"));
+        let o = Command::new("strace")
+            .args(["-f", "-o"])
+            .arg(&trace)
+            .args(["-e", "trace=chmod,fchmod,fchmodat"])
+            .args(["sh", "-c"])
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(bin().get_program())
+            .args(["render", "--example", "control-plane", "--root"])
+            .arg(dir.join(name))
+            .output()
+            .expect("strace is required (Debian package strace)");
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        std::fs::read_to_string(&trace)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("chmod") && l.contains(" = 0"))
+            .count()
+    };
+    assert_eq!(chmods("022", "traced-usual"), 0);
+    assert!(chmods("077", "traced-tight") > 10);
     let mode_of = |rel: &str| {
         tight
             .iter()

@@ -54,12 +54,7 @@ impl HostFacts {
         self.hostname
             .get_or_init(|| {
                 self.proc.as_ref()?;
-                rustix::system::uname()
-                    .nodename()
-                    .to_str()
-                    .ok()
-                    .map(str::to_owned)
-                    .filter(|h| !h.is_empty() && h != "(none)")
+                usable_hostname(rustix::system::uname().nodename().to_str().ok()?)
             })
             .as_deref()
     }
@@ -83,6 +78,12 @@ impl HostFacts {
                 .and_then(|iface| interface_addresses(&iface).1)
         })
     }
+}
+
+/// The kernel's node name as a hostname: none when it is empty or the
+/// kernel's "(none)" (no hostname set yet).
+fn usable_hostname(nodename: &str) -> Option<String> {
+    (!nodename.is_empty() && nodename != "(none)").then(|| nodename.to_owned())
 }
 
 /// The interface of the IPv4 default route with the lowest metric, or of the
@@ -177,6 +178,13 @@ fn interface_addresses(iface: &str) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unset_hostname_is_unknown() {
+        assert_eq!(usable_hostname("cp-1").as_deref(), Some("cp-1"));
+        assert_eq!(usable_hostname(""), None);
+        assert_eq!(usable_hostname("(none)"), None);
+    }
 
     #[test]
     fn picks_lowest_metric_default_route() {
