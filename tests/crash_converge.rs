@@ -135,15 +135,17 @@ fn openssl_verify_tree(root: &Path) {
 }
 
 /// A power cut keeps only what was synced, and unsynced writes reach the
-/// disk in any order: a new CA's key must be durable before its certificate
-/// is renamed into place, or a cut between them can leave a valid `ca.crt`
-/// beside an empty `ca.key` (which a rerun refuses). strace lists the
-/// renames and syncs of a control-plane render: every new CA key's rename
-/// comes before a `syncfs`, every CA certificate's rename after it, and the
-/// run syncs twice (the CA keys, then everything before the kubelet
-/// starts), with no per-file fsync.
+/// disk in any order: a cut can leave a new CA's valid `ca.crt` beside an
+/// empty `ca.key`. The run marks each CA it makes before writing it (an
+/// empty `.kubeboot-new-ca.<name>.<sha256>` file, renamed into place
+/// before any CA file), makes everything durable with one `syncfs` and
+/// removes the marks after it; a rerun that finds a lost key beside a
+/// marked certificate makes the CA anew (tests/hardening.rs), and without
+/// a mark refuses. strace lists the renames and syncs of a control-plane
+/// render: the three marks come before every CA key and certificate, the
+/// run syncs once, last, with no per-file fsync, and no mark is left.
 #[test]
-fn new_ca_keys_are_durable_before_their_certificates() {
+fn new_cas_are_marked_before_they_are_written_and_synced_once() {
     let base = tmpdir("ca-order");
     let root = base.join("root");
     let calls = traced_render(&root, &base.join("trace"));
@@ -153,25 +155,62 @@ fn new_ca_keys_are_durable_before_their_certificates() {
             .position(|c| c.ends_with(suffix))
             .unwrap_or_else(|| panic!("no rename to {suffix} in {calls:?}"))
     };
-    let first_sync = calls.iter().position(|c| c == "sync").expect("no syncfs");
-    for ca in ["pki/ca", "pki/front-proxy-ca", "pki/etcd/ca"] {
-        let (key, crt) = (pos(&format!("{ca}.key")), pos(&format!("{ca}.crt")));
-        assert!(
-            key < first_sync && first_sync < crt,
-            "{ca}: key renamed at #{key}, first syncfs #{first_sync}, certificate renamed at #{crt}: {calls:?}"
-        );
-    }
+    // the marks are created in place (empty files, no temp file): strace
+    // the same render again into a fresh root for the order of their
+    // `openat(O_CREAT)` against the CA files' renames
+    let root2 = base.join("root2");
+    let trace2 = base.join("trace-marks");
+    let o = Command::new("strace")
+        .args(["-f", "-o"])
+        .arg(&trace2)
+        .args(["-e", "trace=openat,rename,renameat,renameat2"])
+        .arg(bin())
+        .args(["render", "--example", "control-plane", "--root"])
+        .arg(&root2)
+        .output()
+        .expect("strace is required (Debian package strace)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let order: Vec<String> = std::fs::read_to_string(&trace2)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("ENOENT") && !l.contains("kubeboot-tmp\", O_"))
+        .filter_map(|l| {
+            if l.contains("O_CREAT") && l.contains("\".kubeboot-new-ca.") {
+                Some("mark".to_string())
+            } else if l.contains("rename") && l.contains(" = 0") {
+                let to = l.rsplit_once(", \"")?.1.split('"').next()?;
+                Some(to.to_string())
+            } else {
+                None
+            }
+        })
+        .collect();
+    let marks: Vec<usize> = (0..order.len()).filter(|&i| order[i] == "mark").collect();
+    assert_eq!(marks.len(), 3, "{order:?}");
+    let last_mark = *marks.last().unwrap();
+    let first_ca_file = order
+        .iter()
+        .position(|c| c == "ca.key" || c == "ca.crt" || c.starts_with("front-proxy-ca."))
+        .unwrap_or_else(|| panic!("no CA file renamed: {order:?}"));
+    assert!(last_mark < first_ca_file, "{order:?}");
+    let _ = pos("pki/ca.crt");
     let count = |calls: &[String], what: &str| calls.iter().filter(|c| *c == what).count();
     assert_eq!(
         (count(&calls, "sync"), count(&calls, "fsync")),
-        (2, 0),
+        (1, 0),
         "syncfs and fsync calls: {calls:?}"
     );
     // the last call is the run's syncfs, after every file
     assert_eq!(calls.last().map(String::as_str), Some("sync"), "{calls:?}");
+    let left: Vec<_> = std::fs::read_dir(root.join("etc/kubernetes/pki"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "marks or temp files left: {left:?}");
 
-    // A rerun creates no CA: no CA file is renamed, and the only syncfs is
-    // the run's last one (none for CA keys).
+    // A rerun creates no CA: no CA file or mark is renamed, and the only
+    // syncfs is the run's last one.
     let again = traced_render(&root, &base.join("trace-again"));
     assert!(
         !again.iter().any(|c| c.contains("/pki/")),
@@ -183,6 +222,35 @@ fn new_ca_keys_are_durable_before_their_certificates() {
         "syncfs and fsync calls of the rerun: {again:?}"
     );
     assert_eq!(again.last().map(String::as_str), Some("sync"), "{again:?}");
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// A mark left by a run that stopped before its sync (killed: its files
+/// are in the page cache, not yet on disk) is removed by the next run, with
+/// no PKI file rewritten, and only after a `syncfs` (one, the run's own
+/// here): removing it before the files are durable would turn a later
+/// power cut's lost key into a refusal.
+#[test]
+fn a_stale_new_ca_mark_is_removed_after_a_sync() {
+    let base = tmpdir("stale-mark");
+    let root = base.join("root");
+    let _ = traced_render(&root, &base.join("trace"));
+    let mark = root.join(format!(
+        "etc/kubernetes/pki/.kubeboot-new-ca.ca.{}",
+        "ab".repeat(32)
+    ));
+    std::fs::write(&mark, b"").unwrap();
+    let again = traced_render(&root, &base.join("trace-again"));
+    assert!(!mark.exists(), "the stale mark is still there");
+    assert_eq!(
+        again.iter().filter(|c| *c == "sync").count(),
+        1,
+        "{again:?}"
+    );
+    assert!(
+        !again.iter().any(|c| c.contains("/pki/")),
+        "the rerun rewrote PKI files: {again:?}"
+    );
     std::fs::remove_dir_all(&base).unwrap();
 }
 

@@ -164,6 +164,34 @@ pub fn write_atomic(target: &HostPath, data: &[u8], mode: u32, sync: Sync) -> Re
     }
 }
 
+/// Creates `path` under its root as an empty file with `mode` (kept as it
+/// is when it exists), through the same checked, open directory as
+/// [`write_atomic`], with no temp file: an empty file has no content to
+/// tear, only its name counts (a mark). Nothing in a dry run.
+pub fn create_empty(target: &HostPath, mode: u32) -> Result<(), FsError> {
+    use rustix::fs::{Mode, OFlags};
+    let (root, path) = (target.root(), target.path());
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(FsError::new(
+            "creating",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
+        ));
+    };
+    if super::dryrun::active(path) {
+        return Ok(());
+    }
+    let fd = open_dir(root, dir, name)?;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let f = rustix::fs::openat(&*fd, name, flags, Mode::from_raw_mode(mode))
+        .map_err(|e| FsError::new("creating", path, e.into()))?;
+    if umask_narrows(mode) {
+        rustix::fs::fchmod(&f, Mode::from_raw_mode(mode))
+            .map_err(|e| FsError::new("setting mode of", path, e.into()))?;
+    }
+    Ok(())
+}
+
 /// Writes `data` as `name` in the open directory `dir_fd` (`dir` and
 /// `path` name them in errors): a new temp file, its mode set exactly (the
 /// umask may have narrowed it), the data, an fsync with [`Sync::Each`],

@@ -361,11 +361,21 @@ impl NodeRun<'_> {
     /// One `syncfs` of the root's filesystem, when anything was written
     /// since the last one.
     fn flush(&mut self) -> Result<(), Error> {
+        let synced = self.state.unsynced;
         if self.state.unsynced {
             fs::sync_filesystem(self.input.paths.root()).map_err(Error::from)?;
             self.state.unsynced = false;
         }
-        Ok(())
+        // the new CAs are durable now: their marks have done their work
+        // (marks of an earlier run that stopped before its sync: after a
+        // syncfs of their own)
+        crate::pki::tree::settle_new_ca_marks(
+            &self
+                .input
+                .paths
+                .pki_dir(&self.input.settings.cluster.certificates_dir),
+            synced,
+        )
     }
 
     /// The end of a successful run: whatever a phase wrote after the last

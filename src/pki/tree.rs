@@ -40,6 +40,24 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Creates the empty file `path` (a mark: only its name counts), made
+    /// durable as the writes are ([`fs::create_empty`]; fsynced with
+    /// [`Sync::Each`]).
+    pub fn mark(&mut self, path: &Path) -> Result<()> {
+        if crate::host::dryrun::active(path) {
+            // transient: not among the files a dry run lists
+            return Ok(());
+        }
+        fs::create_empty(&self.paths.rooted(path), SECRET_MODE)?;
+        if self.sync == Sync::Each
+            && let Some(dir) = path.parent()
+        {
+            fs::fsync_dir(dir)?;
+        }
+        self.wrote = true;
+        Ok(())
+    }
+
     /// With deferred syncing, one `syncfs` covering everything written.
     pub fn finish(&self, dir: &Path) -> Result<()> {
         if self.wrote && self.sync == Sync::Deferred {
@@ -176,6 +194,59 @@ fn supplied<'a>(settings: &'a Settings, name: &str) -> Option<&'a CaMaterial> {
     }
 }
 
+/// A CA [`Tree::new_cas`] made and wrote.
+struct NewCa {
+    key: Key,
+    der: Vec<u8>,
+    info: CertInfo,
+    action: Action,
+}
+
+/// The name of the empty file that marks a CA certificate (its PEM
+/// bytes, as written) as made by a run that has not synced yet:
+/// `.kubeboot-new-ca.<name>.<sha256 hex>`, in the certificates
+/// directory. See [`Tree::new_cas`].
+fn new_ca_mark(name: &str, cert_pem: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, cert_pem);
+    let mut s = format!("{NEW_CA_MARK}{name}.");
+    for b in d.as_ref() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+const NEW_CA_MARK: &str = ".kubeboot-new-ca.";
+
+/// Settles the marks of new CAs in the certificates directory `dir` once
+/// what they cover is durable: none, nothing to do (one directory read);
+/// some, they are removed, after a `syncfs` unless `synced` says the
+/// caller has just made one. A mark left by a run that stopped before its
+/// sync (killed, failed) is thus removed only once the files of that run
+/// are durable too. Nothing in a dry run or without the directory.
+pub(crate) fn settle_new_ca_marks(dir: &Path, synced: bool) -> Result<()> {
+    if crate::host::dryrun::active(dir) {
+        return Ok(());
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let marks: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(NEW_CA_MARK))
+        .map(|e| e.path())
+        .collect();
+    if marks.is_empty() {
+        return Ok(());
+    }
+    if !synced {
+        fs::sync_filesystem(dir)?;
+    }
+    for m in marks {
+        let _ = std::fs::remove_file(m);
+    }
+    Ok(())
+}
+
 struct Tree<'a> {
     settings: &'a Settings,
     dir: PathBuf,
@@ -183,15 +254,9 @@ struct Tree<'a> {
     rng: SystemRandom,
     w: Writer<'a>,
     cas: HashMap<&'static str, Ca>,
-    /// Keys of the CAs this run creates, already written and durable
-    /// ([`Tree::new_ca_keys`]); their certificates are not written yet.
-    new_ca_keys: HashMap<&'static str, Key>,
-    /// The `syncfs` that makes the new CA keys durable, on its own thread
-    /// while the leaves are made ([`Tree::new_ca_keys`]).
-    key_sync: Option<std::thread::JoinHandle<std::result::Result<(), crate::error::FsError>>>,
-    /// The certificates of the CAs this run creates, written once
-    /// `key_sync` has returned ([`Tree::write_ca_certs`]).
-    ca_certs: Vec<(PathBuf, String)>,
+    /// The CAs this run creates ([`Tree::new_cas`]), already written, key
+    /// and certificate, for [`Tree::ca`] to report and keep.
+    new_cas: HashMap<&'static str, NewCa>,
     report: PkiReport,
 }
 
@@ -216,15 +281,13 @@ pub(crate) fn ensure(
             wrote: false,
         },
         cas: HashMap::new(),
-        new_ca_keys: HashMap::new(),
-        key_sync: None,
-        ca_certs: Vec::new(),
+        new_cas: HashMap::new(),
         report: PkiReport::default(),
     };
     if settings.mode == Mode::JoinWorker {
         return Ok((t.report, None));
     }
-    t.new_ca_keys(want)?;
+    t.new_cas(want)?;
     for row in table::rows(settings) {
         if row.is_ca() {
             if want(row.name) {
@@ -252,8 +315,15 @@ pub(crate) fn ensure(
     if want("sa") {
         t.service_account()?;
     }
-    t.write_ca_certs()?;
     t.w.finish(&t.dir)?;
+    if sync == Sync::Deferred {
+        // synced by `finish` when anything was written (a node run,
+        // `Sync::Batched`, settles them after its own syncfs:
+        // `NodeRun::flush`)
+        settle_new_ca_marks(&t.dir, t.w.wrote)?;
+    } else if sync == Sync::Each {
+        settle_new_ca_marks(&t.dir, false)?;
+    }
     let ca = t.cas.remove("ca");
     Ok((t.report, ca))
 }
@@ -340,20 +410,32 @@ impl Tree<'_> {
         Ok(wrote)
     }
 
-    /// Creates the key of every CA this run creates (selected, neither file
-    /// on disk, nothing supplied in the config) and makes those keys durable
-    /// before any CA certificate is renamed into place: with batched
-    /// syncing nothing orders the writes, and a power cut could otherwise
-    /// leave a valid `ca.crt` beside an empty `ca.key`, which a rerun must
-    /// refuse (a CA is never replaced). One `syncfs` for all new CA keys
-    /// (no per-key fsync), run on a thread of its own while the leaves are
-    /// issued and written; the CA certificates wait for it
-    /// ([`Tree::write_ca_certs`]). None when no CA is created. With
-    /// `Sync::Each` each key was fsynced as it was written.
-    fn new_ca_keys(&mut self, want: &dyn Fn(&str) -> bool) -> Result<()> {
+    /// Creates every CA this run creates: selected, nothing supplied in
+    /// the config, and either neither file on disk, or a certificate whose
+    /// key was lost before it reached the disk (below). Each is made in
+    /// memory, then written: first an empty *mark* per CA
+    /// ([`new_ca_mark`]: its name carries the certificate's SHA-256), then
+    /// the keys and the certificates. The run's one `syncfs` makes them
+    /// durable together and the marks are then removed
+    /// ([`settle_new_ca_marks`]).
+    ///
+    /// Why the marks: unsynced writes reach the disk in any order, so a
+    /// power cut before the sync can leave a valid `ca.crt` beside an empty
+    /// or missing `ca.key`. A CA that something may trust is never
+    /// replaced, and nothing in those two files says whether it could have
+    /// left the node. The mark says it could not: it exists only until the
+    /// creating run's sync, before which nothing outside the process has
+    /// the CA (the kubelet is started after it, `render` returns after it).
+    /// File systems that journal metadata in order (ext4, XFS) make a
+    /// file's name durable no later than the names created after it, so the
+    /// mark survives whenever the certificate does; where it did not, the
+    /// rerun refuses, as it would without marks. A CA whose key is lost
+    /// with no mark for its certificate is refused ([`Tree::ca`]).
+    fn new_cas(&mut self, want: &dyn Fn(&str) -> bool) -> Result<()> {
         if self.settings.mode == Mode::JoinControlPlane {
             return Ok(());
         }
+        let mut made = Vec::new();
         for row in table::rows(self.settings) {
             let given = supplied(self.settings, row.name)
                 .is_some_and(|m| m.cert_pem.is_some() || m.key_pem.is_some());
@@ -361,55 +443,65 @@ impl Tree<'_> {
                 continue;
             }
             let (crt, keyp) = self.files(row.stem);
-            if self.w.read(&crt)?.is_some() || self.w.read_raw(&keyp)?.is_some() {
+            let crt_bytes = self.w.read(&crt)?;
+            let key_raw = self.w.read_raw(&keyp)?;
+            let cut_off = match &crt_bytes {
+                // the key lost, the certificate marked as not yet synced
+                Some(pem) => {
+                    key_raw.as_ref().is_none_or(|k| k.is_empty())
+                        && self
+                            .w
+                            .read_raw(&self.dir.join(new_ca_mark(row.name, pem)))?
+                            .is_some()
+                }
+                None => false,
+            };
+            if !cut_off && (crt_bytes.is_some() || key_raw.is_some()) {
                 continue;
             }
-            let k = Key::generate(self.settings.cluster.key_algorithm)?;
-            self.w.write(&keyp, k.to_pem().as_bytes(), SECRET_MODE)?;
-            self.new_ca_keys.insert(row.name, k);
+            let key = Key::generate(self.settings.cluster.key_algorithm)?;
+            let (der, info) = self.issue_ca(row, &key)?;
+            let pem = cert::to_pem(&der);
+            let action = if cut_off {
+                Action::Regenerated(
+                    "its key was lost before the run that made it synced (a power cut): \
+                     nothing outside could have had it, so it is made anew"
+                        .into(),
+                )
+            } else {
+                Action::Created
+            };
+            made.push((row, key, der, pem, info, action));
         }
-        if !self.new_ca_keys.is_empty() && self.w.sync != Sync::Each {
-            let dir = self.dir.clone();
-            let sync = std::thread::Builder::new()
-                .name("ca-key-sync".into())
-                .spawn(move || fs::sync_filesystem(&dir));
-            match sync {
-                Ok(handle) => self.key_sync = Some(handle),
-                // no thread to be had: sync here
-                Err(_) => fs::sync_filesystem(&self.dir)?,
-            }
+        for (row, _, _, pem, _, _) in &made {
+            let mark = self.dir.join(new_ca_mark(row.name, pem.as_bytes()));
+            self.w.mark(&mark)?;
         }
-        Ok(())
-    }
-
-    /// Writes the certificates of the CAs this run created, after the
-    /// `syncfs` of their keys has returned: the leaves were issued and
-    /// written meanwhile (a cut before this point leaves no CA certificate;
-    /// the rerun signs one with the surviving key, or makes a new CA if the
-    /// key did not survive, and reissues the leaves it does not sign).
-    fn write_ca_certs(&mut self) -> Result<()> {
-        if let Some(sync) = self.key_sync.take() {
-            sync.join().map_err(|_| {
-                Error::Failed(format!(
-                    "{}: syncing the new CA keys: the syncing thread failed",
-                    self.dir.display()
-                ))
-            })??;
+        for (row, key, _, _, _, _) in &made {
+            let (_, keyp) = self.files(row.stem);
+            self.w.write(&keyp, key.to_pem().as_bytes(), SECRET_MODE)?;
         }
-        for (crt, pem) in std::mem::take(&mut self.ca_certs) {
+        for (row, key, der, pem, info, action) in made {
+            let (crt, _) = self.files(row.stem);
             self.w.write(&crt, pem.as_bytes(), CERT_MODE)?;
+            self.new_cas.insert(
+                row.name,
+                NewCa {
+                    key,
+                    der,
+                    info,
+                    action,
+                },
+            );
         }
         Ok(())
     }
 
     fn ca(&mut self, row: &'static CertRow) -> Result<()> {
         let (crt, keyp) = self.files(row.stem);
-        if let Some(k) = self.new_ca_keys.remove(row.name) {
-            // created by `new_ca_keys`; the certificate is written once the
-            // key is durable (`write_ca_certs`)
-            let (der, info) = self.issue_ca(row, &k)?;
-            self.ca_certs.push((crt.clone(), cert::to_pem(&der)));
-            return self.keep_ca(row, der, Some(k), Action::Created, crt, &info);
+        if let Some(n) = self.new_cas.remove(row.name) {
+            // made and written by `new_cas`
+            return self.keep_ca(row, n.der, Some(n.key), n.action, crt, &n.info);
         }
         let supplied = self.write_supplied(row, &crt, &keyp)?;
         let crt_bytes = self.w.read(&crt)?;
@@ -417,8 +509,9 @@ impl Tree<'_> {
         let join = self.settings.mode == Mode::JoinControlPlane;
         // An empty CA key beside its certificate is refused with an error
         // naming the key (never a new CA over it: something may already
-        // trust that CA, and a CA is never replaced). A *missing* key is
-        // external-CA mode.
+        // trust that CA, and a CA is never replaced), unless the run that
+        // made the CA was cut off before its sync (`new_cas` made it anew).
+        // A *missing* key is external-CA mode.
         if crt_bytes.is_some() && key_bytes.as_ref().is_some_and(|b| b.is_empty()) {
             return Err(Error::Invalid(format!(
                 "{}: the {} CA's private key is empty (beside {}); restore the key, or remove the \
