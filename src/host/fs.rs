@@ -633,6 +633,31 @@ mod tests {
         fs::remove_dir_all(&root).unwrap();
     }
 
+    /// `create_empty` makes an empty file with its mode, keeps an existing
+    /// one as it is, and never follows a symlink in the name's place.
+    #[test]
+    fn create_empty_makes_a_mark_and_follows_no_symlink() {
+        let root = tmpdir("mark");
+        let outside = tmpdir("mark-outside");
+        let paths = crate::host::Paths::new(&root);
+        let p = root.join("etc/kubernetes/pki/.mark");
+        create_empty(&paths.rooted(&p), 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        fs::write(&p, b"kept").unwrap();
+        create_empty(&paths.rooted(&p), 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"kept");
+        let link = root.join("etc/kubernetes/pki/.linked");
+        std::os::unix::fs::symlink(outside.join("target"), &link).unwrap();
+        assert!(create_empty(&paths.rooted(&link), 0o600).is_err());
+        assert!(!outside.join("target").exists());
+        fs::remove_dir_all(&root).unwrap();
+        fs::remove_dir_all(&outside).unwrap();
+    }
+
     #[test]
     fn parents_get_0755_and_the_leaf_its_mode() {
         let root = tmpdir("dirs");
