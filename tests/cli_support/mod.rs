@@ -122,10 +122,17 @@ fn systemctl_script(
     unset HTTP_PROXY HTTPS_PROXY http_proxy https_proxy
     req=$(openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout /dev/null -subj /O=system:nodes/CN=system:node:fake 2>/dev/null | base64 -w0)
     printf '{{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest","metadata":{{"name":"csr-%s"}},"spec":{{"request":"%s","signerName":"kubernetes.io/kube-apiserver-client-kubelet","usages":["digital signature","client auth"]}}}}' "$$" "$req" > '{r}/csr.json'
-    if ! kubectl --kubeconfig "$b" --request-timeout=5s create --raw /apis/certificates.k8s.io/v1/certificatesigningrequests -f '{r}/csr.json' >> '{log}.kubectl' 2>&1; then
-      echo 'TLS bootstrap: CSR refused' >> '{log}.kubectl'
-      exit 0
-    fi
+    # as a kubelet does, the CSR is sent again when sending it failed
+    # (a connection reset under load): five tries, a second apart
+    n=0
+    until kubectl --kubeconfig "$b" --request-timeout=5s create --raw /apis/certificates.k8s.io/v1/certificatesigningrequests -f '{r}/csr.json' >> '{log}.kubectl' 2>&1; do
+      n=$((n+1))
+      if [ "$n" -ge 5 ]; then
+        echo 'TLS bootstrap: CSR refused' >> '{log}.kubectl'
+        exit 0
+      fi
+      sleep 1
+    done
   fi
 "#,
             r = root.display(),
