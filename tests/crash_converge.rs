@@ -351,14 +351,16 @@ fn render_killed_anywhere_converges() {
     std::fs::remove_dir_all(&base).unwrap();
 }
 
-/// Kills a live `init` (fsync per file; fake systemctl; no waits) at every
-/// rename; the next `firstboot` converges and records success.
-#[test]
-fn firstboot_killed_at_every_rename_converges() {
-    let base = tmpdir("firstboot");
+/// The phases an offline control-plane firstboot skips: those that need a
+/// running API server, and preflight (the test host is not a node).
+const OFFLINE_SKIP: &str = "preflight,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,addon,show-join-command";
+
+/// A fake `systemctl` that always succeeds and a control-plane config
+/// (cp-1 on 127.0.0.1), both in `base`, for an offline firstboot.
+fn offline_init(base: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
     let systemctl = base.join("systemctl");
     std::fs::write(&systemctl, "#!/bin/sh\nexit 0\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
     let cfg = base.join("cp.yaml");
     std::fs::write(
@@ -366,6 +368,15 @@ fn firstboot_killed_at_every_rename_converges() {
         "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n  advertiseAddress: 127.0.0.1\n",
     )
     .unwrap();
+    (systemctl, cfg)
+}
+
+/// Kills a live `init` (fsync per file; fake systemctl; no waits) at every
+/// rename; the next `firstboot` converges and records success.
+#[test]
+fn firstboot_killed_at_every_rename_converges() {
+    let base = tmpdir("firstboot");
+    let (systemctl, cfg) = offline_init(&base);
     let mut n = 1;
     loop {
         let root = base.join(format!("n{n}"));
@@ -382,7 +393,7 @@ fn firstboot_killed_at_every_rename_converges() {
             "--systemctl",
             systemctl.to_str().unwrap(),
             "--skip-phases",
-            "preflight,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,addon,show-join-command",
+            OFFLINE_SKIP,
         ];
         if !run_killed_at("rename,renameat,renameat2", n, &args) {
             break;
@@ -499,21 +510,15 @@ fn a_finished_firstboot_records_its_status_then_the_marker_durably() {
     let base = tmpdir("finish-sync");
     let root = base.join("root");
     std::fs::create_dir_all(&root).unwrap();
-    let systemctl = base.join("systemctl");
-    std::fs::write(&systemctl, "#!/bin/sh\nexit 0\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cfg = base.join("cp.yaml");
-    std::fs::write(
-        &cfg,
-        "apiVersion: kubeboot.dev/v1alpha1\nrole: control-plane\nnode:\n  name: cp-1\n  advertiseAddress: 127.0.0.1\n",
-    )
-    .unwrap();
+    let (systemctl, cfg) = offline_init(&base);
     let trace = base.join("trace");
     let o = Command::new("strace")
         .args(["-f", "-y", "-o"])
         .arg(&trace)
-        .args(["-e", "trace=renameat,renameat2,rename,syncfs,fsync,fdatasync"])
+        .args([
+            "-e",
+            "trace=renameat,renameat2,rename,syncfs,fsync,fdatasync",
+        ])
         .arg(bin())
         .args(["firstboot", "--config"])
         .arg(&cfg)
@@ -521,10 +526,7 @@ fn a_finished_firstboot_records_its_status_then_the_marker_durably() {
         .arg(&root)
         .args(["--platform", "none", "--systemctl"])
         .arg(&systemctl)
-        .args([
-            "--skip-phases",
-            "preflight,wait-control-plane,upload-config,mark-control-plane,bootstrap-token,addon,show-join-command",
-        ])
+        .args(["--skip-phases", OFFLINE_SKIP])
         .output()
         .expect("strace is required (Debian package strace)");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -134,16 +134,7 @@ pub enum Sync {
 /// afterwards can redirect them. The file itself is checked on every write.
 pub fn write_atomic(target: &HostPath, data: &[u8], mode: u32, sync: Sync) -> Result<(), FsError> {
     let (root, path) = (target.root(), target.path());
-    let no_parent = || {
-        FsError::new(
-            "writing",
-            path,
-            io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
-        )
-    };
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(no_parent());
-    };
+    let (dir, name) = dir_and_name("writing", path)?;
     if super::dryrun::active(path) {
         // recorded in the dry run's overlay, nothing touches the disk
         create_dir_all(root, dir, 0o755)?;
@@ -171,13 +162,7 @@ pub fn write_atomic(target: &HostPath, data: &[u8], mode: u32, sync: Sync) -> Re
 pub fn create_empty(target: &HostPath, mode: u32) -> Result<(), FsError> {
     use rustix::fs::{Mode, OFlags};
     let (root, path) = (target.root(), target.path());
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(FsError::new(
-            "creating",
-            path,
-            io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
-        ));
-    };
+    let (dir, name) = dir_and_name("creating", path)?;
     if super::dryrun::active(path) {
         return Ok(());
     }
@@ -185,8 +170,32 @@ pub fn create_empty(target: &HostPath, mode: u32) -> Result<(), FsError> {
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let f = rustix::fs::openat(&*fd, name, flags, Mode::from_raw_mode(mode))
         .map_err(|e| FsError::new("creating", path, e.into()))?;
+    set_mode_exactly(&f, mode, path)
+}
+
+/// `path`'s directory and file name; an error for `op` naming `path`
+/// when it has none (the root itself).
+fn dir_and_name<'p>(op: &'static str, path: &'p Path) -> Result<(&'p Path, &'p OsStr), FsError> {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => Ok((dir, name)),
+        _ => Err(FsError::new(
+            op,
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"),
+        )),
+    }
+}
+
+/// Sets the mode of the file just created as `f` (`path` in errors) to
+/// `mode` again when the umask took bits out of it ([`umask_narrows`]);
+/// under systemd's 0022 nothing is done.
+pub(crate) fn set_mode_exactly(
+    f: &impl std::os::fd::AsFd,
+    mode: u32,
+    path: &Path,
+) -> Result<(), FsError> {
     if umask_narrows(mode) {
-        rustix::fs::fchmod(&f, Mode::from_raw_mode(mode))
+        rustix::fs::fchmod(f, rustix::fs::Mode::from_raw_mode(mode))
             .map_err(|e| FsError::new("setting mode of", path, e.into()))?;
     }
     Ok(())
@@ -221,10 +230,7 @@ fn write_in(
     let f = rustix::fs::openat(dir_fd, &tmp, flags, mode)
         .map_err(|e| FsError::new("creating", dir.join(&tmp), e.into()))?;
     let result = (|| {
-        let at = |op, e: rustix::io::Errno| FsError::new(op, dir.join(&tmp), e.into());
-        if umask_narrows(mode.bits()) {
-            rustix::fs::fchmod(&f, mode).map_err(|e| at("setting mode of", e))?;
-        }
+        set_mode_exactly(&f, mode.bits(), &dir.join(&tmp))?;
         let mut file = fs::File::from(f);
         file.write_all(data)
             .map_err(|e| FsError::new("writing", dir.join(&tmp), e))?;
@@ -385,7 +391,7 @@ fn symlink_refused(path: &Path) -> FsError {
 /// inode change on ext4) per file. The umask is read once, from
 /// `/proc/self/status` (`Umask:`, Linux 4.7+: reading it with `umask(2)`
 /// means setting it); unknown, every mode is set again.
-pub(crate) fn umask_narrows(mode: u32) -> bool {
+fn umask_narrows(mode: u32) -> bool {
     static UMASK: OnceLock<u32> = OnceLock::new();
     let umask = *UMASK.get_or_init(|| {
         std::fs::read_to_string("/proc/self/status")

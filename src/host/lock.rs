@@ -54,11 +54,8 @@ impl RunLock {
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&path)
             .map_err(|e| FsError::new("opening the run lock", &path, e))?;
-        if fs::umask_narrows(0o644) {
-            // 0644 whatever the umask, as every file kubeboot writes
-            rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(0o644))
-                .map_err(|e| FsError::new("setting mode of", &path, e.into()))?;
-        }
+        // 0644 whatever the umask, as every file kubeboot writes
+        fs::set_mode_exactly(&file, 0o644, &path)?;
         let start = Instant::now();
         loop {
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {

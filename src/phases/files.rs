@@ -88,6 +88,7 @@ fn certs(r: &mut NodeRun<'_>, want: &dyn Fn(&str) -> bool) -> Result<(), Error> 
         want,
     )?;
     r.state.cluster_ca = ca;
+    r.state.ca_marks_to_settle = true;
     record_report(r, "certs", &report);
     Ok(())
 }

@@ -301,6 +301,11 @@ pub struct RunState {
     pub subs: Vec<&'static str>,
     /// Files were written since the last `syncfs`.
     pub unsynced: bool,
+    /// The certs phase ran since the last `syncfs`: the certificates
+    /// directory may hold marks of new CAs to remove after the next one
+    /// (`pki::tree::settle_new_ca_marks`; the certs phase is the only one
+    /// that makes them, so no other run reads the directory for them).
+    pub ca_marks_to_settle: bool,
     /// The cluster CA as the certs phase left it (checked or created, its
     /// signing key loaded), for the kubeconfig phase of the same run, which
     /// takes it (the key is not kept for the rest of the run).
@@ -366,16 +371,20 @@ impl NodeRun<'_> {
             fs::sync_filesystem(self.input.paths.root()).map_err(Error::from)?;
             self.state.unsynced = false;
         }
-        // the new CAs are durable now: their marks have done their work
-        // (marks of an earlier run that stopped before its sync: after a
-        // syncfs of their own)
-        crate::pki::tree::settle_new_ca_marks(
-            &self
-                .input
-                .paths
-                .pki_dir(&self.input.settings.cluster.certificates_dir),
-            synced,
-        )
+        if self.state.ca_marks_to_settle {
+            // the new CAs are durable now: their marks have done their work
+            // (marks of an earlier run that stopped before its sync: after a
+            // syncfs of their own)
+            crate::pki::tree::settle_new_ca_marks(
+                &self
+                    .input
+                    .paths
+                    .pki_dir(&self.input.settings.cluster.certificates_dir),
+                synced,
+            )?;
+            self.state.ca_marks_to_settle = false;
+        }
+        Ok(())
     }
 
     /// The end of a successful run: whatever a phase wrote after the last

@@ -184,11 +184,16 @@ pub(crate) fn pem_encode(tag: &str, der: &[u8]) -> String {
 
 /// `sha256:<hex>` of a DER SubjectPublicKeyInfo.
 pub fn spki_hash(spki_der: &[u8]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, spki_der);
-    let mut s = String::with_capacity(71);
-    s.push_str("sha256:");
+    format!("sha256:{}", sha256_hex(spki_der))
+}
+
+/// The SHA-256 of `bytes`, in lowercase hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut s = String::with_capacity(64);
     for b in d.as_ref() {
-        s.push_str(&format!("{b:02x}"));
+        let _ = write!(s, "{b:02x}");
     }
     s
 }

@@ -42,12 +42,9 @@ impl Writer<'_> {
 
     /// Creates the empty file `path` (a mark: only its name counts), made
     /// durable as the writes are ([`fs::create_empty`]; fsynced with
-    /// [`Sync::Each`]).
+    /// [`Sync::Each`]). Transient, so nothing in a dry run (not among the
+    /// files it lists).
     pub fn mark(&mut self, path: &Path) -> Result<()> {
-        if crate::host::dryrun::active(path) {
-            // transient: not among the files a dry run lists
-            return Ok(());
-        }
         fs::create_empty(&self.paths.rooted(path), SECRET_MODE)?;
         if self.sync == Sync::Each
             && let Some(dir) = path.parent()
@@ -207,12 +204,7 @@ struct NewCa {
 /// `.kubeboot-new-ca.<name>.<sha256 hex>`, in the certificates
 /// directory. See [`Tree::new_cas`].
 fn new_ca_mark(name: &str, cert_pem: &[u8]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, cert_pem);
-    let mut s = format!("{NEW_CA_MARK}{name}.");
-    for b in d.as_ref() {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    format!("{NEW_CA_MARK}{name}.{}", super::sha256_hex(cert_pem))
 }
 
 const NEW_CA_MARK: &str = ".kubeboot-new-ca.";
