@@ -6,6 +6,11 @@
 //! session as the same client certificate. The Go server reports what it
 //! saw on the wire (the group of its ServerHello); a plain rustls client
 //! offering X25519 first shows that report follows the client.
+//!
+//! Pipelining: a phase's objects (`Kube::apply_all`) are written ahead of
+//! their answers and Go's net/http server answers them in order, each
+//! read right (Content-Length, chunked, no body); a `Connection: close`
+//! mid-batch and a 429 send the rest again the ordinary way.
 
 mod cli_support;
 mod peer_support;
@@ -17,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kubeboot::api::kube::Kube;
+use kubeboot::api::objects::{ApiObject, Update};
 use serde_json::Value;
 
 const TEST: &str = "tls_go_peer";
@@ -145,4 +151,138 @@ fn raw_get(port: u16, ca_pem: &[u8]) -> Value {
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     serde_json::from_str(body.trim()).unwrap()
+}
+
+/// A ConfigMap named `name` in kube-system, as apply_all takes it.
+fn config_map(name: &str) -> ApiObject {
+    let collection = "/api/v1/namespaces/kube-system/configmaps".to_string();
+    ApiObject {
+        what: format!("ConfigMap kube-system/{name}"),
+        item: format!("{collection}/{name}"),
+        collection,
+        body: serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "kube-system"}, "data": {"k": name}}),
+        update: Update::Replace,
+        sensitive: false,
+    }
+}
+
+#[test]
+fn go_answers_a_batch_written_ahead_in_order_and_the_unanswered_are_sent_again() {
+    let dir = cli_support::tmpdir("tlsgo", "pipe");
+    let Some(bin) = peer_support::go_build(TEST, "tlsserve", &dir) else {
+        return;
+    };
+    let root = cli_support::render_control_plane(&dir);
+    let pki = root.join("etc/kubernetes/pki");
+    let server = go_server(&bin, &pki);
+    let base = format!("https://127.0.0.1:{}", server.port);
+    let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
+    let kube = Kube::new(
+        &base,
+        &read("ca.crt"),
+        &read("apiserver-kubelet-client.crt"),
+        &read("apiserver-kubelet-client.key"),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let names = ["hold-a", "b", "big", "c", "close", "d", "busy", "e"];
+    let objs: Vec<ApiObject> = names.iter().map(|n| config_map(n)).collect();
+    kube.apply_all("test", &objs).unwrap();
+
+    let log = get(&kube, "/log");
+    let log = log.as_array().unwrap();
+    let posts: Vec<(&str, u64)> = log
+        .iter()
+        .filter(|e| e["method"] == "POST")
+        .map(|e| (e["name"].as_str().unwrap(), e["conn"].as_u64().unwrap()))
+        .collect();
+    let first = posts[0].1;
+    // In order, each once, up to the answer that closed the connection
+    // (Go drops what it had not read yet); then each unanswered object on
+    // its own on a new connection, the 429 again after its Retry-After.
+    // A misread answer (a chunked body, a length) would have cut the batch
+    // short and sent its objects twice.
+    assert_eq!(
+        posts,
+        [
+            ("hold-a", first),
+            ("b", first),
+            ("big", first),
+            ("c", first),
+            ("close", first),
+            ("d", first + 1),
+            ("busy", first + 1),
+            ("busy", first + 1),
+            ("e", first + 1),
+        ],
+        "{log:?}"
+    );
+    // Written ahead: "b" had arrived in full before "hold-a" was answered.
+    // (A client waiting for each answer sends "b" only after it, so the
+    // server reads b's bytes after hold-a's handler ended.)
+    let at = |name: &str, key: &str| {
+        log.iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e[key].as_i64())
+            .unwrap()
+    };
+    assert!(
+        at("b", "rxStart") <= at("hold-a", "rxEnd"),
+        "b was read after hold-a was answered: {log:?}"
+    );
+    // The window: request k goes out only once answer k-16 was read (so
+    // after its handler ended), and with large objects only while the
+    // unanswered requests stay within 64 KiB (two of about 30 KiB each).
+    let small: Vec<ApiObject> = (0..40).map(|i| config_map(&format!("w{i}"))).collect();
+    let mut large: Vec<ApiObject> = (0..6).map(|i| config_map(&format!("l{i}"))).collect();
+    for o in &mut large {
+        o.body["data"]["pad"] = serde_json::json!("y".repeat(30 * 1024));
+    }
+    kube.apply_all("test", &small).unwrap();
+    kube.apply_all("test", &large).unwrap();
+    let log = get(&kube, "/log");
+    let log = log.as_array().unwrap();
+    let rx = |name: String, key: &str| {
+        log.iter()
+            .find(|e| e["name"] == name.as_str())
+            .and_then(|e| e[key].as_i64())
+            .unwrap_or_else(|| panic!("{name} not logged: {log:?}"))
+    };
+    for k in 16..40 {
+        assert!(
+            rx(format!("w{k}"), "rxStart") > rx(format!("w{}", k - 16), "rxEnd"),
+            "w{k} was sent before the answer to w{}: {log:?}",
+            k - 16
+        );
+    }
+    // and the batch was written ahead within the window (16 small
+    // requests, one TLS record, read before w0 was answered)
+    assert!(rx("w15".into(), "rxStart") <= rx("w0".into(), "rxEnd"));
+    for k in 2..6 {
+        assert!(
+            rx(format!("l{k}"), "rxStart") > rx(format!("l{}", k - 2), "rxEnd"),
+            "l{k} was sent with more than 64 KiB unanswered"
+        );
+    }
+    // one request larger than the byte window still goes out, alone
+    let mut huge = config_map("huge");
+    huge.body["data"]["pad"] = serde_json::json!("z".repeat(100 * 1024));
+    kube.apply(&huge).unwrap();
+    // a 204 (no body) leaves the connection ready for the next request
+    let (status, body) = kube
+        .delete("/api/v1/namespaces/kube-system/configmaps/e")
+        .unwrap();
+    assert_eq!((status, body.len()), (204, 0));
+    let after = get(&kube, "/after");
+    let log = get(&kube, "/log");
+    let deleted = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["method"] == "DELETE")
+        .unwrap();
+    assert_eq!(after["conn"], deleted["conn"], "{log}");
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

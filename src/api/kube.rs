@@ -10,6 +10,7 @@
 //! (a PUT conflict starts over, a few times). Errors name the method, URL
 //! and status; for Secrets the server's message is left out.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -19,7 +20,8 @@ use crate::config::Settings;
 use crate::error::{Context, Error};
 use crate::host::Paths;
 use crate::host::fs;
-use crate::net::http::{self, Method, Retry};
+use crate::net::h1;
+use crate::net::http::{self, Method, Reply, Retry, Step};
 
 /// What create-or-update did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +34,11 @@ pub enum Applied {
     Kept,
 }
 
-/// A client for one API server as one user. Clones share the connection
-/// pool, so the API phases of one run reuse one TLS connection.
+/// A client for one API server as one user. Clones share the connection,
+/// so the API phases of one run reuse one TLS connection.
 #[derive(Clone)]
 pub struct Kube {
-    agent: ureq::Agent,
+    client: Arc<h1::Client>,
     pub(super) base: String,
     budget: Duration,
 }
@@ -61,9 +63,9 @@ impl Kube {
         key_pem: &[u8],
         budget: Duration,
     ) -> Result<Kube, Error> {
-        let agent = http::agent_with_client_cert(http::certs_from_pem(ca_pem), cert_pem, key_pem)?;
+        let client = h1::Client::new(base, ca_pem, cert_pem, key_pem)?;
         Ok(Kube {
-            agent,
+            client: Arc::new(client),
             base: base.trim_end_matches('/').to_string(),
             budget,
         })
@@ -131,15 +133,7 @@ impl Kube {
         match http::retry_watched(
             &Retry::within(self.budget),
             &format!("{verb} {url}"),
-            |t| {
-                http::send(
-                    &self.agent,
-                    method,
-                    &url,
-                    &[("Accept", "application/json")],
-                    t,
-                )
-            },
+            |t| self.client.send(method, path, t),
             |r| http::status_text(r.status),
         ) {
             Ok((reply, _)) => Ok((reply.status, reply.body)),
@@ -178,11 +172,12 @@ impl Kube {
         self.call(Method::Delete, "DELETE", path)
     }
 
-    /// The agent: its pool keeps this client's connection alive for the
-    /// next request, so a health poll of the same server through it
-    /// (`wait-control-plane`) leaves the connection the API phases use.
-    pub fn agent(&self) -> &ureq::Agent {
-        &self.agent
+    /// One attempt at `method` on `path` with `timeout`, for a caller's
+    /// own retry loop. The connection stays open for the next request, so
+    /// a health poll of the same server through it (`wait-control-plane`)
+    /// leaves the connection the API phases use.
+    pub(crate) fn attempt(&self, method: Method<'_>, path: &str, timeout: Duration) -> Step<Reply> {
+        self.client.send(method, path, timeout)
     }
 
     /// The base URL (`https://host:port`), for messages.
@@ -199,8 +194,19 @@ impl Kube {
 
     /// Creates `obj`, or updates it when it exists (see the module rules).
     pub fn apply(&self, obj: &ApiObject) -> Result<Applied, Error> {
+        let created = self.create(obj)?;
+        self.apply_from(obj, created)
+    }
+
+    /// [`Kube::apply`] after its first POST answered `created` (status and
+    /// body).
+    fn apply_from(&self, obj: &ApiObject, created: (u16, Vec<u8>)) -> Result<Applied, Error> {
+        let mut created = Some(created);
         for _ in 0..5 {
-            let (status, body) = self.create(obj)?;
+            let (status, body) = match created.take() {
+                Some(c) => c,
+                None => self.create(obj)?,
+            };
             match status {
                 200 | 201 => return Ok(Applied::Created),
                 409 if obj.update == Update::Retain => return Ok(Applied::Kept),
@@ -233,9 +239,41 @@ impl Kube {
     }
 
     /// Applies every object in order, logging one line each under `phase`.
+    ///
+    /// The objects' POSTs are written ahead of their answers on the kept
+    /// connection (`net::h1`), so a phase costs about one round trip, not
+    /// one per object. The server still takes them one at a time and in
+    /// order. An object whose POST got no final answer that way (5xx, 429,
+    /// the connection lost) is sent again on its own with the usual
+    /// retries; a 409 goes on to the update as in [`Kube::apply`]. When one
+    /// is refused (403, 422), the objects after it were already sent and
+    /// may exist: the error stops the phase as before, and a rerun
+    /// converges them.
     pub fn apply_all(&self, phase: &str, objs: &[ApiObject]) -> Result<(), Error> {
-        for o in objs {
-            let done = self.apply(o)?;
+        let bodies = objs
+            .iter()
+            .map(|o| {
+                serde_json::to_vec(&o.body).map_err(|e| Error::Failed(format!("{}: {e}", o.what)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let posts: Vec<(Method<'_>, &str)> = objs
+            .iter()
+            .zip(&bodies)
+            .map(|(o, b)| (Method::PostJson(b), o.collection.as_str()))
+            .collect();
+        let ahead = if posts.len() > 1 {
+            let t = Retry::within(self.budget).attempt_timeout;
+            self.client.exchange(&posts, t).answers
+        } else {
+            Vec::new()
+        };
+        let mut ahead = ahead.into_iter();
+        for (o, body) in objs.iter().zip(&bodies) {
+            let created = match ahead.next() {
+                Some(a) if a.status < 500 && a.status != 429 => (a.status, a.body),
+                _ => self.call(Method::PostJson(body), "POST", &o.collection)?,
+            };
+            let done = self.apply_from(o, created)?;
             let verb = match done {
                 Applied::Created => "created",
                 Applied::Updated => "updated",

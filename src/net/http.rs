@@ -288,6 +288,30 @@ pub(crate) enum Method<'b> {
     Delete,
 }
 
+impl Method<'_> {
+    /// The request line's method.
+    pub(crate) fn verb(&self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Put | Method::PutJson(_) => "PUT",
+            Method::PostJson(_) => "POST",
+            Method::MergePatch(_) => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    /// The body and its content type (empty: none), for the methods that
+    /// send one.
+    pub(crate) fn body(&self) -> Option<(&'static str, &[u8])> {
+        match *self {
+            Method::PostJson(b) | Method::PutJson(b) => Some(("application/json", b)),
+            Method::MergePatch(b) => Some(("application/merge-patch+json", b)),
+            Method::Put => Some(("", &[])),
+            Method::Get | Method::Delete => None,
+        }
+    }
+}
+
 /// Builds an agent: no proxy (metadata services must be reached directly),
 /// statuses returned as responses, redirects returned to the caller, and
 /// TLS with exactly the given roots (or none: plain HTTP only).
@@ -517,23 +541,7 @@ pub(crate) fn send(
     timeout: Duration,
 ) -> Step<Reply> {
     const JSON: &str = "application/json";
-    if log::log_enabled!(target: "http", log::Level::Trace) {
-        let verb = match method {
-            Method::Get => "GET",
-            Method::Put | Method::PutJson(_) => "PUT",
-            Method::PostJson(_) => "POST",
-            Method::MergePatch(_) => "PATCH",
-            Method::Delete => "DELETE",
-        };
-        // header names only: values (a bearer token, a session token) never
-        let names: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
-        log::trace!(
-            target: "http",
-            "{verb} {} (headers {}: values not shown)",
-            shown_url(url),
-            if names.is_empty() { "-".to_string() } else { names.join(", ") }
-        );
-    }
+    trace_request(method, url, headers);
     let result = match method {
         Method::Get => prepare(agent.get(url), timeout, headers).call(),
         Method::Put => prepare(agent.put(url), timeout, headers).send_empty(),
@@ -558,14 +566,13 @@ pub(crate) fn send(
         .get("location")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    if status >= 500 || status == 429 {
-        let asked = retry_after(
-            resp.headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok()),
-        );
-        RETRY_AFTER.with(|c| c.set(asked));
-        return Step::Again(status_text(status));
+    if let Some(why) = retryable_status(
+        status,
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+    ) {
+        return Step::Again(why);
     }
     match resp.body_mut().with_config().limit(MAX_BODY).read_to_vec() {
         Ok(body) => Step::Done(Reply {
@@ -575,6 +582,32 @@ pub(crate) fn send(
         }),
         Err(e) => classify(e, timeout),
     }
+}
+
+/// The trace line of one request: method and URL without user info or
+/// query, and header names only (values such as a bearer token never).
+pub(crate) fn trace_request(method: Method<'_>, url: &str, headers: &[(&str, &str)]) {
+    if log::log_enabled!(target: "http", log::Level::Trace) {
+        let names: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
+        log::trace!(
+            target: "http",
+            "{} {} (headers {}: values not shown)",
+            method.verb(),
+            shown_url(url),
+            if names.is_empty() { "-".to_string() } else { names.join(", ") }
+        );
+    }
+}
+
+/// A status the retry loop tries again (5xx, 429): its reason, with the
+/// server's `Retry-After` kept for the loop's next wait. `None` for any
+/// other status, which is the caller's answer.
+pub(crate) fn retryable_status(status: u16, retry_after_value: Option<&str>) -> Option<String> {
+    if status >= 500 || status == 429 {
+        RETRY_AFTER.with(|c| c.set(retry_after(retry_after_value)));
+        return Some(status_text(status));
+    }
+    None
 }
 
 fn classify<T>(e: ureq::Error, timeout: Duration) -> Step<T> {
@@ -627,7 +660,7 @@ pub(crate) fn is_tls_failure(why: &str) -> bool {
 }
 
 /// How [`classify`] starts the reason of a TLS failure.
-const TLS_FAILURE: &str = "TLS: ";
+pub(crate) const TLS_FAILURE: &str = "TLS: ";
 
 /// "HTTP 404 Not Found".
 pub(crate) fn status_text(status: u16) -> String {

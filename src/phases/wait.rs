@@ -15,10 +15,22 @@ use crate::net::http::{self, Method, Retry, Step};
 
 /// Polls `url` with GET until it answers 200, within `budget`.
 pub fn until_ok(what: &str, agent: &ureq::Agent, url: &str, budget: Duration) -> Result<(), Error> {
+    until_ok_by(what, url, budget, |t| {
+        http::send(agent, Method::Get, url, &[], t)
+    })
+}
+
+/// [`until_ok`] with `get` making each attempt at `url`.
+fn until_ok_by(
+    what: &str,
+    url: &str,
+    budget: Duration,
+    mut get: impl FnMut(Duration) -> Step<http::Reply>,
+) -> Result<(), Error> {
     let r = http::retry_watched(
         &Retry::within(budget),
         &format!("{what} health at {url}"),
-        |t| match http::send(agent, Method::Get, url, &[], t) {
+        |t| match get(t) {
             Step::Done(reply) if reply.status == 200 => Step::Done(()),
             Step::Done(reply) => Step::Again(http::status_text(reply.status)),
             Step::Again(w) => Step::Again(w),
@@ -81,7 +93,9 @@ pub fn control_plane(r: &mut NodeRun<'_>) -> Result<(), Error> {
         None
     };
     match admin {
-        Some(kube) => until_ok("kube-apiserver", kube.agent(), &api, budget)?,
+        Some(kube) => until_ok_by("kube-apiserver", &api, budget, |t| {
+            kube.attempt(Method::Get, "/livez", t)
+        })?,
         None => {
             let ca = crate::host::fs::read_required(&r.input.pki_file("ca.crt"), "")?;
             let roots = http::certs_from_pem(&ca);

@@ -12,6 +12,18 @@
 //	    ("client"), and the connection's number ("conn", from 1). A path
 //	    ending in "/close" answers with "Connection: close". The server
 //	    stops when its standard input closes.
+//
+//	    POSTs (kubeboot's create requests) are answered like an API
+//	    server's create, by the metadata.name of the JSON body: 201 with
+//	    the object; "big..." 201 with a 256 KiB object written in pieces
+//	    (so chunked); "close..." 201 and "Connection: close"; "busy..."
+//	    429 with "Retry-After: 0" the first time, then 201; "hold..."
+//	    first waits (up to 1 s) for more bytes to arrive on its connection.
+//	    A DELETE answers 204. Every request but "GET /log" is logged:
+//	    method, path, name, connection, and the bytes read from the
+//	    connection (TLS records) when its handler started ("rxStart") and
+//	    when it ended, before its answer went out ("rxEnd"). "GET /log"
+//	    answers that log.
 package main
 
 import (
@@ -27,6 +39,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 func fail(err error) {
@@ -41,8 +55,82 @@ var hrrRandom = sha256.Sum256([]byte("HelloRetryRequest"))
 type conn struct {
 	net.Conn
 	n    int
+	rx   int64 // bytes read, atomic
 	mu   sync.Mutex
 	sent bytes.Buffer
+}
+
+func (c *conn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	atomic.AddInt64(&c.rx, int64(n))
+	return n, err
+}
+
+// entry is one logged request.
+type entry struct {
+	Method  string `json:"method"`
+	Path    string `json:"path"`
+	Name    string `json:"name"`
+	Conn    int    `json:"conn"`
+	RxStart int64  `json:"rxStart"`
+	RxEnd   int64  `json:"rxEnd"`
+}
+
+var (
+	logMu  sync.Mutex
+	log    []entry
+	busied = map[string]bool{}
+)
+
+// create answers a POST like an API server's create (see the usage).
+func create(w http.ResponseWriter, r *http.Request, c *conn, e *entry) {
+	var obj map[string]interface{}
+	body, _ := io.ReadAll(r.Body)
+	if err := json.Unmarshal(body, &obj); err != nil {
+		w.WriteHeader(400)
+		return
+	}
+	if md, ok := obj["metadata"].(map[string]interface{}); ok {
+		e.Name, _ = md["name"].(string)
+	}
+	name := e.Name
+	if strings.HasPrefix(name, "hold") {
+		for i := 0; i < 100 && atomic.LoadInt64(&c.rx) == e.RxStart; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case strings.HasPrefix(name, "busy"):
+		logMu.Lock()
+		again := busied[name]
+		busied[name] = true
+		logMu.Unlock()
+		if !again {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(429)
+			w.Write([]byte(`{"kind":"Status","code":429}`))
+			return
+		}
+	case strings.HasPrefix(name, "close"):
+		w.Header().Set("Connection", "close")
+	case strings.HasPrefix(name, "big"):
+		obj["data"] = map[string]string{"pad": strings.Repeat("x", 256*1024)}
+		out, _ := json.Marshal(obj)
+		w.WriteHeader(201)
+		for len(out) > 0 {
+			n := 10000
+			if n > len(out) {
+				n = len(out)
+			}
+			w.Write(out[:n])
+			w.(http.Flusher).Flush()
+			out = out[n:]
+		}
+		return
+	}
+	w.WriteHeader(201)
+	w.Write(body)
 }
 
 func (c *conn) Write(b []byte) (int, error) {
@@ -144,6 +232,28 @@ func main() {
 			l.mu.Lock()
 			c := l.conns[r.RemoteAddr]
 			l.mu.Unlock()
+			if r.Method == "GET" && r.URL.Path == "/log" {
+				logMu.Lock()
+				out, _ := json.Marshal(log)
+				logMu.Unlock()
+				w.Write(out)
+				return
+			}
+			e := entry{Method: r.Method, Path: r.URL.Path, Conn: c.n, RxStart: atomic.LoadInt64(&c.rx)}
+			defer func() {
+				e.RxEnd = atomic.LoadInt64(&c.rx)
+				logMu.Lock()
+				log = append(log, e)
+				logMu.Unlock()
+			}()
+			switch r.Method {
+			case "POST":
+				create(w, r, c, &e)
+				return
+			case "DELETE":
+				w.WriteHeader(204)
+				return
+			}
 			group, hrr := c.serverHello()
 			client := ""
 			if len(r.TLS.PeerCertificates) > 0 {

@@ -1,0 +1,802 @@
+//! kubeboot's HTTP/1.1 client for the API server (`api::kube`): one
+//! kept-alive TLS connection per client, and a batch of requests written
+//! ahead of their answers (pipelining, RFC 9112 section 9.3.2).
+//!
+//! Why not ureq here: ureq writes a request only after the previous answer
+//! was read, so init's API phases paid one round trip per object (about
+//! thirty, docs/building.md). Written ahead, a phase's objects cost about
+//! one round trip plus the server's own time. A server answers pipelined
+//! requests one at a time and in order: Go's net/http server
+//! (kube-apiserver's HTTP/1.1 side) reads the next request only after it
+//! has answered the one before (`tests/tls_go_peer.rs` checks this against
+//! Go).
+//!
+//! Bounds:
+//! - At most [`WINDOW`] requests and [`WINDOW_BYTES`] of request bytes are
+//!   unanswered at once, so neither side blocks writing while the other
+//!   does. The answers waiting unread then stay within the sockets' buffers.
+//! - Answers are framed by `Content-Length` or the chunked coding (httparse
+//!   reads the head and the chunk sizes), or end with the connection. A head
+//!   over [`MAX_HEAD`] or a body over [`MAX_BODY`] fails the batch.
+//! - One deadline covers the whole batch (connect, handshake, every read
+//!   and write).
+//!
+//! What an unanswered request did is unknown: the caller sends it again the
+//! ordinary way. kubeboot's API writes are create-or-update, so a second
+//! POST of an object the first one created answers 409 and goes on to the
+//! update.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+use super::http::{self, MAX_BODY, Method, Reply, Step};
+use crate::error::Error;
+
+/// The most requests unanswered at once on one connection.
+pub(crate) const WINDOW: usize = 16;
+/// The most request bytes unanswered at once (one request larger than this
+/// is still sent, alone).
+pub(crate) const WINDOW_BYTES: usize = 64 * 1024;
+/// The largest answer head (status line and headers) accepted: the same
+/// bound as ureq's for the other clients (`net::http`, `BUFFER_IN`).
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
+/// The most header fields in one answer.
+const MAX_HEADERS: usize = 64;
+/// How much one read asks for.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why a batch ended before every request was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Cut {
+    /// The TLS handshake or a record failed: a certificate the roots do not
+    /// vouch for, a refused client certificate. Retrying will not help.
+    Tls(String),
+    /// The connection closed or was reset with no answer under way.
+    Closed(String),
+    /// Any other transport failure (refused, timed out, no such host).
+    Transport(String),
+    /// The answer is not HTTP/1.1 kubeboot can read, or a request cannot
+    /// be written (a path with spaces or control characters).
+    Invalid(String),
+    /// A body over [`MAX_BODY`].
+    TooLarge,
+}
+
+impl Cut {
+    /// The retry loop's view: TLS failures, unreadable answers and
+    /// oversized bodies are permanent; the rest are worth another attempt.
+    pub(crate) fn step<T>(self) -> Step<T> {
+        match self {
+            Cut::Tls(m) => Step::Stop(format!("{}{m}", http::TLS_FAILURE)),
+            Cut::Invalid(m) => Step::Stop(m),
+            Cut::TooLarge => Step::Stop(format!("response larger than {} MiB", MAX_BODY >> 20)),
+            Cut::Closed(m) | Cut::Transport(m) => Step::Again(m),
+        }
+    }
+}
+
+/// One answer of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The body (dechunked), at most [`MAX_BODY`] bytes.
+    pub body: Vec<u8>,
+    /// The `Retry-After` header, as sent.
+    pub retry_after: Option<String>,
+    /// The `Location` header, as sent.
+    pub location: Option<String>,
+}
+
+impl Answer {
+    /// The answer as the retry loop takes it: 5xx and 429 are tried again
+    /// (their `Retry-After` kept for the wait), anything else is final.
+    pub(crate) fn step(self) -> Step<Reply> {
+        if let Some(why) = http::retryable_status(self.status, self.retry_after.as_deref()) {
+            return Step::Again(why);
+        }
+        Step::Done(Reply {
+            status: self.status,
+            body: self.body,
+            location: self.location,
+        })
+    }
+}
+
+/// What a batch gave: the answers, in the order of the requests, and when
+/// there are fewer answers than requests, why.
+#[derive(Debug)]
+pub(crate) struct Exchanged {
+    pub answers: Vec<Answer>,
+    pub cut: Option<Cut>,
+}
+
+/// A client of one `https://host:port` as one user (a client certificate),
+/// keeping its connection alive between calls. Shared by clones of
+/// `api::kube::Kube`; calls on one client take turns on its connection.
+pub(crate) struct Client {
+    tls: Arc<ClientConfig>,
+    /// The base URL, for messages.
+    base: String,
+    /// The host to connect to (an address literal without brackets, or a name).
+    host: String,
+    port: u16,
+    /// The `Host` header: the URL's authority.
+    authority: String,
+    name: ServerName<'static>,
+    conn: Mutex<Option<Conn>>,
+}
+
+impl Client {
+    /// A client of `base` (`https://host[:port]`) verifying the server with
+    /// the certificates of `ca_pem` and presenting `cert_pem` (leaf first)
+    /// with `key_pem`. Errors name what did not parse, never the key.
+    pub(crate) fn new(
+        base: &str,
+        ca_pem: &[u8],
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<Client, Error> {
+        let uri: ureq::http::Uri = base
+            .parse()
+            .map_err(|e| Error::Failed(format!("{base}: not a URL: {e}")))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(Error::Failed(format!("{base}: not an https URL")));
+        }
+        let Some(auth) = uri.authority() else {
+            return Err(Error::Failed(format!("{base}: no host")));
+        };
+        let raw_host = auth.host();
+        let host = raw_host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(raw_host)
+            .to_string();
+        let name = ServerName::try_from(host.clone())
+            .map_err(|e| Error::Failed(format!("{base}: {e}")))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca_pem).flatten() {
+            roots
+                .add(c)
+                .map_err(|e| Error::Failed(format!("the CA certificate: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(Error::Failed(
+                "the CA bundle holds no PEM CERTIFICATE".into(),
+            ));
+        }
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem).flatten().collect();
+        if chain.is_empty() {
+            return Err(Error::Failed(
+                "the client certificate holds no PEM CERTIFICATE".into(),
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|_| Error::Failed("the client key is not a PEM private key".into()))?;
+        let tls = ClientConfig::builder_with_provider(http::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Failed(format!("TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            // rustls names the mismatch or the key type, never key bytes
+            .map_err(|e| Error::Failed(format!("the client certificate and key: {e}")))?;
+        Ok(Client {
+            tls: Arc::new(tls),
+            base: base.trim_end_matches('/').to_string(),
+            host,
+            port: uri.port_u16().unwrap_or(443),
+            authority: auth.as_str().to_string(),
+            name,
+            conn: Mutex::new(None),
+        })
+    }
+
+    /// One request with `timeout`, as the retry loop takes it.
+    pub(crate) fn send(&self, method: Method<'_>, path: &str, timeout: Duration) -> Step<Reply> {
+        http::trace_request(
+            method,
+            &format!("{}{path}", self.base),
+            &[("Accept", "application/json")],
+        );
+        let mut done = self.exchange(&[(method, path)], timeout);
+        match (done.answers.pop(), done.cut) {
+            (Some(a), _) => a.step(),
+            (None, Some(cut)) => cut.step(),
+            (None, None) => Step::Again("no answer".into()),
+        }
+    }
+
+    /// Sends `requests` (method and path) in order on the kept-alive
+    /// connection (or a new one), writing ahead of the answers within the
+    /// window, and reads the answers, all within `timeout`. A kept-alive
+    /// connection that turns out closed before anything was answered (the
+    /// server dropped it while idle) is replaced once, at once.
+    pub(crate) fn exchange(&self, requests: &[(Method<'_>, &str)], timeout: Duration) -> Exchanged {
+        let deadline = Instant::now() + timeout;
+        let mut slot = match self.conn.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut kept = slot.take();
+        loop {
+            let reused = kept.is_some();
+            let mut conn = match kept.take() {
+                Some(c) => c,
+                None => match self.connect(deadline, timeout) {
+                    Ok(c) => c,
+                    Err(cut) => {
+                        return Exchanged {
+                            answers: Vec::new(),
+                            cut: Some(cut),
+                        };
+                    }
+                },
+            };
+            let (answers, cut, keep) = conn.batch(requests, &self.authority, deadline, timeout);
+            if keep {
+                *slot = Some(conn);
+            }
+            if reused && answers.is_empty() && matches!(cut, Some(Cut::Closed(_))) {
+                continue;
+            }
+            return Exchanged { answers, cut };
+        }
+    }
+
+    fn connect(&self, deadline: Instant, timeout: Duration) -> Result<Conn, Cut> {
+        let addrs: Vec<SocketAddr> = match self.host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, self.port)],
+            // looked up here only: a kept-alive connection needs no lookup
+            Err(_) => (self.host.as_str(), self.port)
+                .to_socket_addrs()
+                .map_err(|e| Cut::Transport(format!("host not found: {e}")))?
+                .collect(),
+        };
+        let mut last = Cut::Transport("host not found: no address".into());
+        let mut sock = None;
+        for addr in addrs {
+            let left = left(deadline, timeout)?;
+            match TcpStream::connect_timeout(&addr, left) {
+                Ok(s) => {
+                    sock = Some(s);
+                    break;
+                }
+                Err(e) => last = io_cut(&e, timeout),
+            }
+        }
+        let sock = sock.ok_or(last)?;
+        // small requests go out at once, not after the last answer's ACK
+        sock.set_nodelay(true)
+            .map_err(|e| Cut::Transport(format!("I/O error: {e}")))?;
+        let tls = ClientConnection::new(self.tls.clone(), self.name.clone())
+            .map_err(|e| Cut::Tls(e.to_string()))?;
+        let mut s = StreamOwned::new(tls, sock);
+        while s.conn.is_handshaking() {
+            timeouts(&s.sock, deadline, timeout)?;
+            s.conn
+                .complete_io(&mut s.sock)
+                .map_err(|e| io_cut(&e, timeout))?;
+        }
+        Ok(Conn {
+            s,
+            buf: Vec::new(),
+            at: 0,
+            end: 0,
+        })
+    }
+}
+
+/// The time left before `deadline`; a timeout failure when none is.
+fn left(deadline: Instant, timeout: Duration) -> Result<Duration, Cut> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left < Duration::from_millis(1) {
+        return Err(timed_out(timeout));
+    }
+    Ok(left)
+}
+
+fn timed_out(timeout: Duration) -> Cut {
+    Cut::Transport(format!("timed out after {} ms", timeout.as_millis()))
+}
+
+/// Sets the socket's read and write timeouts to what is left.
+fn timeouts(sock: &TcpStream, deadline: Instant, timeout: Duration) -> Result<(), Cut> {
+    let left = Some(left(deadline, timeout)?);
+    sock.set_read_timeout(left)
+        .and_then(|()| sock.set_write_timeout(left))
+        .map_err(|e| Cut::Transport(format!("I/O error: {e}")))
+}
+
+/// What an I/O error means for the batch.
+fn io_cut(e: &std::io::Error, timeout: Duration) -> Cut {
+    use std::io::ErrorKind as K;
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return Cut::Tls(tls.to_string());
+    }
+    match e.kind() {
+        K::ConnectionRefused => Cut::Transport("connection refused".into()),
+        K::TimedOut | K::WouldBlock => timed_out(timeout),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+            Cut::Closed(format!("connection closed: {e}"))
+        }
+        _ => Cut::Transport(format!("I/O error: {e}")),
+    }
+}
+
+/// How an answer's body is delimited.
+enum Framing {
+    Length(usize),
+    Chunked,
+    /// Until the connection closes (no length, not chunked).
+    Close,
+}
+
+/// What the head of an answer says.
+struct Head {
+    status: u16,
+    len: usize,
+    framing: Framing,
+    close: bool,
+    retry_after: Option<String>,
+    location: Option<String>,
+}
+
+/// Reads an answer's head from `bytes`: `Ok(None)` when it is not complete yet.
+fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Cut> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut fields);
+    let len = match r.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if bytes.len() > MAX_HEAD => {
+            return Err(Cut::Invalid(format!(
+                "response head larger than {} KiB",
+                MAX_HEAD >> 10
+            )));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(Cut::Invalid(format!("not an HTTP/1.1 response: {e}"))),
+    };
+    let status = r.code.unwrap_or(0);
+    // HTTP/1.0 closes after the answer unless told otherwise
+    let mut close = r.version == Some(0);
+    let (mut length, mut chunked) = (None::<u64>, false);
+    let (mut retry_after, mut location) = (None, None);
+    let text = |v: &[u8]| String::from_utf8_lossy(v).trim().to_string();
+    for h in r.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let n: u64 = text(h.value)
+                .parse()
+                .map_err(|_| Cut::Invalid("response Content-Length is not a number".into()))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Cut::Invalid("response has two Content-Lengths".into()));
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let codings = text(h.value).to_ascii_lowercase();
+            if codings.rsplit(',').next().map(str::trim) != Some("chunked") {
+                return Err(Cut::Invalid(format!(
+                    "response Transfer-Encoding {codings:?} is not chunked"
+                )));
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in text(h.value).split(',') {
+                match token.trim().to_ascii_lowercase().as_str() {
+                    "close" => close = true,
+                    "keep-alive" if r.version == Some(0) => close = false,
+                    _ => {}
+                }
+            }
+        } else if name.eq_ignore_ascii_case("retry-after") {
+            retry_after = Some(text(h.value));
+        } else if name.eq_ignore_ascii_case("location") {
+            location = Some(text(h.value));
+        }
+    }
+    let framing = if status == 204 || status == 304 || (100..200).contains(&status) {
+        Framing::Length(0)
+    } else if chunked {
+        // RFC 9112 6.3: chunked wins over a Content-Length
+        Framing::Chunked
+    } else if let Some(n) = length {
+        if n > MAX_BODY {
+            return Err(Cut::TooLarge);
+        }
+        Framing::Length(n as usize)
+    } else {
+        close = true;
+        Framing::Close
+    };
+    Ok(Some(Head {
+        status,
+        len,
+        framing,
+        close,
+        retry_after,
+        location,
+    }))
+}
+
+/// A request as written on the wire; `Err` for a path that could smuggle
+/// a header or a second request (spaces, control characters).
+fn encode(out: &mut Vec<u8>, method: Method<'_>, path: &str, authority: &str) -> Result<(), Cut> {
+    if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Cut::Invalid(format!(
+            "{:?}: not a request path",
+            http::shown_url(path)
+        )));
+    }
+    let _ = write!(
+        out,
+        "{} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: kubeboot/{}\r\nAccept: application/json\r\n",
+        method.verb(),
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some((kind, body)) = method.body() {
+        if !kind.is_empty() {
+            let _ = write!(out, "Content-Type: {kind}\r\n");
+        }
+        let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+        out.extend_from_slice(body);
+    } else {
+        out.extend_from_slice(b"\r\n");
+    }
+    Ok(())
+}
+
+/// One TLS connection and the bytes read from it but not yet used.
+struct Conn {
+    s: StreamOwned<ClientConnection, TcpStream>,
+    buf: Vec<u8>,
+    /// Where the unused bytes of `buf` start and end.
+    at: usize,
+    end: usize,
+}
+
+impl Conn {
+    /// Sends `requests` with at most [`WINDOW`] (and [`WINDOW_BYTES`])
+    /// unanswered, reading answers in order. The answers, why they stopped
+    /// short, and whether the connection can carry more requests.
+    fn batch(
+        &mut self,
+        requests: &[(Method<'_>, &str)],
+        authority: &str,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> (Vec<Answer>, Option<Cut>, bool) {
+        let mut answers = Vec::with_capacity(requests.len());
+        // the wire size of each request written so far
+        let mut sizes = Vec::with_capacity(requests.len());
+        let mut out = Vec::new();
+        while answers.len() < requests.len() {
+            out.clear();
+            let mut unanswered: usize = sizes[answers.len()..].iter().sum();
+            while sizes.len() < requests.len() && sizes.len() - answers.len() < WINDOW {
+                let before = out.len();
+                let (method, path) = requests[sizes.len()];
+                if let Err(cut) = encode(&mut out, method, path, authority) {
+                    // the ones written so far are answered first
+                    out.truncate(before);
+                    if out.is_empty() && sizes.len() == answers.len() {
+                        return (answers, Some(cut), true);
+                    }
+                    break;
+                }
+                let n = out.len() - before;
+                if sizes.len() > answers.len() && unanswered + n > WINDOW_BYTES {
+                    out.truncate(before);
+                    break;
+                }
+                unanswered += n;
+                sizes.push(n);
+            }
+            if !out.is_empty()
+                && let Err(cut) = self.write(&out, deadline, timeout)
+            {
+                return (answers, Some(cut), false);
+            }
+            match self.answer(deadline, timeout) {
+                Ok((a, close)) => {
+                    answers.push(a);
+                    if close {
+                        let cut = (answers.len() < requests.len()).then(|| {
+                            Cut::Closed("the server closed the connection after an answer".into())
+                        });
+                        return (answers, cut, false);
+                    }
+                }
+                Err(cut) => return (answers, Some(cut), false),
+            }
+        }
+        (answers, None, true)
+    }
+
+    fn write(&mut self, bytes: &[u8], deadline: Instant, timeout: Duration) -> Result<(), Cut> {
+        timeouts(&self.s.sock, deadline, timeout)?;
+        self.s
+            .write_all(bytes)
+            .and_then(|()| self.s.flush())
+            .map_err(|e| io_cut(&e, timeout))
+    }
+
+    /// The bytes read and not used yet.
+    fn unused(&self) -> &[u8] {
+        &self.buf[self.at..self.end]
+    }
+
+    /// Reads more bytes; `Ok(false)` at a clean end of the connection (the
+    /// server's close_notify). The buffer is zeroed only when it grows.
+    fn fill(&mut self, deadline: Instant, timeout: Duration) -> Result<bool, Cut> {
+        if self.at == self.end {
+            (self.at, self.end) = (0, 0);
+        } else if self.at >= READ_CHUNK {
+            self.buf.copy_within(self.at..self.end, 0);
+            (self.at, self.end) = (0, self.end - self.at);
+        }
+        if self.buf.len() - self.end < READ_CHUNK {
+            self.buf.resize(self.end + READ_CHUNK, 0);
+        }
+        timeouts(&self.s.sock, deadline, timeout)?;
+        match self.s.read(&mut self.buf[self.end..]) {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                self.end += n;
+                Ok(true)
+            }
+            Err(e) => Err(io_cut(&e, timeout)),
+        }
+    }
+
+    /// Reads more bytes, failing at the end of the connection.
+    fn more(&mut self, deadline: Instant, timeout: Duration) -> Result<(), Cut> {
+        if self.fill(deadline, timeout)? {
+            return Ok(());
+        }
+        Err(Cut::Closed("the server closed the connection".into()))
+    }
+
+    /// Reads the next final answer (1xx interim answers are skipped) and
+    /// whether the server closes the connection after it.
+    fn answer(&mut self, deadline: Instant, timeout: Duration) -> Result<(Answer, bool), Cut> {
+        let head = loop {
+            match parse_head(self.unused())? {
+                Some(h) if (100..200).contains(&h.status) => self.at += h.len,
+                Some(h) => break h,
+                None => self.more(deadline, timeout)?,
+            }
+        };
+        self.at += head.len;
+        let body = match head.framing {
+            Framing::Length(n) => {
+                while self.end - self.at < n {
+                    self.more(deadline, timeout)?;
+                }
+                let body = self.buf[self.at..self.at + n].to_vec();
+                self.at += n;
+                body
+            }
+            Framing::Chunked => self.chunked(deadline, timeout)?,
+            Framing::Close => {
+                while self.fill(deadline, timeout)? {
+                    if (self.end - self.at) as u64 > MAX_BODY {
+                        return Err(Cut::TooLarge);
+                    }
+                }
+                let body = self.unused().to_vec();
+                self.at = self.end;
+                body
+            }
+        };
+        let answer = Answer {
+            status: head.status,
+            body,
+            retry_after: head.retry_after,
+            location: head.location,
+        };
+        Ok((answer, head.close))
+    }
+
+    /// A chunked body (RFC 9112 section 7.1); trailer fields are read and
+    /// dropped.
+    fn chunked(&mut self, deadline: Instant, timeout: Duration) -> Result<Vec<u8>, Cut> {
+        let mut body = Vec::new();
+        loop {
+            let (used, size) = match httparse::parse_chunk_size(self.unused()) {
+                Ok(httparse::Status::Complete(c)) => c,
+                Ok(httparse::Status::Partial) if self.end - self.at > MAX_HEAD => {
+                    return Err(Cut::Invalid("response chunk size line too long".into()));
+                }
+                Ok(httparse::Status::Partial) => {
+                    self.more(deadline, timeout)?;
+                    continue;
+                }
+                Err(_) => return Err(Cut::Invalid("response chunk size is not hex".into())),
+            };
+            if size == 0 {
+                self.at += used;
+                return self.trailers(deadline, timeout).map(|()| body);
+            }
+            if body.len() as u64 + size > MAX_BODY {
+                return Err(Cut::TooLarge);
+            }
+            let size = size as usize;
+            while self.end - self.at < used + size + 2 {
+                self.more(deadline, timeout)?;
+            }
+            let data = self.at + used;
+            if &self.buf[data + size..data + size + 2] != b"\r\n" {
+                return Err(Cut::Invalid("response chunk does not end in CRLF".into()));
+            }
+            body.extend_from_slice(&self.buf[data..data + size]);
+            self.at = data + size + 2;
+        }
+    }
+
+    /// Skips the trailer section up to and including its empty line.
+    fn trailers(&mut self, deadline: Instant, timeout: Duration) -> Result<(), Cut> {
+        let mut seen = 0usize;
+        loop {
+            let rest = self.unused();
+            match rest.windows(2).position(|w| w == b"\r\n") {
+                Some(0) => {
+                    self.at += 2;
+                    return Ok(());
+                }
+                Some(i) => {
+                    seen += i + 2;
+                    self.at += i + 2;
+                }
+                None if rest.len() + seen > MAX_HEAD => {
+                    return Err(Cut::Invalid("response trailers too long".into()));
+                }
+                None => self.more(deadline, timeout)?,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A self-signed certificate for 127.0.0.1: (PEM, DER, key DER).
+    fn self_signed() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let der = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        (cert.pem(), cert.der().clone(), der)
+    }
+
+    #[test]
+    fn unanswered_requests_stay_within_the_byte_window() {
+        let (pem, der, key) = self_signed();
+        let config = rustls::ServerConfig::builder_with_provider(http::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der], key)
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // the server reads nothing for a while, then counts what arrived
+        let server = std::thread::spawn(move || {
+            let (mut sock, _) = listener.accept().unwrap();
+            let mut conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+            while conn.is_handshaking() {
+                conn.complete_io(&mut sock).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            sock.set_nonblocking(true).unwrap();
+            let mut got = Vec::new();
+            loop {
+                match conn.read_tls(&mut sock) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        conn.process_new_packets().unwrap();
+                        let _ = conn.reader().read_to_end(&mut got);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            got.len()
+        });
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let client = rcgen::CertificateParams::new(vec!["c".to_string()])
+            .unwrap()
+            .self_signed(&client_key)
+            .unwrap();
+        let c = Client::new(
+            &format!("https://127.0.0.1:{port}"),
+            pem.as_bytes(),
+            client.pem().as_bytes(),
+            client_key.serialize_pem().as_bytes(),
+        )
+        .unwrap();
+        let body = vec![b'x'; 30 * 1024];
+        let reqs: Vec<(Method<'_>, &str)> =
+            (0..6).map(|_| (Method::PostJson(&body), "/c")).collect();
+        let done = c.exchange(&reqs, Duration::from_millis(1500));
+        assert!(done.answers.is_empty());
+        let arrived = server.join().unwrap();
+        // two requests of 30 KiB and their heads: written ahead, but not a third
+        assert!(arrived > 2 * 30 * 1024, "{arrived} bytes");
+        assert!(arrived <= WINDOW_BYTES, "{arrived} bytes unanswered");
+    }
+
+    #[test]
+    fn answer_heads_are_framed_as_rfc_9112_says() {
+        let head = |t: &str| parse_head(t.as_bytes());
+        let h = head("HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nhello")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(h.framing, Framing::Length(5)) && !h.close && h.status == 201);
+        // chunked wins over a length; the last coding must be chunked
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(h.framing, Framing::Chunked));
+        assert!(head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").is_err());
+        assert!(head("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").is_err());
+        assert!(head("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
+        // no length: to the close; HTTP/1.0 closes unless kept alive
+        let h = head("HTTP/1.1 200 OK\r\n\r\n").unwrap().unwrap();
+        assert!(matches!(h.framing, Framing::Close) && h.close);
+        let h = head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.close);
+        let h = head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.close);
+        let h = head("HTTP/1.1 204 No Content\r\nConnection: x, Close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(h.framing, Framing::Length(0)) && h.close);
+        let h =
+            head("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nContent-Length: 0\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(h.retry_after.as_deref(), Some("3"));
+        let big = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        assert_eq!(head(&big).err(), Some(Cut::TooLarge));
+        // incomplete, then too long to be a head
+        assert!(head("HTTP/1.1 200 OK\r\nA: b").unwrap().is_none());
+        let long = format!("HTTP/1.1 200 OK\r\nA: {}", "b".repeat(MAX_HEAD));
+        assert!(head(&long).is_err());
+        assert!(head("SSH-2.0-x\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn a_path_that_could_smuggle_a_header_is_not_written() {
+        let mut out = Vec::new();
+        for bad in ["/a b", "/a\r\nX: y", "a", "/\u{e9}"] {
+            assert!(encode(&mut out, Method::Get, bad, "h").is_err(), "{bad:?}");
+        }
+        assert!(out.is_empty());
+        encode(&mut out, Method::PostJson(b"{}"), "/p?x=1", "h:1").unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("POST /p?x=1 HTTP/1.1\r\nHost: h:1\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"),
+            "{text}"
+        );
+    }
+}
