@@ -186,7 +186,9 @@ fn go_answers_a_batch_written_ahead_in_order_and_the_unanswered_are_sent_again()
         Duration::from_secs(30),
     )
     .unwrap();
-    let names = ["hold-a", "b", "big", "c", "close", "d", "busy", "e"];
+    let names = [
+        "hold-a", "b", "busy1", "big", "c", "close", "d", "busy", "e",
+    ];
     let objs: Vec<ApiObject> = names.iter().map(|n| config_map(n)).collect();
     kube.apply_all("test", &objs).unwrap();
 
@@ -199,18 +201,21 @@ fn go_answers_a_batch_written_ahead_in_order_and_the_unanswered_are_sent_again()
         .collect();
     let first = posts[0].1;
     // In order, each once, up to the answer that closed the connection
-    // (Go drops what it had not read yet); then each unanswered object on
-    // its own on a new connection, the 429 again after its Retry-After.
-    // A misread answer (a chunked body, a length) would have cut the batch
+    // (Go drops what it had not read yet); then the one answered 429 in the
+    // batch, again after its Retry-After, and each unanswered object on its
+    // own, on a new connection (the 429 again after its Retry-After). A
+    // misread answer (a chunked body, a length) would have cut the batch
     // short and sent its objects twice.
     assert_eq!(
         posts,
         [
             ("hold-a", first),
             ("b", first),
+            ("busy1", first),
             ("big", first),
             ("c", first),
             ("close", first),
+            ("busy1", first + 1),
             ("d", first + 1),
             ("busy", first + 1),
             ("busy", first + 1),
@@ -218,6 +223,13 @@ fn go_answers_a_batch_written_ahead_in_order_and_the_unanswered_are_sent_again()
         ],
         "{log:?}"
     );
+    // the 429 in the batch was waited out: Retry-After 1 s
+    let busy1: Vec<i64> = log
+        .iter()
+        .filter(|e| e["name"] == "busy1")
+        .map(|e| e["at"].as_i64().unwrap())
+        .collect();
+    assert!(busy1[1] - busy1[0] >= 1000, "{busy1:?} {log:?}");
     // Written ahead: "b" had arrived in full before "hold-a" was answered.
     // (A client waiting for each answer sends "b" only after it, so the
     // server reads b's bytes after hold-a's handler ended.)

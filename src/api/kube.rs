@@ -129,11 +129,28 @@ impl Kube {
         verb: &str,
         path: &str,
     ) -> Result<(u16, Vec<u8>), Error> {
+        self.call_after(method, verb, path, None)
+    }
+
+    /// [`Kube::call`] whose first attempt was already made: `first` is its
+    /// answer (from a batch written ahead). A 429 or 5xx there is retried
+    /// like any attempt's, after its `Retry-After`.
+    fn call_after(
+        &self,
+        method: Method<'_>,
+        verb: &str,
+        path: &str,
+        first: Option<h1::Answer>,
+    ) -> Result<(u16, Vec<u8>), Error> {
         let url = format!("{}{path}", self.base);
+        let mut first = first;
         match http::retry_watched(
             &Retry::within(self.budget),
             &format!("{verb} {url}"),
-            |t| self.client.send(method, path, t),
+            |t| match first.take() {
+                Some(answer) => answer.step(),
+                None => self.client.send(method, path, t),
+            },
             |r| http::status_text(r.status),
         ) {
             Ok((reply, _)) => Ok((reply.status, reply.body)),
@@ -243,9 +260,10 @@ impl Kube {
     /// The objects' POSTs are written ahead of their answers on the kept
     /// connection (`net::h1`), so a phase costs about one round trip, not
     /// one per object. The server still takes them one at a time and in
-    /// order. An object whose POST got no final answer that way (5xx, 429,
-    /// the connection lost) is sent again on its own with the usual
-    /// retries; a 409 goes on to the update as in [`Kube::apply`]. When one
+    /// order. An object whose POST got no final answer that way is sent
+    /// again on its own with the usual retries: after its `Retry-After` for
+    /// a 429 or 5xx, at once when the connection was lost before its answer.
+    /// A 409 goes on to the update as in [`Kube::apply`]. When one
     /// is refused (403, 422), the objects after it were already sent and
     /// may exist: the error stops the phase as before, and a rerun
     /// converges them.
@@ -269,10 +287,8 @@ impl Kube {
         };
         let mut ahead = ahead.into_iter();
         for (o, body) in objs.iter().zip(&bodies) {
-            let created = match ahead.next() {
-                Some(a) if a.status < 500 && a.status != 429 => (a.status, a.body),
-                _ => self.call(Method::PostJson(body), "POST", &o.collection)?,
-            };
+            let created =
+                self.call_after(Method::PostJson(body), "POST", &o.collection, ahead.next())?;
             let done = self.apply_from(o, created)?;
             let verb = match done {
                 Applied::Created => "created",

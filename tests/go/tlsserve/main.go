@@ -17,10 +17,12 @@
 //	    server's create, by the metadata.name of the JSON body: 201 with
 //	    the object; "big..." 201 with a 256 KiB object written in pieces
 //	    (so chunked); "close..." 201 and "Connection: close"; "busy..."
-//	    429 with "Retry-After: 0" the first time, then 201; "hold..."
+//	    429 with "Retry-After: 0" ("busy1...": 1) the first time, then
+//	    201; "hold..."
 //	    first waits (up to 1 s) for more bytes to arrive on its connection.
 //	    A DELETE answers 204. Every request but "GET /log" is logged:
-//	    method, path, name, connection, and the bytes read from the
+//	    method, path, name, connection, its time ("at", ms since the
+//	    server started), and the bytes read from the
 //	    connection (TLS records) when its handler started ("rxStart") and
 //	    when it ended, before its answer went out ("rxEnd"). "GET /log"
 //	    answers that log.
@@ -74,7 +76,11 @@ type entry struct {
 	Conn    int    `json:"conn"`
 	RxStart int64  `json:"rxStart"`
 	RxEnd   int64  `json:"rxEnd"`
+	// milliseconds since the server started, when the handler started
+	At int64 `json:"at"`
 }
+
+var start = time.Now()
 
 var (
 	logMu  sync.Mutex
@@ -107,7 +113,11 @@ func create(w http.ResponseWriter, r *http.Request, c *conn, e *entry) {
 		busied[name] = true
 		logMu.Unlock()
 		if !again {
-			w.Header().Set("Retry-After", "0")
+			after := "0"
+			if strings.HasPrefix(name, "busy1") {
+				after = "1"
+			}
+			w.Header().Set("Retry-After", after)
 			w.WriteHeader(429)
 			w.Write([]byte(`{"kind":"Status","code":429}`))
 			return
@@ -239,7 +249,8 @@ func main() {
 				w.Write(out)
 				return
 			}
-			e := entry{Method: r.Method, Path: r.URL.Path, Conn: c.n, RxStart: atomic.LoadInt64(&c.rx)}
+			e := entry{Method: r.Method, Path: r.URL.Path, Conn: c.n, RxStart: atomic.LoadInt64(&c.rx),
+				At: time.Since(start).Milliseconds()}
 			defer func() {
 				e.RxEnd = atomic.LoadInt64(&c.rx)
 				logMu.Lock()
