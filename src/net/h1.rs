@@ -677,8 +677,9 @@ mod tests {
         (cert.pem(), cert.der().clone(), der)
     }
 
-    #[test]
-    fn unanswered_requests_stay_within_the_byte_window() {
+    /// A TLS server config for 127.0.0.1 and a client of it (a throwaway
+    /// client certificate the server does not ask for).
+    fn server_and_client(port: u16) -> (rustls::ServerConfig, Client) {
         let (pem, der, key) = self_signed();
         let config = rustls::ServerConfig::builder_with_provider(http::crypto_provider())
             .with_safe_default_protocol_versions()
@@ -686,8 +687,108 @@ mod tests {
             .with_no_client_auth()
             .with_single_cert(vec![der], key)
             .unwrap();
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let client = rcgen::CertificateParams::new(vec!["c".to_string()])
+            .unwrap()
+            .self_signed(&client_key)
+            .unwrap();
+        let c = Client::new(
+            &format!("https://127.0.0.1:{port}"),
+            pem.as_bytes(),
+            client.pem().as_bytes(),
+            client_key.serialize_pem().as_bytes(),
+        )
+        .unwrap();
+        (config, c)
+    }
+
+    /// A TLS server on 127.0.0.1 answering with the given raw bytes: one
+    /// connection per entry of `conns`, one request (a head, no body) per
+    /// answer; after its last answer a connection is closed
+    /// (close_notify). The client of it.
+    fn raw_server(conns: Vec<Vec<&'static str>>) -> Client {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (config, client) = server_and_client(listener.local_addr().unwrap().port());
+        let config = Arc::new(config);
+        std::thread::spawn(move || {
+            for answers in conns {
+                let (sock, _) = listener.accept().unwrap();
+                let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut s = StreamOwned::new(conn, sock);
+                for answer in answers {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if s.read(&mut b).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(b[0]);
+                    }
+                    s.write_all(answer.as_bytes()).unwrap();
+                    s.flush().unwrap();
+                }
+                s.conn.send_close_notify();
+                let _ = s.conn.complete_io(&mut s.sock);
+            }
+        });
+        client
+    }
+
+    fn get(c: &Client, path: &str) -> Step<Reply> {
+        c.send(Method::Get, path, Duration::from_secs(20))
+    }
+
+    fn done(step: Step<Reply>) -> Reply {
+        match step {
+            Step::Done(r) => r,
+            Step::Again(w) | Step::Stop(w) => panic!("no answer: {w}"),
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_interim_answers_and_the_close_are_read_right() {
+        let c = raw_server(vec![
+            vec![
+                // an extension, a trailer field: the next answer follows exactly
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\nY: 2\r\n\r\n",
+                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}",
+                "HTTP/1.1 204 No Content\r\n\r\n",
+                "HTTP/1.1 200 OK\r\n\r\nto the end",
+            ],
+            vec!["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n"],
+        ]);
+        let r = done(get(&c, "/1"));
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
+        let r = done(get(&c, "/2"));
+        assert_eq!((r.status, r.body.as_slice()), (201, &b"{}"[..]));
+        let r = done(get(&c, "/3"));
+        assert_eq!((r.status, r.body.len()), (204, 0));
+        let r = done(get(&c, "/4"));
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"to the end"[..]));
+        // the next connection: a chunk not ended by CRLF is refused, not read on
+        match get(&c, "/5") {
+            Step::Stop(w) => assert!(w.contains("CRLF"), "{w}"),
+            _ => panic!("a bad chunk was accepted"),
+        }
+    }
+
+    #[test]
+    fn a_kept_alive_connection_closed_while_idle_is_replaced_at_once() {
+        // the first connection answers once, keeps alive, then closes
+        let c = raw_server(vec![
+            vec!["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"],
+            vec!["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"],
+        ]);
+        assert_eq!(done(get(&c, "/1")).body, b"a");
+        std::thread::sleep(Duration::from_millis(200));
+        // one call, no retry loop: the closed connection is found and replaced
+        assert_eq!(done(get(&c, "/2")).body, b"b");
+    }
+
+    #[test]
+    fn unanswered_requests_stay_within_the_byte_window() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (config, c) = server_and_client(listener.local_addr().unwrap().port());
         // the server reads nothing for a while, then counts what arrived
         let server = std::thread::spawn(move || {
             let (mut sock, _) = listener.accept().unwrap();
@@ -711,18 +812,6 @@ mod tests {
             }
             got.len()
         });
-        let client_key = rcgen::KeyPair::generate().unwrap();
-        let client = rcgen::CertificateParams::new(vec!["c".to_string()])
-            .unwrap()
-            .self_signed(&client_key)
-            .unwrap();
-        let c = Client::new(
-            &format!("https://127.0.0.1:{port}"),
-            pem.as_bytes(),
-            client.pem().as_bytes(),
-            client_key.serialize_pem().as_bytes(),
-        )
-        .unwrap();
         let body = vec![b'x'; 30 * 1024];
         let reqs: Vec<(Method<'_>, &str)> =
             (0..6).map(|_| (Method::PostJson(&body), "/c")).collect();
