@@ -704,14 +704,15 @@ mod tests {
 
     /// A TLS server on 127.0.0.1 answering with the given raw bytes: one
     /// connection per entry of `conns`, one request (a head, no body) per
-    /// answer; after its last answer a connection is closed
-    /// (close_notify). The client of it.
-    fn raw_server(conns: Vec<Vec<&'static str>>) -> Client {
+    /// answer; after its last answer a connection is closed, with a
+    /// close_notify when the entry says so, else by dropping the socket.
+    /// The client of it.
+    fn raw_server(conns: Vec<(Vec<&'static str>, bool)>) -> Client {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let (config, client) = server_and_client(listener.local_addr().unwrap().port());
         let config = Arc::new(config);
         std::thread::spawn(move || {
-            for answers in conns {
+            for (answers, notify) in conns {
                 let (sock, _) = listener.accept().unwrap();
                 let conn = rustls::ServerConnection::new(config.clone()).unwrap();
                 let mut s = StreamOwned::new(conn, sock);
@@ -727,8 +728,10 @@ mod tests {
                     s.write_all(answer.as_bytes()).unwrap();
                     s.flush().unwrap();
                 }
-                s.conn.send_close_notify();
-                let _ = s.conn.complete_io(&mut s.sock);
+                if notify {
+                    s.conn.send_close_notify();
+                    let _ = s.conn.complete_io(&mut s.sock);
+                }
             }
         });
         client
@@ -748,14 +751,20 @@ mod tests {
     #[test]
     fn chunked_bodies_interim_answers_and_the_close_are_read_right() {
         let c = raw_server(vec![
-            vec![
-                // an extension, a trailer field: the next answer follows exactly
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\nY: 2\r\n\r\n",
-                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}",
-                "HTTP/1.1 204 No Content\r\n\r\n",
-                "HTTP/1.1 200 OK\r\n\r\nto the end",
-            ],
-            vec!["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n"],
+            (
+                vec![
+                    // an extension, a trailer field: the next answer follows exactly
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\nY: 2\r\n\r\n",
+                    "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}",
+                    "HTTP/1.1 204 No Content\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\n\r\nto the end",
+                ],
+                true,
+            ),
+            (
+                vec!["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n"],
+                true,
+            ),
         ]);
         let r = done(get(&c, "/1"));
         assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
@@ -774,15 +783,20 @@ mod tests {
 
     #[test]
     fn a_kept_alive_connection_closed_while_idle_is_replaced_at_once() {
-        // the first connection answers once, keeps alive, then closes
+        // each connection answers once, keeps alive, then closes: the first
+        // with a close_notify, the second by dropping its socket
+        let answer = |b| (vec![b], true);
         let c = raw_server(vec![
-            vec!["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"],
-            vec!["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"],
+            answer("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"),
+            (vec!["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"], false),
+            answer("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nc"),
         ]);
         assert_eq!(done(get(&c, "/1")).body, b"a");
         std::thread::sleep(Duration::from_millis(200));
         // one call, no retry loop: the closed connection is found and replaced
         assert_eq!(done(get(&c, "/2")).body, b"b");
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(done(get(&c, "/3")).body, b"c");
     }
 
     #[test]
