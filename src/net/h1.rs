@@ -863,6 +863,12 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!h.close);
+        // "close" wins; keep-alive only keeps an HTTP/1.0 answer's connection
+        let h =
+            head("HTTP/1.1 200 OK\r\nConnection: close, keep-alive\r\nContent-Length: 0\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert!(h.close);
         let h = head("HTTP/1.1 204 No Content\r\nConnection: x, Close\r\n\r\n")
             .unwrap()
             .unwrap();
