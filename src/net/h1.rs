@@ -19,7 +19,9 @@
 //!   reads the head and the chunk sizes), or end with the connection. A head
 //!   over [`MAX_HEAD`] or a body over [`MAX_BODY`] fails the batch.
 //! - One deadline covers the whole batch (connect, handshake, every read
-//!   and write).
+//!   and write). A host name (not an address literal) is looked up with the
+//!   system resolver only when a connection is opened; the lookup keeps the
+//!   resolver's own timeouts (`resolv.conf`), as Go's transport does.
 //!
 //! What an unanswered request did is unknown: the caller sends it again the
 //! ordinary way. kubeboot's API writes are create-or-update, so a second
