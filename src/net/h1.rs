@@ -784,6 +784,21 @@ mod tests {
     }
 
     #[test]
+    fn a_request_path_with_a_space_fails_at_once_and_keeps_the_connection() {
+        let c = raw_server(vec![(
+            vec!["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"],
+            true,
+        )]);
+        // the connection is opened, then nothing is written
+        match get(&c, "/a b") {
+            Step::Stop(w) => assert!(w.contains("not a request path"), "{w}"),
+            _ => panic!("a path with a space was sent"),
+        }
+        // the kept connection answers the next request
+        assert_eq!(done(get(&c, "/ok")).body, b"a");
+    }
+
+    #[test]
     fn a_kept_alive_connection_closed_while_idle_is_replaced_at_once() {
         // each connection answers once, keeps alive, then closes: the first
         // with a close_notify, the second by dropping its socket
@@ -880,6 +895,10 @@ mod tests {
                 .unwrap()
                 .unwrap();
         assert_eq!(h.retry_after.as_deref(), Some("3"));
+        let h = head("HTTP/1.1 304 Not Modified\r\n\r\n").unwrap().unwrap();
+        assert!(matches!(h.framing, Framing::Length(0)) && !h.close);
+        let most = format!("HTTP/1.1 200 OK\r\nContent-Length: {MAX_BODY}\r\n\r\n");
+        assert!(head(&most).is_ok());
         let big = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
             MAX_BODY + 1
