@@ -784,6 +784,31 @@ mod tests {
     }
 
     #[test]
+    fn a_body_to_the_close_is_bounded_and_a_last_answer_closing_is_no_cut() {
+        let huge: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\n\r\n{}",
+                "x".repeat(MAX_BODY as usize + 1)
+            )
+            .into_boxed_str(),
+        );
+        let c = raw_server(vec![
+            (
+                vec!["HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\na"],
+                true,
+            ),
+            (vec![huge], true),
+        ]);
+        // every request answered: no cut, though the connection ends there
+        let done = c.exchange(&[(Method::Get, "/1")], Duration::from_secs(20));
+        assert_eq!((done.answers.len(), done.cut), (1, None));
+        match get(&c, "/2") {
+            Step::Stop(w) => assert!(w.contains("larger than 16 MiB"), "{w}"),
+            _ => panic!("a body over the limit was read"),
+        }
+    }
+
+    #[test]
     fn a_request_path_with_a_space_fails_at_once_and_keeps_the_connection() {
         let c = raw_server(vec![(
             vec!["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"],
