@@ -708,6 +708,7 @@ mod tests {
     /// connection per entry of `conns`, one request (a head, no body) per
     /// answer; after its last answer a connection is closed, with a
     /// close_notify when the entry says so, else by dropping the socket.
+    /// An answer is written in pieces, 100 ms apart, where it holds `\u{1}`.
     /// The client of it.
     fn raw_server(conns: Vec<(Vec<&'static str>, bool)>) -> Client {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -727,8 +728,13 @@ mod tests {
                         }
                         head.push(b[0]);
                     }
-                    s.write_all(answer.as_bytes()).unwrap();
-                    s.flush().unwrap();
+                    for (i, piece) in answer.split('\u{1}').enumerate() {
+                        if i > 0 {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                        s.write_all(piece.as_bytes()).unwrap();
+                        s.flush().unwrap();
+                    }
                 }
                 if notify {
                     s.conn.send_close_notify();
@@ -752,6 +758,20 @@ mod tests {
 
     #[test]
     fn chunked_bodies_interim_answers_and_the_close_are_read_right() {
+        let endless: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;{}",
+                "e".repeat(MAX_HEAD + 1)
+            )
+            .into_boxed_str(),
+        );
+        let endless_trailer: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: {}",
+                "t".repeat(MAX_HEAD + 1)
+            )
+            .into_boxed_str(),
+        );
         let c = raw_server(vec![
             (
                 vec![
@@ -759,6 +779,9 @@ mod tests {
                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\nY: 2\r\n\r\n",
                     "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}",
                     "HTTP/1.1 204 No Content\r\n\r\n",
+                    // an empty body with an extension; a chunk's CRLF sent later
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0;e=1\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\u{1}\r\n0\r\n\r\n",
                     "HTTP/1.1 200 OK\r\n\r\nto the end",
                 ],
                 true,
@@ -767,6 +790,8 @@ mod tests {
                 vec!["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n"],
                 true,
             ),
+            (vec![endless], true),
+            (vec![endless_trailer], true),
         ]);
         let r = done(get(&c, "/1"));
         assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
@@ -775,11 +800,24 @@ mod tests {
         let r = done(get(&c, "/3"));
         assert_eq!((r.status, r.body.len()), (204, 0));
         let r = done(get(&c, "/4"));
+        assert_eq!((r.status, r.body.len()), (200, 0));
+        let r = done(get(&c, "/5"));
+        assert_eq!(r.body, b"hello");
+        let r = done(get(&c, "/6"));
         assert_eq!((r.status, r.body.as_slice()), (200, &b"to the end"[..]));
         // the next connection: a chunk not ended by CRLF is refused, not read on
-        match get(&c, "/5") {
+        match get(&c, "/7") {
             Step::Stop(w) => assert!(w.contains("CRLF"), "{w}"),
             _ => panic!("a bad chunk was accepted"),
+        }
+        // and the next: a chunk size line that never ends
+        match get(&c, "/8") {
+            Step::Stop(w) => assert!(w.contains("too long"), "{w}"),
+            _ => panic!("an endless chunk size line was read on"),
+        }
+        match get(&c, "/9") {
+            Step::Stop(w) => assert!(w.contains("trailers too long"), "{w}"),
+            _ => panic!("endless trailers were read on"),
         }
     }
 
