@@ -1438,6 +1438,27 @@ fn init_api_phases_at_trace_level_show_the_token_nowhere() {
     for canary in [&token_secret, &b64] {
         cli_support::assert_no_canary(canary, &o, &syslog, &c.root);
     }
+    // one trace line per request to the API server, those written ahead
+    // in a batch too
+    let stderr = text(&o.stderr);
+    for method in ["POST", "GET", "PATCH"] {
+        let to_api = format!(" {method} https://127.0.0.1:{}/", c.api.port());
+        let traced = stderr
+            .lines()
+            .filter(|l| l.contains(&to_api) && l.contains("values not shown"))
+            .count();
+        let sent = c
+            .api
+            .server
+            .requests()
+            .iter()
+            .filter(|r| r.method == method)
+            .count();
+        assert_eq!(
+            traced, sent,
+            "{method}: {traced} trace lines, {sent} requests"
+        );
+    }
     eprintln!("trace canary sweep (init API phases): 1 command, canary hits 0");
     std::fs::remove_dir_all(&c.dir).unwrap();
 }

@@ -202,11 +202,6 @@ impl Client {
 
     /// One request with `timeout`, as the retry loop takes it.
     pub(crate) fn send(&self, method: Method<'_>, path: &str, timeout: Duration) -> Step<Reply> {
-        http::trace_request(
-            method,
-            &format!("{}{path}", self.base),
-            &[("Accept", "application/json")],
-        );
         let mut done = self.exchange(&[(method, path)], timeout);
         match (done.answers.pop(), done.cut) {
             (Some(a), _) => a.step(),
@@ -221,6 +216,12 @@ impl Client {
     /// connection that turns out closed before anything was answered (the
     /// server dropped it while idle) is replaced once, at once.
     pub(crate) fn exchange(&self, requests: &[(Method<'_>, &str)], timeout: Duration) -> Exchanged {
+        if log::log_enabled!(target: "http", log::Level::Trace) {
+            for (method, path) in requests {
+                let url = format!("{}{path}", self.base);
+                http::trace_request(*method, &url, &[("Accept", "application/json")]);
+            }
+        }
         let deadline = Instant::now() + timeout;
         let mut slot = match self.conn.lock() {
             Ok(g) => g,
