@@ -849,6 +849,32 @@ mod tests {
     }
 
     #[test]
+    fn bodies_of_exactly_16_mib_are_read_and_a_chunk_may_span_reads() {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let most = MAX_BODY as usize;
+        let to_close = leak(format!("HTTP/1.1 200 OK\r\n\r\n{}", "c".repeat(most)));
+        let chunked = leak(format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{most:x}\r\n{}\r\n0\r\n\r\n",
+            "k".repeat(most)
+        ));
+        // a 20,000-byte chunk, then the next one's start; the rest 100 ms
+        // later: the unread part is moved to the front of the buffer
+        let spanning = leak(format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4e20\r\n{}\r\na\r\nbbbbb\u{1}bbbbb\r\n0\r\n\r\n",
+            "a".repeat(20_000)
+        ));
+        let c = raw_server(vec![
+            (vec![chunked, spanning], true),
+            (vec![to_close], true),
+        ]);
+        assert_eq!(done(get(&c, "/1")).body.len(), most);
+        let r = done(get(&c, "/2"));
+        assert_eq!(r.body.len(), 20_010);
+        assert!(r.body.ends_with(b"abbbbbbbbbb"));
+        assert_eq!(done(get(&c, "/3")).body.len(), most);
+    }
+
+    #[test]
     fn a_request_path_with_a_space_fails_at_once_and_keeps_the_connection() {
         let c = raw_server(vec![(
             vec!["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"],
