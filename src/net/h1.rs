@@ -766,6 +766,13 @@ mod tests {
             )
             .into_boxed_str(),
         );
+        let long_trailer: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: {}",
+                "t".repeat(MAX_HEAD + 1)
+            )
+            .into_boxed_str(),
+        );
         let endless_trailer: &'static str = Box::leak(
             format!(
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n{}",
@@ -784,6 +791,8 @@ mod tests {
                     // an empty body with an extension; a chunk's CRLF sent later
                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0;e=1\r\n\r\n",
                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\u{1}\r\n0\r\n\r\n",
+                    // trailer fields arriving in two pieces
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\nX-T: 1\u{1}\r\n\r\n",
                     "HTTP/1.1 200 OK\r\n\r\nto the end",
                 ],
                 true,
@@ -794,6 +803,7 @@ mod tests {
             ),
             (vec![endless], true),
             (vec![endless_trailer], true),
+            (vec![long_trailer], true),
         ]);
         let r = done(get(&c, "/1"));
         assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
@@ -805,7 +815,8 @@ mod tests {
         assert_eq!((r.status, r.body.len()), (200, 0));
         let r = done(get(&c, "/5"));
         assert_eq!(r.body, b"hello");
-        let r = done(get(&c, "/6"));
+        assert_eq!(done(get(&c, "/6")).body, b"z");
+        let r = done(get(&c, "/6b"));
         assert_eq!((r.status, r.body.as_slice()), (200, &b"to the end"[..]));
         // the next connection: a chunk not ended by CRLF is refused, not read on
         match get(&c, "/7") {
@@ -817,9 +828,12 @@ mod tests {
             Step::Stop(w) => assert!(w.contains("too long"), "{w}"),
             _ => panic!("an endless chunk size line was read on"),
         }
-        match get(&c, "/9") {
-            Step::Stop(w) => assert!(w.contains("trailers too long"), "{w}"),
-            _ => panic!("endless trailers were read on"),
+        // trailers that never end: many short lines, then one long line
+        for path in ["/9", "/10"] {
+            match get(&c, path) {
+                Step::Stop(w) => assert!(w.contains("trailers too long"), "{w}"),
+                _ => panic!("endless trailers were read on"),
+            }
         }
     }
 
