@@ -16,7 +16,7 @@ mod cli_support;
 mod peer_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +63,27 @@ fn go_server(bin: &Path, pki: &Path) -> GoServer {
     GoServer { child, port }
 }
 
+/// The Go server on the PKI of a control plane rendered in a new test
+/// directory, and kubeboot's API client of it with a client certificate of
+/// the cluster CA, as admin.conf's would be: (directory, PKI directory,
+/// server, client). `None` (a SKIP) without Go.
+fn peer(name: &str) -> Option<(PathBuf, PathBuf, GoServer, Kube)> {
+    let dir = cli_support::tmpdir("tlsgo", name);
+    let bin = peer_support::go_build(TEST, "tlsserve", &dir)?;
+    let pki = cli_support::render_control_plane(&dir).join("etc/kubernetes/pki");
+    let server = go_server(&bin, &pki);
+    let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
+    let kube = Kube::new(
+        &format!("https://127.0.0.1:{}", server.port),
+        &read("ca.crt"),
+        &read("apiserver-kubelet-client.crt"),
+        &read("apiserver-kubelet-client.key"),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    Some((dir, pki, server, kube))
+}
+
 fn get(kube: &Kube, path: &str) -> Value {
     let (status, body) = kube.get(path).unwrap();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
@@ -71,24 +92,10 @@ fn get(kube: &Kube, path: &str) -> Value {
 
 #[test]
 fn go_takes_the_p256_key_share_keeps_the_connection_and_resumes_the_session() {
-    let dir = cli_support::tmpdir("tlsgo", "kx");
-    let Some(bin) = peer_support::go_build(TEST, "tlsserve", &dir) else {
+    let Some((dir, pki, server, kube)) = peer("kx") else {
         return;
     };
-    let root = cli_support::render_control_plane(&dir);
-    let pki = root.join("etc/kubernetes/pki");
-    let server = go_server(&bin, &pki);
-    let base = format!("https://127.0.0.1:{}", server.port);
     let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
-    // a client certificate of the cluster CA, as admin.conf's would be
-    let kube = Kube::new(
-        &base,
-        &read("ca.crt"),
-        &read("apiserver-kubelet-client.crt"),
-        &read("apiserver-kubelet-client.key"),
-        Duration::from_secs(30),
-    )
-    .unwrap();
 
     let first = get(&kube, "/first");
     assert_eq!(first["group"], SECP256R1, "{first}");
@@ -169,23 +176,9 @@ fn config_map(name: &str) -> ApiObject {
 
 #[test]
 fn go_answers_a_batch_written_ahead_in_order_and_the_unanswered_are_sent_again() {
-    let dir = cli_support::tmpdir("tlsgo", "pipe");
-    let Some(bin) = peer_support::go_build(TEST, "tlsserve", &dir) else {
+    let Some((dir, _, server, kube)) = peer("pipe") else {
         return;
     };
-    let root = cli_support::render_control_plane(&dir);
-    let pki = root.join("etc/kubernetes/pki");
-    let server = go_server(&bin, &pki);
-    let base = format!("https://127.0.0.1:{}", server.port);
-    let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
-    let kube = Kube::new(
-        &base,
-        &read("ca.crt"),
-        &read("apiserver-kubelet-client.crt"),
-        &read("apiserver-kubelet-client.key"),
-        Duration::from_secs(30),
-    )
-    .unwrap();
     let names = [
         "hold-a", "b", "busy1", "big", "c", "close", "d", "busy", "e",
     ];

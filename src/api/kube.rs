@@ -204,8 +204,7 @@ impl Kube {
 
     /// POST `obj` to its collection; the status and body.
     pub fn create(&self, obj: &ApiObject) -> Result<(u16, Vec<u8>), Error> {
-        let body = serde_json::to_vec(&obj.body)
-            .map_err(|e| Error::Failed(format!("{}: {e}", obj.what)))?;
+        let body = json(&obj.body, &obj.what)?;
         self.call(Method::PostJson(&body), "POST", &obj.collection)
     }
 
@@ -240,8 +239,7 @@ impl Kube {
                 Error::Failed(format!("GET {}{}: not JSON: {e}", self.base, obj.item))
             })?;
             let desired = updated(&obj.body, &existing, obj.update);
-            let bytes = serde_json::to_vec(&desired)
-                .map_err(|e| Error::Failed(format!("{}: {e}", obj.what)))?;
+            let bytes = json(&desired, &obj.what)?;
             let (status, body) = self.call(Method::PutJson(&bytes), "PUT", &obj.item)?;
             match status {
                 200 | 201 => return Ok(Applied::Updated),
@@ -270,9 +268,7 @@ impl Kube {
     pub fn apply_all(&self, phase: &str, objs: &[ApiObject]) -> Result<(), Error> {
         let bodies = objs
             .iter()
-            .map(|o| {
-                serde_json::to_vec(&o.body).map_err(|e| Error::Failed(format!("{}: {e}", o.what)))
-            })
+            .map(|o| json(&o.body, &o.what))
             .collect::<Result<Vec<_>, _>>()?;
         let posts: Vec<(Method<'_>, &str)> = objs
             .iter()
@@ -376,6 +372,11 @@ impl Kube {
             "Node {name}: kept changing under us (5 patch rounds)"
         )))
     }
+}
+
+/// `value` as a request body; an error names `what`.
+fn json(value: &Value, what: &str) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(value).map_err(|e| Error::Failed(format!("{what}: {e}")))
 }
 
 /// Our object prepared to replace `existing`: its resourceVersion, and for

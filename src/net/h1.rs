@@ -29,7 +29,7 @@
 //! update.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-use super::http::{self, MAX_BODY, Method, Reply, Step};
+use super::http::{self, Cut, MAX_BODY, Method, Reply, Step, io_cut, timed_out};
 use crate::error::Error;
 
 /// The most requests unanswered at once on one connection.
@@ -52,36 +52,6 @@ pub(crate) const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// How much one read asks for.
 const READ_CHUNK: usize = 16 * 1024;
-
-/// Why a batch ended before every request was answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Cut {
-    /// The TLS handshake or a record failed: a certificate the roots do not
-    /// vouch for, a refused client certificate. Retrying will not help.
-    Tls(String),
-    /// The connection closed or was reset with no answer under way.
-    Closed(String),
-    /// Any other transport failure (refused, timed out, no such host).
-    Transport(String),
-    /// The answer is not HTTP/1.1 kubeboot can read, or a request cannot
-    /// be written (a path with spaces or control characters).
-    Invalid(String),
-    /// A body over [`MAX_BODY`].
-    TooLarge,
-}
-
-impl Cut {
-    /// The retry loop's view: TLS failures, unreadable answers and
-    /// oversized bodies are permanent; the rest are worth another attempt.
-    pub(crate) fn step<T>(self) -> Step<T> {
-        match self {
-            Cut::Tls(m) => Step::Stop(format!("{}{m}", http::TLS_FAILURE)),
-            Cut::Invalid(m) => Step::Stop(m),
-            Cut::TooLarge => Step::Stop(format!("response larger than {} MiB", MAX_BODY >> 20)),
-            Cut::Closed(m) | Cut::Transport(m) => Step::Again(m),
-        }
-    }
-}
 
 /// One answer of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +96,9 @@ pub(crate) struct Client {
     tls: Arc<ClientConfig>,
     /// The base URL, for messages.
     base: String,
-    /// The host to connect to (an address literal without brackets, or a name).
+    /// The address to connect to when the URL's host is an address literal.
+    literal: Option<SocketAddr>,
+    /// The host name to look up otherwise.
     host: String,
     port: u16,
     /// The `Host` header: the URL's authority.
@@ -154,14 +126,13 @@ impl Client {
         let Some(auth) = uri.authority() else {
             return Err(Error::Failed(format!("{base}: no host")));
         };
-        let raw_host = auth.host();
-        let host = raw_host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(raw_host)
-            .to_string();
-        let name = ServerName::try_from(host.clone())
-            .map_err(|e| Error::Failed(format!("{base}: {e}")))?;
+        // an address literal is connected to as it is; a name is looked up
+        let literal = http::literal_address(&uri);
+        let name = match literal {
+            Some(a) => ServerName::IpAddress(a.ip().into()),
+            None => ServerName::try_from(auth.host().to_string())
+                .map_err(|e| Error::Failed(format!("{base}: {e}")))?,
+        };
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(ca_pem).flatten() {
             roots
@@ -192,7 +163,8 @@ impl Client {
         Ok(Client {
             tls: Arc::new(tls),
             base: base.trim_end_matches('/').to_string(),
-            host,
+            literal,
+            host: auth.host().to_string(),
             port: uri.port_u16().unwrap_or(443),
             authority: auth.as_str().to_string(),
             name,
@@ -254,10 +226,10 @@ impl Client {
     }
 
     fn connect(&self, deadline: Instant, timeout: Duration) -> Result<Conn, Cut> {
-        let addrs: Vec<SocketAddr> = match self.host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, self.port)],
+        let addrs: Vec<SocketAddr> = match self.literal {
+            Some(a) => vec![a],
             // looked up here only: a kept-alive connection needs no lookup
-            Err(_) => (self.host.as_str(), self.port)
+            None => (self.host.as_str(), self.port)
                 .to_socket_addrs()
                 .map_err(|e| Cut::Transport(format!("host not found: {e}")))?
                 .collect(),
@@ -305,32 +277,12 @@ fn left(deadline: Instant, timeout: Duration) -> Result<Duration, Cut> {
     Ok(left)
 }
 
-fn timed_out(timeout: Duration) -> Cut {
-    Cut::Transport(format!("timed out after {} ms", timeout.as_millis()))
-}
-
 /// Sets the socket's read and write timeouts to what is left.
 fn timeouts(sock: &TcpStream, deadline: Instant, timeout: Duration) -> Result<(), Cut> {
     let left = Some(left(deadline, timeout)?);
     sock.set_read_timeout(left)
         .and_then(|()| sock.set_write_timeout(left))
         .map_err(|e| Cut::Transport(format!("I/O error: {e}")))
-}
-
-/// What an I/O error means for the batch.
-fn io_cut(e: &std::io::Error, timeout: Duration) -> Cut {
-    use std::io::ErrorKind as K;
-    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        return Cut::Tls(tls.to_string());
-    }
-    match e.kind() {
-        K::ConnectionRefused => Cut::Transport("connection refused".into()),
-        K::TimedOut | K::WouldBlock => timed_out(timeout),
-        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
-            Cut::Closed(format!("connection closed: {e}"))
-        }
-        _ => Cut::Transport(format!("I/O error: {e}")),
-    }
 }
 
 /// How an answer's body is delimited.

@@ -441,8 +441,10 @@ fn agent_config(
 /// and joined in a control-plane firstboot, each a wake-up away from the
 /// answer on a busy machine. Go's transport (kubeadm's) looks a name up only
 /// to open a connection; an agent here reuses a name's addresses for
-/// [`NAME_REUSE`], so the API phases' burst of requests to a load balancer's
-/// name makes one lookup, and a retry after that window looks up again.
+/// [`NAME_REUSE`], so the requests of one step to a name (discovery's
+/// fetches of cluster-info, an etcd client's calls) make one lookup, and a
+/// retry after that window looks up again. (The API client, `net::h1`,
+/// looks a name up only to open its connection.)
 #[derive(Debug, Default)]
 struct Resolve<R = ureq::unversioned::resolver::DefaultResolver> {
     inner: R,
@@ -495,7 +497,7 @@ impl<R: ureq::unversioned::resolver::Resolver> ureq::unversioned::resolver::Reso
 
 /// The socket address of a URL whose host is an IP address literal (the
 /// scheme's default port when none is given); `None` for a name.
-fn literal_address(uri: &ureq::http::Uri) -> Option<std::net::SocketAddr> {
+pub(crate) fn literal_address(uri: &ureq::http::Uri) -> Option<std::net::SocketAddr> {
     let authority = uri.authority()?;
     let host = authority.host();
     let host = host
@@ -540,21 +542,19 @@ pub(crate) fn send(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> Step<Reply> {
-    const JSON: &str = "application/json";
     trace_request(method, url, headers);
+    let with_body = |req| match method.body() {
+        Some(("", _)) | None => prepare(req, timeout, headers).send_empty(),
+        Some((kind, body)) => prepare(req, timeout, headers)
+            .header("Content-Type", kind)
+            .send(body),
+    };
     let result = match method {
         Method::Get => prepare(agent.get(url), timeout, headers).call(),
-        Method::Put => prepare(agent.put(url), timeout, headers).send_empty(),
-        Method::PostJson(body) => prepare(agent.post(url), timeout, headers)
-            .header("Content-Type", JSON)
-            .send(body),
-        Method::PutJson(body) => prepare(agent.put(url), timeout, headers)
-            .header("Content-Type", JSON)
-            .send(body),
-        Method::MergePatch(body) => prepare(agent.patch(url), timeout, headers)
-            .header("Content-Type", "application/merge-patch+json")
-            .send(body),
         Method::Delete => prepare(agent.delete(url), timeout, headers).call(),
+        Method::Put | Method::PutJson(_) => with_body(agent.put(url)),
+        Method::PostJson(_) => with_body(agent.post(url)),
+        Method::MergePatch(_) => with_body(agent.patch(url)),
     };
     let mut resp = match result {
         Ok(r) => r,
@@ -612,22 +612,12 @@ pub(crate) fn retryable_status(status: u16, retry_after_value: Option<&str>) -> 
 
 fn classify<T>(e: ureq::Error, timeout: Duration) -> Step<T> {
     match e {
-        ureq::Error::Timeout(_) => {
-            Step::Again(format!("timed out after {} ms", timeout.as_millis()))
-        }
+        ureq::Error::Timeout(_) => timed_out(timeout).step(),
         ureq::Error::ConnectionFailed => Step::Again("connection failed".into()),
         ureq::Error::HostNotFound => Step::Again("host not found".into()),
-        ureq::Error::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
-            // A certificate the roots do not vouch for will not improve with retries.
-            Step::Stop(format!("{TLS_FAILURE}{io}"))
-        }
-        ureq::Error::Io(io) => Step::Again(match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
-                format!("timed out after {} ms", timeout.as_millis())
-            }
-            _ => format!("I/O error: {io}"),
-        }),
+        // a TLS failure (a certificate the roots do not vouch for) will not
+        // improve with retries; refused, timed out, reset are retried
+        ureq::Error::Io(io) => io_cut(&io, timeout).step(),
         ureq::Error::BodyExceedsLimit(_) => {
             Step::Stop(format!("response larger than {} MiB", MAX_BODY >> 20))
         }
@@ -635,6 +625,58 @@ fn classify<T>(e: ureq::Error, timeout: Duration) -> Step<T> {
         ureq::Error::Tls(e) => Step::Stop(format!("{TLS_FAILURE}{e}")),
         other => Step::Stop(other.to_string()),
     }
+}
+
+/// Why a request (or a batch of them, `net::h1`) got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Cut {
+    /// The TLS handshake or a record failed: a certificate the roots do not
+    /// vouch for, a refused client certificate. Retrying will not help.
+    Tls(String),
+    /// The connection closed or was reset with no answer under way.
+    Closed(String),
+    /// Any other transport failure (refused, timed out, no such host).
+    Transport(String),
+    /// The answer is not HTTP/1.1 kubeboot can read, or a request cannot
+    /// be written (a path with spaces or control characters).
+    Invalid(String),
+    /// A body over [`MAX_BODY`].
+    TooLarge,
+}
+
+impl Cut {
+    /// The retry loop's view: TLS failures, unreadable answers and
+    /// oversized bodies are permanent; the rest are worth another attempt.
+    pub(crate) fn step<T>(self) -> Step<T> {
+        match self {
+            Cut::Tls(m) => Step::Stop(format!("{TLS_FAILURE}{m}")),
+            Cut::Invalid(m) => Step::Stop(m),
+            Cut::TooLarge => Step::Stop(format!("response larger than {} MiB", MAX_BODY >> 20)),
+            Cut::Closed(m) | Cut::Transport(m) => Step::Again(m),
+        }
+    }
+}
+
+/// What an I/O error means: for the API client's connection (`net::h1`)
+/// and, through [`Cut::step`], for ureq's requests ([`send`]).
+pub(crate) fn io_cut(e: &std::io::Error, timeout: Duration) -> Cut {
+    use std::io::ErrorKind as K;
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return Cut::Tls(tls.to_string());
+    }
+    match e.kind() {
+        K::ConnectionRefused => Cut::Transport("connection refused".into()),
+        K::TimedOut | K::WouldBlock => timed_out(timeout),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+            Cut::Closed(format!("connection closed: {e}"))
+        }
+        _ => Cut::Transport(format!("I/O error: {e}")),
+    }
+}
+
+/// The failure of an attempt that ran out of `timeout`.
+pub(crate) fn timed_out(timeout: Duration) -> Cut {
+    Cut::Transport(format!("timed out after {} ms", timeout.as_millis()))
 }
 
 /// A URL as logs may show it: no user info, no query string.
