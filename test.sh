@@ -67,10 +67,11 @@ if ((${#missing_debian[@]} + ${#missing_pypi[@]})); then
       export DEBIAN_FRONTEND=noninteractive
       apt-get update -qq
       apt-get install -y -qq --no-install-recommends "${missing_debian[@]}" >/dev/null
+      apt-get clean  # the downloaded .debs: disk the test build needs (docs/building.md)
     fi
     if ((${#missing_pypi[@]})); then
       echo "test.sh: pip install ${missing_pypi[*]}" >&2
-      python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+      python3 -m pip install -q --no-cache-dir --disable-pip-version-check --root-user-action=ignore \
         "${missing_pypi[@]}"
     fi
   fi
