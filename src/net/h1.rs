@@ -733,6 +733,15 @@ mod tests {
             )
             .into_boxed_str(),
         );
+        // one long trailer line, then the rest later: 9 KiB seen of the
+        // 16 KiB allowed, so the reader waits for more
+        let late_trailer: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nzz\r\n0\r\nX: {}\r\n\u{1}Y: 2\r\n\r\n",
+                "t".repeat(9000)
+            )
+            .into_boxed_str(),
+        );
         let c = raw_server(vec![
             (
                 vec![
@@ -745,6 +754,7 @@ mod tests {
                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\u{1}\r\n0\r\n\r\n",
                     // trailer fields arriving in two pieces
                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\nX-T: 1\u{1}\r\n\r\n",
+                    late_trailer,
                     "HTTP/1.1 200 OK\r\n\r\nto the end",
                 ],
                 true,
@@ -768,6 +778,7 @@ mod tests {
         let r = done(get(&c, "/5"));
         assert_eq!(r.body, b"hello");
         assert_eq!(done(get(&c, "/6")).body, b"z");
+        assert_eq!(done(get(&c, "/6a")).body, b"zz");
         let r = done(get(&c, "/6b"));
         assert_eq!((r.status, r.body.as_slice()), (200, &b"to the end"[..]));
         // the next connection: a chunk not ended by CRLF is refused, not read on
