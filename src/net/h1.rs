@@ -742,6 +742,22 @@ mod tests {
             )
             .into_boxed_str(),
         );
+        // a chunk size line and a trailer section of exactly the 16 KiB
+        // allowed, each completed 100 ms later
+        let edge_line: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;{}\u{1}\r\nhello\r\n0\r\n\r\n",
+                "e".repeat(MAX_HEAD - 2)
+            )
+            .into_boxed_str(),
+        );
+        let edge_trailers: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nq\r\n0\r\nX: {}\u{1}\r\n\r\n",
+                "t".repeat(MAX_HEAD - 3)
+            )
+            .into_boxed_str(),
+        );
         let c = raw_server(vec![
             (
                 vec![
@@ -755,6 +771,10 @@ mod tests {
                     // trailer fields arriving in two pieces
                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\nX-T: 1\u{1}\r\n\r\n",
                     late_trailer,
+                    // a body whose second half comes later
+                    "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello\u{1}world",
+                    edge_line,
+                    edge_trailers,
                     "HTTP/1.1 200 OK\r\n\r\nto the end",
                 ],
                 true,
@@ -769,6 +789,9 @@ mod tests {
         ]);
         let r = done(get(&c, "/1"));
         assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
+        // the trailers' empty line was used up: nothing is left unread
+        let left = c.conn.lock().unwrap().as_ref().map(|k| k.unused().len());
+        assert_eq!(left, Some(0));
         let r = done(get(&c, "/2"));
         assert_eq!((r.status, r.body.as_slice()), (201, &b"{}"[..]));
         let r = done(get(&c, "/3"));
@@ -779,6 +802,9 @@ mod tests {
         assert_eq!(r.body, b"hello");
         assert_eq!(done(get(&c, "/6")).body, b"z");
         assert_eq!(done(get(&c, "/6a")).body, b"zz");
+        assert_eq!(done(get(&c, "/6c")).body, b"helloworld");
+        assert_eq!(done(get(&c, "/6d")).body, b"hello");
+        assert_eq!(done(get(&c, "/6e")).body, b"q");
         let r = done(get(&c, "/6b"));
         assert_eq!((r.status, r.body.as_slice()), (200, &b"to the end"[..]));
         // the next connection: a chunk not ended by CRLF is refused, not read on
@@ -809,16 +835,22 @@ mod tests {
             )
             .into_boxed_str(),
         );
+        let close = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\na";
         let c = raw_server(vec![
-            (
-                vec!["HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\na"],
-                true,
-            ),
+            (vec![close], true),
+            (vec![close], true),
             (vec![huge], true),
         ]);
         // every request answered: no cut, though the connection ends there
         let done = c.exchange(&[(Method::Get, "/1")], Duration::from_secs(20));
         assert_eq!((done.answers.len(), done.cut), (1, None));
+        // a request left unanswered by the close: the cut says why
+        let done = c.exchange(
+            &[(Method::Get, "/1a"), (Method::Get, "/1b")],
+            Duration::from_secs(20),
+        );
+        assert_eq!(done.answers.len(), 1);
+        assert!(matches!(done.cut, Some(Cut::Closed(_))), "{:?}", done.cut);
         match get(&c, "/2") {
             Step::Stop(w) => assert!(w.contains("larger than 16 MiB"), "{w}"),
             _ => panic!("a body over the limit was read"),
@@ -882,6 +914,41 @@ mod tests {
         assert_eq!(done(get(&c, "/2")).body, b"b");
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(done(get(&c, "/3")).body, b"c");
+    }
+
+    #[test]
+    fn a_bad_path_after_a_full_window_is_refused_once_the_window_is_answered() {
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nk";
+        let mut answers = vec![ok; WINDOW];
+        answers.push("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz");
+        let c = raw_server(vec![(answers, true)]);
+        let mut reqs = vec![(Method::Get, "/ok"); WINDOW];
+        reqs.push((Method::Get, "/bad path"));
+        let ex = c.exchange(&reqs, Duration::from_secs(20));
+        // all sixteen written are answered before the bad one is refused
+        assert_eq!(ex.answers.len(), WINDOW);
+        assert!(ex.answers.iter().all(|a| a.body == b"k"));
+        assert!(matches!(ex.cut, Some(Cut::Invalid(_))), "{:?}", ex.cut);
+        // and the connection kept holds no answer owed to them
+        assert_eq!(done(get(&c, "/after")).body, b"z");
+    }
+
+    #[test]
+    fn many_small_chunks_keep_the_read_buffer_small() {
+        let chunk = format!("64\r\n{}\r\n", "s".repeat(100));
+        let answer: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{}0\r\n\r\n",
+                chunk.repeat(40_000)
+            )
+            .into_boxed_str(),
+        );
+        let c = raw_server(vec![(vec![answer], true)]);
+        assert_eq!(done(get(&c, "/")).body.len(), 4_000_000);
+        // read bytes are moved to the front once 16 KiB are used, so the
+        // buffer holds a few reads, not the whole answer
+        let held = c.conn.lock().unwrap().as_ref().map(|k| k.buf.len());
+        assert!(held.is_some_and(|n| n <= 4 * READ_CHUNK), "{held:?}");
     }
 
     #[test]
