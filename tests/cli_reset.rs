@@ -114,6 +114,7 @@ fn a_worker_is_reset_and_a_dry_run_changes_nothing() {
         "{}",
         text(&o.stdout)
     );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -150,6 +151,7 @@ fn keep_pki_keeps_the_certificates_and_the_configured_etcd_dir_is_emptied() {
         )),
         "{out}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -198,4 +200,5 @@ fn symlinks_are_removed_as_links_and_never_followed() {
         )),
         "{out}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

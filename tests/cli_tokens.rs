@@ -301,6 +301,7 @@ fn create_list_delete_round_trip_with_kubeadms_secret_format() {
             "{args:?}: {e}"
         );
     }
+    std::fs::remove_dir_all(&c.dir).unwrap();
 }
 
 #[test]
@@ -333,6 +334,7 @@ fn print_join_config_is_a_worker_config_with_openssls_ca_pin() {
     let o = kubeboot(&["config", "validate", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("join-worker") || text(&o.stdout).contains("worker"));
+    std::fs::remove_dir_all(&c.dir).unwrap();
 }
 
 #[test]
@@ -372,6 +374,7 @@ fn bad_input_is_refused_before_contacting_anyone() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains(&format!("127.0.0.1:{closed}")));
+    std::fs::remove_dir_all(&c.dir).unwrap();
 }
 
 impl Cluster {

@@ -373,11 +373,12 @@ fn expiring_certificates_are_renewed_against_the_unchanged_cas_and_a_rerun_chang
     )
     .unwrap();
     assert_eq!(status["restarted"], serde_json::json!([]));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn one_named_certificate_restarts_only_its_pod() {
-    let (_dir, root) = short_lived("one");
+    let (dir, root) = short_lived("one");
     let kdir = root.join("etc/kubernetes");
     let files = snapshot(&root);
     // no window: renewed unconditionally, as kubeadm's `certs renew NAME`
@@ -405,11 +406,12 @@ fn one_named_certificate_restarts_only_its_pod() {
         std::fs::read(kdir.join("manifests/kube-apiserver.yaml")).unwrap(),
         before
     );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn external_ca_mode_says_per_certificate_that_it_cannot_sign() {
-    let (_dir, root) = short_lived("external");
+    let (dir, root) = short_lived("external");
     let pki = pki(&root);
     std::fs::remove_file(pki.join("ca.key")).unwrap();
     let apiserver_before = std::fs::read(pki.join("apiserver.crt")).unwrap();
@@ -453,11 +455,12 @@ fn external_ca_mode_says_per_certificate_that_it_cannot_sign() {
         status["restarted"],
         serde_json::json!(["etcd", "kube-apiserver"])
     );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn bad_arguments_are_usage_errors() {
-    let (_dir, root) = short_lived("bad");
+    let (dir, root) = short_lived("bad");
     for (args, needle) in [
         (vec!["kubelet.conf"], "kubelet.conf"),
         (vec!["ca"], "\"ca\""),
@@ -475,6 +478,7 @@ fn bad_arguments_are_usage_errors() {
             text(&o.stderr)
         );
     }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The manifest against the Kubernetes OpenAPI schema (PyPI
