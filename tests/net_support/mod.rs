@@ -33,6 +33,10 @@ pub struct Request {
     /// Which TCP connection carried it: 1 for the server's first accepted
     /// connection, 2 for the next... (keep-alive reuse shows as one number).
     pub connection: usize,
+    /// Whether bytes of the next request had already arrived when this one
+    /// was read to its end: the client wrote it ahead of this answer
+    /// (pipelining). Never true for a client that waits for each answer.
+    pub ahead: bool,
 }
 
 impl Request {
@@ -360,6 +364,7 @@ fn serve_one<S: Read + Write>(
         accepted,
         sent,
         connection: *connection,
+        ahead: !reader.buffer().is_empty(),
     };
     let index = {
         let mut r = recorded.lock().unwrap();
