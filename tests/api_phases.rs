@@ -239,7 +239,10 @@ fn check_first_run(c: &Cluster) -> (String, String) {
     // Here 24 of the 35 are: every POST but each phase's last. Asked for:
     // one per phase, which leaves room for bytes split up in transit.
     assert!(
-        reqs.iter().filter(|r| r.method == "POST" && r.ahead).count() >= 3,
+        reqs.iter()
+            .filter(|r| r.method == "POST" && r.ahead)
+            .count()
+            >= 3,
         "POSTs written ahead of an answer: {ahead:?}"
     );
     // admin.conf's client is made once and shared by every API phase: its
