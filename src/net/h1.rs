@@ -917,6 +917,30 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_connection_and_a_silent_server_are_told_apart() {
+        // a port nothing listens on: the listener is gone
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (_, c) = server_and_client(port);
+        match c.send(Method::Get, "/", Duration::from_secs(5)) {
+            Step::Again(w) => assert_eq!(w, "connection refused"),
+            Step::Done(_) | Step::Stop(_) => panic!("a refused connection is retried"),
+        }
+        // a listener the kernel completes connections for, that never
+        // answers the TLS handshake
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (_, c) = server_and_client(silent.local_addr().unwrap().port());
+        match c.send(Method::Get, "/", Duration::from_millis(300)) {
+            Step::Again(w) => assert_eq!(w, "timed out after 300 ms"),
+            Step::Done(_) | Step::Stop(_) => panic!("a silent server is retried"),
+        }
+        drop(silent);
+    }
+
+    #[test]
     fn a_bad_path_after_a_full_window_is_refused_once_the_window_is_answered() {
         let ok = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nk";
         let mut answers = vec![ok; WINDOW];
