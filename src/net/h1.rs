@@ -918,10 +918,20 @@ mod tests {
 
     #[test]
     fn a_refused_connection_and_a_silent_server_are_told_apart() {
-        // a port nothing listens on: the listener is gone
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
+        // a port held by a socket that never listens: connections to it are
+        // refused, and no other test can be handed the port meanwhile
+        let held = rustix::net::socket(
+            rustix::net::AddressFamily::INET,
+            rustix::net::SocketType::STREAM,
+            None,
+        )
+        .unwrap();
+        rustix::net::bind(
+            &held,
+            &"127.0.0.1:0".parse::<std::net::SocketAddrV4>().unwrap(),
+        )
+        .unwrap();
+        let port = std::net::SocketAddrV4::try_from(rustix::net::getsockname(&held).unwrap())
             .unwrap()
             .port();
         let (_, c) = server_and_client(port);
@@ -937,7 +947,7 @@ mod tests {
             Step::Again(w) => assert_eq!(w, "timed out after 300 ms"),
             Step::Done(_) | Step::Stop(_) => panic!("a silent server is retried"),
         }
-        drop(silent);
+        drop((held, silent));
     }
 
     #[test]
