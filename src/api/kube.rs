@@ -140,10 +140,9 @@ impl Kube {
         method: Method<'_>,
         verb: &str,
         path: &str,
-        first: Option<h1::Answer>,
+        mut first: Option<h1::Answer>,
     ) -> Result<(u16, Vec<u8>), Error> {
         let url = format!("{}{path}", self.base);
-        let mut first = first;
         match http::retry_watched(
             &Retry::within(self.budget),
             &format!("{verb} {url}"),

@@ -702,6 +702,11 @@ mod tests {
         c.send(Method::Get, path, Duration::from_secs(20))
     }
 
+    /// A server's answer built at run time, for [`raw_server`].
+    fn leak(s: String) -> &'static str {
+        Box::leak(s.into_boxed_str())
+    }
+
     fn done(step: Step<Reply>) -> Reply {
         match step {
             Step::Done(r) => r,
@@ -711,53 +716,35 @@ mod tests {
 
     #[test]
     fn chunked_bodies_interim_answers_and_the_close_are_read_right() {
-        let endless: &'static str = Box::leak(
-            format!(
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;{}",
-                "e".repeat(MAX_HEAD + 1)
-            )
-            .into_boxed_str(),
-        );
-        let long_trailer: &'static str = Box::leak(
-            format!(
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: {}",
-                "t".repeat(MAX_HEAD + 1)
-            )
-            .into_boxed_str(),
-        );
-        let endless_trailer: &'static str = Box::leak(
-            format!(
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n{}",
-                // short trailer lines, more than 16 KiB of them, no end
-                "X: y\r\n".repeat(MAX_HEAD / 4)
-            )
-            .into_boxed_str(),
-        );
+        let endless = leak(format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;{}",
+            "e".repeat(MAX_HEAD + 1)
+        ));
+        let long_trailer = leak(format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: {}",
+            "t".repeat(MAX_HEAD + 1)
+        ));
+        let endless_trailer = leak(format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n{}",
+            // short trailer lines, more than 16 KiB of them, no end
+            "X: y\r\n".repeat(MAX_HEAD / 4)
+        ));
         // one long trailer line, then the rest later: 9 KiB seen of the
         // 16 KiB allowed, so the reader waits for more
-        let late_trailer: &'static str = Box::leak(
-            format!(
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nzz\r\n0\r\nX: {}\r\n\u{1}Y: 2\r\n\r\n",
-                "t".repeat(9000)
-            )
-            .into_boxed_str(),
-        );
+        let late_trailer = leak(format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nzz\r\n0\r\nX: {}\r\n\u{1}Y: 2\r\n\r\n",
+            "t".repeat(9000)
+        ));
         // a chunk size line and a trailer section of exactly the 16 KiB
         // allowed, each completed 100 ms later
-        let edge_line: &'static str = Box::leak(
-            format!(
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;{}\u{1}\r\nhello\r\n0\r\n\r\n",
-                "e".repeat(MAX_HEAD - 2)
-            )
-            .into_boxed_str(),
-        );
-        let edge_trailers: &'static str = Box::leak(
-            format!(
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nq\r\n0\r\nX: {}\u{1}\r\n\r\n",
-                "t".repeat(MAX_HEAD - 3)
-            )
-            .into_boxed_str(),
-        );
+        let edge_line = leak(format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;{}\u{1}\r\nhello\r\n0\r\n\r\n",
+            "e".repeat(MAX_HEAD - 2)
+        ));
+        let edge_trailers = leak(format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nq\r\n0\r\nX: {}\u{1}\r\n\r\n",
+            "t".repeat(MAX_HEAD - 3)
+        ));
         let c = raw_server(vec![
             (
                 vec![
@@ -828,13 +815,10 @@ mod tests {
 
     #[test]
     fn a_body_to_the_close_is_bounded_and_a_last_answer_closing_is_no_cut() {
-        let huge: &'static str = Box::leak(
-            format!(
-                "HTTP/1.1 200 OK\r\n\r\n{}",
-                "x".repeat(MAX_BODY as usize + 1)
-            )
-            .into_boxed_str(),
-        );
+        let huge = leak(format!(
+            "HTTP/1.1 200 OK\r\n\r\n{}",
+            "x".repeat(MAX_BODY as usize + 1)
+        ));
         let close = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\na";
         let c = raw_server(vec![
             (vec![close], true),
@@ -859,7 +843,6 @@ mod tests {
 
     #[test]
     fn bodies_of_exactly_16_mib_are_read_and_a_chunk_may_span_reads() {
-        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
         let most = MAX_BODY as usize;
         let to_close = leak(format!("HTTP/1.1 200 OK\r\n\r\n{}", "c".repeat(most)));
         let chunked = leak(format!(
@@ -970,13 +953,10 @@ mod tests {
     #[test]
     fn many_small_chunks_keep_the_read_buffer_small() {
         let chunk = format!("64\r\n{}\r\n", "s".repeat(100));
-        let answer: &'static str = Box::leak(
-            format!(
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{}0\r\n\r\n",
-                chunk.repeat(40_000)
-            )
-            .into_boxed_str(),
-        );
+        let answer = leak(format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{}0\r\n\r\n",
+            chunk.repeat(40_000)
+        ));
         let c = raw_server(vec![(vec![answer], true)]);
         assert_eq!(done(get(&c, "/")).body.len(), 4_000_000);
         // read bytes are moved to the front once 16 KiB are used, so the

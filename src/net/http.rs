@@ -618,11 +618,9 @@ fn classify<T>(e: ureq::Error, timeout: Duration) -> Step<T> {
         // a TLS failure (a certificate the roots do not vouch for) will not
         // improve with retries; refused, timed out, reset are retried
         ureq::Error::Io(io) => io_cut(&io, timeout).step(),
-        ureq::Error::BodyExceedsLimit(_) => {
-            Step::Stop(format!("response larger than {} MiB", MAX_BODY >> 20))
-        }
-        ureq::Error::Rustls(e) => Step::Stop(format!("{TLS_FAILURE}{e}")),
-        ureq::Error::Tls(e) => Step::Stop(format!("{TLS_FAILURE}{e}")),
+        ureq::Error::BodyExceedsLimit(_) => Cut::TooLarge.step(),
+        ureq::Error::Rustls(e) => Cut::Tls(e.to_string()).step(),
+        ureq::Error::Tls(e) => Cut::Tls(e.to_string()).step(),
         other => Step::Stop(other.to_string()),
     }
 }
